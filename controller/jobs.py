@@ -1,0 +1,151 @@
+"""Jobs: the submission schema, the phase state machine and events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from controller.datasets import DATASET_ID, NAME
+from controller.errors import IllegalTransition
+
+LABEL_KEY = r"^[a-z0-9]([a-z0-9./_-]{0,61}[a-z0-9])?$"
+LABEL_VALUE = r"^[A-Za-z0-9._-]{0,63}$"
+
+
+class JobPhase(StrEnum):
+    Pending = "Pending"
+    Scheduled = "Scheduled"
+    Running = "Running"
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+    Cancelled = "Cancelled"
+
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    def can_become(self, target: JobPhase) -> bool:
+        return target in TRANSITIONS[self]
+
+
+TERMINAL = frozenset({JobPhase.Succeeded, JobPhase.Failed, JobPhase.Cancelled})
+TRANSITIONS: dict[JobPhase, frozenset[JobPhase]] = {
+    JobPhase.Pending: frozenset({JobPhase.Scheduled, JobPhase.Cancelled, JobPhase.Failed}),
+    # Scheduled/Running -> Pending: the cluster failed or the job was preempted; attempt is raised.
+    JobPhase.Scheduled: frozenset(
+        {JobPhase.Running, JobPhase.Pending, JobPhase.Cancelled, JobPhase.Failed, JobPhase.Succeeded}
+    ),
+    JobPhase.Running: frozenset({JobPhase.Succeeded, JobPhase.Failed, JobPhase.Cancelled, JobPhase.Pending}),
+    JobPhase.Succeeded: frozenset(),
+    JobPhase.Failed: frozenset(),
+    JobPhase.Cancelled: frozenset(),
+}
+
+
+def check_transition(job_id: str, current: JobPhase, target: JobPhase) -> None:
+    if not current.can_become(target):
+        raise IllegalTransition(f"job {job_id} cannot go from {current.value} to {target.value}")
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: Annotated[float, Field(gt=0, le=4096, description="cores per replica")] = 1.0
+    memory_gib: Annotated[float, Field(ge=0, le=16384)] = 1.0
+    gpu: Annotated[int, Field(ge=0, le=64)] = 0
+
+
+class Constraints(BaseModel):
+    """Explicit placement constraints, like Karmada's ClusterAffinity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_clusters: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=200)] = []
+    deny_clusters: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=200)] = []
+    prefer_clusters: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=200)] = []
+    require_labels: dict[
+        Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]
+    ] = {}
+    prefer_labels: dict[
+        Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]
+    ] = {}
+
+
+class Runtime(BaseModel):
+    """What runs: a container command (Kubernetes Job), a Spark application, or a local command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["container", "spark"] = "container"
+    image: Annotated[str, Field(max_length=512)] = "registry.yiwang.gov.cn/analytics/python:3.11"
+    command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = []
+    main_application_file: Annotated[str | None, Field(max_length=1024)] = None
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
+              Annotated[str, Field(max_length=4096)]] = {}
+
+    @model_validator(mode="after")
+    def _spark_needs_file(self) -> Runtime:
+        if self.kind == "spark" and not self.main_application_file:
+            raise ValueError("a spark runtime needs main_application_file")
+        return self
+
+
+class FailoverSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["backup-group", "anywhere-legal", "none"] = "backup-group"
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=NAME)]
+    tenant: Annotated[str, Field(pattern=NAME, description="submitting province, ministry or 'national'")]
+    priority: Annotated[int, Field(ge=0, le=1_000_000)] = 100
+    resources: Resources = Resources()
+    replicas: Annotated[int, Field(ge=1, le=10_000, description="gang: all replicas start together")] = 1
+    inputs: Annotated[list[Annotated[str, Field(pattern=DATASET_ID)]], Field(max_length=64)] = []
+    constraints: Constraints = Constraints()
+    failover: FailoverSpec = FailoverSpec()
+    runtime: Runtime = Runtime()
+    max_runtime_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 3600
+    expected_runtime_s: Annotated[
+        float, Field(gt=0, le=30 * 86400, description="estimate used by simulated clusters")
+    ] = 5.0
+    delay_tolerant: bool = False
+    labels: dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]] = {}
+
+    @model_validator(mode="after")
+    def _unique_inputs(self) -> JobCreate:
+        if len(set(self.inputs)) != len(self.inputs):
+            raise ValueError("inputs must not repeat a data set")
+        return self
+
+
+class JobEvent(BaseModel):
+    at: datetime
+    type: str
+    from_phase: JobPhase | None = None
+    to_phase: JobPhase | None = None
+    cluster: str | None = None
+    attempt: int
+    reason: str
+
+
+class JobRead(BaseModel):
+    id: str
+    spec: JobCreate
+    phase: JobPhase
+    cluster: str | None
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    message: str = ""
+    events: list[JobEvent] = []
+
+
+class JobList(BaseModel):
+    items: list[JobRead]
+    next_cursor: str | None

@@ -1,0 +1,162 @@
+"""Policies as validated data: residency, placement, failover (and the topology).
+
+Every policy file lives in ``policies/``. ``load_policy_set`` validates all of them and reports
+every error with its file and path, so ``yiwang policy check`` lists them all at once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from controller.datasets import Classification
+from controller.errors import InvalidPolicy
+from controller.topology.model import Topology
+
+
+class Movement(StrEnum):
+    none = "none"  # runs only where a copy is; the data never moves
+    owner_or_national = "owner_or_national"  # the owner's clusters or the national nodes
+    anywhere = "anywhere"
+
+
+class ResidencyPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    movement: dict[Classification, Movement] = {
+        Classification.core: Movement.none,
+        Classification.important: Movement.owner_or_national,
+        Classification.general: Movement.anywhere,
+    }
+
+    def rule(self, classification: Classification) -> Movement:
+        # An unlisted classification gets the strictest rule: residency is never a preference.
+        return self.movement.get(classification, Movement.none)
+
+
+class PluginWeight(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    weight: Annotated[float, Field(ge=0, le=100)] = 1.0
+
+
+class PlacementPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    filters: Annotated[list[str], Field(min_length=1)] = ["health", "constraints", "residency", "capacity"]
+    scores: list[PluginWeight] = [
+        PluginWeight(name="locality", weight=3.0),
+        PluginWeight(name="constraints", weight=1.0),
+        PluginWeight(name="balance", weight=1.0),
+    ]
+
+
+class FailoverPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    heartbeat_grace_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    lease_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    backups: dict[str, list[str]] = {}
+
+
+POLICY_KINDS: dict[str, type[BaseModel]] = {
+    "residency": ResidencyPolicy,
+    "placement": PlacementPolicy,
+    "failover": FailoverPolicy,
+}
+
+
+class PolicySet(BaseModel):
+    topology: Topology
+    residency: ResidencyPolicy
+    placement: PlacementPolicy
+    failover: FailoverPolicy
+
+
+def format_errors(source: str, exc: ValidationError) -> list[dict[str, str]]:
+    """One entry per invalid field, with a dotted/indexed path: ``clusters[3].capacity.cpu``."""
+    out = []
+    for err in exc.errors():
+        path = ""
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        out.append({"source": source, "path": path or "(root)", "message": err["msg"]})
+    return out
+
+
+def cross_check(ps: PolicySet, known_filters: set[str], known_scores: set[str]) -> list[dict[str, str]]:
+    """Rules that span files: references to clusters and plugins must exist."""
+    errs: list[dict[str, str]] = []
+    names = {c.name for c in ps.topology.clusters}
+    for cluster, backups in ps.failover.backups.items():
+        if cluster not in names:
+            errs.append({"source": "failover", "path": f"backups.{cluster}",
+                         "message": f"unknown cluster {cluster!r}"})
+        for i, b in enumerate(backups):
+            if b not in names:
+                errs.append({"source": "failover", "path": f"backups.{cluster}[{i}]",
+                             "message": f"unknown cluster {b!r}"})
+            elif b == cluster:
+                errs.append({"source": "failover", "path": f"backups.{cluster}[{i}]",
+                             "message": "a cluster cannot be its own backup"})
+    for i, f in enumerate(ps.placement.filters):
+        if f not in known_filters:
+            errs.append({"source": "placement", "path": f"filters[{i}]",
+                         "message": f"unknown filter plugin {f!r}; known: {sorted(known_filters)}"})
+    for i, s in enumerate(ps.placement.scores):
+        if s.name not in known_scores:
+            errs.append({"source": "placement", "path": f"scores[{i}].name",
+                         "message": f"unknown score plugin {s.name!r}; known: {sorted(known_scores)}"})
+    return errs
+
+
+def validate_kind(kind: str, body: Any) -> BaseModel:
+    model = POLICY_KINDS.get(kind)
+    if model is None:
+        raise InvalidPolicy(f"unknown policy kind {kind!r}; kinds: {sorted(POLICY_KINDS)}")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidPolicy(f"{kind} policy is invalid", errors=format_errors(kind, exc)) from exc
+
+
+def load_policy_set(directory: Path) -> PolicySet:
+    """Load and validate every policy file; raise InvalidPolicy listing all errors."""
+    from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
+
+    docs: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+    for kind in ("topology", *POLICY_KINDS):
+        path = directory / f"{kind}.yaml"
+        if not path.exists():
+            if kind == "topology":
+                errors.append({"source": str(path), "path": "(file)", "message": "missing"})
+            docs[kind] = {}
+            continue
+        try:
+            docs[kind] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            errors.append({"source": str(path), "path": "(file)", "message": f"not valid YAML: {exc}"})
+    models: dict[str, BaseModel] = {}
+    for kind, model in (("topology", Topology), *POLICY_KINDS.items()):
+        if kind not in docs:
+            continue
+        try:
+            models[kind] = model.model_validate(docs[kind])
+        except ValidationError as exc:
+            errors.extend(format_errors(f"{kind}.yaml", exc))
+    if errors:
+        raise InvalidPolicy(f"{len(errors)} policy error(s)", errors=errors)
+    ps = PolicySet.model_validate(models)
+    errors = cross_check(ps, set(FILTER_PLUGINS), set(SCORE_PLUGINS))
+    if errors:
+        raise InvalidPolicy(f"{len(errors)} policy error(s)", errors=errors)
+    return ps
