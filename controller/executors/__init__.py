@@ -1,0 +1,1 @@
+"""Executors: how a member cluster's agent runs assignments (see base.py)."""
