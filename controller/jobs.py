@@ -82,8 +82,10 @@ class Runtime(BaseModel):
     image: Annotated[str, Field(max_length=512)] = "registry.yiwang.gov.cn/analytics/python:3.11"
     command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = []
     main_application_file: Annotated[str | None, Field(max_length=1024)] = None
-    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
-              Annotated[str, Field(max_length=4096)]] = {}
+    env: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
+        Annotated[str, Field(max_length=4096)],
+    ] = {}
 
     @model_validator(mode="after")
     def _spark_needs_file(self) -> Runtime:

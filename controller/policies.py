@@ -98,23 +98,48 @@ def cross_check(ps: PolicySet, known_filters: set[str], known_scores: set[str]) 
     names = {c.name for c in ps.topology.clusters}
     for cluster, backups in ps.failover.backups.items():
         if cluster not in names:
-            errs.append({"source": "failover", "path": f"backups.{cluster}",
-                         "message": f"unknown cluster {cluster!r}"})
+            errs.append(
+                {
+                    "source": "failover",
+                    "path": f"backups.{cluster}",
+                    "message": f"unknown cluster {cluster!r}",
+                }
+            )
         for i, b in enumerate(backups):
             if b not in names:
-                errs.append({"source": "failover", "path": f"backups.{cluster}[{i}]",
-                             "message": f"unknown cluster {b!r}"})
+                errs.append(
+                    {
+                        "source": "failover",
+                        "path": f"backups.{cluster}[{i}]",
+                        "message": f"unknown cluster {b!r}",
+                    }
+                )
             elif b == cluster:
-                errs.append({"source": "failover", "path": f"backups.{cluster}[{i}]",
-                             "message": "a cluster cannot be its own backup"})
+                errs.append(
+                    {
+                        "source": "failover",
+                        "path": f"backups.{cluster}[{i}]",
+                        "message": "a cluster cannot be its own backup",
+                    }
+                )
     for i, f in enumerate(ps.placement.filters):
         if f not in known_filters:
-            errs.append({"source": "placement", "path": f"filters[{i}]",
-                         "message": f"unknown filter plugin {f!r}; known: {sorted(known_filters)}"})
+            errs.append(
+                {
+                    "source": "placement",
+                    "path": f"filters[{i}]",
+                    "message": f"unknown filter plugin {f!r}; known: {sorted(known_filters)}",
+                }
+            )
     for i, s in enumerate(ps.placement.scores):
         if s.name not in known_scores:
-            errs.append({"source": "placement", "path": f"scores[{i}].name",
-                         "message": f"unknown score plugin {s.name!r}; known: {sorted(known_scores)}"})
+            errs.append(
+                {
+                    "source": "placement",
+                    "path": f"scores[{i}].name",
+                    "message": f"unknown score plugin {s.name!r}; known: {sorted(known_scores)}",
+                }
+            )
     return errs
 
 
@@ -146,7 +171,8 @@ def load_policy_set(directory: Path) -> PolicySet:
         except yaml.YAMLError as exc:
             errors.append({"source": str(path), "path": "(file)", "message": f"not valid YAML: {exc}"})
     models: dict[str, BaseModel] = {}
-    for kind, model in (("topology", Topology), *POLICY_KINDS.items()):
+    kinds: list[tuple[str, type[BaseModel]]] = [("topology", Topology), *POLICY_KINDS.items()]
+    for kind, model in kinds:
         if kind not in docs:
             continue
         try:

@@ -73,7 +73,7 @@ def slugify(name_en: str) -> str:
 
 
 def round100(x: float) -> int:
-    return int(round(x / 100.0)) * 100
+    return round(x / 100.0) * 100
 
 
 def hub_sides(hubs_csv: Path) -> dict[str, tuple[str, str]]:
@@ -93,13 +93,27 @@ def province_cpu(pop: int | None, side: str | None) -> int:
 
 
 def _cluster(
-    name: str, tier: str, tenant: str, display: str, display_zh: str, region: str,
-    lng: float, lat: float, cpu: int, gpu_per: int, adcode: str | None = None,
-    hub: str | None = None, side: str | None = None,
+    name: str,
+    tier: str,
+    tenant: str,
+    display: str,
+    display_zh: str,
+    region: str,
+    lng: float,
+    lat: float,
+    cpu: int,
+    gpu_per: int,
+    adcode: str | None = None,
+    hub: str | None = None,
+    side: str | None = None,
 ) -> dict[str, Any]:
     c: dict[str, Any] = {
-        "name": name, "tier": tier, "tenant": tenant, "display_name": display,
-        "display_name_zh": display_zh, "region": region,
+        "name": name,
+        "tier": tier,
+        "tenant": tenant,
+        "display_name": display,
+        "display_name_zh": display_zh,
+        "region": region,
         "location": {"lng": lng, "lat": lat},
         "capacity": {"cpu": cpu, "memory_gib": cpu * 4, "gpu": cpu // gpu_per},
     }
@@ -116,11 +130,32 @@ def build(data_dir: Path, ministries: int = DEFAULT_MINISTRIES) -> tuple[dict[st
         raise ValueError(f"ministries must be between 0 and {len(MINISTRIES)}")
     hubs = hub_sides(data_dir / "eastdata_westcompute_hubs.csv")
     clusters: list[dict[str, Any]] = [
-        _cluster("national-primary", "national", "national", "National platform (primary)",
-                 "国家平台主节点", "cn-beijing", *BEIJING, 16000, 250,
-                 hub="Beijing-Tianjin-Hebei", side="east"),
-        _cluster("national-backup", "national", "national", "National platform (backup)",
-                 "国家平台备节点", "cn-guizhou", *GUIAN, 12000, 250, hub="Guizhou", side="west"),
+        _cluster(
+            "national-primary",
+            "national",
+            "national",
+            "National platform (primary)",
+            "国家平台主节点",
+            "cn-beijing",
+            *BEIJING,
+            16000,
+            250,
+            hub="Beijing-Tianjin-Hebei",
+            side="east",
+        ),
+        _cluster(
+            "national-backup",
+            "national",
+            "national",
+            "National platform (backup)",
+            "国家平台备节点",
+            "cn-guizhou",
+            *GUIAN,
+            12000,
+            250,
+            hub="Guizhou",
+            side="west",
+        ),
     ]
     with (data_dir / "china_provinces_32.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -128,14 +163,37 @@ def build(data_dir: Path, ministries: int = DEFAULT_MINISTRIES) -> tuple[dict[st
             slug = slugify(row["name_en"])
             hub, side = hubs.get(adcode, (None, None))
             pop = int(row["pop_census_2020"]) if row["pop_census_2020"].strip() else None
-            clusters.append(_cluster(
-                f"prov-{slug}", "province", slug, row["name_en"], row["name_zh"], f"cn-{slug}",
-                float(row["capital_lng_gcj02"]), float(row["capital_lat_gcj02"]),
-                province_cpu(pop, side), 250 if hub else 500, adcode=adcode, hub=hub, side=side,
-            ))
+            clusters.append(
+                _cluster(
+                    f"prov-{slug}",
+                    "province",
+                    slug,
+                    row["name_en"],
+                    row["name_zh"],
+                    f"cn-{slug}",
+                    float(row["capital_lng_gcj02"]),
+                    float(row["capital_lat_gcj02"]),
+                    province_cpu(pop, side),
+                    250 if hub else 500,
+                    adcode=adcode,
+                    hub=hub,
+                    side=side,
+                )
+            )
     for m in MINISTRIES[:ministries]:
-        clusters.append(_cluster(f"dept-{m.slug}", "department", m.slug, m.name_en, m.name_zh,
-                                 "cn-beijing", *BEIJING, 1600, 500))
+        clusters.append(
+            _cluster(
+                f"dept-{m.slug}",
+                "department",
+                m.slug,
+                m.name_en,
+                m.name_zh,
+                "cn-beijing",
+                *BEIJING,
+                1600,
+                500,
+            )
+        )
 
     def rtt(a: dict[str, Any], b: dict[str, Any]) -> float:
         la, lb = a["location"], b["location"]
@@ -143,14 +201,24 @@ def build(data_dir: Path, ministries: int = DEFAULT_MINISTRIES) -> tuple[dict[st
 
     primary, backup = clusters[0], clusters[1]
     links: list[dict[str, Any]] = [
-        {"a": primary["name"], "b": backup["name"], "bandwidth_gbps": BACKBONE_GBPS,
-         "latency_ms": rtt(primary, backup)}
+        {
+            "a": primary["name"],
+            "b": backup["name"],
+            "bandwidth_gbps": BACKBONE_GBPS,
+            "latency_ms": rtt(primary, backup),
+        }
     ]
     for c in clusters[2:]:
         gbps = PROVINCE_LINK_GBPS if c["tier"] == "province" else MINISTRY_LINK_GBPS
         for national in (primary, backup):
-            links.append({"a": c["name"], "b": national["name"], "bandwidth_gbps": gbps,
-                          "latency_ms": rtt(c, national)})
+            links.append(
+                {
+                    "a": c["name"],
+                    "b": national["name"],
+                    "bandwidth_gbps": gbps,
+                    "latency_ms": rtt(c, national),
+                }
+            )
 
     # Failover: a province falls back to its nearest other province, then to the national backup.
     provinces = [c for c in clusters if c["tier"] == "province"]
@@ -170,7 +238,9 @@ def build(data_dir: Path, ministries: int = DEFAULT_MINISTRIES) -> tuple[dict[st
     return topology, failover
 
 
-HEADER = "# GENERATED by `yiwang policy generate` from ../shared/data (see controller/topology/generate.py).\n"
+HEADER = (
+    "# GENERATED by `yiwang policy generate` from ../shared/data (see controller/topology/generate.py).\n"
+)
 
 
 def write(data_dir: Path, policies_dir: Path, ministries: int = DEFAULT_MINISTRIES) -> list[Path]:
@@ -178,7 +248,8 @@ def write(data_dir: Path, policies_dir: Path, ministries: int = DEFAULT_MINISTRI
     out = []
     for name, doc in (("topology.yaml", topology), ("failover.yaml", failover)):
         path = policies_dir / name
-        path.write_text(HEADER + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120),
-                        encoding="utf-8")
+        path.write_text(
+            HEADER + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120), encoding="utf-8"
+        )
         out.append(path)
     return out

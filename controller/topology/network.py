@@ -65,9 +65,7 @@ class NetworkModel:
             return 0.0
         return float(self.latency_ms[src, dst] / 1000.0 + size_bytes / self.bandwidth_bps[src, dst])
 
-    def transfer_seconds_to_all(
-        self, sources: list[int], size_bytes: float
-    ) -> npt.NDArray[np.float64]:
+    def transfer_seconds_to_all(self, sources: list[int], size_bytes: float) -> npt.NDArray[np.float64]:
         """For each destination cluster, the time to fetch the data from its nearest copy."""
         if not sources:
             return np.full(len(self.names), np.inf)

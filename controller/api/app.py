@@ -1,0 +1,46 @@
+"""create_app(settings): the FastAPI application of the controller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from controller import __version__
+from controller.api import problems
+from controller.api.limits import BodySizeLimit
+from controller.api.routes import agents, clusters, datasets, jobs, policies, system
+from controller.metrics import make_registry
+from controller.service import Controller
+from controller.settings import Settings
+
+
+def create_app(settings: Settings | None = None, controller: Controller | None = None) -> FastAPI:
+    settings = settings or Settings()
+    ctl = controller or Controller(settings)
+    ctl.metrics_registry = make_registry(ctl)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.background:
+            ctl.start()
+        try:
+            yield
+        finally:
+            ctl.stop()
+
+    app = FastAPI(
+        title="Yiwang controller",
+        version=__version__,
+        lifespan=lifespan,
+        description="Places analytics jobs across the 1+32+N federation. Errors are RFC 9457 "
+        "problem details.",
+    )
+    app.state.settings = settings
+    app.state.controller = ctl
+    problems.install(app)
+    for module in (jobs, clusters, datasets, policies, agents, system):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

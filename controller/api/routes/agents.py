@@ -1,0 +1,34 @@
+"""Agent side (pull mode): heartbeat, take assignments, report status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Path
+
+from controller.api.deps import Agent, ControllerDep
+from controller.assignments import Assignment, StatusReport
+from controller.jobs import JobRead
+from controller.topology.model import CLUSTER_NAME
+
+router = APIRouter(prefix="/v1/agents/{cluster}", tags=["agents"], dependencies=[Agent])
+Cluster = Path(pattern=CLUSTER_NAME, max_length=63)
+
+
+@router.post("/heartbeat")
+def heartbeat(
+    ctl: ControllerDep, cluster: str = Cluster, reported: dict[str, Any] | None = Body(default=None)
+) -> dict[str, Any]:
+    """Marks the cluster Ready and renews the leases of its attempts."""
+    return ctl.heartbeat(cluster, reported)
+
+
+@router.get("/assignments", response_model=list[Assignment])
+def assignments(ctl: ControllerDep, cluster: str = Cluster) -> list[Assignment]:
+    return ctl.assignments(cluster)
+
+
+@router.post("/status", response_model=JobRead)
+def report(rep: StatusReport, ctl: ControllerDep, cluster: str = Cluster) -> JobRead:
+    """409 (stale attempt) tells the agent to stop that attempt."""
+    return ctl.report(cluster, rep)

@@ -1,0 +1,61 @@
+"""/v1/clusters: list, get, register (PUT), deregister, cordon, uncordon, drain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path, Response, status
+
+from controller.api.deps import Admin, ControllerDep
+from controller.errors import InvalidInput
+from controller.topology.model import CLUSTER_NAME, Cluster
+
+router = APIRouter(prefix="/v1/clusters", tags=["clusters"], dependencies=[Admin])
+Name = Path(pattern=CLUSTER_NAME, max_length=63)
+
+
+@router.get("")
+def list_clusters(ctl: ControllerDep) -> dict[str, Any]:
+    return {"items": [ctl.cluster_view(s) for s in ctl.registry.clusters.values()]}
+
+
+@router.get("/{name}")
+def get_cluster(ctl: ControllerDep, name: str = Name) -> dict[str, Any]:
+    return ctl.cluster_view(ctl.cluster_state(name))
+
+
+@router.put("/{name}")
+def register_cluster(
+    spec: Cluster, ctl: ControllerDep, response: Response, name: str = Name
+) -> dict[str, Any]:
+    """Create or update a member cluster (idempotent; used by the Pulumi registration provider)."""
+    if spec.name != name:
+        raise InvalidInput(
+            "the body's name must match the path", errors=[{"path": "name", "message": f"expected {name!r}"}]
+        )
+    state, created = ctl.register_cluster(spec)
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return ctl.cluster_view(state)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def deregister_cluster(ctl: ControllerDep, name: str = Name) -> Response:
+    ctl.deregister_cluster(name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{name}/cordon")
+def cordon(ctl: ControllerDep, name: str = Name) -> dict[str, Any]:
+    return ctl.cluster_view(ctl.set_cordon(name, True))
+
+
+@router.post("/{name}/uncordon")
+def uncordon(ctl: ControllerDep, name: str = Name) -> dict[str, Any]:
+    return ctl.cluster_view(ctl.set_cordon(name, False))
+
+
+@router.post("/{name}/drain")
+def drain(ctl: ControllerDep, name: str = Name) -> dict[str, Any]:
+    state, moved = ctl.drain(name)
+    return {**ctl.cluster_view(state), "requeued_jobs": moved}

@@ -1,0 +1,83 @@
+"""/v1/jobs, /v1/plan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from controller.api.deps import Admin, ControllerDep
+from controller.errors import InvalidInput
+from controller.jobs import JobCreate, JobList, JobPhase, JobRead
+from controller.scheduler.decision import Decision
+from controller.store.store import decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Admin])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="replays with the same key return the job the first request created",
+    ),
+]
+
+
+@router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=JobRead)
+def create_job(
+    spec: JobCreate, ctl: ControllerDep, response: Response, key: IdempotencyKey = None
+) -> JobRead:
+    job, created = ctl.submit(spec, key)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+@router.get("/jobs", response_model=JobList)
+def list_jobs(
+    ctl: ControllerDep,
+    phase: JobPhase | None = None,
+    tenant: Annotated[str | None, Query(max_length=63)] = None,
+    cluster: Annotated[str | None, Query(max_length=63)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> JobList:
+    after = None
+    if cursor:
+        after = decode_cursor(cursor)
+        if after is None:
+            raise InvalidInput(
+                "the cursor is not one this API issued",
+                errors=[{"path": "cursor", "message": "invalid cursor"}],
+            )
+    items = ctl.list_jobs(
+        phase=phase.value if phase else None, tenant=tenant, cluster=cluster, limit=limit + 1, after=after
+    )
+    more = len(items) > limit
+    items = items[:limit]
+    return JobList(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
+
+
+@router.get("/jobs/{job_id}", response_model=JobRead)
+def get_job(job_id: str, ctl: ControllerDep) -> JobRead:
+    return ctl.get_job(job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobRead)
+def cancel_job(job_id: str, ctl: ControllerDep) -> JobRead:
+    return ctl.cancel(job_id)
+
+
+@router.get("/jobs/{job_id}/decision", response_model=Decision)
+def get_decision(job_id: str, ctl: ControllerDep) -> Decision:
+    return ctl.get_decision(job_id)
+
+
+@router.post("/plan", response_model=Decision)
+def plan(spec: JobCreate, ctl: ControllerDep) -> Decision:
+    """Where would this job go, and why, right now? Creates and reserves nothing."""
+    return ctl.plan(spec)

@@ -1,0 +1,26 @@
+"""/v1/policies: read all; replace one kind (validated; an invalid policy leaves the old one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from controller.api.deps import Admin, ControllerDep
+from controller.policies import POLICY_KINDS
+
+router = APIRouter(prefix="/v1/policies", tags=["policies"], dependencies=[Admin])
+
+
+@router.get("")
+def get_policies(ctl: ControllerDep) -> dict[str, Any]:
+    return {
+        "kinds": sorted(POLICY_KINDS),
+        **{kind: getattr(ctl.policies, kind).model_dump(mode="json") for kind in POLICY_KINDS},
+    }
+
+
+@router.put("/{kind}")
+def put_policy(kind: str, ctl: ControllerDep, body: Any = Body(...)) -> dict[str, Any]:
+    model, version = ctl.put_policy(kind, body)
+    return {"kind": kind, "version": version, "policy": model.model_dump(mode="json")}

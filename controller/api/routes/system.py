@@ -1,0 +1,31 @@
+"""/healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from controller.api.deps import ControllerDep
+from controller.api.problems import problem
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(ctl: ControllerDep) -> Response | dict[str, object]:
+    try:
+        ctl.store.leader_epoch()
+    except Exception as exc:  # the database is unreachable: not ready, say why
+        return problem(503, "Not ready", f"database unreachable: {type(exc).__name__}")
+    return {"status": "ready", "leader": ctl.is_leader, "epoch": ctl.epoch, "mode": ctl.settings.mode}
+
+
+@router.get("/metrics")
+def metrics(ctl: ControllerDep) -> Response:
+    assert ctl.metrics_registry is not None, "create_app installs the metrics registry"
+    return Response(generate_latest(ctl.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,68 @@
+"""Prometheus metrics of the controller, computed at scrape time from its live state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from controller.jobs import JobPhase
+
+if TYPE_CHECKING:
+    from controller.service import Controller
+
+
+class ControllerCollector(Collector):
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self.ctl.store.count_jobs_by_phase()
+        jobs = GaugeMetricFamily("yiwang_jobs", "Jobs by phase", labels=["phase"])
+        for phase in JobPhase:
+            jobs.add_metric([phase.value], counts.get(phase.value, 0))
+        yield jobs
+        up = GaugeMetricFamily("yiwang_cluster_up", "1 if the cluster is Ready", labels=["cluster"])
+        age = GaugeMetricFamily(
+            "yiwang_cluster_heartbeat_age_seconds", "Seconds since the last heartbeat", labels=["cluster"]
+        )
+        cap = GaugeMetricFamily(
+            "yiwang_cluster_capacity", "Schedulable capacity", labels=["cluster", "resource"]
+        )
+        alloc = GaugeMetricFamily(
+            "yiwang_cluster_allocated",
+            "Capacity reserved by Scheduled/Running jobs",
+            labels=["cluster", "resource"],
+        )
+        allocated = self.ctl.registry.allocated()
+        t_now = datetime.now(UTC)
+        for name, state in list(self.ctl.registry.clusters.items()):
+            up.add_metric([name], 1.0 if state.health == "Ready" else 0.0)
+            if state.last_heartbeat:
+                age.add_metric([name], (t_now - state.last_heartbeat).total_seconds())
+            c = state.spec.capacity
+            a = allocated.get(name)
+            for i, (res, total) in enumerate((("cpu", c.cpu), ("memory_gib", c.memory_gib), ("gpu", c.gpu))):
+                cap.add_metric([name, res], float(total))
+                alloc.add_metric([name, res], float(a[i]) if a is not None else 0.0)
+        yield from (up, age, cap, alloc)
+        leader = GaugeMetricFamily("yiwang_leader_epoch", "Fencing epoch held, 0 when not leader")
+        leader.add_metric([], float(self.ctl.epoch))
+        yield leader
+
+
+def make_registry(ctl: Controller) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(ControllerCollector(ctl))
+    decision = Histogram(
+        "yiwang_scheduler_decision_seconds",
+        "Time to decide one job's placement",
+        registry=registry,
+        buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1),
+    )
+    ctl.decision_observers.append(decision.observe)
+    return registry

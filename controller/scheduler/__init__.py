@@ -1,0 +1,1 @@
+"""Scheduler framework: snapshot -> filter -> score -> select -> reserve, over an ordered plugin list."""

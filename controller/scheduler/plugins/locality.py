@@ -1,0 +1,40 @@
+"""Data locality: estimated time and bytes to bring every input to the cluster (Iridium/Tetrium
+style), from the network model. Inputs already on the cluster cost nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from controller.scheduler.framework import (
+    BoolArray,
+    CycleState,
+    FloatArray,
+    JobInfo,
+    Snapshot,
+    normalize_lower_is_better,
+)
+
+NAME = "locality"
+
+
+def transfer_estimate(job: JobInfo, snap: Snapshot) -> tuple[FloatArray, FloatArray]:
+    """Per cluster: (seconds, bytes) to fetch all inputs from their nearest copies; in parallel the
+    slowest input bounds the time, and the bytes add up."""
+    seconds = np.zeros(snap.size)
+    moved = np.zeros(snap.size)
+    for ds in job.inputs:
+        sources = [snap.index[loc] for loc in ds.locations if loc in snap.index]
+        t = snap.network.transfer_seconds_to_all(sources, float(ds.size_bytes))
+        seconds = np.maximum(seconds, t)
+        here = snap.locations_mask(ds)
+        moved += np.where(here, 0.0, float(ds.size_bytes))
+    return seconds, moved
+
+
+class LocalityScore:
+    NAME = NAME
+
+    def score(self, state: CycleState, job: JobInfo, snap: Snapshot, feasible: BoolArray) -> FloatArray:
+        seconds, moved = transfer_estimate(job, snap)
+        state[NAME] = (seconds, moved)
+        return normalize_lower_is_better(seconds, feasible)

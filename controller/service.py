@@ -1,0 +1,606 @@
+"""The controller's use cases: submit, cancel, plan, schedule, cluster operations, agent protocol.
+
+The API layer is a thin shell over this class; so are the CLI and the embedded federation.
+Every state change is committed to the store before it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+
+from controller.assignments import Assignment, StatusReport
+from controller.datasets import DatasetCreate, DatasetRead
+from controller.errors import Conflict, InvalidInput, InvalidPolicy, NotFound, StaleAttempt
+from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
+from controller.policies import POLICY_KINDS, PolicySet, cross_check, load_policy_set, validate_kind
+from controller.registry import ClusterState, Health, Registry
+from controller.scheduler.decision import Decision
+from controller.scheduler.framework import JobInfo, Snapshot
+from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
+from controller.scheduler.scheduler import Scheduler
+from controller.settings import Settings
+from controller.store.store import Store, new_job_id, now, utc
+from controller.topology.model import Cluster
+
+log = logging.getLogger("yiwang.controller")
+
+
+def spec_hash(spec: JobCreate) -> str:
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+
+
+def demand_of(spec: JobCreate) -> np.ndarray:
+    r = spec.resources
+    return np.array([r.cpu, r.memory_gib, r.gpu], dtype=np.float64) * spec.replicas
+
+
+class Controller:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.database_url)
+        self.lock = threading.RLock()
+        self.epoch = 0
+        self.policies = self._load_policies()
+        self.registry = Registry(base_links=list(self.policies.topology.links))
+        self.scheduler = Scheduler.from_policy(self.policies.placement)
+        self.datasets: dict[str, DatasetRead] = {}
+        self.decision_observers: list[Callable[[float], None]] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.metrics_registry: CollectorRegistry | None = None
+        self._bootstrap()
+
+    # ---- start-up ---------------------------------------------------------------------------
+    def _load_policies(self) -> PolicySet:
+        files = load_policy_set(self.settings.policies_dir)
+        stored = self.store.get_policies()
+        merged: dict[str, Any] = {"topology": files.topology}
+        for kind in POLICY_KINDS:
+            if kind in stored:
+                merged[kind] = validate_kind(kind, stored[kind]["body"])
+            else:
+                merged[kind] = getattr(files, kind)
+                self.store.put_policy(kind, merged[kind].model_dump(mode="json"))
+        return PolicySet.model_validate(merged)
+
+    def _bootstrap(self) -> None:
+        known = {row["name"]: row for row in self.store.list_clusters()}
+        for c in self.policies.topology.clusters:
+            if c.name not in known:
+                self.store.upsert_cluster(c.name, c.model_dump(mode="json"))
+        for row in self.store.list_clusters():
+            self.registry.clusters[row["name"]] = ClusterState(
+                spec=Cluster.model_validate(row["spec"]),
+                cordoned=row["cordoned"],
+                draining=row["draining"],
+                health=row["health"],
+                last_heartbeat=utc(row["last_heartbeat"]),
+                reported=row["reported"],
+            )
+        self.registry.rebuild_network()
+        for row in self.store.list_datasets():
+            self.datasets[row["id"]] = self._dataset_read(row)
+        for row in self.store.active_jobs():
+            spec = JobCreate.model_validate(row["spec"])
+            self.registry.ledger[row["id"]] = (row["cluster"], demand_of(spec))
+        if self.settings.mode == "active":
+            self.renew_leadership()
+
+    def renew_leadership(self) -> bool:
+        epoch = self.store.acquire_leadership(self.settings.holder, self.settings.leader_ttl_s)
+        with self.lock:
+            self.epoch = epoch or 0
+        return epoch is not None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.epoch > 0
+
+    # ---- background loop --------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="yiwang-control-loop", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        last_lease = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.loop_interval_s)
+            self._wake.clear()
+            try:
+                if time.monotonic() - last_lease > self.settings.leader_ttl_s / 3:
+                    if self.settings.mode == "active" or not self.is_leader:
+                        self.renew_leadership()
+                    last_lease = time.monotonic()
+                if self.is_leader:
+                    self.expire_leases()
+                    while self.schedule_pending() >= self.settings.schedule_batch:
+                        pass
+            except Exception:  # the loop must survive a failed cycle; the error is logged in full
+                log.exception("control loop cycle failed")
+
+    # ---- jobs -------------------------------------------------------------------------------
+    def _check_inputs(self, spec: JobCreate) -> None:
+        errors = [
+            {"path": f"inputs[{i}]", "message": f"unknown data set {ds!r}"}
+            for i, ds in enumerate(spec.inputs)
+            if ds not in self.datasets
+        ]
+        if errors:
+            raise InvalidInput("the job names data sets that are not in the catalogue", errors=errors)
+
+    def submit(self, spec: JobCreate, idempotency_key: str | None = None) -> tuple[JobRead, bool]:
+        return self.submit_many([(spec, idempotency_key)])[0]
+
+    def submit_many(self, items: list[tuple[JobCreate, str | None]]) -> list[tuple[JobRead, bool]]:
+        """Commit jobs as Pending; returns (job, created). A replayed Idempotency-Key returns the
+        job it created first; the same key with a different body is a conflict."""
+        rows = []
+        for spec, key in items:
+            self._check_inputs(spec)
+            at = now()
+            rows.append(
+                {
+                    "id": new_job_id(),
+                    "tenant": spec.tenant,
+                    "name": spec.name,
+                    "phase": "Pending",
+                    "cluster": None,
+                    "attempt": 1,
+                    "epoch": 0,
+                    "priority": spec.priority,
+                    "spec": spec.model_dump(mode="json"),
+                    "message": "waiting to be scheduled",
+                    "created_at": at,
+                    "updated_at": at,
+                    "lease_expires_at": None,
+                    "idempotency_key": key,
+                    "request_hash": spec_hash(spec) if key else None,
+                }
+            )
+        out = []
+        for (spec, key), (row, created) in zip(items, self.store.insert_jobs(rows), strict=True):
+            if not created and row["request_hash"] != spec_hash(spec):
+                raise Conflict(f"Idempotency-Key {key!r} was used for a different job ({row['id']})")
+            out.append((self._job_read(row, with_events=False), created))
+        self.wake()
+        return out
+
+    def get_job(self, job_id: str) -> JobRead:
+        row = self.store.get_job(job_id)
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return self._job_read(row, with_events=True)
+
+    def list_jobs(self, **filters: Any) -> list[JobRead]:
+        return [self._job_read(r, with_events=False) for r in self.store.list_jobs(**filters)]
+
+    def cancel(self, job_id: str, reason: str = "cancelled by request") -> JobRead:
+        row = self.store.get_job(job_id)
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found")
+        phase = JobPhase(row["phase"])
+        check_transition(job_id, phase, JobPhase.Cancelled)
+        with self.lock, self.store.tx() as conn:
+            ok = self.store.transition(
+                conn,
+                job_id,
+                expect_phases=[phase.value],
+                expect_attempt=row["attempt"],
+                values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
+                event_type="Cancelled",
+                reason=reason,
+            )
+            if not ok:
+                raise Conflict(f"job {job_id} changed while being cancelled; retry")
+            self.registry.ledger.pop(job_id, None)
+        return self.get_job(job_id)
+
+    def get_decision(self, job_id: str) -> Decision:
+        if self.store.get_job(job_id) is None:
+            raise NotFound(f"job {job_id!r} not found")
+        body = self.store.latest_decision(job_id)
+        if body is None:
+            raise NotFound(f"job {job_id} has no scheduling decision yet")
+        return Decision.model_validate(body)
+
+    # ---- scheduling -------------------------------------------------------------------------
+    def job_info(self, job_id: str | None, spec: JobCreate) -> JobInfo:
+        inputs = [self.datasets[d] for d in spec.inputs if d in self.datasets]
+        missing = [d for d in spec.inputs if d not in self.datasets]
+        return JobInfo(id=job_id, spec=spec, inputs=inputs, missing_inputs=missing)
+
+    def snapshot(self) -> Snapshot:
+        with self.lock:
+            states = list(self.registry.clusters.values())
+            allocated = self.registry.allocated()
+            assert self.registry.network is not None
+            network = self.registry.network
+        clusters = [s.spec for s in states]
+        cap = np.array(
+            [[c.capacity.cpu, c.capacity.memory_gib, c.capacity.gpu] for c in clusters], dtype=np.float64
+        ).reshape(-1, 3)
+        alloc = np.array([allocated[c.name] for c in clusters], dtype=np.float64).reshape(-1, 3)
+        return Snapshot(
+            clusters=clusters,
+            network=network,
+            capacity=cap,
+            allocated=alloc,
+            ready=np.array([s.health == Health.Ready for s in states], dtype=bool),
+            cordoned=np.array([s.cordoned or s.draining for s in states], dtype=bool),
+            not_ready_reason=[s.health for s in states],
+            datasets=dict(self.datasets),
+            residency=self.policies.residency,
+        )
+
+    def plan(self, spec: JobCreate) -> Decision:
+        """Answer "where would this job go" without creating or reserving anything."""
+        self._check_inputs(spec)
+        return self.scheduler.decide(self.job_info(None, spec), self.snapshot())
+
+    def schedule_pending(self, limit: int | None = None) -> int:
+        """One scheduling cycle over the pending queue (highest priority first). Capacity is
+        reserved in the cycle's snapshot as decisions are made, so a burst never overcommits."""
+        if not self.is_leader:
+            return 0
+        rows = self.store.pending_jobs(limit or self.settings.schedule_batch)
+        if not rows:
+            return 0
+        snap = self.snapshot()
+        lease_until = now() + timedelta(seconds=self.policies.failover.lease_s)
+        scheduled = 0
+        with self.lock, self.store.tx() as conn:
+            for row in rows:
+                if row["id"] in self.registry.ledger:
+                    continue
+                spec = JobCreate.model_validate(row["spec"])
+                t0 = time.perf_counter()
+                decision = self.scheduler.decide(
+                    self.job_info(row["id"], spec), snap, attempt=row["attempt"], reserve=True
+                )
+                elapsed = time.perf_counter() - t0
+                for observe in self.decision_observers:
+                    observe(elapsed)
+                decision.epoch = self.epoch
+                if decision.cluster is None:
+                    if row["message"] != decision.summary:
+                        self.store.insert_decision(
+                            conn,
+                            row["id"],
+                            row["attempt"],
+                            None,
+                            decision.status,
+                            decision.model_dump(mode="json"),
+                            decision.created_at,
+                        )
+                        self.store.set_message(conn, row["id"], decision.summary)
+                    continue
+                ok = self.store.transition(
+                    conn,
+                    row["id"],
+                    expect_phases=["Pending"],
+                    expect_attempt=row["attempt"],
+                    values={
+                        "phase": "Scheduled",
+                        "cluster": decision.cluster,
+                        "epoch": self.epoch,
+                        "message": decision.summary,
+                        "lease_expires_at": lease_until,
+                    },
+                    event_type="Scheduled",
+                    reason=decision.summary,
+                )
+                if not ok:  # cancelled meanwhile: give the reservation back
+                    snap.allocated[snap.index[decision.cluster]] -= demand_of(spec)
+                    continue
+                self.store.insert_decision(
+                    conn,
+                    row["id"],
+                    row["attempt"],
+                    decision.cluster,
+                    decision.status,
+                    decision.model_dump(mode="json"),
+                    decision.created_at,
+                )
+                self.registry.ledger[row["id"]] = (decision.cluster, demand_of(spec))
+                scheduled += 1
+        return scheduled
+
+    # ---- clusters ---------------------------------------------------------------------------
+    def cluster_state(self, name: str) -> ClusterState:
+        state = self.registry.clusters.get(name)
+        if state is None:
+            raise NotFound(f"cluster {name!r} not found")
+        return state
+
+    def register_cluster(self, spec: Cluster) -> tuple[ClusterState, bool]:
+        created = self.store.upsert_cluster(spec.name, spec.model_dump(mode="json"))
+        with self.lock:
+            state = self.registry.clusters.get(spec.name)
+            if state is None:
+                state = ClusterState(spec=spec)
+                self.registry.clusters[spec.name] = state
+            else:
+                state.spec = spec
+            self.registry.rebuild_network()
+        return state, created
+
+    def deregister_cluster(self, name: str) -> None:
+        self.cluster_state(name)
+        if any(c == name for c, _ in self.registry.ledger.values()):
+            raise Conflict(f"cluster {name} still runs jobs; drain it first")
+        self.store.delete_cluster(name)
+        with self.lock:
+            self.registry.clusters.pop(name, None)
+            self.registry.rebuild_network()
+
+    def set_cordon(self, name: str, cordoned: bool) -> ClusterState:
+        state = self.cluster_state(name)
+        values: dict[str, Any] = {"cordoned": cordoned}
+        if not cordoned:
+            values["draining"] = False
+        self.store.update_cluster(name, **values)
+        with self.lock:
+            state.cordoned = cordoned
+            if not cordoned:
+                state.draining = False
+        self.wake()
+        return state
+
+    def drain(self, name: str) -> tuple[ClusterState, int]:
+        """Cordon the cluster and send its jobs back to Pending (attempt raised) for re-placement."""
+        state = self.cluster_state(name)
+        self.store.update_cluster(name, cordoned=True, draining=True)
+        with self.lock:
+            state.cordoned = state.draining = True
+        moved = self.requeue_cluster_jobs(name, "Drained", f"cluster {name} is being drained")
+        return state, moved
+
+    def requeue_cluster_jobs(
+        self, name: str, event: str, reason: str, only_expired_before: datetime | None = None
+    ) -> int:
+        moved = 0
+        rows = [r for r in self.store.active_jobs() if r["cluster"] == name]
+        with self.lock, self.store.tx() as conn:
+            for row in rows:
+                lease = utc(row["lease_expires_at"])
+                if only_expired_before is not None and lease is not None and lease > only_expired_before:
+                    continue
+                ok = self.store.transition(
+                    conn,
+                    row["id"],
+                    expect_phases=[row["phase"]],
+                    expect_attempt=row["attempt"],
+                    values={
+                        "phase": "Pending",
+                        "cluster": None,
+                        "attempt": row["attempt"] + 1,
+                        "message": reason,
+                        "lease_expires_at": None,
+                    },
+                    event_type=event,
+                    reason=reason,
+                )
+                if ok:
+                    self.registry.ledger.pop(row["id"], None)
+                    moved += 1
+        if moved:
+            self.wake()
+        return moved
+
+    def expire_leases(self) -> int:
+        """Mark silent clusters Unreachable; re-place their jobs once lease + grace have passed
+        (the agent has stopped them itself by then, so nothing runs twice)."""
+        grace = timedelta(seconds=self.policies.failover.heartbeat_grace_s)
+        t_now = now()
+        moved = 0
+        for name, state in list(self.registry.clusters.items()):
+            if state.health == Health.Ready and state.last_heartbeat and t_now - state.last_heartbeat > grace:
+                self.store.update_cluster(name, health=Health.Unreachable)
+                state.health = Health.Unreachable
+                log.warning("cluster %s is unreachable (last heartbeat %s)", name, state.last_heartbeat)
+            if state.health == Health.Unreachable:
+                moved += self.requeue_cluster_jobs(
+                    name,
+                    "LeaseExpired",
+                    f"cluster {name} unreachable; lease expired",
+                    only_expired_before=t_now - grace,
+                )
+        return moved
+
+    # ---- data sets --------------------------------------------------------------------------
+    @staticmethod
+    def _dataset_read(row: dict[str, Any]) -> DatasetRead:
+        return DatasetRead.model_validate({k: row[k] for k in DatasetRead.model_fields})
+
+    def add_dataset(self, ds: DatasetCreate) -> tuple[DatasetRead, bool]:
+        unknown = [
+            {"path": f"locations[{i}]", "message": f"unknown cluster {loc!r}"}
+            for i, loc in enumerate(ds.locations)
+            if loc not in self.registry.clusters
+        ]
+        if unknown:
+            raise InvalidInput("a data set can only be located on registered clusters", errors=unknown)
+        row = {**ds.model_dump(mode="json"), "created_at": now()}
+        existing = self.store.insert_dataset(row)
+        if existing is not None:
+            stored = self._dataset_read(existing)
+            if stored.model_dump() != DatasetRead.model_validate(ds.model_dump()).model_dump():
+                raise Conflict(f"data set {ds.id!r} exists with different contents")
+            return stored, False
+        read = DatasetRead.model_validate(ds.model_dump())
+        with self.lock:
+            self.datasets[ds.id] = read
+        return read, True
+
+    def get_dataset(self, ds_id: str) -> DatasetRead:
+        ds = self.datasets.get(ds_id)
+        if ds is None:
+            raise NotFound(f"data set {ds_id!r} not found")
+        return ds
+
+    # ---- policies ---------------------------------------------------------------------------
+    def put_policy(self, kind: str, body: Any) -> tuple[BaseModel, int]:
+        """Validate, cross-check against the rest, then swap; an invalid policy changes nothing."""
+        model = validate_kind(kind, body)
+        candidate = PolicySet.model_validate({**self.policies.__dict__, kind: model})
+        errors = cross_check(candidate, set(FILTER_PLUGINS), set(SCORE_PLUGINS))
+        if errors:
+            raise InvalidPolicy(f"{kind} policy is invalid", errors=errors)
+        version = self.store.put_policy(kind, model.model_dump(mode="json"))
+        with self.lock:
+            self.policies = candidate
+            if kind == "placement":
+                self.scheduler = Scheduler.from_policy(candidate.placement)
+        self.wake()
+        return model, version
+
+    # ---- agent protocol ---------------------------------------------------------------------
+    def heartbeat(self, cluster: str, reported: dict[str, Any] | None) -> dict[str, Any]:
+        state = self.cluster_state(cluster)
+        t_now = now()
+        lease_until = t_now + timedelta(seconds=self.policies.failover.lease_s)
+        was = state.health
+        self.store.update_cluster(cluster, health=Health.Ready, last_heartbeat=t_now, reported=reported)
+        with self.lock:
+            state.health, state.last_heartbeat, state.reported = Health.Ready, t_now, reported
+        self.store.renew_leases(cluster, lease_until)
+        if was != Health.Ready:
+            self.wake()
+        return {
+            "epoch": self.epoch,
+            "lease_expires_at": lease_until,
+            "lease_s": self.policies.failover.lease_s,
+        }
+
+    def assignments(self, cluster: str) -> list[Assignment]:
+        """Current attempts placed on the cluster: the agent starts those it is not running and
+        stops any it runs that are not listed (cancelled, drained or re-placed)."""
+        self.cluster_state(cluster)
+        out = []
+        for row in self.store.list_jobs(cluster=cluster, limit=10_000):
+            if row["phase"] not in ("Scheduled", "Running"):
+                continue
+            spec = JobCreate.model_validate(row["spec"])
+            out.append(
+                Assignment(
+                    job_id=row["id"],
+                    attempt=row["attempt"],
+                    epoch=row["epoch"] or self.epoch,
+                    cluster=cluster,
+                    tenant=row["tenant"],
+                    spec=spec,
+                    lease_expires_at=utc(row["lease_expires_at"]) or now(),
+                    inputs={d: f"yiwang://{cluster}/datasets/{d}" for d in spec.inputs},
+                )
+            )
+        return out
+
+    def report(self, cluster: str, rep: StatusReport) -> JobRead:
+        """Apply an agent's status report; a stale attempt, epoch or cluster is refused."""
+        self.cluster_state(cluster)
+        row = self.store.get_job(rep.job_id)
+        if row is None:
+            raise NotFound(f"job {rep.job_id!r} not found")
+        if row["cluster"] != cluster or row["attempt"] != rep.attempt or row["epoch"] != rep.epoch:
+            raise StaleAttempt(
+                f"attempt {rep.attempt} (epoch {rep.epoch}) of job {rep.job_id} on {cluster} "
+                f"is not current (current: attempt {row['attempt']}, epoch {row['epoch']}, "
+                f"cluster {row['cluster']}); stop it"
+            )
+        current, target = JobPhase(row["phase"]), JobPhase(rep.phase)
+        if current.is_terminal():
+            raise StaleAttempt(f"job {rep.job_id} is already {current.value}; stop it")
+        if current == target:
+            return self._job_read(row, with_events=False)
+        check_transition(rep.job_id, current, target)
+        message = (
+            rep.message or {"Running": "started", "Succeeded": "completed", "Failed": "failed"}[rep.phase]
+        )
+        values: dict[str, Any] = {"phase": target.value, "message": message}
+        if target in TERMINAL:
+            values["lease_expires_at"] = None
+        with self.lock, self.store.tx() as conn:
+            ok = self.store.transition(
+                conn,
+                rep.job_id,
+                expect_phases=[current.value],
+                expect_attempt=rep.attempt,
+                values=values,
+                event_type=target.value,
+                reason=message,
+            )
+            if not ok:
+                raise StaleAttempt(f"job {rep.job_id} changed meanwhile; stop it")
+            if target in TERMINAL:
+                self.registry.ledger.pop(rep.job_id, None)
+        if target in TERMINAL:
+            self.wake()
+        return self.get_job(rep.job_id)
+
+    # ---- views ------------------------------------------------------------------------------
+    def _job_read(self, row: dict[str, Any], *, with_events: bool) -> JobRead:
+        events = (
+            [JobEvent.model_validate({**e, "at": utc(e["at"])}) for e in self.store.job_events(row["id"])]
+            if with_events
+            else []
+        )
+        return JobRead(
+            id=row["id"],
+            spec=JobCreate.model_validate(row["spec"]),
+            phase=JobPhase(row["phase"]),
+            cluster=row["cluster"],
+            attempt=row["attempt"],
+            created_at=utc(row["created_at"]),
+            updated_at=utc(row["updated_at"]),
+            message=row["message"] or "",
+            events=events,
+        )
+
+    def cluster_view(self, state: ClusterState) -> dict[str, Any]:
+        allocated = self.registry.allocated().get(state.spec.name, np.zeros(3))
+        hb = state.last_heartbeat
+        return {
+            "name": state.spec.name,
+            "tier": state.spec.tier.value,
+            "tenant": state.spec.tenant,
+            "display_name": state.spec.display_name,
+            "display_name_zh": state.spec.display_name_zh,
+            "adcode": state.spec.adcode,
+            "region": state.spec.region,
+            "hub": state.spec.hub,
+            "labels": state.spec.all_labels(),
+            "capacity": state.spec.capacity.model_dump(),
+            "allocated": {
+                "cpu": float(allocated[0]),
+                "memory_gib": float(allocated[1]),
+                "gpu": float(allocated[2]),
+            },
+            "health": state.health,
+            "cordoned": state.cordoned,
+            "draining": state.draining,
+            "last_heartbeat": hb.isoformat() if hb else None,
+            "heartbeat_age_s": (datetime.now(UTC) - hb).total_seconds() if hb else None,
+            "reported": state.reported,
+        }

@@ -1,0 +1,117 @@
+"""Tables. Alembic migrations in controller/store/migrations create exactly this schema (a test
+compares them)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),  # time-ordered, so it doubles as the list cursor
+    Column("tenant", String(63), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("cluster", String(63), nullable=True),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("epoch", BigInteger, nullable=False, default=0),
+    Column("priority", Integer, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
+)
+Index("ix_jobs_phase", jobs.c.phase)
+Index("ix_jobs_cluster_phase", jobs.c.cluster, jobs.c.phase)
+Index("ix_jobs_tenant", jobs.c.tenant)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("from_phase", String(16), nullable=True),
+    Column("to_phase", String(16), nullable=True),
+    Column("cluster", String(63), nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+Index("ix_job_events_job_id", job_events.c.job_id)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("cluster", String(63), nullable=True),
+    Column("status", String(40), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("body", JSON, nullable=False),
+)
+Index("ix_decisions_job_id", decisions.c.job_id)
+
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("cordoned", Boolean, nullable=False, default=False),
+    Column("draining", Boolean, nullable=False, default=False),
+    Column("health", String(16), nullable=False, default="Unknown"),
+    Column("last_heartbeat", DateTime(timezone=True), nullable=True),
+    Column("reported", JSON, nullable=True),  # capacity and usage from the agent's last heartbeat
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("owner", String(63), nullable=False),
+    Column("classification", String(16), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("locations", JSON, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+leader = Table(
+    "leader",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,412 @@
+"""The Store: every durable read and write of the controller, in short transactions.
+
+A write returns only after its transaction committed, so an API answer built on it is durable.
+SQLite runs in WAL mode with synchronous=FULL (a killed process or a power cut loses no
+acknowledged commit); PostgreSQL with its defaults.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+
+from controller.store import schema as t
+
+ACTIVE_PHASES = ("Scheduled", "Running")
+_id_lock = threading.Lock()
+_last_us = 0
+
+
+def new_job_id() -> str:
+    """Time-ordered, unique id: 14 hex digits of microseconds, then 8 random hex digits."""
+    global _last_us
+    with _id_lock:
+        us = max(time.time_ns() // 1000, _last_us + 1)
+        _last_us = us
+    return f"{us:014x}{secrets.token_hex(4)}"
+
+
+def utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def encode_cursor(job_id: str) -> str:
+    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str | None:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return raw if raw.isalnum() and len(raw) <= 32 else None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=8, max_overflow=8
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if os.environ.get("YIWANG_DB_NULLPOOL"):
+        return create_engine(url, poolclass=NullPool)
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class Store:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.is_sqlite = url.startswith("sqlite")
+        # SQLite allows one writer; serialising writers here avoids busy retries.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        if migrate:
+            from controller.store.migrate import upgrade
+
+            upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+        else:
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # ---- jobs -------------------------------------------------------------------------------
+    def insert_jobs(self, rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
+        """Insert new jobs (each row may carry idempotency_key/request_hash) with their
+        'Submitted' events, in one transaction. Returns (row, created) in order; a row whose
+        idempotency key exists comes back as the stored job with created=False."""
+        out: list[tuple[dict[str, Any], bool]] = []
+        with self.tx() as conn:
+            for row in rows:
+                existing = None
+                if row.get("idempotency_key"):
+                    existing = (
+                        conn.execute(
+                            select(t.jobs).where(
+                                t.jobs.c.tenant == row["tenant"],
+                                t.jobs.c.idempotency_key == row["idempotency_key"],
+                            )
+                        )
+                        .mappings()
+                        .first()
+                    )
+                if existing is not None:
+                    out.append((dict(existing), False))
+                    continue
+                conn.execute(insert(t.jobs).values(**row))
+                conn.execute(
+                    insert(t.job_events).values(
+                        job_id=row["id"],
+                        at=row["created_at"],
+                        type="Submitted",
+                        from_phase=None,
+                        to_phase="Pending",
+                        cluster=None,
+                        attempt=row["attempt"],
+                        reason="job submitted",
+                    )
+                )
+                out.append((row, True))
+        return out
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        with self.read() as conn:
+            row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
+            return dict(row) if row else None
+
+    def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        with self.read() as conn:
+            rows = (
+                conn.execute(
+                    select(t.job_events).where(t.job_events.c.job_id == job_id).order_by(t.job_events.c.id)
+                )
+                .mappings()
+                .all()
+            )
+            return [dict(r) for r in rows]
+
+    def list_jobs(
+        self,
+        *,
+        phase: str | None = None,
+        tenant: str | None = None,
+        cluster: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[dict[str, Any]]:
+        q = select(t.jobs).order_by(t.jobs.c.id).limit(limit)
+        if phase:
+            q = q.where(t.jobs.c.phase == phase)
+        if tenant:
+            q = q.where(t.jobs.c.tenant == tenant)
+        if cluster:
+            q = q.where(t.jobs.c.cluster == cluster)
+        if after:
+            q = q.where(t.jobs.c.id > after)
+        with self.read() as conn:
+            return [dict(r) for r in conn.execute(q).mappings().all()]
+
+    def count_jobs_by_phase(self) -> dict[str, int]:
+        with self.read() as conn:
+            rows = conn.execute(select(t.jobs.c.phase, func.count()).group_by(t.jobs.c.phase)).all()
+            return {str(p): int(n) for p, n in rows}
+
+    def pending_jobs(self, limit: int) -> list[dict[str, Any]]:
+        q = (
+            select(t.jobs)
+            .where(t.jobs.c.phase == "Pending")
+            .order_by(t.jobs.c.priority.desc(), t.jobs.c.id)
+            .limit(limit)
+        )
+        with self.read() as conn:
+            return [dict(r) for r in conn.execute(q).mappings().all()]
+
+    def active_jobs(self) -> list[dict[str, Any]]:
+        q = select(t.jobs).where(t.jobs.c.phase.in_(ACTIVE_PHASES))
+        with self.read() as conn:
+            return [dict(r) for r in conn.execute(q).mappings().all()]
+
+    def transition(
+        self,
+        conn: Connection,
+        job_id: str,
+        *,
+        expect_phases: Iterable[str],
+        expect_attempt: int | None,
+        values: dict[str, Any],
+        event_type: str,
+        reason: str,
+    ) -> bool:
+        """Compare-and-set a job's phase inside ``conn``'s transaction and record the event.
+        False when the job is no longer in an expected phase/attempt (someone else moved it)."""
+        current = conn.execute(
+            select(t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster).where(t.jobs.c.id == job_id)
+        ).first()
+        if current is None:
+            return False
+        expect = tuple(expect_phases)
+        cond = [t.jobs.c.id == job_id, t.jobs.c.phase.in_(expect)]
+        if expect_attempt is not None:
+            cond.append(t.jobs.c.attempt == expect_attempt)
+        at = values.setdefault("updated_at", now())
+        res = conn.execute(update(t.jobs).where(*cond).values(**values))
+        if res.rowcount != 1:
+            return False
+        conn.execute(
+            insert(t.job_events).values(
+                job_id=job_id,
+                at=at,
+                type=event_type,
+                from_phase=current.phase,
+                to_phase=values.get("phase", current.phase),
+                cluster=values.get("cluster", current.cluster),
+                attempt=values.get("attempt", current.attempt),
+                reason=reason,
+            )
+        )
+        return True
+
+    def set_message(self, conn: Connection, job_id: str, message: str) -> None:
+        conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(message=message))
+
+    def renew_leases(self, cluster: str, until: datetime) -> int:
+        with self.tx() as conn:
+            res = conn.execute(
+                update(t.jobs)
+                .where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
+                .values(lease_expires_at=until)
+            )
+            return int(res.rowcount)
+
+    # ---- decisions --------------------------------------------------------------------------
+    def insert_decision(
+        self,
+        conn: Connection,
+        job_id: str,
+        attempt: int,
+        cluster: str | None,
+        status: str,
+        body: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        conn.execute(
+            insert(t.decisions).values(
+                job_id=job_id, attempt=attempt, cluster=cluster, status=status, body=body, created_at=at
+            )
+        )
+
+    def latest_decision(self, job_id: str) -> dict[str, Any] | None:
+        q = (
+            select(t.decisions.c.body)
+            .where(t.decisions.c.job_id == job_id)
+            .order_by(t.decisions.c.id.desc())
+            .limit(1)
+        )
+        with self.read() as conn:
+            row = conn.execute(q).first()
+            return dict(row[0]) if row else None
+
+    # ---- clusters ---------------------------------------------------------------------------
+    def upsert_cluster(self, name: str, spec: dict[str, Any]) -> bool:
+        """Create or replace a cluster's spec; keeps cordon/health state. True if created."""
+        with self.tx() as conn:
+            exists = conn.execute(select(t.clusters.c.name).where(t.clusters.c.name == name)).first()
+            if exists:
+                conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(spec=spec))
+                return False
+            conn.execute(
+                insert(t.clusters).values(
+                    name=name,
+                    spec=spec,
+                    cordoned=False,
+                    draining=False,
+                    health="Unknown",
+                    registered_at=now(),
+                )
+            )
+            return True
+
+    def delete_cluster(self, name: str) -> bool:
+        with self.tx() as conn:
+            return bool(conn.execute(delete(t.clusters).where(t.clusters.c.name == name)).rowcount)
+
+    def list_clusters(self) -> list[dict[str, Any]]:
+        with self.read() as conn:
+            return [dict(r) for r in conn.execute(select(t.clusters)).mappings().all()]
+
+    def update_cluster(self, name: str, **values: Any) -> bool:
+        with self.tx() as conn:
+            res = conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(**values))
+            return bool(res.rowcount)
+
+    # ---- datasets ---------------------------------------------------------------------------
+    def insert_dataset(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """Insert; on an existing id return the stored row instead (the caller compares)."""
+        try:
+            with self.tx() as conn:
+                conn.execute(insert(t.datasets).values(**row))
+            return None
+        except IntegrityError:
+            existing = self.get_dataset(row["id"])
+            if existing is None:
+                raise
+            return existing
+
+    def get_dataset(self, ds_id: str) -> dict[str, Any] | None:
+        with self.read() as conn:
+            row = conn.execute(select(t.datasets).where(t.datasets.c.id == ds_id)).mappings().first()
+            return dict(row) if row else None
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        with self.read() as conn:
+            return [
+                dict(r) for r in conn.execute(select(t.datasets).order_by(t.datasets.c.id)).mappings().all()
+            ]
+
+    # ---- policies ---------------------------------------------------------------------------
+    def get_policies(self) -> dict[str, dict[str, Any]]:
+        with self.read() as conn:
+            return {
+                r.kind: {"version": r.version, "body": r.body} for r in conn.execute(select(t.policies)).all()
+            }
+
+    def put_policy(self, kind: str, body: dict[str, Any]) -> int:
+        with self.tx() as conn:
+            cur = conn.execute(select(t.policies.c.version).where(t.policies.c.kind == kind)).first()
+            version = (cur[0] + 1) if cur else 1
+            if cur:
+                conn.execute(
+                    update(t.policies)
+                    .where(t.policies.c.kind == kind)
+                    .values(version=version, body=body, updated_at=now())
+                )
+            else:
+                conn.execute(
+                    insert(t.policies).values(kind=kind, version=version, body=body, updated_at=now())
+                )
+            return version
+
+    # ---- leadership -------------------------------------------------------------------------
+    def acquire_leadership(self, holder: str, ttl_s: float) -> int | None:
+        """Take or renew the leader lease. A new holder raises the epoch (fencing token).
+        Returns the epoch held, or None while another holder's lease is live."""
+        with self.tx() as conn:
+            t_now = now()
+            row = conn.execute(select(t.leader).where(t.leader.c.id == 1).with_for_update()).first()
+            expires = t_now + timedelta(seconds=ttl_s)
+            if row is None:
+                try:
+                    conn.execute(insert(t.leader).values(id=1, holder=holder, epoch=1, expires_at=expires))
+                except IntegrityError:
+                    return None
+                return 1
+            if row.holder == holder and utc(row.expires_at) > t_now:  # type: ignore[operator]
+                conn.execute(update(t.leader).where(t.leader.c.id == 1).values(expires_at=expires))
+                return int(row.epoch)
+            if utc(row.expires_at) > t_now:  # type: ignore[operator]
+                return None
+            epoch = int(row.epoch) + 1
+            res = conn.execute(
+                update(t.leader)
+                .where(t.leader.c.id == 1, t.leader.c.epoch == row.epoch)
+                .values(holder=holder, epoch=epoch, expires_at=expires)
+            )
+            return epoch if res.rowcount == 1 else None
+
+    def leader_epoch(self) -> int:
+        with self.read() as conn:
+            row = conn.execute(select(t.leader.c.epoch).where(t.leader.c.id == 1)).first()
+            return int(row[0]) if row else 0
