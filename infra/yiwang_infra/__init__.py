@@ -1,0 +1,1 @@
+"""Shared library of the Yiwang Pulumi projects: typed config, components and programs."""

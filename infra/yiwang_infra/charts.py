@@ -1,0 +1,23 @@
+"""Where the Helm charts of this repository are, as the Pulumi programs should reference them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHARTS_DIR = REPO_ROOT / "charts"
+POLICIES_DIR = REPO_ROOT / "policies"
+
+AGENT_CHART = "yiwang-agent"
+MONITORING_CHART = "yiwang-monitoring"
+CONTROLLER_CHART = "yiwang-controller"
+
+
+def chart_path(chart: str) -> str:
+    """The chart's path relative to the working directory (the project directory under Pulumi).
+
+    Relative, so the Helm release inputs are the same on every engineer's machine and in CI
+    (``../../charts/yiwang-agent`` from ``infra/province``).
+    """
+    return os.path.relpath(CHARTS_DIR / chart, Path.cwd())

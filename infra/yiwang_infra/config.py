@@ -1,0 +1,241 @@
+"""Typed stack configuration: every ``pulumi config`` key parsed into pydantic models.
+
+Plain keys are read with ``pulumi.Config`` and validated here, so a wrong stack file fails before
+any resource is planned, with the key that is wrong. Secrets (tokens, kubeconfig, database URL)
+stay ``pulumi.Output`` values and never enter these models.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Annotated, Any
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from controller.topology.model import CLUSTER_NAME, Cluster, Tier
+from infra.yiwang_infra.regions import AlicloudRegion, alicloud_regions, find_alicloud_region
+
+
+class Mode(StrEnum):
+    ack = "ack"  # a new Alibaba Cloud ACK managed cluster
+    existing = "existing"  # an existing (on-premises government cloud) cluster, given by kubeconfig
+
+
+class ControllerRole(StrEnum):
+    active = "active"
+    standby = "standby"
+
+
+class Camel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class AckSettings(Camel):
+    """Sizing and network of a new ACK cluster (``mode: ack``)."""
+
+    kubernetes_version: str = "1.30.7-aliyun.1"
+    cluster_spec: str = "ack.pro.small"
+    instance_types: Annotated[list[str], Field(min_length=1)] = ["ecs.g7.8xlarge"]
+    cores_per_node: Annotated[int, Field(gt=0)] = 32
+    max_nodes: Annotated[int, Field(gt=0, le=5000)] = 1000
+    node_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    zones: list[str] | None = None
+    vpc_cidr: str = "10.0.0.0/16"
+    vswitch_cidrs: Annotated[list[str], Field(min_length=1)] = ["10.0.0.0/19", "10.0.32.0/19"]
+    pod_cidr: str = "172.16.0.0/14"
+    service_cidr: str = "192.168.0.0/20"
+    system_disk_gib: Annotated[int, Field(ge=40)] = 120
+    deletion_protection: bool = True
+
+    def node_count(self, cluster: Cluster) -> int:
+        """Nodes for the topology's capacity, at least 2, at most ``max_nodes``."""
+        wanted = math.ceil(cluster.capacity.cpu * self.node_fraction / self.cores_per_node)
+        return max(2, min(self.max_nodes, wanted))
+
+
+class TenantRef(Camel):
+    """A tenant that gets a namespace on this cluster (its own, ``national``, failover guests)."""
+
+    name: Annotated[str, Field(pattern=CLUSTER_NAME)]
+    tier: Tier
+    adcode: Annotated[str | None, Field(pattern=r"^\d{6}$")] = None
+    share: Annotated[float, Field(gt=0, le=1)] | None = None
+
+    @property
+    def namespace(self) -> str:
+        return f"tenant-{self.name}"
+
+
+class PlatformSettings(Camel):
+    """What ClusterPlatform installs inside the cluster."""
+
+    owner_share: Annotated[float, Field(gt=0, le=1)] = 0.7
+    guest_share: Annotated[float, Field(gt=0, le=1)] = 0.25
+    max_pods_per_tenant: Annotated[int, Field(gt=0)] = 5000
+    system_namespace: str = "yiwang-system"
+    monitoring_namespace: str = "yiwang-monitoring"
+    agent_chart_values: dict[str, Any] = {}
+    monitoring_chart_values: dict[str, Any] = {}
+
+
+class ControllerSettings(Camel):
+    """National stacks only: the controller deployment and its database."""
+
+    role: ControllerRole
+    url: str = "https://controller.yiwang.gov.internal"
+    replicas: Annotated[int, Field(ge=1, le=9)] = 2
+    chart_values: dict[str, Any] = {}
+    rds_instance_type: str = "pg.x8.large.2c"
+    rds_storage_gib: Annotated[int, Field(ge=20)] = 500
+    rds_engine_version: str = "15.0"
+    primary_stack: str = "organization/yiwang-national/primary"
+
+
+class FederationSettings(Camel):
+    """National stacks only: the national Prometheus and the provincial ones it federates."""
+
+    remote_write_url: str = "https://prometheus.yiwang.gov.internal/api/v1/write"
+    federate_url: str = "https://prometheus.yiwang.gov.internal/federate"
+    member_federate_url_template: str = "https://prometheus-{cluster}.yiwang.gov.internal/federate"
+    members: list[str] = []
+
+
+class StackConfig(Camel):
+    """One stack: the topology entry of its cluster plus the settings that differ from defaults."""
+
+    cluster: Cluster
+    region: str
+    mode: Mode = Mode.ack
+    alicloud_region: str | None = None
+    ack: AckSettings = AckSettings()
+    platform: PlatformSettings = PlatformSettings()
+    tenants: list[TenantRef] = []
+    national_stack: str = "organization/yiwang-national/primary"
+    controller_url: str | None = None
+    controller: ControllerSettings | None = None
+    federation: FederationSettings | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackConfig:
+        if self.region != self.cluster.region:
+            raise ValueError(
+                f"region {self.region!r} differs from the topology's region {self.cluster.region!r} "
+                f"for cluster {self.cluster.name!r}"
+            )
+        allowed = alicloud_regions(self.region)  # raises for a region missing from the table
+        if self.mode is Mode.ack:
+            if not allowed:
+                raise ValueError(
+                    f"{self.region} has no Alibaba Cloud region inside the province; use mode: existing"
+                )
+            if self.alicloud_region and self.alicloud_region not in {r.region_id for r in allowed}:
+                raise ValueError(
+                    f"alicloudRegion {self.alicloud_region!r} is not inside {self.region}; "
+                    f"allowed: {[r.region_id for r in allowed]}"
+                )
+        names = [t.name for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError("tenants lists a tenant twice")
+        if self.tenants and self.cluster.tenant not in names:
+            raise ValueError(f"tenants must include the cluster's own tenant {self.cluster.tenant!r}")
+        if (self.cluster.tier is Tier.national) != (self.controller is not None):
+            raise ValueError("the controller key is set on national stacks, and only there")
+        return self
+
+    @property
+    def alicloud(self) -> AlicloudRegion:
+        """The Alibaba Cloud region of an ACK stack."""
+        if self.alicloud_region:
+            region = find_alicloud_region(self.alicloud_region)
+        else:
+            regions = alicloud_regions(self.region)
+            region = regions[0] if regions else None
+        if region is None:
+            raise ValueError(f"{self.cluster.name} has no Alibaba Cloud region (mode {self.mode})")
+        return region
+
+    @property
+    def zones(self) -> list[str]:
+        return list(self.ack.zones or self.alicloud.zones)
+
+    def tenant_refs(self) -> list[TenantRef]:
+        """Tenants hosted here; by default only the cluster's own tenant."""
+        if self.tenants:
+            return list(self.tenants)
+        return [TenantRef(name=self.cluster.tenant, tier=self.cluster.tier, adcode=self.cluster.adcode)]
+
+    def share_of(self, tenant: TenantRef) -> float:
+        if tenant.share is not None:
+            return tenant.share
+        return self.platform.owner_share if tenant.name == self.cluster.tenant else self.platform.guest_share
+
+
+def cluster_entry(cluster: Cluster) -> dict[str, Any]:
+    """The cluster's entry as written in policies/topology.yaml: absent fields absent, whole numbers int.
+
+    This is the body of the controller's ``PUT /v1/clusters/{name}`` and the ``cluster`` config key.
+    """
+
+    def tidy(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: tidy(v) for k, v in value.items()}
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    body = tidy(cluster.model_dump(mode="json", exclude_none=True))
+    if not body.get("labels"):
+        body.pop("labels", None)
+    return body
+
+
+OBJECT_KEYS = ("cluster", "ack", "platform", "tenants", "controller", "federation")
+STRING_KEYS = ("region", "mode", "alicloudRegion", "nationalStack", "controllerUrl")
+
+
+class ConfigError(ValueError):
+    """Stack config that does not validate; the message names every wrong key."""
+
+
+def parse_stack_config(raw: dict[str, Any]) -> StackConfig:
+    try:
+        return StackConfig.model_validate({k: v for k, v in raw.items() if v not in (None, "")})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"]) or "(stack)"
+            lines.append(f"  {path}: {err['msg']}")
+        raise ConfigError("invalid stack configuration:\n" + "\n".join(lines)) from exc
+
+
+def load_stack_config(config: pulumi.Config | None = None) -> StackConfig:
+    """Read this stack's plain config keys (project namespace) and validate them."""
+    config = config or pulumi.Config()
+    raw: dict[str, Any] = {key: config.get_object(key) for key in OBJECT_KEYS}
+    raw.update({key: config.get(key) for key in STRING_KEYS})
+    return parse_stack_config(raw)
+
+
+class StackSecrets:
+    """Secret config keys, kept as Outputs so they stay encrypted in state."""
+
+    def __init__(self, config: pulumi.Config | None = None) -> None:
+        self._config = config or pulumi.Config()
+
+    def admin_token(self) -> pulumi.Output[str]:
+        return self._config.require_secret("adminToken")
+
+    def agent_token(self) -> pulumi.Output[str]:
+        return self._config.require_secret("agentToken")
+
+    def kubeconfig(self) -> pulumi.Output[str]:
+        return self._config.require_secret("kubeconfig")
+
+    def database_url(self) -> pulumi.Output[str] | None:
+        return self._config.get_secret("databaseUrl")
+
+    def database_password(self) -> pulumi.Output[str]:
+        return self._config.require_secret("databasePassword")
