@@ -212,7 +212,11 @@ class OfficialKubeClient:
         what = f"get {resource.kind} {namespace}/{name}"
         if resource == JOBS:
             result = self._call(
-                what, self._batch.read_namespaced_job, name=name, namespace=namespace, _request_timeout=self._timeout
+                what,
+                self._batch.read_namespaced_job,
+                name=name,
+                namespace=namespace,
+                _request_timeout=self._timeout,
             )
         else:
             result = self._call(
@@ -253,14 +257,20 @@ class OfficialKubeClient:
                 _request_timeout=self._timeout,
             )
 
-    def _list_call(self, resource: KubeResource, namespace: str | None) -> tuple[Callable[..., Any], list[Any]]:
+    def _list_call(
+        self, resource: KubeResource, namespace: str | None
+    ) -> tuple[Callable[..., Any], list[Any]]:
         """The official list function and its positional arguments (Watch.stream needs both)."""
         if resource == JOBS:
             if namespace is None:
                 return self._batch.list_job_for_all_namespaces, []
             return self._batch.list_namespaced_job, [namespace]
         if namespace is None:
-            return self._custom.list_cluster_custom_object, [resource.group, resource.version, resource.plural]
+            return self._custom.list_cluster_custom_object, [
+                resource.group,
+                resource.version,
+                resource.plural,
+            ]
         return self._custom.list_namespaced_custom_object, [
             resource.group,
             resource.version,
@@ -309,8 +319,12 @@ class OfficialKubeClient:
                 if kind == "ERROR":
                     obj = event.get("raw_object") or {}
                     if obj.get("code") == 410:
-                        raise KubeGone(f"watch {resource.plural}: {obj.get('message', 'too old resource version')}")
-                    raise KubeError(f"watch {resource.plural}: {obj.get('message', obj)}", int(obj.get("code", 0)))
+                        raise KubeGone(
+                            f"watch {resource.plural}: {obj.get('message', 'too old resource version')}"
+                        )
+                    raise KubeError(
+                        f"watch {resource.plural}: {obj.get('message', obj)}", int(obj.get("code", 0))
+                    )
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     yield WatchEvent(kind, event.get("raw_object") or self._to_manifest(event["object"]))
         finally:

@@ -102,7 +102,9 @@ class FakeKubeClient:
                 f"{resource.kind} is invalid: apiVersion/kind {obj.get('apiVersion')}/{obj.get('kind')}", 422
             )
         if not name or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-            raise KubeError(f"{resource.kind} {name!r} is invalid: metadata.name must be a DNS-1123 subdomain", 422)
+            raise KubeError(
+                f"{resource.kind} {name!r} is invalid: metadata.name must be a DNS-1123 subdomain", 422
+            )
         if meta.get("namespace", namespace) != namespace:
             raise KubeError("the namespace of the object does not match the namespace on the request", 400)
         with self._cond:
@@ -208,8 +210,12 @@ class FakeKubeClient:
             "active": 0,
             "ready": 0,
             "conditions": [
-                self._condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
-                self._condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods"),
+                self._condition(
+                    "SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"
+                ),
+                self._condition(
+                    "Complete", "CompletionsReached", "Reached expected number of succeeded pods"
+                ),
             ],
         }
         if job["spec"].get("completionMode") == "Indexed":
@@ -231,7 +237,10 @@ class FakeKubeClient:
             "failed": 1,
             "active": 0,
             "ready": 0,
-            "conditions": [self._condition("FailureTarget", reason, text), self._condition("Failed", reason, text)],
+            "conditions": [
+                self._condition("FailureTarget", reason, text),
+                self._condition("Failed", reason, text),
+            ],
         }
         return self.set_status(JOBS, namespace, name, status)
 
@@ -312,4 +321,3 @@ class FakeKubeClient:
                     and matches_selector(labels, selector)
                 ):
                     yield WatchEvent(event.type, copy.deepcopy(event.object))
-

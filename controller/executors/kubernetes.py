@@ -61,7 +61,6 @@ REASON_SPARK_FAILED = "SparkFailed"
 REASON_SPARK_SUBMISSION_FAILED = "SparkSubmissionFailed"
 
 
-
 @dataclass
 class _KubeAttempt:
     resource: KubeResource
@@ -119,7 +118,10 @@ def spark_status(app: Manifest) -> ExecutionStatus:
     name = app["metadata"]["name"]
     if state == "COMPLETED":
         return ExecutionStatus(
-            phase="Succeeded", exit_code=0, reason=REASON_COMPLETED, message=f"SparkApplication {name} completed"
+            phase="Succeeded",
+            exit_code=0,
+            reason=REASON_COMPLETED,
+            message=f"SparkApplication {name} completed",
         )
     if state == "FAILED":
         return ExecutionStatus.failed(REASON_SPARK_FAILED, f"SparkApplication {name}: {error or 'failed'}")
@@ -201,7 +203,8 @@ class KubernetesExecutor:
             if not status.terminal and self._past_deadline(att, obj):
                 self._delete(att)
                 status = ExecutionStatus.failed(
-                    REASON_DEADLINE, f"{att.resource.kind} {att.name} exceeded max_runtime_s={att.max_runtime_s}"
+                    REASON_DEADLINE,
+                    f"{att.resource.kind} {att.name} exceeded max_runtime_s={att.max_runtime_s}",
                 )
             if status.terminal:
                 att.status = status
@@ -318,4 +321,3 @@ def _parse_memory_gib(q: str) -> float:
         if q.endswith(suffix):
             return float(q[: -len(suffix)]) * factor
     return float(q) / 2**30
-

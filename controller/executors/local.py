@@ -258,7 +258,10 @@ class LocalExecutor:
         (att.workdir / "tmp").mkdir()
         att.resources = ResourceAmounts.for_job(spec)
         try:
-            with (att.workdir / "stdout.log").open("wb") as out, (att.workdir / "stderr.log").open("wb") as err:
+            with (
+                (att.workdir / "stdout.log").open("wb") as out,
+                (att.workdir / "stderr.log").open("wb") as err,
+            ):
                 att.popen = subprocess.Popen(
                     spec.runtime.command,
                     cwd=att.workdir,

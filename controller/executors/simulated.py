@@ -222,7 +222,10 @@ class SimulatedExecutor:
             self._down_nodes.add(name)
             for att in list(self._waiting):  # what could only fit with that node can never run now
                 if self._place(att, {n: self._nodes[n].amounts for n in self._up_nodes()}) is None:
-                    self._end(att, ExecutionStatus.failed(REASON_UNSCHEDULABLE, f"no longer fits: node {name} failed"))
+                    self._end(
+                        att,
+                        ExecutionStatus.failed(REASON_UNSCHEDULABLE, f"no longer fits: node {name} failed"),
+                    )
             self._admit_waiting(self._now)
 
     def restore_node(self, name: str) -> None:
@@ -290,10 +293,14 @@ class SimulatedExecutor:
         deadline = spec.max_runtime_s * self.time_scale
         if self.failure_rate > 0 and self._rng.random() < self.failure_rate:
             att.ends_at = now + runtime * self._rng.random()
-            att.end_status = ExecutionStatus.failed(REASON_INJECTED, "random failure (failure_rate)", exit_code=1)
+            att.end_status = ExecutionStatus.failed(
+                REASON_INJECTED, "random failure (failure_rate)", exit_code=1
+            )
         elif runtime > deadline:
             att.ends_at = now + deadline
-            att.end_status = ExecutionStatus.failed(REASON_DEADLINE, f"exceeded max_runtime_s={spec.max_runtime_s}")
+            att.end_status = ExecutionStatus.failed(
+                REASON_DEADLINE, f"exceeded max_runtime_s={spec.max_runtime_s}"
+            )
         else:
             att.ends_at = now + runtime
             att.end_status = ExecutionStatus(
