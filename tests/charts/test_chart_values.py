@@ -1,0 +1,244 @@
+"""values.yaml is documented and values.schema.json covers it, closes it, and rejects bad values."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chart_helpers import CHART_NAMES, chart_dir, run_helm, template_args
+
+KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.\"'-]+):(?:\s|$)")
+
+
+def load_schema(chart: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((chart_dir(chart) / "values.schema.json").read_text())
+    return schema
+
+
+def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if ref:
+        target: dict[str, Any] = schema
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        return resolve(schema, target)
+    return node
+
+
+def is_passthrough(node: dict[str, Any]) -> bool:
+    """An object the chart hands to Kubernetes or Prometheus as is (labels, affinity, ...)."""
+    return node.get("type") == "object" and "properties" not in node
+
+
+def walk_values(
+    schema: dict[str, Any], node: dict[str, Any], values: Any, path: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """(dotted path, schema node) for every value under a schema-controlled object."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    node = resolve(schema, node)
+    if isinstance(values, dict) and "properties" in node:
+        for key, value in values.items():
+            child_path = f"{path}.{key}" if path else key
+            child = node["properties"].get(key)
+            assert child is not None, f"value {child_path} is not described in values.schema.json"
+            found.append((child_path, resolve(schema, child)))
+            found += walk_values(schema, child, value, child_path)
+    return found
+
+
+@pytest.mark.parametrize("chart", CHART_NAMES)
+def test_schema_covers_every_value(chart: str) -> None:
+    schema = load_schema(chart)
+    values = yaml.safe_load((chart_dir(chart) / "values.yaml").read_text())
+    covered = walk_values(schema, schema, values, "")
+    assert len(covered) > 20
+
+
+@pytest.mark.parametrize("chart", CHART_NAMES)
+def test_schema_closes_every_object_it_controls(chart: str) -> None:
+    schema = load_schema(chart)
+    open_objects: list[str] = []
+
+    def visit(node: dict[str, Any], path: str) -> None:
+        if "properties" in node:
+            if node.get("additionalProperties") is not False:
+                open_objects.append(path or "<root>")
+            for key, child in node["properties"].items():
+                visit(child, f"{path}.{key}" if path else key)
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                visit(node[key], f"{path}[{key}]")
+        for key in ("anyOf", "oneOf", "allOf"):
+            for i, child in enumerate(node.get(key, [])):
+                visit(child, f"{path}<{key}{i}>")
+
+    visit(schema, "")
+    for name, definition in schema.get("definitions", {}).items():
+        visit(definition, f"#/definitions/{name}")
+    assert not open_objects, f"objects without additionalProperties: false: {open_objects}"
+
+
+def documented_keys(values_file: Path, schema: dict[str, Any]) -> list[str]:
+    """Keys of schema-controlled objects that have no comment on the line(s) right above."""
+    missing: list[str] = []
+    lines = values_file.read_text().splitlines()
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
+    for number, line in enumerate(lines):
+        match = KEY_LINE.match(line)
+        if not match or line.lstrip().startswith("#") or line.lstrip().startswith("- "):
+            continue
+        indent = len(match["indent"])
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        parent_path = [key for _, key in stack]
+        stack.append((indent, match["key"]))
+        node = resolve(schema, schema)
+        controlled = True
+        for key in parent_path:
+            node = resolve(schema, node.get("properties", {}).get(key, {}))
+            if "properties" not in node:
+                controlled = False
+                break
+        if not controlled:
+            continue  # inside a pass-through object: documented at its parent
+        previous = lines[number - 1].strip() if number else ""
+        if not previous.startswith("#") and "#" not in line.split(":", 1)[1]:
+            missing.append(".".join([*parent_path, match["key"]]))
+    return missing
+
+
+@pytest.mark.parametrize("chart", CHART_NAMES)
+def test_every_value_is_documented_where_defined(chart: str) -> None:
+    missing = documented_keys(chart_dir(chart) / "values.yaml", load_schema(chart))
+    assert not missing, f"values without a comment: {missing}"
+
+
+BAD_VALUES: list[Any] = [
+    pytest.param(
+        "yiwang-controller",
+        ("database.url=postgresql://pg/yiwang", "mode=bogus"),
+        "mode",
+        id="controller-mode-bogus",
+    ),
+    pytest.param(
+        "yiwang-controller",
+        ("database.url=mysql://db/yiwang",),
+        "database.url",
+        id="controller-database-not-postgres",
+    ),
+    pytest.param(
+        "yiwang-controller",
+        ("database.url=postgresql://pg/yiwang", "replicas=2"),
+        "replicas",
+        id="controller-unknown-top-level-key",
+    ),
+    pytest.param(
+        "yiwang-controller",
+        ("database.url=postgresql://pg/yiwang", "service.type=LoadBalancer"),
+        "service",
+        id="controller-service-type-not-allowed",
+    ),
+    pytest.param(
+        "yiwang-agent",
+        ("controllerUrl=https://c.example", "cluster.name=prov-beijing", "auth.token=t"),
+        "adcode",
+        id="agent-province-without-adcode",
+    ),
+    pytest.param(
+        "yiwang-agent",
+        ("controllerUrl=https://c.example", "cluster.name=x", "cluster.tier=city", "auth.token=t"),
+        "tier",
+        id="agent-tier-bogus",
+    ),
+    pytest.param(
+        "yiwang-agent",
+        (
+            "controllerUrl=https://c.example",
+            "cluster.name=prov-beijing",
+            "cluster.adcode=11",
+            "auth.token=t",
+        ),
+        "adcode",
+        id="agent-adcode-not-six-digits",
+    ),
+    pytest.param(
+        "yiwang-agent",
+        ("controllerUrl=ftp://c.example", "cluster.name=d", "cluster.tier=department", "auth.token=t"),
+        "controllerUrl",
+        id="agent-controller-url-scheme",
+    ),
+    pytest.param(
+        "yiwang-agent",
+        (
+            "controllerUrl=https://c.example",
+            "cluster.name=d",
+            "cluster.tier=department",
+            "auth.token=t",
+            "tenantNamespaces[0]=Bad_NS",
+        ),
+        "tenantNamespaces",
+        id="agent-namespace-not-dns-label",
+    ),
+    pytest.param(
+        "yiwang-monitoring",
+        ("cluster.name=national-primary", "federation.enabled=true", "federation.targets[0].cluster=p"),
+        "address",
+        id="monitoring-federation-target-without-address",
+    ),
+    pytest.param(
+        "yiwang-monitoring",
+        ("cluster.name=prov-beijing", "prometheus.retention=forever"),
+        "retention",
+        id="monitoring-retention-not-a-duration",
+    ),
+    pytest.param(
+        "yiwang-monitoring",
+        ("cluster.name=prov-beijing", "prometheus.extraExternalLabels.cluster=other"),
+        "extraExternalLabels",
+        id="monitoring-cluster-external-label-not-overridable",
+    ),
+]
+
+
+@pytest.mark.parametrize(("chart", "sets", "mentions"), BAD_VALUES)
+def test_schema_rejects_bad_values(helm: str, chart: str, sets: tuple[str, ...], mentions: str) -> None:
+    proc = run_helm(helm, *template_args(chart, (), sets), check=False)
+    assert proc.returncode != 0, f"helm template accepted {sets}"
+    assert mentions in proc.stderr, proc.stderr
+
+
+REQUIRED_VALUES: list[Any] = [
+    pytest.param("yiwang-controller", (), "database.url or database.existingSecret", id="controller-db"),
+    pytest.param(
+        "yiwang-agent",
+        ("cluster.name=prov-beijing", "cluster.adcode=110000", "auth.token=t"),
+        "set controllerUrl",
+        id="agent-controller-url",
+    ),
+    pytest.param(
+        "yiwang-agent",
+        ("controllerUrl=https://c.example", "cluster.name=prov-beijing", "cluster.adcode=110000"),
+        "auth.token or auth.existingSecret",
+        id="agent-token",
+    ),
+    pytest.param("yiwang-monitoring", (), "set cluster.name", id="monitoring-cluster-name"),
+    pytest.param(
+        "yiwang-monitoring",
+        ("cluster.name=national-primary", "federation.enabled=true"),
+        "federation.targets",
+        id="monitoring-federation-without-targets",
+    ),
+]
+
+
+@pytest.mark.parametrize(("chart", "sets", "message"), REQUIRED_VALUES)
+def test_missing_required_values_fail_with_a_clear_message(
+    helm: str, chart: str, sets: tuple[str, ...], message: str
+) -> None:
+    proc = run_helm(helm, *template_args(chart, (), sets), check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
