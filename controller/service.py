@@ -538,6 +538,9 @@ class Controller:
         message = (
             rep.message or {"Running": "started", "Succeeded": "completed", "Failed": "failed"}[rep.phase]
         )
+        tail = [line for line in rep.output_tail.splitlines() if line.strip()]
+        if tail:
+            message = f"{message}; output: {' | '.join(tail[-3:])[-500:]}"
         values: dict[str, Any] = {"phase": target.value, "message": message}
         if target in TERMINAL:
             values["lease_expires_at"] = None

@@ -1,0 +1,1 @@
+"""`yiwang demo`: the whole loop on one machine (see run.py)."""
