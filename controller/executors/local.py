@@ -178,11 +178,11 @@ class LocalExecutor:
             self._check(att, self._clock())
             if att.status is not None:
                 return att.status
-            assert att.popen is not None  # a live attempt always has a process
+            pid = att.popen.pid if att.popen is not None else 0
             elapsed = self._clock() - att.started_at
             return ExecutionStatus(
                 phase="Running",
-                message=f"running as process group {att.popen.pid} for {elapsed:.0f}s",
+                message=f"running as process group {pid} for {elapsed:.0f}s",
                 output_tail=self._output_tail(att),
             )
 
