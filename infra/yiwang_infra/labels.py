@@ -37,7 +37,9 @@ def tenant_labels(tenant: str, tier: Tier, adcode: str | None, host: Cluster) ->
 
 def system_labels(host: Cluster, component: str) -> dict[str, str]:
     """Labels of a platform namespace (yiwang-system, yiwang-monitoring): those of its cluster."""
-    labels = {k: v for k, v in cluster_labels(host).items() if k != HUB}
+    labels = {
+        k: v for k, v in cluster_labels(host).items() if k not in (HUB, TENANT)
+    }  # not a tenant namespace
     labels[PART_OF] = "yiwang"
     labels["yiwang.gov.cn/component"] = component
     return labels

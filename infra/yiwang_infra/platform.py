@@ -116,7 +116,7 @@ class ClusterPlatform(pulumi.ComponentResource):
             opts=self._child,
         )
         k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-agent-observer",
+            f"{name}-agent-observer-binding",
             metadata=_meta("yiwang-agent-observer", {L.PART_OF: "yiwang"}),
             role_ref=k8s.rbac.v1.RoleRefArgs(
                 api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="yiwang-agent-observer"
@@ -306,7 +306,7 @@ class ClusterPlatform(pulumi.ComponentResource):
             opts=in_ns,
         )
         k8s.rbac.v1.RoleBinding(
-            f"{self._name}-executor-{tenant.name}",
+            f"{self._name}-executor-binding-{tenant.name}",
             metadata=_meta("yiwang-agent-executor", tenant_meta, ns_name),
             role_ref=k8s.rbac.v1.RoleRefArgs(
                 api_group="rbac.authorization.k8s.io", kind="Role", name="yiwang-agent-executor"

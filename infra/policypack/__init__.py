@@ -1,0 +1,1 @@
+"""Yiwang compliance rules as a Pulumi policy pack (rules in :mod:`infra.policypack.rules`)."""
