@@ -75,10 +75,9 @@ class Controller:
         return PolicySet.model_validate(merged)
 
     def _bootstrap(self) -> None:
-        known = {row["name"]: row for row in self.store.list_clusters()}
-        for c in self.policies.topology.clusters:
-            if c.name not in known:
-                self.store.upsert_cluster(c.name, c.model_dump(mode="json"))
+        self.store.insert_missing_clusters(
+            {c.name: c.model_dump(mode="json") for c in self.policies.topology.clusters}
+        )
         for row in self.store.list_clusters():
             self.registry.clusters[row["name"]] = ClusterState(
                 spec=Cluster.model_validate(row["spec"]),
@@ -482,10 +481,9 @@ class Controller:
         t_now = now()
         lease_until = t_now + timedelta(seconds=self.policies.failover.lease_s)
         was = state.health
-        self.store.update_cluster(cluster, health=Health.Ready, last_heartbeat=t_now, reported=reported)
+        self.store.heartbeat(cluster, reported, t_now, lease_until)
         with self.lock:
             state.health, state.last_heartbeat, state.reported = Health.Ready, t_now, reported
-        self.store.renew_leases(cluster, lease_until)
         if was != Health.Ready:
             self.wake()
         return {

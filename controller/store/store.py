@@ -319,6 +319,42 @@ class Store:
             )
             return True
 
+    def insert_missing_clusters(self, specs: dict[str, dict[str, Any]]) -> int:
+        """Seed clusters from the topology in one transaction; existing ones are left as they are."""
+        with self.tx() as conn:
+            have = {r[0] for r in conn.execute(select(t.clusters.c.name)).all()}
+            rows = [
+                {
+                    "name": n,
+                    "spec": spec,
+                    "cordoned": False,
+                    "draining": False,
+                    "health": "Unknown",
+                    "registered_at": now(),
+                }
+                for n, spec in specs.items()
+                if n not in have
+            ]
+            if rows:
+                conn.execute(insert(t.clusters), rows)
+            return len(rows)
+
+    def heartbeat(
+        self, name: str, reported: dict[str, Any] | None, at: datetime, lease_until: datetime
+    ) -> None:
+        """Mark the cluster Ready and renew the leases of its active attempts, in one commit."""
+        with self.tx() as conn:
+            conn.execute(
+                update(t.clusters)
+                .where(t.clusters.c.name == name)
+                .values(health="Ready", last_heartbeat=at, reported=reported)
+            )
+            conn.execute(
+                update(t.jobs)
+                .where(t.jobs.c.cluster == name, t.jobs.c.phase.in_(ACTIVE_PHASES))
+                .values(lease_expires_at=lease_until)
+            )
+
     def delete_cluster(self, name: str) -> bool:
         with self.tx() as conn:
             return bool(conn.execute(delete(t.clusters).where(t.clusters.c.name == name)).rowcount)
