@@ -1,0 +1,107 @@
+"""Typed stack config: wrong stack files fail before anything is planned; the generator keeps secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from infra import generate_stacks
+from infra.yiwang_infra.config import ConfigError, Mode, parse_stack_config
+from infra.yiwang_infra.regions import ALICLOUD_REGIONS
+from infra.yiwang_infra.testing import StackRun, stack_config_values
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def raw(project: str, stack: str, **changes: Any) -> dict[str, Any]:
+    prefix = generate_stacks.PROJECTS[["national", "province", "department"].index(project)].name + ":"
+    values = {k.removeprefix(prefix): v for k, v in stack_config_values(project, stack).items()}
+    values = {k: v for k, v in values.items() if k in {"cluster", "region", "mode", "tenants", "controller"}}
+    values.update(changes)
+    return values
+
+
+def test_stack_files_parse() -> None:
+    config = parse_stack_config(raw("province", "guangdong"))
+    assert config.mode is Mode.ack and config.alicloud.region_id == "cn-shenzhen"
+    assert parse_stack_config(raw("province", "tianjin")).mode is Mode.existing
+
+
+@pytest.mark.parametrize(
+    ("project", "stack", "changes", "message"),
+    [
+        ("province", "guangdong", {"region": "cn-beijing"}, "differs from the topology's region"),
+        ("province", "tianjin", {"mode": "ack"}, "use mode: existing"),
+        ("province", "guangdong", {"alicloudRegion": "cn-hangzhou"}, "is not inside cn-guangdong"),
+        ("province", "guangdong", {"mode": "cloud"}, "mode"),
+        ("province", "guangdong", {"tenants": [{"name": "national", "tier": "national"}]}, "own tenant"),
+        ("national", "primary", {"controller": None}, "controller key is set on national stacks"),
+        ("province", "hebei", {"controller": {"role": "active"}}, "controller key is set on national stacks"),
+        ("province", "hebei", {"ack": {"coresPerNode": 0}}, "ack.coresPerNode"),
+    ],
+)
+def test_invalid_stack_config_names_the_key(
+    project: str, stack: str, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_stack_config(raw(project, stack, **changes))
+
+
+def test_region_table_covers_every_topology_region() -> None:
+    regions = {
+        c["region"] for c in yaml.safe_load((REPO_ROOT / "policies/topology.yaml").read_text())["clusters"]
+    }
+    assert regions <= set(ALICLOUD_REGIONS)
+    for topology_region, cloud in ALICLOUD_REGIONS.items():
+        for region in cloud or ():
+            assert all(zone.startswith(region.region_id + "-") for zone in region.zones), topology_region
+
+
+@pulumi.runtime.test
+def test_existing_mode_needs_the_kubeconfig_secret() -> Any:
+    run = StackRun("province", "tianjin")
+    pulumi.runtime.set_all_config(
+        {k: v for k, v in pulumi.runtime.config.CONFIG.get().items() if not k.endswith(":kubeconfig")}
+    )
+    with pytest.raises(pulumi.ConfigMissingError):
+        run.run()
+
+
+def test_generator_keeps_secrets_and_rewrites_generated_keys(tmp_path: Path) -> None:
+    topology, failover = generate_stacks.load_sources(REPO_ROOT / "policies")
+    for project in ("national", "province", "department"):
+        (tmp_path / project).mkdir()
+    stack_file = tmp_path / "province" / "Pulumi.guangdong.yaml"
+    stack_file.write_text(
+        yaml.safe_dump(
+            {
+                "encryptionsalt": "v1:abc",
+                "config": {
+                    "yiwang-province:adminToken": {"secure": "v1:xyz"},
+                    "yiwang-province:region": "cn-beijing",  # hand-edited: the generator owns it
+                    "yiwang-province:alicloudRegion": "cn-guangzhou",  # a local override: kept
+                },
+            }
+        )
+    )
+    files = generate_stacks.render(topology, failover, infra_dir=tmp_path)
+    assert len(files) == 3 + 2 + 32 + 8
+    doc = yaml.safe_load(files[stack_file])
+    assert doc["encryptionsalt"] == "v1:abc"
+    assert doc["config"]["yiwang-province:adminToken"] == {"secure": "v1:xyz"}
+    assert doc["config"]["yiwang-province:region"] == "cn-guangdong"
+    assert doc["config"]["yiwang-province:alicloudRegion"] == "cn-guangzhou"
+    assert doc["config"]["yiwang-province:cluster"]["adcode"] == "440000"
+
+
+def test_failover_guests_get_namespaces_where_they_fail_over() -> None:
+    topology, failover = generate_stacks.load_sources(REPO_ROOT / "policies")
+    by_name = topology.by_name()
+    for source, backups in failover.backups.items():
+        for backup in backups:
+            hosted = {t["name"] for t in generate_stacks.hosted_tenants(by_name[backup], topology, failover)}
+            assert by_name[source].tenant in hosted, (source, backup)
