@@ -127,8 +127,8 @@ def demo_jobs() -> list[dict[str, Any]]:
             "name": "bj-gpu-training",
             "tenant": "beijing",
             "resources": {"cpu": 32, "memory_gib": 128, "gpu": 8},
-            "replicas": 4,
-            "runtime": {"command": [PY, "-c", "print('trained 4x8 GPU gang: loss 0.042')"]},
+            "replicas": 2,
+            "runtime": {"command": [PY, "-c", "print('trained 2x8 GPU gang: loss 0.042')"]},
         },
         {"name": "sh-schema-check", "tenant": "shanghai", "runtime": {"command": task("fail")}},
         # Cannot be placed: core data of Sichuan never moves, important data of Guangdong never
