@@ -99,7 +99,7 @@ class FederationSettings(Camel):
 
     remote_write_url: str = "https://prometheus.yiwang.gov.internal/api/v1/write"
     federate_url: str = "https://prometheus.yiwang.gov.internal/federate"
-    member_federate_url_template: str = "https://prometheus-{cluster}.yiwang.gov.internal/federate"
+    member_address_template: str = "prometheus-{cluster}.yiwang.gov.internal:443"
     members: list[str] = []
 
 

@@ -137,14 +137,13 @@ class ControllerDeployment(pulumi.ComponentResource):
             string_data={"token": pulumi.Output.secret(admin_token)},
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # values follow charts/yiwang-controller/values.schema.json (its Service is ClusterIP only)
         values: dict[str, Any] = {
             "mode": settings.role.value,
             "replicaCount": settings.replicas,
-            "cluster": {"name": config.cluster.name, "region": config.cluster.region},
+            "cluster": config.cluster.name,
             "database": {"existingSecret": DATABASE_SECRET, "existingSecretKey": "url"},
-            "auth": {"adminTokenSecret": ADMIN_TOKEN_SECRET, "adminTokenSecretKey": "token"},
-            "externalUrl": settings.url,
-            "service": {"type": "ClusterIP"},
+            "auth": {"existingSecret": ADMIN_TOKEN_SECRET, "existingSecretKey": "token"},
             "priorityClassName": PLATFORM_PRIORITY,
             **settings.chart_values,
         }

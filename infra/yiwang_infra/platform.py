@@ -140,19 +140,18 @@ class ClusterPlatform(pulumi.ComponentResource):
         for tenant in config.tenant_refs():
             self.tenant_namespaces[tenant.name] = self._tenant(tenant, sa)
 
+        chart_cluster = {"name": cluster.name, "tier": cluster.tier.value}
+        if cluster.adcode:
+            chart_cluster["adcode"] = cluster.adcode
+        # values follow charts/yiwang-agent/values.schema.json; the platform owns SA and RBAC
         agent_values: dict[str, Any] = {
-            "cluster": {
-                "name": cluster.name,
-                "tier": cluster.tier.value,
-                "tenant": cluster.tenant,
-                "region": cluster.region,
-                "labels": L.cluster_labels(cluster),
-            },
-            "controller": {"url": controller_url},
+            "controllerUrl": controller_url,
+            "cluster": chart_cluster,
             "auth": {"existingSecret": AGENT_TOKEN_SECRET, "existingSecretKey": "token"},
+            "tenantNamespaces": [t.namespace for t in config.tenant_refs()],
+            "rbac": {"create": False},
             "serviceAccount": {"create": False, "name": AGENT_SA},
             "priorityClassName": PLATFORM_PRIORITY,
-            "executor": {"type": "kubernetes", "namespaces": [t.namespace for t in config.tenant_refs()]},
             **platform.agent_chart_values,
         }
         self.agent = k8s.helm.v3.Release(
@@ -171,7 +170,7 @@ class ClusterPlatform(pulumi.ComponentResource):
             chart=chart_path(MONITORING_CHART),
             namespace=platform.monitoring_namespace,
             values={
-                "cluster": {"name": cluster.name, "tier": cluster.tier.value, "region": cluster.region},
+                "cluster": chart_cluster,
                 "priorityClassName": PLATFORM_PRIORITY,
                 **monitoring_values,
                 **platform.monitoring_chart_values,

@@ -52,13 +52,13 @@ def national_main(config: StackConfig, secrets: StackSecrets) -> dict[str, Any]:
         controller_url=settings.url,
         agent_token=secrets.agent_token(),
         monitoring_values={
-            "role": "national",
-            "remoteWriteReceiver": {"enabled": True},
+            "scrape": {"controller": {"enabled": True}},
             "federation": {
+                "enabled": bool(federation.members),
                 "targets": [
-                    {"cluster": m, "url": federation.member_federate_url_template.format(cluster=m)}
+                    {"cluster": m, "address": federation.member_address_template.format(cluster=m)}
                     for m in federation.members
-                ]
+                ],
             },
         },
         opts=k8s_opts,
@@ -123,7 +123,8 @@ def member_main(config: StackConfig, secrets: StackSecrets, tier: Tier) -> dict[
         config,
         controller_url=controller_url,
         agent_token=secrets.agent_token(),
-        monitoring_values={"role": "member", "remoteWrite": {"url": remote_write_url}},
+        # the national Prometheus federates this one (pull); the chart has no remote_write yet
+        monitoring_values={},
         opts=pulumi.ResourceOptions(providers=[cluster.provider]),
     )
     registration = ControllerRegistration(
@@ -138,6 +139,7 @@ def member_main(config: StackConfig, secrets: StackSecrets, tier: Tier) -> dict[
         "region": config.region,
         "mode": config.mode.value,
         "controllerUrl": controller_url,
+        "nationalPrometheusRemoteWriteUrl": remote_write_url,
         "kubeconfig": cluster.kubeconfig,
         "registeredCluster": registration.id,
     }

@@ -6,10 +6,12 @@ the 1.30 schemas strictly; the registration body is the topology entry; the poli
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pulumi
 import pytest
@@ -154,19 +156,25 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
     for release_name, release in releases.items():
         assert release.parent in owners
         assert Path(os.path.normpath(Path.cwd() / release.inputs["chart"])) == CHARTS_DIR / release_name
+        chart_schema = json.loads(
+            (CHARTS_DIR / release_name / "values.schema.json").read_text(encoding="utf-8")
+        )
+        jsonschema.validate(as_manifest(release.inputs["values"]), chart_schema)
     agent_values = releases["yiwang-agent"].inputs["values"]
-    assert agent_values["cluster"]["name"] == cluster.name
-    assert agent_values["controller"]["url"] == NATIONAL_OUTPUTS["controllerUrl"]
+    assert agent_values["cluster"] == {"name": cluster.name, "tier": cluster.tier.value} | (
+        {"adcode": cluster.adcode} if cluster.adcode else {}
+    )
+    assert agent_values["controllerUrl"] == NATIONAL_OUTPUTS["controllerUrl"]
+    assert agent_values["tenantNamespaces"] == [t.namespace for t in tenants]
     monitoring = releases["yiwang-monitoring"].inputs["values"]
     if cluster.tier is Tier.national:
         controller_values = releases["yiwang-controller"].inputs["values"]
         assert controller_values["mode"] == ("active" if stack == "primary" else "standby")
-        assert controller_values["service"]["type"] == "ClusterIP"
-        assert monitoring["role"] == "national"
+        assert controller_values["cluster"] == cluster.name
         federated = {t["cluster"] for t in monitoring["federation"]["targets"]}
         assert federated == {c.name for c in TOPOLOGY.clusters if c.tier is not Tier.national}
     else:
-        assert monitoring["remoteWrite"]["url"] == NATIONAL_OUTPUTS["prometheusRemoteWriteUrl"]
+        assert "federation" not in monitoring
 
     # -- the national database
     rds = _by_type(run, "alicloud:rds/instance:Instance")
