@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from controller.assignments import Assignment, StatusReport
+from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
 from controller.datasets import DatasetCreate, DatasetRead
 from controller.errors import Conflict, InvalidInput, InvalidPolicy, NotFound, StaleAttempt
 from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
@@ -59,6 +60,7 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.metrics_registry: CollectorRegistry | None = None
+        self.capacity = self._capacity_tracker()
         self._bootstrap()
 
     # ---- start-up ---------------------------------------------------------------------------
@@ -96,6 +98,21 @@ class Controller:
         if self.settings.mode == "active":
             self.renew_leadership()
 
+    def _capacity_tracker(self) -> CapacityTracker:
+        s = self.settings
+        heartbeats = HeartbeatCapacitySource(
+            lambda: self.registry.clusters,
+            lambda: self.policies.failover.lease_s + self.policies.failover.heartbeat_grace_s,
+        )
+        prom = (
+            PrometheusCapacitySource(
+                s.prometheus_url, timeout_s=s.prometheus_timeout_s, max_age_s=s.capacity_max_age_s
+            )
+            if s.prometheus_url
+            else None
+        )
+        return CapacityTracker(heartbeats, prom, refresh_s=s.capacity_refresh_s)
+
     def renew_leadership(self) -> bool:
         epoch = self.store.acquire_leadership(self.settings.holder, self.settings.leader_ttl_s)
         with self.lock:
@@ -132,6 +149,7 @@ class Controller:
                     if self.settings.mode == "active" or not self.is_leader:
                         self.renew_leadership()
                     last_lease = time.monotonic()
+                self.capacity.maybe_refresh()  # Prometheus, in its own thread, at a bounded rate
                 if self.is_leader:
                     self.expire_leases()
                     while self.schedule_pending() >= self.settings.schedule_batch:
@@ -237,10 +255,12 @@ class Controller:
             assert self.registry.network is not None
             network = self.registry.network
         clusters = [s.spec for s in states]
-        cap = np.array(
+        declared = np.array(
             [[c.capacity.cpu, c.capacity.memory_gib, c.capacity.gpu] for c in clusters], dtype=np.float64
         ).reshape(-1, 3)
-        alloc = np.array([allocated[c.name] for c in clusters], dtype=np.float64).reshape(-1, 3)
+        reserved = np.array([allocated[c.name] for c in clusters], dtype=np.float64).reshape(-1, 3)
+        # observed allocatable when known; used = max(reservations, observed requests)
+        cap, alloc = self.capacity.effective([c.name for c in clusters], states, declared, reserved)
         return Snapshot(
             clusters=clusters,
             network=network,
@@ -515,6 +535,43 @@ class Controller:
             )
         return out
 
+    def release(self, cluster: str, job_id: str, attempt: int, epoch: int, reason: str) -> JobRead:
+        """An agent gives back an attempt it stopped (lost its lease): the job goes back to
+        Pending with its attempt raised, like a failover, instead of waiting for lease + grace.
+        A stale attempt, epoch or cluster is refused, so only the current holder can do this."""
+        self.cluster_state(cluster)
+        row = self.store.get_job(job_id)
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found")
+        if (row["cluster"], row["attempt"], row["epoch"]) != (cluster, attempt, epoch) or row[
+            "phase"
+        ] not in ("Scheduled", "Running"):
+            raise StaleAttempt(
+                f"attempt {attempt} (epoch {epoch}) of job {job_id} on {cluster} is not current"
+            )
+        message = f"released by the agent of {cluster}: {reason}"[:500]
+        with self.lock, self.store.tx() as conn:
+            ok = self.store.transition(
+                conn,
+                job_id,
+                expect_phases=[row["phase"]],
+                expect_attempt=attempt,
+                values={
+                    "phase": "Pending",
+                    "cluster": None,
+                    "attempt": attempt + 1,
+                    "message": message,
+                    "lease_expires_at": None,
+                },
+                event_type="Released",
+                reason=message,
+            )
+            if not ok:
+                raise StaleAttempt(f"job {job_id} changed meanwhile")
+            self.registry.ledger.pop(job_id, None)
+        self.wake()
+        return self.get_job(job_id)
+
     def report(self, cluster: str, rep: StatusReport) -> JobRead:
         """Apply an agent's status report; a stale attempt, epoch or cluster is refused."""
         self.cluster_state(cluster)
@@ -579,6 +636,15 @@ class Controller:
             events=events,
         )
 
+    def _capacity_view(self, state: ClusterState) -> dict[str, Any]:
+        """Which capacity the scheduler uses for the cluster (prometheus | heartbeat | topology)."""
+        cc = self.capacity.capacity_of(state.spec.name, state)
+        view = cc.view()
+        c = state.spec.capacity
+        eff = cc.allocatable if cc.allocatable is not None else np.array([c.cpu, c.memory_gib, c.gpu])
+        view["effective_capacity"] = {"cpu": float(eff[0]), "memory_gib": float(eff[1]), "gpu": float(eff[2])}
+        return view
+
     def cluster_view(self, state: ClusterState) -> dict[str, Any]:
         allocated = self.registry.allocated().get(state.spec.name, np.zeros(3))
         hb = state.last_heartbeat
@@ -593,6 +659,7 @@ class Controller:
             "hub": state.spec.hub,
             "labels": state.spec.all_labels(),
             "capacity": state.spec.capacity.model_dump(),
+            **self._capacity_view(state),
             "allocated": {
                 "cpu": float(allocated[0]),
                 "memory_gib": float(allocated[1]),

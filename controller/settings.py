@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     background: bool = True  # run the scheduling and lease loops in a background thread
     loop_interval_s: float = 0.2
     schedule_batch: int = 2000
+    # Capacity from Prometheus (kube-state-metrics-style series scraped from the agents); the
+    # agents' heartbeats are the fallback when it is unset, down or stale.
+    prometheus_url: str | None = Field(default=None, description="e.g. http://prometheus:9090")
+    prometheus_timeout_s: float = Field(default=2.0, gt=0)
+    capacity_refresh_s: float = Field(default=5.0, gt=0, description="how often Prometheus is queried")
+    capacity_max_age_s: float = Field(default=30.0, gt=0, description="older observations are stale")
 
     @model_validator(mode="after")
     def _safe_outside_dev(self) -> Settings:
