@@ -106,6 +106,10 @@ class JobCreate(BaseModel):
     name: Annotated[str, Field(pattern=NAME)]
     tenant: Annotated[str, Field(pattern=NAME, description="submitting province, ministry or 'national'")]
     priority: Annotated[int, Field(ge=0, le=1_000_000)] = 100
+    priority_class: Annotated[
+        str | None,
+        Field(pattern=NAME, description="a class of policies/quota.yaml; when set it gives the priority"),
+    ] = None
     resources: Resources = Resources()
     replicas: Annotated[int, Field(ge=1, le=10_000, description="gang: all replicas start together")] = 1
     inputs: Annotated[list[Annotated[str, Field(pattern=DATASET_ID)]], Field(max_length=64)] = []

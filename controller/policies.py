@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controller.datasets import Classification
 from controller.errors import InvalidPolicy
@@ -67,10 +67,63 @@ class FailoverPolicy(BaseModel):
     backups: dict[str, list[str]] = {}
 
 
+class TenantQuota(BaseModel):
+    """One tenant's share of the federation, like a Kueue ClusterQueue in a cohort: ``nominal`` is
+    guaranteed; up to ``borrowing_limit`` more may be borrowed from the cohort's unused nominal
+    quota. A limit left out is unbounded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nominal: dict[str, Annotated[float, Field(ge=0)]] = {}  # cpu, memory_gib, gpu
+    borrowing_limit: dict[str, Annotated[float, Field(ge=0)]] | None = None  # None: no limit
+    weight: Annotated[float, Field(gt=0, le=1000)] = 1.0  # fair-share weight (DRF)
+
+
+class QuotaPolicy(BaseModel):
+    """Tenant quotas, fair share and priority classes (policies/quota.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    # Tenants without an entry get ``default`` (none: unlimited, fair share still applies).
+    default: TenantQuota | None = None
+    tenants: dict[Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")], TenantQuota] = {}
+    priority_classes: dict[Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")], int] = {
+        "system-critical": 1_000_000,
+        "failover": 100_000,
+        "high": 1000,
+        "normal": 100,
+        "low": 10,
+        "best-effort": 0,
+    }
+    preemption: bool = True
+    max_victims: Annotated[int, Field(ge=1, le=1000)] = 8  # per preemption, on one cluster
+    # A job within its nominal quota may preempt borrowed work of other tenants (Kueue's
+    # reclaimWithinCohort), whatever the priorities.
+    reclaim_borrowed: bool = True
+
+    @model_validator(mode="after")
+    def _known_resources(self) -> QuotaPolicy:
+        entries = [("default", self.default)] if self.default else []
+        entries += [(f"tenants.{k}", v) for k, v in self.tenants.items()]
+        for where, q in entries:
+            for field_name in ("nominal", "borrowing_limit"):
+                for res in getattr(q, field_name) or {}:
+                    if res not in QUOTA_RESOURCES:
+                        raise ValueError(
+                            f"{where}.{field_name}: unknown resource {res!r}; use {QUOTA_RESOURCES}"
+                        )
+        return self
+
+
+QUOTA_RESOURCES = ("cpu", "memory_gib", "gpu")
+
+
 POLICY_KINDS: dict[str, type[BaseModel]] = {
     "residency": ResidencyPolicy,
     "placement": PlacementPolicy,
     "failover": FailoverPolicy,
+    "quota": QuotaPolicy,
 }
 
 
@@ -79,6 +132,7 @@ class PolicySet(BaseModel):
     residency: ResidencyPolicy
     placement: PlacementPolicy
     failover: FailoverPolicy
+    quota: QuotaPolicy = QuotaPolicy()
 
 
 def format_errors(source: str, exc: ValidationError) -> list[dict[str, str]]:

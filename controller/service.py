@@ -25,9 +25,11 @@ from controller.errors import Conflict, InvalidInput, InvalidPolicy, NotFound, S
 from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
 from controller.policies import POLICY_KINDS, PolicySet, cross_check, load_policy_set, validate_kind
 from controller.registry import ClusterState, Health, Registry
+from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import JobInfo, Snapshot
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
+from controller.scheduler.quota import effective_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.settings import Settings
 from controller.store.store import Store, new_job_id, now, utc
@@ -279,72 +281,132 @@ class Controller:
         return self.scheduler.decide(self.job_info(None, spec), self.snapshot())
 
     def schedule_pending(self, limit: int | None = None) -> int:
-        """One scheduling cycle over the pending queue (highest priority first). Capacity is
-        reserved in the cycle's snapshot as decisions are made, so a burst never overcommits."""
+        """One batch scheduling cycle over the pending queue (priority, then DRF fair share, then
+        FIFO; see scheduler/batch.py). Capacity is reserved in the cycle's snapshot as decisions
+        are made, so a burst never overcommits; quota, preemption and gang fit apply. The cycle's
+        writes go to the store in one transaction with bulk statements; each stored decision is
+        compact and the API expands it into the full explained Decision."""
         if not self.is_leader:
             return 0
         rows = self.store.pending_jobs(limit or self.settings.schedule_batch)
         if not rows:
             return 0
+        batch = self._batch_scheduler()
         snap = self.snapshot()
+        queue = PendingQueue()
+        by_id: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row["id"] in self.registry.ledger:
+                continue
+            spec = JobCreate.model_validate(row["spec"])
+            queue.push(row["id"], batch.shapes.intern(spec), row["attempt"])
+            by_id[row["id"]] = row
+        t0 = time.perf_counter()
+        with self.lock:
+            running, usage = self._running_view(snap)
+            snap.tenant_usage = usage
+            result = batch.run(queue, snap, limit=len(by_id), running=running, epoch=self.epoch)
+        elapsed = time.perf_counter() - t0
+        for observe in self.decision_observers:
+            for _ in result.decisions:
+                observe(elapsed / max(len(result.decisions), 1))
         lease_until = now() + timedelta(seconds=self.policies.failover.lease_s)
-        scheduled = 0
-        with self.lock, self.store.tx() as conn:
-            for row in rows:
-                if row["id"] in self.registry.ledger:
-                    continue
-                spec = JobCreate.model_validate(row["spec"])
-                t0 = time.perf_counter()
-                decision = self.scheduler.decide(
-                    self.job_info(row["id"], spec), snap, attempt=row["attempt"], reserve=True
-                )
-                elapsed = time.perf_counter() - t0
-                for observe in self.decision_observers:
-                    observe(elapsed)
-                decision.epoch = self.epoch
-                if decision.cluster is None:
-                    if row["message"] != decision.summary:
-                        self.store.insert_decision(
-                            conn,
-                            row["id"],
-                            row["attempt"],
-                            None,
-                            decision.status,
-                            decision.model_dump(mode="json"),
-                            decision.created_at,
-                        )
-                        self.store.set_message(conn, row["id"], decision.summary)
-                    continue
-                ok = self.store.transition(
-                    conn,
-                    row["id"],
-                    expect_phases=["Pending"],
-                    expect_attempt=row["attempt"],
-                    values={
-                        "phase": "Scheduled",
-                        "cluster": decision.cluster,
+        scheduled: list[dict[str, Any]] = []
+        decisions: list[dict[str, Any]] = []
+        messages: list[tuple[str, str]] = []
+        for d in result.decisions:
+            row = by_id[d.job_id or ""]
+            if d.chosen < 0 and row["message"] == d.summary():
+                continue  # same answer as last cycle: keep the history short
+            body = d.to_body()
+            at = datetime.fromtimestamp(d.t, UTC)
+            decisions.append(
+                {
+                    "job_id": d.job_id,
+                    "attempt": d.attempt,
+                    "cluster": d.cluster,
+                    "status": d.status,
+                    "body": body,
+                    "created_at": at,
+                }
+            )
+            if d.chosen < 0:
+                messages.append((row["id"], body["summary"]))
+            else:
+                scheduled.append(
+                    {
+                        "id": row["id"],
+                        "attempt": row["attempt"],
+                        "cluster": d.cluster,
                         "epoch": self.epoch,
-                        "message": decision.summary,
+                        "message": body["summary"],
                         "lease_expires_at": lease_until,
-                    },
-                    event_type="Scheduled",
-                    reason=decision.summary,
+                    }
                 )
-                if not ok:  # cancelled meanwhile: give the reservation back
-                    snap.allocated[snap.index[decision.cluster]] -= demand_of(spec)
-                    continue
-                self.store.insert_decision(
-                    conn,
-                    row["id"],
-                    row["attempt"],
-                    decision.cluster,
-                    decision.status,
-                    decision.model_dump(mode="json"),
-                    decision.created_at,
-                )
-                self.registry.ledger[row["id"]] = (decision.cluster, demand_of(spec))
-                scheduled += 1
-        return scheduled
+        requeued = [
+            {"id": v.job_id, "attempt": v.attempt, "cluster": v.cluster, "reason": v.reason}
+            for v in result.victims
+        ]
+        with self.lock, self.store.tx() as conn:
+            changed = self.store.apply_cycle(
+                conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
+            )
+            for v in result.victims:
+                if v.job_id in changed:
+                    self.registry.ledger.pop(v.job_id, None)
+            for r in scheduled:
+                if r["id"] in changed:
+                    spec = JobCreate.model_validate(by_id[r["id"]]["spec"])
+                    self.registry.ledger[r["id"]] = (r["cluster"], demand_of(spec))
+                    self._job_meta[r["id"]] = (spec.tenant, self._priority_of(spec))
+        if requeued:
+            self.wake()
+        return sum(1 for r in scheduled if r["id"] in changed)
+
+    # ---- batch scheduling helpers -------------------------------------------------------------
+    def _batch_scheduler(self) -> BatchScheduler:
+        """The batch wrapper of the current scheduler and quota policy (rebuilt when they change;
+        it caches static per-shape results between cycles)."""
+        current = getattr(self, "_batch", None)
+        if (
+            current is None
+            or current.scheduler is not self.scheduler
+            or current.quota is not self.policies.quota
+        ):
+            current = BatchScheduler(self.scheduler, self.policies.quota)
+            self._batch: BatchScheduler | None = current
+        return current
+
+    @property
+    def _job_meta(self) -> dict[str, tuple[str, int]]:
+        """job id -> (tenant, effective priority) of placed jobs, for quota usage and preemption."""
+        meta: dict[str, tuple[str, int]] | None = getattr(self, "_job_meta_cache", None)
+        if meta is None:
+            meta = {}
+            for job_id, tenant, priority in self.store.active_job_meta():
+                meta[job_id] = (tenant, priority)
+            self._job_meta_cache = meta
+        return meta
+
+    def _priority_of(self, spec: JobCreate) -> int:
+        p = effective_priority(spec, self.policies.quota)
+        return p if p is not None else spec.priority
+
+    def _running_view(self, snap: Snapshot) -> tuple[dict[int, list[Running]], dict[str, np.ndarray]]:
+        """Placed jobs per cluster index (preemption candidates) and usage per tenant (quota)."""
+        meta = self._job_meta
+        for gone in [j for j in meta if j not in self.registry.ledger]:
+            del meta[gone]
+        running: dict[int, list[Running]] = {}
+        usage: dict[str, np.ndarray] = {}
+        for job_id, (cluster, demand) in self.registry.ledger.items():
+            tenant, priority = meta.get(job_id, ("", 1_000_000))
+            if tenant:
+                usage[tenant] = usage.get(tenant, np.zeros(3)) + demand
+            i = snap.index.get(cluster)
+            if i is not None:
+                running.setdefault(i, []).append(Running(job_id, i, priority, demand, tenant))
+        return running, usage
 
     # ---- clusters ---------------------------------------------------------------------------
     def cluster_state(self, name: str) -> ClusterState:

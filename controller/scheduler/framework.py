@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from controller.datasets import Classification, DatasetRead
 from controller.jobs import JobCreate
-from controller.policies import ResidencyPolicy
+from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.topology.model import Cluster
 from controller.topology.network import NetworkModel
 
@@ -54,6 +54,12 @@ class Snapshot:
     tenants: npt.NDArray[np.str_] = field(init=False)
     national: BoolArray = field(init=False)
     labels: list[dict[str, str]] = field(init=False)
+    hub_west: BoolArray = field(init=False)
+    hub_east: BoolArray = field(init=False)
+    # Tenant quotas and the federation-wide usage per tenant (cpu, memory GiB, gpu), read by the
+    # quota plugin; without a policy every tenant is unlimited.
+    quota: QuotaPolicy | None = None
+    tenant_usage: dict[str, FloatArray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.names = [c.name for c in self.clusters]
@@ -61,6 +67,8 @@ class Snapshot:
         self.tenants = np.array([c.tenant for c in self.clusters])
         self.national = np.array([c.tier.value == "national" for c in self.clusters])
         self.labels = [c.all_labels() for c in self.clusters]
+        self.hub_west = np.array([c.hub_side == "west" for c in self.clusters], dtype=bool)
+        self.hub_east = np.array([c.hub_side == "east" for c in self.clusters], dtype=bool)
         if self.network.names != self.names:
             raise ValueError("network model and snapshot disagree on the cluster order")
 
@@ -98,6 +106,14 @@ class JobInfo:
         return [d for d in self.inputs if d.classification is c]
 
 
+def demand_vector(spec: JobCreate) -> FloatArray:
+    """The gang's whole demand: replicas x per-replica (cpu, memory GiB, gpu)."""
+    r = spec.resources
+    return np.array(
+        [r.cpu * spec.replicas, r.memory_gib * spec.replicas, r.gpu * spec.replicas], dtype=np.float64
+    )
+
+
 class CycleState(dict[str, Any]):
     """Per-attempt data keyed by plugin name (e.g. locality's transfer estimates)."""
 
@@ -119,12 +135,33 @@ class FilterPlugin(Protocol):
     def filter(self, state: CycleState, job: JobInfo, snap: Snapshot) -> FilterResult: ...
 
 
+class DynamicFilterPlugin(FilterPlugin, Protocol):
+    """A filter that reads free capacity. The batch loop evaluates its kernel for every job on the
+    statically feasible clusters only, with the free capacity of that moment."""
+
+    def fits(self, free: FloatArray, capacity: FloatArray, demand: FloatArray) -> BoolArray: ...
+
+    def classify(
+        self, free: FloatArray, capacity: FloatArray, demand: FloatArray
+    ) -> tuple[CodeArray, list[str], bool]: ...
+
+
 class ScorePlugin(Protocol):
     NAME: str
 
     def score(self, state: CycleState, job: JobInfo, snap: Snapshot, feasible: BoolArray) -> FloatArray:
         """Scores 0-100 for every cluster (only feasible entries are read)."""
         ...
+
+
+class DynamicScorePlugin(ScorePlugin, Protocol):
+    """A score that reads free capacity: ``score_free`` on rows of (free, capacity)."""
+
+    def score_free(self, free: FloatArray, capacity: FloatArray, demand: FloatArray) -> FloatArray: ...
+
+
+def is_dynamic(plugin: object) -> bool:
+    return hasattr(plugin, "fits") or hasattr(plugin, "score_free")
 
 
 def normalize_lower_is_better(values: FloatArray, feasible: BoolArray) -> FloatArray:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -270,6 +271,126 @@ class Store:
                 .values(lease_expires_at=until)
             )
             return int(res.rowcount)
+
+    # ---- bulk writes of the batch scheduling loop -------------------------------------------
+    def apply_cycle(
+        self,
+        conn: Connection,
+        *,
+        scheduled: Sequence[dict[str, Any]],
+        requeued: Sequence[dict[str, Any]],
+        decisions: Sequence[dict[str, Any]],
+        messages: Sequence[tuple[str, str]],
+    ) -> set[str]:
+        """Write one scheduling cycle inside ``conn``'s transaction with a few executemany
+        statements. ``scheduled``: {id, attempt, cluster, epoch, message, lease_expires_at};
+        ``requeued`` (preempted): {id, attempt, cluster, reason} back to Pending with attempt+1.
+        A job no longer in the expected phase/attempt (cancelled meanwhile) is skipped; returns
+        the ids actually changed. Decisions of skipped jobs are not written."""
+        ids = [r["id"] for r in scheduled] + [r["id"] for r in requeued]
+        current: dict[str, tuple[str, int, str | None]] = {}
+        for k in range(0, len(ids), 500):
+            q = select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster).where(
+                t.jobs.c.id.in_(ids[k : k + 500])
+            )
+            for row in conn.execute(q):
+                current[row.id] = (row.phase, row.attempt, row.cluster)
+        at = now()
+        ok_sched = [
+            r for r in scheduled if current.get(r["id"], ("", -1, None))[:2] == ("Pending", r["attempt"])
+        ]
+        ok_req = [
+            r
+            for r in requeued
+            if (c := current.get(r["id"])) is not None
+            and c[0] in ACTIVE_PHASES
+            and c[1] == r["attempt"]
+            and c[2] == r["cluster"]
+        ]
+        changed = {r["id"] for r in ok_sched} | {r["id"] for r in ok_req}
+        if ok_sched:
+            conn.execute(
+                update(t.jobs)
+                .where(t.jobs.c.id == bindparam("b_id"), t.jobs.c.phase == "Pending")
+                .values(
+                    phase="Scheduled",
+                    cluster=bindparam("b_cluster"),
+                    epoch=bindparam("b_epoch"),
+                    message=bindparam("b_message"),
+                    lease_expires_at=bindparam("b_lease"),
+                    updated_at=at,
+                ),
+                [
+                    {
+                        "b_id": r["id"],
+                        "b_cluster": r["cluster"],
+                        "b_epoch": r["epoch"],
+                        "b_message": r["message"],
+                        "b_lease": r["lease_expires_at"],
+                    }
+                    for r in ok_sched
+                ],
+            )
+        if ok_req:
+            conn.execute(
+                update(t.jobs)
+                .where(t.jobs.c.id == bindparam("b_id"))
+                .values(
+                    phase="Pending",
+                    cluster=None,
+                    attempt=bindparam("b_attempt"),
+                    message=bindparam("b_message"),
+                    lease_expires_at=None,
+                    updated_at=at,
+                ),
+                [{"b_id": r["id"], "b_attempt": r["attempt"] + 1, "b_message": r["reason"]} for r in ok_req],
+            )
+        events = [
+            {
+                "job_id": r["id"],
+                "at": at,
+                "type": "Scheduled",
+                "from_phase": "Pending",
+                "to_phase": "Scheduled",
+                "cluster": r["cluster"],
+                "attempt": r["attempt"],
+                "reason": r["message"],
+            }
+            for r in ok_sched
+        ] + [
+            {
+                "job_id": r["id"],
+                "at": at,
+                "type": "Preempted",
+                "from_phase": current[r["id"]][0],
+                "to_phase": "Pending",
+                "cluster": None,
+                "attempt": r["attempt"] + 1,
+                "reason": r["reason"],
+            }
+            for r in ok_req
+        ]
+        if events:
+            conn.execute(insert(t.job_events), events)
+        rows = [d for d in decisions if d["cluster"] is None or d["job_id"] in changed]
+        if rows:
+            conn.execute(insert(t.decisions), rows)
+        if messages:
+            conn.execute(
+                update(t.jobs).where(t.jobs.c.id == bindparam("b_id")).values(message=bindparam("b_message")),
+                [{"b_id": i, "b_message": m} for i, m in messages],
+            )
+        return changed
+
+    def active_job_meta(self) -> list[tuple[str, str, int]]:
+        """(id, tenant, priority) of every Scheduled/Running job (for quota usage and preemption)."""
+        q = select(t.jobs.c.id, t.jobs.c.tenant, t.jobs.c.spec).where(t.jobs.c.phase.in_(ACTIVE_PHASES))
+        out = []
+        with self.read() as conn:
+            for row in conn.execute(q):
+                spec = row.spec or {}
+                out.append((row.id, row.tenant, int(spec.get("priority", 100))))
+        return out
 
     # ---- decisions --------------------------------------------------------------------------
     def insert_decision(

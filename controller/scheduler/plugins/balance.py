@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from controller.scheduler.framework import CPU, MEM, BoolArray, CycleState, FloatArray, JobInfo, Snapshot
+from controller.scheduler.framework import BoolArray, CycleState, FloatArray, JobInfo, Snapshot
 
 NAME = "balance"
 
@@ -12,8 +12,11 @@ NAME = "balance"
 class BalanceScore:
     NAME = NAME
 
+    def score_free(self, free: FloatArray, capacity: FloatArray, demand: FloatArray) -> FloatArray:
+        # Capacities are positive (the topology model requires it), so the share is well defined.
+        share = ((free[:, :2] - demand[:2]) / capacity[:, :2]).min(axis=1)
+        out: FloatArray = np.minimum(np.maximum(share, 0.0), 1.0) * 100.0
+        return out
+
     def score(self, state: CycleState, job: JobInfo, snap: Snapshot, feasible: BoolArray) -> FloatArray:
-        after = snap.free() - job.demand
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(snap.capacity[:, :2] > 0, after[:, [CPU, MEM]] / snap.capacity[:, :2], 0.0)
-        return np.clip(share.min(axis=1), 0.0, 1.0) * 100.0
+        return self.score_free(snap.free(), snap.capacity, job.demand)

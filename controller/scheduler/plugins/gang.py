@@ -1,0 +1,40 @@
+"""Gang fit, the static half: all replicas of a job start together on one cluster or none start.
+A cluster whose whole capacity cannot hold the gang never will (waiting does not help), and when
+a cluster declares its node shape (labels ``node-cpu``, ``node-memory-gib``, ``node-gpu``) a
+replica larger than one node cannot start there. The dynamic half (the gang fits the free
+capacity now, reserved as one unit) is the capacity plugin's."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from controller.scheduler.framework import CycleState, FilterResult, JobInfo, Snapshot
+
+NAME = "gang"
+REASON_GANG = "the gang of all replicas does not fit the cluster even when empty"
+REASON_NODE = "one replica is larger than a node of the cluster"
+NODE_LABELS = ("node-cpu", "node-memory-gib", "node-gpu")
+
+
+def node_shape(labels: dict[str, str]) -> tuple[float, float, float] | None:
+    if not any(k in labels for k in NODE_LABELS):
+        return None
+    try:
+        return tuple(float(labels.get(k, "inf")) for k in NODE_LABELS)  # type: ignore[return-value]
+    except ValueError:
+        return None
+
+
+class GangFilter:
+    NAME = NAME
+
+    def filter(self, state: CycleState, job: JobInfo, snap: Snapshot) -> FilterResult:
+        codes = np.zeros(snap.size, dtype=np.int16)
+        r = job.spec.resources
+        per_replica = (r.cpu, r.memory_gib, float(r.gpu))
+        for i, labels in enumerate(snap.labels):
+            shape = node_shape(labels)
+            if shape is not None and any(need > have for need, have in zip(per_replica, shape, strict=True)):
+                codes[i] = 2
+        codes[(snap.capacity < job.demand).any(axis=1)] = 1
+        return FilterResult(codes, [REASON_GANG, REASON_NODE], unresolvable=True)

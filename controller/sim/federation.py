@@ -1,0 +1,83 @@
+"""The simulated 1+32+N federation: the generated topology plus synthetic ministry clusters.
+
+``controller.topology.generate.build`` knows 16 real ministries; the benchmark federation has 64,
+so ministries 17..N are synthetic (``dept-syn-17`` ...), located in Beijing like most central
+ministries, sized and linked like the real ones (1,600 cores, 10 Gbit/s to each national node).
+Capacity can be scaled by one factor (see ``scaled``) to set the load of a trace replay.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller.policies import ResidencyPolicy
+from controller.scheduler.framework import Snapshot
+from controller.topology.generate import BEIJING, MINISTRIES, MINISTRY_LINK_GBPS, build
+from controller.topology.model import Topology
+from controller.topology.network import NetworkModel, great_circle_km, rtt_ms_for_distance
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+
+
+def federation(data_dir: Path = DEFAULT_DATA_DIR, ministries: int = 64, scale: float = 1.0) -> Topology:
+    real = min(ministries, len(MINISTRIES))
+    topo, _ = build(data_dir, ministries=real)
+    clusters: list[dict[str, Any]] = topo["clusters"]  # the generator's plain documents
+    links: list[dict[str, Any]] = topo["links"]
+    primary, backup = clusters[0], clusters[1]
+    for k in range(real + 1, ministries + 1):
+        c: dict[str, Any] = {
+            "name": f"dept-syn-{k:02d}",
+            "tier": "department",
+            "tenant": f"syn-{k:02d}",
+            "display_name": f"Synthetic ministry {k}",
+            "display_name_zh": f"模拟部委{k}",
+            "region": "cn-beijing",
+            "location": {"lng": BEIJING[0], "lat": BEIJING[1]},
+            "capacity": {"cpu": 1600, "memory_gib": 6400, "gpu": 3},
+        }
+        clusters.append(c)
+        for nat in (primary, backup):
+            km = great_circle_km(BEIJING[0], BEIJING[1], nat["location"]["lng"], nat["location"]["lat"])
+            links.append(
+                {
+                    "a": c["name"],
+                    "b": nat["name"],
+                    "bandwidth_gbps": MINISTRY_LINK_GBPS,
+                    "latency_ms": rtt_ms_for_distance(km),
+                }
+            )
+    if scale != 1.0:
+        for cl in clusters:
+            cap: dict[str, float] = cl["capacity"]
+            cl["capacity"] = {
+                "cpu": max(1.0, round(cap["cpu"] * scale, 1)),
+                "memory_gib": max(1.0, round(cap["memory_gib"] * scale, 1)),
+                "gpu": round(cap["gpu"] * scale),
+            }
+    return Topology.model_validate(topo)
+
+
+def snapshot_of(topo: Topology, network: NetworkModel | None = None, **kw: Any) -> Snapshot:
+    """A ready, empty snapshot of the topology (datasets and residency from ``kw``)."""
+    clusters = list(topo.clusters)
+    cap = np.array(
+        [[c.capacity.cpu, c.capacity.memory_gib, c.capacity.gpu] for c in clusters], dtype=np.float64
+    )
+    n = len(clusters)
+    return Snapshot(
+        clusters=clusters,
+        network=network or NetworkModel(topo),
+        capacity=cap,
+        allocated=np.zeros((n, 3)),
+        ready=np.ones(n, dtype=bool),
+        cordoned=np.zeros(n, dtype=bool),
+        not_ready_reason=["Ready"] * n,
+        datasets=kw.pop("datasets", {}),
+        residency=kw.pop("residency", ResidencyPolicy()),
+        **kw,
+    )
