@@ -187,9 +187,9 @@ def test_decision_is_stored_with_scores_and_reasons(ready: TestClient, app) -> N
 def test_unplaceable_job_waits_with_every_reason(ready: TestClient, app) -> None:  # type: ignore[no-untyped-def]
     add_dataset(ready)
     ready.post("/v1/clusters/national-primary/cordon")
-    jid = ready.post("/v1/jobs", json=job(inputs=["gd-tax"], resources={"cpu": 4000}, replicas=4)).json()[
-        "id"
-    ]
+    jid = ready.post(
+        "/v1/jobs", json=job(tenant="national", inputs=["gd-tax"], resources={"cpu": 4000}, replicas=4)
+    ).json()["id"]
     app.state.controller.schedule_pending()
     j = ready.get(f"/v1/jobs/{jid}").json()
     assert j["phase"] == "Pending"
