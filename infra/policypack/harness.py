@@ -61,7 +61,7 @@ def check_resource(args: ResourceValidationArgs) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for policy in RESOURCE_POLICIES:
         found = Violations()
-        policy.validate(args, found)  # type: ignore[operator]
+        policy.validate(args, found)
         if found:
             out[policy.name] = list(found)
     return out
@@ -71,7 +71,7 @@ def check_stack(resources: list[PolicyResource]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for policy in STACK_POLICIES:
         found = Violations()
-        policy.validate(StackValidationArgs(resources), found)  # type: ignore[operator]
+        policy.validate(StackValidationArgs(resources), found)
         if found:
             out[policy.name] = list(found)
     return out

@@ -47,6 +47,10 @@ def topology() -> Topology:
     return load_topology(POLICIES_DIR / "topology.yaml")
 
 
+def _say(report: ReportViolation, message: str, urn: str | None = None) -> None:
+    report(message, urn)
+
+
 def _labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
     return (props.get("metadata") or {}).get("labels") or {}
 
@@ -72,7 +76,7 @@ def validate_tenant_quota(args: StackValidationArgs, report: ReportViolation) ->
             continue
         name = (r.props.get("metadata") or {}).get("name")
         if name not in quota_namespaces:
-            report(f"tenant namespace {name!r} has no ResourceQuota", r.urn)
+            _say(report, f"tenant namespace {name!r} has no ResourceQuota", r.urn)
 
 
 tenant_namespace_has_quota = StackValidationPolicy(
@@ -91,8 +95,9 @@ def validate_no_public_services(args: ResourceValidationArgs, report: ReportViol
         return
     service_type = (args.props.get("spec") or {}).get("type") or "ClusterIP"
     if service_type in PUBLIC_SERVICE_TYPES:
-        report(
-            f"Service of type {service_type} exposes the cluster; use ClusterIP behind the government gateway"
+        _say(
+            report,
+            f"Service of type {service_type} exposes the cluster; use ClusterIP behind the government gateway",
         )
 
 
@@ -123,25 +128,27 @@ def validate_cluster_region(args: ResourceValidationArgs, report: ReportViolatio
         return
     cluster = _topology_cluster(cluster_name)
     if cluster is None:
-        report(f"cluster {cluster_name!r} is not in policies/topology.yaml")
+        _say(report, f"cluster {cluster_name!r} is not in policies/topology.yaml")
         return
     if region != cluster.region:
-        report(
-            f"cluster {cluster.name} is configured in region {region!r}; the topology says {cluster.region!r}"
+        _say(
+            report,
+            f"cluster {cluster.name} is configured in region {region!r}; the topology says {cluster.region!r}",
         )
     if alicloud_region is None:
         if args.resource_type == ACK_CLUSTER:
-            report(f"ACK cluster {cluster.name} has no explicit Alibaba Cloud region")
+            _say(report, f"ACK cluster {cluster.name} has no explicit Alibaba Cloud region")
         return
     try:
         allowed = allowed_region_ids(cluster.region)
     except UnknownRegion as exc:
-        report(str(exc))
+        _say(report, str(exc))
         return
     if alicloud_region not in allowed:
-        report(
+        _say(
+            report,
             f"cluster {cluster.name} would be created in Alibaba Cloud region {alicloud_region!r}, outside "
-            f"{cluster.region}; allowed: {list(allowed) or 'none (use mode: existing)'}"
+            f"{cluster.region}; allowed: {list(allowed) or 'none (use mode: existing)'}",
         )
 
 
@@ -160,17 +167,17 @@ def validate_encryption(args: ResourceValidationArgs, report: ReportViolation) -
     props = args.props
     if args.resource_type == ACK_CLUSTER:
         if not props.get("encryptionProviderKey"):
-            report("ACK cluster without encryptionProviderKey: Secrets would not be encrypted with KMS")
+            _say(report, "ACK cluster without encryptionProviderKey: Secrets would not be encrypted with KMS")
         if props.get("disableEncryption"):
-            report("ACK cluster with disableEncryption set")
+            _say(report, "ACK cluster with disableEncryption set")
     elif args.resource_type == NODE_POOL:
         if props.get("systemDiskEncrypted") is not True:
-            report("node pool system disks are not encrypted (systemDiskEncrypted)")
+            _say(report, "node pool system disks are not encrypted (systemDiskEncrypted)")
         for disk in props.get("dataDisks") or []:
             if str(disk.get("encrypted")).lower() != "true":
-                report("node pool data disk is not encrypted")
+                _say(report, "node pool data disk is not encrypted")
     elif args.resource_type == RDS_INSTANCE and not props.get("encryptionKey"):
-        report("RDS instance without encryptionKey: disks would not be encrypted")
+        _say(report, "RDS instance without encryptionKey: disks would not be encrypted")
 
 
 encryption_at_rest = ResourceValidationPolicy(
@@ -198,7 +205,7 @@ def validate_required_labels(args: ResourceValidationArgs, report: ReportViolati
         return
     missing = _missing_labels(labels)
     if missing:
-        report(f"{what} lacks required labels: {', '.join(missing)}")
+        _say(report, f"{what} lacks required labels: {', '.join(missing)}")
 
 
 required_labels = ResourceValidationPolicy(

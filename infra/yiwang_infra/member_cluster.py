@@ -142,7 +142,7 @@ class MemberCluster(pulumi.ComponentResource):
             node_pool_name=f"{cluster.name}-workers",
             vswitch_ids=self.vswitch_ids,
             instance_types=ack.instance_types,
-            desired_size=ack.node_count(cluster),
+            desired_size=str(ack.node_count(cluster)),  # a string in pulumi-alicloud 4
             system_disk_category="cloud_essd",
             system_disk_size=ack.system_disk_gib,
             system_disk_encrypted=True,

@@ -110,7 +110,7 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
         assert ack.inputs["tags"] == L.cluster_labels(cluster)
         assert ack.inputs["slbInternetEnabled"] is False
         pool = _one(run, "alicloud:cs/nodePool:NodePool")
-        assert pool.inputs["desiredSize"] == config.ack.node_count(cluster)
+        assert pool.inputs["desiredSize"] == str(config.ack.node_count(cluster))
     else:
         assert alicloud == [] and not _by_type(run, "pulumi:providers:alicloud")
 
