@@ -5,7 +5,24 @@ Leases and fencing: each heartbeat renews the leases of the cluster's attempts f
 The agent measures its own deadline from the moment it *sent* the last successful heartbeat, at a
 safety margin below the lease, so it always gives up before the controller does: when it cannot
 renew in time it stops every attempt itself, and the controller re-places them only after
-lease + grace. A report the controller refuses as stale (409) stops that attempt at once.
+lease + grace. A report the controller refuses as stale (409/404) stops that attempt at once.
+
+Attempts stopped for lease loss are remembered and, once the controller answers again, released
+(``POST .../release``): the controller sends the job back to Pending with its attempt raised
+instead of waiting for lease + grace, and the stopped attempt is never reported as a failure of
+the job. Attempts that finished while the controller was away are reported when it is back (the
+controller takes the report only if the attempt is still current).
+
+Controller restarts: a job keeps the epoch it was dispatched under, and the agent's reports carry
+that epoch from the assignment, so attempts of a previous leader go on under a new one; only a
+dispatch stamps a new epoch. A restart shorter than the agent's lease margin loses nothing: the
+agent retries with back-off and renews as soon as the controller answers.
+
+Executors are synchronous; calls of an executor that does network I/O (kubernetes) go through
+``asyncio.to_thread`` so one slow API server never stalls the loop (or, in the embedded
+federation, the other agents). ``ExecutorUnavailable`` never kills the loop: a start is retried
+next round, a poll is skipped, a stop is retried until it goes through, and the heartbeat says
+the executor is down (without capacity, so the controller does not trust stale numbers).
 """
 
 from __future__ import annotations
@@ -14,18 +31,29 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
 from controller.assignments import Assignment
-from controller.executors.base import ExecutionNotFound, ExecutionStatus, Executor
+from controller.executors.base import (
+    ExecutionNotFound,
+    ExecutionStatus,
+    Executor,
+    ExecutorUnavailable,
+    ResourceAmounts,
+)
 
 log = logging.getLogger("yiwang.agent")
 REASON_LEASE_LOST = "LeaseLost"
 REASON_REVOKED = "Revoked"
+REASON_AGENT_STOPPED = "AgentStopped"
+T = TypeVar("T")
+Key = tuple[str, int]
 
 
 @dataclass
@@ -36,7 +64,29 @@ class AgentStats:
     reports: int = 0
     stale_reports: int = 0
     lease_losses: int = 0
+    releases: int = 0
+    executor_unavailable: int = 0
     stops: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """Something the agent did, with the wall-clock time (for tests, drills and logs)."""
+
+    at: float
+    kind: str  # heartbeat-failed, lease-lost, start, stop, report, stale, release
+    job_id: str = ""
+    attempt: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    capacity: ResourceAmounts | None
+    active_keys: list[Key]
+    active: list[Assignment]
+    lease_valid: float
+    executor_up: float
 
 
 class Agent:
@@ -50,9 +100,12 @@ class Agent:
         token: str | None = None,
         poll_interval_s: float = 0.5,
         lease_margin: float = 0.6,
+        max_backoff_s: float = 10.0,
         data_dir: Path | None = None,
         fetch: Callable[[str, Path], bool] | None = None,
+        offload: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.cluster = cluster
         self.executor = executor
@@ -61,51 +114,117 @@ class Agent:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.poll_interval_s = poll_interval_s
         self.lease_margin = lease_margin
+        self.max_backoff_s = max_backoff_s
         self.data_dir = data_dir
         self.fetch = fetch  # brings a data set this cluster lacks into data_dir (ds id, target path)
+        # Network-bound executors run in worker threads; local and simulated ones inline.
+        self.offload = executor.name == "kubernetes" if offload is None else offload
         self.clock = clock
+        self.wall = wall
         self.lease_s = 30.0
         self.deadline: float | None = None  # local monotonic time by which a renewal must succeed
         self.next_heartbeat = 0.0
-        self.reported: dict[tuple[str, int], str] = {}
-        self.assignments: dict[tuple[str, int], Assignment] = {}
+        self.heartbeat_backoff_s = 0.0
+        self.leader_epoch = 0
+        self.executor_up = True
+        self.reported: dict[Key, str] = {}
+        self.assignments: dict[Key, Assignment] = {}
+        self.pending_stops: dict[Key, str] = {}  # stops the executor could not carry out yet
+        self.lost: dict[Key, Assignment] = {}  # stopped on lease loss; to release to the controller
         self.stats = AgentStats()
+        self.events: deque[AgentEvent] = deque(maxlen=2000)
         self.backoff_s = 0.0
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _event(self, kind: str, key: Key | None = None, detail: str = "") -> None:
+        job_id, attempt = key if key else ("", 0)
+        self.events.append(AgentEvent(self.wall(), kind, job_id, attempt, detail))
+
+    async def _exec(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call the executor: in a worker thread when it does network I/O."""
+        if self.offload:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    def lease_valid(self) -> bool:
+        return self.deadline is not None and self.clock() < self.deadline
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        """For /metrics (read from the metrics server's thread; executors are thread-safe)."""
+        try:
+            capacity: ResourceAmounts | None = self.executor.capacity()
+            keys = self.executor.active()
+            up = self.executor_up
+        except ExecutorUnavailable:
+            capacity, keys, up = None, [], False
+        known = dict(self.assignments)
+        return MetricsSnapshot(
+            capacity=capacity,
+            active_keys=keys,
+            active=[known[k] for k in keys if k in known],
+            lease_valid=1.0 if self.lease_valid() else 0.0,
+            executor_up=1.0 if up else 0.0,
+        )
 
     # ---- protocol calls ---------------------------------------------------------------------
     async def heartbeat(self) -> bool:
         sent = self.clock()
-        cap, used = self.executor.capacity(), self.executor.allocated()
-        body = {
-            "capacity": {"cpu": cap.cpu, "memory_gib": cap.memory_gib, "gpu": cap.gpu},
-            "allocated": {"cpu": used.cpu, "memory_gib": used.memory_gib, "gpu": used.gpu},
-            "active": len(self.executor.active()),
-        }
+        body: dict[str, Any] = {"executor": self.executor.name, "active": 0}
+        try:
+            cap = await self._exec(self.executor.capacity)
+            used = await self._exec(self.executor.allocated)
+            body["active"] = len(await self._exec(self.executor.active))
+            body["capacity"] = {"cpu": cap.cpu, "memory_gib": cap.memory_gib, "gpu": cap.gpu}
+            body["allocated"] = {"cpu": used.cpu, "memory_gib": used.memory_gib, "gpu": used.gpu}
+            self.executor_up = True
+        except ExecutorUnavailable as exc:  # say so; leave capacity out rather than guess
+            self.stats.executor_unavailable += 1
+            self.executor_up = False
+            body["executor_error"] = str(exc)[:500]
         try:
             r = await self.client.post(f"{self.base}/heartbeat", json=body, headers=self.headers)
             r.raise_for_status()
-        except httpx.HTTPError as exc:
-            self.stats.heartbeat_failures += 1
-            log.warning("%s: heartbeat failed: %s", self.cluster, exc)
+            answer = r.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            self._heartbeat_failed(exc)
             return False
-        answer = r.json()
         self.lease_s = float(answer.get("lease_s", self.lease_s))
+        epoch = int(answer.get("epoch") or 0)
+        if 0 < epoch < self.leader_epoch:
+            log.warning("%s: controller answered with epoch %d < %d", self.cluster, epoch, self.leader_epoch)
+        self.leader_epoch = max(self.leader_epoch, epoch)
         self.deadline = sent + self.lease_s * self.lease_margin
         self.next_heartbeat = sent + self.lease_s / 3
+        self.heartbeat_backoff_s = 0.0
         self.stats.heartbeats += 1
         return True
+
+    def _heartbeat_failed(self, exc: Exception) -> None:
+        """Retry with exponential back-off and jitter, but often enough to renew before the
+        deadline while the lease still holds."""
+        self.stats.heartbeat_failures += 1
+        t = self.clock()
+        self.heartbeat_backoff_s = min(self.max_backoff_s, max(0.2, self.heartbeat_backoff_s * 2))
+        delay = self.heartbeat_backoff_s * (0.5 + random.random() / 2)
+        if self.deadline is not None and t < self.deadline:
+            delay = min(delay, max(0.05, (self.deadline - t) / 3))
+        self.next_heartbeat = t + delay
+        detail = str(exc) or type(exc).__name__
+        self._event("heartbeat-failed", None, detail)
+        log.warning("%s: heartbeat failed (%s); retrying in %.1fs", self.cluster, detail, delay)
 
     async def fetch_assignments(self) -> list[Assignment] | None:
         try:
             r = await self.client.get(f"{self.base}/assignments", headers=self.headers)
             r.raise_for_status()
-        except httpx.HTTPError as exc:
+            return [Assignment.model_validate(a) for a in r.json()]
+        except (httpx.HTTPError, ValueError) as exc:
             log.warning("%s: cannot fetch assignments: %s", self.cluster, exc)
             return None
-        return [Assignment.model_validate(a) for a in r.json()]
 
     async def report(self, a: Assignment, status: ExecutionStatus) -> bool:
         """Send a status report; True when the controller took it (or it is moot)."""
+        key = (a.job_id, a.attempt)
         try:
             r = await self.client.post(
                 f"{self.base}/status", json=status.report(a).model_dump(mode="json"), headers=self.headers
@@ -116,7 +235,8 @@ class Agent:
         if r.status_code in (404, 409):
             # Stale attempt or epoch, cancelled, or re-placed: this attempt must not go on.
             self.stats.stale_reports += 1
-            self._stop((a.job_id, a.attempt), REASON_REVOKED)
+            self._event("stale", key, f"{r.status_code} for {status.phase}")
+            await self._stop(key, REASON_REVOKED)
             return True
         if r.status_code >= 400:
             log.warning(
@@ -124,14 +244,57 @@ class Agent:
             )
             return False
         self.stats.reports += 1
+        self._event("report", key, status.phase)
         return True
 
-    # ---- the loop ---------------------------------------------------------------------------
-    def _stop(self, key: tuple[str, int], reason: str) -> None:
-        self.executor.stop(key[0], key[1], reason)
+    async def release(self, a: Assignment, reason: str) -> bool:
+        """Give back an attempt stopped on lease loss; True once the controller has decided."""
+        body = {"job_id": a.job_id, "attempt": a.attempt, "epoch": a.epoch, "reason": reason}
+        try:
+            r = await self.client.post(f"{self.base}/release", json=body, headers=self.headers)
+        except httpx.HTTPError as exc:
+            log.warning("%s: release of %s failed: %s", self.cluster, a.job_id, exc)
+            return False
+        if r.status_code in (200, 404, 409):  # re-queued, or already re-placed / gone
+            self.stats.releases += 1
+            self._event("release", (a.job_id, a.attempt), str(r.status_code))
+            return True
+        log.warning("%s: release of %s refused: %s", self.cluster, a.job_id, r.status_code)
+        return False
+
+    # ---- executor calls that must not kill the loop ----------------------------------------
+    async def _stop(self, key: Key, reason: str) -> None:
         self.assignments.pop(key, None)
         self.reported.pop(key, None)
         self.stats.stops[reason] = self.stats.stops.get(reason, 0) + 1
+        self._event("stop", key, reason)
+        try:
+            await self._exec(self.executor.stop, key[0], key[1], reason)
+            self.pending_stops.pop(key, None)
+        except ExecutorUnavailable as exc:
+            self.stats.executor_unavailable += 1
+            self.pending_stops[key] = reason
+            log.warning("%s: cannot stop %s yet (%s); will retry", self.cluster, key, exc)
+
+    async def _retry_stops(self) -> None:
+        for key, reason in list(self.pending_stops.items()):
+            try:
+                await self._exec(self.executor.stop, key[0], key[1], reason)
+                del self.pending_stops[key]
+            except ExecutorUnavailable:
+                self.stats.executor_unavailable += 1
+                return  # still down: try again next round
+
+    async def _start(self, key: Key, a: Assignment) -> None:
+        try:
+            await self._exec(self.executor.start, self._resolve_inputs(a))
+        except ExecutorUnavailable as exc:  # not started: it stays wanted and is retried
+            self.stats.executor_unavailable += 1
+            log.warning("%s: cannot start %s yet: %s", self.cluster, key, exc)
+            return
+        self.assignments[key] = a
+        self.stats.starts += 1
+        self._event("start", key)
 
     def _resolve_inputs(self, a: Assignment) -> Assignment:
         if self.data_dir is None:
@@ -144,42 +307,65 @@ class Agent:
             local[ds] = str(path) if path.exists() else uri
         return a.model_copy(update={"inputs": local})
 
-    def lease_valid(self) -> bool:
-        return self.deadline is not None and self.clock() < self.deadline
+    async def _active(self) -> list[Key] | None:
+        try:
+            return list(await self._exec(self.executor.active))
+        except ExecutorUnavailable:
+            self.stats.executor_unavailable += 1
+            return None
+
+    # ---- the loop ---------------------------------------------------------------------------
+    async def lose_lease(self) -> None:
+        """Stop every running attempt; remember them for release. Finished, unreported ones
+        stay to be reported when the controller answers again."""
+        active = await self._active()
+        if active is None:  # the executor cannot say: stop everything not known to be finished
+            running = sorted(k for k in self.assignments if k not in self.pending_stops)
+        else:
+            running = sorted(active)
+        if not running:
+            return
+        self.stats.lease_losses += 1
+        self._event("lease-lost", None, f"{len(running)} attempt(s)")
+        log.warning("%s: lease lost; stopping %d attempt(s)", self.cluster, len(running))
+        for key in running:
+            a = self.assignments.get(key)
+            if a is not None:
+                self.lost[key] = a
+            await self._stop(key, REASON_LEASE_LOST)
 
     async def step(self) -> None:
         """One round: renew the lease when due, reconcile assignments, report changes."""
-        if self.clock() >= self.next_heartbeat and not await self.heartbeat():
-            self.next_heartbeat = self.clock() + min(1.0, self.lease_s / 10)
+        if self.clock() >= self.next_heartbeat:
+            await self.heartbeat()
+        await self._retry_stops()
         if not self.lease_valid():
-            if self.executor.active() or self.assignments:
-                self.stats.lease_losses += 1
-                log.warning(
-                    "%s: lease lost; stopping %d attempt(s)", self.cluster, len(self.executor.active())
-                )
-                for key in list(self.executor.active()):
-                    self._stop(key, REASON_LEASE_LOST)
-                self.assignments.clear()
+            await self.lose_lease()
             return
+        for key, a in list(self.lost.items()):
+            if await self.release(a, f"{REASON_LEASE_LOST}: the agent could not renew its lease"):
+                del self.lost[key]
         wanted = await self.fetch_assignments()
         if wanted is not None:
             wanted_keys = {(a.job_id, a.attempt): a for a in wanted}
             for key in [k for k in self.reported if k not in wanted_keys and k not in self.assignments]:
                 del self.reported[key]  # finished and no longer listed: forget it
-            for key in list(self.executor.active()):
+            active = await self._active()
+            for key in active or []:
                 if key not in wanted_keys:
-                    self._stop(key, REASON_REVOKED)
+                    await self._stop(key, REASON_REVOKED)
             for key, a in wanted_keys.items():
-                if key not in self.assignments and key not in self.reported:
-                    self.assignments[key] = a
-                    self.executor.start(self._resolve_inputs(a))
-                    self.stats.starts += 1
+                if key not in self.assignments and key not in self.reported and key not in self.lost:
+                    await self._start(key, a)
         for key, a in list(self.assignments.items()):
             try:
-                status = self.executor.poll(*key)
+                status = await self._exec(self.executor.poll, *key)
             except ExecutionNotFound:
                 self.assignments.pop(key, None)
                 continue
+            except ExecutorUnavailable:
+                self.stats.executor_unavailable += 1
+                continue  # unknown for now; the next round asks again
             if self.reported.get(key) == status.phase:
                 continue
             if await self.report(a, status) and key in self.assignments:
@@ -187,17 +373,49 @@ class Agent:
                 if status.terminal:
                     self.assignments.pop(key, None)
 
+    async def recover(self) -> list[Key]:
+        """After a restart, adopt the attempts the executor's backend still runs (kubernetes);
+        they are kept if the controller still lists them and stopped otherwise."""
+        recover = getattr(self.executor, "recover", None)
+        if not callable(recover):
+            return []
+        try:
+            adopted: list[Key] = await self._exec(recover, self.cluster)
+        except ExecutorUnavailable as exc:
+            self.stats.executor_unavailable += 1
+            log.warning("%s: cannot recover attempts yet: %s", self.cluster, exc)
+            return []
+        if adopted:
+            log.info("%s: adopted %d running attempt(s)", self.cluster, len(adopted))
+        return adopted
+
     async def run(self, stop: asyncio.Event) -> None:
+        await self.recover()
         while not stop.is_set():
             try:
                 await self.step()
                 self.backoff_s = 0.0
                 delay = self.poll_interval_s
             except Exception as exc:  # keep the agent alive; back off with jitter and say why
-                self.backoff_s = min(30.0, max(0.5, self.backoff_s * 2))
+                self.backoff_s = min(self.max_backoff_s, max(0.5, self.backoff_s * 2))
                 delay = self.backoff_s * (0.5 + random.random() / 2)
-                log.warning("%s: agent step failed (%s); retrying in %.1fs", self.cluster, exc, delay)
+                log.exception("%s: agent step failed (%s); retrying in %.1fs", self.cluster, exc, delay)
+            left = self.deadline - self.clock() if self.deadline is not None else 0.0
+            if left > 0 and self.executor_has_work():
+                delay = min(delay, left + 0.01)  # never sleep past the lease deadline with work
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 pass
+
+    def executor_has_work(self) -> bool:
+        return bool(self.assignments or self.pending_stops)
+
+    async def shutdown(self, reason: str = REASON_AGENT_STOPPED, *, release: bool = False) -> None:
+        """Stop every attempt (the agent is going away and will not renew its lease); with
+        ``release`` also hand them back so the controller re-places them at once."""
+        for key in await self._active() or []:
+            a = self.assignments.get(key)
+            await self._stop(key, reason)
+            if release and a is not None:
+                await self.release(a, f"{reason}: the agent is shutting down")

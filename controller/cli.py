@@ -90,26 +90,59 @@ def agent(
     cluster: Annotated[str, typer.Option(help="this member cluster's name")],
     controller_url: Annotated[str, typer.Option(envvar="YIWANG_CONTROLLER_URL")] = DEFAULT_URL,
     executor: Annotated[str, typer.Option(help="local | kubernetes | simulated")] = "local",
-    workdir: Path = Path(".yiwang-agent"),
+    workdir: Annotated[Path, typer.Option(help="local: where attempts run")] = Path(".yiwang-agent"),
+    cpu: Annotated[
+        float | None, typer.Option(envvar="YIWANG_AGENT_CPU", help="capacity offered: cores")
+    ] = None,
+    memory_gib: Annotated[
+        float | None, typer.Option(envvar="YIWANG_AGENT_MEMORY_GIB", help="capacity offered: memory GiB")
+    ] = None,
+    gpu: Annotated[int, typer.Option(envvar="YIWANG_AGENT_GPU", help="capacity offered: GPUs")] = 0,
+    nodes: Annotated[int, typer.Option(help="simulated: virtual nodes (capacity split evenly)")] = 4,
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="kubernetes: kubeconfig (default: in-cluster)")
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="kubernetes: kubeconfig context")] = None,
+    namespace_prefix: Annotated[str, typer.Option(help="kubernetes: tenant namespace prefix")] = "tenant-",
+    fake_kube: Annotated[bool, typer.Option(help="kubernetes: in-memory API (no cluster; demos)")] = False,
+    metrics_port: Annotated[int, typer.Option(help="serve /metrics on this port (0: off)")] = 0,
+    metrics_addr: Annotated[str, typer.Option(help="address /metrics listens on")] = "0.0.0.0",
     poll_interval: float = 1.0,
 ) -> None:
-    """Run a member cluster's agent (pull mode)."""
-    import httpx
+    """Run a member cluster's agent (pull mode). The token comes from YIWANG_AGENT_TOKEN."""
+    import logging
 
-    from controller.agent import Agent
-    from controller.executors import make_executor
+    from controller.agent_runtime import AgentConfigError, ExecutorOptions, build_executor, run_agent
 
-    token = os.environ.get("YIWANG_AGENT_TOKEN")
-    ex = make_executor(executor, base_dir=workdir) if executor == "local" else make_executor(executor)
-
-    async def main() -> None:
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            ag = Agent(
-                cluster, ex, client, controller_url=controller_url, token=token, poll_interval_s=poll_interval
-            )
-            await ag.run(asyncio.Event())
-
-    asyncio.run(main())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    opts = ExecutorOptions(
+        kind=executor,
+        workdir=workdir,
+        cpu=cpu,
+        memory_gib=memory_gib,
+        gpu=gpu,
+        nodes=nodes,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace_prefix=namespace_prefix,
+        fake_kube=fake_kube,
+    )
+    try:
+        ex = build_executor(opts)
+    except (AgentConfigError, ValueError) as exc:
+        _fail(exc)
+        return
+    asyncio.run(
+        run_agent(
+            cluster=cluster,
+            controller_url=controller_url,
+            executor=ex,
+            token=os.environ.get("YIWANG_AGENT_TOKEN"),
+            poll_interval_s=poll_interval,
+            metrics_port=metrics_port,
+            metrics_addr=metrics_addr,
+        )
+    )
 
 
 def _print_policy_errors(exc: InvalidPolicy) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.deps import Agent, ControllerDep
 from controller.assignments import Assignment, StatusReport
@@ -32,3 +33,19 @@ def assignments(ctl: ControllerDep, cluster: str = Cluster) -> list[Assignment]:
 def report(rep: StatusReport, ctl: ControllerDep, cluster: str = Cluster) -> JobRead:
     """409 (stale attempt) tells the agent to stop that attempt."""
     return ctl.report(cluster, rep)
+
+
+class AttemptRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: Annotated[str, Field(max_length=128)]
+    attempt: Annotated[int, Field(ge=1)]
+    epoch: Annotated[int, Field(ge=1)]
+    reason: Annotated[str, Field(max_length=1024)] = ""
+
+
+@router.post("/release", response_model=JobRead)
+def release(rel: AttemptRelease, ctl: ControllerDep, cluster: str = Cluster) -> JobRead:
+    """The agent stopped this attempt (it lost its lease): re-queue the job (attempt + 1) now.
+    409 when the attempt is no longer current (already re-placed, cancelled or finished)."""
+    return ctl.release(cluster, rel.job_id, rel.attempt, rel.epoch, rel.reason or "released")
