@@ -126,6 +126,7 @@ class Agent:
         self.next_heartbeat = 0.0
         self.heartbeat_backoff_s = 0.0
         self.leader_epoch = 0
+        self.last_heartbeat_sent: float | None = None  # wall time of the last renewal's send
         self.executor_up = True
         self.reported: dict[Key, str] = {}
         self.assignments: dict[Key, Assignment] = {}
@@ -168,7 +169,7 @@ class Agent:
 
     # ---- protocol calls ---------------------------------------------------------------------
     async def heartbeat(self) -> bool:
-        sent = self.clock()
+        sent, sent_wall = self.clock(), self.wall()
         body: dict[str, Any] = {"executor": self.executor.name, "active": 0}
         try:
             cap = await self._exec(self.executor.capacity)
@@ -194,6 +195,7 @@ class Agent:
             log.warning("%s: controller answered with epoch %d < %d", self.cluster, epoch, self.leader_epoch)
         self.leader_epoch = max(self.leader_epoch, epoch)
         self.deadline = sent + self.lease_s * self.lease_margin
+        self.last_heartbeat_sent = sent_wall
         self.next_heartbeat = sent + self.lease_s / 3
         self.heartbeat_backoff_s = 0.0
         self.stats.heartbeats += 1

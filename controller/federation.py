@@ -141,6 +141,13 @@ class EmbeddedFederation:
 
         self._call(go())
 
+    def partition(self, name: str, unreachable_url: str) -> None:
+        """Cut the agent off from the controller (its calls go to ``unreachable_url``)."""
+        self.agents[name].base = f"{unreachable_url.rstrip('/')}/v1/agents/{name}"
+
+    def heal(self, name: str) -> None:
+        self.agents[name].base = f"{self.controller_url.rstrip('/')}/v1/agents/{name}"
+
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
