@@ -1,0 +1,1 @@
+"""Failover drills: scenario files, the runner that injects faults and measures budgets, reports."""

@@ -1,0 +1,584 @@
+"""Run a drill: start the controller and the embedded federation, load it, inject the timeline's
+faults on a monotonic clock, watch through the REST API, measure, and judge the budgets.
+
+Measured (times from the fault's injection, on ``time.monotonic``):
+- detection_s: until the API shows the faulted cluster ``Unreachable``;
+- rto_s: until every affected job (Scheduled/Running on the cluster at the fault; every active
+  job for ``kill_controller``) runs again as a new attempt or elsewhere, or has finished; a job
+  that legally cannot move (residency) and waits with that reason is counted apart, not in RTO;
+- jobs_lost: acknowledged jobs (201 from POST /v1/jobs) that are gone or do not end Succeeded,
+  except those Pending with a residency reason;
+- jobs_run_twice: jobs of which two executions overlapped in time, from the executors' records.
+Invariants, each must be 0: residency_violations (an execution on a cluster its inputs may not
+reach), stale_reports_accepted (a revoked attempt's report taken after the agent came back),
+stale_attempts_running (an executor still runs an attempt that is no longer current),
+late_self_stops (a partitioned agent still ran an attempt after its lease ended) and
+early_replacements (a job re-placed by lease expiry before lease + grace).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from controller.datasets import Classification
+from controller.drills.harness import DrillFederation, LiveController
+from controller.drills.records import ExecutionRecord, find_double_runs
+from controller.drills.report import BudgetResult, DrillReport, evaluate, write_json, write_junit
+from controller.drills.scenario import (
+    CLUSTER_FAULTS,
+    FillCluster,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+)
+from controller.policies import Movement, ResidencyPolicy
+from controller.settings import REPO_POLICIES
+from controller.topology.model import Cluster, Tier
+
+ACTIVE = ("Scheduled", "Running")
+POLL_S = 0.05
+Say = Callable[[str], None]
+
+
+def residency_wait(job: dict[str, Any]) -> bool:
+    """Pending because no reachable cluster may legally hold its data (the scheduler says so)."""
+    msg = job.get("message", "")
+    return job["phase"] == "Pending" and msg.startswith("0/") and " residency (" in msg
+
+
+@dataclass
+class FaultRun:
+    index: int
+    fault: str
+    at_s: float
+    cluster: str | None = None
+    injected_s: float | None = None  # seconds after steady state
+    injected_mono: float | None = None
+    skipped: str | None = None
+    detected_s: float | None = None  # after injection
+    affected: dict[str, dict[str, Any]] = field(default_factory=dict)  # job id -> state at fault
+    recovered: dict[str, float] = field(default_factory=dict)  # job id -> seconds after injection
+    residency_waits: set[str] = field(default_factory=set)
+    moved_to: dict[str, str] = field(default_factory=dict)  # job id -> cluster it went to
+    last_heartbeat_wall: float | None = None  # the cluster's last heartbeat the controller took
+    filler_ids: list[str] = field(default_factory=list)
+
+    @property
+    def rto_s(self) -> float | None:
+        pending = [j for j in self.affected if j not in self.recovered and j not in self.residency_waits]
+        if pending or self.injected_mono is None:
+            return None
+        counted = [t for j, t in self.recovered.items() if j not in self.residency_waits]
+        return max(counted, default=0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "fault": self.fault,
+            "at_s": self.at_s,
+            "cluster": self.cluster,
+            "injected_s": _r(self.injected_s),
+            "skipped": self.skipped,
+            "detection_s": _r(self.detected_s),
+            "rto_s": _r(self.rto_s),
+            "affected_jobs": len(self.affected),
+            "recovered_jobs": len([j for j in self.recovered if j not in self.residency_waits]),
+            "waiting_for_residency": sorted(self.residency_waits),
+            "moved_to": dict(sorted(self.moved_to.items())),
+            "filler_jobs": self.filler_ids,
+        }
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def _parse_wall(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+class DrillRunner:
+    def __init__(self, scn: Scenario, source: str = "", say: Say | None = None) -> None:
+        self.scn = scn
+        self.source = source
+        self.say: Say = say or (lambda _msg: None)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"yiwang-drill-{scn.name}-"))
+        f = scn.federation
+        self.live = LiveController(
+            self.workdir / "yiwang.db", loop_interval_s=f.loop_interval_s, leader_ttl_s=f.leader_ttl_s
+        )
+        self.http = httpx.Client(timeout=5.0)
+        self.fed: DrillFederation | None = None
+        self.clusters: dict[str, Cluster] = {}
+        self.members: list[str] = []
+        self.lease_s = 0.0
+        self.grace_s = 0.0
+        self.acknowledged: list[str] = []
+        self.fillers: set[str] = set()
+        self.jobs: dict[str, dict[str, Any]] = {}  # last seen through the API
+        self.runs = [FaultRun(i, f.fault, f.at_s, getattr(f, "cluster", None)) for i, f in enumerate(scn.timeline)]
+        self.residency = ResidencyPolicy()
+        self.report = DrillReport(scn.name, source, datetime.now(UTC).isoformat(timespec="seconds"))
+
+    # ---- API --------------------------------------------------------------------------------
+    def api(self, method: str, path: str, **kw: Any) -> Any:
+        r = self.http.request(method, f"{self.live.url}{path}", **kw)
+        if r.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:300]}")
+        return r.json() if r.content else None
+
+    def refresh_jobs(self) -> bool:
+        """All jobs in one call (bounded pages); False while the controller does not answer."""
+        seen: dict[str, dict[str, Any]] = {}
+        cursor: str | None = None
+        try:
+            for _ in range(100):
+                params: dict[str, Any] = {"limit": 1000}
+                if cursor:
+                    params["cursor"] = cursor
+                page = self.api("GET", "/v1/jobs", params=params)
+                seen.update({j["id"]: j for j in page["items"]})
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+        except (httpx.HTTPError, RuntimeError):
+            return False
+        self.jobs = seen
+        return True
+
+    def wait(self, what: str, probe: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if probe():
+                return True
+            time.sleep(POLL_S)
+        self.say(f"  timed out after {timeout_s:.0f}s waiting for {what}")
+        return False
+
+    # ---- set-up -----------------------------------------------------------------------------
+    def start(self) -> None:
+        f = self.scn.federation
+        self.live.start()
+        ctl = self.live.controller
+        self.residency = ctl.policies.residency
+        self.clusters = {c.name: c for c in ctl.policies.topology.clusters}
+        self.members = list(self.clusters) if f.clusters == "all" else list(f.clusters)
+        failover = self.api("GET", "/v1/policies")["failover"]
+        if f.lease_s is not None:
+            failover["lease_s"] = f.lease_s
+        if f.heartbeat_grace_s is not None:
+            failover["heartbeat_grace_s"] = f.heartbeat_grace_s
+        self.api("PUT", "/v1/policies/failover", json=failover)
+        self.lease_s, self.grace_s = float(failover["lease_s"]), float(failover["heartbeat_grace_s"])
+        self.backups: dict[str, list[str]] = failover.get("backups", {})
+        self.fed = DrillFederation(
+            self.live.url,
+            [self.clusters[n] for n in self.members],
+            nodes_per_cluster=f.nodes_per_cluster,
+            time_scale=f.time_scale,
+            poll_interval_s=f.poll_interval_s,
+        )
+        self.fed.start()
+        self.report.federation = {
+            "mode": f.mode,
+            "executor": f.executor,
+            "clusters": len(self.members),
+            "members": self.members if len(self.members) < len(self.clusters) else "all",
+            "time_scale": f.time_scale,
+            "lease_s": self.lease_s,
+            "heartbeat_grace_s": self.grace_s,
+            "controller": self.live.url,
+        }
+        self.say(
+            f"  controller {self.live.url}, {len(self.members)} agents (simulated, time scale "
+            f"{f.time_scale}), lease {self.lease_s:g}s, grace {self.grace_s:g}s"
+        )
+
+    def load(self) -> None:
+        for ds in self.scn.load.datasets:
+            self.api("POST", "/v1/datasets", json=ds.model_dump(mode="json"))
+        for g in self.scn.load.jobs:
+            for i in range(g.count):
+                body = {
+                    "name": f"{g.name}-{i}",
+                    "tenant": g.tenant,
+                    "priority": g.priority,
+                    "resources": g.resources.model_dump(),
+                    "replicas": g.replicas,
+                    "inputs": g.inputs,
+                    "constraints": g.constraints.model_dump(),
+                    "failover": {"policy": g.failover},
+                    "expected_runtime_s": g.expected_runtime_s,
+                    "max_runtime_s": int(g.expected_runtime_s * 10) + 60,
+                }
+                job = self.api("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": f"drill-{g.name}-{i}"})
+                self.acknowledged.append(job["id"])
+        self.say(f"  {len(self.scn.load.datasets)} data sets, {len(self.acknowledged)} jobs acknowledged")
+
+        def steady() -> bool:
+            if not self.refresh_jobs():
+                return False
+            return all(
+                self.jobs.get(j, {}).get("phase") in ("Running", "Succeeded") or residency_wait(self.jobs.get(j, {}))
+                for j in self.acknowledged
+                if j in self.jobs
+            ) and all(j in self.jobs for j in self.acknowledged)
+
+        if not self.wait("every job Running", steady, self.scn.load.steady_timeout_s):
+            raise RuntimeError("the load did not reach steady state (every job Running) in time")
+
+    # ---- faults -----------------------------------------------------------------------------
+    def inject(self, run: FaultRun, t0: float) -> None:
+        fault = self.scn.timeline[run.index]
+        assert self.fed is not None
+        if run.fault in (*CLUSTER_FAULTS, "kill_controller") and self.refresh_jobs():
+            ctl = self.live.controller
+            for j in self.jobs.values():
+                if j["phase"] in ACTIVE and (run.fault == "kill_controller" or j["cluster"] == run.cluster):
+                    row = ctl.store.get_job(j["id"]) or {}
+                    run.affected[j["id"]] = {**j, "epoch": row.get("epoch", 0)}
+        run.injected_mono = time.monotonic()
+        run.injected_s = run.injected_mono - t0
+        if run.fault == "kill_agent" and run.cluster:
+            self.fed.kill(run.cluster)
+        elif run.fault == "partition" and run.cluster:
+            self.fed.partition(run.cluster)
+        elif run.fault == "recover" and run.cluster:
+            self.fed.recover(run.cluster)
+        elif run.fault == "kill_controller":
+            self.live.kill()
+            time.sleep(getattr(fault, "down_s", 0.0))  # the outage itself, not a wait for a state
+            self.live.start()
+        elif run.fault == "stop_prometheus":
+            url = self.scn.federation.prometheus_url
+            run.skipped = (
+                f"no Prometheus is configured (federation.prometheus_url unset): skipped at {run.injected_s:.1f}s"
+                if not url
+                else f"a Prometheus at {url} is not started by this drill, so it cannot stop it: skipped"
+            )
+            self.say(f"  SKIP stop_prometheus: {run.skipped}")
+        elif isinstance(fault, FillCluster):
+            self.fill(run, fault)
+        self.say(f"  t={run.injected_s:5.2f}s {run.fault} {run.cluster or ''} ({len(run.affected)} affected jobs)")
+
+    def fill(self, run: FaultRun, fault: FillCluster) -> None:
+        spec = self.clusters[fault.cluster]
+        n = self.scn.federation.nodes_per_cluster
+        c = spec.capacity
+        body = {
+            "name": f"drill-fill-{fault.cluster}"[:63],
+            "tenant": spec.tenant,
+            "resources": {"cpu": c.cpu / n * fault.fraction, "memory_gib": c.memory_gib / n * fault.fraction},
+            "replicas": n,
+            "constraints": {"allow_clusters": [fault.cluster]},
+            "expected_runtime_s": 86400.0,
+            "max_runtime_s": 10 * 86400,
+        }
+        job = self.api("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": f"drill-fill-{run.index}"})
+        run.filler_ids.append(job["id"])
+        self.fillers.add(job["id"])
+        self.wait(
+            f"filler job on {fault.cluster} Running",
+            lambda: self.refresh_jobs() and self.jobs.get(job["id"], {}).get("phase") == "Running",
+            10.0,
+        )
+
+    def observe(self, clusters: dict[str, dict[str, Any]] | None) -> None:
+        """Update detection and recovery of every injected fault from the latest API view."""
+        t = time.monotonic()
+        for run in self.runs:
+            if run.injected_mono is None or run.skipped:
+                continue
+            since = t - run.injected_mono
+            if run.fault in CLUSTER_FAULTS and run.detected_s is None and clusters and run.cluster in clusters:
+                cl = clusters[run.cluster]
+                if cl["health"] == "Unreachable":
+                    run.detected_s = since
+                    run.last_heartbeat_wall = _parse_wall(cl.get("last_heartbeat"))
+            for job_id, before in run.affected.items():
+                if job_id in run.recovered:
+                    continue
+                now = self.jobs.get(job_id)
+                if now is None:
+                    continue
+                if residency_wait(now) and run.fault in CLUSTER_FAULTS:
+                    run.residency_waits.add(job_id)
+                moved = now["attempt"] > before["attempt"] or now["cluster"] != before["cluster"]
+                if now["phase"] == "Succeeded" or (now["phase"] == "Running" and (moved or run.fault == "kill_controller")):
+                    run.recovered[job_id] = since
+                    if now["cluster"] != before["cluster"] and now["cluster"]:
+                        run.moved_to[job_id] = now["cluster"]
+
+    def timeline(self) -> None:
+        t0 = time.monotonic()
+        settle_deadline = t0 + self.scn.timeline[-1].at_s + self.scn.settle_timeout_s
+        pending = list(self.runs)
+        while time.monotonic() < settle_deadline:
+            while pending and time.monotonic() >= t0 + pending[0].at_s:
+                self.inject(pending.pop(0), t0)
+            clusters: dict[str, dict[str, Any]] | None = None
+            if self.refresh_jobs():
+                try:
+                    clusters = {c["name"]: c for c in self.api("GET", "/v1/clusters")["items"]}
+                except (httpx.HTTPError, RuntimeError):
+                    clusters = None
+            self.observe(clusters)
+            if not pending and self.settled():
+                break
+            wake = t0 + pending[0].at_s if pending else time.monotonic() + POLL_S
+            time.sleep(max(0.0, min(POLL_S, wake - time.monotonic())))
+        else:
+            self.say(f"  settle timeout ({self.scn.settle_timeout_s:g}s) reached; measuring what is")
+
+    def settled(self) -> bool:
+        """Every fault measured and every job ended (or waits legally); nothing left to watch."""
+        for run in self.runs:
+            if run.skipped or run.injected_mono is None:
+                continue
+            if run.fault in CLUSTER_FAULTS and run.detected_s is None:
+                return False
+            if run.rto_s is None and any(
+                j not in run.recovered and j not in run.residency_waits for j in run.affected
+            ):
+                return False
+        for job_id in self.acknowledged:
+            j = self.jobs.get(job_id)
+            if j is None or not (j["phase"] in ("Succeeded", "Failed", "Cancelled") or residency_wait(j)):
+                return False
+        return True
+
+    # ---- measurements -----------------------------------------------------------------------
+    def residency_violation(self, rec: ExecutionRecord) -> str | None:
+        job = self.jobs.get(rec.job_id)
+        cluster = self.clusters.get(rec.cluster)
+        if job is None or cluster is None:
+            return None
+        for ds_id in job["spec"]["inputs"]:
+            ds = next((d for d in self.scn.load.datasets if d.id == ds_id), None)
+            if ds is None:
+                continue
+            rule = self.residency.rule(Classification(ds.classification))
+            if rule is Movement.anywhere or rec.cluster in ds.locations:
+                continue
+            if rule is Movement.owner_or_national and (
+                cluster.tenant == ds.owner or cluster.tier == Tier.national
+            ):
+                continue
+            return f"{ds.classification} data {ds.id} of {ds.owner} ran on {rec.cluster}"
+        return None
+
+    def probe_stale_reports(self) -> list[dict[str, Any]]:
+        """After an agent came back, its revoked attempts' reports must be refused (409/404)."""
+        accepted = []
+        ctl = self.live.controller
+        for i, run in enumerate(self.runs):
+            recovered = any(r.fault == "recover" and r.cluster == run.cluster for r in self.runs[i + 1 :])
+            if run.fault not in CLUSTER_FAULTS or not recovered:
+                continue
+            for job_id, before in run.affected.items():
+                row = ctl.store.get_job(job_id) or {}
+                if (row.get("cluster"), row.get("attempt")) == (run.cluster, before["attempt"]):
+                    continue  # still current (released and placed back, or never moved): not stale
+                body = {
+                    "job_id": job_id,
+                    "attempt": before["attempt"],
+                    "epoch": before["epoch"] or 1,
+                    "phase": "Succeeded",
+                    "exit_code": 0,
+                    "message": "drill: report of a revoked attempt",
+                }
+                r = self.http.post(f"{self.live.url}/v1/agents/{run.cluster}/status", json=body)
+                if r.status_code < 400:
+                    accepted.append({"job_id": job_id, "attempt": before["attempt"], "status": r.status_code})
+        return accepted
+
+    def partition_checks(self, records: list[ExecutionRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        late, early = [], []
+        for run in self.runs:
+            if run.fault != "partition" or run.last_heartbeat_wall is None:
+                continue
+            lease_end = run.last_heartbeat_wall + self.lease_s
+            for rec in records:
+                if rec.cluster != run.cluster or (rec.job_id, rec.attempt) not in {
+                    (j, b["attempt"]) for j, b in run.affected.items()
+                }:
+                    continue
+                if rec.ended_wall is None or rec.ended_wall >= lease_end:
+                    late.append({"job_id": rec.job_id, "attempt": rec.attempt, "ended_wall": rec.ended_wall, "lease_end_wall": lease_end})
+        for run in self.runs:
+            if run.fault not in CLUSTER_FAULTS or run.last_heartbeat_wall is None:
+                continue
+            not_before = run.last_heartbeat_wall + self.lease_s + self.grace_s
+            for job_id in run.affected:
+                events = self.api("GET", f"/v1/jobs/{job_id}")["events"]
+                for e in events:
+                    at = datetime.fromisoformat(e["at"]).timestamp()
+                    if e["type"] == "LeaseExpired" and at < not_before - 0.01:
+                        early.append({"job_id": job_id, "at": e["at"], "not_before_wall": not_before})
+        return late, early
+
+    def measure(self) -> None:
+        assert self.fed is not None
+        self.refresh_jobs()
+        records = self.fed.sink.snapshot()
+        doubles = find_double_runs(records)
+        lost: list[dict[str, Any]] = []
+        waiting: list[str] = []
+        for job_id in self.acknowledged:
+            j = self.jobs.get(job_id)
+            if j is None:
+                lost.append({"job_id": job_id, "why": "missing after the drill"})
+            elif residency_wait(j):
+                waiting.append(job_id)
+            elif j["phase"] != "Succeeded":
+                lost.append({"job_id": job_id, "name": j["spec"]["name"], "phase": j["phase"], "why": j["message"][:300]})
+        violations = [
+            {"record": r.as_dict(), "why": why} for r in records if (why := self.residency_violation(r)) is not None
+        ]
+        current = {(j["id"], j["attempt"], j["cluster"]) for j in self.jobs.values() if j["phase"] in ACTIVE}
+        stale_running = [
+            r.as_dict() for r in records if r.ended is None and (r.job_id, r.attempt, r.cluster) not in current
+        ]
+        accepted = self.probe_stale_reports()
+        late, early = self.partition_checks(records)
+        cluster_runs = [r for r in self.runs if r.fault in CLUSTER_FAULTS and not r.skipped]
+        rto_runs = [r for r in self.runs if r.fault in (*CLUSTER_FAULTS, "kill_controller") and not r.skipped]
+        detections = [r.detected_s for r in cluster_runs]
+        rtos = [r.rto_s for r in rto_runs]
+        m: dict[str, Any] = {
+            "detection_s": _r(max(d for d in detections if d is not None)) if detections and None not in detections else None,
+            "rto_s": _r(max(x for x in rtos if x is not None)) if rtos and None not in rtos else None,
+            "jobs_lost": len(lost),
+            "jobs_run_twice": len({d.job_id for d in doubles}),
+        }
+        if detections and None in detections:
+            m["detection_note"] = "a faulted cluster was never seen Unreachable"
+        if rtos and None in rtos:
+            not_back = sum(len([j for j in r.affected if j not in r.recovered and j not in r.residency_waits]) for r in rto_runs)
+            m["rto_note"] = f"{not_back} affected job(s) never ran again"
+        invariants = {
+            "residency_violations": len(violations),
+            "stale_reports_accepted": len(accepted),
+            "stale_attempts_running": len(stale_running),
+            "late_self_stops": len(late),
+            "early_replacements": len(early),
+        }
+        self.report.measurements = {**m, **invariants}
+        self.report.results = evaluate(self.scn.budgets, m, invariants)
+        for run in self.runs:
+            if run.skipped:
+                self.report.results.append(
+                    BudgetResult(f"fault[{run.index}].{run.fault}", None, None, "", True, run.skipped, skipped=True)
+                )
+        moved = [(j, c) for r in cluster_runs for j, c in r.moved_to.items()]
+        to_backup = [j for r in cluster_runs for j, c in r.moved_to.items() if c in self.backups.get(r.cluster or "", [])]
+        phases: dict[str, int] = {}
+        for job_id in self.acknowledged:
+            p = self.jobs.get(job_id, {}).get("phase", "missing")
+            phases[p] = phases.get(p, 0) + 1
+        self.report.jobs = {
+            "acknowledged": len(self.acknowledged),
+            "phases": phases,
+            "waiting_for_residency": len(waiting),
+            "filler_jobs": len(self.fillers),
+            "executions": len(records),
+            "failed_over": len(moved),
+            "failed_over_to_designated_backup": len(to_backup),
+        }
+        self.report.timeline = [r.as_dict() for r in self.runs]
+        self.report.details = {
+            "lost": lost,
+            "double_runs": [d.as_dict() for d in doubles],
+            "residency_violations": violations,
+            "stale_reports_accepted": accepted,
+            "stale_attempts_running": stale_running,
+            "late_self_stops": late,
+            "early_replacements": early,
+            "failover_targets": _count(c for _, c in moved),
+        }
+
+    def stop(self) -> None:
+        for job_id in self.fillers:
+            try:
+                self.api("POST", f"/v1/jobs/{job_id}/cancel")
+            except (httpx.HTTPError, RuntimeError):
+                pass
+        if self.fed is not None:
+            self.fed.stop()
+        self.live.kill()
+        self.http.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def run(self) -> DrillReport:
+        t = time.monotonic()
+        try:
+            self.start()
+            self.load()
+            self.timeline()
+            self.measure()
+        except Exception as exc:  # the report says what broke; the exit code says it failed
+            self.report.error = f"{type(exc).__name__}: {exc}"
+            self.say(f"  ERROR: {self.report.error}")
+        finally:
+            self.report.duration_s = round(time.monotonic() - t, 3)
+            self.stop()
+        return self.report
+
+
+def _count(values: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def run_scenario(scn: Scenario, source: str = "", say: Say | None = None) -> DrillReport:
+    return DrillRunner(scn, source, say).run()
+
+
+def load_all(files: list[Path]) -> tuple[list[tuple[Path, Scenario]], list[tuple[Path, ScenarioError]]]:
+    """Validate every file against the repository's topology; collect every error."""
+    from controller.policies import load_policy_set
+
+    topology = load_policy_set(REPO_POLICIES).topology
+    ok, bad = [], []
+    for path in files:
+        try:
+            ok.append((path, load_scenario(path, topology)))
+        except ScenarioError as exc:
+            bad.append((path, exc))
+    return ok, bad
+
+
+def run_files(files: list[Path], out: Path, say: Say | None = None) -> tuple[int, list[DrillReport]]:
+    """Run each scenario; write ``<out>/<name>.json`` and ``<out>/junit.xml``. Exit code: 0 all
+    budgets met, 1 a budget broke or a drill failed to run, 2 a scenario file is invalid."""
+    say = say or print
+    scenarios, invalid = load_all(files)
+    for path, exc in invalid:
+        say(f"{path}: invalid scenario")
+        for e in exc.errors:
+            say(f"  {e['path']}: {e['message']}")
+    if invalid:
+        return 2, []
+    reports = []
+    for path, scn in scenarios:
+        say(f"drill {scn.name} ({path})")
+        rep = run_scenario(scn, str(path), say)
+        write_json(rep, out / f"{scn.name}.json")
+        for r in rep.results:
+            mark = "skip" if r.skipped else ("ok  " if r.passed else "FAIL")
+            say(f"  {mark} {r.name}: {r.message}")
+        say(f"  {'PASSED' if rep.passed else 'FAILED'} in {rep.duration_s:.1f}s")
+        reports.append(rep)
+    write_junit(reports, out / "junit.xml")
+    return (0 if all(r.passed for r in reports) else 1), reports
