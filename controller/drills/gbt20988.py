@@ -29,7 +29,13 @@ LEVELS: dict[int, DrLevel] = {
         DrLevel(2, "Alternate site support", ">=24 hours", 24 * HOUR, True),
         DrLevel(3, "Electronic transmission and partial equipment support", ">=12 hours", 12 * HOUR, False),
         DrLevel(4, "Electronic transmission and complete equipment support", "hours to 2 days", HOUR, False),
-        DrLevel(5, "Real-time data transmission and complete equipment support", "minutes to 2 days", MINUTE, False),
+        DrLevel(
+            5,
+            "Real-time data transmission and complete equipment support",
+            "minutes to 2 days",
+            MINUTE,
+            False,
+        ),
         DrLevel(6, "Zero data loss and remote cluster support", "minutes", MINUTE, False),
     )
 }

@@ -57,11 +57,18 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:g} {unit}"
 
 
-def check_max(name: str, measured: float | None, budget: float, unit: str, why_missing: str = "") -> BudgetResult:
+def check_max(
+    name: str, measured: float | None, budget: float, unit: str, why_missing: str = ""
+) -> BudgetResult:
     """Pass when measured <= budget; a budget that could not be measured fails and says why."""
     if measured is None or (isinstance(measured, float) and math.isnan(measured)):
         return BudgetResult(
-            name, budget, None, unit, False, f"not measured ({why_missing or 'no value'}); budget {_fmt(budget, unit)}"
+            name,
+            budget,
+            None,
+            unit,
+            False,
+            f"not measured ({why_missing or 'no value'}); budget {_fmt(budget, unit)}",
         )
     ok = measured <= budget
     op = "<=" if ok else ">"
@@ -74,7 +81,11 @@ def evaluate(budgets: Budgets, m: dict[str, Any], invariants: dict[str, int]) ->
     """One result per budget of the scenario, then one per invariant (each must be 0)."""
     out: list[BudgetResult] = []
     if budgets.detection_s is not None:
-        out.append(check_max("detection_s", m.get("detection_s"), budgets.detection_s, "s", m.get("detection_note", "")))
+        out.append(
+            check_max(
+                "detection_s", m.get("detection_s"), budgets.detection_s, "s", m.get("detection_note", "")
+            )
+        )
     if budgets.rto_s is not None:
         out.append(check_max("rto_s", m.get("rto_s"), budgets.rto_s, "s", m.get("rto_note", "")))
     out.append(check_max("jobs_lost", m.get("jobs_lost"), budgets.jobs_lost, "jobs"))

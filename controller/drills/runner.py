@@ -18,6 +18,7 @@ early_replacements (a job re-placed by lease expiry before lease + grace).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -89,7 +90,7 @@ class FaultRun:
             "injected_s": _r(self.injected_s),
             "skipped": self.skipped,
             "detection_s": _r(self.detected_s),
-            "rto_s": _r(self.rto_s),
+            "rto_s": _r(self.rto_s) if self.fault in (*CLUSTER_FAULTS, "kill_controller") else None,
             "affected_jobs": len(self.affected),
             "recovered_jobs": len([j for j in self.recovered if j not in self.residency_waits]),
             "waiting_for_residency": sorted(self.residency_waits),
@@ -125,9 +126,16 @@ class DrillRunner:
         self.acknowledged: list[str] = []
         self.fillers: set[str] = set()
         self.jobs: dict[str, dict[str, Any]] = {}  # last seen through the API
-        self.runs = [FaultRun(i, f.fault, f.at_s, getattr(f, "cluster", None)) for i, f in enumerate(scn.timeline)]
+        self.runs = [
+            FaultRun(i, f.fault, f.at_s, getattr(f, "cluster", None)) for i, f in enumerate(scn.timeline)
+        ]
         self.residency = ResidencyPolicy()
         self.report = DrillReport(scn.name, source, datetime.now(UTC).isoformat(timespec="seconds"))
+        self.margins: dict[str, list[float]] = {
+            "self_stop_before_lease_end_s": [],
+            "replaced_after_lease_plus_grace_s": [],
+        }
+        self.stale_probes = 0
 
     # ---- API --------------------------------------------------------------------------------
     def api(self, method: str, path: str, **kw: Any) -> Any:
@@ -220,7 +228,9 @@ class DrillRunner:
                     "expected_runtime_s": g.expected_runtime_s,
                     "max_runtime_s": int(g.expected_runtime_s * 10) + 60,
                 }
-                job = self.api("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": f"drill-{g.name}-{i}"})
+                job = self.api(
+                    "POST", "/v1/jobs", json=body, headers={"Idempotency-Key": f"drill-{g.name}-{i}"}
+                )
                 self.acknowledged.append(job["id"])
         self.say(f"  {len(self.scn.load.datasets)} data sets, {len(self.acknowledged)} jobs acknowledged")
 
@@ -228,7 +238,8 @@ class DrillRunner:
             if not self.refresh_jobs():
                 return False
             return all(
-                self.jobs.get(j, {}).get("phase") in ("Running", "Succeeded") or residency_wait(self.jobs.get(j, {}))
+                self.jobs.get(j, {}).get("phase") in ("Running", "Succeeded")
+                or residency_wait(self.jobs.get(j, {}))
                 for j in self.acknowledged
                 if j in self.jobs
             ) and all(j in self.jobs for j in self.acknowledged)
@@ -258,6 +269,7 @@ class DrillRunner:
             self.live.kill()
             time.sleep(getattr(fault, "down_s", 0.0))  # the outage itself, not a wait for a state
             self.live.start()
+            self.submit_probe(run)
         elif run.fault == "stop_prometheus":
             url = self.scn.federation.prometheus_url
             run.skipped = (
@@ -268,7 +280,22 @@ class DrillRunner:
             self.say(f"  SKIP stop_prometheus: {run.skipped}")
         elif isinstance(fault, FillCluster):
             self.fill(run, fault)
-        self.say(f"  t={run.injected_s:5.2f}s {run.fault} {run.cluster or ''} ({len(run.affected)} affected jobs)")
+        self.say(
+            f"  t={run.injected_s:5.2f}s {run.fault} {run.cluster or ''} ({len(run.affected)} affected jobs)"
+        )
+
+    def submit_probe(self, run: FaultRun) -> None:
+        """A new job after the restart: it runs only once the new controller holds the leader
+        lease and schedules, so the RTO covers scheduling, not just answering."""
+        body = {
+            "name": f"drill-probe-{run.index}",
+            "tenant": "national",
+            "resources": {"cpu": 1, "memory_gib": 1},
+            "expected_runtime_s": 60.0,
+        }
+        job = self.api("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": f"drill-probe-{run.index}"})
+        self.acknowledged.append(job["id"])
+        run.affected[job["id"]] = {**job, "attempt": 0, "epoch": 0}
 
     def fill(self, run: FaultRun, fault: FillCluster) -> None:
         spec = self.clusters[fault.cluster]
@@ -299,7 +326,12 @@ class DrillRunner:
             if run.injected_mono is None or run.skipped:
                 continue
             since = t - run.injected_mono
-            if run.fault in CLUSTER_FAULTS and run.detected_s is None and clusters and run.cluster in clusters:
+            if (
+                run.fault in CLUSTER_FAULTS
+                and run.detected_s is None
+                and clusters
+                and run.cluster in clusters
+            ):
                 cl = clusters[run.cluster]
                 if cl["health"] == "Unreachable":
                     run.detected_s = since
@@ -313,7 +345,9 @@ class DrillRunner:
                 if residency_wait(now) and run.fault in CLUSTER_FAULTS:
                     run.residency_waits.add(job_id)
                 moved = now["attempt"] > before["attempt"] or now["cluster"] != before["cluster"]
-                if now["phase"] == "Succeeded" or (now["phase"] == "Running" and (moved or run.fault == "kill_controller")):
+                if now["phase"] == "Succeeded" or (
+                    now["phase"] == "Running" and (moved or run.fault == "kill_controller")
+                ):
                     run.recovered[job_id] = since
                     if now["cluster"] != before["cluster"] and now["cluster"]:
                         run.moved_to[job_id] = now["cluster"]
@@ -397,11 +431,14 @@ class DrillRunner:
                     "message": "drill: report of a revoked attempt",
                 }
                 r = self.http.post(f"{self.live.url}/v1/agents/{run.cluster}/status", json=body)
+                self.stale_probes += 1
                 if r.status_code < 400:
                     accepted.append({"job_id": job_id, "attempt": before["attempt"], "status": r.status_code})
         return accepted
 
-    def partition_checks(self, records: list[ExecutionRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def partition_checks(
+        self, records: list[ExecutionRecord]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         late, early = [], []
         for run in self.runs:
             if run.fault != "partition" or run.last_heartbeat_wall is None:
@@ -413,7 +450,16 @@ class DrillRunner:
                 }:
                     continue
                 if rec.ended_wall is None or rec.ended_wall >= lease_end:
-                    late.append({"job_id": rec.job_id, "attempt": rec.attempt, "ended_wall": rec.ended_wall, "lease_end_wall": lease_end})
+                    late.append(
+                        {
+                            "job_id": rec.job_id,
+                            "attempt": rec.attempt,
+                            "ended_wall": rec.ended_wall,
+                            "lease_end_wall": lease_end,
+                        }
+                    )
+                else:
+                    self.margins["self_stop_before_lease_end_s"].append(lease_end - rec.ended_wall)
         for run in self.runs:
             if run.fault not in CLUSTER_FAULTS or run.last_heartbeat_wall is None:
                 continue
@@ -422,8 +468,12 @@ class DrillRunner:
                 events = self.api("GET", f"/v1/jobs/{job_id}")["events"]
                 for e in events:
                     at = datetime.fromisoformat(e["at"]).timestamp()
-                    if e["type"] == "LeaseExpired" and at < not_before - 0.01:
+                    if e["type"] != "LeaseExpired" or at < run.last_heartbeat_wall:
+                        continue
+                    if at < not_before - 0.01:
                         early.append({"job_id": job_id, "at": e["at"], "not_before_wall": not_before})
+                    else:
+                        self.margins["replaced_after_lease_plus_grace_s"].append(at - not_before)
         return late, early
 
     def measure(self) -> None:
@@ -440,13 +490,24 @@ class DrillRunner:
             elif residency_wait(j):
                 waiting.append(job_id)
             elif j["phase"] != "Succeeded":
-                lost.append({"job_id": job_id, "name": j["spec"]["name"], "phase": j["phase"], "why": j["message"][:300]})
+                lost.append(
+                    {
+                        "job_id": job_id,
+                        "name": j["spec"]["name"],
+                        "phase": j["phase"],
+                        "why": j["message"][:300],
+                    }
+                )
         violations = [
-            {"record": r.as_dict(), "why": why} for r in records if (why := self.residency_violation(r)) is not None
+            {"record": r.as_dict(), "why": why}
+            for r in records
+            if (why := self.residency_violation(r)) is not None
         ]
         current = {(j["id"], j["attempt"], j["cluster"]) for j in self.jobs.values() if j["phase"] in ACTIVE}
         stale_running = [
-            r.as_dict() for r in records if r.ended is None and (r.job_id, r.attempt, r.cluster) not in current
+            r.as_dict()
+            for r in records
+            if r.ended is None and (r.job_id, r.attempt, r.cluster) not in current
         ]
         accepted = self.probe_stale_reports()
         late, early = self.partition_checks(records)
@@ -455,7 +516,9 @@ class DrillRunner:
         detections = [r.detected_s for r in cluster_runs]
         rtos = [r.rto_s for r in rto_runs]
         m: dict[str, Any] = {
-            "detection_s": _r(max(d for d in detections if d is not None)) if detections and None not in detections else None,
+            "detection_s": _r(max(d for d in detections if d is not None))
+            if detections and None not in detections
+            else None,
             "rto_s": _r(max(x for x in rtos if x is not None)) if rtos and None not in rtos else None,
             "jobs_lost": len(lost),
             "jobs_run_twice": len({d.job_id for d in doubles}),
@@ -463,7 +526,10 @@ class DrillRunner:
         if detections and None in detections:
             m["detection_note"] = "a faulted cluster was never seen Unreachable"
         if rtos and None in rtos:
-            not_back = sum(len([j for j in r.affected if j not in r.recovered and j not in r.residency_waits]) for r in rto_runs)
+            not_back = sum(
+                len([j for j in r.affected if j not in r.recovered and j not in r.residency_waits])
+                for r in rto_runs
+            )
             m["rto_note"] = f"{not_back} affected job(s) never ran again"
         invariants = {
             "residency_violations": len(violations),
@@ -477,10 +543,17 @@ class DrillRunner:
         for run in self.runs:
             if run.skipped:
                 self.report.results.append(
-                    BudgetResult(f"fault[{run.index}].{run.fault}", None, None, "", True, run.skipped, skipped=True)
+                    BudgetResult(
+                        f"fault[{run.index}].{run.fault}", None, None, "", True, run.skipped, skipped=True
+                    )
                 )
         moved = [(j, c) for r in cluster_runs for j, c in r.moved_to.items()]
-        to_backup = [j for r in cluster_runs for j, c in r.moved_to.items() if c in self.backups.get(r.cluster or "", [])]
+        to_backup = [
+            j
+            for r in cluster_runs
+            for j, c in r.moved_to.items()
+            if c in self.backups.get(r.cluster or "", [])
+        ]
         phases: dict[str, int] = {}
         for job_id in self.acknowledged:
             p = self.jobs.get(job_id, {}).get("phase", "missing")
@@ -504,6 +577,9 @@ class DrillRunner:
             "late_self_stops": late,
             "early_replacements": early,
             "failover_targets": _count(c for _, c in moved),
+            "failover_targets_by_group": self.targets_by_group(cluster_runs),
+            "stale_reports_probed": self.stale_probes,
+            **{f"min_{k}": _r(min(v)) if v else None for k, v in self.margins.items()},
         }
 
     def stop(self) -> None:
@@ -520,6 +596,9 @@ class DrillRunner:
 
     def run(self) -> DrillReport:
         t = time.monotonic()
+        quiet = logging.getLogger("yiwang")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # the faults make agents and controller warn by design
         try:
             self.start()
             self.load()
@@ -531,7 +610,18 @@ class DrillRunner:
         finally:
             self.report.duration_s = round(time.monotonic() - t, 3)
             self.stop()
+            quiet.setLevel(level)
         return self.report
+
+    def targets_by_group(self, runs: list[FaultRun]) -> dict[str, dict[str, int]]:
+        """Where each job group's failed-over jobs went ("gd-general": {"prov-guangxi": 5})."""
+        out: dict[str, dict[str, int]] = {}
+        for run in runs:
+            for job_id, cluster in run.moved_to.items():
+                group = run.affected[job_id]["spec"]["name"].rsplit("-", 1)[0]
+                out.setdefault(group, {})
+                out[group][cluster] = out[group].get(cluster, 0) + 1
+        return out
 
 
 def _count(values: Any) -> dict[str, int]:

@@ -199,7 +199,10 @@ def cross_check(scn: Scenario, topology: Topology | None = None) -> list[dict[st
             down[cluster] = f.fault
         elif f.fault == "recover" and cluster is not None:
             if cluster not in down:
-                err(f"timeline[{i}].cluster", f"nothing to recover: no kill_agent or partition of {cluster} before")
+                err(
+                    f"timeline[{i}].cluster",
+                    f"nothing to recover: no kill_agent or partition of {cluster} before",
+                )
             down.pop(cluster, None)
     has_cluster_fault = any(f.fault in CLUSTER_FAULTS for f in scn.timeline)
     has_recoverable = has_cluster_fault or any(f.fault == "kill_controller" for f in scn.timeline)
@@ -229,7 +232,5 @@ def load_scenario(path: Path, topology: Topology | None = None) -> Scenario:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ScenarioError(
-            f"{path}: cannot read", errors=[{"path": "(file)", "message": str(exc)}]
-        ) from exc
+        raise ScenarioError(f"{path}: cannot read", errors=[{"path": "(file)", "message": str(exc)}]) from exc
     return parse_scenario(doc, str(path), topology)
