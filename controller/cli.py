@@ -27,6 +27,8 @@ clusters_app = typer.Typer(help="Inspect and operate member clusters.", no_args_
 app.add_typer(policy_app, name="policy")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(clusters_app, name="clusters")
+drill_app = typer.Typer(help="Failover drills: inject faults, measure budgets.", no_args_is_help=True)
+app.add_typer(drill_app, name="drill")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="YIWANG_URL", help="controller base URL")]
@@ -322,6 +324,51 @@ def clusters_uncordon(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = No
 def clusters_drain(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
     with _client(url, token) as c:
         console.print(f"{name}: drained, {c.cluster_action(name, 'drain')['requeued_jobs']} job(s) re-queued")
+
+
+DRILLS_DIR = Path("policies/drills")
+
+
+@drill_app.command("run")
+def drill_run(
+    files: Annotated[list[Path], typer.Argument(help="scenario files (policies/drills/*.yaml)")],
+    out: Annotated[Path, typer.Option(help="where the JSON reports and junit.xml go")] = Path(
+        "reports/drills"
+    ),
+) -> None:
+    """Run drills; write <out>/<name>.json and <out>/junit.xml. Exit 1 if a budget breaks, 2 if a
+    scenario is invalid."""
+    from controller.drills.runner import run_files
+
+    code, _ = run_files(files, out, console.print)
+    console.print(f"reports in {out}/ (JSON per drill, junit.xml)")
+    raise typer.Exit(code)
+
+
+@drill_app.command("list")
+def drill_list(directory: Annotated[Path, typer.Argument()] = DRILLS_DIR) -> None:
+    """List the scenarios of a directory: faults and budgets; invalid ones with their errors."""
+    from controller.drills.runner import load_all
+
+    ok, bad = load_all(sorted(directory.glob("*.yaml")))
+    table = Table("file", "name", "clusters", "faults", "budgets")
+    for path, scn in ok:
+        members = scn.federation.clusters
+        b = scn.budgets
+        budgets = ", ".join(
+            f"{k} {v:g}" for k, v in b.model_dump().items() if v is not None and not isinstance(v, bool)
+        )
+        faults = ", ".join(
+            f"{f.at_s:g}s {f.fault} {getattr(f, 'cluster', '') or ''}".strip() for f in scn.timeline
+        )
+        table.add_row(path.name, scn.name, "all" if members == "all" else str(len(members)), faults, budgets)
+    console.print(table)
+    for path, exc in bad:
+        console.print(f"[red]{path}: invalid[/]")
+        for e in exc.errors:
+            console.print(f"  {e['path']}: {e['message']}")
+    if bad:
+        raise typer.Exit(2)
 
 
 @app.command("db-upgrade")
