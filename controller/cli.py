@@ -340,8 +340,9 @@ def drill_run(
     scenario is invalid."""
     from controller.drills.runner import run_files
 
-    code, _ = run_files(files, out, console.print)
-    console.print(f"reports in {out}/ (JSON per drill, junit.xml)")
+    code, reports = run_files(files, out, console.print)
+    if reports:
+        console.print(f"reports in {out}/ (JSON per drill, junit.xml)")
     raise typer.Exit(code)
 
 
