@@ -44,7 +44,7 @@ def test_unmeasured_budget_fails_and_says_why() -> None:
 
 def test_evaluate_lists_budgets_then_invariants() -> None:
     results = evaluate(
-        Budgets(detection_s=2.0, rto_s=5.0, gbt20988_level=6),
+        Budgets(detection_s=2.0, rto_s=100.0, gbt20988_level=6),
         {"detection_s": 1.0, "rto_s": 70.0, "jobs_lost": 0, "jobs_run_twice": 1},
         {"residency_violations": 0},
     )

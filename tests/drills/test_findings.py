@@ -35,8 +35,9 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Controller:
 @pytest.mark.xfail(
     strict=True,
     reason="scheduler ignores failover backup groups (policies/failover.yaml backups): a job of a "
-    "failed prov-guangdong with national-backup unavailable goes to prov-guangxi, not to its "
-    "designated backup prov-hainan; fix belongs in controller/scheduler/**",
+    "failed prov-guangdong with national-backup unavailable goes elsewhere (prov-guizhou here, "
+    "prov-guangxi in the drill), not to its designated backup prov-hainan; the fix belongs in "
+    "controller/scheduler/**",
 )
 def test_failover_prefers_the_designated_backup(tmp_path_factory: pytest.TempPathFactory) -> None:
     ctl = controller(tmp_path_factory)
