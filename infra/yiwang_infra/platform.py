@@ -140,13 +140,19 @@ class ClusterPlatform(pulumi.ComponentResource):
         for tenant in config.tenant_refs():
             self.tenant_namespaces[tenant.name] = self._tenant(tenant, sa)
 
-        chart_cluster = {"name": cluster.name, "tier": cluster.tier.value}
+        chart_cluster: dict[str, Any] = {"name": cluster.name, "tier": cluster.tier.value}
         if cluster.adcode:
             chart_cluster["adcode"] = cluster.adcode
+        # What the cluster offers the federation: the agent reports it (it does not read nodes).
+        capacity = {
+            "cpu": cluster.capacity.cpu,
+            "memoryGib": cluster.capacity.memory_gib,
+            "gpu": cluster.capacity.gpu,
+        }
         # values follow charts/yiwang-agent/values.schema.json; the platform owns SA and RBAC
         agent_values: dict[str, Any] = {
             "controllerUrl": controller_url,
-            "cluster": chart_cluster,
+            "cluster": {**chart_cluster, "capacity": capacity},
             "auth": {"existingSecret": AGENT_TOKEN_SECRET, "existingSecretKey": "token"},
             "tenantNamespaces": [t.namespace for t in config.tenant_refs()],
             "rbac": {"create": False},

@@ -184,6 +184,12 @@ def test_agent_command_labels_and_token(helm: str) -> None:
         "kubernetes",
         "--metrics-port",
         "9102",
+        "--cpu",
+        "2100",
+        "--memory-gib",
+        "8400",
+        "--gpu",
+        "8",
     ]
     ref = env_of(container)["YIWANG_AGENT_TOKEN"]["valueFrom"]["secretKeyRef"]
     secret = find_doc(docs, "Secret")

@@ -48,6 +48,8 @@ def test_defaults_render_no_crd_types(helm: str, chart: str) -> None:
             "controllerUrl=https://yiwang.example",
             "cluster.name=prov-beijing",
             "cluster.adcode=110000",
+            "cluster.capacity.cpu=2100",
+            "cluster.capacity.memoryGib=8400",
             "auth.token=t0ken",
         ),
         "yiwang-monitoring": ("cluster.name=prov-beijing",),

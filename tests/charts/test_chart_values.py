@@ -221,9 +221,26 @@ REQUIRED_VALUES: list[Any] = [
     ),
     pytest.param(
         "yiwang-agent",
-        ("controllerUrl=https://c.example", "cluster.name=prov-beijing", "cluster.adcode=110000"),
+        (
+            "controllerUrl=https://c.example",
+            "cluster.name=prov-beijing",
+            "cluster.adcode=110000",
+            "cluster.capacity.cpu=2100",
+            "cluster.capacity.memoryGib=8400",
+        ),
         "auth.token or auth.existingSecret",
         id="agent-token",
+    ),
+    pytest.param(
+        "yiwang-agent",
+        (
+            "controllerUrl=https://c.example",
+            "cluster.name=prov-beijing",
+            "cluster.adcode=110000",
+            "auth.token=t",
+        ),
+        "set cluster.capacity.cpu and cluster.capacity.memoryGib",
+        id="agent-capacity",
     ),
     pytest.param("yiwang-monitoring", (), "set cluster.name", id="monitoring-cluster-name"),
     pytest.param(

@@ -161,9 +161,15 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
         )
         jsonschema.validate(as_manifest(release.inputs["values"]), chart_schema)
     agent_values = releases["yiwang-agent"].inputs["values"]
-    assert agent_values["cluster"] == {"name": cluster.name, "tier": cluster.tier.value} | (
-        {"adcode": cluster.adcode} if cluster.adcode else {}
-    )
+    assert agent_values["cluster"] == {
+        "name": cluster.name,
+        "tier": cluster.tier.value,
+        "capacity": {
+            "cpu": cluster.capacity.cpu,
+            "memoryGib": cluster.capacity.memory_gib,
+            "gpu": cluster.capacity.gpu,
+        },
+    } | ({"adcode": cluster.adcode} if cluster.adcode else {})
     assert agent_values["controllerUrl"] == NATIONAL_OUTPUTS["controllerUrl"]
     assert agent_values["tenantNamespaces"] == [t.namespace for t in tenants]
     monitoring = releases["yiwang-monitoring"].inputs["values"]

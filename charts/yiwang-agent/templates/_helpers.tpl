@@ -152,6 +152,9 @@ Checks the schema cannot express; fails the render with a message an operator ca
 {{- if and (eq .Values.cluster.tier "province") (not .Values.cluster.adcode) -}}
 {{- fail "yiwang-agent: cluster.adcode is required when cluster.tier is province" -}}
 {{- end -}}
+{{- if not (and .Values.cluster.capacity .Values.cluster.capacity.cpu .Values.cluster.capacity.memoryGib) -}}
+{{- fail "yiwang-agent: set cluster.capacity.cpu and cluster.capacity.memoryGib (what this cluster offers the federation)" -}}
+{{- end -}}
 {{- if and (not .Values.auth.existingSecret) (not .Values.auth.token) -}}
 {{- fail "yiwang-agent: set auth.token or auth.existingSecret (the agent token issued by the controller)" -}}
 {{- end -}}
