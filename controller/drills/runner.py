@@ -579,6 +579,7 @@ class DrillRunner:
             "failover_targets": _count(c for _, c in moved),
             "failover_targets_by_group": self.targets_by_group(cluster_runs),
             "stale_reports_probed": self.stale_probes,
+            "reexecuted_jobs": self.reexecutions(records),
             **{f"min_{k}": _r(min(v)) if v else None for k, v in self.margins.items()},
         }
 
@@ -612,6 +613,20 @@ class DrillRunner:
             self.stop()
             quiet.setLevel(level)
         return self.report
+
+    def reexecutions(self, records: list[ExecutionRecord]) -> dict[str, list[str]]:
+        """Every job executed more than once: where, which attempt, how each execution ended."""
+        by_job: dict[str, list[ExecutionRecord]] = {}
+        for r in records:
+            by_job.setdefault(r.job_id, []).append(r)
+        return {
+            self.jobs.get(job_id, {}).get("spec", {}).get("name", job_id): [
+                f"attempt {r.attempt} on {r.cluster}: {r.end_reason or 'running'}"
+                for r in sorted(recs, key=lambda r: r.started)
+            ]
+            for job_id, recs in sorted(by_job.items())
+            if len(recs) > 1
+        }
 
     def targets_by_group(self, runs: list[FaultRun]) -> dict[str, dict[str, int]]:
         """Where each job group's failed-over jobs went ("gd-general": {"prov-guangxi": 5})."""
