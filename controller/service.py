@@ -206,6 +206,48 @@ class Controller:
         self.wake()
         return out
 
+    async def submit_async(self, spec: JobCreate, idempotency_key: str | None = None) -> tuple[JobRead, bool]:
+        """``submit`` for the API's hot path: the row joins the store's group commit (many
+        concurrent submissions share one transaction and fsync); answers after the commit."""
+        self._check_inputs(spec)
+        at = now()
+        row = {
+            "id": new_job_id(),
+            "tenant": spec.tenant,
+            "name": spec.name,
+            "phase": "Pending",
+            "cluster": None,
+            "attempt": 1,
+            "epoch": 0,
+            "priority": spec.priority,
+            "spec": spec.model_dump(mode="json"),
+            "message": "waiting to be scheduled",
+            "created_at": at,
+            "updated_at": at,
+            "lease_expires_at": None,
+            "idempotency_key": idempotency_key,
+            "request_hash": spec_hash(spec) if idempotency_key else None,
+        }
+        stored, created = await self.store.group_commit().submit(row)
+        self.wake()
+        if not created:
+            if stored["request_hash"] != spec_hash(spec):
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for a different job ({stored['id']})"
+                )
+            return self._job_read(stored, with_events=False), False
+        read = JobRead(
+            id=row["id"],
+            spec=spec,
+            phase=JobPhase.Pending,
+            cluster=None,
+            attempt=1,
+            created_at=at,
+            updated_at=at,
+            message=row["message"],
+        )
+        return read, True
+
     def get_job(self, job_id: str) -> JobRead:
         row = self.store.get_job(job_id)
         if row is None:

@@ -7,8 +7,10 @@ acknowledged commit); PostgreSQL with its defaults.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import queue
 import secrets
 import threading
 import time
@@ -95,6 +97,82 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+class GroupCommitter:
+    """Group commit for submissions: concurrent requests hand their job rows to one writer
+    thread, which inserts everything queued so far in one transaction (one fsync) and then
+    resolves each waiter. A waiter is resolved only after its row committed, so a 2xx answer
+    built on it is durable (as ``insert_jobs`` guarantees for a single batch)."""
+
+    def __init__(self, store: Store, max_batch: int = 1024) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[
+            tuple[dict[str, Any], asyncio.AbstractEventLoop, asyncio.Future[Any]]
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="yiwang-group-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, row: dict[str, Any]) -> asyncio.Future[tuple[dict[str, Any], bool]]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[dict[str, Any], bool]] = loop.create_future()
+        self._queue.put((row, loop, fut))
+        return fut
+
+    @staticmethod
+    def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [r for r, _, _ in batch]
+            try:
+                results: list[tuple[dict[str, Any], bool]] = self._insert(rows)
+                errors: list[BaseException | None] = [None] * len(rows)
+            except Exception:  # one bad row must not fail the others: retry them one by one
+                results, errors = [], []
+                for row in rows:
+                    try:
+                        results.append(self.store.insert_jobs([row])[0])
+                        errors.append(None)
+                    except Exception as exc:
+                        results.append(({}, False))
+                        errors.append(exc)
+            for (_, loop, fut), res, err in zip(batch, results, errors, strict=True):
+                loop.call_soon_threadsafe(self._resolve, fut, res, err)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
+        keyed = [r for r in rows if r.get("idempotency_key")]
+        if keyed:
+            # Keys need a lookup per row (and the same key twice in one batch must create once).
+            seen: dict[tuple[str, str], int] = {}
+            unique: list[dict[str, Any]] = []
+            where: list[int] = []
+            for r in rows:
+                k = (r["tenant"], r["idempotency_key"]) if r.get("idempotency_key") else None
+                if k is not None and k in seen:
+                    where.append(-1 - seen[k])
+                    continue
+                if k is not None:
+                    seen[k] = len(unique)
+                where.append(len(unique))
+                unique.append(r)
+            done = self.store.insert_jobs(unique)
+            return [done[w] if w >= 0 else (done[-1 - w][0], False) for w in where]
+        self.store.insert_jobs_bulk(rows)
+        return [(r, True) for r in rows]
+
+
 class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
@@ -162,6 +240,36 @@ class Store:
                 )
                 out.append((row, True))
         return out
+
+    def insert_jobs_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert new jobs without idempotency keys and their 'Submitted' events in one
+        transaction, with two executemany statements."""
+        with self.tx() as conn:
+            conn.execute(insert(t.jobs), list(rows))
+            conn.execute(
+                insert(t.job_events),
+                [
+                    {
+                        "job_id": r["id"],
+                        "at": r["created_at"],
+                        "type": "Submitted",
+                        "from_phase": None,
+                        "to_phase": "Pending",
+                        "cluster": None,
+                        "attempt": r["attempt"],
+                        "reason": "job submitted",
+                    }
+                    for r in rows
+                ],
+            )
+
+    def group_commit(self) -> GroupCommitter:
+        """The store's group-commit writer (started on first use)."""
+        with _id_lock:
+            gc: GroupCommitter | None = getattr(self, "_group_commit", None)
+            if gc is None:
+                gc = self._group_commit = GroupCommitter(self)
+        return gc
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         with self.read() as conn:

@@ -26,15 +26,19 @@ IdempotencyKey = Annotated[
 
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=JobRead)
-def create_job(
-    spec: JobCreate, ctl: ControllerDep, response: Response, key: IdempotencyKey = None
-) -> JobRead:
-    job, created = ctl.submit(spec, key)
+async def create_job(spec: JobCreate, ctl: ControllerDep, key: IdempotencyKey = None) -> Response:
+    """201 with the job once it is committed (group commit: concurrent submissions share one
+    transaction); a replayed Idempotency-Key answers 200 with the job it created first."""
+    job, created = await ctl.submit_async(spec, key)
+    headers = {"Location": f"/v1/jobs/{job.id}"}
     if not created:
-        response.status_code = status.HTTP_200_OK
-        response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        job.model_dump_json(),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 @router.get("/jobs", response_model=JobList)
