@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from controller import __version__
 from controller.api import problems
 from controller.api.limits import BodySizeLimit
-from controller.api.routes import agents, clusters, datasets, jobs, policies, system
+from controller.api.routes import agents, clusters, datasets, jobs, policies, system, ui
 from controller.metrics import make_registry
 from controller.service import Controller
 from controller.settings import Settings
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     app.state.settings = settings
     app.state.controller = ctl
     problems.install(app)
-    for module in (jobs, clusters, datasets, policies, agents, system):
+    for module in (jobs, clusters, datasets, policies, agents, system, ui):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

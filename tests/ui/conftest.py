@@ -1,0 +1,153 @@
+"""Fixtures for the dashboard's browser tests: a real controller on loopback (uvicorn in a thread,
+SQLite in a temp dir, no background loop so scheduling happens when a test says so) with every
+cluster heartbeated, and the system's Debian chromium driven by Playwright (never a downloaded
+browser)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from controller.api.app import create_app
+from controller.service import Controller
+from controller.settings import Settings
+from tests.conftest import REPO, free_port, need
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = REPO / "reports" / "ui"
+WIDE = {"width": 1280, "height": 860}
+NARROW = {"width": 390, "height": 844}
+WAIT_MS = 10_000
+DATASET = {
+    "id": "gd-census-sample",
+    "owner": "guangdong",
+    "size_bytes": 40_000_000_000,
+    "classification": "general",
+    "locations": ["prov-guangdong", "national-primary"],
+}
+
+
+class Live:
+    """The controller under test: its base URL, an HTTP client and the Controller object."""
+
+    def __init__(self, url: str, controller: Controller) -> None:
+        self.url = url
+        self.controller = controller
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.http.get(path, params=params)
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'yiwang.db'}", background=False)
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name="ui-test-controller", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the controller did not start within 20 s"
+        time.sleep(0.05)
+    lv = Live(f"http://127.0.0.1:{port}", app.state.controller)
+    try:
+        for name in app.state.controller.registry.clusters:
+            assert lv.http.post(f"/v1/agents/{name}/heartbeat").status_code == 200
+        assert lv.http.post("/v1/datasets", json=DATASET).status_code == 201
+        yield lv
+    finally:
+        lv.http.close()
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    need(CHROMIUM.exists(), "Debian chromium is not installed (make system installs it as root)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need(False, "playwright is not installed (pip install -e '.[dev]')")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Page:
+    """A browser tab on the dashboard that records console errors and CSP violations."""
+
+    def __init__(self, browser: Any, live: Live, viewport: dict[str, int]) -> None:
+        self.context = browser.new_context(viewport=viewport, locale="en-GB")
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(WAIT_MS)
+        self.errors: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.live = live
+
+    def _console(self, message: Any) -> None:
+        # The browser logs every 4xx answer; the tests cause some on purpose (a 404 for a job not
+        # yet decided, a 422 for a bad form). Anything else (a CSP refusal, a script error) counts.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.errors.append(message.text)
+
+    def open(self, fragment: str = "") -> Any:
+        self.page.goto(f"{self.live.url}/ui{fragment}")
+        return self.page
+
+    def shot(self, name: str) -> Path:
+        path = SHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def tab(browser: Any, live: Live) -> Iterator[Page]:
+    t = Page(browser, live, WIDE)
+    try:
+        yield t
+    finally:
+        t.close()
+    assert not t.errors, f"the dashboard logged errors: {t.errors}"
+
+
+@pytest.fixture
+def narrow_tab(browser: Any, live: Live) -> Iterator[Page]:
+    t = Page(browser, live, NARROW)
+    try:
+        yield t
+    finally:
+        t.close()
+    assert not t.errors, f"the dashboard logged errors: {t.errors}"
