@@ -445,6 +445,14 @@ class BatchScheduler:
         self.gen = 0
         self.cycle = 0
         self._fingerprint: tuple[Any, ...] | None = None
+        # Anti-starvation holds (kube-scheduler's nominated node, Slurm's backfill reservation):
+        # a gang that failed to fit ``hold_after`` cycles in a row gets capacity held back on one
+        # cluster; other jobs may use that cluster only beyond what is held (backfill). Off by
+        # default: on the trace replay it held capacity idle and raised mean JCT (docs/benchmarks.md).
+        self.hold_after: int | None = None
+        self.max_holds = 4
+        self.holds: dict[str, tuple[int, FloatArray, int]] = {}  # job -> (cluster, demand, cycle)
+        self.fail_counts: dict[str, int] = {}
 
     # ---- static, once per shape and snapshot generation -----------------------------------
     def _refresh(self, snap: Snapshot) -> None:
@@ -518,6 +526,12 @@ class BatchScheduler:
             book = QuotaBook(self.quota, snap.capacity.sum(axis=0), list(snap.tenants), snap.tenant_usage)
         free = snap.capacity - snap.allocated
         allocated = snap.allocated
+        holds = self.holds
+        for stale in [j for j, h in holds.items() if h[2] < self.cycle - 2]:
+            del holds[stale]
+        held = np.zeros_like(free)
+        for c_h, d_h, _ in holds.values():
+            held[c_h] += d_h
         decisions: list[CompactDecision] = []
         unplaced: list[tuple[str, int, int, Shape]] = []
         victims_all: list[Victim] = []
@@ -541,8 +555,18 @@ class BatchScheduler:
                 decisions.append(CompactDecision(self, job_id, attempt, shape, status, t=now))
                 unplaced.append(item)
                 continue
-            rows = free[idx]
+            if holds:
+                rows = free[idx] - held[idx]
+                own = holds.get(job_id)
+                if own is not None:
+                    holds[job_id] = (own[0], own[1], cycle)
+                    at = np.searchsorted(idx, own[0])
+                    if at < len(idx) and idx[at] == own[0]:
+                        rows[at] += own[1]
+            else:
+                rows = free[idx]
             if shape.failed_cycle == cycle:
+                self._on_fail(job_id, shape, free, held)
                 decisions.append(
                     CompactDecision(self, job_id, attempt, shape, unschedulable, free_rows=rows, t=now)
                 )
@@ -577,6 +601,7 @@ class BatchScheduler:
                     chosen, victims = self._preempt(shape, job_id, free, running, book)
                 if chosen < 0:
                     shape.failed_cycle = cycle
+                    self._on_fail(job_id, shape, free, held)
                     decisions.append(
                         CompactDecision(self, job_id, attempt, shape, unschedulable, free_rows=rows, t=now)
                     )
@@ -593,6 +618,11 @@ class BatchScheduler:
             if ok is not None:
                 total = np.where(ok, total, neg_inf)
             c = int(idx[total.argmax()])
+            if holds and job_id in holds:
+                c_h, d_h, _ = holds.pop(job_id)
+                held[c_h] -= d_h
+            if self.fail_counts:
+                self.fail_counts.pop(job_id, None)
             free[c] -= demand
             allocated[c] += demand
             book.admit(shape.tenant, shape.demand_list)
@@ -608,6 +638,35 @@ class BatchScheduler:
             scheduled += 1
         queue.requeue(unplaced)
         return BatchResult(decisions, scheduled, victims_all, unplaced)
+
+    def _on_fail(self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray) -> None:
+        """Count a capacity failure; after ``hold_after`` of them hold capacity for the job on the
+        cluster where it would fit soonest (the largest free share of its demand)."""
+        if job_id is None:
+            return
+        n = self.fail_counts.get(job_id, 0) + 1
+        self.fail_counts[job_id] = n
+        if (
+            self.hold_after is None
+            or n < self.hold_after
+            or job_id in self.holds
+            or len(self.holds) >= self.max_holds
+        ):
+            return
+        taken = {h[0] for h in self.holds.values()}
+        demand = shape.demand
+        best, best_ratio = -1, -np.inf
+        for j, c in enumerate(shape.idx):
+            c = int(c)
+            if c in taken or (shape.cap_rows[j] < demand).any():
+                continue
+            need = demand > 0
+            ratio = float((free[c][need] / demand[need]).min()) if need.any() else 1.0
+            if ratio > best_ratio:
+                best, best_ratio = c, ratio
+        if best >= 0:
+            self.holds[job_id] = (best, demand.copy(), self.cycle)
+            held[best] += demand
 
     # ---- preemption ---------------------------------------------------------------------------
     def _preempt(

@@ -40,7 +40,7 @@ OURS = "yiwang"
 TARGET_UTILISATION = 0.7
 
 
-def ours_policy(balance: float = 2.0, green: float = 0.5) -> PlacementPolicy:
+def ours_policy(balance: float = 1.0, green: float = 1.0) -> PlacementPolicy:
     """Every plugin on: the shipped filters plus gang, and the green score."""
     return PlacementPolicy(
         filters=["health", "constraints", "residency", "gang", "capacity"],
