@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 HELM := .tools/bin/helm
-DEBS := postgresql prometheus
+DEBS := postgresql prometheus chromium
 
 .PHONY: all demo test lint typecheck unit bench system tools clean
 
@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,infra]'
 	touch $(STAMP)
 
-# Debian packages for the real servers the tests start (PostgreSQL, Prometheus + promtool).
+# Debian packages for the real servers the tests start (PostgreSQL, Prometheus + promtool) and the
+# browser the dashboard tests drive (chromium, through Playwright; Playwright never downloads one).
 system:
 	@if [ "$$(id -u)" = 0 ]; then \
 	  missing=""; \
 	  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql"; \
 	  command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

@@ -38,8 +38,9 @@ function feasibleTable(ctx, d, total) {
     h(
       "tr",
       { class: f.cluster === d.cluster ? "is-chosen" : "", "data-cluster": f.cluster, hidden: i >= TOP },
-      h("td", { "data-label": "#" }, String(i + 1)),
-      h("th", { scope: "row", "data-label": "Cluster" }, ctx.clusterName(f.cluster), f.cluster === d.cluster ? h("span", { class: "badge phase-scheduled" }, "chosen") : null),
+      h("td", { "data-label": "#", class: "rank" }, String(i + 1)),
+      h("th", { scope: "row", "data-label": "Cluster" },
+        h("span", {}, ctx.clusterName(f.cluster), f.cluster === d.cluster ? [" ", h("span", { class: "badge phase-scheduled" }, "chosen")] : null)),
       h("td", { "data-label": "Total", class: "num" }, num(f.total, 2)),
       plugins.map((p) =>
         h(

@@ -71,7 +71,8 @@ export function seconds(s) {
 export function time(iso) {
   if (!iso) return "–";
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString("en-GB", { hour12: false });
+  // sv-SE gives an ISO-like "2026-11-27 07:52:57" in the browser's time zone.
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString("sv-SE", { hour12: false });
 }
 
 export function clock(iso) {

@@ -92,7 +92,8 @@ export function list(ctx, params) {
     return h(
       "tr",
       { "data-job": j.id },
-      h("td", { "data-label": "Job" }, h("a", { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.spec.name), h("br"), h("code", { class: "small muted" }, j.id)),
+      h("td", { "data-label": "Job" },
+        h("span", {}, h("a", { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.spec.name), h("br"), h("code", { class: "small muted" }, j.id))),
       h("td", { "data-label": "Tenant" }, j.spec.tenant),
       h("td", { "data-label": "Phase" }, phaseBadge(j.phase)),
       h("td", { "data-label": "Cluster" }, ctx.clusterName(j.cluster)),
@@ -137,7 +138,7 @@ export function detail(ctx, jobId) {
   const el = h(
     "section",
     { class: "view job-detail", "aria-labelledby": "job-title" },
-    h("p", {}, h("a", { href: "#/jobs" }, "← All jobs")),
+    h("p", { class: "back" }, h("a", { href: "#/jobs" }, "← All jobs")),
     title,
     info,
     h("section", { class: "card", "aria-labelledby": "decision-title" }, h("h2", { id: "decision-title" }, "Decision ", zh("调度决策")), decision),

@@ -42,7 +42,7 @@ export function create(ctx) {
   }
 
   const tenantList = h("datalist", { id: "submit-tenants" });
-  const inputs = h("select", { name: "inputs", multiple: true, size: "5" });
+  const inputs = h("select", { name: "inputs", multiple: true, size: "6" });
   const allow = h("select", { name: "allow", multiple: true, size: "6" });
   const deny = h("select", { name: "deny", multiple: true, size: "6" });
   const multiHint = "Ctrl/⌘-click or Shift+arrows to choose several.";
