@@ -174,3 +174,65 @@ def test_plan_shows_a_decision_and_creates_nothing(tab: Page, narrow_tab: Page) 
     assert tab.live.get("/v1/jobs")["items"] == []
     assert tab.live.controller.schedule_pending() == 0
     assert all(c["allocated"]["cpu"] == 0 for c in tab.live.get("/v1/clusters")["items"])
+
+
+def test_auto_refresh_pauses_while_the_tab_is_hidden(tab: Page) -> None:
+    """Playwright's fake clock drives the page's timers, and an init script counts the page's
+    polls of /v1/clusters (the fetch starts synchronously inside the timer), so nothing here
+    waits on the wall clock."""
+    page = tab.page
+    page.clock.install()
+    page.add_init_script(
+        """window.__polls = 0;
+        const realFetch = window.fetch;
+        window.fetch = (url, init) => {
+            if (String(url).endsWith('/v1/clusters')) window.__polls += 1;
+            return realFetch(url, init);
+        };"""
+    )
+    tab.open("#/federation")
+    expect(page.locator("article.tile")).to_have_count(CLUSTERS)
+    expect(page.locator("#refresh-state")).to_contain_text("Every 5 s")
+
+    def polls() -> int:
+        n: int = page.evaluate("window.__polls")
+        return n
+
+    def set_hidden(hidden: bool) -> None:
+        page.evaluate(
+            """hidden => {
+                Object.defineProperty(document, 'hidden', {value: hidden, configurable: true});
+                Object.defineProperty(document, 'visibilityState',
+                    {value: hidden ? 'hidden' : 'visible', configurable: true});
+                document.dispatchEvent(new Event('visibilitychange'));
+            }""",
+            hidden,
+        )
+
+    before = polls()
+    page.clock.run_for(5_100)
+    assert polls() == before + 1, "a visible tab refreshes every 5 s"
+    expect(page.locator("#refresh-state")).to_contain_text("updated")
+
+    set_hidden(True)
+    expect(page.locator("#refresh-state")).to_contain_text("Paused while hidden")
+    hidden_from = polls()
+    page.clock.run_for(30_000)
+    assert polls() == hidden_from, "a hidden tab does not poll"
+
+    set_hidden(False)
+    assert polls() == hidden_from + 1, "showing the tab again refreshes at once"
+    expect(page.locator("#refresh-state")).to_contain_text("Every 5 s")
+
+
+def test_escape_cancels_a_drain(tab: Page) -> None:
+    page = tab.open("#/federation")
+    page.get_by_role("button", name="Drain prov-sichuan").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("every job on it sent back to Pending")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("button", name="Drain prov-sichuan")).to_be_visible()
+    api = tab.live.get("/v1/clusters/prov-sichuan")
+    assert api["cordoned"] is False and api["draining"] is False
