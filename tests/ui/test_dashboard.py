@@ -14,6 +14,18 @@ CLUSTERS = 42
 
 
 def test_federation_shows_every_cluster_and_cordons_one(tab: Page, narrow_tab: Page) -> None:
+    # Some load, so the bars show something: big jobs pinned to three clusters.
+    load = {"prov-guangdong": 1000, "national-primary": 1500, "prov-sichuan": 2300}  # cores a replica
+    for i, (where, cpu) in enumerate(load.items()):
+        job = {
+            "name": f"load-{i}",
+            "tenant": "national",
+            "resources": {"cpu": cpu, "gpu": 2 * (i + 1)},
+            "replicas": 2,
+            "constraints": {"allow_clusters": [where]},
+        }
+        assert tab.live.http.post("/v1/jobs", json=job).status_code == 201
+    assert tab.live.controller.schedule_pending() == 3
     page = tab.open("#/federation")
     tiles = page.locator("article.tile")
     expect(tiles).to_have_count(CLUSTERS)
@@ -29,7 +41,7 @@ def test_federation_shows_every_cluster_and_cordons_one(tab: Page, narrow_tab: P
     hubei.get_by_role("button", name="Cordon prov-hubei").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Cordon prov-hubei?")
-    tab.shot("federation-confirm-1280")
+    tab.shot("federation-confirm-1280", full_page=False)
     dialog.get_by_role("button", name="Cordon").click()
     expect(hubei.locator(".state-cordoned")).to_have_text("Cordoned")
     expect(hubei.get_by_role("button", name="Uncordon prov-hubei")).to_be_visible()

@@ -81,6 +81,16 @@ export function create(ctx) {
     form,
     result,
   );
+  // The multi-selects' hints say what is chosen, since a chosen option may be scrolled out of view.
+  const hints = [[inputs, "f-inputs", multiHint], [allow, "f-allow", "None chosen: any cluster."], [deny, "f-deny", "None chosen: no cluster excluded."]];
+  function describeChoices() {
+    for (const [sel, id, empty] of hints) {
+      const chosen = selected(sel);
+      const hint = form.querySelector(`#${id}-hint`);
+      if (hint) hint.textContent = chosen.length ? `${chosen.length} chosen: ${chosen.join(", ")}` : empty;
+    }
+  }
+  form.addEventListener("change", describeChoices);
   form.addEventListener("input", () => saveDraft());
   form.addEventListener("change", () => saveDraft());
 
@@ -111,6 +121,7 @@ export function create(ctx) {
     clearErrors();
     clear(result);
     draft = null;
+    describeChoices();
   }
 
   function newKey() {
@@ -228,6 +239,7 @@ export function create(ctx) {
           clusters.filter((c) => c.tier === tier).map((c) => h("option", { value: c.name, selected: chosen.includes(c.name) }, `${c.name} ${c.display_name_zh || ""}`.trim())))));
       }
       restoreDraft();
+      describeChoices();
     },
   };
 }
