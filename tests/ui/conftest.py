@@ -57,9 +57,13 @@ class Live:
         return response.json()
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'yiwang.db'}", background=False)
+ADMIN_TOKEN = "ui-test-operator-token"
+
+
+def _serve(tmp_path: Path, admin_token: str | None) -> Iterator[Live]:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'yiwang.db'}", background=False, admin_token=admin_token
+    )
     app = create_app(settings)
     port = free_port()
     server = uvicorn.Server(
@@ -72,6 +76,8 @@ def live(tmp_path: Path) -> Iterator[Live]:
         assert time.monotonic() < deadline, "the controller did not start within 20 s"
         time.sleep(0.05)
     lv = Live(f"http://127.0.0.1:{port}", app.state.controller)
+    if admin_token:
+        lv.http.headers["Authorization"] = f"Bearer {admin_token}"
     try:
         for name in app.state.controller.registry.clusters:
             assert lv.http.post(f"/v1/agents/{name}/heartbeat").status_code == 200
@@ -81,6 +87,17 @@ def live(tmp_path: Path) -> Iterator[Live]:
         lv.http.close()
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    yield from _serve(tmp_path, None)
+
+
+@pytest.fixture
+def live_with_token(tmp_path: Path) -> Iterator[Live]:
+    """The API needs the operator token (YIWANG_ADMIN_TOKEN)."""
+    yield from _serve(tmp_path, ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="session")

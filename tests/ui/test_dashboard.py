@@ -5,10 +5,11 @@ that creates nothing. Each view is also photographed at 1280 and 390 px into rep
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.ui.conftest import WAIT_MS, Page
+from tests.ui.conftest import ADMIN_TOKEN, WAIT_MS, WIDE, Live, Page
 
 CLUSTERS = 42
 
@@ -248,3 +249,24 @@ def test_escape_cancels_a_drain(tab: Page) -> None:
     expect(page.get_by_role("button", name="Drain prov-sichuan")).to_be_visible()
     api = tab.live.get("/v1/clusters/prov-sichuan")
     assert api["cordoned"] is False and api["draining"] is False
+
+
+def test_with_an_operator_token_the_dashboard_asks_for_it_and_uses_it(
+    browser: Any, live_with_token: Live
+) -> None:
+    t = Page(browser, live_with_token, WIDE)
+    try:
+        page = t.open("#/federation")
+        expect(page.locator("#banner")).to_contain_text("bearer token")
+        expect(page.locator("article.tile")).to_have_count(0)
+        page.get_by_text("Token", exact=True).click()
+        page.get_by_label("Bearer token").fill(ADMIN_TOKEN)
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("article.tile")).to_have_count(CLUSTERS)
+        expect(page.locator("#banner")).to_be_hidden()
+        assert page.evaluate("sessionStorage.getItem('yiwang.token')") == ADMIN_TOKEN
+        page.reload()  # kept for the tab's session
+        expect(page.locator("article.tile")).to_have_count(CLUSTERS)
+    finally:
+        t.close()
+    assert not t.errors, f"the dashboard logged errors: {t.errors}"
