@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 HELM := .tools/bin/helm
-DEBS := postgresql prometheus chromium
+DEBS := postgresql prometheus chromium fonts-wqy-microhei
 
 .PHONY: all demo test lint typecheck unit bench system tools clean
 
@@ -25,6 +25,7 @@ system:
 	  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql"; \
 	  command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
