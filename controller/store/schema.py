@@ -115,3 +115,52 @@ leader = Table(
     Column("epoch", BigInteger, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+# ---- security (migration 0002): tokens, data-set grants, the append-only audit log ------------
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),  # the public prefix of the token, for lookup
+    Column("secret_hash", String(64), nullable=False),  # SHA-256 hex of the whole token
+    Column("role", String(16), nullable=False),
+    Column("tenant", String(63), nullable=True),
+    Column("cluster", String(63), nullable=True),
+    Column("description", String(200), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+dataset_grants = Table(
+    "dataset_grants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("dataset_id", String(128), ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant", String(63), nullable=False),  # the reading tenant
+    Column("status", String(16), nullable=False),  # pending | approved | rejected
+    Column("reason", Text, nullable=False, default=""),
+    Column("requested_by", String(64), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(64), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("dataset_id", "tenant", name="uq_dataset_grants_dataset_tenant"),
+)
+Index("ix_dataset_grants_tenant", dataset_grants.c.tenant)
+
+# Append-only: the migration adds triggers refusing UPDATE and DELETE (and TRUNCATE on PostgreSQL).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),  # token id, or 'scheduler' for placements
+    Column("role", String(16), nullable=False),
+    Column("tenant", String(63), nullable=True),
+    Column("action", String(48), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+Index("ix_audit_log_at", audit_log.c.at)
+Index("ix_audit_log_actor", audit_log.c.actor)
+Index("ix_audit_log_action", audit_log.c.action)
