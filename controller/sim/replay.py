@@ -38,6 +38,7 @@ from controller.topology.network import NetworkModel
 
 OURS = "yiwang"
 TARGET_UTILISATION = 0.7
+ESTIMATE_SIGMA = 1.0
 
 
 def ours_policy(balance: float = 1.0, green: float = 1.0) -> PlacementPolicy:
@@ -126,8 +127,11 @@ class BaselinePlacer:
 def build_jobs(trace: list[TraceJob], cat: Catalogue, snap: Snapshot, seed: int = 11) -> list[SimJob]:
     assign = InputAssigner(cat, seed)
     residency = ResidencyFilter()
+    # The submitter's runtime estimate: the trace duration times a log-normal error (sigma 1:
+    # half of the estimates are off by more than x2 either way), seeded.
+    error = np.random.default_rng(seed + 1).lognormal(0.0, ESTIMATE_SIGMA, size=len(trace))
     out = []
-    for t in trace:
+    for t, err in zip(trace, error, strict=True):
         tenant, inputs, tolerant = assign.draw()
         spec = JobCreate(
             name=f"trace-{t.job_id}",
@@ -136,7 +140,7 @@ def build_jobs(trace: list[TraceJob], cat: Catalogue, snap: Snapshot, seed: int 
             delay_tolerant=tolerant,
             replicas=t.replicas,
             resources=Resources(cpu=t.cpu, memory_gib=t.memory_gib),
-            expected_runtime_s=max(t.duration, 1.0),
+            expected_runtime_s=float(min(max(t.duration * err, 1.0), 30 * 86400)),
         )
         info = JobInfo(id=t.job_id, spec=spec, inputs=[cat.datasets[d] for d in inputs], missing_inputs=[])
         legal = residency.filter(CycleState(), info, snap).codes == 0
@@ -146,12 +150,13 @@ def build_jobs(trace: list[TraceJob], cat: Catalogue, snap: Snapshot, seed: int 
 
 
 def capacity_scale(trace: list[TraceJob], topo: Topology, target: float = TARGET_UTILISATION) -> float:
-    """Scale every cluster by one factor so that the trace's core-seconds over its submission
-    window are ``target`` of the federation's cores: s = work / (target x window x cores)."""
-    work = sum(j.cores * j.duration for j in trace)
+    """Scale every cluster by one factor so that the core-seconds the trace offers inside its
+    submission window [0, W] (each job as if it started on arrival, cut at W) are ``target`` of
+    the federation's cores over W: s = offered / (target x W x cores)."""
     window = max(max(j.submit for j in trace), 1.0)
+    offered = sum(j.cores * max(0.0, min(j.submit + j.duration, window) - j.submit) for j in trace)
     cores = sum(c.capacity.cpu for c in topo.clusters)
-    return work / (target * window * cores)
+    return offered / (target * window * cores)
 
 
 @dataclass
@@ -164,6 +169,7 @@ class ReplayResult:
     p95_jct_s: float
     p95_wait_s: float
     utilization: float
+    memory_utilization: float
     residency_violations: int
     makespan_s: float
     wall_s: float
@@ -201,6 +207,7 @@ def replay(
         events.append((j.trace.submit, 1, arrive, i))
     heapq.heapify(events)
     busy_core_s = 0.0  # running core-seconds inside the submission window
+    busy_mem_s = 0.0
     window = max((j.trace.submit for j in jobs), default=1.0) or 1.0
     wan = 0.0
     violations = 0
@@ -210,13 +217,14 @@ def replay(
     t = 0.0
 
     def start(j: SimJob, c: int, now: float) -> None:
-        nonlocal busy_core_s, wan, violations
+        nonlocal busy_core_s, busy_mem_s, wan, violations
         free[c] -= j.demand
         j.cluster = c
         j.start = now + float(j.seconds[c])
         j.finish = j.start + j.trace.duration
         run_lo, run_hi = min(j.start, window), min(j.finish, window)
         busy_core_s += float(j.demand[0]) * (run_hi - run_lo)
+        busy_mem_s += float(j.demand[1]) * (run_hi - run_lo)
         wan += float(j.moved[c])
         if not j.legal[c]:
             violations += 1
@@ -267,6 +275,7 @@ def replay(
         p95_jct_s=round(float(np.percentile(jct, 95)), 2),
         p95_wait_s=round(float(np.percentile(wait, 95)), 2),
         utilization=round(busy_core_s / (float(snap.capacity[:, 0].sum()) * window), 4),
+        memory_utilization=round(busy_mem_s / (float(snap.capacity[:, 1].sum()) * window), 4),
         residency_violations=violations,
         makespan_s=round(makespan, 1),
         wall_s=round(time.perf_counter() - t_wall, 2),

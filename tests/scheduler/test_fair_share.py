@@ -74,3 +74,28 @@ def test_batch_serves_the_starved_tenant_first_when_capacity_is_short() -> None:
     res = bs.run(enqueue(bs, specs), s)
     placed = [d.job_id for d in res.decisions if d.chosen >= 0]
     assert placed == ["j00001"]  # beijing's job
+
+
+def test_constrained_work_goes_before_flexible_work() -> None:
+    """Room for one job on hainan: the job that may only run there gets it, though queued last."""
+    bs = batch()
+    s = snap()
+    i = [c.name for c in s.clusters].index("prov-hainan")
+    s.allocated[:] = s.capacity
+    s.allocated[i] = 0
+    cap = float(s.capacity[i, 0])
+    flexible = job("anhui", cpu=cap * 0.6)
+    constrained = job("hainan", cpu=cap * 0.6, constraints={"allow_clusters": ["prov-hainan"]})
+    res = bs.run(enqueue(bs, [flexible, constrained]), s)
+    assert [d.job_id for d in res.decisions if d.chosen >= 0] == ["j00001"]
+
+
+def test_drf_order_is_live_within_a_cycle() -> None:
+    from controller.scheduler.batch import ORDER_DRF
+
+    bs = batch()
+    bs.order = ORDER_DRF
+    specs = [job("anhui", cpu=100)] * 3 + [job("beijing", cpu=100)] * 3
+    res = bs.run(enqueue(bs, specs), snap())
+    tenants = [d.shape.tenant for d in res.decisions]
+    assert tenants == ["anhui", "beijing"] * 3

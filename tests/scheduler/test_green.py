@@ -44,7 +44,8 @@ def test_delay_tolerant_job_goes_west_and_stays_within_residency() -> None:
         ),
         snap(),
     )
-    free_job, bound = res.decisions
+    by_id = {d.job_id: d for d in res.decisions}
+    free_job, bound = by_id["j00000"], by_id["j00001"]
     assert free_job.cluster in WEST
     assert bound.cluster in {"prov-guangdong", "national-primary", "national-backup"}
 
