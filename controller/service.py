@@ -32,7 +32,7 @@ from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import effective_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.settings import Settings
-from controller.store.store import Store, new_job_id, now, utc
+from controller.store.store import AUDIT_KEY, Store, new_job_id, now, utc
 from controller.topology.model import Cluster
 
 log = logging.getLogger("yiwang.controller")
@@ -206,9 +206,12 @@ class Controller:
         self.wake()
         return out
 
-    async def submit_async(self, spec: JobCreate, idempotency_key: str | None = None) -> tuple[JobRead, bool]:
+    async def submit_async(
+        self, spec: JobCreate, idempotency_key: str | None = None, audit: dict[str, Any] | None = None
+    ) -> tuple[JobRead, bool]:
         """``submit`` for the API's hot path: the row joins the store's group commit (many
-        concurrent submissions share one transaction and fsync); answers after the commit."""
+        concurrent submissions share one transaction and fsync); answers after the commit.
+        ``audit``: the submitter's audit_log row, written in the job's transaction if created."""
         self._check_inputs(spec)
         at = now()
         row = {
@@ -228,6 +231,8 @@ class Controller:
             "idempotency_key": idempotency_key,
             "request_hash": spec_hash(spec) if idempotency_key else None,
         }
+        if audit is not None:
+            row[AUDIT_KEY] = {**audit, "target": f"job/{row['id']}"}
         stored, created = await self.store.group_commit().submit(row)
         self.wake()
         if not created:
@@ -393,6 +398,7 @@ class Controller:
             changed = self.store.apply_cycle(
                 conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
             )
+            self.store.audit_placements(conn, decisions, changed)
             for v in result.victims:
                 if v.job_id in changed:
                     self.registry.ledger.pop(v.job_id, None)

@@ -21,8 +21,12 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///.yiwang/yiwang.db"
     policies_dir: Path = REPO_POLICIES
     # API
-    admin_token: str | None = Field(default=None, description="operator/admin bearer token")
-    agent_token: str | None = Field(default=None, description="bearer token agents present")
+    # Bootstrap tokens; issue per-tenant/-agent/-operator tokens with POST /v1/tokens
+    # (docs/security.md). Dev with neither set is open; prod refuses that.
+    admin_token: str | None = Field(default=None, description="bootstrap admin bearer token")
+    agent_token: str | None = Field(
+        default=None, description="shared agent token, accepted for any cluster; dev only"
+    )
     max_body_bytes: int = 1 << 20
     # Control loops
     mode: Literal["active", "standby"] = "active"
@@ -41,8 +45,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _safe_outside_dev(self) -> Settings:
         if self.environment == "prod":
-            if not self.admin_token or not self.agent_token:
-                raise ValueError("prod needs YIWANG_ADMIN_TOKEN and YIWANG_AGENT_TOKEN")
+            if not self.admin_token:
+                raise ValueError("prod needs YIWANG_ADMIN_TOKEN (prod never runs with open auth)")
+            if self.agent_token:
+                raise ValueError(
+                    "YIWANG_AGENT_TOKEN (one token for every cluster) is for dev only; in prod issue "
+                    "a token per cluster: yiwang token create --role agent --cluster <name>"
+                )
             if self.database_url.startswith("sqlite"):
                 raise ValueError("prod needs PostgreSQL (YIWANG_DATABASE_URL=postgresql+psycopg://...)")
         return self

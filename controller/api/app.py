@@ -10,8 +10,9 @@ from fastapi import FastAPI
 from controller import __version__
 from controller.api import problems
 from controller.api.limits import BodySizeLimit
-from controller.api.routes import agents, clusters, datasets, jobs, policies, system, ui
+from controller.api.routes import agents, clusters, datasets, jobs, policies, security, system, ui
 from controller.metrics import make_registry
+from controller.security import Security
 from controller.service import Controller
 from controller.settings import Settings
 
@@ -39,8 +40,9 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     )
     app.state.settings = settings
     app.state.controller = ctl
+    app.state.security = Security(ctl.store, settings)
     problems.install(app)
-    for module in (jobs, clusters, datasets, policies, agents, system, ui):
+    for module in (jobs, clusters, datasets, policies, agents, security, system, ui):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

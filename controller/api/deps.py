@@ -1,13 +1,14 @@
-"""Typed dependencies: the controller and authorization."""
+"""Typed dependencies: the controller, the caller (principal) and role checks (docs/security.md)."""
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from controller.errors import Unauthorized
+from controller.errors import Forbidden
+from controller.security import Principal, Role, Security, require
 from controller.service import Controller
 
 
@@ -16,34 +17,45 @@ def get_controller(request: Request) -> Controller:
     return ctl
 
 
+def get_security(request: Request) -> Security:
+    sec: Security = request.app.state.security
+    return sec
+
+
 ControllerDep = Annotated[Controller, Depends(get_controller)]
+SecurityDep = Annotated[Security, Depends(get_security)]
 
 
-def _check(token: str | None, authorization: str | None, who: str) -> None:
-    if token is None:  # dev mode without tokens: open, as the settings allow only in dev
-        return
-    if not authorization or not authorization.startswith("Bearer "):
-        raise Unauthorized(f"{who} endpoints need 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(authorization[7:].encode(), token.encode()):
-        raise Unauthorized("the bearer token is not valid here")
+def get_principal(sec: SecurityDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """401 without a valid bearer token, except in open dev mode (the anonymous admin)."""
+    return sec.authenticate(authorization)
 
 
-def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    _check(request.app.state.settings.admin_token, authorization, "operator")
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_agent(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    s = request.app.state.settings
-    if s.agent_token is None:
-        return
-    if (
-        authorization
-        and s.admin_token
-        and hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), s.admin_token.encode())
-    ):
-        return
-    _check(s.agent_token, authorization, "agent")
+def roles(*allowed: Role) -> Callable[[Principal], Principal]:
+    def check(principal: PrincipalDep) -> Principal:
+        require(principal, *allowed)
+        return principal
+
+    return check
 
 
-Admin = Depends(require_admin)
+def require_agent(request: Request, principal: PrincipalDep) -> Principal:
+    """Admin, or an agent token bound to the cluster in the path (the shared dev token: any)."""
+    cluster = request.path_params.get("cluster")
+    require(principal, Role.admin, Role.agent)
+    if principal.role == Role.agent and principal.cluster is not None and principal.cluster != cluster:
+        raise Forbidden(f"this agent token acts for cluster {principal.cluster!r} only")
+    return principal
+
+
+AdminP = Annotated[Principal, Depends(roles(Role.admin))]
+OpsP = Annotated[Principal, Depends(roles(Role.admin, Role.operator))]
+ReaderP = Annotated[Principal, Depends(roles(Role.admin, Role.operator, Role.tenant))]
+SubmitterP = Annotated[Principal, Depends(roles(Role.admin, Role.tenant))]
+
+Authenticated = Depends(get_principal)
+Admin = Depends(roles(Role.admin))
 Agent = Depends(require_agent)

@@ -38,6 +38,8 @@ from sqlalchemy.pool import NullPool
 from controller.store import schema as t
 
 ACTIVE_PHASES = ("Scheduled", "Running")
+# A job row may carry its audit_log row under this key: written in the job's transaction.
+AUDIT_KEY = "_audit"
 _id_lock = threading.Lock()
 _last_us = 0
 
@@ -225,7 +227,10 @@ class Store:
                 if existing is not None:
                     out.append((dict(existing), False))
                     continue
-                conn.execute(insert(t.jobs).values(**row))
+                audit = row.get(AUDIT_KEY)
+                conn.execute(insert(t.jobs).values(**{k: v for k, v in row.items() if k != AUDIT_KEY}))
+                if audit:
+                    conn.execute(insert(t.audit_log).values(**audit))
                 conn.execute(
                     insert(t.job_events).values(
                         job_id=row["id"],
@@ -243,9 +248,14 @@ class Store:
 
     def insert_jobs_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert new jobs without idempotency keys and their 'Submitted' events in one
-        transaction, with two executemany statements."""
+        transaction, with two executemany statements (three with audit rows)."""
+        audits = [r[AUDIT_KEY] for r in rows if r.get(AUDIT_KEY)]
+        if audits:
+            rows = [{k: v for k, v in r.items() if k != AUDIT_KEY} for r in rows]
         with self.tx() as conn:
             conn.execute(insert(t.jobs), list(rows))
+            if audits:
+                conn.execute(insert(t.audit_log), audits)
             conn.execute(
                 insert(t.job_events),
                 [
@@ -489,6 +499,32 @@ class Store:
                 [{"b_id": i, "b_message": m} for i, m in messages],
             )
         return changed
+
+    def audit_placements(
+        self, conn: Connection, decisions: Sequence[dict[str, Any]], changed: set[str]
+    ) -> None:
+        """Append an audit row per placement decision written by ``apply_cycle`` (same filter),
+        inside the cycle's transaction."""
+        rows = [
+            {
+                "at": d["created_at"],
+                "actor": "scheduler",
+                "role": "system",
+                "tenant": None,
+                "action": "placement.decided",
+                "target": f"job/{d['job_id']}",
+                "detail": {
+                    "attempt": d["attempt"],
+                    "cluster": d["cluster"],
+                    "status": d["status"],
+                    "summary": str(d["body"].get("summary", ""))[:500],
+                },
+            }
+            for d in decisions
+            if d["cluster"] is None or d["job_id"] in changed
+        ]
+        if rows:
+            conn.execute(insert(t.audit_log), rows)
 
     def active_job_meta(self) -> list[tuple[str, str, int]]:
         """(id, tenant, priority) of every Scheduled/Running job (for quota usage and preemption)."""

@@ -6,27 +6,27 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Response, status
 
-from controller.api.deps import Admin, ControllerDep
+from controller.api.deps import AdminP, Authenticated, ControllerDep, OpsP, ReaderP, SecurityDep
 from controller.errors import InvalidInput
 from controller.topology.model import CLUSTER_NAME, Cluster
 
-router = APIRouter(prefix="/v1/clusters", tags=["clusters"], dependencies=[Admin])
+router = APIRouter(prefix="/v1/clusters", tags=["clusters"], dependencies=[Authenticated])
 Name = Path(pattern=CLUSTER_NAME, max_length=63)
 
 
 @router.get("")
-def list_clusters(ctl: ControllerDep) -> dict[str, Any]:
+def list_clusters(ctl: ControllerDep, _: ReaderP) -> dict[str, Any]:
     return {"items": [ctl.cluster_view(s) for s in ctl.registry.clusters.values()]}
 
 
 @router.get("/{name}")
-def get_cluster(ctl: ControllerDep, name: str = Name) -> dict[str, Any]:
+def get_cluster(ctl: ControllerDep, _: ReaderP, name: str = Name) -> dict[str, Any]:
     return ctl.cluster_view(ctl.cluster_state(name))
 
 
 @router.put("/{name}")
 def register_cluster(
-    spec: Cluster, ctl: ControllerDep, response: Response, name: str = Name
+    spec: Cluster, ctl: ControllerDep, sec: SecurityDep, who: AdminP, response: Response, name: str = Name
 ) -> dict[str, Any]:
     """Create or update a member cluster (idempotent; used by the Pulumi registration provider)."""
     if spec.name != name:
@@ -34,28 +34,35 @@ def register_cluster(
             "the body's name must match the path", errors=[{"path": "name", "message": f"expected {name!r}"}]
         )
     state, created = ctl.register_cluster(spec)
+    sec.record(who, "cluster.registered", f"cluster/{name}", created=created)
     if created:
         response.status_code = status.HTTP_201_CREATED
     return ctl.cluster_view(state)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def deregister_cluster(ctl: ControllerDep, name: str = Name) -> Response:
+def deregister_cluster(ctl: ControllerDep, sec: SecurityDep, who: AdminP, name: str = Name) -> Response:
     ctl.deregister_cluster(name)
+    sec.record(who, "cluster.deleted", f"cluster/{name}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{name}/cordon")
-def cordon(ctl: ControllerDep, name: str = Name) -> dict[str, Any]:
-    return ctl.cluster_view(ctl.set_cordon(name, True))
+def cordon(ctl: ControllerDep, sec: SecurityDep, who: OpsP, name: str = Name) -> dict[str, Any]:
+    state = ctl.set_cordon(name, True)
+    sec.record(who, "cluster.cordoned", f"cluster/{name}")
+    return ctl.cluster_view(state)
 
 
 @router.post("/{name}/uncordon")
-def uncordon(ctl: ControllerDep, name: str = Name) -> dict[str, Any]:
-    return ctl.cluster_view(ctl.set_cordon(name, False))
+def uncordon(ctl: ControllerDep, sec: SecurityDep, who: OpsP, name: str = Name) -> dict[str, Any]:
+    state = ctl.set_cordon(name, False)
+    sec.record(who, "cluster.uncordoned", f"cluster/{name}")
+    return ctl.cluster_view(state)
 
 
 @router.post("/{name}/drain")
-def drain(ctl: ControllerDep, name: str = Name) -> dict[str, Any]:
+def drain(ctl: ControllerDep, sec: SecurityDep, who: OpsP, name: str = Name) -> dict[str, Any]:
     state, moved = ctl.drain(name)
+    sec.record(who, "cluster.drained", f"cluster/{name}", requeued_jobs=moved)
     return {**ctl.cluster_view(state), "requeued_jobs": moved}

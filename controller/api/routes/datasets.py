@@ -1,28 +1,78 @@
-"""/v1/datasets: the data-set catalogue."""
+"""/v1/datasets: the data-set catalogue and its sharing grants (docs/security.md)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from controller.api.deps import Admin, ControllerDep
+from controller.api.deps import Authenticated, ControllerDep, PrincipalDep, ReaderP, SecurityDep, SubmitterP
 from controller.datasets import DatasetCreate, DatasetList, DatasetRead
+from controller.errors import NotFound
+from controller.security import GrantCreate, GrantList, GrantRead, acts_for_tenant
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[Admin])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[Authenticated])
 
 
 @router.get("", response_model=DatasetList)
-def list_datasets(ctl: ControllerDep) -> DatasetList:
-    return DatasetList(items=sorted(ctl.datasets.values(), key=lambda d: d.id))
+def list_datasets(ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> DatasetList:
+    """A tenant sees the data sets it owns or holds an approved grant for."""
+    return DatasetList(items=sec.visible_datasets(who, sorted(ctl.datasets.values(), key=lambda d: d.id)))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)
-def create_dataset(ds: DatasetCreate, ctl: ControllerDep, response: Response) -> DatasetRead:
+def create_dataset(
+    ds: DatasetCreate, ctl: ControllerDep, sec: SecurityDep, who: SubmitterP, response: Response
+) -> DatasetRead:
+    """Admin for any owner; a tenant registers its own data sets only."""
+    acts_for_tenant(who, ds.owner, path="owner")
     read, created = ctl.add_dataset(ds)
     if not created:
         response.status_code = status.HTTP_200_OK
+    else:
+        sec.record(who, "dataset.registered", f"dataset/{ds.id}", owner=ds.owner)
     return read
 
 
 @router.get("/{ds_id}", response_model=DatasetRead)
-def get_dataset(ds_id: str, ctl: ControllerDep) -> DatasetRead:
-    return ctl.get_dataset(ds_id)
+def get_dataset(ds_id: str, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> DatasetRead:
+    ds = ctl.get_dataset(ds_id)
+    if not sec.can_read_dataset(who, ds):
+        raise NotFound(f"data set {ds_id!r} not found")
+    return ds
+
+
+@router.post("/{ds_id}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantRead)
+def request_grant(
+    ds_id: str,
+    req: GrantCreate,
+    ctl: ControllerDep,
+    sec: SecurityDep,
+    who: SubmitterP,
+    response: Response,
+) -> GrantRead:
+    """The reading tenant asks the owner for access (201); an existing pending or approved
+    request answers 200. Data-set ids are public in the catalogue, so asking needs no grant."""
+    grant, created = sec.request_grant(who, ctl.get_dataset(ds_id), req)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return grant
+
+
+@router.get("/{ds_id}/grants", response_model=GrantList)
+def list_grants(ds_id: str, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> GrantList:
+    """Admin, operator and the owner see every grant of the data set; another tenant its own."""
+    return GrantList(items=sec.list_grants(who, ctl.get_dataset(ds_id)))
+
+
+@router.post("/{ds_id}/grants/{grant_id}/approve", response_model=GrantRead)
+def approve_grant(
+    ds_id: str, grant_id: str, ctl: ControllerDep, sec: SecurityDep, who: PrincipalDep
+) -> GrantRead:
+    return sec.decide_grant(who, ctl.get_dataset(ds_id), grant_id, approve=True)
+
+
+@router.post("/{ds_id}/grants/{grant_id}/reject", response_model=GrantRead)
+def reject_grant(
+    ds_id: str, grant_id: str, ctl: ControllerDep, sec: SecurityDep, who: PrincipalDep
+) -> GrantRead:
+    """Rejecting an approved grant withdraws it for new submissions and plans."""
+    return sec.decide_grant(who, ctl.get_dataset(ds_id), grant_id, approve=False)

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
 
-from controller.api.deps import Admin, ControllerDep
-from controller.errors import InvalidInput
+from controller.api.deps import Authenticated, ControllerDep, ReaderP, SecurityDep, SubmitterP
+from controller.errors import InvalidInput, NotFound
 from controller.jobs import JobCreate, JobList, JobPhase, JobRead
 from controller.scheduler.decision import Decision
+from controller.security import Principal, acts_for_tenant, sees_tenant
+from controller.service import Controller
 from controller.store.store import decode_cursor, encode_cursor
 
-router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Admin])
+router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Authenticated])
 
 IdempotencyKey = Annotated[
     str | None,
@@ -26,10 +29,17 @@ IdempotencyKey = Annotated[
 
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=JobRead)
-async def create_job(spec: JobCreate, ctl: ControllerDep, key: IdempotencyKey = None) -> Response:
+async def create_job(
+    spec: JobCreate, ctl: ControllerDep, sec: SecurityDep, who: SubmitterP, key: IdempotencyKey = None
+) -> Response:
     """201 with the job once it is committed (group commit: concurrent submissions share one
-    transaction); a replayed Idempotency-Key answers 200 with the job it created first."""
-    job, created = await ctl.submit_async(spec, key)
+    transaction); a replayed Idempotency-Key answers 200 with the job it created first.
+    A tenant token submits for itself only; every input needs a grant (403 naming it)."""
+    acts_for_tenant(who, spec.tenant)
+    if spec.inputs and not who.open:
+        await run_in_threadpool(sec.check_grants, who, spec, ctl.datasets)
+    audit = who.audit_row("job.submitted", "", job_tenant=spec.tenant, name=spec.name)
+    job, created = await ctl.submit_async(spec, key, audit)
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
@@ -44,6 +54,7 @@ async def create_job(spec: JobCreate, ctl: ControllerDep, key: IdempotencyKey = 
 @router.get("/jobs", response_model=JobList)
 def list_jobs(
     ctl: ControllerDep,
+    who: ReaderP,
     phase: JobPhase | None = None,
     tenant: Annotated[str | None, Query(max_length=63)] = None,
     cluster: Annotated[str | None, Query(max_length=63)] = None,
@@ -58,6 +69,10 @@ def list_jobs(
                 "the cursor is not one this API issued",
                 errors=[{"path": "cursor", "message": "invalid cursor"}],
             )
+    if not sees_tenant(who, tenant or ""):  # a tenant lists its own jobs only
+        if tenant and tenant != who.tenant:
+            return JobList(items=[], next_cursor=None)
+        tenant = who.tenant
     items = ctl.list_jobs(
         phase=phase.value if phase else None, tenant=tenant, cluster=cluster, limit=limit + 1, after=after
     )
@@ -67,21 +82,38 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
-def get_job(job_id: str, ctl: ControllerDep) -> JobRead:
+def get_job(job_id: str, ctl: ControllerDep, who: ReaderP) -> JobRead:
+    _visible(ctl, who, job_id)
     return ctl.get_job(job_id)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)
-def cancel_job(job_id: str, ctl: ControllerDep) -> JobRead:
-    return ctl.cancel(job_id)
+def cancel_job(job_id: str, ctl: ControllerDep, sec: SecurityDep, who: SubmitterP) -> JobRead:
+    tenant = _visible(ctl, who, job_id)
+    job = ctl.cancel(job_id)
+    sec.record(who, "job.cancelled", f"job/{job_id}", job_tenant=tenant)
+    return job
 
 
 @router.get("/jobs/{job_id}/decision", response_model=Decision)
-def get_decision(job_id: str, ctl: ControllerDep) -> Decision:
+def get_decision(job_id: str, ctl: ControllerDep, who: ReaderP) -> Decision:
+    _visible(ctl, who, job_id)
     return ctl.get_decision(job_id)
 
 
 @router.post("/plan", response_model=Decision)
-def plan(spec: JobCreate, ctl: ControllerDep) -> Decision:
-    """Where would this job go, and why, right now? Creates and reserves nothing."""
+def plan(spec: JobCreate, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> Decision:
+    """Where would this job go, and why, right now? Creates and reserves nothing.
+    A tenant plans as itself only; inputs need grants as for a submission."""
+    acts_for_tenant(who, spec.tenant)
+    sec.check_grants(who, spec, ctl.datasets)
     return ctl.plan(spec)
+
+
+def _visible(ctl: Controller, who: Principal, job_id: str) -> str:
+    """The job's tenant; 404 (as for an unknown id, so ids do not leak) if the caller may not
+    see it."""
+    row = ctl.store.get_job(job_id)
+    if row is None or not sees_tenant(who, row["tenant"]):
+        raise NotFound(f"job {job_id!r} not found")
+    return str(row["tenant"])

@@ -6,14 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from controller.api.deps import Admin, ControllerDep
+from controller.api.deps import AdminP, Authenticated, ControllerDep, OpsP, SecurityDep
 from controller.policies import POLICY_KINDS
 
-router = APIRouter(prefix="/v1/policies", tags=["policies"], dependencies=[Admin])
+router = APIRouter(prefix="/v1/policies", tags=["policies"], dependencies=[Authenticated])
 
 
 @router.get("")
-def get_policies(ctl: ControllerDep) -> dict[str, Any]:
+def get_policies(ctl: ControllerDep, _: OpsP) -> dict[str, Any]:
     return {
         "kinds": sorted(POLICY_KINDS),
         **{kind: getattr(ctl.policies, kind).model_dump(mode="json") for kind in POLICY_KINDS},
@@ -21,6 +21,9 @@ def get_policies(ctl: ControllerDep) -> dict[str, Any]:
 
 
 @router.put("/{kind}")
-def put_policy(kind: str, ctl: ControllerDep, body: Any = Body(...)) -> dict[str, Any]:
+def put_policy(
+    kind: str, ctl: ControllerDep, sec: SecurityDep, who: AdminP, body: Any = Body(...)
+) -> dict[str, Any]:
     model, version = ctl.put_policy(kind, body)
+    sec.record(who, "policy.changed", f"policy/{kind}", version=version)
     return {"kind": kind, "version": version, "policy": model.model_dump(mode="json")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from controller.api.deps import ControllerDep
+from controller.api.deps import ControllerDep, SecurityDep
 from controller.api.problems import problem
 
 router = APIRouter(tags=["system"])
@@ -17,12 +17,19 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=None)
-def readyz(ctl: ControllerDep) -> Response | dict[str, object]:
+def readyz(ctl: ControllerDep, sec: SecurityDep) -> Response | dict[str, object]:
     try:
         ctl.store.leader_epoch()
     except Exception as exc:  # the database is unreachable: not ready, say why
         return problem(503, "Not ready", f"database unreachable: {type(exc).__name__}")
-    return {"status": "ready", "leader": ctl.is_leader, "epoch": ctl.epoch, "mode": ctl.settings.mode}
+    return {
+        "status": "ready",
+        "leader": ctl.is_leader,
+        "epoch": ctl.epoch,
+        "mode": ctl.settings.mode,
+        # "open": dev without tokens, every request acts as admin (docs/security.md)
+        "auth": "open" if sec.open else "tokens",
+    }
 
 
 @router.get("/metrics")

@@ -1,0 +1,452 @@
+"""Security model: roles, principals, hashed API tokens, data-set grants and the audit log.
+
+A token is ``yw_<id>_<secret>``: the id (12 hex digits) is public and finds the row, the secret
+(32 random bytes) is never stored; the row holds the SHA-256 of the whole token, compared in
+constant time. Revocation is read on every request, so it takes effect immediately.
+
+Open mode: in ``dev`` with neither YIWANG_ADMIN_TOKEN nor YIWANG_AGENT_TOKEN set, a request
+without a valid token acts as the anonymous ``dev-open`` admin and bypasses every check,
+grants included (the demo and most tests rely on it; /readyz reports ``auth: open``). Prod
+refuses to start open (settings.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from controller.datasets import NAME, DatasetRead
+from controller.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from controller.jobs import JobCreate
+from controller.settings import Settings
+from controller.store import schema as t
+from controller.store.store import Store, new_job_id, now, utc
+
+TOKEN_RE = re.compile(r"^yw_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+
+
+class Role(StrEnum):
+    admin = "admin"  # everything
+    operator = "operator"  # cluster operations; reads everything; reads policies and the audit log
+    tenant = "tenant"  # its own jobs and plans; data sets it owns or is granted; reads clusters
+    agent = "agent"  # its own cluster's agent endpoints only
+
+
+class GrantStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a token id (or a bootstrap name), its role and what it is bound to."""
+
+    id: str
+    role: Role
+    tenant: str | None = None
+    cluster: str | None = None  # agent tokens; None on the shared dev agent token (any cluster)
+    open: bool = False  # the anonymous principal of open dev mode: authorization is off
+
+    def audit_row(self, action: str, target: str, **detail: Any) -> dict[str, Any]:
+        return {
+            "at": now(),
+            "actor": self.id,
+            "role": self.role.value,
+            "tenant": self.tenant,
+            "action": action,
+            "target": target,
+            "detail": detail,
+        }
+
+
+OPEN_DEV = Principal("dev-open", Role.admin, open=True)
+BOOTSTRAP_ADMIN = Principal("bootstrap-admin", Role.admin)
+SHARED_AGENT = Principal("bootstrap-agent", Role.agent)  # YIWANG_AGENT_TOKEN, dev only
+
+
+def new_token() -> tuple[str, str]:
+    """(id, token): the id is public; the token is shown once and only its hash is stored."""
+    token_id = secrets.token_hex(6)
+    return token_id, f"yw_{token_id}_{secrets.token_urlsafe(32)}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def require(principal: Principal, *roles: Role) -> None:
+    if principal.open or principal.role in roles:
+        return
+    allowed = ", ".join(r.value for r in roles)
+    raise Forbidden(f"role {principal.role.value!r} may not do this (needs {allowed})")
+
+
+def sees_tenant(principal: Principal, tenant: str) -> bool:
+    """Whether the principal may read a tenant's jobs (admin, operator, the tenant itself)."""
+    if principal.open or principal.role in (Role.admin, Role.operator):
+        return True
+    return principal.role == Role.tenant and principal.tenant == tenant
+
+
+def acts_for_tenant(principal: Principal, tenant: str, path: str = "tenant") -> None:
+    """Submitting or planning: admin for anyone, a tenant token for itself only (403)."""
+    if principal.open or principal.role == Role.admin:
+        return
+    if principal.role == Role.tenant and principal.tenant != tenant:
+        raise Forbidden(
+            f"a token of tenant {principal.tenant!r} acts for {principal.tenant!r} only",
+            errors=[{"path": path, "message": f"expected {principal.tenant!r}, got {tenant!r}"}],
+        )
+
+
+# ---- API schemas ---------------------------------------------------------------------------
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    tenant: Annotated[str | None, Field(pattern=NAME)] = None
+    cluster: Annotated[str | None, Field(pattern=NAME)] = None
+    description: Annotated[str, Field(max_length=200)] = ""
+    expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _bound(self) -> TokenCreate:
+        if (self.role == Role.tenant) != (self.tenant is not None):
+            raise ValueError("'tenant' is required for role tenant and only for it")
+        if (self.role == Role.agent) != (self.cluster is not None):
+            raise ValueError("'cluster' is required for role agent and only for it")
+        return self
+
+
+class TokenRead(BaseModel):
+    id: str
+    role: Role
+    tenant: str | None
+    cluster: str | None
+    description: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenIssued(TokenRead):
+    token: str = Field(description="the bearer token; shown only in this answer")
+
+
+class TokenList(BaseModel):
+    items: list[TokenRead]
+
+
+class GrantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: Annotated[str | None, Field(pattern=NAME, description="the reading tenant (admin only)")] = None
+    reason: Annotated[str, Field(max_length=1000)] = ""
+
+
+class GrantRead(BaseModel):
+    id: str
+    dataset_id: str
+    tenant: str
+    status: GrantStatus
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+
+
+class GrantList(BaseModel):
+    items: list[GrantRead]
+
+
+class AuditRead(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    tenant: str | None
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class AuditList(BaseModel):
+    items: list[AuditRead]
+    next_cursor: str | None = None
+
+
+def _token_read(row: Any) -> TokenRead:
+    d = dict(row)
+    for k in ("created_at", "expires_at", "revoked_at"):
+        d[k] = utc(d[k])
+    return TokenRead.model_validate({k: d[k] for k in TokenRead.model_fields})
+
+
+def _grant_read(row: Any) -> GrantRead:
+    d = dict(row)
+    d["requested_at"], d["decided_at"] = utc(d["requested_at"]), utc(d["decided_at"])
+    return GrantRead.model_validate(d)
+
+
+class Security:
+    """Authentication, grants and the audit log, over the controller's store."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    @property
+    def open(self) -> bool:
+        s = self.settings
+        return s.environment == "dev" and not s.admin_token and not s.agent_token
+
+    # ---- authentication -----------------------------------------------------------------------
+    def authenticate(self, authorization: str | None) -> Principal:
+        token = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
+        principal = self._lookup(token) if token else None
+        if principal is not None:
+            return principal
+        if self.open:
+            return OPEN_DEV
+        if token is None:
+            raise Unauthorized("send 'Authorization: Bearer <token>'")
+        raise Unauthorized("the bearer token is not valid (unknown, revoked or expired)")
+
+    def _lookup(self, token: str) -> Principal | None:
+        s = self.settings
+        if s.admin_token and hmac.compare_digest(token.encode(), s.admin_token.encode()):
+            return BOOTSTRAP_ADMIN
+        if (
+            s.environment == "dev"
+            and s.agent_token
+            and hmac.compare_digest(token.encode(), s.agent_token.encode())
+        ):
+            return SHARED_AGENT
+        m = TOKEN_RE.match(token)
+        if m is None:
+            return None
+        with self.store.read() as conn:
+            row = conn.execute(select(t.api_tokens).where(t.api_tokens.c.id == m.group(1))).first()
+        if row is None or not hmac.compare_digest(hash_token(token), row.secret_hash):
+            return None
+        expires = utc(row.expires_at)
+        if row.revoked_at is not None or (expires is not None and expires <= now()):
+            return None
+        return Principal(row.id, Role(row.role), tenant=row.tenant, cluster=row.cluster)
+
+    # ---- tokens -------------------------------------------------------------------------------
+    def issue(self, by: Principal, req: TokenCreate) -> TokenIssued:
+        token_id, token = new_token()
+        row = {
+            "id": token_id,
+            "secret_hash": hash_token(token),
+            "role": req.role.value,
+            "tenant": req.tenant,
+            "cluster": req.cluster,
+            "description": req.description,
+            "created_at": now(),
+            "created_by": by.id,
+            "expires_at": req.expires_at,
+            "revoked_at": None,
+        }
+        detail = {"role": req.role.value, "tenant": req.tenant, "cluster": req.cluster}
+        with self.store.tx() as conn:
+            conn.execute(insert(t.api_tokens).values(**row))
+            conn.execute(
+                insert(t.audit_log).values(**by.audit_row("token.issued", f"token/{token_id}", **detail))
+            )
+        return TokenIssued(**_token_read(row).model_dump(), token=token)
+
+    def list_tokens(self) -> list[TokenRead]:
+        with self.store.read() as conn:
+            rows = conn.execute(select(t.api_tokens).order_by(t.api_tokens.c.created_at)).mappings().all()
+        return [_token_read(r) for r in rows]
+
+    def revoke(self, by: Principal, token_id: str) -> None:
+        with self.store.tx() as conn:
+            row = conn.execute(select(t.api_tokens).where(t.api_tokens.c.id == token_id)).first()
+            if row is None:
+                raise NotFound(f"token {token_id!r} not found")
+            if row.revoked_at is None:
+                conn.execute(
+                    update(t.api_tokens).where(t.api_tokens.c.id == token_id).values(revoked_at=now())
+                )
+                conn.execute(insert(t.audit_log).values(**by.audit_row("token.revoked", f"token/{token_id}")))
+
+    # ---- data-set grants ----------------------------------------------------------------------
+    def granted(self, tenant: str, dataset_ids: Iterable[str]) -> set[str]:
+        """The data sets among ``dataset_ids`` the tenant holds an approved grant for."""
+        ids = list(dataset_ids)
+        if not ids:
+            return set()
+        q = select(t.dataset_grants.c.dataset_id).where(
+            t.dataset_grants.c.tenant == tenant,
+            t.dataset_grants.c.status == GrantStatus.approved.value,
+            t.dataset_grants.c.dataset_id.in_(ids),
+        )
+        with self.store.read() as conn:
+            return {r[0] for r in conn.execute(q)}
+
+    def check_grants(self, principal: Principal, spec: JobCreate, datasets: dict[str, DatasetRead]) -> None:
+        """403 naming each input the job's tenant neither owns nor holds an approved grant for.
+        Unknown data sets are left to the catalogue check (422). Residency is not affected."""
+        if principal.open:
+            return
+        foreign = {d for d in spec.inputs if d in datasets and datasets[d].owner != spec.tenant}
+        if not foreign:
+            return
+        ok = self.granted(spec.tenant, foreign)
+        errors = [
+            {
+                "path": f"inputs[{i}]",
+                "message": f"tenant {spec.tenant!r} has no approved grant for data set {d!r} "
+                f"(owner {datasets[d].owner!r}); request one: POST /v1/datasets/{d}/grants",
+            }
+            for i, d in enumerate(spec.inputs)
+            if d in foreign and d not in ok
+        ]
+        if errors:
+            raise Forbidden("the job reads data sets its tenant is not granted", errors=errors)
+
+    def can_read_dataset(self, principal: Principal, ds: DatasetRead) -> bool:
+        if principal.open or principal.role in (Role.admin, Role.operator):
+            return True
+        if principal.role != Role.tenant or principal.tenant is None:
+            return False
+        return ds.owner == principal.tenant or bool(self.granted(principal.tenant, [ds.id]))
+
+    def visible_datasets(self, principal: Principal, datasets: Iterable[DatasetRead]) -> list[DatasetRead]:
+        items = list(datasets)
+        if principal.open or principal.role in (Role.admin, Role.operator):
+            return items
+        tenant = principal.tenant or ""
+        ok = self.granted(tenant, [d.id for d in items if d.owner != tenant])
+        return [d for d in items if d.owner == tenant or d.id in ok]
+
+    def request_grant(self, by: Principal, ds: DatasetRead, req: GrantCreate) -> tuple[GrantRead, bool]:
+        """A reading tenant asks the owner for a data set (an admin may ask for any tenant).
+        Pending or approved: the existing grant (created=False); rejected: asked again."""
+        if by.open or by.role == Role.admin:
+            if req.tenant is None:
+                raise InvalidInput(
+                    "name the reading tenant", errors=[{"path": "tenant", "message": "required for admin"}]
+                )
+            tenant = req.tenant
+        else:
+            tenant = by.tenant or ""
+            acts_for_tenant(by, req.tenant or tenant)
+        if tenant == ds.owner:
+            raise InvalidInput(
+                f"{tenant!r} owns data set {ds.id!r} and needs no grant",
+                errors=[{"path": "tenant", "message": "the owner needs no grant"}],
+            )
+        where = (t.dataset_grants.c.dataset_id == ds.id, t.dataset_grants.c.tenant == tenant)
+        fresh = {
+            "status": GrantStatus.pending.value,
+            "reason": req.reason,
+            "requested_by": by.id,
+            "requested_at": now(),
+            "decided_by": None,
+            "decided_at": None,
+        }
+        audit = by.audit_row("grant.requested", f"dataset/{ds.id}", grantee=tenant, reason=req.reason[:200])
+        try:
+            with self.store.tx() as conn:
+                row = conn.execute(select(t.dataset_grants).where(*where)).mappings().first()
+                if row is not None and row["status"] != GrantStatus.rejected.value:
+                    return _grant_read(row), False
+                if row is None:
+                    conn.execute(
+                        insert(t.dataset_grants).values(
+                            id=new_job_id(), dataset_id=ds.id, tenant=tenant, **fresh
+                        )
+                    )
+                else:
+                    conn.execute(update(t.dataset_grants).where(*where).values(**fresh))
+                stored = conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
+                conn.execute(
+                    insert(t.audit_log).values(
+                        **{**audit, "detail": {**audit["detail"], "grant": stored["id"]}}
+                    )
+                )
+        except IntegrityError:  # a concurrent request created it first
+            with self.store.read() as conn:
+                return _grant_read(
+                    conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
+                ), False
+        return _grant_read(stored), True
+
+    def list_grants(self, principal: Principal, ds: DatasetRead) -> list[GrantRead]:
+        q = select(t.dataset_grants).where(t.dataset_grants.c.dataset_id == ds.id)
+        if not (
+            principal.open or principal.role in (Role.admin, Role.operator) or principal.tenant == ds.owner
+        ):
+            q = q.where(t.dataset_grants.c.tenant == (principal.tenant or ""))
+        with self.store.read() as conn:
+            return [_grant_read(r) for r in conn.execute(q.order_by(t.dataset_grants.c.id)).mappings().all()]
+
+    def decide_grant(self, by: Principal, ds: DatasetRead, grant_id: str, approve: bool) -> GrantRead:
+        """The owner (or an admin) approves or rejects; rejecting an approved grant withdraws it
+        for new submissions (running jobs are not stopped)."""
+        if not (by.open or by.role == Role.admin or (by.role == Role.tenant and by.tenant == ds.owner)):
+            raise Forbidden(f"only the owner of data set {ds.id!r} ({ds.owner}) or an admin decides grants")
+        status = GrantStatus.approved if approve else GrantStatus.rejected
+        where = (t.dataset_grants.c.id == grant_id, t.dataset_grants.c.dataset_id == ds.id)
+        with self.store.tx() as conn:
+            row = conn.execute(select(t.dataset_grants).where(*where)).mappings().first()
+            if row is None:
+                raise NotFound(f"grant {grant_id!r} of data set {ds.id!r} not found")
+            if row["status"] != status.value:
+                conn.execute(
+                    update(t.dataset_grants)
+                    .where(*where)
+                    .values(status=status.value, decided_by=by.id, decided_at=now())
+                )
+                action = "grant.approved" if approve else "grant.rejected"
+                audit = by.audit_row(action, f"dataset/{ds.id}", grantee=row["tenant"], grant=grant_id)
+                conn.execute(insert(t.audit_log).values(**audit))
+            row = conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
+        return _grant_read(row)
+
+    # ---- audit log ----------------------------------------------------------------------------
+    def record(self, principal: Principal, action: str, target: str, **detail: Any) -> None:
+        """Append one audit row in its own transaction (for changes committed just before)."""
+        with self.store.tx() as conn:
+            conn.execute(insert(t.audit_log).values(**principal.audit_row(action, target, **detail)))
+
+    def audit(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> list[AuditRead]:
+        q = select(t.audit_log).order_by(t.audit_log.c.id).limit(limit)
+        if actor:
+            q = q.where(t.audit_log.c.actor == actor)
+        if action:
+            q = q.where(t.audit_log.c.action == action)
+        if since:
+            since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+            q = q.where(t.audit_log.c.at >= since)
+        if after is not None:
+            q = q.where(t.audit_log.c.id > after)
+        with self.store.read() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [AuditRead.model_validate({**r, "at": utc(r["at"])}) for r in rows]
