@@ -29,6 +29,8 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(clusters_app, name="clusters")
 drill_app = typer.Typer(help="Failover drills: inject faults, measure budgets.", no_args_is_help=True)
 app.add_typer(drill_app, name="drill")
+token_app = typer.Typer(help="Issue, list and revoke API tokens (admin).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="YIWANG_URL", help="controller base URL")]
@@ -324,6 +326,62 @@ def clusters_uncordon(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = No
 def clusters_drain(name: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
     with _client(url, token) as c:
         console.print(f"{name}: drained, {c.cluster_action(name, 'drain')['requeued_jobs']} job(s) re-queued")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin | operator | tenant | agent")],
+    tenant: Annotated[str | None, typer.Option(help="the tenant of a tenant token")] = None,
+    cluster: Annotated[str | None, typer.Option(help="the cluster of an agent token")] = None,
+    description: str = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Issue a token; its secret is printed once (the controller keeps only a hash)."""
+    from controller.client import ApiError
+
+    body = {"role": role, "tenant": tenant, "cluster": cluster, "description": description}
+    with _client(url, token) as c:
+        try:
+            issued = c.create_token({k: v for k, v in body.items() if v})
+        except ApiError as exc:
+            _fail(exc)
+    console.print_json(json.dumps(issued))
+
+
+@token_app.command("list")
+def token_list(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    from controller.client import ApiError
+
+    with _client(url, token) as c:
+        try:
+            items = c.tokens()
+        except ApiError as exc:
+            _fail(exc)
+    table = Table("id", "role", "tenant", "cluster", "created", "revoked", "description")
+    for tk in items:
+        table.add_row(
+            tk["id"],
+            tk["role"],
+            tk["tenant"] or "-",
+            tk["cluster"] or "-",
+            tk["created_at"][:19],
+            (tk["revoked_at"] or "")[:19],
+            tk["description"],
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    from controller.client import ApiError
+
+    with _client(url, token) as c:
+        try:
+            c.revoke_token(token_id)
+        except ApiError as exc:
+            _fail(exc)
+    console.print(f"{token_id}: revoked")
 
 
 DRILLS_DIR = Path("policies/drills")

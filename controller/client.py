@@ -80,3 +80,19 @@ class Client:
     def datasets(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/v1/datasets")["items"]
         return result
+
+    # ---- security (admin): tokens, data-set grants, audit log --------------------------------
+    def create_token(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/tokens", json=body)
+        return result
+
+    def tokens(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/tokens")["items"]
+        return result
+
+    def revoke_token(self, token_id: str) -> None:
+        self._call("DELETE", f"/v1/tokens/{token_id}")
+
+    def audit(self, **params: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/audit", params={k: v for k, v in params.items() if v})
+        return result
