@@ -1,0 +1,88 @@
+"""Data-set grants: request -> approve -> submit; rejected or missing -> 403 naming inputs[i]."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.security.conftest import PROBLEM, job
+
+GRANTS = "/v1/datasets/gd-tax/grants"
+
+
+def test_request_approve_submit_then_reject(api: TestClient, tokens: dict[str, dict[str, str]]) -> None:
+    hb, gd, admin = tokens["hubei"], tokens["guangdong"], tokens["admin"]
+    reads = job("hubei", inputs=["gd-tax"])
+    # no grant: submit and plan refused, naming the input; admin submitting for hubei too
+    for path, who in (("/v1/jobs", hb), ("/v1/plan", hb), ("/v1/jobs", admin)):
+        r = api.post(path, json={**reads, "inputs": ["gd-tax"]}, headers=who)
+        assert r.status_code == 403 and r.headers["content-type"] == PROBLEM, r.text
+        assert [e["path"] for e in r.json()["errors"]] == ["inputs[0]"]
+        assert "gd-tax" in r.json()["errors"][0]["message"]
+    # hubei cannot see the data set yet
+    assert api.get("/v1/datasets", headers=hb).json()["items"] == []
+    assert api.get("/v1/datasets/gd-tax", headers=hb).status_code == 404
+    # request (201), again (200, same grant)
+    asked = api.post(GRANTS, json={"reason": "joint labour statistics"}, headers=hb)
+    assert asked.status_code == 201 and asked.json()["status"] == "pending"
+    again = api.post(GRANTS, json={}, headers=hb)
+    assert again.status_code == 200 and again.json()["id"] == asked.json()["id"]
+    gid = asked.json()["id"]
+    # only the owner or an admin decides
+    for who in ("hubei", "operator", "national", "agent"):
+        assert api.post(f"{GRANTS}/{gid}/approve", headers=tokens[who]).status_code == 403, who
+    assert api.post(GRANTS, json={}, headers=tokens["operator"]).status_code == 403
+    # still pending: still refused
+    assert api.post("/v1/jobs", json=reads, headers=hb).status_code == 403
+    approved = api.post(f"{GRANTS}/{gid}/approve", headers=gd)
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    assert approved.json()["decided_by"] != "bootstrap-admin"
+    assert api.post("/v1/jobs", json=reads, headers=hb).status_code == 201
+    assert api.post("/v1/plan", json=reads, headers=hb).status_code == 200
+    assert [d["id"] for d in api.get("/v1/datasets", headers=hb).json()["items"]] == ["gd-tax"]
+    # the owner withdraws it: new submissions refused again
+    assert api.post(f"{GRANTS}/{gid}/reject", headers=gd).json()["status"] == "rejected"
+    r = api.post("/v1/jobs", json=reads, headers=hb)
+    assert r.status_code == 403 and r.json()["errors"][0]["path"] == "inputs[0]"
+    # asking again after a rejection opens a new request
+    assert api.post(GRANTS, json={}, headers=hb).json()["status"] == "pending"
+
+
+def test_grants_are_per_tenant_and_the_owner_needs_none(
+    api: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    hb, gd = tokens["hubei"], tokens["guangdong"]
+    gid = api.post(GRANTS, json={}, headers=hb).json()["id"]
+    api.post(f"{GRANTS}/{gid}/approve", headers=gd)
+    # national needs a grant like everyone (and an admin may grant it)
+    national = job("national", inputs=["gd-tax"])
+    assert api.post("/v1/jobs", json=national, headers=tokens["national"]).status_code == 403
+    ng = api.post(GRANTS, json={"tenant": "national"}, headers=tokens["admin"])
+    assert ng.status_code == 201
+    assert api.post(f"{GRANTS}/{ng.json()['id']}/approve", headers=tokens["admin"]).status_code == 200
+    assert api.post("/v1/jobs", json=national, headers=tokens["national"]).status_code == 201
+    # the owner needs no grant; a tenant asks for itself only
+    assert api.post("/v1/jobs", json=job("guangdong", inputs=["gd-tax"]), headers=gd).status_code == 201
+    assert api.post(GRANTS, json={}, headers=gd).status_code == 422
+    assert api.post(GRANTS, json={"tenant": "zhejiang"}, headers=hb).status_code == 403
+    # listing: owner, admin, operator see all; another tenant its own
+    assert len(api.get(GRANTS, headers=gd).json()["items"]) == 2
+    assert len(api.get(GRANTS, headers=tokens["operator"]).json()["items"]) == 2
+    assert [g["tenant"] for g in api.get(GRANTS, headers=hb).json()["items"]] == ["hubei"]
+    # unknown grant or data set: 404
+    assert api.post(f"{GRANTS}/nope/approve", headers=gd).status_code == 404
+    assert api.post("/v1/datasets/nope/grants", json={}, headers=hb).status_code == 404
+
+
+def test_a_tenant_registers_its_own_data_sets_only(
+    api: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    ds = {
+        "id": "hb-open",
+        "owner": "hubei",
+        "size_bytes": 1,
+        "classification": "general",
+        "locations": ["prov-hubei"],
+    }
+    r = api.post("/v1/datasets", json=ds, headers=tokens["guangdong"])
+    assert r.status_code == 403 and r.json()["errors"][0]["path"] == "owner"
+    assert api.post("/v1/datasets", json=ds, headers=tokens["hubei"]).status_code == 201
