@@ -39,6 +39,7 @@ from controller.topology.network import NetworkModel
 OURS = "yiwang"
 TARGET_UTILISATION = 0.7
 ESTIMATE_SIGMA = 1.0
+LOCAL_LOOKAHEAD = 64
 
 
 def ours_policy(balance: float = 1.0, green: float = 1.0) -> PlacementPolicy:
@@ -243,12 +244,19 @@ def replay(
                 done += 1
                 q = local.get(j.cluster)
                 if q:
-                    waiting = []
-                    for w in q:
-                        if (free[j.cluster] >= w.demand).all():
+                    # The member cluster starts queued jobs that fit now, looking at most
+                    # LOCAL_LOOKAHEAD jobs past the first that does not (a bounded scan, like
+                    # a scheduler's queue; keeps the replay linear).
+                    waiting, misses = [], 0
+                    for k, w in enumerate(q):
+                        if misses < LOCAL_LOOKAHEAD and (free[j.cluster] >= w.demand).all():
                             start(w, j.cluster, t)
                         else:
+                            misses += 1
                             waiting.append(w)
+                            if misses >= LOCAL_LOOKAHEAD:
+                                waiting.extend(q[k + 1 :])
+                                break
                     local[j.cluster] = waiting
             dirty = True
             next_cycle = max(next_cycle, t)
