@@ -342,17 +342,26 @@ class Controller:
         snap = self.snapshot()
         queue = PendingQueue()
         by_id: dict[str, dict[str, Any]] = {}
+        # Re-queued jobs (attempt > 1) are re-placed by their failover backup group first.
+        origins = self.store.last_placed_clusters([r["id"] for r in rows if r["attempt"] > 1])
         for row in rows:
             if row["id"] in self.registry.ledger:
                 continue
             spec = JobCreate.model_validate(row["spec"])
-            queue.push(row["id"], batch.shapes.intern(spec), row["attempt"])
+            queue.push(row["id"], batch.shapes.intern(spec, origins.get(row["id"])), row["attempt"])
             by_id[row["id"]] = row
         t0 = time.perf_counter()
         with self.lock:
             running, usage = self._running_view(snap)
             snap.tenant_usage = usage
-            result = batch.run(queue, snap, limit=len(by_id), running=running, epoch=self.epoch)
+            result = batch.run(
+                queue,
+                snap,
+                limit=len(by_id),
+                running=running,
+                epoch=self.epoch,
+                backups=self.policies.failover.backups,
+            )
         elapsed = time.perf_counter() - t0
         for observe in self.decision_observers:
             for _ in result.decisions:

@@ -100,6 +100,7 @@ class Shape:
     """A shape's scheduling-relevant spec and, per snapshot generation, its static results."""
 
     __slots__ = (
+        "backup_pos",
         "cap_rows",
         "demand",
         "demand_list",
@@ -109,6 +110,7 @@ class Shape:
         "idx",
         "info",
         "key",
+        "origin",
         "priority",
         "spec",
         "static_rejections",
@@ -139,6 +141,10 @@ class Shape:
         self.static_rejections: list[tuple[str, IntArray, npt.NDArray[np.int16], list[str]]] = []
         self.transfer: tuple[FloatArray, FloatArray] | None = None
         self.unresolvable = True
+        # Failover: the cluster the job was on when it failed (None for a first placement) and
+        # the positions, in ``idx``, of that cluster's designated backups in policy order.
+        self.origin: str | None = None
+        self.backup_pos: list[int] = []
 
 
 class ShapeTable:
@@ -148,12 +154,14 @@ class ShapeTable:
         self.quota = quota
         self.shapes: dict[tuple[Any, ...], Shape] = {}
 
-    def intern(self, spec: JobCreate) -> Shape:
+    def intern(self, spec: JobCreate, origin: str | None = None) -> Shape:
+        """``origin``: the failed cluster a re-placed job comes from (failover backup groups)."""
         priority = effective_priority(spec, self.quota)
-        key = shape_key(spec, priority)
+        key = (*shape_key(spec, priority), origin if spec.failover.policy == "backup-group" else None)
         shape = self.shapes.get(key)
         if shape is None:
             shape = self.shapes[key] = Shape(key, spec, priority)
+            shape.origin = key[-1]
         return shape
 
 
@@ -338,6 +346,9 @@ class CompactDecision:
         head = f"{n - len(rejected)}/{n} clusters are available"
         if self.chosen >= 0:
             head += f"; chose {ctx.names[self.chosen]}"
+            origin = self.shape.origin
+            if origin is not None and self.ctx.names[self.chosen] in self.ctx.backups.get(origin, ()):
+                head += f" (failover: designated backup of {origin})"
         if self.victims:
             head += f" after preempting {len(self.victims)} job(s): " + ", ".join(
                 f"{v.job_id} (priority {v.priority})" for v in self.victims
@@ -463,6 +474,7 @@ class BatchScheduler:
         # default: on the trace replay it held capacity idle and raised mean JCT (docs/benchmarks.md).
         self.hold_after: int | None = None
         self.order = ORDER_CONSTRAINED_FIRST
+        self.backups: dict[str, list[str]] = {}  # failover policy: cluster -> ordered backups
         self.max_holds = 4
         self.holds: dict[str, tuple[int, FloatArray, int]] = {}  # job -> (cluster, demand, cycle)
         self.fail_counts: dict[str, int] = {}
@@ -518,6 +530,13 @@ class BatchScheduler:
         shape.static_scores = scores
         shape.static_total = total[shape.idx]
         shape.transfer = state.get(LOCALITY)
+        shape.backup_pos = []
+        if shape.origin is not None:
+            position = {int(c): j for j, c in enumerate(shape.idx)}
+            for b in self.backups.get(shape.origin, ()):
+                j = position.get(snap.index.get(b, -1))
+                if j is not None:
+                    shape.backup_pos.append(j)
         shape.gen = self.gen
 
     # ---- the cycle ----------------------------------------------------------------------------
@@ -530,11 +549,15 @@ class BatchScheduler:
         book: QuotaBook | None = None,
         running: dict[int, list[Running]] | None = None,
         epoch: int = 0,
+        backups: dict[str, list[str]] | None = None,
     ) -> BatchResult:
         """Decide up to ``limit`` queued jobs against ``snap``, reserving as it goes (the
         snapshot's ``allocated`` takes every placed gang). Jobs not placed go back in line."""
         self._refresh(snap)
         self.cycle += 1
+        if backups is not None and backups != self.backups:
+            self.backups = backups
+            self.gen += 1  # backup positions are part of the static results
         if book is None:
             book = QuotaBook(self.quota, snap.capacity.sum(axis=0), list(snap.tenants), snap.tenant_usage)
         free = snap.capacity - snap.allocated
@@ -653,7 +676,14 @@ class BatchScheduler:
                 total = total + w * score_free(rows, cap_rows, demand)
             if ok is not None:
                 total = np.where(ok, total, neg_inf)
-            c = int(idx[total.argmax()])
+            c = -1
+            if shape.backup_pos:  # failover: the first designated backup that is feasible now
+                for pos in shape.backup_pos:
+                    if ok is None or ok[pos]:
+                        c = int(idx[pos])
+                        break
+            if c < 0:
+                c = int(idx[total.argmax()])
             if holds and job_id in holds:
                 c_h, d_h, _ = holds.pop(job_id)
                 held[c_h] -= d_h

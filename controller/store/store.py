@@ -526,6 +526,22 @@ class Store:
         if rows:
             conn.execute(insert(t.audit_log), rows)
 
+    def last_placed_clusters(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """job id -> the cluster of its latest event that named one (where a re-queued job ran
+        before it was sent back to Pending; the failover origin)."""
+        out: dict[str, str] = {}
+        ids = list(job_ids)
+        with self.read() as conn:
+            for k in range(0, len(ids), 500):
+                q = (
+                    select(t.job_events.c.job_id, t.job_events.c.cluster)
+                    .where(t.job_events.c.job_id.in_(ids[k : k + 500]), t.job_events.c.cluster.is_not(None))
+                    .order_by(t.job_events.c.id)
+                )
+                for row in conn.execute(q):
+                    out[row.job_id] = row.cluster
+        return out
+
     def active_job_meta(self) -> list[tuple[str, str, int]]:
         """(id, tenant, priority) of every Scheduled/Running job (for quota usage and preemption)."""
         q = select(t.jobs.c.id, t.jobs.c.tenant, t.jobs.c.spec).where(t.jobs.c.phase.in_(ACTIVE_PHASES))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from controller.scheduler.batch import PendingQueue
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import JobInfo
 from controller.scheduler.scheduler import Scheduler
@@ -113,3 +114,23 @@ def test_hold_keeps_room_for_a_starving_gang() -> None:
     s.allocated[i] = 0.0
     res = bs.run(q, s)
     assert res.decisions[0].cluster == "prov-hainan" and not bs.holds
+
+
+def test_failover_goes_to_the_first_feasible_designated_backup() -> None:
+    """A re-placed job of a failed cluster takes the first backup of its group that fits, even
+    when another cluster scores higher; without an origin it goes where the scores say."""
+    from controller.jobs import JobCreate
+
+    backups = {"prov-guangdong": ["national-backup", "prov-hainan"]}
+    s = snap()
+    s.cordoned[[c.name for c in s.clusters].index("national-backup")] = True
+    spec = JobCreate(name="j", tenant="guangdong")
+    bs = batch()
+    q = PendingQueue()
+    q.push("again", bs.shapes.intern(spec, origin="prov-guangdong"), attempt=2)
+    q.push("first", bs.shapes.intern(spec))
+    res = bs.run(q, s, backups=backups)
+    by_id = {d.job_id: d for d in res.decisions}
+    assert by_id["again"].cluster == "prov-hainan"
+    assert "failover: designated backup of prov-guangdong" in by_id["again"].to_decision().summary
+    assert by_id["first"].cluster != "prov-hainan"
