@@ -62,15 +62,21 @@ class Constraints(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    allow_clusters: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=200)] = []
-    deny_clusters: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=200)] = []
-    prefer_clusters: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=200)] = []
+    allow_clusters: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=200)] = Field(
+        default_factory=list
+    )
+    deny_clusters: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=200)] = Field(
+        default_factory=list
+    )
+    prefer_clusters: Annotated[list[Annotated[str, Field(pattern=NAME)]], Field(max_length=200)] = Field(
+        default_factory=list
+    )
     require_labels: dict[
         Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]
-    ] = {}
+    ] = Field(default_factory=dict)
     prefer_labels: dict[
         Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]
-    ] = {}
+    ] = Field(default_factory=dict)
 
 
 class Runtime(BaseModel):
@@ -80,12 +86,14 @@ class Runtime(BaseModel):
 
     kind: Literal["container", "spark"] = "container"
     image: Annotated[str, Field(max_length=512)] = "registry.yiwang.gov.cn/analytics/python:3.11"
-    command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = []
+    command: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = Field(
+        default_factory=list
+    )
     main_application_file: Annotated[str | None, Field(max_length=1024)] = None
     env: dict[
         Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
         Annotated[str, Field(max_length=4096)],
-    ] = {}
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _spark_needs_file(self) -> Runtime:
@@ -110,18 +118,22 @@ class JobCreate(BaseModel):
         str | None,
         Field(pattern=NAME, description="a class of policies/quota.yaml; when set it gives the priority"),
     ] = None
-    resources: Resources = Resources()
+    resources: Resources = Field(default_factory=Resources)
     replicas: Annotated[int, Field(ge=1, le=10_000, description="gang: all replicas start together")] = 1
-    inputs: Annotated[list[Annotated[str, Field(pattern=DATASET_ID)]], Field(max_length=64)] = []
-    constraints: Constraints = Constraints()
-    failover: FailoverSpec = FailoverSpec()
-    runtime: Runtime = Runtime()
+    inputs: Annotated[list[Annotated[str, Field(pattern=DATASET_ID)]], Field(max_length=64)] = Field(
+        default_factory=list
+    )
+    constraints: Constraints = Field(default_factory=Constraints)
+    failover: FailoverSpec = Field(default_factory=FailoverSpec)
+    runtime: Runtime = Field(default_factory=Runtime)
     max_runtime_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 3600
     expected_runtime_s: Annotated[
         float, Field(gt=0, le=30 * 86400, description="estimate used by simulated clusters")
     ] = 5.0
     delay_tolerant: bool = False
-    labels: dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]] = {}
+    labels: dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]] = (
+        Field(default_factory=dict)
+    )
 
     @model_validator(mode="after")
     def _unique_inputs(self) -> JobCreate:

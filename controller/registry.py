@@ -21,6 +21,65 @@ class Health:
 
 
 @dataclass
+class LedgerEntry:
+    cluster: str
+    demand: np.ndarray
+    tenant: str
+    priority: int
+    attempt: int = 1
+
+
+class Ledger:
+    """The demand of every Scheduled/Running job, with per-cluster and per-tenant totals kept
+    up to date on every change, so a scheduling cycle reads them in O(clusters + tenants)
+    rather than summing over all active jobs."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, LedgerEntry] = {}
+        self.by_cluster: dict[str, dict[str, LedgerEntry]] = {}
+        self._cluster_totals: dict[str, np.ndarray] = {}
+        self._tenant_totals: dict[str, np.ndarray] = {}
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(
+        self, job_id: str, cluster: str, demand: np.ndarray, tenant: str, priority: int, attempt: int = 1
+    ) -> None:
+        self.pop(job_id)
+        entry = LedgerEntry(cluster, demand, tenant, priority, attempt)
+        self.entries[job_id] = entry
+        self.by_cluster.setdefault(cluster, {})[job_id] = entry
+        self._cluster_totals[cluster] = self._cluster_totals.get(cluster, np.zeros(3)) + demand
+        self._tenant_totals[tenant] = self._tenant_totals.get(tenant, np.zeros(3)) + demand
+
+    def pop(self, job_id: str) -> LedgerEntry | None:
+        entry = self.entries.pop(job_id, None)
+        if entry is None:
+            return None
+        on_cluster = self.by_cluster.get(entry.cluster, {})
+        on_cluster.pop(job_id, None)
+        self._cluster_totals[entry.cluster] = (
+            np.maximum(self._cluster_totals[entry.cluster] - entry.demand, 0.0) if on_cluster else np.zeros(3)
+        )
+        tenant_left = self._tenant_totals[entry.tenant] - entry.demand
+        self._tenant_totals[entry.tenant] = np.maximum(tenant_left, 0.0)
+        return entry
+
+    def jobs_on(self, cluster: str) -> dict[str, LedgerEntry]:
+        return self.by_cluster.get(cluster, {})
+
+    def cluster_total(self, cluster: str) -> np.ndarray:
+        return self._cluster_totals.get(cluster, np.zeros(3)).copy()
+
+    def tenant_totals(self) -> dict[str, np.ndarray]:
+        return {t: v.copy() for t, v in self._tenant_totals.items() if v.any()}
+
+
+@dataclass
 class ClusterState:
     spec: Cluster
     cordoned: bool = False
@@ -35,8 +94,7 @@ class Registry:
     base_links: list[Link]
     clusters: dict[str, ClusterState] = field(default_factory=dict)
     network: NetworkModel | None = None
-    # job id -> (cluster name, demand vector) for every Scheduled/Running job
-    ledger: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    ledger: Ledger = field(default_factory=lambda: Ledger())
 
     def rebuild_network(self) -> None:
         specs = [s.spec for s in self.clusters.values()]
@@ -72,8 +130,4 @@ class Registry:
         self.network = NetworkModel(topo)
 
     def allocated(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {name: np.zeros(3) for name in self.clusters}
-        for cluster, demand in self.ledger.values():
-            if cluster in out:
-                out[cluster] = out[cluster] + demand
-        return out
+        return {name: self.ledger.cluster_total(name) for name in self.clusters}

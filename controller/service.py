@@ -24,7 +24,7 @@ from controller.datasets import DatasetCreate, DatasetRead
 from controller.errors import Conflict, InvalidInput, InvalidPolicy, NotFound, StaleAttempt
 from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
 from controller.policies import POLICY_KINDS, PolicySet, cross_check, load_policy_set, validate_kind
-from controller.registry import ClusterState, Health, Registry
+from controller.registry import ClusterState, Health, Ledger, Registry
 from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import JobInfo, Snapshot
@@ -36,6 +36,40 @@ from controller.store.store import AUDIT_KEY, Store, new_job_id, now, utc
 from controller.topology.model import Cluster
 
 log = logging.getLogger("yiwang.controller")
+
+
+class RunningView(dict[int, list[Running]]):
+    """The ``running`` map the batch scheduler reads for preemption (cluster index -> placed
+    jobs). A cluster's jobs are listed from the ledger only when preemption looks at it; jobs
+    the cycle places meanwhile are kept aside and merged then. So a cycle without preemption
+    costs nothing per active job."""
+
+    def __init__(self, ledger: Ledger, names: list[str]) -> None:
+        super().__init__()
+        self.ledger = ledger
+        self.names = names
+        self.placed: dict[int, list[Running]] = {}
+
+    def _load(self, i: int) -> None:
+        if not super().__contains__(i) and 0 <= i < len(self.names):
+            listed = [
+                Running(job_id, i, e.priority, e.demand, e.tenant, e.attempt)
+                for job_id, e in self.ledger.jobs_on(self.names[i]).items()
+            ]
+            super().__setitem__(i, listed + self.placed.pop(i, []))
+
+    def get(self, i: int, default: Any = None) -> Any:
+        self._load(i)
+        return super().get(i, default)
+
+    def __getitem__(self, i: int) -> list[Running]:
+        self._load(i)
+        return super().__getitem__(i)
+
+    def setdefault(self, i: int, default: Any = None) -> Any:
+        if super().__contains__(i):
+            return super().__getitem__(i)
+        return self.placed.setdefault(i, [] if default is None else default)
 
 
 def spec_hash(spec: JobCreate) -> str:
@@ -96,7 +130,14 @@ class Controller:
             self.datasets[row["id"]] = self._dataset_read(row)
         for row in self.store.active_jobs():
             spec = JobCreate.model_validate(row["spec"])
-            self.registry.ledger[row["id"]] = (row["cluster"], demand_of(spec))
+            self.registry.ledger.add(
+                row["id"],
+                row["cluster"],
+                demand_of(spec),
+                spec.tenant,
+                self._priority_of(spec),
+                row["attempt"],
+            )
         if self.settings.mode == "active":
             self.renew_leadership()
 
@@ -143,9 +184,17 @@ class Controller:
 
     def _loop(self) -> None:
         last_lease = 0.0
+        last_cycle = 0.0
         while not self._stop.is_set():
             self._wake.wait(self.settings.loop_interval_s)
+            # Coalesce wake-ups: under a stream of submissions a cycle runs at most every
+            # min_cycle_gap_s and takes everything queued meanwhile, instead of one cycle (and
+            # one fsync under SQLite's single write lock) per submission.
+            gap = self.settings.min_cycle_gap_s - (time.monotonic() - last_cycle)
+            if gap > 0 and self._stop.wait(gap):
+                break
             self._wake.clear()
+            last_cycle = time.monotonic()
             try:
                 if time.monotonic() - last_lease > self.settings.leader_ttl_s / 3:
                     if self.settings.mode == "active" or not self.is_leader:
@@ -280,7 +329,7 @@ class Controller:
             )
             if not ok:
                 raise Conflict(f"job {job_id} changed while being cancelled; retry")
-            self.registry.ledger.pop(job_id, None)
+            self.registry.ledger.pop(job_id)
         return self.get_job(job_id)
 
     def get_decision(self, job_id: str) -> Decision:
@@ -342,12 +391,13 @@ class Controller:
         snap = self.snapshot()
         queue = PendingQueue()
         by_id: dict[str, dict[str, Any]] = {}
+        specs: dict[str, JobCreate] = {}
         # Re-queued jobs (attempt > 1) are re-placed by their failover backup group first.
         origins = self.store.last_placed_clusters([r["id"] for r in rows if r["attempt"] > 1])
         for row in rows:
             if row["id"] in self.registry.ledger:
                 continue
-            spec = JobCreate.model_validate(row["spec"])
+            spec = specs[row["id"]] = JobCreate.model_validate(row["spec"])
             queue.push(row["id"], batch.shapes.intern(spec, origins.get(row["id"])), row["attempt"])
             by_id[row["id"]] = row
         t0 = time.perf_counter()
@@ -410,12 +460,18 @@ class Controller:
             self.store.audit_placements(conn, decisions, changed)
             for v in result.victims:
                 if v.job_id in changed:
-                    self.registry.ledger.pop(v.job_id, None)
+                    self.registry.ledger.pop(v.job_id)
             for r in scheduled:
                 if r["id"] in changed:
-                    spec = JobCreate.model_validate(by_id[r["id"]]["spec"])
-                    self.registry.ledger[r["id"]] = (r["cluster"], demand_of(spec))
-                    self._job_meta[r["id"]] = (spec.tenant, self._priority_of(spec))
+                    spec = specs[r["id"]]
+                    self.registry.ledger.add(
+                        r["id"],
+                        r["cluster"],
+                        demand_of(spec),
+                        spec.tenant,
+                        self._priority_of(spec),
+                        r["attempt"],
+                    )
         if requeued:
             self.wake()
         return sum(1 for r in scheduled if r["id"] in changed)
@@ -434,36 +490,14 @@ class Controller:
             self._batch: BatchScheduler | None = current
         return current
 
-    @property
-    def _job_meta(self) -> dict[str, tuple[str, int]]:
-        """job id -> (tenant, effective priority) of placed jobs, for quota usage and preemption."""
-        meta: dict[str, tuple[str, int]] | None = getattr(self, "_job_meta_cache", None)
-        if meta is None:
-            meta = {}
-            for job_id, tenant, priority in self.store.active_job_meta():
-                meta[job_id] = (tenant, priority)
-            self._job_meta_cache = meta
-        return meta
-
     def _priority_of(self, spec: JobCreate) -> int:
         p = effective_priority(spec, self.policies.quota)
         return p if p is not None else spec.priority
 
     def _running_view(self, snap: Snapshot) -> tuple[dict[int, list[Running]], dict[str, np.ndarray]]:
-        """Placed jobs per cluster index (preemption candidates) and usage per tenant (quota)."""
-        meta = self._job_meta
-        for gone in [j for j in meta if j not in self.registry.ledger]:
-            del meta[gone]
-        running: dict[int, list[Running]] = {}
-        usage: dict[str, np.ndarray] = {}
-        for job_id, (cluster, demand) in self.registry.ledger.items():
-            tenant, priority = meta.get(job_id, ("", 1_000_000))
-            if tenant:
-                usage[tenant] = usage.get(tenant, np.zeros(3)) + demand
-            i = snap.index.get(cluster)
-            if i is not None:
-                running.setdefault(i, []).append(Running(job_id, i, priority, demand, tenant))
-        return running, usage
+        """Placed jobs per cluster index (preemption candidates, listed only for the clusters
+        preemption looks at) and usage per tenant (quota), from the ledger's running totals."""
+        return RunningView(self.registry.ledger, snap.names), self.registry.ledger.tenant_totals()
 
     # ---- clusters ---------------------------------------------------------------------------
     def cluster_state(self, name: str) -> ClusterState:
@@ -486,7 +520,7 @@ class Controller:
 
     def deregister_cluster(self, name: str) -> None:
         self.cluster_state(name)
-        if any(c == name for c, _ in self.registry.ledger.values()):
+        if self.registry.ledger.jobs_on(name):
             raise Conflict(f"cluster {name} still runs jobs; drain it first")
         self.store.delete_cluster(name)
         with self.lock:
@@ -541,7 +575,7 @@ class Controller:
                     reason=reason,
                 )
                 if ok:
-                    self.registry.ledger.pop(row["id"], None)
+                    self.registry.ledger.pop(row["id"])
                     moved += 1
         if moved:
             self.wake()
@@ -687,7 +721,7 @@ class Controller:
             )
             if not ok:
                 raise StaleAttempt(f"job {job_id} changed meanwhile")
-            self.registry.ledger.pop(job_id, None)
+            self.registry.ledger.pop(job_id)
         self.wake()
         return self.get_job(job_id)
 
@@ -731,7 +765,7 @@ class Controller:
             if not ok:
                 raise StaleAttempt(f"job {rep.job_id} changed meanwhile; stop it")
             if target in TERMINAL:
-                self.registry.ledger.pop(rep.job_id, None)
+                self.registry.ledger.pop(rep.job_id)
         if target in TERMINAL:
             self.wake()
         return self.get_job(rep.job_id)

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from controller import __version__
 from controller.api import problems
+from controller.api.fastpath import FastSubmit
 from controller.api.limits import BodySizeLimit
 from controller.api.routes import agents, clusters, datasets, jobs, policies, security, system, ui
 from controller.metrics import make_registry
@@ -44,5 +45,6 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     problems.install(app)
     for module in (jobs, clusters, datasets, policies, agents, security, system, ui):
         app.include_router(module.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(FastSubmit, controller=ctl, security=app.state.security)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # outermost: runs first
     return app

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 
 from controller.errors import Forbidden
 from controller.security import Principal, Role, Security, require
 from controller.service import Controller
 
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in the thread
+# pool, and a hop per dependency per request dominated the submit path (docs/benchmarks.md).
 
-def get_controller(request: Request) -> Controller:
+
+async def get_controller(request: Request) -> Controller:
     ctl: Controller = request.app.state.controller
     return ctl
 
 
-def get_security(request: Request) -> Security:
+async def get_security(request: Request) -> Security:
     sec: Security = request.app.state.security
     return sec
 
@@ -26,23 +30,27 @@ ControllerDep = Annotated[Controller, Depends(get_controller)]
 SecurityDep = Annotated[Security, Depends(get_security)]
 
 
-def get_principal(sec: SecurityDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """401 without a valid bearer token, except in open dev mode (the anonymous admin)."""
-    return sec.authenticate(authorization)
+async def get_principal(sec: SecurityDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """401 without a valid bearer token, except in open dev mode (the anonymous admin).
+    Only a token that needs a database lookup leaves the event loop."""
+    principal = sec.authenticate_without_store(authorization)
+    if principal is not None:
+        return principal
+    return await run_in_threadpool(sec.authenticate, authorization)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def roles(*allowed: Role) -> Callable[[Principal], Principal]:
-    def check(principal: PrincipalDep) -> Principal:
+def roles(*allowed: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: PrincipalDep) -> Principal:
         require(principal, *allowed)
         return principal
 
     return check
 
 
-def require_agent(request: Request, principal: PrincipalDep) -> Principal:
+async def require_agent(request: Request, principal: PrincipalDep) -> Principal:
     """Admin, or an agent token bound to the cluster in the path (the shared dev token: any)."""
     cluster = request.path_params.get("cluster")
     require(principal, Role.admin, Role.agent)

@@ -49,20 +49,25 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return path or "(body)"
 
 
+def domain_problem(exc: YiwangError) -> JSONResponse:
+    """The one mapping of a domain error to its problem response."""
+    headers = None
+    if isinstance(exc, TemporarilyUnavailable):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    return problem(
+        exc.status,
+        exc.title,
+        exc.detail,
+        errors=exc.errors,
+        headers=headers,
+        type_=re.sub(r"(?<!^)(?=[A-Z])", "-", type(exc).__name__).lower(),
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(YiwangError)
     async def _domain(_: Request, exc: YiwangError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, TemporarilyUnavailable):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        return problem(
-            exc.status,
-            exc.title,
-            exc.detail,
-            errors=exc.errors,
-            headers=headers,
-            type_=re.sub(r"(?<!^)(?=[A-Z])", "-", type(exc).__name__).lower(),
-        )
+        return domain_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

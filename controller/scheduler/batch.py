@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,6 +96,20 @@ def shape_key(spec: JobCreate, priority: int | None) -> tuple[Any, ...]:
     )
 
 
+def _static_groups(ctx: Any, shape: Shape) -> dict[tuple[str, str], list[str]]:
+    """The static filters' rejections of a shape grouped by (plugin, reason), computed once per
+    shape and snapshot generation (they do not depend on free capacity)."""
+    cached = shape.static_groups
+    if cached is not None and cached[0] == shape.gen:
+        return cached[1]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for plugin, where, codes, messages in shape.static_rejections:
+        for i, code in zip(where, codes, strict=True):
+            groups.setdefault((plugin, messages[code - 1]), []).append(ctx.names[int(i)])
+    shape.static_groups = (shape.gen, groups)
+    return groups
+
+
 class Shape:
     """A shape's scheduling-relevant spec and, per snapshot generation, its static results."""
 
@@ -113,6 +127,7 @@ class Shape:
         "origin",
         "priority",
         "spec",
+        "static_groups",
         "static_rejections",
         "static_scores",
         "static_total",
@@ -141,6 +156,7 @@ class Shape:
         self.static_rejections: list[tuple[str, IntArray, npt.NDArray[np.int16], list[str]]] = []
         self.transfer: tuple[FloatArray, FloatArray] | None = None
         self.unresolvable = True
+        self.static_groups: tuple[int, dict[tuple[str, str], list[str]]] | None = None
         # Failover: the cluster the job was on when it failed (None for a first placement) and
         # the positions, in ``idx``, of that cluster's designated backups in policy order.
         self.origin: str | None = None
@@ -299,15 +315,13 @@ class CompactDecision:
     def demand(self) -> FloatArray:
         return self.shape.demand
 
-    def rejections(self) -> list[Rejection]:
-        """Static filters' reasons, then the dynamic filter's on what passed them, then a
-        job-level reason (quota, unknown priority class) on the clusters that would fit."""
+    def rejection_groups(self) -> dict[tuple[str, str], list[str]]:
+        """(plugin, reason) -> rejected cluster names, in recording order: the static filters'
+        reasons (computed once per shape), then the dynamic filter's on what passed them, then a
+        job-level reason (quota, unknown priority class) on the clusters that would fit. Plain
+        tuples and lists: this runs for every decision of a cycle."""
         ctx, shape = self.ctx, self.shape
-        out = [
-            Rejection(cluster=ctx.names[int(i)], plugin=plugin, reason=messages[code - 1])
-            for plugin, where, codes, messages in shape.static_rejections
-            for i, code in zip(where, codes, strict=True)
-        ]
+        groups: dict[tuple[str, str], list[str]] = {k: list(v) for k, v in _static_groups(ctx, shape).items()}
         passing = shape.idx
         if self.free_rows is not None and len(shape.idx):
             for dyn in ctx.dynamic_filters:
@@ -316,15 +330,19 @@ class CompactDecision:
                     c = int(shape.idx[j])
                     if c == self.chosen:
                         continue
-                    out.append(
-                        Rejection(cluster=ctx.names[c], plugin=dyn.NAME, reason=messages[codes[j] - 1])
-                    )
+                    groups.setdefault((dyn.NAME, messages[codes[j] - 1]), []).append(ctx.names[c])
                 passing = shape.idx[codes == 0]
                 break  # the first dynamic filter records; later ones only see what it passed
         if self.job_reason is not None:
-            plugin, reason = self.job_reason
-            out.extend(Rejection(cluster=ctx.names[int(c)], plugin=plugin, reason=reason) for c in passing)
-        return out
+            groups.setdefault(self.job_reason, []).extend(ctx.names[int(c)] for c in passing)
+        return groups
+
+    def rejections(self) -> list[Rejection]:
+        return [
+            Rejection(cluster=name, plugin=plugin, reason=reason)
+            for (plugin, reason), names in self.rejection_groups().items()
+            for name in names
+        ]
 
     def feasible_mask(self) -> npt.NDArray[np.bool_]:
         shape = self.shape
@@ -337,13 +355,13 @@ class CompactDecision:
             ok |= shape.idx == self.chosen  # room was made by preemption
         return ok
 
-    def summary(self) -> str:
+    def summary(self, groups: dict[tuple[str, str], list[str]] | None = None) -> str:
         ctx = self.ctx
         n = len(ctx.names)
-        rejected = self.rejections()
-        counts = Counter((r.plugin, r.reason) for r in rejected)
+        groups = self.rejection_groups() if groups is None else groups
+        counts = {k: len(v) for k, v in groups.items() if v}
         parts = [f"{k} {p} ({r})" for (p, r), k in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-        head = f"{n - len(rejected)}/{n} clusters are available"
+        head = f"{n - sum(counts.values())}/{n} clusters are available"
         if self.chosen >= 0:
             head += f"; chose {ctx.names[self.chosen]}"
             origin = self.shape.origin
@@ -359,20 +377,18 @@ class CompactDecision:
         """The stored form: a compact JSON body that ``Decision.model_validate`` expands into the
         full decision (every feasible cluster's per-plugin scores, every rejection reason)."""
         ctx, shape = self.ctx, self.shape
+        groups = self.rejection_groups()
         body: dict[str, Any] = {
             "format": COMPACT_FORMAT,
             "job_id": self.job_id,
             "attempt": self.attempt,
             "status": self.status,
             "cluster": self.cluster,
-            "summary": self.summary(),
+            "summary": self.summary(groups),
             "created_at": datetime.fromtimestamp(self.t, UTC).isoformat(),
             "epoch": self.epoch,
         }
-        groups: dict[tuple[str, str], list[str]] = {}
-        for r in self.rejections():
-            groups.setdefault((r.plugin, r.reason), []).append(r.cluster)
-        body["rejected"] = [[p, reason, names] for (p, reason), names in groups.items()]
+        body["rejected"] = [[p, reason, names] for (p, reason), names in groups.items() if names]
         if self.job_reason is None and self.free_rows is not None and len(shape.idx):
             rows = np.flatnonzero(self.feasible_mask())
             per_plugin = [(name, w, s[shape.idx]) for name, w, s in shape.static_scores]

@@ -99,4 +99,4 @@ def test_preempted_jobs_go_back_to_pending_with_attempt_raised(tmp_path: Path) -
     d = ctl.get_decision(hid)
     assert d.cluster == HAINAN and "after preempting 1 job(s)" in d.summary
     # Nothing is lost: the victim is scheduled again when there is room (here: never on hainan).
-    assert np.isclose(sum(dem[0] for c, dem in ctl.registry.ledger.values() if c == HAINAN), cap.cpu)
+    assert np.isclose(ctl.registry.ledger.cluster_total(HAINAN)[0], cap.cpu)

@@ -1,0 +1,115 @@
+"""The hot path of POST /v1/jobs, as raw ASGI in front of the FastAPI router.
+
+FastAPI's per-request machinery (dependency solving, body re-validation, response-model
+serialisation) cost about a millisecond per submission, five times the work itself. This handler
+does exactly what the `create_job` route does for the common case — a well-formed JSON body, a
+caller known without a database read, no data-set grants to check — and hands every other case
+(any validation error, a token to look up, grants, a header out of bounds) to the FastAPI route
+unchanged, so errors and the OpenAPI contract have one implementation. The 2xx still means the
+job is committed: the handler awaits the store's group commit like the route does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from controller.api.problems import domain_problem
+from controller.errors import YiwangError
+from controller.jobs import JobCreate
+from controller.security import Role, Security
+from controller.service import Controller
+
+IDEMPOTENCY_KEY = re.compile(rb"^[\x21-\x7e]{1,255}$")
+
+
+class FastSubmit:
+    def __init__(self, app: ASGIApp, controller: Controller, security: Security) -> None:
+        self.app = app
+        self.ctl = controller
+        self.sec = security
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/jobs":
+            await self.app(scope, receive, send)
+            return
+        body, messages = await _read_body(receive)
+        handled = await self._try(scope, body, send)
+        if not handled:
+            await self.app(scope, _replay(messages, receive), send)
+
+    async def _try(self, scope: Scope, body: bytes, send: Send) -> bool:
+        """Handle the request and return True, or return False to let the route do it."""
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in headers:  # a repeated header: leave the interpretation to the route
+                return False
+            headers[name] = value
+        content_type = headers.get(b"content-type", b"")
+        if not content_type.startswith(b"application/json"):
+            return False
+        key_raw = headers.get(b"idempotency-key")
+        if key_raw is not None and not IDEMPOTENCY_KEY.match(key_raw):
+            return False
+        auth = headers.get(b"authorization")
+        try:
+            who = self.sec.authenticate_without_store(auth.decode("latin-1") if auth else None)
+        except YiwangError:
+            return False
+        if who is None or not (who.open or who.role == Role.admin):
+            return False  # tokens needing a lookup, tenant scoping: the route
+        try:
+            spec = JobCreate.model_validate_json(body)
+        except ValidationError:
+            return False
+        if spec.inputs and not who.open:
+            return False  # grants need a database read: the route
+        audit = who.audit_row("job.submitted", "", job_tenant=spec.tenant, name=spec.name)
+        try:
+            job, created = await self.ctl.submit_async(spec, key_raw.decode() if key_raw else None, audit)
+        except YiwangError as exc:
+            await domain_problem(exc)(scope, _no_body, send)
+            return True
+        payload = job.model_dump_json().encode()
+        out: list[tuple[bytes, bytes]] = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"location", f"/v1/jobs/{job.id}".encode()),
+        ]
+        if not created:
+            out.append((b"idempotent-replayed", b"true"))
+        await send({"type": "http.response.start", "status": 201 if created else 200, "headers": out})
+        await send({"type": "http.response.body", "body": payload})
+        return True
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
