@@ -72,6 +72,9 @@ class RunningView(dict[int, list[Running]]):
         return self.placed.setdefault(i, [] if default is None else default)
 
 
+PENDING_SPEC_CACHE = 500_000
+
+
 def spec_hash(spec: JobCreate) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
@@ -96,6 +99,9 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.metrics_registry: CollectorRegistry | None = None
+        # Specs of jobs submitted through this controller and not yet placed, so a scheduling
+        # cycle does not re-read and re-validate them from the store (bounded; misses are read).
+        self._pending_specs: dict[str, JobCreate] = {}
         self.capacity = self._capacity_tracker()
         self._bootstrap()
 
@@ -283,6 +289,8 @@ class Controller:
         if audit is not None:
             row[AUDIT_KEY] = {**audit, "target": f"job/{row['id']}"}
         stored, created = await self.store.group_commit().submit(row)
+        if created and len(self._pending_specs) < PENDING_SPEC_CACHE:
+            self._pending_specs[str(row["id"])] = spec
         self.wake()
         if not created:
             if stored["request_hash"] != spec_hash(spec):
@@ -330,6 +338,7 @@ class Controller:
             if not ok:
                 raise Conflict(f"job {job_id} changed while being cancelled; retry")
             self.registry.ledger.pop(job_id)
+            self._pending_specs.pop(job_id, None)
         return self.get_job(job_id)
 
     def get_decision(self, job_id: str) -> Decision:
@@ -384,20 +393,29 @@ class Controller:
         compact and the API expands it into the full explained Decision."""
         if not self.is_leader:
             return 0
-        rows = self.store.pending_jobs(limit or self.settings.schedule_batch)
+        rows = self.store.pending_heads(limit or self.settings.schedule_batch, with_spec=False)
         if not rows:
             return 0
+        specs: dict[str, JobCreate] = {}
+        missing = []
+        for row in rows:
+            cached = self._pending_specs.get(row["id"])
+            if cached is None:
+                missing.append(row["id"])
+            else:
+                specs[row["id"]] = cached
+        for job_id, raw in self.store.job_specs(missing).items():
+            specs[job_id] = JobCreate.model_validate(raw)
         batch = self._batch_scheduler()
         snap = self.snapshot()
         queue = PendingQueue()
         by_id: dict[str, dict[str, Any]] = {}
-        specs: dict[str, JobCreate] = {}
         # Re-queued jobs (attempt > 1) are re-placed by their failover backup group first.
         origins = self.store.last_placed_clusters([r["id"] for r in rows if r["attempt"] > 1])
         for row in rows:
             if row["id"] in self.registry.ledger:
                 continue
-            spec = specs[row["id"]] = JobCreate.model_validate(row["spec"])
+            spec = specs[row["id"]]
             queue.push(row["id"], batch.shapes.intern(spec, origins.get(row["id"])), row["attempt"])
             by_id[row["id"]] = row
         t0 = time.perf_counter()
@@ -464,6 +482,7 @@ class Controller:
             for r in scheduled:
                 if r["id"] in changed:
                     spec = specs[r["id"]]
+                    self._pending_specs.pop(r["id"], None)
                     self.registry.ledger.add(
                         r["id"],
                         r["cluster"],

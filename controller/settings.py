@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     leader_ttl_s: float = 15.0
     background: bool = True  # run the scheduling and lease loops in a background thread
     loop_interval_s: float = 0.2
-    min_cycle_gap_s: float = 0.05  # bound on scheduling cycles per second under a submission stream
+    min_cycle_gap_s: float = 0.2  # bound on scheduling cycles per second under a submission stream
     schedule_batch: int = 2000
     # Capacity from Prometheus (kube-state-metrics-style series scraped from the agents); the
     # agents' heartbeats are the fallback when it is unset, down or stale.

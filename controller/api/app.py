@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from controller import __version__
 from controller.api import problems
@@ -16,6 +17,27 @@ from controller.metrics import make_registry
 from controller.security import Security
 from controller.service import Controller
 from controller.settings import Settings
+
+
+class YiwangAPI(FastAPI):
+    """FastAPI, with POST /v1/jobs offered first to the raw-ASGI fast path (api/fastpath.py),
+    which hands back to the full stack every case it does not handle."""
+
+    fast_submit: FastSubmit | None = None
+
+    async def full_stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.fast_submit is not None
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == "/v1/jobs"
+        ):
+            await self.fast_submit(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, controller: Controller | None = None) -> FastAPI:
@@ -32,7 +54,7 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
         finally:
             ctl.stop()
 
-    app = FastAPI(
+    app = YiwangAPI(
         title="Yiwang controller",
         version=__version__,
         lifespan=lifespan,
@@ -45,6 +67,6 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     problems.install(app)
     for module in (jobs, clusters, datasets, policies, agents, security, system, ui):
         app.include_router(module.router)
-    app.add_middleware(FastSubmit, controller=ctl, security=app.state.security)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # outermost: runs first
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.fast_submit = FastSubmit(app.full_stack, ctl, app.state.security, settings.max_body_bytes)
     return app

@@ -27,16 +27,20 @@ IDEMPOTENCY_KEY = re.compile(rb"^[\x21-\x7e]{1,255}$")
 
 
 class FastSubmit:
-    def __init__(self, app: ASGIApp, controller: Controller, security: Security) -> None:
+    """Called by the application for POST /v1/jobs before its middleware stack; ``app`` is the
+    full stack (body limit, error handling, the route), used for every case not handled here."""
+
+    def __init__(self, app: ASGIApp, controller: Controller, security: Security, max_body_bytes: int) -> None:
         self.app = app
         self.ctl = controller
         self.sec = security
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/jobs":
-            await self.app(scope, receive, send)
+        body, messages, too_large = await _read_body(receive, self.max_body_bytes)
+        if too_large:  # stop reading; the stack's body limit answers 413 from what was read
+            await self.app(scope, _replay(messages, receive), send)
             return
-        body, messages = await _read_body(receive)
         handled = await self._try(scope, body, send)
         if not handled:
             await self.app(scope, _replay(messages, receive), send)
@@ -86,18 +90,25 @@ class FastSubmit:
         return True
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, list[Message], bool]:
+    """The request body, the messages it came in, and whether it passed ``limit`` (reading stops
+    there, so an oversized upload is never held whole)."""
     messages: list[Message] = []
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         messages.append(message)
         if message["type"] != "http.request":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"", messages, True
         if not message.get("more_body", False):
             break
-    return b"".join(chunks), messages
+    return b"".join(chunks), messages, False
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

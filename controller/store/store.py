@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import queue
+import random
 import secrets
 import threading
 import time
@@ -44,6 +45,9 @@ ACTIVE_PHASES = ("Scheduled", "Running")
 AUDIT_KEY = "_audit"
 _id_lock = threading.Lock()
 _last_us = 0
+# Uniqueness comes from the time part (strictly increasing per process); the random part only
+# separates processes, so a seeded PRNG serves (os.urandom per id was a syscall per submission).
+_id_random = random.Random(secrets.randbits(64))
 
 
 def new_job_id() -> str:
@@ -52,7 +56,7 @@ def new_job_id() -> str:
     with _id_lock:
         us = max(time.time_ns() // 1000, _last_us + 1)
         _last_us = us
-    return f"{us:014x}{secrets.token_hex(4)}"
+    return f"{us:014x}{_id_random.getrandbits(32):08x}"
 
 
 def utc(dt: datetime | None) -> datetime | None:
@@ -140,13 +144,14 @@ class GroupCommitter:
         return fut
 
     @staticmethod
-    def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-        if fut.done():
-            return
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
+    def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+        for fut, result, exc in items:
+            if fut.done():
+                continue
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
 
     def _run(self) -> None:
         while True:
@@ -169,8 +174,16 @@ class GroupCommitter:
                     except Exception as exc:
                         results.append(({}, False))
                         errors.append(exc)
+            # One wake-up per event loop for the whole batch, not one per waiter: each
+            # call_soon_threadsafe writes to the loop's self-pipe.
+            by_loop: dict[
+                asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+            ]
+            by_loop = {}
             for (_, loop, fut), res, err in zip(batch, results, errors, strict=True):
-                loop.call_soon_threadsafe(self._resolve, fut, res, err)
+                by_loop.setdefault(loop, []).append((fut, res, err))
+            for loop, items in by_loop.items():
+                loop.call_soon_threadsafe(self._resolve_all, items)
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
         keyed = [r for r in rows if r.get("idempotency_key")]
@@ -342,15 +355,28 @@ class Store:
             rows = conn.execute(select(t.jobs.c.phase, func.count()).group_by(t.jobs.c.phase)).all()
             return {str(p): int(n) for p, n in rows}
 
-    def pending_jobs(self, limit: int) -> list[dict[str, Any]]:
+    def pending_heads(self, limit: int, *, with_spec: bool = True) -> list[dict[str, Any]]:
+        """The pending queue's head (highest priority, then oldest), optionally without the spec
+        column, for a scheduler that already holds the specs of the jobs it saw submitted."""
+        cols = [t.jobs.c.id, t.jobs.c.tenant, t.jobs.c.attempt, t.jobs.c.priority, t.jobs.c.message]
+        if with_spec:
+            cols.append(t.jobs.c.spec)
         q = (
-            select(t.jobs)
+            select(*cols)
             .where(t.jobs.c.phase == "Pending")
             .order_by(t.jobs.c.priority.desc(), t.jobs.c.id)
             .limit(limit)
         )
         with self.read() as conn:
             return [dict(r) for r in conn.execute(q).mappings().all()]
+
+    def job_specs(self, job_ids: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with self.read() as conn:
+            for k in range(0, len(job_ids), 500):
+                q = select(t.jobs.c.id, t.jobs.c.spec).where(t.jobs.c.id.in_(job_ids[k : k + 500]))
+                out.update({r.id: r.spec for r in conn.execute(q)})
+        return out
 
     def active_jobs(self) -> list[dict[str, Any]]:
         q = select(t.jobs).where(t.jobs.c.phase.in_(ACTIVE_PHASES))
