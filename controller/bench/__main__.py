@@ -227,7 +227,7 @@ async def _drive(port: int, n: int, clients: int, seconds: float) -> tuple[int, 
     return counts[0], counts[1], dt
 
 
-def bench_api(n: int = 20_000, clients: int = 64, seconds: float = 20.0) -> dict[str, Any]:
+def bench_api(n: int = 60_000, clients: int = 128, seconds: float = 20.0) -> dict[str, Any]:
     """Durable submissions per second through POST /v1/jobs on a real uvicorn (SQLite, WAL,
     synchronous=FULL), with the scheduling loop running in the server."""
     port = free_port()

@@ -32,13 +32,6 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Controller:
     return ctl
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduler ignores failover backup groups (policies/failover.yaml backups): a job of a "
-    "failed prov-guangdong with national-backup unavailable goes elsewhere (prov-guizhou here, "
-    "prov-guangxi in the drill), not to its designated backup prov-hainan; the fix belongs in "
-    "controller/scheduler/**",
-)
 def test_failover_prefers_the_designated_backup(tmp_path_factory: pytest.TempPathFactory) -> None:
     ctl = controller(tmp_path_factory)
     ctl.add_dataset(
