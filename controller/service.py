@@ -224,52 +224,10 @@ class Controller:
         if errors:
             raise InvalidInput("the job names data sets that are not in the catalogue", errors=errors)
 
-    def submit(self, spec: JobCreate, idempotency_key: str | None = None) -> tuple[JobRead, bool]:
-        return self.submit_many([(spec, idempotency_key)])[0]
-
-    def submit_many(self, items: list[tuple[JobCreate, str | None]]) -> list[tuple[JobRead, bool]]:
-        """Commit jobs as Pending; returns (job, created). A replayed Idempotency-Key returns the
-        job it created first; the same key with a different body is a conflict."""
-        rows = []
-        for spec, key in items:
-            self._check_inputs(spec)
-            at = now()
-            rows.append(
-                {
-                    "id": new_job_id(),
-                    "tenant": spec.tenant,
-                    "name": spec.name,
-                    "phase": "Pending",
-                    "cluster": None,
-                    "attempt": 1,
-                    "epoch": 0,
-                    "priority": spec.priority,
-                    "spec": spec.model_dump(mode="json"),
-                    "message": "waiting to be scheduled",
-                    "created_at": at,
-                    "updated_at": at,
-                    "lease_expires_at": None,
-                    "idempotency_key": key,
-                    "request_hash": spec_hash(spec) if key else None,
-                }
-            )
-        out = []
-        for (spec, key), (row, created) in zip(items, self.store.insert_jobs(rows), strict=True):
-            if not created and row["request_hash"] != spec_hash(spec):
-                raise Conflict(f"Idempotency-Key {key!r} was used for a different job ({row['id']})")
-            out.append((self._job_read(row, with_events=False), created))
-        self.wake()
-        return out
-
-    async def submit_async(
-        self, spec: JobCreate, idempotency_key: str | None = None, audit: dict[str, Any] | None = None
-    ) -> tuple[JobRead, bool]:
-        """``submit`` for the API's hot path: the row joins the store's group commit (many
-        concurrent submissions share one transaction and fsync); answers after the commit.
-        ``audit``: the submitter's audit_log row, written in the job's transaction if created."""
-        self._check_inputs(spec)
+    @staticmethod
+    def _new_job_row(spec: JobCreate, idempotency_key: str | None) -> dict[str, Any]:
         at = now()
-        row = {
+        return {
             "id": new_job_id(),
             "tenant": spec.tenant,
             "name": spec.name,
@@ -286,6 +244,33 @@ class Controller:
             "idempotency_key": idempotency_key,
             "request_hash": spec_hash(spec) if idempotency_key else None,
         }
+
+    def submit(self, spec: JobCreate, idempotency_key: str | None = None) -> tuple[JobRead, bool]:
+        return self.submit_many([(spec, idempotency_key)])[0]
+
+    def submit_many(self, items: list[tuple[JobCreate, str | None]]) -> list[tuple[JobRead, bool]]:
+        """Commit jobs as Pending; returns (job, created). A replayed Idempotency-Key returns the
+        job it created first; the same key with a different body is a conflict."""
+        rows = []
+        for spec, key in items:
+            self._check_inputs(spec)
+            rows.append(self._new_job_row(spec, key))
+        out = []
+        for (spec, key), (row, created) in zip(items, self.store.insert_jobs(rows), strict=True):
+            if not created and row["request_hash"] != spec_hash(spec):
+                raise Conflict(f"Idempotency-Key {key!r} was used for a different job ({row['id']})")
+            out.append((self._job_read(row, with_events=False), created))
+        self.wake()
+        return out
+
+    async def submit_async(
+        self, spec: JobCreate, idempotency_key: str | None = None, audit: dict[str, Any] | None = None
+    ) -> tuple[JobRead, bool]:
+        """``submit`` for the API's hot path: the row joins the store's group commit (many
+        concurrent submissions share one transaction and fsync); answers after the commit.
+        ``audit``: the submitter's audit_log row, written in the job's transaction if created."""
+        self._check_inputs(spec)
+        row = self._new_job_row(spec, idempotency_key)
         if audit is not None:
             row[AUDIT_KEY] = {**audit, "target": f"job/{row['id']}"}
         stored, created = await self.store.group_commit().submit(row)
@@ -304,8 +289,8 @@ class Controller:
             phase=JobPhase.Pending,
             cluster=None,
             attempt=1,
-            created_at=at,
-            updated_at=at,
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
             message=row["message"],
         )
         return read, True

@@ -15,8 +15,9 @@ import re
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from controller.api.limits import read_body, replay
 from controller.api.problems import domain_problem
 from controller.errors import YiwangError
 from controller.jobs import JobCreate
@@ -37,13 +38,13 @@ class FastSubmit:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body, messages, too_large = await _read_body(receive, self.max_body_bytes)
+        body, messages, too_large = await read_body(receive, self.max_body_bytes)
         if too_large:  # stop reading; the stack's body limit answers 413 from what was read
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replay(messages, receive), send)
             return
         handled = await self._try(scope, body, send)
         if not handled:
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replay(messages, receive), send)
 
     async def _try(self, scope: Scope, body: bytes, send: Send) -> bool:
         """Handle the request and return True, or return False to let the route do it."""
@@ -88,38 +89,6 @@ class FastSubmit:
         await send({"type": "http.response.start", "status": 201 if created else 200, "headers": out})
         await send({"type": "http.response.body", "body": payload})
         return True
-
-
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, list[Message], bool]:
-    """The request body, the messages it came in, and whether it passed ``limit`` (reading stops
-    there, so an oversized upload is never held whole)."""
-    messages: list[Message] = []
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"", messages, True
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks), messages, False
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replay() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay
 
 
 async def _no_body() -> dict[str, Any]:

@@ -46,23 +46,41 @@ class BodySizeLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await self._reject(send)
                 return
-        messages: list[Message] = []
-        size = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._reject(send)
-                return
-            if not message.get("more_body", False):
-                break
+        _, messages, too_large = await read_body(receive, self.max_bytes)
+        if too_large:
+            await self._reject(send)
+            return
+        await self.app(scope, replay(messages, receive), send)
 
-        async def replay() -> Message:
-            if messages:
-                return messages.pop(0)
-            return await receive()
 
-        await self.app(scope, replay, send)
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, list[Message], bool]:
+    """The request body, the messages it came in, and whether it passed ``limit`` (reading stops
+    there, so an oversized upload is never held whole)."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"", messages, True
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), messages, False
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands out the already-read messages first."""
+    pending = list(messages)
+
+    async def next_message() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return next_message
