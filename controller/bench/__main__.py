@@ -227,15 +227,19 @@ async def _drive(port: int, n: int, clients: int, seconds: float) -> tuple[int, 
     return counts[0], counts[1], dt
 
 
-def bench_api(n: int = 60_000, clients: int = 128, seconds: float = 20.0) -> dict[str, Any]:
+def bench_api(
+    n: int = 60_000, clients: int = 128, seconds: float = 20.0, scheduling: bool = True
+) -> dict[str, Any]:
     """Durable submissions per second through POST /v1/jobs on a real uvicorn (SQLite, WAL,
-    synchronous=FULL), with the scheduling loop running in the server."""
+    synchronous=FULL), with the scheduling loop running in the server (``scheduling=False``:
+    ingest alone, to show what the scheduling cycle costs the same process)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
             "YIWANG_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "YIWANG_LOOP_INTERVAL_S": "0.2",
+            "YIWANG_BACKGROUND": "true" if scheduling else "false",
         }
         server = subprocess.Popen(
             [
@@ -267,7 +271,7 @@ def bench_api(n: int = 60_000, clients: int = 128, seconds: float = 20.0) -> dic
 
             t_sched = time.perf_counter()
             pending = -1
-            while time.perf_counter() - t_sched < 60:
+            while scheduling and time.perf_counter() - t_sched < 60:
                 con = sqlite3.connect(f"{tmp}/bench.db")
                 pending = con.execute("select count(*) from jobs where phase='Pending'").fetchone()[0]
                 con.close()
@@ -287,6 +291,7 @@ def bench_api(n: int = 60_000, clients: int = 128, seconds: float = 20.0) -> dic
         "pending_after_submit_s": round(sched_dt, 2),
         "pending_left": pending,
         "scheduled_per_s_end_to_end": round(ok / (dt + sched_dt), 1) if pending == 0 else None,
+        "scheduling": scheduling,
     }
 
 
@@ -310,6 +315,9 @@ def summary_md(report: dict[str, Any]) -> str:
         lines.append(
             f"- api.jobs_per_s: **{a['jobs_per_s']}** ({a['submitted']} durable submissions, {a['clients']} clients)"
         )
+    if "api_ingest_only" in report:
+        a = report["api_ingest_only"]
+        lines.append(f"- api ingest alone (scheduling loop off): {a['jobs_per_s']} durable submissions/s")
     if "memory" in report:
         m = report["memory"]
         lines.append(f"- 1,000,000 pending jobs: peak RSS **{m['peak_rss_mib']} MiB**")
@@ -352,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     if "api" not in args.skip:
         report["api"] = bench_api()
         print("api", report["api"], flush=True)
+        report["api_ingest_only"] = bench_api(scheduling=False)
+        print("api_ingest_only", report["api_ingest_only"], flush=True)
     if "replay" not in args.skip:
         report["replay"] = bench_replay(args.trace, args.data_dir, args.trace_limit)
         print("replay done", flush=True)
