@@ -102,6 +102,7 @@ class Controller:
         # Specs of jobs submitted through this controller and not yet placed, so a scheduling
         # cycle does not re-read and re-validate them from the store (bounded; misses are read).
         self._pending_specs: dict[str, JobCreate] = {}
+        self._batch: BatchScheduler | None = None  # rebuilt when the scheduler or quota changes
         self.capacity = self._capacity_tracker()
         self._bootstrap()
 
@@ -484,14 +485,13 @@ class Controller:
     def _batch_scheduler(self) -> BatchScheduler:
         """The batch wrapper of the current scheduler and quota policy (rebuilt when they change;
         it caches static per-shape results between cycles)."""
-        current = getattr(self, "_batch", None)
+        current = self._batch
         if (
             current is None
             or current.scheduler is not self.scheduler
             or current.quota is not self.policies.quota
         ):
-            current = BatchScheduler(self.scheduler, self.policies.quota)
-            self._batch: BatchScheduler | None = current
+            current = self._batch = BatchScheduler(self.scheduler, self.policies.quota)
         return current
 
     def _priority_of(self, spec: JobCreate) -> int:

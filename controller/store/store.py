@@ -214,6 +214,7 @@ class Store:
         self.is_sqlite = url.startswith("sqlite")
         # SQLite allows one writer; serialising writers here avoids busy retries.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._group_commit: GroupCommitter | None = None
         if migrate:
             from controller.store.migrate import upgrade
 
@@ -308,10 +309,9 @@ class Store:
     def group_commit(self) -> GroupCommitter:
         """The store's group-commit writer (started on first use)."""
         with _id_lock:
-            gc: GroupCommitter | None = getattr(self, "_group_commit", None)
-            if gc is None:
-                gc = self._group_commit = GroupCommitter(self)
-        return gc
+            if self._group_commit is None:
+                self._group_commit = GroupCommitter(self)
+            return self._group_commit
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         with self.read() as conn:
