@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
+from controller.api.server import free_port
 from controller.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,13 +29,6 @@ def need(condition: bool, reason: str) -> None:
             pytest.fail(f"CI must be able to run this test: {reason}")
         print(f"SKIP: {reason}")
         pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from controller.api.server import free_port
 from controller.jobs import JobCreate, Resources
 from controller.policies import PlacementPolicy, PluginWeight, QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler, PendingQueue
@@ -141,12 +142,6 @@ def bench_memory(data_dir: Path, n: int = 1_000_000) -> dict[str, Any]:
         "queue_only_mib": round((r["peak_rss_kib"] - r["rss_before_kib"]) / 1024, 1),
         "structure": "PendingQueue: (job id, seq, attempt, shared Shape) per job, 2,000 shapes",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _client(port: int, bodies: list[bytes], deadline: float, counts: list[int]) -> None:

@@ -10,18 +10,16 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from controller.api.app import create_app
+from controller.api.server import ServerThread, free_port
 from controller.client import ApiError, Client
 from controller.demo.data import DATASETS, write_all
 from controller.executors.base import ResourceAmounts
@@ -150,34 +148,6 @@ def demo_jobs() -> list[dict[str, Any]]:
             "runtime": {"command": [PY, "-c", "print('unreachable')"]},
         },
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class ServerThread:
-    def __init__(self, app: Any, port: int) -> None:
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-        )
-        self.thread = threading.Thread(target=self.server.run, name="yiwang-api", daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the controller's HTTP server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 def run(workdir: Path = Path(".demo"), timeout_s: float = 90.0, console: Console | None = None) -> int:

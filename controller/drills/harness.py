@@ -10,30 +10,20 @@ Faults are injected from outside the agent and the federation (no hooks in their
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from controller.agent import Agent
 from controller.api.app import create_app
+from controller.api.server import ServerThread, free_port
 from controller.drills.records import RecordingSimulatedExecutor, RecordSink
 from controller.executors.simulated import SimNode
 from controller.federation import EmbeddedFederation
 from controller.service import Controller
 from controller.settings import Settings
 from controller.topology.model import Cluster
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class LiveController:
@@ -46,8 +36,7 @@ class LiveController:
         self.url = f"http://127.0.0.1:{self.port}"
         self.overrides = settings
         self.ctl: Controller | None = None
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
+        self.server: ServerThread | None = None
         self.starts = 0
 
     @property
@@ -65,23 +54,13 @@ class LiveController:
         )
         app = create_app(settings)
         self.ctl = app.state.controller
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="drill-controller", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the controller's HTTP server did not start")
-            time.sleep(0.01)
+        self.server = ServerThread(app, self.port, name="drill-controller").start(timeout_s)
 
     def kill(self) -> None:
         """Stop serving and stop the control loop (the lifespan stops it); the database stays."""
         if self.server is not None:
-            self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(timeout=15)
-        self.server = self.thread = None
+            self.server.stop()
+        self.server = None
         self.ctl = None
 
 

@@ -3,16 +3,15 @@ and started again on the same database and port, plus helpers to wait on jobs wi
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 
 from controller.api.app import create_app
+from controller.api.server import ServerThread
 from controller.service import Controller
 from controller.settings import Settings
 from tests.conftest import free_port
@@ -42,8 +41,7 @@ class LiveController:
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings_overrides = settings
         self.ctl: Controller | None = None
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
+        self.server: ServerThread | None = None
         self.starts = 0
 
     @property
@@ -63,19 +61,13 @@ class LiveController:
         }
         app = create_app(Settings(**values))
         self.ctl = app.state.controller
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="test-controller", daemon=True)
-        self.thread.start()
-        wait_for("the controller's HTTP server", lambda: self.server is not None and self.server.started, 20)
+        self.server = ServerThread(app, self.port, name="test-controller").start()
         return self
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(timeout=15)
-        self.server = self.thread = None
+            self.server.stop()
+        self.server = None
 
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10.0)
