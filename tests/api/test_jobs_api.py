@@ -178,7 +178,7 @@ def test_decision_is_stored_with_scores_and_reasons(ready: TestClient, app) -> N
     assert d["cluster"] == "prov-guangdong" and d["status"] == "Scheduled"
     assert {f["cluster"] for f in d["feasible"]} == {"prov-guangdong", "national-primary", "national-backup"}
     assert d["feasible"][0]["cluster"] == "prov-guangdong"
-    assert set(d["feasible"][0]["scores"]) == {"locality", "constraints", "balance"}
+    assert set(d["feasible"][0]["scores"]) == {"locality", "constraints", "balance", "green"}
     assert len(d["rejected"]) == 39 and {r["plugin"] for r in d["rejected"]} == {"residency"}
     assert d["summary"].startswith("3/42 clusters are available; chose prov-guangdong: 39 residency (")
     assert ready.get(f"/v1/jobs/{jid}").json()["phase"] == "Scheduled"
@@ -197,7 +197,7 @@ def test_unplaceable_job_waits_with_every_reason(ready: TestClient, app) -> None
     assert d["cluster"] is None and d["feasible"] == []
     assert d["summary"].startswith("0/42 clusters are available: 39 residency")
     assert "1 health (cluster is cordoned)" in d["summary"]
-    assert "capacity (cluster is too small for the job even when empty)" in d["summary"]
+    assert "gang (the gang of all replicas does not fit the cluster even when empty)" in d["summary"]
     assert j["message"] == d["summary"]
 
 
