@@ -24,22 +24,12 @@ import numpy as np
 
 from controller.api.server import free_port
 from controller.jobs import JobCreate, Resources
-from controller.policies import PlacementPolicy, PluginWeight, QuotaPolicy, ResidencyPolicy
+from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler, PendingQueue
 from controller.scheduler.scheduler import Scheduler
-from controller.sim.federation import DEFAULT_DATA_DIR, federation, snapshot_of
+from controller.sim.federation import ALL_PLUGINS, DEFAULT_DATA_DIR, federation, snapshot_of
 from controller.sim.workload import InputAssigner, make_catalogue
 from controller.topology.network import NetworkModel
-
-ALL_PLUGINS = PlacementPolicy(
-    filters=["health", "constraints", "residency", "quota", "gang", "capacity"],
-    scores=[
-        PluginWeight(name="locality", weight=3),
-        PluginWeight(name="constraints", weight=1),
-        PluginWeight(name="balance", weight=1),
-        PluginWeight(name="green", weight=1),
-    ],
-)
 
 
 def templates(n: int, seed: int, data_dir: Path) -> tuple[Any, Any, list[JobCreate]]:

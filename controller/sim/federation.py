@@ -13,11 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from controller.policies import ResidencyPolicy
+from controller.policies import PlacementPolicy, PluginWeight, ResidencyPolicy
 from controller.scheduler.framework import Snapshot
 from controller.topology.generate import BEIJING, MINISTRIES, MINISTRY_LINK_GBPS, build
 from controller.topology.model import Topology
 from controller.topology.network import NetworkModel, great_circle_km, rtt_ms_for_distance
+
+# Every plugin on, as the benchmark and the scheduler tests run the batch loop (the service takes
+# its list from policies/placement.yaml and applies quota from policies/quota.yaml every cycle).
+ALL_PLUGINS = PlacementPolicy(
+    filters=["health", "constraints", "residency", "quota", "gang", "capacity"],
+    scores=[
+        PluginWeight(name="locality", weight=3),
+        PluginWeight(name="constraints", weight=1),
+        PluginWeight(name="balance", weight=1),
+        PluginWeight(name="green", weight=1),
+    ],
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"

@@ -8,25 +8,17 @@ import numpy as np
 
 from controller.datasets import Classification, DatasetRead
 from controller.jobs import JobCreate, Resources
-from controller.policies import PlacementPolicy, PluginWeight, QuotaPolicy, ResidencyPolicy
+from controller.policies import PlacementPolicy, QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler, PendingQueue
 from controller.scheduler.framework import Snapshot
 from controller.scheduler.scheduler import Scheduler
-from controller.sim.federation import federation, snapshot_of
+from controller.sim.federation import ALL_PLUGINS, federation, snapshot_of
 from controller.topology.network import NetworkModel
 
 TOPO = federation(ministries=8)
 NET = NetworkModel(TOPO)
 RESIDENCY = ResidencyPolicy()
-ALL = PlacementPolicy(
-    filters=["health", "constraints", "residency", "quota", "gang", "capacity"],
-    scores=[
-        PluginWeight(name="locality", weight=3),
-        PluginWeight(name="constraints", weight=1),
-        PluginWeight(name="balance", weight=1),
-        PluginWeight(name="green", weight=1),
-    ],
-)
+ALL = ALL_PLUGINS
 DATASETS = {
     "gd-tax": DatasetRead(
         id="gd-tax",
