@@ -22,6 +22,7 @@ from controller.assignments import Assignment, StatusReport
 from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
 from controller.datasets import DatasetCreate, DatasetRead
 from controller.errors import Conflict, InvalidInput, InvalidPolicy, NotFound, StaleAttempt
+from controller.follower import StoreFollower
 from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
 from controller.policies import POLICY_KINDS, PolicySet, cross_check, load_policy_set, validate_kind
 from controller.registry import ClusterState, Health, Ledger, Registry
@@ -32,7 +33,7 @@ from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import effective_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.settings import Settings
-from controller.store.store import AUDIT_KEY, Store, new_job_id, now, utc
+from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, utc
 from controller.topology.model import Cluster
 
 log = logging.getLogger("yiwang.controller")
@@ -89,7 +90,8 @@ class Controller:
         self.settings = settings
         self.store = store or Store(settings.database_url)
         self.lock = threading.RLock()
-        self.epoch = 0
+        self.epoch = 0  # the leader epoch this process holds; 0 when it does not lead
+        self.observed_epoch = 0  # the leader epoch in the store, as of the last sync
         self.policies = self._load_policies()
         self.registry = Registry(base_links=list(self.policies.topology.links))
         self.scheduler = Scheduler.from_policy(self.policies.placement)
@@ -104,6 +106,7 @@ class Controller:
         self._pending_specs: dict[str, JobCreate] = {}
         self._batch: BatchScheduler | None = None  # rebuilt when the scheduler or quota changes
         self.capacity = self._capacity_tracker()
+        self.follower: StoreFollower | None = None
         self._bootstrap()
 
     # ---- start-up ---------------------------------------------------------------------------
@@ -123,7 +126,11 @@ class Controller:
         self.store.insert_missing_clusters(
             {c.name: c.model_dump(mode="json") for c in self.policies.topology.clusters}
         )
-        for row in self.store.list_clusters():
+        # Events up to here are reflected in the ledger read below; the follower applies the
+        # later ones (again, harmlessly, for events that commit between these two reads).
+        after_event = self.store.max_event_id()
+        cluster_rows = self.store.list_clusters()
+        for row in cluster_rows:
             self.registry.clusters[row["name"]] = ClusterState(
                 spec=Cluster.model_validate(row["spec"]),
                 cordoned=row["cordoned"],
@@ -136,17 +143,49 @@ class Controller:
         for row in self.store.list_datasets():
             self.datasets[row["id"]] = self._dataset_read(row)
         for row in self.store.active_jobs():
-            spec = JobCreate.model_validate(row["spec"])
-            self.registry.ledger.add(
-                row["id"],
-                row["cluster"],
-                demand_of(spec),
-                spec.tenant,
-                self._priority_of(spec),
-                row["attempt"],
-            )
-        if self.settings.mode == "active":
+            self.apply_job_state(row)
+        self.follower = StoreFollower(self, after_event=after_event)
+        self.follower.remember_cluster_rows(cluster_rows)
+        self.follower.policy_versions = self.store.policy_versions()
+        if self.settings.mode == "active" and self.settings.role == "all":
             self.renew_leadership()
+        self.observed_epoch = self.store.leader_epoch()
+
+    def apply_job_state(self, row: dict[str, Any]) -> None:
+        """Set the job's ledger entry from its stored row (id, tenant, phase, cluster, attempt,
+        spec): present while an attempt is placed, absent otherwise. Callers hold the lock
+        (or own the controller, at start-up)."""
+        job_id = row["id"]
+        if row["phase"] != "Pending":
+            self._pending_specs.pop(job_id, None)
+        if row["phase"] not in ACTIVE_PHASES or not row["cluster"]:
+            self.registry.ledger.pop(job_id)
+            return
+        entry = self.registry.ledger.entries.get(job_id)
+        if entry is not None and (entry.cluster, entry.attempt) == (row["cluster"], row["attempt"]):
+            return
+        spec = JobCreate.model_validate(row["spec"])
+        self.registry.ledger.add(
+            job_id, row["cluster"], demand_of(spec), spec.tenant, self._priority_of(spec), row["attempt"]
+        )
+
+    def sync_from_store(self) -> None:
+        """Bring the in-memory views up to date with what other controller processes changed
+        (controller/follower.py)."""
+        if self.follower is not None:
+            self.follower.sync()
+
+    def replace_policies(self, policies: PolicySet) -> None:
+        """Swap in a validated policy set (callers hold the lock)."""
+        placement_changed = policies.placement != self.policies.placement
+        self.policies = policies
+        if placement_changed:
+            self.scheduler = Scheduler.from_policy(policies.placement)
+
+    @property
+    def current_epoch(self) -> int:
+        """The epoch agents are told: this process's own while it leads, else the store's."""
+        return self.epoch or self.observed_epoch
 
     def _capacity_tracker(self) -> CapacityTracker:
         s = self.settings
@@ -190,6 +229,9 @@ class Controller:
         self._wake.set()
 
     def _loop(self) -> None:
+        if self.settings.role == "api":
+            self._follow_loop()
+            return
         last_lease = 0.0
         last_cycle = 0.0
         while not self._stop.is_set():
@@ -204,16 +246,25 @@ class Controller:
             last_cycle = time.monotonic()
             try:
                 if time.monotonic() - last_lease > self.settings.leader_ttl_s / 3:
-                    if self.settings.mode == "active" or not self.is_leader:
-                        self.renew_leadership()
+                    self.renew_leadership()
                     last_lease = time.monotonic()
                 self.capacity.maybe_refresh()  # Prometheus, in its own thread, at a bounded rate
+                self.sync_from_store()
                 if self.is_leader:
                     self.expire_leases()
                     while self.schedule_pending() >= self.settings.schedule_batch:
                         pass
             except Exception:  # the loop must survive a failed cycle; the error is logged in full
                 log.exception("control loop cycle failed")
+
+    def _follow_loop(self) -> None:
+        """role=api: serve, never lead; follow the store so every view matches the leader's."""
+        while not self._stop.wait(self.settings.follow_interval_s):
+            try:
+                self.capacity.maybe_refresh()
+                self.sync_from_store()
+            except Exception:
+                log.exception("sync from the store failed")
 
     # ---- jobs -------------------------------------------------------------------------------
     def _check_inputs(self, spec: JobCreate) -> None:
@@ -275,7 +326,7 @@ class Controller:
         if audit is not None:
             row[AUDIT_KEY] = {**audit, "target": f"job/{row['id']}"}
         stored, created = await self.store.group_commit().submit(row)
-        if created and len(self._pending_specs) < PENDING_SPEC_CACHE:
+        if created and self.settings.role == "all" and len(self._pending_specs) < PENDING_SPEC_CACHE:
             self._pending_specs[str(row["id"])] = spec
         self.wake()
         if not created:
@@ -524,7 +575,7 @@ class Controller:
 
     def deregister_cluster(self, name: str) -> None:
         self.cluster_state(name)
-        if self.registry.ledger.jobs_on(name):
+        if self.registry.ledger.jobs_on(name) or self.store.count_active_on(name):
             raise Conflict(f"cluster {name} still runs jobs; drain it first")
         self.store.delete_cluster(name)
         with self.lock:
@@ -646,9 +697,7 @@ class Controller:
             raise InvalidPolicy(f"{kind} policy is invalid", errors=errors)
         version = self.store.put_policy(kind, model.model_dump(mode="json"))
         with self.lock:
-            self.policies = candidate
-            if kind == "placement":
-                self.scheduler = Scheduler.from_policy(candidate.placement)
+            self.replace_policies(candidate)
         self.wake()
         return model, version
 
@@ -664,7 +713,7 @@ class Controller:
         if was != Health.Ready:
             self.wake()
         return {
-            "epoch": self.epoch,
+            "epoch": self.current_epoch,
             "lease_expires_at": lease_until,
             "lease_s": self.policies.failover.lease_s,
         }
@@ -682,7 +731,7 @@ class Controller:
                 Assignment(
                     job_id=row["id"],
                     attempt=row["attempt"],
-                    epoch=row["epoch"] or self.epoch,
+                    epoch=row["epoch"] or self.current_epoch,
                     cluster=cluster,
                     tenant=row["tenant"],
                     spec=spec,

@@ -29,7 +29,12 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = 1 << 20
     # Control loops
-    mode: Literal["active", "standby"] = "active"
+    mode: Literal["active", "standby"] = "active"  # standby: does not take the lead at start-up
+    # all: serve the API and compete for the scheduling leadership (the leader schedules);
+    # api: serve the API only, never lead; follow the store (an API replica in front of the
+    # scheduling leader: docs/design-notes.md, "Several controller processes").
+    role: Literal["all", "api"] = "all"
+    follow_interval_s: float = Field(default=0.5, gt=0, description="role=api: how often views sync")
     holder: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     leader_ttl_s: float = 15.0
     background: bool = True  # run the scheduling and lease loops in a background thread

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -41,6 +41,17 @@ from sqlalchemy.pool import NullPool
 from controller.store import schema as t
 
 ACTIVE_PHASES = ("Scheduled", "Running")
+
+
+class EventRef(NamedTuple):
+    id: int
+    job_id: str
+    type: str
+    to_phase: str | None
+    cluster: str | None
+    attempt: int
+
+
 # A job row may carry its audit_log row under this key: written in the job's transaction.
 AUDIT_KEY = "_audit"
 _id_lock = threading.Lock()
@@ -225,11 +236,16 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
+        """A write transaction. Under SQLite it starts with BEGIN IMMEDIATE: the write lock is
+        taken before the first read, so a read-then-write (a compare-and-set, a scheduling
+        cycle) is atomic against writers in other processes too, and never fails on a stale
+        snapshot. Under PostgreSQL, reads that decide a write lock their rows (FOR UPDATE)."""
         if self._write_lock is None:
             with self.engine.begin() as conn:
                 yield conn
         else:
             with self._write_lock, self.engine.begin() as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield conn
 
     @contextmanager
@@ -397,7 +413,9 @@ class Store:
         """Compare-and-set a job's phase inside ``conn``'s transaction and record the event.
         False when the job is no longer in an expected phase/attempt (someone else moved it)."""
         current = conn.execute(
-            select(t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster).where(t.jobs.c.id == job_id)
+            select(t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster)
+            .where(t.jobs.c.id == job_id)
+            .with_for_update()
         ).first()
         if current is None:
             return False
@@ -453,8 +471,11 @@ class Store:
         ids = [r["id"] for r in scheduled] + [r["id"] for r in requeued]
         current: dict[str, tuple[str, int, str | None]] = {}
         for k in range(0, len(ids), 500):
-            q = select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster).where(
-                t.jobs.c.id.in_(ids[k : k + 500])
+            q = (
+                select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster)
+                .where(t.jobs.c.id.in_(ids[k : k + 500]))
+                .order_by(t.jobs.c.id)
+                .with_for_update()
             )
             for row in conn.execute(q):
                 current[row.id] = (row.phase, row.attempt, row.cluster)
@@ -740,6 +761,65 @@ class Store:
                     insert(t.policies).values(kind=kind, version=version, body=body, updated_at=now())
                 )
             return version
+
+    # ---- change feed: what another controller process changed -------------------------------
+    def max_event_id(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.max(t.job_events.c.id))).scalar() or 0)
+
+    def events_after(self, after: int, also: Sequence[int] = ()) -> list[EventRef]:
+        """The job events with an id above ``after``, plus those in ``also`` (ids a reader saw
+        missing earlier: under PostgreSQL a transaction that took a lower id may commit after
+        one with a higher id), in id order, as (id, job id, type, to phase, cluster, attempt)."""
+        e = t.job_events.c
+        cols = (e.id, e.job_id, e.type, e.to_phase, e.cluster, e.attempt)
+        with self.read() as conn:
+            rows = [EventRef(*r) for r in conn.execute(select(*cols).where(e.id > after).order_by(e.id))]
+            extra = list(also)
+            for k in range(0, len(extra), 500):
+                q = select(*cols).where(e.id.in_(extra[k : k + 500]))
+                rows.extend(EventRef(*r) for r in conn.execute(q))
+        rows.sort()
+        return rows
+
+    def job_states(self, job_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """(id, tenant, phase, cluster, attempt, spec) of the given jobs."""
+        cols = (
+            t.jobs.c.id,
+            t.jobs.c.tenant,
+            t.jobs.c.phase,
+            t.jobs.c.cluster,
+            t.jobs.c.attempt,
+            t.jobs.c.spec,
+        )
+        ids = list(job_ids)
+        out: list[dict[str, Any]] = []
+        with self.read() as conn:
+            for k in range(0, len(ids), 500):
+                out.extend(
+                    dict(r)
+                    for r in conn.execute(select(*cols).where(t.jobs.c.id.in_(ids[k : k + 500]))).mappings()
+                )
+        return out
+
+    def count_active_on(self, cluster: str) -> int:
+        q = select(func.count()).where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
+        with self.read() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    def dataset_ids(self) -> set[str]:
+        with self.read() as conn:
+            return {str(r[0]) for r in conn.execute(select(t.datasets.c.id))}
+
+    def count_datasets(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.datasets)).scalar() or 0)
+
+    def policy_versions(self) -> dict[str, int]:
+        with self.read() as conn:
+            return {
+                str(r[0]): int(r[1]) for r in conn.execute(select(t.policies.c.kind, t.policies.c.version))
+            }
 
     # ---- leadership -------------------------------------------------------------------------
     def acquire_leadership(self, holder: str, ttl_s: float) -> int | None:

@@ -1,0 +1,175 @@
+"""Keep a controller process's in-memory views in step with the store.
+
+A controller keeps cluster states, the policies, the data-set catalogue and the allocation
+ledger in memory, so a scheduling cycle reads them without a query. When several controller
+processes share one database (API replicas in front of the scheduling leader, or an active and
+a standby controller), each process's views must also show what the others changed: a job an
+API replica cancelled frees capacity in the leader's ledger, a heartbeat one replica received
+makes the cluster Ready for the leader, a policy put through one replica is the policy everywhere.
+
+``StoreFollower.sync`` brings them up to date with a few small queries: the clusters table (one
+row per cluster), the policy versions, the data-set count, the leader epoch, and the job events
+appended since the last sync. The ledger follows the events state-based, not delta-based: an
+event only says "job X changed"; the follower reads X's current row and sets its ledger entry
+from it (active on a cluster: present with the row's demand; otherwise: absent). Applying an
+event twice, or late, is therefore harmless; the only thing that must not happen is missing
+one. Under SQLite writers are serialised, so event ids commit in order; under PostgreSQL a
+transaction holding a lower id can commit after a higher one, so ids seen missing below the
+highest one read are asked for again on later syncs (for ``GAP_TTL_S``, longer than any
+transaction of ours; an id whose transaction rolled back never appears).
+
+Reads and the in-memory updates happen under the controller's lock, the lock its own write
+paths hold while they change the same views after committing, so a sync cannot undo a change
+this process made meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from controller.datasets import DatasetRead
+from controller.policies import POLICY_KINDS, PolicySet, validate_kind
+from controller.registry import ClusterState
+from controller.store.store import ACTIVE_PHASES, utc
+from controller.topology.model import Cluster
+
+if TYPE_CHECKING:
+    from controller.service import Controller
+
+GAP_TTL_S = 60.0
+MAX_GAPS = 10_000
+
+
+@dataclass
+class SyncStats:
+    events: int = 0
+    jobs_refreshed: int = 0
+    clusters_changed: int = 0
+    policies_reloaded: int = 0
+    datasets_added: int = 0
+
+
+class StoreFollower:
+    def __init__(self, ctl: Controller, *, after_event: int) -> None:
+        """``after_event``: the highest job-event id already reflected in the controller's
+        ledger (read before the ledger was built from the active jobs)."""
+        self.ctl = ctl
+        self.after = after_event
+        self.gaps: dict[int, float] = {}  # event id missing below ``after`` -> when first missed
+        self.cluster_rows: dict[str, dict[str, Any]] = {}
+        self.policy_versions: dict[str, int] = {}
+
+    def sync(self) -> SyncStats:
+        stats = SyncStats()
+        self._clusters(stats)
+        self._policies(stats)
+        self._datasets(stats)
+        self._ledger(stats)
+        self.ctl.observed_epoch = self.ctl.store.leader_epoch()
+        return stats
+
+    # ---- clusters ---------------------------------------------------------------------------
+    def remember_cluster_rows(self, rows: list[dict[str, Any]]) -> None:
+        self.cluster_rows = {r["name"]: r for r in rows}
+
+    def _clusters(self, stats: SyncStats) -> None:
+        ctl = self.ctl
+        with ctl.lock:
+            rows = {r["name"]: r for r in ctl.store.list_clusters()}
+            registry = ctl.registry
+            rebuild = False
+            for name in list(registry.clusters):
+                if name not in rows:
+                    registry.clusters.pop(name)
+                    rebuild = True
+                    stats.clusters_changed += 1
+            for name, row in rows.items():
+                state = registry.clusters.get(name)
+                if state is None or self.cluster_rows.get(name, {}).get("spec") != row["spec"]:
+                    spec = Cluster.model_validate(row["spec"])
+                    if state is None:
+                        state = registry.clusters[name] = ClusterState(spec=spec)
+                    else:
+                        state.spec = spec
+                    rebuild = True
+                    stats.clusters_changed += 1
+                state.cordoned = bool(row["cordoned"])
+                state.draining = bool(row["draining"])
+                state.health = row["health"]
+                state.last_heartbeat = utc(row["last_heartbeat"])
+                state.reported = row["reported"]
+            if rebuild:
+                registry.rebuild_network()
+            self.cluster_rows = rows
+
+    # ---- policies ---------------------------------------------------------------------------
+    def _policies(self, stats: SyncStats) -> None:
+        ctl = self.ctl
+        versions = ctl.store.policy_versions()
+        if versions == self.policy_versions:
+            return
+        stored = ctl.store.get_policies()
+        changed = [
+            k for k in POLICY_KINDS if k in stored and self.policy_versions.get(k) != stored[k]["version"]
+        ]
+        models = {k: validate_kind(k, stored[k]["body"]) for k in changed}
+        with ctl.lock:
+            ctl.replace_policies(PolicySet.model_validate({**ctl.policies.__dict__, **models}))
+        self.policy_versions = {k: int(v["version"]) for k, v in stored.items()}
+        stats.policies_reloaded += len(changed)
+
+    # ---- data sets (insert-only) ------------------------------------------------------------
+    def _datasets(self, stats: SyncStats) -> None:
+        ctl = self.ctl
+        if ctl.store.count_datasets() == len(ctl.datasets):
+            return
+        missing = ctl.store.dataset_ids() - set(ctl.datasets)
+        for ds_id in sorted(missing):
+            row = ctl.store.get_dataset(ds_id)
+            if row is not None:
+                read = DatasetRead.model_validate({k: row[k] for k in DatasetRead.model_fields})
+                with ctl.lock:
+                    ctl.datasets[ds_id] = read
+                stats.datasets_added += 1
+
+    # ---- the allocation ledger --------------------------------------------------------------
+    def _ledger(self, stats: SyncStats) -> None:
+        ctl = self.ctl
+        t_now = time.monotonic()
+        self.gaps = {i: t for i, t in self.gaps.items() if t_now - t < GAP_TTL_S}
+        events = ctl.store.events_after(self.after, sorted(self.gaps))
+        stats.events = len(events)
+        touched: list[str] = []
+        seen: set[str] = set()
+        expected = self.after + 1
+        ledger = ctl.registry.ledger
+        for ev in events:
+            self.gaps.pop(ev.id, None)
+            if ev.id > self.after:
+                for missing in range(max(expected, ev.id - MAX_GAPS), ev.id):
+                    self.gaps.setdefault(missing, t_now)
+                expected = ev.id + 1
+                self.after = ev.id
+            if ev.type == "Submitted" or ev.job_id in seen:  # a submission leaves the ledger as it is
+                continue
+            entry = ledger.entries.get(ev.job_id)
+            if (
+                ev.to_phase in ACTIVE_PHASES
+                and entry is not None
+                and (entry.cluster, entry.attempt) == (ev.cluster, ev.attempt)
+            ):
+                continue  # already reflected (this process placed it); a later event still counts
+            seen.add(ev.job_id)
+            touched.append(ev.job_id)
+        if len(self.gaps) > MAX_GAPS:
+            for i in sorted(self.gaps)[: len(self.gaps) - MAX_GAPS]:
+                del self.gaps[i]
+        if not touched:
+            return
+        with ctl.lock:
+            for row in ctl.store.job_states(touched):
+                ctl.apply_job_state(row)
+        stats.jobs_refreshed = len(touched)
+
