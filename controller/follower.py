@@ -172,4 +172,3 @@ class StoreFollower:
             for row in ctl.store.job_states(touched):
                 ctl.apply_job_state(row)
         stats.jobs_refreshed = len(touched)
-

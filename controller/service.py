@@ -441,8 +441,8 @@ class Controller:
                 missing.append(row["id"])
             else:
                 specs[row["id"]] = cached
-        for job_id, raw in self.store.job_specs(missing).items():
-            specs[job_id] = JobCreate.model_validate(raw)
+        for job_id, text in self.store.job_specs_json(missing).items():
+            specs[job_id] = JobCreate.model_validate_json(text)
         batch = self._batch_scheduler()
         snap = self.snapshot()
         queue = PendingQueue()

@@ -212,45 +212,76 @@ async def _drive(port: int, n: int, clients: int, seconds: float) -> tuple[int, 
     return counts[0], counts[1], dt
 
 
+def _start_server(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "controller.api.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+    )
+    for _ in range(300):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError as exc:
+            if server.poll() is not None:
+                raise RuntimeError(f"the controller on port {port} exited with {server.returncode}") from exc
+            time.sleep(0.1)
+    raise RuntimeError(f"the controller on port {port} did not listen")
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_api(
-    n: int = 60_000, clients: int = 128, seconds: float = 20.0, scheduling: bool = True
+    n: int = 80_000,
+    clients: int = 128,
+    seconds: float = 20.0,
+    scheduling: bool = True,
+    split: bool = True,
 ) -> dict[str, Any]:
-    """Durable submissions per second through POST /v1/jobs on a real uvicorn (SQLite, WAL,
-    synchronous=FULL), with the scheduling loop running in the server (``scheduling=False``:
-    ingest alone, to show what the scheduling cycle costs the same process)."""
-    port = free_port()
+    """Durable submissions per second through POST /v1/jobs on real uvicorn processes (SQLite,
+    WAL, synchronous=FULL), with every job also scheduled.
+
+    ``split`` (the production layout, docs/design-notes.md): an API process (role=api) takes
+    the submissions and the heartbeats, and the scheduling leader (role=all), a second process
+    on the same database, places them; ``split=False``: one process does both.
+    ``scheduling=False``: one process with its scheduling loop off (ingest alone)."""
+    api_port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
+        base = {
             **os.environ,
             "YIWANG_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "YIWANG_LOOP_INTERVAL_S": "0.2",
-            "YIWANG_BACKGROUND": "true" if scheduling else "false",
         }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "controller.api.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env=env,
-        )
+        servers: list[subprocess.Popen[bytes]] = []
         try:
-            for _ in range(200):
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    time.sleep(0.1)
-            ok, bad, dt = asyncio.run(_drive(port, n, clients, seconds))
+            if split:
+                servers.append(_start_server(free_port(), {**base, "YIWANG_HOLDER": "leader"}))
+                servers.append(
+                    _start_server(api_port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": "api"})
+                )
+            else:
+                servers.append(
+                    _start_server(api_port, {**base, "YIWANG_BACKGROUND": "true" if scheduling else "false"})
+                )
+            cpu0 = [_cpu_seconds(s.pid) for s in servers]
+            ok, bad, dt = asyncio.run(_drive(api_port, n, clients, seconds))
+            cpu = [round((_cpu_seconds(s.pid) - c) / dt, 2) for s, c in zip(servers, cpu0, strict=True)]
             # Wait (bounded) until the scheduler has placed what was submitted.
             import sqlite3
 
@@ -265,14 +296,17 @@ def bench_api(
                 time.sleep(0.5)
             sched_dt = time.perf_counter() - t_sched
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            for server in reversed(servers):
+                server.terminate()
+                server.wait(timeout=30)
     return {
         "jobs_per_s": round(ok / dt, 1),
         "submitted": ok,
         "errors": bad,
         "seconds": round(dt, 2),
         "clients": clients,
+        "layout": ("api + scheduler processes" if split else "one process") if scheduling else "ingest only",
+        "cpu_cores_used": dict(zip((["scheduler", "api"] if split else ["server"]), cpu, strict=True)),
         "pending_after_submit_s": round(sched_dt, 2),
         "pending_left": pending,
         "scheduled_per_s_end_to_end": round(ok / (dt + sched_dt), 1) if pending == 0 else None,
@@ -345,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     if "api" not in args.skip:
         report["api"] = bench_api()
         print("api", report["api"], flush=True)
-        report["api_ingest_only"] = bench_api(scheduling=False)
+        report["api_one_process"] = bench_api(split=False)
+        print("api_one_process", report["api_one_process"], flush=True)
+        report["api_ingest_only"] = bench_api(scheduling=False, split=False)
         print("api_ingest_only", report["api_ingest_only"], flush=True)
     if "replay" not in args.skip:
         report["replay"] = bench_replay(args.trace, args.data_dir, args.trace_limit)

@@ -110,6 +110,40 @@ def _static_groups(ctx: Any, shape: Shape) -> dict[tuple[str, str], list[str]]:
     return groups
 
 
+@dataclass(slots=True)
+class StaticBody:
+    """What every stored decision of a shape repeats while the snapshot generation holds: the
+    names of its statically feasible clusters, its static scores on them (raw, rounded, and
+    as JSON-ready lists) and its transfer estimates. ``CompactDecision.to_body`` slices these
+    instead of rebuilding them per job."""
+
+    names: list[str]
+    scores: list[tuple[str, float, FloatArray, FloatArray, list[float]]]  # name, w, raw, rounded, list
+    transfer_bytes: FloatArray | None
+    transfer_seconds: FloatArray | None
+    transfer_lists: tuple[list[float], list[float]] | None
+
+
+def _static_body(ctx: Any, shape: Shape) -> StaticBody:
+    cached = shape.static_body
+    if cached is not None and cached[0] == shape.gen:
+        return cached[1]
+    idx = shape.idx
+    scores = []
+    for name, w, s in shape.static_scores:
+        raw = s[idx]
+        rounded = np.round(raw, 3)
+        scores.append((name, w, raw, rounded, rounded.tolist()))
+    body = StaticBody([ctx.names[int(c)] for c in idx], scores, None, None, None)
+    if shape.transfer is not None:
+        seconds, moved = shape.transfer
+        body.transfer_bytes = moved[idx]
+        body.transfer_seconds = np.round(seconds[idx], 3)
+        body.transfer_lists = (body.transfer_bytes.tolist(), body.transfer_seconds.tolist())
+    shape.static_body = (shape.gen, body)
+    return body
+
+
 class Shape:
     """A shape's scheduling-relevant spec and, per snapshot generation, its static results."""
 
@@ -127,6 +161,7 @@ class Shape:
         "origin",
         "priority",
         "spec",
+        "static_body",
         "static_groups",
         "static_rejections",
         "static_scores",
@@ -157,6 +192,7 @@ class Shape:
         self.transfer: tuple[FloatArray, FloatArray] | None = None
         self.unresolvable = True
         self.static_groups: tuple[int, dict[tuple[str, str], list[str]]] | None = None
+        self.static_body: tuple[int, StaticBody] | None = None
         # Failover: the cluster the job was on when it failed (None for a first placement) and
         # the positions, in ``idx``, of that cluster's designated backups in policy order.
         self.origin: str | None = None
@@ -390,24 +426,34 @@ class CompactDecision:
         }
         body["rejected"] = [[p, reason, names] for (p, reason), names in groups.items() if names]
         if self.job_reason is None and self.free_rows is not None and len(shape.idx):
-            rows = np.flatnonzero(self.feasible_mask())
-            per_plugin = [(name, w, s[shape.idx]) for name, w, s in shape.static_scores]
+            static = _static_body(ctx, shape)
+            mask = self.feasible_mask()
+            every = bool(mask.all())  # the common case: the static parts are reused as they are
+            rows = np.flatnonzero(mask)
+            # (name, weight, raw scores, JSON-ready list of the feasible rows' rounded scores)
+            per_plugin: list[tuple[str, float, FloatArray, list[float]]] = [
+                (name, w, raw, lst if every else rounded[rows].tolist())
+                for name, w, raw, rounded, lst in static.scores
+            ]
             for plugin, w in ctx.dynamic_scores:
                 kernel = plugin.score_free  # type: ignore[attr-defined]
-                per_plugin.append((plugin.NAME, w, kernel(self.free_rows, shape.cap_rows, shape.demand)))
+                sc = kernel(self.free_rows, shape.cap_rows, shape.demand)
+                per_plugin.append((plugin.NAME, w, sc, np.round(sc[rows], 3).tolist()))
             per_plugin.sort(key=lambda x: ctx.score_order.get(x[0], 99))
             total = np.zeros(len(shape.idx))
-            for _, w, sc in per_plugin:
+            for _, w, sc, _ in per_plugin:
                 total += w * sc
-            cidx = shape.idx[rows]
-            body["clusters"] = [ctx.names[int(c)] for c in cidx]
-            body["plugins"] = [name for name, _, _ in per_plugin]
-            body["scores"] = [np.round(sc[rows], 3).tolist() for _, _, sc in per_plugin]
+            body["clusters"] = static.names if every else [static.names[r] for r in rows]
+            body["plugins"] = [p[0] for p in per_plugin]
+            body["scores"] = [p[3] for p in per_plugin]
             body["total"] = np.round(total[rows], 3).tolist()
-            if shape.transfer is not None:
-                seconds, moved = shape.transfer
-                body["transfer_bytes"] = moved[cidx].tolist()
-                body["transfer_seconds"] = np.round(seconds[cidx], 3).tolist()
+            if static.transfer_lists is not None:
+                if every:
+                    body["transfer_bytes"], body["transfer_seconds"] = static.transfer_lists
+                else:
+                    assert static.transfer_bytes is not None and static.transfer_seconds is not None
+                    body["transfer_bytes"] = static.transfer_bytes[rows].tolist()
+                    body["transfer_seconds"] = static.transfer_seconds[rows].tolist()
         return body
 
     def to_decision(self) -> Decision:

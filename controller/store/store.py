@@ -26,7 +26,9 @@ import orjson
 from sqlalchemy import (
     Connection,
     Engine,
+    Text,
     bindparam,
+    cast,
     create_engine,
     delete,
     event,
@@ -386,12 +388,15 @@ class Store:
         with self.read() as conn:
             return [dict(r) for r in conn.execute(q).mappings().all()]
 
-    def job_specs(self, job_ids: Sequence[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def job_specs_json(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """job id -> its spec as stored JSON text (``JobCreate.model_validate_json`` parses and
+        validates it in one pass, about twice as fast as decoding and then validating)."""
+        out: dict[str, str] = {}
+        spec_text = cast(t.jobs.c.spec, Text)
         with self.read() as conn:
             for k in range(0, len(job_ids), 500):
-                q = select(t.jobs.c.id, t.jobs.c.spec).where(t.jobs.c.id.in_(job_ids[k : k + 500]))
-                out.update({r.id: r.spec for r in conn.execute(q)})
+                q = select(t.jobs.c.id, spec_text).where(t.jobs.c.id.in_(job_ids[k : k + 500]))
+                out.update({r[0]: r[1] for r in conn.execute(q)})
         return out
 
     def active_jobs(self) -> list[dict[str, Any]]:
