@@ -189,7 +189,9 @@ async def _heartbeats(port: int, stop: asyncio.Event) -> None:
         writer.close()
 
 
-async def _drive(port: int, n: int, clients: int, seconds: float) -> tuple[int, int, float]:
+async def _drive(ports: list[int], n: int, clients: int, seconds: float) -> tuple[int, int, float]:
+    """``clients`` keep-alive connections spread round-robin over ``ports`` (the API replicas,
+    as a Kubernetes Service spreads connections); heartbeats go to the first."""
     per = n // clients
     bodies = [
         [
@@ -202,10 +204,12 @@ async def _drive(port: int, n: int, clients: int, seconds: float) -> tuple[int, 
     ]
     counts = [0, 0]
     stop = asyncio.Event()
-    beats = asyncio.create_task(_heartbeats(port, stop))
+    beats = asyncio.create_task(_heartbeats(ports[0], stop))
     await asyncio.sleep(1.0)  # the first round of heartbeats: every cluster Ready
     t0 = time.perf_counter()
-    await asyncio.gather(*[_client(port, b, t0 + seconds, counts) for b in bodies])
+    await asyncio.gather(
+        *[_client(ports[c % len(ports)], b, t0 + seconds, counts) for c, b in enumerate(bodies)]
+    )
     dt = time.perf_counter() - t0
     stop.set()
     await beats
@@ -253,6 +257,7 @@ def bench_api(
     seconds: float = 20.0,
     scheduling: bool = True,
     split: bool = True,
+    api_replicas: int = 1,
 ) -> dict[str, Any]:
     """Durable submissions per second through POST /v1/jobs on real uvicorn processes (SQLite,
     WAL, synchronous=FULL), with every job also scheduled.
@@ -261,7 +266,7 @@ def bench_api(
     the submissions and the heartbeats, and the scheduling leader (role=all), a second process
     on the same database, places them; ``split=False``: one process does both.
     ``scheduling=False``: one process with its scheduling loop off (ingest alone)."""
-    api_port = free_port()
+    api_ports = [free_port() for _ in range(api_replicas if split else 1)]
     with tempfile.TemporaryDirectory() as tmp:
         base = {
             **os.environ,
@@ -272,15 +277,18 @@ def bench_api(
         try:
             if split:
                 servers.append(_start_server(free_port(), {**base, "YIWANG_HOLDER": "leader"}))
-                servers.append(
-                    _start_server(api_port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": "api"})
-                )
+                for k, port in enumerate(api_ports):
+                    servers.append(
+                        _start_server(port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": f"api-{k}"})
+                    )
             else:
                 servers.append(
-                    _start_server(api_port, {**base, "YIWANG_BACKGROUND": "true" if scheduling else "false"})
+                    _start_server(
+                        api_ports[0], {**base, "YIWANG_BACKGROUND": "true" if scheduling else "false"}
+                    )
                 )
             cpu0 = [_cpu_seconds(s.pid) for s in servers]
-            ok, bad, dt = asyncio.run(_drive(api_port, n, clients, seconds))
+            ok, bad, dt = asyncio.run(_drive(api_ports, n, clients, seconds))
             cpu = [round((_cpu_seconds(s.pid) - c) / dt, 2) for s, c in zip(servers, cpu0, strict=True)]
             # Wait (bounded) until the scheduler has placed what was submitted.
             import sqlite3
@@ -306,7 +314,14 @@ def bench_api(
         "seconds": round(dt, 2),
         "clients": clients,
         "layout": ("api + scheduler processes" if split else "one process") if scheduling else "ingest only",
-        "cpu_cores_used": dict(zip((["scheduler", "api"] if split else ["server"]), cpu, strict=True)),
+        "api_replicas": len(api_ports),
+        "cpu_cores_used": dict(
+            zip(
+                (["scheduler", *[f"api-{k}" for k in range(len(api_ports))]] if split else ["server"]),
+                cpu,
+                strict=True,
+            )
+        ),
         "pending_after_submit_s": round(sched_dt, 2),
         "pending_left": pending,
         "scheduled_per_s_end_to_end": round(ok / (dt + sched_dt), 1) if pending == 0 else None,
