@@ -60,8 +60,15 @@ def serve(
     port: int = 8080,
     database_url: Annotated[str | None, typer.Option(envvar="YIWANG_DATABASE_URL")] = None,
     policies: Annotated[Path | None, typer.Option(help="policies directory")] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            envvar="YIWANG_ROLE",
+            help="all: API and scheduling (one leader at a time); api: an API replica that never schedules",
+        ),
+    ] = None,
 ) -> None:
-    """Run the controller (REST API + scheduling loop)."""
+    """Run the controller (REST API + scheduling loop; with --role api, the REST API only)."""
     import uvicorn
 
     from controller.api.app import create_app
@@ -72,6 +79,11 @@ def serve(
         overrides["database_url"] = database_url
     if policies:
         overrides["policies_dir"] = policies
+    if role:
+        if role not in ("all", "api"):
+            console.print(f"[red]--role must be 'all' or 'api', not {role!r}[/red]")
+            raise typer.Exit(2)
+        overrides["role"] = role
     try:
         settings = Settings(**overrides)
         application = create_app(settings)

@@ -1,8 +1,11 @@
-"""Serving the API in-process on loopback: the demo, the drills, the bench and the tests use it."""
+"""Serving the API on loopback, in-process (ServerThread) or as a separate controller process
+(start_process): the demo, the drills, the bench and the tests use it."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -45,3 +48,36 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_process(port: int, env: dict[str, str], timeout_s: float = 30.0) -> subprocess.Popen[bytes]:
+    """A controller process (uvicorn, ``create_app`` configured by ``env``'s YIWANG_* variables)
+    on 127.0.0.1:``port``; returns once it accepts connections. The caller terminates it."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "controller.api.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError as exc:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the controller on port {port} exited with {proc.returncode}") from exc
+            time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError(f"the controller on port {port} did not listen within {timeout_s} s")

@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from controller.api.server import free_port
+from controller.api.server import free_port, start_process
 from controller.jobs import JobCreate, Resources
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler, PendingQueue
@@ -216,35 +215,6 @@ async def _drive(ports: list[int], n: int, clients: int, seconds: float) -> tupl
     return counts[0], counts[1], dt
 
 
-def _start_server(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "controller.api.app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env=env,
-    )
-    for _ in range(300):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError as exc:
-            if server.poll() is not None:
-                raise RuntimeError(f"the controller on port {port} exited with {server.returncode}") from exc
-            time.sleep(0.1)
-    raise RuntimeError(f"the controller on port {port} did not listen")
-
-
 def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -276,14 +246,14 @@ def bench_api(
         servers: list[subprocess.Popen[bytes]] = []
         try:
             if split:
-                servers.append(_start_server(free_port(), {**base, "YIWANG_HOLDER": "leader"}))
+                servers.append(start_process(free_port(), {**base, "YIWANG_HOLDER": "leader"}))
                 for k, port in enumerate(api_ports):
                     servers.append(
-                        _start_server(port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": f"api-{k}"})
+                        start_process(port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": f"api-{k}"})
                     )
             else:
                 servers.append(
-                    _start_server(
+                    start_process(
                         api_ports[0], {**base, "YIWANG_BACKGROUND": "true" if scheduling else "false"}
                     )
                 )

@@ -25,8 +25,9 @@ def readyz(ctl: ControllerDep, sec: SecurityDep) -> Response | dict[str, object]
     return {
         "status": "ready",
         "leader": ctl.is_leader,
-        "epoch": ctl.epoch,
+        "epoch": ctl.current_epoch,
         "mode": ctl.settings.mode,
+        "role": ctl.settings.role,
         # "open": dev without tokens, every request acts as admin (docs/security.md)
         "auth": "open" if sec.open else "tokens",
     }

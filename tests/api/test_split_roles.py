@@ -1,0 +1,71 @@
+"""The split layout with real processes: an API replica (role=api) and the scheduling leader
+(role=all) as two uvicorn processes on one SQLite file. Jobs submitted to the replica are placed
+by the leader; cancels and heartbeats sent to the replica reach the leader."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controller.api.server import free_port, start_process
+
+
+def wait_for(check: object, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+def split(tmp_path: Path) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    base = {**os.environ, "YIWANG_DATABASE_URL": f"sqlite:///{tmp_path / 'split.db'}"}
+    leader_port, api_port = free_port(), free_port()
+    leader = start_process(leader_port, {**base, "YIWANG_HOLDER": "leader"})
+    api = start_process(api_port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": "api"})
+    try:
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{leader_port}", timeout=10) as lc,
+            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as ac,
+        ):
+            yield lc, ac
+    finally:
+        for proc in (api, leader):
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_the_replica_takes_jobs_and_the_leader_places_them(split: tuple[httpx.Client, httpx.Client]) -> None:
+    leader, api = split
+    assert leader.get("/readyz").json()["leader"] is True
+    ready = api.get("/readyz").json()
+    assert ready["leader"] is False and ready["role"] == "api"
+    assert ready["epoch"] == leader.get("/readyz").json()["epoch"] >= 1
+    names = [c["name"] for c in api.get("/v1/clusters").json()["items"]]
+    for name in names:
+        assert api.post(f"/v1/agents/{name}/heartbeat").status_code == 200
+    # the leader sees the heartbeats the replica received
+    wait_for(lambda: all(c["health"] == "Ready" for c in leader.get("/v1/clusters").json()["items"]))
+    ids = []
+    for i in range(20):
+        r = api.post("/v1/jobs", json={"name": f"s{i}", "tenant": "guangdong", "resources": {"cpu": 4}})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    wait_for(lambda: all(api.get(f"/v1/jobs/{j}").json()["phase"] == "Scheduled" for j in ids))
+    decision = api.get(f"/v1/jobs/{ids[0]}/decision").json()
+    assert decision["cluster"] == api.get(f"/v1/jobs/{ids[0]}").json()["cluster"]
+
+    def allocated(client: httpx.Client) -> float:
+        return sum(c["allocated"]["cpu"] for c in client.get("/v1/clusters").json()["items"])
+
+    wait_for(lambda: allocated(api) == pytest.approx(80.0))  # the replica follows the leader's ledger
+    assert allocated(leader) == pytest.approx(80.0)
+    assert api.post(f"/v1/jobs/{ids[0]}/cancel").status_code == 200
+    wait_for(lambda: allocated(leader) == pytest.approx(76.0))  # the leader freed the capacity
