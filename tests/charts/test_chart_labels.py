@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import CHART_NAMES, NAMESPACE, RELEASE, chart_dir, ci_cases, find_doc, render
+from chart_helpers import (
+    CHART_NAMES,
+    NAMESPACE,
+    RELEASE,
+    chart_dir,
+    ci_cases,
+    ci_values_files,
+    find_doc,
+    render,
+)
 
 SELECTOR_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance"}
 COMMON_KEYS = SELECTOR_KEYS | {
@@ -34,52 +43,73 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
     return {item["name"]: item for item in container.get("env", [])}
 
 
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a matchLabels selector selects an object with these labels (a subset test)."""
+    return selector.items() <= labels.items()
+
+
 @pytest.mark.parametrize(("chart", "values"), ci_cases())
 def test_selectors_are_stable_and_match_pods(helm: str, chart: str, values: Path) -> None:
     docs = render(helm, chart, (values,))
-    (workload,) = workloads(docs)
-    selector = workload["spec"]["selector"]["matchLabels"]
-    assert set(selector) == SELECTOR_KEYS, "selector must hold only the stable name/instance labels"
-    pod_labels = workload["spec"]["template"]["metadata"]["labels"]
-    assert selector.items() <= pod_labels.items()
+    pods = {w["metadata"]["name"]: w["spec"]["template"] for w in workloads(docs)}
+    selectors = {w["metadata"]["name"]: w["spec"]["selector"]["matchLabels"] for w in workloads(docs)}
+    assert pods
+    for name, selector in selectors.items():
+        assert set(selector) == SELECTOR_KEYS, "selector must hold only the stable name/instance labels"
+        assert matches(selector, pods[name]["metadata"]["labels"])
     for doc in docs:
         labels = doc["metadata"]["labels"]
         assert set(labels) >= COMMON_KEYS, f"{doc['kind']}/{doc['metadata']['name']} lacks common labels"
         assert labels["app.kubernetes.io/instance"] == RELEASE
         if doc["kind"] == "Service":
+            # Every workload of these charts serves what its Service exposes (the controller's
+            # role=all and role=api pods both serve the REST API).
             assert doc["spec"]["type"] == "ClusterIP"
-            assert doc["spec"]["selector"] == selector
-            ports = {p["name"] for p in workload["spec"]["template"]["spec"]["containers"][0]["ports"]}
-            for port in doc["spec"]["ports"]:
-                assert port["targetPort"] in ports
-        if doc["kind"] in ("PodDisruptionBudget", "NetworkPolicy"):
-            key = "selector" if doc["kind"] == "PodDisruptionBudget" else "podSelector"
-            assert doc["spec"][key]["matchLabels"] == selector
+            for pod in pods.values():
+                assert matches(doc["spec"]["selector"], pod["metadata"]["labels"])
+                ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+                for port in doc["spec"]["ports"]:
+                    assert port["targetPort"] in ports
+        if doc["kind"] == "NetworkPolicy":
+            for pod in pods.values():
+                assert matches(doc["spec"]["podSelector"]["matchLabels"], pod["metadata"]["labels"])
+        if doc["kind"] == "PodDisruptionBudget":
+            # A budget counts the pods of exactly one workload, selected as that workload does.
+            assert doc["spec"]["selector"]["matchLabels"] in selectors.values()
+            covered = [
+                n
+                for n, pod in pods.items()
+                if matches(doc["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"])
+            ]
+            assert len(covered) == 1, f"{doc['metadata']['name']} covers {covered}"
 
 
 @pytest.mark.parametrize("chart", CHART_NAMES)
 def test_selector_does_not_change_with_version_or_image(helm: str, chart: str) -> None:
-    values = sorted((chart_dir(chart) / "ci").glob("*.yaml"))[0]
-    before = workloads(render(helm, chart, (values,)))[0]
-    after = workloads(render(helm, chart, (values,), ("image.tag=9.9.9", "commonLabels.team=x")))[0]
-    assert before["spec"]["selector"] == after["spec"]["selector"]
-    assert after["metadata"]["labels"]["app.kubernetes.io/version"] == "9.9.9"
+    for values in ci_values_files(chart):
+        before = workloads(render(helm, chart, (values,)))
+        after = workloads(render(helm, chart, (values,), ("image.tag=9.9.9", "commonLabels.team=x")))
+        assert [w["spec"]["selector"] for w in before] == [w["spec"]["selector"] for w in after]
+        for workload in after:
+            assert workload["metadata"]["labels"]["app.kubernetes.io/version"] == "9.9.9"
 
 
 @pytest.mark.parametrize(("chart", "values"), ci_cases())
 def test_pods_are_locked_down(helm: str, chart: str, values: Path) -> None:
-    (workload,) = workloads(render(helm, chart, (values,)))
-    pod = workload["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    for container in pod["containers"]:
-        ctx = container["securityContext"]
-        assert ctx["readOnlyRootFilesystem"] is True
-        assert ctx["allowPrivilegeEscalation"] is False
-        assert ctx["capabilities"]["drop"] == ["ALL"]
-        assert ctx["seccompProfile"]["type"] == "RuntimeDefault"
-        assert container["resources"]["requests"], "requests must be set"
-        assert container["livenessProbe"] and container["readinessProbe"]
+    found = workloads(render(helm, chart, (values,)))
+    assert found
+    for workload in found:
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for container in pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True
+            assert ctx["allowPrivilegeEscalation"] is False
+            assert ctx["capabilities"]["drop"] == ["ALL"]
+            assert ctx["seccompProfile"]["type"] == "RuntimeDefault"
+            assert container["resources"]["requests"], "requests must be set"
+            assert container["livenessProbe"] and container["readinessProbe"]
 
 
 # --- controller -------------------------------------------------------------------------

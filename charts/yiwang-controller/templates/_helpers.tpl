@@ -39,20 +39,72 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
-Common labels for every resource: selector labels plus release and federation labels.
+Name label of the API replicas (role=api): "<name>-api". It must differ from the name label:
+the main Deployment selects on name + instance only, that selector cannot change, and a label
+selector matches any pod carrying those two labels, whatever else it carries. Cut so that the
+suffix always survives (a cut "<name>-api" could equal the name itself).
 */}}
-{{- define "yiwang-controller.labels" -}}
-helm.sh/chart: {{ include "yiwang-controller.chart" . }}
-{{ include "yiwang-controller.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- define "yiwang-controller.apiName" -}}
+{{- printf "%s-api" (include "yiwang-controller.name" . | trunc 59 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/*
+Full name of the API replicas' objects (Deployment, PodDisruptionBudget): "<fullname>-api".
+*/}}
+{{- define "yiwang-controller.apiFullname" -}}
+{{- printf "%s-api" (include "yiwang-controller.fullname" . | trunc 59 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/*
+Selector labels of the API replicas' Deployment: disjoint from selectorLabels (other name).
+*/}}
+{{- define "yiwang-controller.apiSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "yiwang-controller.apiName" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/*
+Labels every pod that serves the REST API carries, role=all and role=api alike: the Service and
+the NetworkPolicy select on them. Only labels the controller pods have carried since the
+chart's first version, so that changing the Service selector to these on upgrade never leaves
+the not-yet-replaced pods without traffic.
+*/}}
+{{- define "yiwang-controller.apiServerSelectorLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: yiwang
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{/*
+Common labels around the given selector labels; called with (dict "root" $ "selectorLabels" ...).
+*/}}
+{{- define "yiwang-controller.labelsWith" -}}
+{{- $root := .root -}}
+helm.sh/chart: {{ include "yiwang-controller.chart" $root }}
+{{ .selectorLabels }}
+app.kubernetes.io/version: {{ $root.Values.image.tag | default $root.Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
 app.kubernetes.io/component: controller
 app.kubernetes.io/part-of: yiwang
 yiwang.gov.cn/tier: national
-yiwang.gov.cn/cluster: {{ .Values.cluster }}
-{{- with .Values.commonLabels }}
+yiwang.gov.cn/cluster: {{ $root.Values.cluster }}
+{{- with $root.Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/*
+Common labels for every resource: selector labels plus release and federation labels.
+*/}}
+{{- define "yiwang-controller.labels" -}}
+{{- include "yiwang-controller.labelsWith" (dict "root" . "selectorLabels" (include "yiwang-controller.selectorLabels" .)) -}}
+{{- end -}}
+
+{{/*
+Labels of the API replicas' objects and pods: the common labels around apiSelectorLabels.
+*/}}
+{{- define "yiwang-controller.apiLabels" -}}
+{{- include "yiwang-controller.labelsWith" (dict "root" . "selectorLabels" (include "yiwang-controller.apiSelectorLabels" .)) -}}
 {{- end -}}
 
 {{/*
