@@ -28,7 +28,7 @@ from controller.policies import POLICY_KINDS, PolicySet, cross_check, load_polic
 from controller.registry import ClusterState, Health, Ledger, Registry
 from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
 from controller.scheduler.decision import Decision
-from controller.scheduler.framework import JobInfo, Snapshot
+from controller.scheduler.framework import JobInfo, Snapshot, demand_vector
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import effective_priority
 from controller.scheduler.scheduler import Scheduler
@@ -80,9 +80,7 @@ def spec_hash(spec: JobCreate) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
-def demand_of(spec: JobCreate) -> np.ndarray:
-    r = spec.resources
-    return np.array([r.cpu, r.memory_gib, r.gpu], dtype=np.float64) * spec.replicas
+demand_of = demand_vector
 
 
 class Controller:
@@ -164,10 +162,25 @@ class Controller:
         entry = self.registry.ledger.entries.get(job_id)
         if entry is not None and (entry.cluster, entry.attempt) == (row["cluster"], row["attempt"]):
             return
-        spec = JobCreate.model_validate(row["spec"])
-        self.registry.ledger.add(
-            job_id, row["cluster"], demand_of(spec), spec.tenant, self._priority_of(spec), row["attempt"]
-        )
+        demand, priority = self._ledger_terms(row["spec"])
+        self.registry.ledger.add(job_id, row["cluster"], demand, row["tenant"], priority, row["attempt"])
+
+    def _ledger_terms(self, spec: dict[str, Any]) -> tuple[np.ndarray, int]:
+        """(demand, effective priority) of a stored spec. Stored specs are complete
+        (``model_dump`` of a validated JobCreate), so this reads the few fields it needs instead
+        of validating the whole spec again: a follower does it for every placement it learns of."""
+        try:
+            r, replicas = spec["resources"], spec["replicas"]
+            demand = np.array([r["cpu"], r["memory_gib"], r["gpu"]], dtype=np.float64) * replicas
+            priority_class = spec["priority_class"]
+            priority = int(spec["priority"])
+        except (KeyError, TypeError):  # not our own complete form: validate it
+            full = JobCreate.model_validate(spec)
+            return demand_of(full), self._priority_of(full)
+        if priority_class is not None:
+            p = self.policies.quota.priority_classes.get(priority_class)
+            priority = p if p is not None else priority
+        return demand, priority
 
     def sync_from_store(self) -> None:
         """Bring the in-memory views up to date with what other controller processes changed

@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.dml import UpdateBase
 
 from controller.store import schema as t
 
@@ -250,6 +251,43 @@ class Store:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield conn
 
+    def executemany(self, conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> None:
+        """``conn.execute(stmt, params)`` for the hot bulk writes. Under SQLite the statement is
+        compiled once and its parameters converted by the types' own bind processors (the same
+        conversions SQLAlchemy applies: DATETIME text, the engine's JSON serializer, booleans),
+        then handed to the driver's executemany: SQLAlchemy's per-row execution bookkeeping was
+        most of a cycle's write time, and it ran while holding the database's write lock.
+        Rows are grouped by their keys (one compiled statement per group)."""
+        if not params:
+            return
+        if not self.is_sqlite:
+            conn.execute(stmt, list(params))
+            return
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for p in params:
+            groups.setdefault(tuple(p), []).append(p)
+        for group in groups.values():
+            self._sqlite_executemany(conn, stmt, group)
+
+    @staticmethod
+    def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[str, Any]]) -> None:
+        keys = list(params[0])
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
+        names = compiled.positiontup or []
+        fixed = compiled.params
+        plan = []
+        for name in names:
+            proc = compiled.binds[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            plan.append((name, name in keys, proc))
+        rows = []
+        for p in params:
+            row = []
+            for name, given, proc in plan:
+                value = p[name] if given else fixed[name]
+                row.append(proc(value) if proc is not None else value)
+            rows.append(tuple(row))
+        conn.exec_driver_sql(compiled.string, rows)
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
@@ -304,10 +342,11 @@ class Store:
         if audits:
             rows = [{k: v for k, v in r.items() if k != AUDIT_KEY} for r in rows]
         with self.tx() as conn:
-            conn.execute(insert(t.jobs), list(rows))
+            self.executemany(conn, insert(t.jobs), rows)
             if audits:
-                conn.execute(insert(t.audit_log), audits)
-            conn.execute(
+                self.executemany(conn, insert(t.audit_log), audits)
+            self.executemany(
+                conn,
                 insert(t.job_events),
                 [
                     {
@@ -498,7 +537,8 @@ class Store:
         ]
         changed = {r["id"] for r in ok_sched} | {r["id"] for r in ok_req}
         if ok_sched:
-            conn.execute(
+            self.executemany(
+                conn,
                 update(t.jobs)
                 .where(t.jobs.c.id == bindparam("b_id"), t.jobs.c.phase == "Pending")
                 .values(
@@ -521,7 +561,8 @@ class Store:
                 ],
             )
         if ok_req:
-            conn.execute(
+            self.executemany(
+                conn,
                 update(t.jobs)
                 .where(t.jobs.c.id == bindparam("b_id"))
                 .values(
@@ -559,13 +600,12 @@ class Store:
             }
             for r in ok_req
         ]
-        if events:
-            conn.execute(insert(t.job_events), events)
+        self.executemany(conn, insert(t.job_events), events)
         rows = [d for d in decisions if d["cluster"] is None or d["job_id"] in changed]
-        if rows:
-            conn.execute(insert(t.decisions), rows)
+        self.executemany(conn, insert(t.decisions), rows)
         if messages:
-            conn.execute(
+            self.executemany(
+                conn,
                 update(t.jobs).where(t.jobs.c.id == bindparam("b_id")).values(message=bindparam("b_message")),
                 [{"b_id": i, "b_message": m} for i, m in messages],
             )
@@ -594,8 +634,7 @@ class Store:
             for d in decisions
             if d["cluster"] is None or d["job_id"] in changed
         ]
-        if rows:
-            conn.execute(insert(t.audit_log), rows)
+        self.executemany(conn, insert(t.audit_log), rows)
 
     def last_placed_clusters(self, job_ids: Sequence[str]) -> dict[str, str]:
         """job id -> the cluster of its latest event that named one (where a re-queued job ran

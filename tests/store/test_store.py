@@ -162,3 +162,86 @@ def test_acknowledged_submissions_survive_kill_9(db_url: str, tmp_path: Path) ->
         row = store.get_job(job_id)
         assert row is not None and row["phase"] == "Pending"
     store.close()
+
+
+def test_the_sqlite_bulk_path_writes_exactly_what_sqlalchemy_writes(tmp_path: Path) -> None:
+    """Store.executemany (compiled once, the types' own bind processors, the driver's
+    executemany) stores byte-for-byte the rows conn.execute(stmt, rows) stores: datetimes,
+    JSON (including a JSON null), booleans, constants and renamed bind parameters."""
+    import sqlite3
+
+    from sqlalchemy import bindparam, insert, update
+
+    from controller.store import schema as t
+
+    at = now()
+    rows_for = {
+        "audit_log": [
+            {
+                "at": at,
+                "actor": "a",
+                "role": "admin",
+                "tenant": None,
+                "action": "x",
+                "target": "t",
+                "detail": None,
+            },
+            {
+                "at": at,
+                "actor": "b",
+                "role": "system",
+                "tenant": "gd",
+                "action": "y",
+                "target": "u",
+                "detail": {"k": [1, 2.5]},
+            },
+        ],
+        "clusters": [
+            {
+                "name": "c1",
+                "spec": {"a": 1},
+                "cordoned": True,
+                "draining": False,
+                "health": "Ready",
+                "registered_at": at,
+            },
+        ],
+    }
+    jobs = [job_row(), job_row(tenant="beijing")]
+    dumps: list[list[tuple[object, ...]]] = []
+    for bulk in (False, True):
+        url = f"sqlite:///{tmp_path / f'bulk{int(bulk)}.db'}"
+        store = Store(url)
+        with store.tx() as conn:
+            for table, rows in [("jobs", jobs), *rows_for.items()]:
+                if bulk:
+                    store.executemany(conn, insert(t.metadata.tables[table]), rows)
+                else:
+                    conn.execute(insert(t.metadata.tables[table]), rows)
+            stmt = (
+                update(t.jobs)
+                .where(t.jobs.c.id == bindparam("b_id"), t.jobs.c.phase == "Pending")
+                .values(
+                    phase="Scheduled",
+                    cluster=bindparam("b_cluster"),
+                    lease_expires_at=bindparam("b_lease"),
+                    updated_at=at,
+                )
+            )
+            params = [{"b_id": j["id"], "b_cluster": "prov-x", "b_lease": at} for j in jobs]
+            if bulk:
+                store.executemany(conn, stmt, params)
+            else:
+                conn.execute(stmt, params)
+        store.close()
+        con = sqlite3.connect(url.split("///", 1)[1])
+        dumps.append(
+            [
+                row
+                for table in ("jobs", "audit_log", "clusters")
+                for row in con.execute(f"select * from {table} order by 1")
+            ]
+        )
+        con.close()
+    assert dumps[0] == dumps[1]
+    assert len(dumps[0]) == 5
