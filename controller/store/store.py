@@ -39,11 +39,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
-from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.dml import Insert, UpdateBase
 
 from controller.store import schema as t
 
 ACTIVE_PHASES = ("Scheduled", "Running")
+SQLITE_MAX_VARIABLES = 32_766  # SQLite's default limit since 3.32
 
 
 class EventRef(NamedTuple):
@@ -286,7 +287,19 @@ class Store:
                 value = p[name] if given else fixed[name]
                 row.append(proc(value) if proc is not None else value)
             rows.append(tuple(row))
-        conn.exec_driver_sql(compiled.string, rows)
+        sql = compiled.string
+        if not isinstance(stmt, Insert) or " VALUES (" not in sql or not names:
+            conn.exec_driver_sql(sql, rows)
+            return
+        # One multi-row INSERT per chunk instead of a statement step per row: the driver
+        # releases and re-takes the GIL around every step, and in a busy API process each
+        # re-take waits behind the event loop, all while this process holds the write lock.
+        head, group = sql.split(" VALUES ", 1)
+        per = max(1, min(500, SQLITE_MAX_VARIABLES // len(names)))
+        for k in range(0, len(rows), per):
+            chunk = rows[k : k + per]
+            flat = tuple(v for row in chunk for v in row)
+            conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk))}", flat)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
