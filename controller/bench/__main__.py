@@ -317,8 +317,13 @@ def summary_md(report: dict[str, Any]) -> str:
     if "api" in report:
         a = report["api"]
         lines.append(
-            f"- api.jobs_per_s: **{a['jobs_per_s']}** ({a['submitted']} durable submissions, {a['clients']} clients)"
+            f"- api.jobs_per_s: **{a['jobs_per_s']}** ({a['submitted']} durable submissions, {a['clients']} clients, "
+            f"{a['layout']}; all scheduled {a['pending_after_submit_s']} s after the last; "
+            f"end to end {a['scheduled_per_s_end_to_end']}/s)"
         )
+    if "api_one_process" in report:
+        a = report["api_one_process"]
+        lines.append(f"- api, one process doing both: {a['jobs_per_s']} durable submissions/s")
     if "api_ingest_only" in report:
         a = report["api_ingest_only"]
         lines.append(f"- api ingest alone (scheduling loop off): {a['jobs_per_s']} durable submissions/s")
