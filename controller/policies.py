@@ -56,6 +56,10 @@ class PlacementPolicy(BaseModel):
         PluginWeight(name="constraints", weight=1.0),
         PluginWeight(name="balance", weight=1.0),
     ]
+    # Delay scheduling for data locality (ski rental): when the best cluster free now would
+    # take longer to fetch the inputs than the statically best one, a job waits for a better
+    # cluster for at most that extra transfer time, and never longer than this. 0: off.
+    locality_wait_max_s: Annotated[float, Field(ge=0, le=86_400)] = 0.0
 
 
 class FailoverPolicy(BaseModel):

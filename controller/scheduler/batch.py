@@ -70,6 +70,10 @@ IntArray = npt.NDArray[np.intp]
 ORDER_DRF = "drf"
 ORDER_CONSTRAINED_FIRST = "constrained-first"
 QUOTA = "quota"
+REASON_LOCALITY_WAIT = (
+    "waiting for a cluster that holds its inputs: moving them to a cluster free now would take "
+    "longer than the job has waited (delay scheduling, placement policy locality_wait_max_s)"
+)
 PREEMPTION = "preemption"
 NO_FIT_AFTER_PREEMPTION = "no cluster can make room by preempting lower-priority work within {n} victims"
 
@@ -149,6 +153,7 @@ class Shape:
 
     __slots__ = (
         "backup_pos",
+        "best_transfer_s",
         "cap_rows",
         "demand",
         "demand_list",
@@ -190,6 +195,7 @@ class Shape:
         # objects are built only when a full Decision is asked for.
         self.static_rejections: list[tuple[str, IntArray, npt.NDArray[np.int16], list[str]]] = []
         self.transfer: tuple[FloatArray, FloatArray] | None = None
+        self.best_transfer_s = 0.0  # the least input-transfer time over ``idx``
         self.unresolvable = True
         self.static_groups: tuple[int, dict[tuple[str, str], list[str]]] | None = None
         self.static_body: tuple[int, StaticBody] | None = None
@@ -540,6 +546,12 @@ class BatchScheduler:
         self.max_holds = 4
         self.holds: dict[str, tuple[int, FloatArray, int]] = {}  # job -> (cluster, demand, cycle)
         self.fail_counts: dict[str, int] = {}
+        # Locality waits (delay scheduling): job -> when it first waited for a cluster holding
+        # its inputs. Ski rental: a job waits at most as long as moving its inputs to the best
+        # cluster free now would take more than fetching them where they are; so its input
+        # phase is at most twice the best case, and it moves data only when waiting costs more.
+        self.locality_wait_max_s = scheduler.locality_wait_max_s
+        self.waiting_since: dict[str, float] = {}
 
     # ---- static, once per shape and snapshot generation -----------------------------------
     def _refresh(self, snap: Snapshot) -> None:
@@ -592,6 +604,11 @@ class BatchScheduler:
         shape.static_scores = scores
         shape.static_total = total[shape.idx]
         shape.transfer = state.get(LOCALITY)
+        shape.best_transfer_s = (
+            float(shape.transfer[0][shape.idx].min())
+            if shape.transfer is not None and len(shape.idx)
+            else 0.0
+        )
         shape.backup_pos = []
         if shape.origin is not None:
             position = {int(c): j for j, c in enumerate(shape.idx)}
@@ -612,6 +629,7 @@ class BatchScheduler:
         running: dict[int, list[Running]] | None = None,
         epoch: int = 0,
         backups: dict[str, list[str]] | None = None,
+        now: float | None = None,
     ) -> BatchResult:
         """Decide up to ``limit`` queued jobs against ``snap``, reserving as it goes (the
         snapshot's ``allocated`` takes every placed gang). Jobs not placed go back in line."""
@@ -638,7 +656,11 @@ class BatchScheduler:
         gen, cycle = self.gen, self.cycle
         quota_check = book.check if self.quota is not None else None
         preempt_on = running is not None and (self.quota is None or self.quota.preemption)
-        now = time.time()
+        now = time.time() if now is None else now
+        wait_max = self.locality_wait_max_s
+        waiting_since = self.waiting_since
+        if len(waiting_since) > 10 * max(limit, len(queue)):
+            waiting_since.clear()  # jobs that left the queue another way
         unschedulable = Code.Unschedulable.value
         scheduled = 0
         neg_inf = -np.inf
@@ -746,6 +768,27 @@ class BatchScheduler:
                         break
             if c < 0:
                 c = int(idx[total.argmax()])
+                if wait_max > 0 and shape.transfer is not None and not victims and job_id is not None:
+                    extra = float(shape.transfer[0][c]) - shape.best_transfer_s
+                    if extra > 0:
+                        since = waiting_since.setdefault(job_id, now)
+                        if now - since < min(extra, wait_max):
+                            decisions.append(
+                                CompactDecision(
+                                    self,
+                                    job_id,
+                                    attempt,
+                                    shape,
+                                    unschedulable,
+                                    free_rows=rows,
+                                    job_reason=(LOCALITY, REASON_LOCALITY_WAIT),
+                                    t=now,
+                                )
+                            )
+                            unplaced.append(item)
+                            continue
+            if waiting_since and job_id is not None:
+                waiting_since.pop(job_id, None)
             if holds and job_id in holds:
                 c_h, d_h, _ = holds.pop(job_id)
                 held[c_h] -= d_h

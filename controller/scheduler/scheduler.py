@@ -23,9 +23,15 @@ from controller.scheduler.plugins.locality import NAME as LOCALITY
 class Scheduler:
     """Runs the configured plugins in their configured order; deterministic for equal inputs."""
 
-    def __init__(self, filters: list[FilterPlugin], scores: list[tuple[ScorePlugin, float]]) -> None:
+    def __init__(
+        self,
+        filters: list[FilterPlugin],
+        scores: list[tuple[ScorePlugin, float]],
+        locality_wait_max_s: float = 0.0,
+    ) -> None:
         self.filters = filters
         self.scores = scores
+        self.locality_wait_max_s = locality_wait_max_s  # batch scheduling only (batch.py)
 
     @classmethod
     def from_policy(cls, policy: PlacementPolicy) -> Scheduler:
@@ -41,7 +47,7 @@ class Scheduler:
 
         filters = [get(n, FILTER_PLUGINS) for n in policy.filters]
         scores = [(get(s.name, SCORE_PLUGINS), s.weight) for s in policy.scores]
-        return cls(filters, scores)  # type: ignore[arg-type]
+        return cls(filters, scores, policy.locality_wait_max_s)  # type: ignore[arg-type]
 
     def decide(self, job: JobInfo, snap: Snapshot, attempt: int = 1, reserve: bool = False) -> Decision:
         """Filter, score and select a cluster for ``job``; with ``reserve`` the snapshot's

@@ -21,14 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from controller.jobs import JobCreate, Resources
-from controller.policies import PlacementPolicy, PluginWeight, ResidencyPolicy
+from controller.policies import PlacementPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler, PendingQueue
 from controller.scheduler.framework import CycleState, JobInfo, Snapshot
 from controller.scheduler.plugins.locality import transfer_estimate
 from controller.scheduler.plugins.residency import ResidencyFilter
 from controller.scheduler.scheduler import Scheduler
+from controller.settings import REPO_POLICIES
 from controller.sim.baselines import BASELINES, Baseline
 from controller.sim.federation import DEFAULT_DATA_DIR, federation, snapshot_of
 from controller.sim.trace import TraceJob, load_trace
@@ -42,17 +44,11 @@ ESTIMATE_SIGMA = 1.0
 LOCAL_LOOKAHEAD = 64
 
 
-def ours_policy(balance: float = 1.0, green: float = 1.0) -> PlacementPolicy:
-    """Every plugin on: the shipped filters plus gang, and the green score."""
-    return PlacementPolicy(
-        filters=["health", "constraints", "residency", "gang", "capacity"],
-        scores=[
-            PluginWeight(name="locality", weight=3.0),
-            PluginWeight(name="constraints", weight=1.0),
-            PluginWeight(name="balance", weight=balance),
-            PluginWeight(name="green", weight=green),
-        ],
-    )
+def ours_policy() -> PlacementPolicy:
+    """The shipped placement policy (policies/placement.yaml): the replay runs what a deployment
+    runs (filters health, constraints, residency, gang, capacity; scores locality x3,
+    constraints, balance, green; delay scheduling for locality)."""
+    return PlacementPolicy.model_validate(yaml.safe_load((REPO_POLICIES / "placement.yaml").read_text()))
 
 
 @dataclass
@@ -87,14 +83,18 @@ class OursPlacer:
         self.by_id[job.trace.job_id] = job
         self.queue.push(job.trace.job_id, self.batch.shapes.intern(job.spec))
 
-    def place(self, free: np.ndarray) -> list[tuple[SimJob, int]]:
+    def place(self, free: np.ndarray, now: float) -> list[tuple[SimJob, int]]:
         self.snap.allocated = self.snap.capacity - free
-        result = self.batch.run(self.queue, self.snap, limit=5000)
+        result = self.batch.run(self.queue, self.snap, limit=5000, now=now)
         out = []
         for d in result.decisions:
             if d.chosen >= 0 and d.job_id is not None:
                 out.append((self.by_id.pop(d.job_id), d.chosen))
         return out
+
+    def waiting(self) -> bool:
+        """Jobs wait for a cluster holding their inputs (delay scheduling)."""
+        return bool(self.batch.waiting_since)
 
 
 @dataclass
@@ -110,7 +110,10 @@ class BaselinePlacer:
     def add(self, job: SimJob) -> None:
         self.pending.append(job)
 
-    def place(self, free: np.ndarray) -> list[tuple[SimJob, int]]:
+    def waiting(self) -> bool:
+        return False
+
+    def place(self, free: np.ndarray, now: float) -> list[tuple[SimJob, int]]:
         placed, keep = [], []
         for job in self.pending[:5000]:
             c = self.baseline.choose(job.spec, job.demand, free, self.snap)
@@ -263,12 +266,14 @@ def replay(
             if events and events[0][0] <= next_cycle:
                 continue
         t = max(t, next_cycle)
-        for j, c in placer.place(free):
+        for j, c in placer.place(free, t):
             if (free[c] >= j.demand).all():
                 start(j, c, t)
             else:
                 local.setdefault(c, []).append(j)
-        dirty = False
+        # A job waiting for a cluster that holds its inputs needs a later cycle even if
+        # nothing else changes (its wait is bounded, so this ends).
+        dirty = placer.waiting()
         next_cycle = t + cycle_s
     placed = [j for j in jobs if j.cluster >= 0]
     jct = np.array([j.finish - j.trace.submit for j in placed]) if placed else np.zeros(1)
