@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 
 from controller.assignments import Assignment, StatusReport
 from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
@@ -117,7 +118,10 @@ class Controller:
                 merged[kind] = validate_kind(kind, stored[kind]["body"])
             else:
                 merged[kind] = getattr(files, kind)
-                self.store.put_policy(kind, merged[kind].model_dump(mode="json"))
+                try:
+                    self.store.put_policy(kind, merged[kind].model_dump(mode="json"))
+                except IntegrityError:  # another process seeded it at the same moment: use theirs
+                    merged[kind] = validate_kind(kind, self.store.get_policies()[kind]["body"])
         return PolicySet.model_validate(merged)
 
     def _bootstrap(self) -> None:

@@ -724,7 +724,15 @@ class Store:
             return True
 
     def insert_missing_clusters(self, specs: dict[str, dict[str, Any]]) -> int:
-        """Seed clusters from the topology in one transaction; existing ones are left as they are."""
+        """Seed clusters from the topology in one transaction; existing ones are left as they are.
+        Another process seeding at the same time makes the first try fail on PostgreSQL; the
+        second sees its rows."""
+        try:
+            return self._insert_missing_clusters(specs)
+        except IntegrityError:
+            return self._insert_missing_clusters(specs)
+
+    def _insert_missing_clusters(self, specs: dict[str, dict[str, Any]]) -> int:
         with self.tx() as conn:
             have = {r[0] for r in conn.execute(select(t.clusters.c.name)).all()}
             rows = [

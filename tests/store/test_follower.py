@@ -273,3 +273,35 @@ def test_sqlite_write_transactions_exclude_each_other_across_connections(tmp_pat
     assert entered.is_set()
     one.close()
     two.close()
+
+
+START_ONE = """
+import sys
+from controller.service import Controller
+from controller.settings import Settings
+ctl = Controller(Settings(database_url=sys.argv[1], background=False, role=sys.argv[2], holder=sys.argv[3]))
+print(len(ctl.registry.clusters), sorted(ctl.store.policy_versions().items()))
+"""
+
+
+def test_controllers_starting_together_on_a_new_database_all_come_up(db_url: str) -> None:
+    """A Deployment's pods start at once against an empty database: migrations are serialised
+    (advisory lock / BEGIN IMMEDIATE) and seeding tolerates a concurrent seeder, so every
+    process starts and they agree on what was seeded."""
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", START_ONE, db_url, "api" if k % 2 else "all", f"p{k}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(4)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    assert len({out for out, _ in outs}) == 1  # same clusters, same policy versions everywhere
+    assert outs[0][0].startswith("42 ")
