@@ -166,7 +166,9 @@ def stack_config(cluster: Cluster, topology: Topology, failover: FailoverPolicy)
     if not alicloud_regions(cluster.region):
         values["mode"] = "existing"
     if cluster.tier is Tier.national:
-        values["controller"] = {"role": "active" if cluster.name == NATIONAL_PRIMARY else "standby"}
+        primary = cluster.name == NATIONAL_PRIMARY
+        # The primary site takes the submissions: two API replicas in front of its controllers.
+        values["controller"] = {"role": "active", "apiReplicas": 2} if primary else {"role": "standby"}
     values["tenants"] = hosted_tenants(cluster, topology, failover)
     assert cluster.tenant == NATIONAL_TENANT or cluster.tier is not Tier.national
     return values

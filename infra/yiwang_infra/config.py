@@ -87,6 +87,9 @@ class ControllerSettings(Camel):
     role: ControllerRole
     url: str = "https://controller.yiwang.gov.internal"
     replicas: Annotated[int, Field(ge=1, le=9)] = 2
+    # API replicas (YIWANG_ROLE=api) in front of the scheduling leader: they take submissions and
+    # heartbeats and follow the database; the chart's api.replicaCount.
+    api_replicas: Annotated[int, Field(ge=0, le=32)] = 0
     chart_values: dict[str, Any] = {}
     rds_instance_type: str = "pg.x8.large.2c"
     rds_storage_gib: Annotated[int, Field(ge=20)] = 500

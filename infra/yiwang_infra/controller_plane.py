@@ -141,6 +141,7 @@ class ControllerDeployment(pulumi.ComponentResource):
         values: dict[str, Any] = {
             "mode": settings.role.value,
             "replicaCount": settings.replicas,
+            "api": {"replicaCount": settings.api_replicas},
             "cluster": config.cluster.name,
             "database": {"existingSecret": DATABASE_SECRET, "existingSecretKey": "url"},
             "auth": {"existingSecret": ADMIN_TOKEN_SECRET, "existingSecretKey": "token"},

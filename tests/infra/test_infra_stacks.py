@@ -176,6 +176,8 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
     if cluster.tier is Tier.national:
         controller_values = releases["yiwang-controller"].inputs["values"]
         assert controller_values["mode"] == ("active" if stack == "primary" else "standby")
+        # API replicas (YIWANG_ROLE=api) take the submissions at the primary site only
+        assert controller_values["api"] == {"replicaCount": 2 if stack == "primary" else 0}
         assert controller_values["cluster"] == cluster.name
         federated = {t["cluster"] for t in monitoring["federation"]["targets"]}
         assert federated == {c.name for c in TOPOLOGY.clusters if c.tier is not Tier.national}
