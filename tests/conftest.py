@@ -108,6 +108,15 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: a SQLite file, and one on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'yiwang.db'}"
+    url: str = request.getfixturevalue("fresh_postgres")
+    return url
+
+
 @pytest.fixture
 def fresh_postgres(postgres_url: str) -> str:
     """An empty database on the session's server, one per test."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -79,14 +77,6 @@ def test_cluster_registration_is_audited(api: TestClient, tokens: dict[str, dict
     assert r.status_code == 201, r.text
     (row,) = actions(api, admin, action="cluster.registered")
     assert row["target"] == "cluster/prov-hainan-2" and row["detail"] == {"created": True}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'audit.db'}"
-    url: str = request.getfixturevalue("fresh_postgres")
-    return url
 
 
 def test_the_audit_log_is_append_only_in_the_database(db_url: str) -> None:

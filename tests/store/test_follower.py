@@ -24,14 +24,6 @@ from controller.store import schema as t
 from controller.store.store import now
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    url: str = request.getfixturevalue("fresh_postgres")
-    return url
-
-
 @pytest.fixture
 def pair(db_url: str) -> Iterator[tuple[Controller, Controller]]:
     """(leader, api replica): two controllers on one database, as two processes would be."""

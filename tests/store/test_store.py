@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -21,14 +20,6 @@ from controller.store.migrate import downgrade, upgrade
 from controller.store.schema import metadata
 from controller.store.store import new_job_id, now
 from tests.conftest import REPO, free_port
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("fresh_postgres")
-    return url
 
 
 def job_row(tenant: str = "guangdong", key: str | None = None) -> dict[str, object]:
