@@ -60,6 +60,8 @@ class StoreFollower:
         self.gaps: dict[int, float] = {}  # event id missing below ``after`` -> when first missed
         self.cluster_rows: dict[str, dict[str, Any]] = {}
         self.policy_versions: dict[str, int] = {}
+        self.last_sync = time.time()  # wall clock of the last complete sync (start-up counts)
+        self.totals = SyncStats()  # since start, for /metrics
 
     def sync(self) -> SyncStats:
         stats = SyncStats()
@@ -68,6 +70,9 @@ class StoreFollower:
         self._datasets(stats)
         self._ledger(stats)
         self.ctl.observed_epoch = self.ctl.store.leader_epoch()
+        self.last_sync = time.time()
+        for name in stats.__dataclass_fields__:
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         return stats
 
     # ---- clusters ---------------------------------------------------------------------------

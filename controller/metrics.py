@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from controller.jobs import JobPhase
@@ -20,7 +20,7 @@ class ControllerCollector(Collector):
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         counts = self.ctl.store.count_jobs_by_phase()
         jobs = GaugeMetricFamily("yiwang_jobs", "Jobs by phase", labels=["phase"])
         for phase in JobPhase:
@@ -53,6 +53,19 @@ class ControllerCollector(Collector):
         leader = GaugeMetricFamily("yiwang_leader_epoch", "Fencing epoch held, 0 when not leader")
         leader.add_metric([], float(self.ctl.epoch))
         yield leader
+        follower = self.ctl.follower
+        if follower is not None:
+            age = GaugeMetricFamily(
+                "yiwang_store_sync_age_seconds",
+                "Seconds since this process last brought its views in step with the database",
+            )
+            age.add_metric([], max(0.0, datetime.now(UTC).timestamp() - follower.last_sync))
+            yield age
+            events = CounterMetricFamily(
+                "yiwang_store_sync_events", "Job events this process read from the database"
+            )
+            events.add_metric([], float(follower.totals.events))
+            yield events
 
 
 def make_registry(ctl: Controller) -> CollectorRegistry:

@@ -15,6 +15,7 @@ RULES = chart_dir(CHART) / "rules" / "yiwang-alerts.yml"
 RULES_TEST = chart_dir(CHART) / "rules" / "yiwang-alerts.test.yml"
 REQUIRED_ALERTS = {
     "YiwangControllerDown",
+    "YiwangControllerViewsStale",
     "YiwangClusterUnreachable",
     "YiwangClusterHeartbeatMissing",
     "YiwangClusterCapacityExhausted",

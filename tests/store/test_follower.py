@@ -297,3 +297,28 @@ def test_controllers_starting_together_on_a_new_database_all_come_up(db_url: str
         assert p.returncode == 0, err[-2000:]
     assert len({out for out, _ in outs}) == 1  # same clusters, same policy versions everywhere
     assert outs[0][0].startswith("42 ")
+
+
+def test_sync_is_visible_in_metrics(pair: tuple[Controller, Controller]) -> None:
+    """yiwang_store_sync_age_seconds (alerted on when a process stops following the database)
+    and the count of job events read."""
+    from prometheus_client import generate_latest
+
+    from controller.metrics import make_registry
+
+    leader, api = pair
+    registry = make_registry(api)
+    api.follower.last_sync -= 120  # type: ignore[union-attr]  # as if the last sync was 2 minutes ago
+    stale = generate_latest(registry).decode()
+    age = float(
+        next(ln.split()[-1] for ln in stale.splitlines() if ln.startswith("yiwang_store_sync_age_seconds "))
+    )
+    assert age >= 120
+    leader.submit(job("m"))
+    api.sync_from_store()
+    fresh = generate_latest(registry).decode()
+    age = float(
+        next(ln.split()[-1] for ln in fresh.splitlines() if ln.startswith("yiwang_store_sync_age_seconds "))
+    )
+    assert age < 60
+    assert "yiwang_store_sync_events_total 1.0" in fresh
