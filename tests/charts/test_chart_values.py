@@ -259,3 +259,19 @@ def test_missing_required_values_fail_with_a_clear_message(
     proc = run_helm(helm, *template_args(chart, (), sets), check=False)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
+
+
+def test_controller_chart_ships_the_repositorys_policies() -> None:
+    """The policy files the controller chart mounts by default are the repository's own
+    (policies/*.yaml), so a Helm install schedules exactly as the tests and the benchmarks do;
+    and each validates as its policy kind."""
+    from controller.policies import validate_kind
+
+    repo = Path(__file__).resolve().parents[2]
+    values = yaml.safe_load((chart_dir("yiwang-controller") / "values.yaml").read_text())
+    files = values["policies"]["files"]
+    assert files, "the chart mounts no policy files"
+    for name, text in files.items():
+        shipped = yaml.safe_load((repo / "policies" / name).read_text())
+        assert yaml.safe_load(text) == shipped, name
+        validate_kind(name.removesuffix(".yaml"), shipped)
