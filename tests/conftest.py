@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +11,13 @@ from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
 from controller.api.server import free_port
+from controller.bench import postgres
 from controller.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 IN_CI = os.environ.get("CI") == "true"
+__all__ = ["REPO", "SHARED_DATA", "free_port", "need"]  # imported by the test modules
 
 
 def need(condition: bool, reason: str) -> None:
@@ -58,54 +56,10 @@ def ready(client: TestClient, app) -> TestClient:  # type: ignore[no-untyped-def
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL 15 from Debian's package, started on loopback for this session."""
-    need(
-        PG_BIN.joinpath("initdb").exists(), "PostgreSQL 15 is not installed (make system installs it as root)"
-    )
-    need(os.geteuid() == 0, "starting PostgreSQL here needs root (initdb runs as the postgres user)")
-    root = Path(tempfile.mkdtemp(prefix="yiwang-pg-"))
-    shutil.chown(root, "postgres", "postgres")
-    port = free_port()
-    run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [
-            *run_as,
-            str(PG_BIN / "initdb"),
-            "-D",
-            str(root / "data"),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-locale",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *run_as,
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(root / "data"),
-            "-l",
-            str(root / "pg.log"),
-            "-o",
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=on",
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*run_as, str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    why = postgres.unavailable()
+    need(why is None, why or "")
+    with postgres.throwaway_postgres() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -22,12 +22,14 @@ from typing import Any
 import numpy as np
 
 from controller.api.server import free_port, start_process
+from controller.bench import postgres
 from controller.jobs import JobCreate, Resources
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler, PendingQueue
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS, DEFAULT_DATA_DIR, federation, snapshot_of
 from controller.sim.workload import InputAssigner, make_catalogue
+from controller.store import Store
 from controller.topology.network import NetworkModel
 
 
@@ -228,6 +230,7 @@ def bench_api(
     scheduling: bool = True,
     split: bool = True,
     api_replicas: int = 1,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
     """Durable submissions per second through POST /v1/jobs on real uvicorn processes (SQLite,
     WAL, synchronous=FULL), with every job also scheduled.
@@ -240,7 +243,7 @@ def bench_api(
     with tempfile.TemporaryDirectory() as tmp:
         base = {
             **os.environ,
-            "YIWANG_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "YIWANG_DATABASE_URL": database_url or f"sqlite:///{tmp}/bench.db",
             "YIWANG_LOOP_INTERVAL_S": "0.2",
         }
         servers: list[subprocess.Popen[bytes]] = []
@@ -261,17 +264,15 @@ def bench_api(
             ok, bad, dt = asyncio.run(_drive(api_ports, n, clients, seconds))
             cpu = [round((_cpu_seconds(s.pid) - c) / dt, 2) for s, c in zip(servers, cpu0, strict=True)]
             # Wait (bounded) until the scheduler has placed what was submitted.
-            import sqlite3
-
+            store = Store(base["YIWANG_DATABASE_URL"], migrate=False)
             t_sched = time.perf_counter()
             pending = -1
             while scheduling and time.perf_counter() - t_sched < 60:
-                con = sqlite3.connect(f"{tmp}/bench.db")
-                pending = con.execute("select count(*) from jobs where phase='Pending'").fetchone()[0]
-                con.close()
+                pending = store.count_jobs_by_phase().get("Pending", 0)
                 if pending == 0:
                     break
                 time.sleep(0.5)
+            store.close()
             sched_dt = time.perf_counter() - t_sched
         finally:
             for server in reversed(servers):
@@ -283,6 +284,7 @@ def bench_api(
         "errors": bad,
         "seconds": round(dt, 2),
         "clients": clients,
+        "database": "postgresql" if database_url and database_url.startswith("postgresql") else "sqlite",
         "layout": ("api + scheduler processes" if split else "one process") if scheduling else "ingest only",
         "api_replicas": len(api_ports),
         "cpu_cores_used": dict(
@@ -297,6 +299,15 @@ def bench_api(
         "scheduled_per_s_end_to_end": round(ok / (dt + sched_dt), 1) if pending == 0 else None,
         "scheduling": scheduling,
     }
+
+
+def bench_api_postgresql() -> dict[str, Any]:
+    """The split layout on a throwaway PostgreSQL 15 (fsync on) instead of SQLite."""
+    why = postgres.unavailable()
+    if why is not None:
+        return {"skipped": why}
+    with postgres.throwaway_postgres() as url:
+        return bench_api(database_url=url)
 
 
 def bench_replay(trace: Path | None, data_dir: Path, limit: int | None) -> dict[str, Any]:
@@ -324,6 +335,15 @@ def summary_md(report: dict[str, Any]) -> str:
     if "api_one_process" in report:
         a = report["api_one_process"]
         lines.append(f"- api, one process doing both: {a['jobs_per_s']} durable submissions/s")
+    if "api_postgresql" in report:
+        a = report["api_postgresql"]
+        if "skipped" in a:
+            lines.append(f"- api on PostgreSQL: skipped ({a['skipped']})")
+        else:
+            lines.append(
+                f"- api on PostgreSQL (same layout): {a['jobs_per_s']} durable submissions/s, "
+                f"end to end {a['scheduled_per_s_end_to_end']}/s"
+            )
     if "api_ingest_only" in report:
         a = report["api_ingest_only"]
         lines.append(f"- api ingest alone (scheduling loop off): {a['jobs_per_s']} durable submissions/s")
@@ -373,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         print("api_one_process", report["api_one_process"], flush=True)
         report["api_ingest_only"] = bench_api(scheduling=False, split=False)
         print("api_ingest_only", report["api_ingest_only"], flush=True)
+        report["api_postgresql"] = bench_api_postgresql()
+        print("api_postgresql", report["api_postgresql"], flush=True)
     if "replay" not in args.skip:
         report["replay"] = bench_replay(args.trace, args.data_dir, args.trace_limit)
         print("replay done", flush=True)
