@@ -268,13 +268,18 @@ class Store:
         for p in params:
             groups.setdefault(tuple(p), []).append(p)
         for group in groups.values():
-            self._sqlite_executemany(conn, stmt, group)
+            if not self._sqlite_executemany(conn, stmt, group):
+                conn.execute(stmt, group)
 
     @staticmethod
-    def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[str, Any]]) -> None:
+    def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[str, Any]]) -> bool:
+        """False (nothing written) for an INSERT that leaves out a column with a default:
+        SQLAlchemy computes those per row, so the caller takes its path."""
         keys = list(params[0])
         compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
         names = compiled.positiontup or []
+        if isinstance(stmt, Insert) and set(names) != set(keys):
+            return False
         fixed = compiled.params
         plan = []
         for name in names:
@@ -290,7 +295,7 @@ class Store:
         sql = compiled.string
         if not isinstance(stmt, Insert) or " VALUES (" not in sql or not names:
             conn.exec_driver_sql(sql, rows)
-            return
+            return True
         # One multi-row INSERT per chunk instead of a statement step per row: the driver
         # releases and re-takes the GIL around every step, and in a busy API process each
         # re-take waits behind the event loop, all while this process holds the write lock.
@@ -300,6 +305,7 @@ class Store:
             chunk = rows[k : k + per]
             flat = tuple(v for row in chunk for v in row)
             conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk))}", flat)
+        return True
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -236,3 +236,23 @@ def test_the_sqlite_bulk_path_writes_exactly_what_sqlalchemy_writes(tmp_path: Pa
         con.close()
     assert dumps[0] == dumps[1]
     assert len(dumps[0]) == 5
+
+
+def test_the_sqlite_bulk_path_leaves_column_defaults_to_sqlalchemy(tmp_path: Path) -> None:
+    """An INSERT whose rows leave out columns with defaults (attempt, epoch, message) is not
+    taken by the bulk path: the rows get their defaults, not NULL."""
+    import sqlite3
+
+    from sqlalchemy import insert
+
+    from controller.store import schema as t
+
+    url = f"sqlite:///{tmp_path / 'defaults.db'}"
+    store = Store(url)
+    row = {k: v for k, v in job_row().items() if k not in ("attempt", "epoch", "message")}
+    with store.tx() as conn:
+        store.executemany(conn, insert(t.jobs), [row])
+    store.close()
+    con = sqlite3.connect(url.split("///", 1)[1])
+    assert con.execute("select attempt, epoch, message from jobs").fetchall() == [(1, 0, "")]
+    con.close()
