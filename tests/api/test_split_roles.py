@@ -69,3 +69,62 @@ def test_the_replica_takes_jobs_and_the_leader_places_them(split: tuple[httpx.Cl
     assert allocated(leader) == pytest.approx(80.0)
     assert api.post(f"/v1/jobs/{ids[0]}/cancel").status_code == 200
     wait_for(lambda: allocated(leader) == pytest.approx(76.0))  # the leader freed the capacity
+
+
+def test_the_leader_killed_mid_stream_loses_nothing_and_a_new_leader_takes_over(tmp_path: Path) -> None:
+    """kill -9 of the scheduling leader while clients keep submitting to the API replica: the
+    replica keeps acknowledging (it does not need the leader), a new leader takes the lease
+    when the old one's expires (a higher epoch) and places every acknowledged job once."""
+    import signal
+
+    base = {
+        **os.environ,
+        "YIWANG_DATABASE_URL": f"sqlite:///{tmp_path / 'failover.db'}",
+        "YIWANG_LEADER_TTL_S": "2",
+    }
+    first_port, api_port, second_port = free_port(), free_port(), free_port()
+    first = start_process(first_port, {**base, "YIWANG_HOLDER": "leader-a"})
+    api = start_process(api_port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": "api"})
+    second = None
+    acknowledged: list[str] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as ac:
+            names = [c["name"] for c in ac.get("/v1/clusters").json()["items"]]
+
+            def beat() -> None:
+                for name in names:
+                    assert ac.post(f"/v1/agents/{name}/heartbeat").status_code == 200
+
+            def submit(n: int, tag: str) -> None:
+                for i in range(n):
+                    r = ac.post(
+                        "/v1/jobs",
+                        json={"name": f"{tag}{i}", "tenant": "guangdong", "resources": {"cpu": 0.5}},
+                    )
+                    assert r.status_code == 201, r.text
+                    acknowledged.append(r.json()["id"])
+
+            beat()
+            submit(30, "a")
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+            epoch_before = ac.get("/readyz").json()["epoch"]
+            submit(30, "b")  # the replica still takes submissions with no leader
+            second = start_process(second_port, {**base, "YIWANG_HOLDER": "leader-b"})
+            beat()
+
+            def all_placed() -> bool:
+                beat()
+                return all(ac.get(f"/v1/jobs/{j}").json()["phase"] == "Scheduled" for j in acknowledged)
+
+            wait_for(all_placed, timeout_s=60)
+            assert ac.get("/readyz").json()["epoch"] > epoch_before  # a new leader, a new epoch
+            for j in acknowledged:
+                events = ac.get(f"/v1/jobs/{j}").json()["events"]
+                assert [e["type"] for e in events].count("Scheduled") == 1, events
+        assert len(acknowledged) == 60
+    finally:
+        for proc in (second, api, first):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
