@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from controller.datasets import DatasetRead
 from controller.policies import POLICY_KINDS, PolicySet, validate_kind
 from controller.registry import ClusterState
@@ -141,39 +143,47 @@ class StoreFollower:
 
     # ---- the allocation ledger --------------------------------------------------------------
     def _ledger(self, stats: SyncStats) -> None:
+        """Apply the job events since the last sync, in id order. An event carries the job's
+        phase, cluster and attempt after the change, and a job's events commit in the order of
+        its changes (every change locks the job's row), so the last event of a job is its
+        state. The ledger needs the job's demand too: from its current entry, or from the
+        terms this process noted when the job was submitted through it; otherwise the job's
+        row is read (state-based, so reading a state newer than the event is harmless)."""
         ctl = self.ctl
         t_now = time.monotonic()
         self.gaps = {i: t for i, t in self.gaps.items() if t_now - t < GAP_TTL_S}
         events = ctl.store.events_after(self.after, sorted(self.gaps))
         stats.events = len(events)
-        touched: list[str] = []
-        seen: set[str] = set()
+        to_read: dict[str, None] = {}
         expected = self.after + 1
         ledger = ctl.registry.ledger
-        for ev in events:
-            self.gaps.pop(ev.id, None)
-            if ev.id > self.after:
-                for missing in range(max(expected, ev.id - MAX_GAPS), ev.id):
-                    self.gaps.setdefault(missing, t_now)
-                expected = ev.id + 1
-                self.after = ev.id
-            if ev.type == "Submitted" or ev.job_id in seen:  # a submission leaves the ledger as it is
-                continue
-            entry = ledger.entries.get(ev.job_id)
-            if (
-                ev.to_phase in ACTIVE_PHASES
-                and entry is not None
-                and (entry.cluster, entry.attempt) == (ev.cluster, ev.attempt)
-            ):
-                continue  # already reflected (this process placed it); a later event still counts
-            seen.add(ev.job_id)
-            touched.append(ev.job_id)
+        with ctl.lock:
+            for ev in events:
+                self.gaps.pop(ev.id, None)
+                if ev.id > self.after:
+                    for missing in range(max(expected, ev.id - MAX_GAPS), ev.id):
+                        self.gaps.setdefault(missing, t_now)
+                    expected = ev.id + 1
+                    self.after = ev.id
+                if ev.type == "Submitted":  # a submission leaves the ledger as it is
+                    continue
+                if ev.to_phase in ACTIVE_PHASES and ev.cluster:
+                    entry = ledger.entries.get(ev.job_id)
+                    if entry is not None and (entry.cluster, entry.attempt) == (ev.cluster, ev.attempt):
+                        continue  # already reflected (this process placed it)
+                    terms = ctl.job_terms.get(ev.job_id)
+                    if terms is None or entry is not None:  # demand unknown, or a change not seen: read
+                        to_read[ev.job_id] = None
+                        continue
+                    tenant, demand, priority = terms
+                    ledger.add(ev.job_id, ev.cluster, np.array(demand), tenant, priority, ev.attempt)
+                else:
+                    ledger.pop(ev.job_id)
+                    ctl.forget_terms(ev.job_id, ev.to_phase)
+            if to_read:
+                for row in ctl.store.job_states(list(to_read)):
+                    ctl.apply_job_state(row)
         if len(self.gaps) > MAX_GAPS:
             for i in sorted(self.gaps)[: len(self.gaps) - MAX_GAPS]:
                 del self.gaps[i]
-        if not touched:
-            return
-        with ctl.lock:
-            for row in ctl.store.job_states(touched):
-                ctl.apply_job_state(row)
-        stats.jobs_refreshed = len(touched)
+        stats.jobs_refreshed = len(to_read)

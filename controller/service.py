@@ -75,6 +75,8 @@ class RunningView(dict[int, list[Running]]):
 
 
 PENDING_SPEC_CACHE = 500_000
+JOB_TERMS_CACHE = 200_000
+TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
 
 
 def spec_hash(spec: JobCreate) -> str:
@@ -103,6 +105,9 @@ class Controller:
         # Specs of jobs submitted through this controller and not yet placed, so a scheduling
         # cycle does not re-read and re-validate them from the store (bounded; misses are read).
         self._pending_specs: dict[str, JobCreate] = {}
+        # (tenant, demand, priority) of jobs submitted through this process and not finished:
+        # a follower adds a placement of one of them to the ledger without reading its row.
+        self.job_terms: dict[str, tuple[str, tuple[float, float, float], int]] = {}
         self._batch: BatchScheduler | None = None  # rebuilt when the scheduler or quota changes
         self.capacity = self._capacity_tracker()
         self.follower: StoreFollower | None = None
@@ -185,6 +190,23 @@ class Controller:
             p = self.policies.quota.priority_classes.get(priority_class)
             priority = p if p is not None else priority
         return demand, priority
+
+    def _note_terms(self, job_id: str, spec: JobCreate) -> None:
+        if len(self.job_terms) < JOB_TERMS_CACHE:
+            d = demand_of(spec)
+            self.job_terms[job_id] = (
+                spec.tenant,
+                (float(d[0]), float(d[1]), float(d[2])),
+                self._priority_of(spec),
+            )
+
+    def forget_terms(self, job_id: str, phase: str | None) -> None:
+        """A job left Scheduled/Running (callers hold the lock): its pending spec goes unless
+        it is Pending again; its noted terms go once it is finished."""
+        if phase != "Pending":
+            self._pending_specs.pop(job_id, None)
+        if phase in TERMINAL_PHASES:
+            self.job_terms.pop(job_id, None)
 
     def sync_from_store(self) -> None:
         """Bring the in-memory views up to date with what other controller processes changed
@@ -328,6 +350,8 @@ class Controller:
         for (spec, key), (row, created) in zip(items, self.store.insert_jobs(rows), strict=True):
             if not created and row["request_hash"] != spec_hash(spec):
                 raise Conflict(f"Idempotency-Key {key!r} was used for a different job ({row['id']})")
+            if created:
+                self._note_terms(str(row["id"]), spec)
             out.append((self._job_read(row, with_events=False), created))
         self.wake()
         return out
@@ -343,6 +367,8 @@ class Controller:
         if audit is not None:
             row[AUDIT_KEY] = {**audit, "target": f"job/{row['id']}"}
         stored, created = await self.store.group_commit().submit(row)
+        if created:
+            self._note_terms(str(row["id"]), spec)
         if created and self.settings.role == "all" and len(self._pending_specs) < PENDING_SPEC_CACHE:
             self._pending_specs[str(row["id"])] = spec
         self.wake()
@@ -392,7 +418,7 @@ class Controller:
             if not ok:
                 raise Conflict(f"job {job_id} changed while being cancelled; retry")
             self.registry.ledger.pop(job_id)
-            self._pending_specs.pop(job_id, None)
+            self.forget_terms(job_id, JobPhase.Cancelled.value)
         return self.get_job(job_id)
 
     def get_decision(self, job_id: str) -> Decision:
@@ -836,6 +862,7 @@ class Controller:
                 raise StaleAttempt(f"job {rep.job_id} changed meanwhile; stop it")
             if target in TERMINAL:
                 self.registry.ledger.pop(rep.job_id)
+                self.forget_terms(rep.job_id, target.value)
         if target in TERMINAL:
             self.wake()
         return self.get_job(rep.job_id)

@@ -118,7 +118,8 @@ def test_the_leader_killed_mid_stream_loses_nothing_and_a_new_leader_takes_over(
                 return all(ac.get(f"/v1/jobs/{j}").json()["phase"] == "Scheduled" for j in acknowledged)
 
             wait_for(all_placed, timeout_s=60)
-            assert ac.get("/readyz").json()["epoch"] > epoch_before  # a new leader, a new epoch
+            # a new leader, a new epoch (the replica learns it at its next sync)
+            wait_for(lambda: ac.get("/readyz").json()["epoch"] > epoch_before, timeout_s=10)
             for j in acknowledged:
                 events = ac.get(f"/v1/jobs/{j}").json()["events"]
                 assert [e["type"] for e in events].count("Scheduled") == 1, events
