@@ -9,14 +9,16 @@ makes the cluster Ready for the leader, a policy put through one replica is the 
 
 ``StoreFollower.sync`` brings them up to date with a few small queries: the clusters table (one
 row per cluster), the policy versions, the data-set count, the leader epoch, and the job events
-appended since the last sync. The ledger follows the events state-based, not delta-based: an
-event only says "job X changed"; the follower reads X's current row and sets its ledger entry
-from it (active on a cluster: present with the row's demand; otherwise: absent). Applying an
-event twice, or late, is therefore harmless; the only thing that must not happen is missing
-one. Under SQLite writers are serialised, so event ids commit in order; under PostgreSQL a
-transaction holding a lower id can commit after a higher one, so ids seen missing below the
-highest one read are asked for again on later syncs (for ``GAP_TTL_S``, longer than any
-transaction of ours; an id whose transaction rolled back never appears).
+appended since the last sync. Every change of a job's phase, cluster or attempt writes an event
+in the same transaction, carrying the state after the change, and a job's events commit in the
+order of its changes (each change locks the job's row), so applying the events in id order leaves
+each job's ledger entry at its current state. The demand an entry needs comes from the entry
+itself, from the terms this process noted when the job was submitted through it, or else from
+the job's row (read state-based: a state newer than the event is harmless, later events agree
+with it). Under SQLite writers are serialised, so event ids commit in order; under PostgreSQL a
+transaction holding a lower id can commit after a higher one (of another job), so ids seen
+missing below the highest one read are asked for again on later syncs (for ``GAP_TTL_S``,
+longer than any transaction of ours; an id whose transaction rolled back never appears).
 
 Reads and the in-memory updates happen under the controller's lock, the lock its own write
 paths hold while they change the same views after committing, so a sync cannot undo a change
