@@ -34,7 +34,7 @@ from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import effective_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.settings import Settings
-from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, utc
+from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, pack_decision, utc
 from controller.topology.model import Cluster
 
 log = logging.getLogger("yiwang.controller")
@@ -530,7 +530,7 @@ class Controller:
                     "attempt": d.attempt,
                     "cluster": d.cluster,
                     "status": d.status,
-                    "body": body,
+                    "body": pack_decision(body),
                     "created_at": at,
                 }
             )

@@ -16,6 +16,7 @@ import random
 import secrets
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,30 @@ from controller.store import schema as t
 
 ACTIVE_PHASES = ("Scheduled", "Running")
 SQLITE_MAX_VARIABLES = 32_766  # SQLite's default limit since 3.32
+
+
+PACKED_DECISION = "yiwang.decision.zlib/1"
+
+
+def pack_decision(body: dict[str, Any]) -> dict[str, Any]:
+    """The stored form of a decision body: its JSON, zlib-compressed (level 1) and base64-encoded,
+    beside its summary (which the audit log and operators read). A cycle writes one per job;
+    packed they are a third of the bytes (about 850 instead of 2,500 for the 1+32+8 federation),
+    and the bytes are most of what the scheduling leader writes while it holds the database."""
+    raw = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    return {
+        "format": PACKED_DECISION,
+        "summary": body.get("summary", ""),
+        "z": base64.b64encode(zlib.compress(raw, 1)).decode("ascii"),
+    }
+
+
+def unpack_decision(stored: dict[str, Any]) -> dict[str, Any]:
+    """The decision body ``pack_decision`` stored (bodies stored unpacked come back as they are)."""
+    if stored.get("format") != PACKED_DECISION:
+        return stored
+    body: dict[str, Any] = orjson.loads(zlib.decompress(base64.b64decode(stored["z"])))
+    return body
 
 
 class EventRef(NamedTuple):
@@ -682,22 +707,6 @@ class Store:
         return out
 
     # ---- decisions --------------------------------------------------------------------------
-    def insert_decision(
-        self,
-        conn: Connection,
-        job_id: str,
-        attempt: int,
-        cluster: str | None,
-        status: str,
-        body: dict[str, Any],
-        at: datetime,
-    ) -> None:
-        conn.execute(
-            insert(t.decisions).values(
-                job_id=job_id, attempt=attempt, cluster=cluster, status=status, body=body, created_at=at
-            )
-        )
-
     def latest_decision(self, job_id: str) -> dict[str, Any] | None:
         q = (
             select(t.decisions.c.body)
@@ -707,7 +716,7 @@ class Store:
         )
         with self.read() as conn:
             row = conn.execute(q).first()
-            return dict(row[0]) if row else None
+            return unpack_decision(dict(row[0])) if row else None
 
     # ---- clusters ---------------------------------------------------------------------------
     def upsert_cluster(self, name: str, spec: dict[str, Any]) -> bool:
