@@ -256,3 +256,23 @@ def test_the_sqlite_bulk_path_leaves_column_defaults_to_sqlalchemy(tmp_path: Pat
     con = sqlite3.connect(url.split("///", 1)[1])
     assert con.execute("select attempt, epoch, message from jobs").fetchall() == [(1, 0, "")]
     con.close()
+
+
+def test_decision_bodies_are_stored_packed_and_read_back_whole() -> None:
+    """pack_decision keeps the summary readable and the body a third of its size or less;
+    unpack_decision restores it exactly, and leaves a body stored unpacked as it is."""
+    import json
+
+    from controller.store.store import pack_decision, unpack_decision
+
+    body = {
+        "format": "yiwang.decision.compact/1",
+        "summary": "42/42 clusters are available; chose prov-hubei.",
+        "clusters": [f"prov-{i}" for i in range(42)],
+        "scores": [[round(i * 1.37 % 100, 3) for i in range(42)] for _ in range(4)],
+    }
+    packed = pack_decision(body)
+    assert packed["summary"] == body["summary"]
+    assert len(json.dumps(packed)) * 2 < len(json.dumps(body))
+    assert unpack_decision(packed) == body
+    assert unpack_decision(body) == body
