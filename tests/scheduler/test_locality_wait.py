@@ -71,19 +71,15 @@ def test_locality_weighs_bytes_moved_not_only_fetch_time() -> None:
     """Inputs of 100 GB in Beijing and in Tianjin: the national primary (on the backbone)
     fetches both fastest, so fetch time alone picks it and moves 200 GB; running in either
     province moves 100 GB. The score's bytes half picks a province."""
-    a = DatasetRead(
-        id="a",
-        owner="national",
-        size_bytes=10**11,
-        classification=Classification.general,
-        locations=["prov-beijing"],
-    )
-    b = DatasetRead(
-        id="b",
-        owner="national",
-        size_bytes=10**11,
-        classification=Classification.general,
-        locations=["prov-tianjin"],
+    a, b = (
+        DatasetRead(
+            id=ds_id,
+            owner="national",
+            size_bytes=10**11,
+            classification=Classification.general,
+            locations=[where],
+        )
+        for ds_id, where in (("a", "prov-beijing"), ("b", "prov-tianjin"))
     )
     s = snap(datasets={**DATASETS, "a": a, "b": b})
     info = JobInfo(id=None, spec=job(tenant="national", inputs=["a", "b"]), inputs=[a, b], missing_inputs=[])
