@@ -301,6 +301,17 @@ def bench_api(
     }
 
 
+def bench_api_median(runs: int = 3) -> dict[str, Any]:
+    """The production layout (``bench_api``'s default) ``runs`` times: the run with the median
+    accepted rate, plus every run's accepted and end-to-end rates (this VM moves by ±30 %)."""
+    results = [bench_api() for _ in range(runs)]
+    ordered = sorted(results, key=lambda r: r["jobs_per_s"])
+    median = dict(ordered[len(ordered) // 2])
+    median["runs"] = [r["jobs_per_s"] for r in results]
+    median["runs_end_to_end"] = [r["scheduled_per_s_end_to_end"] for r in results]
+    return median
+
+
 def bench_api_postgresql() -> dict[str, Any]:
     """The split layout on a throwaway PostgreSQL 15 (fsync on) instead of SQLite."""
     why = postgres.unavailable()
@@ -328,9 +339,9 @@ def summary_md(report: dict[str, Any]) -> str:
     if "api" in report:
         a = report["api"]
         lines.append(
-            f"- api.jobs_per_s: **{a['jobs_per_s']}** ({a['submitted']} durable submissions, {a['clients']} clients, "
-            f"{a['layout']}; all scheduled {a['pending_after_submit_s']} s after the last; "
-            f"end to end {a['scheduled_per_s_end_to_end']}/s)"
+            f"- api.jobs_per_s: **{a['jobs_per_s']}** (median of runs {a.get('runs')}; {a['submitted']} durable "
+            f"submissions, {a['clients']} clients, {a['layout']}; all scheduled {a['pending_after_submit_s']} s "
+            f"after the last; end to end {a['scheduled_per_s_end_to_end']}/s)"
         )
     if "api_one_process" in report:
         a = report["api_one_process"]
@@ -387,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         report["memory"] = bench_memory(args.data_dir)
         print("memory", report["memory"], flush=True)
     if "api" not in args.skip:
-        report["api"] = bench_api()
+        report["api"] = bench_api_median()
         print("api", report["api"], flush=True)
         report["api_one_process"] = bench_api(split=False)
         print("api_one_process", report["api_one_process"], flush=True)
