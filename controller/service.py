@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
 
 from controller.assignments import Assignment, StatusReport
 from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
@@ -122,11 +121,10 @@ class Controller:
             if kind in stored:
                 merged[kind] = validate_kind(kind, stored[kind]["body"])
             else:
-                merged[kind] = getattr(files, kind)
-                try:
-                    self.store.put_policy(kind, merged[kind].model_dump(mode="json"))
-                except IntegrityError:  # another process seeded it at the same moment: use theirs
-                    merged[kind] = validate_kind(kind, self.store.get_policies()[kind]["body"])
+                # Seed it, unless another process starting at the same moment just did: then
+                # theirs stands (same files, and the version stays 1).
+                seeded = self.store.seed_policy(kind, getattr(files, kind).model_dump(mode="json"))
+                merged[kind] = validate_kind(kind, seeded)
         return PolicySet.model_validate(merged)
 
     def _bootstrap(self) -> None:

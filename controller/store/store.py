@@ -826,6 +826,22 @@ class Store:
                 r.kind: {"version": r.version, "body": r.body} for r in conn.execute(select(t.policies)).all()
             }
 
+    def seed_policy(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Store ``body`` as version 1 of ``kind`` unless the kind is stored already; returns
+        the stored body. Processes seeding at once agree on one row and never raise the version."""
+        for _ in range(2):  # under PostgreSQL a concurrent insert shows as an IntegrityError once
+            try:
+                with self.tx() as conn:
+                    cur = conn.execute(select(t.policies.c.body).where(t.policies.c.kind == kind)).first()
+                    if cur is not None:
+                        stored: dict[str, Any] = cur[0]
+                        return stored
+                    conn.execute(insert(t.policies).values(kind=kind, version=1, body=body, updated_at=now()))
+                    return body
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not seed the {kind} policy")
+
     def put_policy(self, kind: str, body: dict[str, Any]) -> int:
         with self.tx() as conn:
             cur = conn.execute(select(t.policies.c.version).where(t.policies.c.kind == kind)).first()

@@ -4,6 +4,7 @@ allocation ledger and the epoch, on SQLite and on a real PostgreSQL."""
 
 from __future__ import annotations
 
+import ast
 import random
 import threading
 from collections.abc import Iterator
@@ -297,7 +298,9 @@ def test_controllers_starting_together_on_a_new_database_all_come_up(db_url: str
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
     assert len({out for out, _ in outs}) == 1  # same clusters, same policy versions everywhere
-    assert outs[0][0].startswith("42 ")
+    clusters, versions = outs[0][0].split(" ", 1)
+    assert clusters == "42"
+    assert all(v == 1 for _, v in ast.literal_eval(versions))  # seeded once, never bumped by a racer
 
 
 def test_sync_is_visible_in_metrics(pair: tuple[Controller, Controller]) -> None:
