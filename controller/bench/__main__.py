@@ -147,16 +147,20 @@ async def _client(port: int, bodies: list[bytes], deadline: float, counts: list[
                 + body
             )
             await writer.drain()
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            status = int(head.split(b" ", 2)[1])
+            status, _ = await _read_response(reader)
             counts[0 if status in (200, 201) else 1] += 1
     finally:
         writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 response on a keep-alive connection: (status, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return int(head.split(b" ", 2)[1]), await reader.readexactly(length)
 
 
 async def _request(
@@ -164,12 +168,7 @@ async def _request(
 ) -> bytes:
     writer.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n".encode())
     await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    return await reader.readexactly(length)
+    return (await _read_response(reader))[1]
 
 
 async def _heartbeats(port: int, stop: asyncio.Event) -> None:
