@@ -532,15 +532,6 @@ class Store:
     def set_message(self, conn: Connection, job_id: str, message: str) -> None:
         conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(message=message))
 
-    def renew_leases(self, cluster: str, until: datetime) -> int:
-        with self.tx() as conn:
-            res = conn.execute(
-                update(t.jobs)
-                .where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
-                .values(lease_expires_at=until)
-            )
-            return int(res.rowcount)
-
     # ---- bulk writes of the batch scheduling loop -------------------------------------------
     def apply_cycle(
         self,
@@ -694,16 +685,6 @@ class Store:
                 )
                 for row in conn.execute(q):
                     out[row.job_id] = row.cluster
-        return out
-
-    def active_job_meta(self) -> list[tuple[str, str, int]]:
-        """(id, tenant, priority) of every Scheduled/Running job (for quota usage and preemption)."""
-        q = select(t.jobs.c.id, t.jobs.c.tenant, t.jobs.c.spec).where(t.jobs.c.phase.in_(ACTIVE_PHASES))
-        out = []
-        with self.read() as conn:
-            for row in conn.execute(q):
-                spec = row.spec or {}
-                out.append((row.id, row.tenant, int(spec.get("priority", 100))))
         return out
 
     # ---- decisions --------------------------------------------------------------------------
