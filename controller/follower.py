@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from controller.datasets import DatasetRead
 from controller.policies import POLICY_KINDS, PolicySet, validate_kind
 from controller.registry import ClusterState
 from controller.store.store import ACTIVE_PHASES, utc
@@ -134,14 +133,11 @@ class StoreFollower:
         ctl = self.ctl
         if ctl.store.count_datasets() == len(ctl.datasets):
             return
-        missing = ctl.store.dataset_ids() - set(ctl.datasets)
-        for ds_id in sorted(missing):
-            row = ctl.store.get_dataset(ds_id)
-            if row is not None:
-                read = DatasetRead.model_validate({k: row[k] for k in DatasetRead.model_fields})
-                with ctl.lock:
-                    ctl.datasets[ds_id] = read
-                stats.datasets_added += 1
+        added = [ctl.dataset_read(row) for row in ctl.store.list_datasets() if row["id"] not in ctl.datasets]
+        with ctl.lock:
+            for read in added:
+                ctl.datasets[read.id] = read
+        stats.datasets_added += len(added)
 
     # ---- the allocation ledger --------------------------------------------------------------
     def _ledger(self, stats: SyncStats) -> None:

@@ -30,7 +30,7 @@ from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import JobInfo, Snapshot, demand_vector
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
-from controller.scheduler.quota import effective_priority
+from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.settings import Settings
 from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, pack_decision, utc
@@ -80,9 +80,6 @@ TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
 
 def spec_hash(spec: JobCreate) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
-
-
-demand_of = demand_vector
 
 
 class Controller:
@@ -146,7 +143,7 @@ class Controller:
             )
         self.registry.rebuild_network()
         for row in self.store.list_datasets():
-            self.datasets[row["id"]] = self._dataset_read(row)
+            self.datasets[row["id"]] = self.dataset_read(row)
         for row in self.store.active_jobs():
             self.apply_job_state(row)
         self.follower = StoreFollower(self, after_event=after_event)
@@ -179,19 +176,15 @@ class Controller:
         try:
             r, replicas = spec["resources"], spec["replicas"]
             demand = np.array([r["cpu"], r["memory_gib"], r["gpu"]], dtype=np.float64) * replicas
-            priority_class = spec["priority_class"]
-            priority = int(spec["priority"])
+            priority = self._priority(int(spec["priority"]), spec["priority_class"])
         except (KeyError, TypeError):  # not our own complete form: validate it
             full = JobCreate.model_validate(spec)
-            return demand_of(full), self._priority_of(full)
-        if priority_class is not None:
-            p = self.policies.quota.priority_classes.get(priority_class)
-            priority = p if p is not None else priority
+            return demand_vector(full), self._priority_of(full)
         return demand, priority
 
     def _note_terms(self, job_id: str, spec: JobCreate) -> None:
         if len(self.job_terms) < JOB_TERMS_CACHE:
-            d = demand_of(spec)
+            d = demand_vector(spec)
             self.job_terms[job_id] = (
                 spec.tenant,
                 (float(d[0]), float(d[1]), float(d[2])),
@@ -564,7 +557,7 @@ class Controller:
                     self.registry.ledger.add(
                         r["id"],
                         r["cluster"],
-                        demand_of(spec),
+                        demand_vector(spec),
                         spec.tenant,
                         self._priority_of(spec),
                         r["attempt"],
@@ -587,8 +580,13 @@ class Controller:
         return current
 
     def _priority_of(self, spec: JobCreate) -> int:
-        p = effective_priority(spec, self.policies.quota)
-        return p if p is not None else spec.priority
+        return self._priority(spec.priority, spec.priority_class)
+
+    def _priority(self, priority: int, priority_class: str | None) -> int:
+        """The priority the ledger keeps: the class's value when the class is known, else the
+        job's own."""
+        p = class_priority(priority, priority_class, self.policies.quota)
+        return p if p is not None else priority
 
     def _running_view(self, snap: Snapshot) -> tuple[dict[int, list[Running]], dict[str, np.ndarray]]:
         """Placed jobs per cluster index (preemption candidates, listed only for the clusters
@@ -699,7 +697,7 @@ class Controller:
 
     # ---- data sets --------------------------------------------------------------------------
     @staticmethod
-    def _dataset_read(row: dict[str, Any]) -> DatasetRead:
+    def dataset_read(row: dict[str, Any]) -> DatasetRead:
         return DatasetRead.model_validate({k: row[k] for k in DatasetRead.model_fields})
 
     def add_dataset(self, ds: DatasetCreate) -> tuple[DatasetRead, bool]:
@@ -713,7 +711,7 @@ class Controller:
         row = {**ds.model_dump(mode="json"), "created_at": now()}
         existing = self.store.insert_dataset(row)
         if existing is not None:
-            stored = self._dataset_read(existing)
+            stored = self.dataset_read(existing)
             if stored.model_dump() != DatasetRead.model_validate(ds.model_dump()).model_dump():
                 raise Conflict(f"data set {ds.id!r} exists with different contents")
             return stored, False

@@ -33,11 +33,16 @@ EPS = 1e-9
 
 def effective_priority(spec: JobCreate, policy: QuotaPolicy | None) -> int | None:
     """The priority the scheduler uses: the class's value when a class is named (None if unknown)."""
-    if spec.priority_class is None:
-        return spec.priority
+    return class_priority(spec.priority, spec.priority_class, policy)
+
+
+def class_priority(priority: int, priority_class: str | None, policy: QuotaPolicy | None) -> int | None:
+    """``effective_priority`` from the two fields (a stored spec need not be validated first)."""
+    if priority_class is None:
+        return priority
     if policy is None:
         return None
-    return policy.priority_classes.get(spec.priority_class)
+    return policy.priority_classes.get(priority_class)
 
 
 def _vector(values: dict[str, float] | None, missing: float) -> list[float]:

@@ -884,10 +884,6 @@ class Store:
         with self.read() as conn:
             return int(conn.execute(q).scalar() or 0)
 
-    def dataset_ids(self) -> set[str]:
-        with self.read() as conn:
-            return {str(r[0]) for r in conn.execute(select(t.datasets.c.id))}
-
     def count_datasets(self) -> int:
         with self.read() as conn:
             return int(conn.execute(select(func.count()).select_from(t.datasets)).scalar() or 0)
