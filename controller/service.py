@@ -737,6 +737,8 @@ class Controller:
         version = self.store.put_policy(kind, model.model_dump(mode="json"))
         with self.lock:
             self.replace_policies(candidate)
+            if self.follower is not None:  # already applied here: the next sync need not reload it
+                self.follower.policy_versions[kind] = version
         self.wake()
         return model, version
 
