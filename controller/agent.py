@@ -1,11 +1,16 @@
 """The member-cluster agent (pull mode): heartbeats, takes assignments, runs them through an
 executor, reports status.
 
-Leases and fencing: each heartbeat renews the leases of the cluster's attempts for ``lease_s``.
-The agent measures its own deadline from the moment it *sent* the last successful heartbeat, at a
+Leases and fencing: the lease is the cluster's. Each heartbeat (and each batch of status reports)
+renews it for ``lease_s`` from the controller's receipt; heartbeats run in a task of their own,
+every ``heartbeat_interval_s`` the controller asks for, so no amount of work starves them. The
+agent measures its own deadline from the moment it *sent* the last successful renewal, at a
 safety margin below the lease, so it always gives up before the controller does: when it cannot
-renew in time it stops every attempt itself, and the controller re-places them only after
-lease + grace. A report the controller refuses as stale (409/404) stops that attempt at once.
+renew in time it stops every attempt itself (and the executor's fence does so even if the agent
+is frozen), and the controller re-places them only after lease + grace. An attempt is started
+only from an assignment list fetched under the lease still held (no lapse in between), and a
+report the controller refuses as stale (409/404) stops that attempt at once. Status reports go
+in batches, one call and one transaction for a burst of finished jobs.
 
 Attempts stopped for lease loss are remembered and, once the controller answers again, released
 (``POST .../release``): the controller sends the job back to Pending with its attempt raised
@@ -41,6 +46,7 @@ import httpx
 
 from controller.assignments import Assignment
 from controller.executors.base import (
+    RELEASE_REASONS,
     ExecutionNotFound,
     ExecutionStatus,
     Executor,
@@ -54,6 +60,12 @@ REASON_REVOKED = "Revoked"
 REASON_AGENT_STOPPED = "AgentStopped"
 T = TypeVar("T")
 Key = tuple[str, int]
+REPORT_BATCH = 500  # status reports per call
+ASSIGNMENT_PAGE = 500  # assignments per call
+# Past this many heartbeat intervals without a renewal, the executor's fence pauses the attempts
+# (none may finish unseen); the lease deadline itself (lease_margin x lease) stops them.
+SUSPEND_AFTER_INTERVALS = 2.5
+FENCE_SLACK_S = 0.5
 
 
 @dataclass
@@ -62,6 +74,7 @@ class AgentStats:
     heartbeat_failures: int = 0
     starts: int = 0
     reports: int = 0
+    report_batches: int = 0
     stale_reports: int = 0
     lease_losses: int = 0
     releases: int = 0
@@ -101,6 +114,7 @@ class Agent:
         poll_interval_s: float = 0.5,
         lease_margin: float = 0.6,
         max_backoff_s: float = 10.0,
+        max_parallel: int | None = None,
         data_dir: Path | None = None,
         fetch: Callable[[str, Path], bool] | None = None,
         offload: bool | None = None,
@@ -121,8 +135,12 @@ class Agent:
         self.offload = executor.name == "kubernetes" if offload is None else offload
         self.clock = clock
         self.wall = wall
-        self.lease_s = 30.0
+        self.max_parallel = max_parallel  # attempts run at once; the rest wait at the controller
+        self.lease_s = 15.0
+        self.heartbeat_interval_s = 2.0
         self.deadline: float | None = None  # local monotonic time by which a renewal must succeed
+        # Counts lease lapses: an assignment list is acted on only under the term it was fetched in.
+        self.lease_term = 0
         self.next_heartbeat = 0.0
         self.heartbeat_backoff_s = 0.0
         self.leader_epoch = 0
@@ -135,6 +153,9 @@ class Agent:
         self.stats = AgentStats()
         self.events: deque[AgentEvent] = deque(maxlen=2000)
         self.backoff_s = 0.0
+        self._renewer: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._heartbeat_lock: asyncio.Lock | None = None
 
     # ---- helpers ----------------------------------------------------------------------------
     def _event(self, kind: str, key: Key | None = None, detail: str = "") -> None:
@@ -169,6 +190,12 @@ class Agent:
 
     # ---- protocol calls ---------------------------------------------------------------------
     async def heartbeat(self) -> bool:
+        if self._heartbeat_lock is None:
+            self._heartbeat_lock = asyncio.Lock()
+        async with self._heartbeat_lock:  # one renewal in flight at a time
+            return await self._heartbeat()
+
+    async def _heartbeat(self) -> bool:
         sent, sent_wall = self.clock(), self.wall()
         body: dict[str, Any] = {"executor": self.executor.name, "active": 0}
         try:
@@ -183,23 +210,44 @@ class Agent:
             self.executor_up = False
             body["executor_error"] = str(exc)[:500]
         try:
-            r = await self.client.post(f"{self.base}/heartbeat", json=body, headers=self.headers)
+            r = await self.client.post(
+                f"{self.base}/heartbeat", json=body, headers=self.headers, timeout=self._call_timeout()
+            )
             r.raise_for_status()
             answer = r.json()
         except (httpx.HTTPError, ValueError) as exc:
             self._heartbeat_failed(exc)
             return False
+        self._renewed(sent, answer)
+        self.last_heartbeat_sent = sent_wall
+        self.heartbeat_backoff_s = 0.0
+        self.stats.heartbeats += 1
+        return True
+
+    def _call_timeout(self) -> float:
+        """A renewal that hangs (packets dropped) must not outlive the lease it would renew."""
+        return max(1.0, min(10.0, self.lease_s * self.lease_margin / 2))
+
+    def _renewed(self, sent: float, answer: dict[str, Any]) -> None:
+        """A call sent at ``sent`` (monotonic) renewed the cluster's lease: move the deadline
+        on, and the executor's fence with it."""
         self.lease_s = float(answer.get("lease_s", self.lease_s))
+        self.heartbeat_interval_s = float(answer.get("heartbeat_interval_s", self.lease_s / 5))
         epoch = int(answer.get("epoch") or 0)
         if 0 < epoch < self.leader_epoch:
             log.warning("%s: controller answered with epoch %d < %d", self.cluster, epoch, self.leader_epoch)
         self.leader_epoch = max(self.leader_epoch, epoch)
-        self.deadline = sent + self.lease_s * self.lease_margin
-        self.last_heartbeat_sent = sent_wall
-        self.next_heartbeat = sent + self.lease_s / 3
-        self.heartbeat_backoff_s = 0.0
-        self.stats.heartbeats += 1
-        return True
+        if self.deadline is None or sent >= self.deadline:
+            self.lease_term += 1  # the lease had lapsed: earlier assignment lists are void
+        deadline = sent + self.lease_s * self.lease_margin
+        if self.deadline is None or deadline > self.deadline:
+            self.deadline = deadline
+            fence = getattr(self.executor, "fence", None)
+            if callable(fence):
+                # The fence is the backstop: it acts just after the agent would have itself.
+                suspend_at = min(deadline, sent + SUSPEND_AFTER_INTERVALS * self.heartbeat_interval_s)
+                fence(suspend_at, deadline + FENCE_SLACK_S)
+        self.next_heartbeat = max(self.next_heartbeat, sent + self.heartbeat_interval_s)
 
     def _heartbeat_failed(self, exc: Exception) -> None:
         """Retry with exponential back-off and jitter, but often enough to renew before the
@@ -213,16 +261,69 @@ class Agent:
         self.next_heartbeat = t + delay
         detail = str(exc) or type(exc).__name__
         self._event("heartbeat-failed", None, detail)
-        log.warning("%s: heartbeat failed (%s); retrying in %.1fs", self.cluster, detail, delay)
+        log.warning(
+            "%s: heartbeat to %s failed (%s); retrying in %.1fs", self.cluster, self.base, detail, delay
+        )
 
     async def fetch_assignments(self) -> list[Assignment] | None:
+        """Every current assignment, page by page; None when the controller cannot be asked."""
+        out: list[Assignment] = []
+        after: str | None = None
         try:
-            r = await self.client.get(f"{self.base}/assignments", headers=self.headers)
-            r.raise_for_status()
-            return [Assignment.model_validate(a) for a in r.json()]
+            while True:
+                params: dict[str, str | int] = {"limit": ASSIGNMENT_PAGE}
+                if after is not None:
+                    params["after"] = after
+                r = await self.client.get(
+                    f"{self.base}/assignments",
+                    params=params,
+                    headers=self.headers,
+                    timeout=self._call_timeout(),
+                )
+                r.raise_for_status()
+                page = [Assignment.model_validate(a) for a in r.json()]
+                out += page
+                if len(page) < ASSIGNMENT_PAGE:
+                    return out
+                after = page[-1].job_id
         except (httpx.HTTPError, ValueError) as exc:
-            log.warning("%s: cannot fetch assignments: %s", self.cluster, exc)
+            log.warning("%s: cannot fetch assignments from %s: %s", self.cluster, self.base, exc)
             return None
+
+    async def report_batch(self, items: list[tuple[Assignment, ExecutionStatus]]) -> dict[Key, bool]:
+        """Send many status reports in one call (which also renews the lease). For each
+        attempt: True when the controller took it, False when it refused it as stale (the
+        attempt is then stopped); left out when the call failed (sent again next round)."""
+        done: dict[Key, bool] = {}
+        for k in range(0, len(items), REPORT_BATCH):
+            chunk = items[k : k + REPORT_BATCH]
+            body = {"reports": [st.report(a).model_dump(mode="json") for a, st in chunk]}
+            sent = self.clock()
+            try:
+                r = await self.client.post(
+                    f"{self.base}/reports", json=body, headers=self.headers, timeout=self._call_timeout()
+                )
+                r.raise_for_status()
+                answer = r.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("%s: %d report(s) to %s failed: %s", self.cluster, len(chunk), self.base, exc)
+                return done
+            self.stats.report_batches += 1
+            self._renewed(sent, answer)
+            for (a, st), outcome in zip(chunk, answer["outcomes"], strict=True):
+                key = (a.job_id, a.attempt)
+                if outcome["status"] in (404, 409):
+                    self.stats.stale_reports += 1
+                    self._event("stale", key, f"{outcome['status']} for {st.phase}")
+                    await self._stop(key, REASON_REVOKED)
+                    done[key] = False
+                elif outcome["status"] < 300:
+                    self.stats.reports += 1
+                    self._event("report", key, st.phase)
+                    done[key] = True
+                else:
+                    log.warning("%s: report for %s refused: %s", self.cluster, a.job_id, outcome)
+        return done
 
     async def report(self, a: Assignment, status: ExecutionStatus) -> bool:
         """Send a status report; True when the controller took it (or it is moot)."""
@@ -337,8 +438,9 @@ class Agent:
             await self._stop(key, REASON_LEASE_LOST)
 
     async def step(self) -> None:
-        """One round: renew the lease when due, reconcile assignments, report changes."""
-        if self.clock() >= self.next_heartbeat:
+        """One round: renew the lease when due (unless the renewal task does), reconcile
+        assignments, report changes."""
+        if self._renewer is None and self.clock() >= self.next_heartbeat:
             await self.heartbeat()
         await self._retry_stops()
         if not self.lease_valid():
@@ -347,6 +449,7 @@ class Agent:
         for key, a in list(self.lost.items()):
             if await self.release(a, f"{REASON_LEASE_LOST}: the agent could not renew its lease"):
                 del self.lost[key]
+        term = self.lease_term
         wanted = await self.fetch_assignments()
         if wanted is not None:
             wanted_keys = {(a.job_id, a.attempt): a for a in wanted}
@@ -356,9 +459,24 @@ class Agent:
             for key in active or []:
                 if key not in wanted_keys:
                     await self._stop(key, REASON_REVOKED)
+            running = len(active) if active is not None else len(self.assignments)
             for key, a in wanted_keys.items():
-                if key not in self.assignments and key not in self.reported and key not in self.lost:
-                    await self._start(key, a)
+                if key in self.assignments or key in self.reported or key in self.lost:
+                    continue
+                if self.max_parallel is not None and running >= self.max_parallel:
+                    break  # the rest wait, Scheduled, at the controller
+                # Only under the lease this list was fetched in: after a lapse (a freeze, a
+                # cut), the controller may have re-placed any of these meanwhile.
+                if not self.lease_valid() or self.lease_term != term:
+                    break
+                await self._start(key, a)
+                running += 1
+        await self._report_changes()
+
+    async def _report_changes(self) -> None:
+        """Poll every attempt; send what changed in batches. An attempt stopped by the fence or
+        interrupted with a previous agent did not end by itself: it is released, not reported."""
+        changed: list[tuple[Assignment, ExecutionStatus]] = []
         for key, a in list(self.assignments.items()):
             try:
                 status = await self._exec(self.executor.poll, *key)
@@ -368,9 +486,19 @@ class Agent:
             except ExecutorUnavailable:
                 self.stats.executor_unavailable += 1
                 continue  # unknown for now; the next round asks again
-            if self.reported.get(key) == status.phase:
+            if status.terminal and status.reason in RELEASE_REASONS:
+                self.assignments.pop(key, None)
+                self.lost[key] = a
+                self._event("stop", key, status.reason)
                 continue
-            if await self.report(a, status) and key in self.assignments:
+            if self.reported.get(key) != status.phase:
+                changed.append((a, status))
+        if not changed:
+            return
+        taken = await self.report_batch(changed)
+        for a, status in changed:
+            key = (a.job_id, a.attempt)
+            if taken.get(key) and key in self.assignments:
                 self.reported[key] = status.phase
                 if status.terminal:
                     self.assignments.pop(key, None)
@@ -391,24 +519,59 @@ class Agent:
             log.info("%s: adopted %d running attempt(s)", self.cluster, len(adopted))
         return adopted
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.recover()
+    async def _renew_loop(self, stop: asyncio.Event) -> None:
+        """Heartbeats on their own schedule: never behind the work of a step."""
         while not stop.is_set():
-            try:
-                await self.step()
-                self.backoff_s = 0.0
-                delay = self.poll_interval_s
-            except Exception as exc:  # keep the agent alive; back off with jitter and say why
-                self.backoff_s = min(self.max_backoff_s, max(0.5, self.backoff_s * 2))
-                delay = self.backoff_s * (0.5 + random.random() / 2)
-                log.exception("%s: agent step failed (%s); retrying in %.1fs", self.cluster, exc, delay)
-            left = self.deadline - self.clock() if self.deadline is not None else 0.0
-            if left > 0 and self.executor_has_work():
-                delay = min(delay, left + 0.01)  # never sleep past the lease deadline with work
+            if self.clock() >= self.next_heartbeat:
+                await self.heartbeat()
+            delay = max(0.01, self.next_heartbeat - self.clock())
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 pass
+
+    def _wake_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the executor's thread: an attempt ended; report it now, not at the next poll."""
+        wake = self._wake
+        if wake is not None:
+            loop.call_soon_threadsafe(wake.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.recover()
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        listen = getattr(self.executor, "set_exit_listener", None)
+        if callable(listen):
+            listen(lambda: self._wake_soon(loop))
+        self._renewer = asyncio.create_task(self._renew_loop(stop), name=f"renew-{self.cluster}")
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                try:
+                    await self.step()
+                    self.backoff_s = 0.0
+                    delay = self.poll_interval_s
+                except Exception as exc:  # keep the agent alive; back off with jitter and say why
+                    self.backoff_s = min(self.max_backoff_s, max(0.5, self.backoff_s * 2))
+                    delay = self.backoff_s * (0.5 + random.random() / 2)
+                    log.exception("%s: agent step failed (%s); retrying in %.1fs", self.cluster, exc, delay)
+                left = self.deadline - self.clock() if self.deadline is not None else 0.0
+                if left > 0 and self.executor_has_work():
+                    delay = min(delay, left + 0.01)  # never sleep past the lease deadline with work
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({stopped, woken}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                self._wake.clear()
+        finally:
+            stopped.cancel()
+            renewer, self._renewer = self._renewer, None
+            renewer.cancel()
+            try:
+                await renewer
+            except asyncio.CancelledError:
+                pass
+            if callable(listen):
+                listen(None)
 
     def executor_has_work(self) -> bool:
         return bool(self.assignments or self.pending_stops)

@@ -55,6 +55,12 @@ class StaleAttempt(Conflict):
     title = "Stale attempt"
 
 
+class StaleLeader(Conflict):
+    """A write on behalf of a leader whose epoch is no longer current (fencing): refused."""
+
+    title = "Stale leader epoch"
+
+
 class TemporarilyUnavailable(YiwangError):
     """Retryable: the caller should try again after ``retry_after`` seconds."""
 

@@ -163,7 +163,7 @@ class StoreFollower:
                         self.gaps.setdefault(missing, t_now)
                     expected = ev.id + 1
                     self.after = ev.id
-                if ev.type == "Submitted":  # a submission leaves the ledger as it is
+                if ev.type in ("Submitted", "FencedReport"):  # these leave the ledger as it is
                     continue
                 if ev.to_phase in ACTIVE_PHASES and ev.cluster:
                     entry = ledger.entries.get(ev.job_id)

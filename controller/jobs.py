@@ -158,6 +158,9 @@ class JobRead(BaseModel):
     phase: JobPhase
     cluster: str | None
     attempt: int
+    epoch: int = Field(
+        default=0, description="the leader epoch that dispatched the current attempt (0: not dispatched)"
+    )
     created_at: datetime
     updated_at: datetime
     message: str = ""

@@ -53,6 +53,12 @@ class ControllerCollector(Collector):
         leader = GaugeMetricFamily("yiwang_leader_epoch", "Fencing epoch held, 0 when not leader")
         leader.add_metric([], float(self.ctl.epoch))
         yield leader
+        fenced = CounterMetricFamily(
+            "yiwang_fenced_executions",
+            "Reports of attempts that went on after they were re-placed (refused; see the job's FencedReport events)",
+        )
+        fenced.add_metric([], float(self.ctl.fenced_reports))
+        yield fenced
         follower = self.ctl.follower
         if follower is not None:
             age = GaugeMetricFamily(

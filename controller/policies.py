@@ -66,8 +66,8 @@ class FailoverPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = 1
-    heartbeat_grace_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
-    lease_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    heartbeat_grace_s: Annotated[float, Field(gt=0, le=3600)] = 6.0
+    lease_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
     backups: dict[str, list[str]] = {}
 
 

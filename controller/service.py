@@ -21,7 +21,15 @@ from pydantic import BaseModel
 from controller.assignments import Assignment, StatusReport
 from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
 from controller.datasets import DatasetCreate, DatasetRead
-from controller.errors import Conflict, InvalidInput, InvalidPolicy, NotFound, StaleAttempt
+from controller.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidPolicy,
+    NotFound,
+    StaleAttempt,
+    StaleLeader,
+    YiwangError,
+)
 from controller.follower import StoreFollower
 from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
 from controller.policies import POLICY_KINDS, PolicySet, cross_check, load_policy_set, validate_kind
@@ -88,6 +96,11 @@ class Controller:
         self.store = store or Store(settings.database_url)
         self.lock = threading.RLock()
         self.epoch = 0  # the leader epoch this process holds; 0 when it does not lead
+        # Local monotonic time until which this process may act as leader: the send time of the
+        # last successful renewal plus the TTL, less a margin for clock-rate differences, so it
+        # stops leading before a successor can take the lease (the store's expiry).
+        self._lead_until = 0.0
+        self.fenced_reports = 0  # agents' reports of attempts that were re-placed (refused)
         self.observed_epoch = 0  # the leader epoch in the store, as of the last sync
         self.policies = self._load_policies()
         self.registry = Registry(base_links=list(self.policies.topology.links))
@@ -97,6 +110,7 @@ class Controller:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lease_thread: threading.Thread | None = None
         self.metrics_registry: CollectorRegistry | None = None
         # Specs of jobs submitted through this controller and not yet placed, so a scheduling
         # cycle does not re-read and re-validate them from the store (bounded; misses are read).
@@ -232,21 +246,56 @@ class Controller:
         )
         return CapacityTracker(heartbeats, prom, refresh_s=s.capacity_refresh_s)
 
+    @property
+    def leader_margin_s(self) -> float:
+        """How long before the store's lease expiry this process stops leading."""
+        return min(2.0, self.settings.leader_ttl_s * 0.2)
+
     def renew_leadership(self) -> bool:
+        sent = time.monotonic()
         epoch = self.store.acquire_leadership(self.settings.holder, self.settings.leader_ttl_s)
         with self.lock:
-            self.epoch = epoch or 0
+            if epoch is None:
+                if self.epoch:
+                    log.warning("lost the scheduling lease (epoch %d): no longer leading", self.epoch)
+                self.epoch, self._lead_until = 0, 0.0
+            else:
+                if epoch != self.epoch:
+                    log.info("leading with epoch %d", epoch)
+                self.epoch = epoch
+                self._lead_until = sent + self.settings.leader_ttl_s - self.leader_margin_s
         return epoch is not None
 
     @property
     def is_leader(self) -> bool:
-        return self.epoch > 0
+        """Holds the scheduling lease now. Without background loops (tests, tools) the lease
+        is renewed by ``leading()`` on use instead."""
+        return self.epoch > 0 and (time.monotonic() < self._lead_until or not self.settings.background)
+
+    def leading(self) -> bool:
+        """Checked before every cycle and every dispatch: still the leader, with time to spare?
+        Without a lease thread (background=False) the lease is renewed here when it is due."""
+        if self.epoch > 0 and time.monotonic() < self._lead_until:
+            return True
+        if not self.settings.background and self.epoch > 0:
+            return self.renew_leadership()
+        return False
+
+    def _lost_lead(self, exc: StaleLeader) -> None:
+        log.warning("a write as leader epoch %d was refused (%s): no longer leading", self.epoch, exc.detail)
+        with self.lock:
+            self.epoch, self._lead_until = 0, 0.0
 
     # ---- background loop --------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="yiwang-control-loop", daemon=True)
             self._thread.start()
+        if self._lease_thread is None and self.settings.role == "all":
+            self._lease_thread = threading.Thread(
+                target=self._lease_loop, name="yiwang-leader-lease", daemon=True
+            )
+            self._lease_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -254,6 +303,9 @@ class Controller:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self._lease_thread is not None:
+            self._lease_thread.join(timeout=10)
+            self._lease_thread = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -262,7 +314,6 @@ class Controller:
         if self.settings.role == "api":
             self._follow_loop()
             return
-        last_lease = 0.0
         last_cycle = 0.0
         while not self._stop.is_set():
             self._wake.wait(self.settings.loop_interval_s)
@@ -275,17 +326,31 @@ class Controller:
             self._wake.clear()
             last_cycle = time.monotonic()
             try:
-                if time.monotonic() - last_lease > self.settings.leader_ttl_s / 3:
-                    self.renew_leadership()
-                    last_lease = time.monotonic()
                 self.capacity.maybe_refresh()  # Prometheus, in its own thread, at a bounded rate
                 self.sync_from_store()
-                if self.is_leader:
+                if self.leading():
                     self.expire_leases()
                     while self.schedule_pending() >= self.settings.schedule_batch:
                         pass
+            except StaleLeader as exc:  # deposed mid-cycle: the cycle's writes were rolled back
+                self._lost_lead(exc)
             except Exception:  # the loop must survive a failed cycle; the error is logged in full
                 log.exception("control loop cycle failed")
+
+    def _lease_loop(self) -> None:
+        """Renew the scheduling lease in its own thread, so that no cycle, however long, starves
+        it: a leader renews five times per TTL; a follower tries to take the lease every second
+        (or faster with a short TTL), so a successor leads within TTL + about a second."""
+        ttl = self.settings.leader_ttl_s
+        while True:
+            try:
+                was = self.epoch
+                if self.renew_leadership() and not was:
+                    self.wake()
+            except Exception:  # the store is unreachable: our lease runs out by itself
+                log.exception("renewing the scheduling lease failed")
+            if self._stop.wait(ttl / 5 if self.epoch else min(1.0, ttl / 5)):
+                return
 
     def _follow_loop(self) -> None:
         """role=api: serve, never lead; follow the store so every view matches the leader's."""
@@ -462,7 +527,7 @@ class Controller:
         are made, so a burst never overcommits; quota, preemption and gang fit apply. The cycle's
         writes go to the store in one transaction with bulk statements; each stored decision is
         compact and the API expands it into the full explained Decision."""
-        if not self.is_leader:
+        if not self.leading():
             return 0
         rows = self.store.pending_heads(limit or self.settings.schedule_batch, with_spec=False)
         if not rows:
@@ -542,7 +607,10 @@ class Controller:
             {"id": v.job_id, "attempt": v.attempt, "cluster": v.cluster, "reason": v.reason}
             for v in result.victims
         ]
+        if not self.leading():  # the lease ran out during the cycle: dispatch nothing
+            return 0
         with self.lock, self.store.tx() as conn:
+            self.store.check_leader(conn, self.epoch)  # fencing, in the cycle's own transaction
             changed = self.store.apply_cycle(
                 conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
             )
@@ -643,16 +711,25 @@ class Controller:
         moved = self.requeue_cluster_jobs(name, "Drained", f"cluster {name} is being drained")
         return state, moved
 
-    def requeue_cluster_jobs(
-        self, name: str, event: str, reason: str, only_expired_before: datetime | None = None
-    ) -> int:
+    def requeue_cluster_jobs(self, name: str, event: str, reason: str, *, as_leader: bool = False) -> int:
+        """Send every Scheduled/Running job on the cluster back to Pending with its attempt
+        raised. ``as_leader``: a write on the leader's behalf (lease expiry), fenced by its epoch
+        in the same transaction."""
+        rows: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = self.store.active_on_cluster(name, after=after, limit=1000)
+            rows += page
+            if len(page) < 1000:
+                break
+            after = page[-1]["id"]
+        if not rows:
+            return 0
         moved = 0
-        rows = [r for r in self.store.active_jobs() if r["cluster"] == name]
         with self.lock, self.store.tx() as conn:
+            if as_leader:
+                self.store.check_leader(conn, self.epoch)
             for row in rows:
-                lease = utc(row["lease_expires_at"])
-                if only_expired_before is not None and lease is not None and lease > only_expired_before:
-                    continue
                 ok = self.store.transition(
                     conn,
                     row["id"],
@@ -675,23 +752,34 @@ class Controller:
             self.wake()
         return moved
 
+    def lease_hold_s(self) -> float:
+        """How long after a cluster's last contact its attempts may still be running: the
+        agent stops them itself at ``AGENT_LEASE_MARGIN`` x lease after it sent its last
+        renewal; the controller waits the whole lease plus the grace, from when it received it."""
+        pol = self.policies.failover
+        return pol.lease_s + pol.heartbeat_grace_s
+
     def expire_leases(self) -> int:
-        """Mark silent clusters Unreachable; re-place their jobs once lease + grace have passed
-        (the agent has stopped them itself by then, so nothing runs twice)."""
+        """Mark silent clusters Unreachable after the grace (detection); once lease + grace
+        have passed since the cluster's last contact, re-place its jobs. Decided per cluster
+        from its last contact, never from per-job rows: the agent's own deadline is measured
+        from the same renewals, and it has stopped every attempt by then, so nothing runs twice."""
         grace = timedelta(seconds=self.policies.failover.heartbeat_grace_s)
+        hold = timedelta(seconds=self.lease_hold_s())
         t_now = now()
         moved = 0
         for name, state in list(self.registry.clusters.items()):
-            if state.health == Health.Ready and state.last_heartbeat and t_now - state.last_heartbeat > grace:
+            hb = state.last_heartbeat
+            if state.health == Health.Ready and hb and t_now - hb > grace:
                 self.store.update_cluster(name, health=Health.Unreachable)
                 state.health = Health.Unreachable
-                log.warning("cluster %s is unreachable (last heartbeat %s)", name, state.last_heartbeat)
-            if state.health == Health.Unreachable:
+                log.warning("cluster %s is unreachable (last heartbeat %s)", name, hb)
+            if state.health == Health.Unreachable and (hb is None or t_now - hb > hold):
                 moved += self.requeue_cluster_jobs(
                     name,
                     "LeaseExpired",
-                    f"cluster {name} unreachable; lease expired",
-                    only_expired_before=t_now - grace,
+                    f"cluster {name} unreachable; its lease ended {self.lease_hold_s():.0f}s after its last contact",
+                    as_leader=True,
                 )
         return moved
 
@@ -743,30 +831,43 @@ class Controller:
         return model, version
 
     # ---- agent protocol ---------------------------------------------------------------------
+    def heartbeat_interval_s(self) -> float:
+        """How often an agent renews: several renewals fit in the grace and in the lease."""
+        pol = self.policies.failover
+        return max(0.1, min(pol.lease_s / 5, pol.heartbeat_grace_s / 3))
+
+    def heartbeat_answer(self, t_now: datetime | None = None) -> dict[str, Any]:
+        t_now = t_now or now()
+        pol = self.policies.failover
+        return {
+            "epoch": self.current_epoch,
+            "lease_expires_at": t_now + timedelta(seconds=pol.lease_s),
+            "lease_s": pol.lease_s,
+            "heartbeat_interval_s": self.heartbeat_interval_s(),
+        }
+
     def heartbeat(self, cluster: str, reported: dict[str, Any] | None) -> dict[str, Any]:
+        """The cluster's contact: it is Ready, and its agent holds its attempts for ``lease_s``
+        more (the lease is the cluster's, not a job row's: see ``expire_leases``)."""
         state = self.cluster_state(cluster)
         t_now = now()
-        lease_until = t_now + timedelta(seconds=self.policies.failover.lease_s)
         was = state.health
-        self.store.heartbeat(cluster, reported, t_now, lease_until)
+        self.store.heartbeat(cluster, reported, t_now)
         with self.lock:
             state.health, state.last_heartbeat, state.reported = Health.Ready, t_now, reported
         if was != Health.Ready:
             self.wake()
-        return {
-            "epoch": self.current_epoch,
-            "lease_expires_at": lease_until,
-            "lease_s": self.policies.failover.lease_s,
-        }
+        return self.heartbeat_answer(t_now)
 
-    def assignments(self, cluster: str) -> list[Assignment]:
-        """Current attempts placed on the cluster: the agent starts those it is not running and
-        stops any it runs that are not listed (cancelled, drained or re-placed)."""
-        self.cluster_state(cluster)
+    def assignments(self, cluster: str, *, after: str | None = None, limit: int = 500) -> list[Assignment]:
+        """Current attempts placed on the cluster, by job id, one page at a time (``after``: the
+        last id of the previous page): the agent starts those it is not running and stops any
+        it runs that are not listed (cancelled, drained or re-placed). Only Scheduled and Running
+        jobs are read, however many the cluster ran before."""
+        state = self.cluster_state(cluster)
+        lease_until = (state.last_heartbeat or now()) + timedelta(seconds=self.policies.failover.lease_s)
         out = []
-        for row in self.store.list_jobs(cluster=cluster, limit=10_000):
-            if row["phase"] not in ("Scheduled", "Running"):
-                continue
+        for row in self.store.active_on_cluster(cluster, after=after, limit=limit):
             spec = JobCreate.model_validate(row["spec"])
             out.append(
                 Assignment(
@@ -776,7 +877,7 @@ class Controller:
                     cluster=cluster,
                     tenant=row["tenant"],
                     spec=spec,
-                    lease_expires_at=utc(row["lease_expires_at"]) or now(),
+                    lease_expires_at=lease_until,
                     inputs={d: f"yiwang://{cluster}/datasets/{d}" for d in spec.inputs},
                 )
             )
@@ -792,7 +893,7 @@ class Controller:
             raise NotFound(f"job {job_id!r} not found")
         if (row["cluster"], row["attempt"], row["epoch"]) != (cluster, attempt, epoch) or row[
             "phase"
-        ] not in ("Scheduled", "Running"):
+        ] not in ACTIVE_PHASES:
             raise StaleAttempt(
                 f"attempt {attempt} (epoch {epoch}) of job {job_id} on {cluster} is not current"
             )
@@ -820,9 +921,59 @@ class Controller:
         return self.get_job(job_id)
 
     def report(self, cluster: str, rep: StatusReport) -> JobRead:
-        """Apply an agent's status report; a stale attempt, epoch or cluster is refused."""
-        self.cluster_state(cluster)
-        row = self.store.get_job(rep.job_id)
+        """Apply one agent status report; a stale attempt, epoch or cluster is refused."""
+        (outcome,) = self.apply_reports(cluster, [rep], renew=False)
+        if outcome is not None:
+            raise outcome
+        return self.get_job(rep.job_id)
+
+    def apply_reports(
+        self, cluster: str, reports: list[StatusReport], *, renew: bool = True
+    ) -> list[YiwangError | None]:
+        """Apply many status reports of one agent in one transaction (a burst of finished jobs
+        is one commit, not one each); the outcome of each, in order: None when taken, else the
+        error (StaleAttempt: stop that attempt). ``renew``: the call is also the cluster's
+        contact, like a heartbeat, so an agent busy reporting never looks silent.
+
+        A report of an attempt that is no longer current (re-placed, cancelled) is refused and
+        recorded as a fenced execution: an event on the job and ``yiwang_fenced_executions_total``."""
+        state = self.cluster_state(cluster)
+        outcomes: list[YiwangError | None] = [None] * len(reports)
+        finished = False
+        t_now = now()
+        with self.lock, self.store.tx() as conn:
+            rows = self.store.get_jobs(conn, list(dict.fromkeys(r.job_id for r in reports)))
+            for i, rep in enumerate(reports):
+                row = rows.get(rep.job_id)
+                try:
+                    target = self._apply_report(conn, cluster, rep, row)
+                except StaleAttempt as exc:
+                    outcomes[i] = exc
+                    if row is not None and self._is_fenced(cluster, rep, row):
+                        self._record_fenced(conn, cluster, rep, row)
+                    continue
+                except YiwangError as exc:
+                    outcomes[i] = exc
+                    continue
+                if row is not None and target is not None:
+                    row["phase"] = target.value
+                    finished = finished or target in TERMINAL
+            if renew:
+                self.store.touch_cluster(conn, cluster, t_now)
+        if renew:
+            was = state.health
+            with self.lock:
+                state.health, state.last_heartbeat = Health.Ready, t_now
+            finished = finished or was != Health.Ready
+        if finished:
+            self.wake()
+        return outcomes
+
+    def _apply_report(
+        self, conn: Any, cluster: str, rep: StatusReport, row: dict[str, Any] | None
+    ) -> JobPhase | None:
+        """One report inside the caller's transaction; the phase it moved the job to, or None
+        when it changed nothing (a repeat)."""
         if row is None:
             raise NotFound(f"job {rep.job_id!r} not found")
         if row["cluster"] != cluster or row["attempt"] != rep.attempt or row["epoch"] != rep.epoch:
@@ -835,7 +986,7 @@ class Controller:
         if current.is_terminal():
             raise StaleAttempt(f"job {rep.job_id} is already {current.value}; stop it")
         if current == target:
-            return self._job_read(row, with_events=False)
+            return None
         check_transition(rep.job_id, current, target)
         message = (
             rep.message or {"Running": "started", "Succeeded": "completed", "Failed": "failed"}[rep.phase]
@@ -846,24 +997,50 @@ class Controller:
         values: dict[str, Any] = {"phase": target.value, "message": message}
         if target in TERMINAL:
             values["lease_expires_at"] = None
-        with self.lock, self.store.tx() as conn:
-            ok = self.store.transition(
-                conn,
-                rep.job_id,
-                expect_phases=[current.value],
-                expect_attempt=rep.attempt,
-                values=values,
-                event_type=target.value,
-                reason=message,
-            )
-            if not ok:
-                raise StaleAttempt(f"job {rep.job_id} changed meanwhile; stop it")
-            if target in TERMINAL:
-                self.registry.ledger.pop(rep.job_id)
-                self.forget_terms(rep.job_id, target.value)
+        ok = self.store.transition(
+            conn,
+            rep.job_id,
+            expect_phases=[current.value],
+            expect_attempt=rep.attempt,
+            values=values,
+            event_type=target.value,
+            reason=message,
+        )
+        if not ok:
+            raise StaleAttempt(f"job {rep.job_id} changed meanwhile; stop it")
         if target in TERMINAL:
-            self.wake()
-        return self.get_job(rep.job_id)
+            self.registry.ledger.pop(rep.job_id)
+            self.forget_terms(rep.job_id, target.value)
+        return target
+
+    @staticmethod
+    def _is_fenced(cluster: str, rep: StatusReport, row: dict[str, Any]) -> bool:
+        """The report is of an earlier attempt of the job: an execution that went on after it
+        was re-placed (not a cancelled job's last word, nor another cluster's wrong report)."""
+        return rep.attempt < row["attempt"]
+
+    def _record_fenced(self, conn: Any, cluster: str, rep: StatusReport, row: dict[str, Any]) -> None:
+        self.fenced_reports += 1
+        log.warning(
+            "fenced execution: %s reported %s for attempt %d of job %s, which is now attempt %d",
+            cluster,
+            rep.phase,
+            rep.attempt,
+            rep.job_id,
+            row["attempt"],
+        )
+        self.store.add_event(
+            conn,
+            job_id=rep.job_id,
+            type="FencedReport",
+            phase=row["phase"],
+            cluster=cluster,
+            attempt=rep.attempt,
+            reason=(
+                f"{cluster} reported {rep.phase} for attempt {rep.attempt} (epoch {rep.epoch}) after it "
+                f"was re-placed; refused (the job is at attempt {row['attempt']})"
+            )[:500],
+        )
 
     # ---- views ------------------------------------------------------------------------------
     def _job_read(self, row: dict[str, Any], *, with_events: bool) -> JobRead:
@@ -878,6 +1055,7 @@ class Controller:
             phase=JobPhase(row["phase"]),
             cluster=row["cluster"],
             attempt=row["attempt"],
+            epoch=row["epoch"] or 0,
             created_at=utc(row["created_at"]),
             updated_at=utc(row["updated_at"]),
             message=row["message"] or "",

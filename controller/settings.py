@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     role: Literal["all", "api"] = "all"
     follow_interval_s: float = Field(default=0.5, gt=0, description="role=api: how often views sync")
     holder: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    leader_ttl_s: float = 15.0
+    leader_ttl_s: float = 10.0
     background: bool = True  # run the scheduling and lease loops in a background thread
     loop_interval_s: float = 0.2
     min_cycle_gap_s: float = 0.2  # bound on scheduling cycles per second under a submission stream

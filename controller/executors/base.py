@@ -50,6 +50,11 @@ REASON_WAITING = "WaitingForCapacity"
 REASON_INJECTED = "InjectedFailure"
 REASON_CLUSTER_FAILURE = "ClusterFailure"
 REASON_LOST = "Lost"
+# The attempt did not end by itself and did not finish: the agent gives it back to the controller
+# (release: re-placed with the attempt raised) instead of reporting a failure of the job.
+REASON_FENCED = "Fenced"  # stopped because the agent's lease ran out (its fence, or the agent)
+REASON_INTERRUPTED = "Interrupted"  # a previous agent's attempt that died with that agent
+RELEASE_REASONS = frozenset({REASON_FENCED, REASON_INTERRUPTED})
 
 
 class ExecutionNotFound(NotFound):

@@ -13,6 +13,15 @@ enforced on every call and by one watchdog thread that runs only while processes
 
 A gang (replicas > 1) runs as one process that is told the gang size in ``YIWANG_REPLICAS``;
 ``allocated()`` still counts every replica's resources, as the controller reserved them.
+
+Run once, also when the agent fails (docs/agents.md, "Run once"):
+- the job runs under ``setpriv --pdeathsig KILL`` and a tiny ``sh`` that records its exit code
+  in ``.exit`` beside its logs, so a job dies with its agent, and a restarted agent that finds an
+  attempt of its predecessor knows whether it finished (and how) or was interrupted;
+- every live process group is listed in ``<base>/.live/``; a fence process (``fence.py``, in a
+  session of its own) stops them all when the agent's lease deadline (``fence()``) passes, even
+  if the agent is frozen, and when the agent dies; a new executor over the same directory first
+  kills whatever a previous one left running there.
 """
 
 from __future__ import annotations
@@ -20,8 +29,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +44,8 @@ from controller.executors.base import (
     REASON_COMPLETED,
     REASON_DEADLINE,
     REASON_EXIT_CODE,
-    REASON_LOST,
+    REASON_FENCED,
+    REASON_INTERRUPTED,
     REASON_NO_COMMAND,
     REASON_SIGNALED,
     REASON_STOPPED,
@@ -44,9 +56,14 @@ from controller.executors.base import (
     clip_tail,
     job_environment,
 )
+from controller.executors.fence import LIVE_DIR, kill_all, write_lease
 
 REASON_START_FAILED = "StartFailed"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+EXIT_FILE = ".exit"
+FENCE_SCRIPT = Path(__file__).with_name("fence.py")
+# Runs the job as its child and records its exit code ($1: the file; the rest: the command).
+EXIT_RECORDER = 'f=$1; shift; "$@"; rc=$?; echo "$rc" > "$f"; exit "$rc"'
 
 
 @dataclass
@@ -62,6 +79,9 @@ class _Attempt:
     kill_sent: bool = False
     status: ExecutionStatus | None = None  # set once terminal, never changed after
     resources: ResourceAmounts = field(default_factory=ResourceAmounts)
+
+
+_SIGNALS = frozenset(int(s) for s in signal.Signals)
 
 
 def _dir_name(job_id: str) -> str:
@@ -123,6 +143,7 @@ class LocalExecutor:
         watchdog_interval_s: float = 0.2,
         path: str = DEFAULT_PATH,
         clock: Callable[[], float] = time.monotonic,
+        fence: bool = True,
     ) -> None:
         self.base_dir = Path(base_dir)
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +157,15 @@ class LocalExecutor:
         self._attempts: dict[tuple[str, int], _Attempt] = {}
         self._watchdog: threading.Thread | None = None
         self._closed = threading.Event()
+        self._on_exit: Callable[[], None] | None = None
+        self._use_fence = fence
+        self._fence: subprocess.Popen[bytes] | None = None
+        self._setpriv = shutil.which("setpriv")
+        # Whatever a previous executor (a killed agent) left running here dies first: this
+        # agent does not hold those attempts, and their successors may be placed any moment.
+        kill_all(self.base_dir)
+        write_lease(self.base_dir, None)
+        (self.base_dir / LIVE_DIR).mkdir(exist_ok=True)
 
     # -- the Executor interface ------------------------------------------------------------
 
@@ -151,11 +181,7 @@ class LocalExecutor:
                 workdir.parent.mkdir(parents=True, exist_ok=True)
                 workdir.mkdir()
             except FileExistsError:
-                att.status = ExecutionStatus.failed(
-                    REASON_LOST,
-                    f"working directory {workdir} already exists: this attempt was started earlier "
-                    "by another executor instance and is not run again",
-                )
+                att.status = self._earlier_run(att)
                 return
             runtime = assignment.spec.runtime
             if runtime.kind != "container":
@@ -205,6 +231,17 @@ class LocalExecutor:
     def capacity(self) -> ResourceAmounts:
         return self._capacity
 
+    def fence(self, suspend_at: float | None, deadline: float | None) -> None:
+        """The agent's lease, on ``time.monotonic``: past ``suspend_at`` (renewals are late) the
+        fence process pauses every attempt until the next renewal; past ``deadline`` it stops
+        them, whatever the agent is doing. None: no lease."""
+        lease = None if suspend_at is None or deadline is None else (min(suspend_at, deadline), deadline)
+        write_lease(self.base_dir, lease)
+
+    def set_exit_listener(self, listener: Callable[[], None] | None) -> None:
+        """Called (from the watchdog thread) when an attempt ends, so its report goes at once."""
+        self._on_exit = listener
+
     def allocated(self) -> ResourceAmounts:
         with self._lock:
             self._check_all()
@@ -220,8 +257,13 @@ class LocalExecutor:
         return self.base_dir / _dir_name(job_id) / f"attempt-{attempt}"
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Kill every live process group and stop the watchdog (for shutdown and tests)."""
+        """Kill every live process group and stop the watchdog and the fence (for shutdown and
+        tests)."""
         with self._lock:
+            if self._fence is not None:
+                self._fence.kill()
+                self._fence.wait()
+                self._fence = None
             for att in self._attempts.values():
                 if att.status is None and att.popen is not None:
                     att.terminate_reason = att.terminate_reason or REASON_STOPPED
@@ -253,17 +295,64 @@ class LocalExecutor:
         env.update(job_environment(att.assignment))
         return env
 
+    def _earlier_run(self, att: _Attempt) -> ExecutionStatus:
+        """This attempt was started by an earlier executor over this directory (the agent was
+        restarted): it is never run again. Its recorded exit code says how it ended; without
+        one it died unfinished with that agent, and is to be released and re-placed."""
+        try:
+            code = int((att.workdir / EXIT_FILE).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return ExecutionStatus.failed(
+                REASON_INTERRUPTED,
+                f"started by an earlier agent over {att.workdir}, which stopped before the attempt "
+                "finished; it is not run again here",
+            )
+        return self._final_status(att, code)
+
+    def _start_fence(self) -> None:
+        if not self._use_fence or (self._fence is not None and self._fence.poll() is None):
+            return
+        self._fence = subprocess.Popen(
+            [sys.executable, str(FENCE_SCRIPT), str(self.base_dir), str(os.getpid()), str(self.kill_grace_s)],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a signal to the agent's process group does not reach it
+            close_fds=True,
+        )
+
+    def _command(self, att: _Attempt) -> list[str]:
+        """The job's command under the exit recorder, dying with this process (pdeathsig)."""
+        command = [
+            "sh",
+            "-c",
+            EXIT_RECORDER,
+            "yiwang-attempt",
+            str(att.workdir / EXIT_FILE),
+            *att.assignment.spec.runtime.command,
+        ]
+        if self._setpriv is not None:
+            command = [self._setpriv, "--pdeathsig", "KILL", "--", *command]
+        return command
+
     def _spawn(self, att: _Attempt) -> None:
         spec = att.assignment.spec
         (att.workdir / "tmp").mkdir()
         att.resources = ResourceAmounts.for_job(spec)
+        program = spec.runtime.command[0]
+        if shutil.which(program, path=self._path) is None:
+            reason = "No such file or directory" if not os.path.exists(program) else "Permission denied"
+            code = 127 if reason.startswith("No such") else 126
+            att.status = ExecutionStatus.failed(
+                REASON_START_FAILED, f"cannot start {program!r}: {reason}", code
+            )
+            return
+        self._start_fence()
         try:
             with (
                 (att.workdir / "stdout.log").open("wb") as out,
                 (att.workdir / "stderr.log").open("wb") as err,
             ):
                 att.popen = subprocess.Popen(
-                    spec.runtime.command,
+                    self._command(att),
                     cwd=att.workdir,
                     env=self._environment(att),
                     stdin=subprocess.DEVNULL,
@@ -278,6 +367,7 @@ class LocalExecutor:
                 REASON_START_FAILED, f"cannot start {spec.runtime.command[0]!r}: {exc.strerror}", code
             )
             return
+        (self.base_dir / LIVE_DIR / str(att.popen.pid)).touch()
         att.started_at = self._clock()
         att.deadline = att.started_at + spec.max_runtime_s
         self._ensure_watchdog()
@@ -296,7 +386,16 @@ class LocalExecutor:
             # Kill stragglers while the unreaped leader still pins the group id, then reap.
             _signal_group(pgid, signal.SIGKILL)
             returncode = att.popen.wait()
+            live = self.base_dir / LIVE_DIR / str(pgid)
+            fenced = live.with_name(f"{pgid}.fenced")
+            if att.terminate_reason is None and fenced.exists():
+                att.terminate_reason = REASON_FENCED
+                att.terminate_detail = "the agent's lease deadline passed; its fence stopped the attempt"
             att.status = self._final_status(att, returncode)
+            live.unlink(missing_ok=True)
+            fenced.unlink(missing_ok=True)
+            if self._on_exit is not None:
+                self._on_exit()
             return
         if att.terminate_reason is None and now >= att.deadline:
             att.terminate_reason = REASON_DEADLINE
@@ -307,6 +406,7 @@ class LocalExecutor:
             return
         if att.term_sent_at is None:
             _signal_group(pgid, signal.SIGTERM)
+            _signal_group(pgid, signal.SIGCONT)  # paused by the fence: it acts on SIGTERM only when continued
             att.term_sent_at = now
         elif not att.kill_sent and now - att.term_sent_at >= self.kill_grace_s:
             _signal_group(pgid, signal.SIGKILL)
@@ -325,8 +425,9 @@ class LocalExecutor:
                 message="exited with code 0",
                 output_tail=clip_tail(tail),
             )
-        if returncode < 0:
-            name = signal.Signals(-returncode).name
+        signum = -returncode if returncode < 0 else returncode - 128
+        if signum in _SIGNALS:  # killed by a signal (seen directly, or through the recorder's sh)
+            name = signal.Signals(signum).name
             return ExecutionStatus.failed(REASON_SIGNALED, f"killed by {name}", exit_code, tail)
         return ExecutionStatus.failed(REASON_EXIT_CODE, f"exited with code {returncode}", exit_code, tail)
 

@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.dml import Insert, UpdateBase
 
+from controller.errors import StaleLeader
 from controller.store import schema as t
 
 ACTIVE_PHASES = ("Scheduled", "Running")
@@ -451,6 +452,30 @@ class Store:
         with self.read() as conn:
             return [dict(r) for r in conn.execute(q).mappings().all()]
 
+    def active_on_cluster(
+        self, cluster: str, *, after: str | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """The Scheduled and Running jobs on one cluster, by id, one page at a time (an index on
+        (cluster, phase) serves it however many jobs the cluster ran before)."""
+        q = (
+            select(t.jobs)
+            .where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
+            .order_by(t.jobs.c.id)
+            .limit(limit)
+        )
+        if after:
+            q = q.where(t.jobs.c.id > after)
+        with self.read() as conn:
+            return [dict(r) for r in conn.execute(q).mappings().all()]
+
+    def get_jobs(self, conn: Connection, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Rows of many jobs inside ``conn``'s transaction, locked for update (PostgreSQL)."""
+        out: dict[str, dict[str, Any]] = {}
+        for k in range(0, len(job_ids), 500):
+            q = select(t.jobs).where(t.jobs.c.id.in_(job_ids[k : k + 500])).with_for_update()
+            out.update({r["id"]: dict(r) for r in conn.execute(q).mappings()})
+        return out
+
     def count_jobs_by_phase(self) -> dict[str, int]:
         with self.read() as conn:
             rows = conn.execute(select(t.jobs.c.phase, func.count()).group_by(t.jobs.c.phase)).all()
@@ -747,21 +772,46 @@ class Store:
                 conn.execute(insert(t.clusters), rows)
             return len(rows)
 
-    def heartbeat(
-        self, name: str, reported: dict[str, Any] | None, at: datetime, lease_until: datetime
-    ) -> None:
-        """Mark the cluster Ready and renew the leases of its active attempts, in one commit."""
+    def heartbeat(self, name: str, reported: dict[str, Any] | None, at: datetime) -> None:
+        """Mark the cluster Ready with its last contact and reported capacity. The lease of its
+        attempts is the cluster's (counted from this contact), so no job row is written."""
         with self.tx() as conn:
             conn.execute(
                 update(t.clusters)
                 .where(t.clusters.c.name == name)
                 .values(health="Ready", last_heartbeat=at, reported=reported)
             )
-            conn.execute(
-                update(t.jobs)
-                .where(t.jobs.c.cluster == name, t.jobs.c.phase.in_(ACTIVE_PHASES))
-                .values(lease_expires_at=lease_until)
+
+    def touch_cluster(self, conn: Connection, name: str, at: datetime) -> None:
+        """A contact other than a heartbeat (a batch of status reports): Ready, last contact."""
+        conn.execute(
+            update(t.clusters).where(t.clusters.c.name == name).values(health="Ready", last_heartbeat=at)
+        )
+
+    def add_event(
+        self,
+        conn: Connection,
+        *,
+        job_id: str,
+        type: str,
+        phase: str,
+        cluster: str | None,
+        attempt: int,
+        reason: str,
+    ) -> None:
+        """An event that records something about a job without changing it."""
+        conn.execute(
+            insert(t.job_events).values(
+                job_id=job_id,
+                at=now(),
+                type=type,
+                from_phase=phase,
+                to_phase=phase,
+                cluster=cluster,
+                attempt=attempt,
+                reason=reason,
             )
+        )
 
     def delete_cluster(self, name: str) -> bool:
         with self.tx() as conn:
@@ -920,6 +970,23 @@ class Store:
                 .values(holder=holder, epoch=epoch, expires_at=expires)
             )
             return epoch if res.rowcount == 1 else None
+
+    def check_leader(self, conn: Connection, epoch: int) -> None:
+        """Fencing: inside a leader's write transaction, refuse the write unless ``epoch`` is still
+        the current leader epoch and its lease has not ended (StaleLeader rolls it back). Under
+        PostgreSQL the leader row is locked (FOR SHARE), so a successor cannot take the lease
+        between this check and the commit; under SQLite the write lock does the same."""
+        row = conn.execute(
+            select(t.leader.c.epoch, t.leader.c.expires_at)
+            .where(t.leader.c.id == 1)
+            .with_for_update(read=True)
+        ).first()
+        if row is None or int(row.epoch) != epoch or epoch <= 0:
+            raise StaleLeader(
+                f"leader epoch {epoch} is not current (the store has {row.epoch if row else 0})"
+            )
+        if utc(row.expires_at) <= now():  # type: ignore[operator]
+            raise StaleLeader(f"the lease of leader epoch {epoch} has ended")
 
     def leader_epoch(self) -> int:
         with self.read() as conn:

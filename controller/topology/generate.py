@@ -234,7 +234,7 @@ def build(data_dir: Path, ministries: int = DEFAULT_MINISTRIES) -> tuple[dict[st
         if c["tier"] == "department":
             groups[c["name"]] = ["national-backup", "national-primary"]
     topology = {"version": 1, "clusters": clusters, "links": links}
-    failover = {"version": 1, "heartbeat_grace_s": 15, "lease_s": 30, "backups": groups}
+    failover = {"version": 1, "heartbeat_grace_s": 6, "lease_s": 15, "backups": groups}
     return topology, failover
 
 

@@ -58,12 +58,14 @@ def test_runs_once_per_attempt_even_if_started_twice(executor, make_assignment, 
     executor.start(a)  # after it finished, too
     assert executor.poll("job-1", 1).phase == "Succeeded"
     assert counter.read_text().splitlines() == ["ran"]
-    # A second executor over the same directory (an agent restart) must not run it again either.
+    # A second executor over the same directory (an agent restart) must not run it again either:
+    # it reads how the first run ended from the attempt's exit record.
     other = LocalExecutor(executor.base_dir)
     other.start(a)
     status = other.poll("job-1", 1)
-    assert (status.phase, status.reason) == ("Failed", "Lost")
+    assert (status.phase, status.reason) == ("Succeeded", "Completed")
     assert counter.read_text().splitlines() == ["ran"]
+    other.close()
     # The next attempt is a different run.
     executor.start(make_assignment(attempt=2, runtime={"command": ["sh", "-c", f"echo ran >> {counter}"]}))
     assert wait(executor, "job-1", 2).phase == "Succeeded"

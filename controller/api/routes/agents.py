@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.deps import Agent, ControllerDep
@@ -25,8 +25,59 @@ def heartbeat(
 
 
 @router.get("/assignments", response_model=list[Assignment])
-def assignments(ctl: ControllerDep, cluster: str = Cluster) -> list[Assignment]:
-    return ctl.assignments(cluster)
+def assignments(
+    ctl: ControllerDep,
+    cluster: str = Cluster,
+    after: Annotated[
+        str | None, Query(max_length=128, description="last job id of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> list[Assignment]:
+    """The Scheduled and Running attempts on the cluster, by job id; a page shorter than
+    ``limit`` is the last."""
+    return ctl.assignments(cluster, after=after, limit=limit)
+
+
+class ReportBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reports: Annotated[list[StatusReport], Field(max_length=1000)]
+
+
+class ReportOutcome(BaseModel):
+    job_id: str
+    attempt: int
+    status: int = Field(description="200 taken; 404 unknown job; 409 stale attempt: stop it")
+    detail: str = ""
+
+
+class ReportBatchResult(BaseModel):
+    outcomes: list[ReportOutcome]
+    epoch: int
+    lease_s: float
+    heartbeat_interval_s: float
+
+
+@router.post("/reports", response_model=ReportBatchResult)
+def reports(batch: ReportBatch, ctl: ControllerDep, cluster: str = Cluster) -> ReportBatchResult:
+    """Many status reports in one transaction; the call renews the cluster's lease like a
+    heartbeat. Each report's outcome is given in order (409: stop that attempt)."""
+    results = ctl.apply_reports(cluster, batch.reports)
+    renewal = ctl.heartbeat_answer()
+    return ReportBatchResult(
+        outcomes=[
+            ReportOutcome(
+                job_id=r.job_id,
+                attempt=r.attempt,
+                status=200 if e is None else e.status,
+                detail="" if e is None else e.detail,
+            )
+            for r, e in zip(batch.reports, results, strict=True)
+        ],
+        epoch=renewal["epoch"],
+        lease_s=renewal["lease_s"],
+        heartbeat_interval_s=renewal["heartbeat_interval_s"],
+    )
 
 
 @router.post("/status", response_model=JobRead)
