@@ -14,6 +14,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from controller.data import DATA_DIR
 from controller.errors import InvalidPolicy
 
 app = typer.Typer(
@@ -188,7 +189,7 @@ def policy_check(directory: Annotated[Path, typer.Argument()] = Path("policies")
 
 @policy_app.command("generate")
 def policy_generate(
-    data_dir: Path = Path("../shared/data"),
+    data_dir: Path = DATA_DIR,
     out: Path = Path("policies"),
     ministries: int = 8,
 ) -> None:
@@ -450,3 +451,12 @@ def db_upgrade(database_url: Annotated[str, typer.Option(envvar="YIWANG_DATABASE
 
     upgrade(make_engine(database_url))
     console.print("database at head")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The entry point: run the command; turn ordinary mistakes into one line on stderr."""
+    try:
+        result = app(args=argv, prog_name="yiwang", standalone_mode=False)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return result if isinstance(result, int) else 0
