@@ -201,6 +201,13 @@ class Agent:
         self.stats.heartbeats += 1
         return True
 
+    def _why(self, exc: Exception) -> str:
+        """The error, naming the controller URL the agent could not reach."""
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.TransportError):
+            return f"{text} (controller {self.base.split('/v1/agents/')[0]})"
+        return text
+
     def _heartbeat_failed(self, exc: Exception) -> None:
         """Retry with exponential back-off and jitter, but often enough to renew before the
         deadline while the lease still holds."""
@@ -211,7 +218,7 @@ class Agent:
         if self.deadline is not None and t < self.deadline:
             delay = min(delay, max(0.05, (self.deadline - t) / 3))
         self.next_heartbeat = t + delay
-        detail = str(exc) or type(exc).__name__
+        detail = self._why(exc)
         self._event("heartbeat-failed", None, detail)
         log.warning("%s: heartbeat failed (%s); retrying in %.1fs", self.cluster, detail, delay)
 
@@ -221,7 +228,7 @@ class Agent:
             r.raise_for_status()
             return [Assignment.model_validate(a) for a in r.json()]
         except (httpx.HTTPError, ValueError) as exc:
-            log.warning("%s: cannot fetch assignments: %s", self.cluster, exc)
+            log.warning("%s: cannot fetch assignments: %s", self.cluster, self._why(exc))
             return None
 
     async def report(self, a: Assignment, status: ExecutionStatus) -> bool:
