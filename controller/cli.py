@@ -148,6 +148,11 @@ def _describe(exc: BaseException) -> str:
         return "invalid settings: " + _one_line("; ".join(msgs))
     if isinstance(exc, YiwangError):
         return _one_line(str(exc))
+    if isinstance(exc, ModuleNotFoundError):
+        return (
+            f"the Python package {exc.name!r} is not installed: install the extra that provides it "
+            "(pip install -e '.[kubernetes]' for the Kubernetes executor, '.[dev]' for the tests)"
+        )
     if isinstance(exc, OSError):
         name = f" {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}:{name}".rstrip(":")
