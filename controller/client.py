@@ -20,6 +20,7 @@ class Client:
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        self.last_status = 0  # of the last response (201 created, 200 an idempotent replay, ...)
 
     def close(self) -> None:
         self.http.close()
@@ -32,6 +33,7 @@ class Client:
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         r = self.http.request(method, path, **kw)
+        self.last_status = r.status_code
         if r.status_code >= 400:
             try:
                 body = r.json()
@@ -51,6 +53,10 @@ class Client:
 
     def jobs(self, **params: Any) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/jobs", params={k: v for k, v in params.items() if v})
+        return result
+
+    def logs(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}/logs")
         return result
 
     def cancel(self, job_id: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import numpy as np
 
 from controller.policies import POLICY_KINDS, PolicySet, validate_kind
 from controller.registry import ClusterState
-from controller.store.store import ACTIVE_PHASES, utc
+from controller.store.store import ACTIVE_PHASES, OUTPUT_EVENT, utc
 from controller.topology.model import Cluster
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class StoreFollower:
                         self.gaps.setdefault(missing, t_now)
                     expected = ev.id + 1
                     self.after = ev.id
-                if ev.type in ("Submitted", "FencedReport"):  # these leave the ledger as it is
+                if ev.type in ("Submitted", "FencedReport", OUTPUT_EVENT):  # the ledger stays as it is
                     continue
                 if ev.to_phase in ACTIVE_PHASES and ev.cluster:
                     entry = ledger.entries.get(ev.job_id)

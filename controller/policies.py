@@ -201,6 +201,35 @@ def cross_check(ps: PolicySet, known_filters: set[str], known_scores: set[str]) 
     return errs
 
 
+def raw_plugin_errors(doc: Any, known_filters: set[str], known_scores: set[str]) -> list[dict[str, str]]:
+    """Unknown plugin names in a placement document that may not pass its schema."""
+    if not isinstance(doc, dict):
+        return []
+    errs: list[dict[str, str]] = []
+    filters = doc.get("filters")
+    for i, f in enumerate(filters if isinstance(filters, list) else []):
+        if isinstance(f, str) and f not in known_filters:
+            errs.append(
+                {
+                    "source": "placement",
+                    "path": f"filters[{i}]",
+                    "message": f"unknown filter plugin {f!r}; known: {sorted(known_filters)}",
+                }
+            )
+    scores = doc.get("scores")
+    for i, sc in enumerate(scores if isinstance(scores, list) else []):
+        name = sc.get("name") if isinstance(sc, dict) else None
+        if isinstance(name, str) and name not in known_scores:
+            errs.append(
+                {
+                    "source": "placement",
+                    "path": f"scores[{i}].name",
+                    "message": f"unknown score plugin {name!r}; known: {sorted(known_scores)}",
+                }
+            )
+    return errs
+
+
 def validate_kind(kind: str, body: Any) -> BaseModel:
     model = POLICY_KINDS.get(kind)
     if model is None:
@@ -237,7 +266,8 @@ def load_policy_set(directory: Path) -> PolicySet:
             models[kind] = model.model_validate(docs[kind])
         except ValidationError as exc:
             errors.extend(format_errors(f"{kind}.yaml", exc))
-    if errors:
+    if errors:  # unknown plugins too, so one run lists every mistake
+        errors += raw_plugin_errors(docs.get("placement"), set(FILTER_PLUGINS), set(SCORE_PLUGINS))
         raise InvalidPolicy(f"{len(errors)} policy error(s)", errors=errors)
     ps = PolicySet.model_validate(models)
     errors = cross_check(ps, set(FILTER_PLUGINS), set(SCORE_PLUGINS))

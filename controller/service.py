@@ -362,14 +362,40 @@ class Controller:
                 log.exception("sync from the store failed")
 
     # ---- jobs -------------------------------------------------------------------------------
+    def known_tenants(self) -> set[str]:
+        """The federation's tenants: the member clusters' tenants and those of the quota policy."""
+        tenants = {s.spec.tenant for s in self.registry.clusters.values() if s.spec.tenant}
+        return tenants | set(self.policies.quota.tenants)
+
     def _check_inputs(self, spec: JobCreate) -> None:
+        """Names must exist in the federation, or the job would wait forever for them."""
         errors = [
             {"path": f"inputs[{i}]", "message": f"unknown data set {ds!r}"}
             for i, ds in enumerate(spec.inputs)
             if ds not in self.datasets
         ]
+        if spec.tenant not in self.known_tenants():
+            errors.append(
+                {
+                    "path": "tenant",
+                    "message": f"unknown tenant {spec.tenant!r} (tenants: the member clusters' and "
+                    "policies/quota.yaml's)",
+                }
+            )
+        clusters = self.registry.clusters
+        for field in ("allow_clusters", "deny_clusters", "prefer_clusters"):
+            errors += [
+                {"path": f"constraints.{field}[{i}]", "message": f"unknown cluster {name!r}"}
+                for i, name in enumerate(getattr(spec.constraints, field))
+                if name not in clusters
+            ]
         if errors:
-            raise InvalidInput("the job names data sets that are not in the catalogue", errors=errors)
+            raise InvalidInput(
+                "the job names "
+                + ", ".join(sorted({e["path"].split("[")[0] for e in errors}))
+                + " that the federation does not have",
+                errors=errors,
+            )
 
     @staticmethod
     def _new_job_row(spec: JobCreate, idempotency_key: str | None) -> dict[str, Any]:
@@ -451,6 +477,21 @@ class Controller:
         if row is None:
             raise NotFound(f"job {job_id!r} not found")
         return self._job_read(row, with_events=True)
+
+    def job_logs(self, job_id: str) -> dict[str, Any]:
+        """The output the executor last reported for the job (the local executor: the tail of the
+        attempt's stdout and stderr, sent when it ends)."""
+        row = self.store.get_job(job_id)
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found")
+        out = self.store.job_output(job_id)
+        return {
+            "job_id": job_id,
+            "phase": row["phase"],
+            "cluster": out["cluster"] if out else row["cluster"],
+            "attempt": out["attempt"] if out else row["attempt"],
+            "output": out["reason"] if out else "",
+        }
 
     def list_jobs(self, **filters: Any) -> list[JobRead]:
         return [self._job_read(r, with_events=False) for r in self.store.list_jobs(**filters)]
@@ -1008,6 +1049,8 @@ class Controller:
         )
         if not ok:
             raise StaleAttempt(f"job {rep.job_id} changed meanwhile; stop it")
+        if rep.output_tail.strip():
+            self.store.add_output(conn, rep.job_id, cluster, rep.attempt, rep.output_tail)
         if target in TERMINAL:
             self.registry.ledger.pop(rep.job_id)
             self.forget_terms(rep.job_id, target.value)

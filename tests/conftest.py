@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +13,31 @@ from fastapi.testclient import TestClient
 from controller.api.app import create_app
 from controller.api.server import free_port
 from controller.bench import postgres
+from controller.data import DATA_DIR
 from controller.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+REFDATA = DATA_DIR  # the vendored reference data (controller/data/), never a folder outside the repo
 IN_CI = os.environ.get("CI") == "true"
-__all__ = ["REPO", "SHARED_DATA", "free_port", "need"]  # imported by the test modules
+__all__ = ["REFDATA", "REPO", "free_port", "need"]  # imported by the test modules
+
+
+OUTSIDE = REPO.parent / "shared"  # the reference folder beside the repository: never read
+
+
+def _refuse_outside(event: str, args: tuple[object, ...]) -> None:
+    """Audit hook: opening, listing or stat-ing anything under ``OUTSIDE`` fails the caller."""
+    if (
+        event in ("open", "os.listdir", "os.scandir")
+        and args
+        and isinstance(args[0], str | bytes | os.PathLike)
+    ):
+        path = os.fsdecode(args[0])
+        if os.path.abspath(path).startswith(str(OUTSIDE) + os.sep) or os.path.abspath(path) == str(OUTSIDE):
+            raise PermissionError(f"the repository must be self-contained: {path} is outside it")
+
+
+sys.addaudithook(_refuse_outside)  # for the whole test session (see tests/test_self_contained.py)
 
 
 def need(condition: bool, reason: str) -> None:

@@ -19,7 +19,7 @@ from controller.policies import load_policy_set
 from controller.topology import NetworkModel, Tier, load_topology
 from controller.topology.generate import build
 from controller.topology.network import great_circle_km
-from tests.conftest import REPO, SHARED_DATA, need
+from tests.conftest import REFDATA, REPO
 
 POLICIES = REPO / "policies"
 # GB/T 2260 provincial codes of the 31 divisions, plus 660000 used by convention for XPCC.
@@ -75,9 +75,8 @@ def test_all_32_provinces_with_correct_adcodes(topology) -> None:  # type: ignor
 
 
 def test_adcodes_and_capitals_match_the_reference_csv(topology) -> None:  # type: ignore[no-untyped-def]
-    need((SHARED_DATA / "china_provinces_32.csv").exists(), f"reference data not found at {SHARED_DATA}")
     by_code = {c.adcode: c for c in topology.clusters if c.tier is Tier.province}
-    with (SHARED_DATA / "china_provinces_32.csv").open(encoding="utf-8") as fh:
+    with (REFDATA / "china_provinces_32.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             c = by_code[row["adcode"] or "660000"]
             assert c.display_name_zh == row["name_zh"]
@@ -135,8 +134,7 @@ def test_latency_grows_with_distance(topology) -> None:  # type: ignore[no-untyp
 
 
 def test_committed_files_are_what_the_generator_makes(tmp_path: Path) -> None:
-    need((SHARED_DATA / "china_provinces_32.csv").exists(), f"reference data not found at {SHARED_DATA}")
-    topology, failover = build(SHARED_DATA)
+    topology, failover = build(REFDATA)
     committed_topology = yaml.safe_load((POLICIES / "topology.yaml").read_text(encoding="utf-8"))
     committed_failover = yaml.safe_load((POLICIES / "failover.yaml").read_text(encoding="utf-8"))
     assert committed_topology == topology
@@ -144,11 +142,10 @@ def test_committed_files_are_what_the_generator_makes(tmp_path: Path) -> None:
 
 
 def test_ministry_count_is_configurable() -> None:
-    need((SHARED_DATA / "china_provinces_32.csv").exists(), f"reference data not found at {SHARED_DATA}")
-    topology, _ = build(SHARED_DATA, ministries=12)
+    topology, _ = build(REFDATA, ministries=12)
     assert sum(c["tier"] == "department" for c in topology["clusters"]) == 12
     with pytest.raises(ValueError):
-        build(SHARED_DATA, ministries=99)
+        build(REFDATA, ministries=99)
 
 
 def _broken_policies(tmp_path: Path) -> Path:

@@ -330,11 +330,12 @@ def bench_replay(trace: Path | None, data_dir: Path, limit: int | None) -> dict[
 
 def summary_md(report: dict[str, Any]) -> str:
     lines = ["# Benchmark summary", "", f"Machine: {report['machine']}", ""]
-    s = report["scheduler"]
-    lines += [
-        f"- scheduler.decisions_per_s: **{s['decisions_per_s']}** (median of {len(s['runs'])} runs of "
-        f"{s['batch']} jobs, {s['clusters']} clusters; cold first batch {s['cold_first_batch_decisions_per_s']})",
-    ]
+    if "scheduler" in report:
+        s = report["scheduler"]
+        lines += [
+            f"- scheduler.decisions_per_s: **{s['decisions_per_s']}** (median of {len(s['runs'])} runs of "
+            f"{s['batch']} jobs, {s['clusters']} clusters; cold first batch {s['cold_first_batch_decisions_per_s']})",
+        ]
     if "api" in report:
         a = report["api"]
         lines.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,15 +151,15 @@ def demo_jobs() -> list[dict[str, Any]]:
     ]
 
 
-def run(workdir: Path = Path(".demo"), timeout_s: float = 90.0, console: Console | None = None) -> int:
-    console = console or Console(width=160)
-    t0 = time.monotonic()
-    workdir = workdir.resolve()  # jobs run in their own working directories: paths must be absolute
-    shutil.rmtree(workdir, ignore_errors=True)
+def stage_data(
+    workdir: Path,
+) -> tuple[Path, dict[str, Path], Callable[[str, Path], bool], list[tuple[str, str]]]:
+    """Write the sample data sets and place each copy on the clusters that hold one, and nowhere
+    else. Returns (per-cluster data root, source files, the WAN fetch the agents use, moves made)."""
     data_root = workdir / "data"
     source = write_all(workdir / "source")
     by_id = {d.id: d for d in DATASETS}
-    for ds in DATASETS:  # each copy on the clusters that hold one, and nowhere else
+    for ds in DATASETS:
         for cluster in ds.locations:
             (data_root / cluster).mkdir(parents=True, exist_ok=True)
             shutil.copy(source[ds.id], data_root / cluster / f"{ds.id}.csv")
@@ -172,6 +173,45 @@ def run(workdir: Path = Path(".demo"), timeout_s: float = 90.0, console: Console
         moved.append((ds_id, target.parent.name))
         return True
 
+    return data_root, source, fetch, moved
+
+
+def local_executors(ctl: Any, workdir: Path) -> Callable[[str], LocalExecutor]:
+    """One local executor per cluster, advertising the cluster's declared capacity (the topology's),
+    so placements are those of the real federation while the commands run as small local processes."""
+
+    def executor(name: str) -> LocalExecutor:
+        cap = ctl.registry.clusters[name].spec.capacity
+        return LocalExecutor(
+            workdir / "work" / name,
+            kill_grace_s=2.0,
+            capacity=ResourceAmounts(cap.cpu, cap.memory_gib, cap.gpu),
+        )
+
+    return executor
+
+
+def register_datasets(client: Client, source: dict[str, Path]) -> None:
+    for ds in DATASETS:
+        client.add_dataset(
+            {
+                "id": ds.id,
+                "owner": ds.owner,
+                "classification": ds.classification,
+                "size_bytes": source[ds.id].stat().st_size * 50_000,
+                "locations": list(ds.locations),
+                "description": ds.description,
+            }
+        )
+
+
+def run(workdir: Path = Path(".demo"), timeout_s: float = 90.0, console: Console | None = None) -> int:
+    console = console or Console(width=160)
+    t0 = time.monotonic()
+    workdir = workdir.resolve()  # jobs run in their own working directories: paths must be absolute
+    shutil.rmtree(workdir, ignore_errors=True)
+    data_root, source, fetch, moved = stage_data(workdir)
+
     settings = Settings(database_url=f"sqlite:///{workdir / 'yiwang.db'}", loop_interval_s=0.1)
     app = create_app(settings)
     port = free_port()
@@ -182,14 +222,7 @@ def run(workdir: Path = Path(".demo"), timeout_s: float = 90.0, console: Console
         f"[bold]Yiwang demo[/]: controller at {url} (SQLite {settings.database_url}), "
         f"{len(clusters)} member clusters (1+32+N)"
     )
-
-    def executor(name: str) -> LocalExecutor:
-        cap = ctl.registry.clusters[name].spec.capacity
-        return LocalExecutor(
-            workdir / "work" / name,
-            kill_grace_s=2.0,
-            capacity=ResourceAmounts(cap.cpu, cap.memory_gib, cap.gpu),
-        )
+    executor = local_executors(ctl, workdir)
 
     with ServerThread(app, port), Client(url) as client:
         fed = EmbeddedFederation(
@@ -201,17 +234,7 @@ def run(workdir: Path = Path(".demo"), timeout_s: float = 90.0, console: Console
             console.print(
                 f"{ready}/{len(clusters)} agents registered and Ready (local executor, real processes)"
             )
-            for ds in DATASETS:
-                client.add_dataset(
-                    {
-                        "id": ds.id,
-                        "owner": ds.owner,
-                        "classification": ds.classification,
-                        "size_bytes": source[ds.id].stat().st_size * 50_000,
-                        "locations": list(ds.locations),
-                        "description": ds.description,
-                    }
-                )
+            register_datasets(client, source)
             console.print(
                 f"registered {len(DATASETS)} data sets: "
                 + ", ".join(f"{d.id} ({d.classification})" for d in DATASETS)

@@ -1,6 +1,6 @@
 """GB/T 20988-2007 disaster-recovery levels as RTO ceilings a drill can be held to.
 
-Copied from ../shared/data/gbt20988_dr_levels.csv (tests check the RTO texts still match). The
+Copied from controller/data/gbt20988_dr_levels.csv (tests check the RTO texts still match). The
 standard states each level's RTO as a range or a floor; a drill takes the *strictest* reading of
 the text, the shortest duration it names: ">=2 days" -> 2 days, "hours to 2 days" -> 1 hour,
 "minutes" -> 1 minute. Levels 3-6 carry commonly cited, unverified values (as the CSV says).

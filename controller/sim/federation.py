@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from controller.data import DATA_DIR
 from controller.policies import PlacementPolicy, PluginWeight, ResidencyPolicy
 from controller.scheduler.framework import Snapshot
 from controller.topology.generate import BEIJING, MINISTRIES, MINISTRY_LINK_GBPS, build
@@ -31,8 +32,7 @@ ALL_PLUGINS = PlacementPolicy(
     ],
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_DATA_DIR = DATA_DIR  # vendored in controller/data/
 
 
 def federation(data_dir: Path = DEFAULT_DATA_DIR, ministries: int = 64, scale: float = 1.0) -> Topology:

@@ -45,6 +45,8 @@ from sqlalchemy.sql.dml import Insert, UpdateBase
 from controller.errors import StaleLeader
 from controller.store import schema as t
 
+OUTPUT_EVENT = "Output"  # an executor's output for an attempt; not a phase change
+
 ACTIVE_PHASES = ("Scheduled", "Running")
 SQLITE_MAX_VARIABLES = 32_766  # SQLite's default limit since 3.32
 
@@ -424,7 +426,9 @@ class Store:
         with self.read() as conn:
             rows = (
                 conn.execute(
-                    select(t.job_events).where(t.job_events.c.job_id == job_id).order_by(t.job_events.c.id)
+                    select(t.job_events)
+                    .where(t.job_events.c.job_id == job_id, t.job_events.c.type != OUTPUT_EVENT)
+                    .order_by(t.job_events.c.id)
                 )
                 .mappings()
                 .all()
@@ -553,6 +557,31 @@ class Store:
             )
         )
         return True
+
+    def add_output(self, conn: Connection, job_id: str, cluster: str, attempt: int, text: str) -> None:
+        """Record the output an executor reported for an attempt (``jobs logs``); kept as an event
+        of its own type, left out of the job's timeline and of the followers' change feed."""
+        conn.execute(
+            insert(t.job_events).values(
+                job_id=job_id, at=now(), type=OUTPUT_EVENT, cluster=cluster, attempt=attempt, reason=text
+            )
+        )
+
+    def job_output(self, job_id: str) -> dict[str, Any] | None:
+        """The latest output recorded for the job: (cluster, attempt, at, reason)."""
+        e = t.job_events.c
+        with self.read() as conn:
+            row = (
+                conn.execute(
+                    select(e.cluster, e.attempt, e.at, e.reason)
+                    .where(e.job_id == job_id, e.type == OUTPUT_EVENT)
+                    .order_by(e.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            return dict(row) if row else None
 
     def set_message(self, conn: Connection, job_id: str, message: str) -> None:
         conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(message=message))

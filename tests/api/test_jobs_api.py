@@ -92,6 +92,52 @@ def test_unknown_input_dataset_is_422_naming_it(ready: TestClient) -> None:
     assert r.json()["errors"] == [{"path": "inputs[0]", "message": "unknown data set 'nope'"}]
 
 
+UNKNOWN_NAMES = job(
+    tenant="atlantis",
+    constraints={
+        "allow_clusters": ["prov-guangdong", "prov-atlantis"],
+        "deny_clusters": ["prov-nowhere"],
+        "prefer_clusters": ["dept-ghost"],
+    },
+)
+UNKNOWN_PATHS = {
+    "tenant",
+    "constraints.allow_clusters[1]",
+    "constraints.deny_clusters[0]",
+    "constraints.prefer_clusters[0]",
+}
+
+
+@pytest.mark.parametrize("path", ["fast", "route"])
+def test_unknown_tenant_and_clusters_are_422_naming_each_on_both_paths(
+    ready: TestClient, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.api.fastpath import FastSubmit
+
+    handled: list[bool] = []
+    original = FastSubmit._try
+
+    async def spy(self, scope, body, send):  # type: ignore[no-untyped-def]
+        handled.append(await original(self, scope, body, send))
+        return handled[-1]
+
+    monkeypatch.setattr(FastSubmit, "_try", spy)
+    # A repeated header makes the raw-ASGI fast path hand the request to the FastAPI route.
+    headers = [("x-probe", "1"), ("x-probe", "2")] if path == "route" else []
+    r = ready.post("/v1/jobs", json=UNKNOWN_NAMES, headers=headers)
+    assert handled == [path == "fast"]
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    errors = {e["path"]: e["message"] for e in r.json()["errors"]}
+    assert set(errors) == UNKNOWN_PATHS
+    assert errors["tenant"].startswith("unknown tenant 'atlantis'")
+    assert errors["constraints.allow_clusters[1]"] == "unknown cluster 'prov-atlantis'"
+    assert ready.get("/v1/jobs").json()["items"] == []  # nothing was created
+    # /v1/plan names them the same way; known names pass.
+    assert {e["path"] for e in ready.post("/v1/plan", json=UNKNOWN_NAMES).json()["errors"]} == UNKNOWN_PATHS
+    good = job(constraints={"allow_clusters": ["prov-guangdong"], "deny_clusters": ["prov-hubei"]})
+    assert ready.post("/v1/jobs", json=good, headers=headers).status_code == 201
+
+
 def test_malformed_json_is_400(ready: TestClient) -> None:
     r = ready.post("/v1/jobs", content=b'{"name": ', headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM

@@ -206,7 +206,7 @@ def test_agent_command_labels_and_token(helm: str) -> None:
     assert [*container["command"], *container["args"]] == [
         "yiwang",
         "agent",
-        "--controller-url",
+        "--url",
         "https://yiwang.national.gov.cn",
         "--cluster",
         "prov-beijing",

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 
 from controller.drills.gbt20988 import LEVELS
-from tests.conftest import SHARED_DATA, need
+from tests.conftest import REFDATA
 
 
 def test_levels_match_the_reference_csv() -> None:
-    path = SHARED_DATA / "gbt20988_dr_levels.csv"
-    need(path.exists(), f"{path} is not available")
+    path = REFDATA / "gbt20988_dr_levels.csv"
     with path.open(encoding="utf-8") as f:
         rows = {int(r["level"]): r for r in csv.DictReader(f)}
     assert set(rows) == set(LEVELS)

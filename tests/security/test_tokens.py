@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from controller.api.app import create_app
 from controller.cli import app as cli
+from controller.cli import main as cli_main
 from controller.settings import Settings
 from tests.conftest import free_port
 from tests.security.conftest import ADMIN, PROBLEM, bearer, issue, job
@@ -148,7 +149,9 @@ def live(secure_app: FastAPI) -> Iterator[str]:
         thread.join(timeout=15)
 
 
-def test_cli_creates_lists_and_revokes_tokens(live: str) -> None:
+def test_cli_creates_lists_and_revokes_tokens(
+    live: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     runner = CliRunner()
     env = {"YIWANG_URL": live, "YIWANG_TOKEN": ADMIN}
     out = runner.invoke(cli, ["token", "create", "--role", "tenant", "--tenant", "guangdong"], env=env)
@@ -158,7 +161,9 @@ def test_cli_creates_lists_and_revokes_tokens(live: str) -> None:
     listed = runner.invoke(cli, ["token", "list"], env=env)
     assert listed.exit_code == 0 and token_id in listed.output and "guangdong" in listed.output
     assert runner.invoke(cli, ["token", "revoke", token_id], env=env).exit_code == 0
-    denied = runner.invoke(
-        cli, ["token", "create", "--role", "operator"], env={**env, "YIWANG_TOKEN": "wrong"}
-    )
-    assert denied.exit_code == 2 and "401" in denied.output
+    # A refused call: one line on stderr, exit 1 (through the `yiwang` entry point).
+    monkeypatch.setenv("YIWANG_URL", live)
+    monkeypatch.setenv("YIWANG_TOKEN", "wrong")
+    assert cli_main(["token", "create", "--role", "operator"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "(401)" in err and len(err.strip().splitlines()) == 1

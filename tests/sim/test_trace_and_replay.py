@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from controller.data import TRACE_CSV
 from controller.sim.baselines import KarmadaDynamicWeight, OcmAllocatableCpu, RandomFit
 from controller.sim.replay import OURS, capacity_scale, replay, setup
 from controller.sim.trace import MACHINE_MEMORY_GIB, load_trace
 from tests.scheduler.helpers import index, job, snap
 
-REPO = Path(__file__).resolve().parents[2]
-TRACE = REPO.parent / "shared" / "data" / "alibaba_v2017_batch_task.csv"
+TRACE = TRACE_CSV  # vendored, whole (controller/data/)
 HEADER = (
     "task_create_time, task_end_time, job_id, task_id,number_of_instances, status, "
     "number_of_cpus_requested_per_instance_in_the_task,normalized_memory_requested_per_instance_in_the_task\n"
@@ -97,8 +97,6 @@ def spec_demand(spec) -> np.ndarray:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def small_replay() -> tuple:
-    if not TRACE.exists():
-        pytest.skip(f"no trace at {TRACE}")
     jobs, s, meta = setup(trace_path=TRACE, limit=600)
     return jobs, s, meta
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -99,6 +99,14 @@ def cancel_job(job_id: str, ctl: ControllerDep, sec: SecurityDep, who: Submitter
 def get_decision(job_id: str, ctl: ControllerDep, who: ReaderP) -> Decision:
     _visible(ctl, who, job_id)
     return ctl.get_decision(job_id)
+
+
+@router.get("/jobs/{job_id}/logs")
+def get_logs(job_id: str, ctl: ControllerDep, who: ReaderP) -> dict[str, Any]:
+    """The output its executor last reported for the job ("" before any): job_id, phase,
+    cluster, attempt, output."""
+    _visible(ctl, who, job_id)
+    return ctl.job_logs(job_id)
 
 
 @router.post("/plan", response_model=Decision)
