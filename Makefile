@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 HELM := .tools/bin/helm
 DEBS := postgresql prometheus chromium fonts-wqy-microhei
 
-.PHONY: all demo up test lint typecheck unit bench system tools clean
+.PHONY: all demo up test lint typecheck unit bench system tools clean image
 
 all: test
 
@@ -59,7 +59,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check controller tests infra tools
 
 typecheck: $(STAMP)
-	$(BIN)/mypy controller
+	$(BIN)/mypy controller infra
+
+# The controller/agent image (Containerfile) with podman, as root: tools/image-base.sh installs
+# podman/runc/mmdebstrap/slirp4netns and makes the Debian base locally (cached in .tools/images).
+# Another base (your mirror): make image BASE=registry.example/mirror/debian:bookworm
+IMAGE ?= localhost/yiwang:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	base="$${BASE:-$$(bash tools/image-base.sh | tail -n 1)}" && \
+	podman build --build-arg BASE="$$base" -t $(IMAGE) -f Containerfile .
 
 unit: tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -q

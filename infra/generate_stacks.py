@@ -31,6 +31,7 @@ from controller.topology.model import (
     load_topology,
 )
 from infra.yiwang_infra.config import cluster_entry
+from infra.yiwang_infra.network_plan import plan_for
 from infra.yiwang_infra.regions import alicloud_regions
 
 INFRA_DIR = Path(__file__).resolve().parent
@@ -91,16 +92,9 @@ COMMON_KEYS: dict[str, dict[str, Any]] = {
         "default": [],
         "description": "Tenants that get a namespace and quota here (generated: own, national, failover guests).",
     },
-    "adminToken": {
-        "type": "string",
-        "secret": True,
-        "description": "Controller admin token used to register the cluster (and, on national stacks, "
-        "given to the controller).",
-    },
-    "agentToken": {
-        "type": "string",
-        "secret": True,
-        "description": "Token the agent uses with the controller.",
+    "network": {
+        "description": "ACK stacks: VPC, vSwitch, Terway pod vSwitch and Service ranges (generated from the "
+        "topology by infra/yiwang_infra/network_plan.py; kept once written).",
     },
 }
 MEMBER_KEYS: dict[str, dict[str, Any]] = {
@@ -121,6 +115,23 @@ MEMBER_KEYS: dict[str, dict[str, Any]] = {
 def national_keys(topology: Topology) -> dict[str, dict[str, Any]]:
     members = [c.name for c in topology.clusters if c.tier is not Tier.national]
     return {
+        "adminToken": {
+            "type": "string",
+            "secret": True,
+            "description": "Controller admin token: given to the controller; issues the agent tokens and "
+            "registers the clusters. National stacks only (member stacks hold no admin token).",
+        },
+        "controllerTlsCert": {
+            "type": "string",
+            "secret": True,
+            "description": "ack mode: PEM certificate chain of the controller's host name (government CA), "
+            "served by the intranet load balancer.",
+        },
+        "controllerTlsKey": {
+            "type": "string",
+            "secret": True,
+            "description": "ack mode: PEM private key of controllerTlsCert.",
+        },
         "controller": {
             "description": "Controller role (active|standby), URL, replicas, RDS sizing (ControllerSettings).",
         },
@@ -161,10 +172,18 @@ def stack_name(cluster: Cluster) -> str:
     return cluster.tenant
 
 
-def stack_config(cluster: Cluster, topology: Topology, failover: FailoverPolicy) -> dict[str, Any]:
+def stack_config(
+    cluster: Cluster, topology: Topology, failover: FailoverPolicy, network: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The generated keys of one stack; ``network`` is the plan already in its stack file, if any
+    (an allocated address plan never moves)."""
     values: dict[str, Any] = {"cluster": cluster_entry(cluster), "region": cluster.region}
-    if not alicloud_regions(cluster.region):
+    regions = alicloud_regions(cluster.region)
+    if not regions:
         values["mode"] = "existing"
+    else:
+        index = [c.name for c in topology.clusters].index(cluster.name)
+        values["network"] = network or plan_for(index, len(regions[0].zones)).model_dump(by_alias=True)
     if cluster.tier is Tier.national:
         primary = cluster.name == NATIONAL_PRIMARY
         # The primary site takes the submissions: two API replicas in front of its controllers.
@@ -208,7 +227,9 @@ def render(topology: Topology, failover: FailoverPolicy, infra_dir: Path = INFRA
             existing: dict[str, Any] = {}
             if path.exists():
                 existing = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            owned = {f"{project.name}:{k}": v for k, v in stack_config(cluster, topology, failover).items()}
+            network = (existing.get("config") or {}).get(f"{project.name}:network")
+            generated = stack_config(cluster, topology, failover, network)
+            owned = {f"{project.name}:{k}": v for k, v in generated.items()}
             kept = {
                 k: v
                 for k, v in (existing.get("config") or {}).items()
@@ -221,7 +242,7 @@ def render(topology: Topology, failover: FailoverPolicy, infra_dir: Path = INFRA
     return files
 
 
-OWNED_KEYS = ("cluster", "region", "mode", "controller", "tenants")
+OWNED_KEYS = ("cluster", "region", "mode", "controller", "tenants", "network")
 
 
 def load_sources(policies_dir: Path) -> tuple[Topology, FailoverPolicy]:

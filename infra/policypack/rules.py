@@ -2,11 +2,14 @@
 
 - ``tenant-namespace-has-quota``: every tenant namespace (label ``yiwang.gov.cn/tenant``) has a
   ResourceQuota in the same stack.
-- ``no-public-services``: no Service of type LoadBalancer or NodePort.
+- ``no-public-services``: no Service of type NodePort, and a LoadBalancer only on the intranet
+  (annotation ``service.beta.kubernetes.io/alibaba-cloud-loadbalancer-address-type: intranet``).
 - ``cluster-in-province-region``: a cluster's configured region equals the topology's region for
   it, and an Alibaba Cloud cluster lies in a cloud region inside that province
   (table: infra/yiwang_infra/regions.py).
-- ``encryption-at-rest``: ACK clusters encrypt Secrets with KMS, node disks and RDS are encrypted.
+- ``encryption-at-rest``: ACK clusters encrypt Secrets with KMS, node disks and RDS are encrypted
+  (RDS with its own key also names the RAM role RDS uses for it); a KMS key is never HSM-protected
+  and automatically rotated at once (KMS refuses that).
 - ``required-labels``: namespaces and clusters carry ``yiwang.gov.cn/tier``, and
   ``yiwang.gov.cn/adcode`` when the tier is province.
 """
@@ -39,6 +42,8 @@ NODE_POOL = "alicloud:cs/nodePool:NodePool"
 RDS_INSTANCE = "alicloud:rds/instance:Instance"
 ALICLOUD_PROVIDER = "pulumi:providers:alicloud"
 MEMBER_CLUSTER = "yiwang:infra:MemberCluster"
+LB_ADDRESS_TYPE = "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-address-type"
+KMS_KEY = "alicloud:kms/key:Key"
 PUBLIC_SERVICE_TYPES = ("LoadBalancer", "NodePort")
 
 
@@ -94,10 +99,14 @@ def validate_no_public_services(args: ResourceValidationArgs, report: ReportViol
     if args.resource_type != SERVICE:
         return
     service_type = (args.props.get("spec") or {}).get("type") or "ClusterIP"
+    annotations = (args.props.get("metadata") or {}).get("annotations") or {}
+    if service_type == "LoadBalancer" and annotations.get(LB_ADDRESS_TYPE) == "intranet":
+        return  # an intranet load balancer: reachable inside the government network only
     if service_type in PUBLIC_SERVICE_TYPES:
         _say(
             report,
-            f"Service of type {service_type} exposes the cluster; use ClusterIP behind the government gateway",
+            f"Service of type {service_type} exposes the cluster; use ClusterIP behind the government gateway "
+            f"or a LoadBalancer annotated {LB_ADDRESS_TYPE}: intranet",
         )
 
 
@@ -178,6 +187,14 @@ def validate_encryption(args: ResourceValidationArgs, report: ReportViolation) -
                 _say(report, "node pool data disk is not encrypted")
     elif args.resource_type == RDS_INSTANCE and not props.get("encryptionKey"):
         _say(report, "RDS instance without encryptionKey: disks would not be encrypted")
+    elif args.resource_type == RDS_INSTANCE and not props.get("roleArn"):
+        _say(report, "RDS instance with its own KMS key but no roleArn: RDS cannot use the key")
+    elif (
+        args.resource_type == KMS_KEY
+        and props.get("protectionLevel") == "HSM"
+        and props.get("automaticRotation") == "Enabled"
+    ):
+        _say(report, "KMS key with HSM protection and automatic rotation: KMS refuses the pair")
 
 
 encryption_at_rest = ResourceValidationPolicy(

@@ -21,3 +21,13 @@ def chart_path(chart: str) -> str:
     (``../../charts/yiwang-agent`` from ``infra/province``).
     """
     return os.path.relpath(CHARTS_DIR / chart, Path.cwd())
+
+
+def policy_files() -> dict[str, str]:
+    """The repository's policy files (``policies/*.yaml``), name -> text, for the controller chart's
+    ``policies.files``: the controller refuses to start without topology.yaml and failover.yaml."""
+    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(POLICIES_DIR.glob("*.yaml"))}
+    for required in ("topology.yaml", "failover.yaml"):
+        if required not in files:
+            raise FileNotFoundError(f"{POLICIES_DIR / required} is missing: run `yiwang policy generate`")
+    return files

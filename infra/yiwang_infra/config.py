@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, model_validator
 
 from controller.topology.model import CLUSTER_NAME, Cluster, Tier
+from infra.yiwang_infra.config_base import Camel
+from infra.yiwang_infra.network_plan import NetworkPlan
 from infra.yiwang_infra.regions import AlicloudRegion, alicloud_regions, find_alicloud_region
 
 
@@ -29,25 +30,25 @@ class ControllerRole(StrEnum):
     standby = "standby"
 
 
-class Camel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
-
-
 class AckSettings(Camel):
     """Sizing and network of a new ACK cluster (``mode: ack``)."""
 
-    kubernetes_version: str = "1.30.7-aliyun.1"
+    # empty: the newest version ACK offers for managed clusters, asked at plan time
+    # (cs.get_kubernetes_version); set: must be one ACK offers, or the preview fails naming them
+    kubernetes_version: str | None = None
     cluster_spec: str = "ack.pro.small"
     instance_types: Annotated[list[str], Field(min_length=1)] = ["ecs.g7.8xlarge"]
     cores_per_node: Annotated[int, Field(gt=0)] = 32
     max_nodes: Annotated[int, Field(gt=0, le=5000)] = 1000
     node_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     zones: list[str] | None = None
-    vpc_cidr: str = "10.0.0.0/16"
-    vswitch_cidrs: Annotated[list[str], Field(min_length=1)] = ["10.0.0.0/19", "10.0.32.0/19"]
-    pod_cidr: str = "172.16.0.0/14"
-    service_cidr: str = "192.168.0.0/20"
+    # Terway (pods on VPC addresses from their own vSwitches) with NetworkPolicy enforcement;
+    # Flannel would leave every NetworkPolicy of the platform unenforced.
+    network_plugin: Literal["terway-eniip"] = "terway-eniip"
     system_disk_gib: Annotated[int, Field(ge=40)] = 120
+    # KMS key of Secret encryption: SOFTWARE keys rotate automatically (yearly); HSM keys cannot be
+    # rotated automatically by KMS (rotate them by hand, docs/infra.md)
+    kms_protection_level: Literal["SOFTWARE", "HSM"] = "SOFTWARE"
     deletion_protection: bool = True
 
     def node_count(self, cluster: Cluster) -> int:
@@ -114,6 +115,8 @@ class StackConfig(Camel):
     mode: Mode = Mode.ack
     alicloud_region: str | None = None
     ack: AckSettings = AckSettings()
+    # generated per ACK stack from the topology (network_plan.py): VPC, vSwitch, pod and Service ranges
+    network: NetworkPlan | None = None
     platform: PlatformSettings = PlatformSettings()
     tenants: list[TenantRef] = []
     national_stack: str = "organization/yiwang-national/primary"
@@ -146,6 +149,8 @@ class StackConfig(Camel):
             raise ValueError(f"tenants must include the cluster's own tenant {self.cluster.tenant!r}")
         if (self.cluster.tier is Tier.national) != (self.controller is not None):
             raise ValueError("the controller key is set on national stacks, and only there")
+        if self.mode is Mode.ack and self.network is None:
+            raise ValueError("an ACK stack needs the network key (run python -m infra.generate_stacks)")
         return self
 
     @property
@@ -195,7 +200,7 @@ def cluster_entry(cluster: Cluster) -> dict[str, Any]:
     return body
 
 
-OBJECT_KEYS = ("cluster", "ack", "platform", "tenants", "controller", "federation")
+OBJECT_KEYS = ("cluster", "network", "ack", "platform", "tenants", "controller", "federation")
 STRING_KEYS = ("region", "mode", "alicloudRegion", "nationalStack", "controllerUrl")
 
 
@@ -231,8 +236,11 @@ class StackSecrets:
     def admin_token(self) -> pulumi.Output[str]:
         return self._config.require_secret("adminToken")
 
-    def agent_token(self) -> pulumi.Output[str]:
-        return self._config.require_secret("agentToken")
+    def controller_tls_cert(self) -> pulumi.Output[str]:
+        return self._config.require_secret("controllerTlsCert")
+
+    def controller_tls_key(self) -> pulumi.Output[str]:
+        return self._config.require_secret("controllerTlsKey")
 
     def kubeconfig(self) -> pulumi.Output[str]:
         return self._config.require_secret("kubeconfig")

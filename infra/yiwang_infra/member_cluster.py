@@ -1,8 +1,11 @@
 """MemberCluster: the Kubernetes cluster of one federation member.
 
-``mode: ack`` creates it on Alibaba Cloud: a KMS key, a VPC with one vSwitch per zone, an ACK Pro
-managed cluster with Secret encryption at rest under that key (no public API endpoint), and a
-node pool sized from the topology's capacity with encrypted disks. ``mode: existing`` adopts an
+``mode: ack`` creates it on Alibaba Cloud: a KMS key, a VPC with one node vSwitch and one Terway pod
+vSwitch per zone (address ranges from the stack's generated ``network`` plan), an ACK Pro managed
+cluster with Terway and NetworkPolicy enforcement and Secret encryption at rest under that key (no
+public API endpoint), and a node pool sized from the topology's capacity with encrypted disks.
+The ACK version and the zones are checked at plan time against what the region offers
+(``cs.get_kubernetes_version``, ``get_zones``), with an error that lists what is on offer. ``mode: existing`` adopts an
 on-premises government-cloud cluster from a kubeconfig secret. Either way the component exposes a
 ``kubernetes.Provider`` for everything installed inside the cluster.
 """
@@ -17,6 +20,45 @@ from infra.yiwang_infra.config import Mode, StackConfig
 from infra.yiwang_infra.labels import cluster_labels
 
 TYPE = "yiwang:infra:MemberCluster"
+# ACK add-ons: Terway in ENI multi-IP mode with NetworkPolicy enforcement (Flannel enforces none)
+TERWAY_ADDONS = (
+    ("terway-eniip", '{"NetworkPolicy":"true"}'),
+    ("csi-plugin", ""),
+    ("csi-provisioner", ""),
+)
+
+
+class CloudInputError(ValueError):
+    """A cloud input (ACK version, zone) that the region does not offer; raised at plan time."""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    head = version.split("-", 1)[0]
+    return tuple(int(p) for p in head.split(".") if p.isdigit())
+
+
+def choose_kubernetes_version(offered: list[str], wanted: str | None, where: str) -> str:
+    """The wanted version if ACK offers it, else (wanted empty) the newest offered one."""
+    if not offered:
+        raise CloudInputError(f"{where}: ACK offers no Kubernetes version for managed clusters")
+    if wanted is None:
+        return max(offered, key=_version_key)
+    if wanted not in offered:
+        raise CloudInputError(
+            f"{where}: ACK no longer creates Kubernetes {wanted}; offered: {sorted(offered, key=_version_key)} "
+            "(set ack.kubernetesVersion to one of them, or leave it empty for the newest)"
+        )
+    return wanted
+
+
+def check_zones(available: list[str], wanted: list[str], where: str) -> list[str]:
+    missing = [z for z in wanted if z not in available]
+    if missing:
+        raise CloudInputError(
+            f"{where}: zones {missing} cannot create vSwitches; available: {sorted(available)} "
+            "(set ack.zones)"
+        )
+    return wanted
 
 
 class MemberCluster(pulumi.ComponentResource):
@@ -29,6 +71,8 @@ class MemberCluster(pulumi.ComponentResource):
     cluster_id: pulumi.Output[str] | None
     kms_key_id: pulumi.Output[str] | None
     alicloud_provider: alicloud.Provider | None
+    vpc_cidr: str | None
+    zone_ids: pulumi.Output[list[str]] | None
 
     def __init__(
         self,
@@ -55,6 +99,8 @@ class MemberCluster(pulumi.ComponentResource):
         self.cluster_id = None
         self.kms_key_id = None
         self.alicloud_provider = None
+        self.vpc_cidr = None
+        self.zone_ids = None
         if config.mode is Mode.ack:
             self.kubeconfig = self._create_ack(name, config, labels)
         else:
@@ -84,46 +130,69 @@ class MemberCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         child = pulumi.ResourceOptions(parent=self, provider=self.alicloud_provider)
+        rotation = ack.kms_protection_level == "SOFTWARE"  # KMS rotates software keys only
         key = alicloud.kms.Key(
             f"{name}-secrets-key",
             description=f"Encryption at rest of Kubernetes Secrets in {cluster.name}",
             key_usage="ENCRYPT/DECRYPT",
             key_spec="Aliyun_AES_256",
-            protection_level="HSM",
+            protection_level=ack.kms_protection_level,
             pending_window_in_days=30,
-            automatic_rotation="Enabled",
-            rotation_interval="365d",
+            automatic_rotation="Enabled" if rotation else "Disabled",
+            rotation_interval="365d" if rotation else None,
             tags=labels,
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=ack.deletion_protection)),
         )
         self.kms_key_id = key.id
-        vpc = alicloud.vpc.Network(
-            f"{name}-vpc", vpc_name=cluster.name, cidr_block=ack.vpc_cidr, tags=labels, opts=child
+        network = config.network
+        assert network is not None  # StackConfig requires it in ack mode
+        where = f"{cluster.name} ({config.alicloud.region_id})"
+        invoke = pulumi.InvokeOutputOptions(provider=self.alicloud_provider)
+        zones_offered = alicloud.get_zones_output(available_resource_creation="VSwitch", opts=invoke)
+        wanted_zones = config.zones[: len(network.vswitch_cidrs)]
+        zones = zones_offered.ids.apply(lambda ids: check_zones(list(ids or []), wanted_zones, where))
+        versions = alicloud.cs.get_kubernetes_version_output(
+            cluster_type="ManagedKubernetes", profile="Default", opts=invoke
         )
-        zones = config.zones
-        switches = [
-            alicloud.vpc.Switch(
-                f"{name}-vsw-{zone}",
-                vswitch_name=f"{cluster.name}-{zone}",
+        version = versions.metadatas.apply(
+            lambda ms: choose_kubernetes_version([m.version for m in ms or []], ack.kubernetes_version, where)
+        )
+        vpc = alicloud.vpc.Network(
+            f"{name}-vpc", vpc_name=cluster.name, cidr_block=network.vpc_cidr, tags=labels, opts=child
+        )
+
+        def switch(kind: str, index: int, cidr: str) -> alicloud.vpc.Switch:
+            zone = wanted_zones[index]
+            return alicloud.vpc.Switch(
+                f"{name}-{kind}-{zone}",
+                vswitch_name=f"{cluster.name}-{kind}-{zone}",
                 vpc_id=vpc.id,
-                zone_id=zone,
+                zone_id=zones.apply(lambda zs: zs[index]),
                 cidr_block=cidr,
                 tags=labels,
                 opts=child,
             )
-            for zone, cidr in zip(zones, ack.vswitch_cidrs, strict=False)
+
+        switches = [switch("vsw", i, c) for i, c in enumerate(network.vswitch_cidrs[: len(wanted_zones)])]
+        pod_switches = [
+            switch("pods", i, c) for i, c in enumerate(network.pod_vswitch_cidrs[: len(wanted_zones)])
         ]
         self.vpc_id = vpc.id
+        self.vpc_cidr = network.vpc_cidr
         self.vswitch_ids = [s.id for s in switches]
+        self.zone_ids = zones
         managed = alicloud.cs.ManagedKubernetes(
             f"{name}-ack",
             name=cluster.name,
             cluster_spec=ack.cluster_spec,
-            version=ack.kubernetes_version,
+            version=version,
             vswitch_ids=self.vswitch_ids,
-            pod_cidr=ack.pod_cidr,
-            service_cidr=ack.service_cidr,
-            node_cidr_mask=24,
+            pod_vswitch_ids=[s.id for s in pod_switches],
+            service_cidr=network.service_cidr,
+            addons=[
+                alicloud.cs.ManagedKubernetesAddonArgs(name=addon, config=addon_config or None)
+                for addon, addon_config in TERWAY_ADDONS
+            ],
             proxy_mode="ipvs",
             new_nat_gateway=True,
             slb_internet_enabled=False,  # the API server is reachable from the government network only

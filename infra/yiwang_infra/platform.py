@@ -68,8 +68,6 @@ class ClusterPlatform(pulumi.ComponentResource):
         self,
         name: str,
         config: StackConfig,
-        controller_url: pulumi.Input[str],
-        agent_token: pulumi.Input[str],
         monitoring_values: dict[str, Any],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -128,14 +126,6 @@ class ClusterPlatform(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[observer, sa]),
         )
-        token_secret = k8s.core.v1.Secret(
-            f"{name}-agent-token",
-            metadata=_meta(AGENT_TOKEN_SECRET, {L.PART_OF: "yiwang"}, platform.system_namespace),
-            type="Opaque",
-            string_data={"token": pulumi.Output.secret(agent_token)},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_namespace]),
-        )
-
         self.tenant_namespaces = {}
         for tenant in config.tenant_refs():
             self.tenant_namespaces[tenant.name] = self._tenant(tenant, sa)
@@ -143,6 +133,42 @@ class ClusterPlatform(pulumi.ComponentResource):
         chart_cluster: dict[str, Any] = {"name": cluster.name, "tier": cluster.tier.value}
         if cluster.adcode:
             chart_cluster["adcode"] = cluster.adcode
+        self._chart_cluster = chart_cluster
+        self._agent_sa = sa
+        self.monitoring = k8s.helm.v3.Release(
+            f"{name}-monitoring",
+            name="yiwang-monitoring",
+            chart=chart_path(MONITORING_CHART),
+            namespace=platform.monitoring_namespace,
+            values={
+                "cluster": chart_cluster,
+                "priorityClassName": PLATFORM_PRIORITY,
+                **monitoring_values,
+                **platform.monitoring_chart_values,
+            },
+            atomic=True,
+            timeout=600,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring_ns]),
+        )
+
+    def install_agent(
+        self,
+        controller_url: pulumi.Input[str],
+        agent_token: pulumi.Input[str],
+        depends_on: list[pulumi.Resource] | None = None,
+    ) -> k8s.helm.v3.Release:
+        """The agent's token Secret and its Helm release; called once the token exists (it is
+        issued by the controller: the national stack's AgentToken resources)."""
+        cluster, config, platform = self._config.cluster, self._config, self._config.platform
+        name, sa, chart_cluster = self._name, self._agent_sa, self._chart_cluster
+        token_secret = k8s.core.v1.Secret(
+            f"{name}-agent-token",
+            metadata=_meta(AGENT_TOKEN_SECRET, {L.PART_OF: "yiwang"}, platform.system_namespace),
+            type="Opaque",
+            string_data={"token": pulumi.Output.secret(agent_token)},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_namespace, *(depends_on or [])]),
+        )
+
         # What the cluster offers the federation: the agent reports it (it does not read nodes).
         capacity = {
             "cpu": cluster.capacity.cpu,
@@ -170,21 +196,6 @@ class ClusterPlatform(pulumi.ComponentResource):
             timeout=600,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_namespace, sa, token_secret]),
         )
-        self.monitoring = k8s.helm.v3.Release(
-            f"{name}-monitoring",
-            name="yiwang-monitoring",
-            chart=chart_path(MONITORING_CHART),
-            namespace=platform.monitoring_namespace,
-            values={
-                "cluster": chart_cluster,
-                "priorityClassName": PLATFORM_PRIORITY,
-                **monitoring_values,
-                **platform.monitoring_chart_values,
-            },
-            atomic=True,
-            timeout=600,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring_ns]),
-        )
         self.register_outputs(
             {
                 "systemNamespace": self.system_namespace.metadata.name,
@@ -193,6 +204,7 @@ class ClusterPlatform(pulumi.ComponentResource):
                 "monitoringRelease": self.monitoring.status.name,
             }
         )
+        return self.agent
 
     def _namespace(self, ns: str, labels: dict[str, str]) -> k8s.core.v1.Namespace:
         return k8s.core.v1.Namespace(f"{self._name}-ns-{ns}", metadata=_meta(ns, labels), opts=self._child)

@@ -11,7 +11,8 @@ from typing import Any
 
 import pulumi
 
-from controller.topology.model import Tier
+from controller.topology.model import Cluster, Tier, load_topology
+from infra.yiwang_infra.charts import POLICIES_DIR
 from infra.yiwang_infra.config import (
     ControllerRole,
     Mode,
@@ -20,10 +21,11 @@ from infra.yiwang_infra.config import (
     cluster_entry,
     load_stack_config,
 )
-from infra.yiwang_infra.controller_plane import ControllerDatabase, ControllerDeployment
+from infra.yiwang_infra.controller_plane import ControllerDatabase, ControllerDeployment, ControllerEndpoint
 from infra.yiwang_infra.member_cluster import MemberCluster
+from infra.yiwang_infra.network_plan import plan_for
 from infra.yiwang_infra.platform import ClusterPlatform
-from infra.yiwang_infra.registration import ControllerRegistration
+from infra.yiwang_infra.registration import AgentToken, ControllerRegistration
 
 
 def registration_body(config: StackConfig) -> dict[str, Any]:
@@ -37,30 +39,27 @@ def _cluster(config: StackConfig, secrets: StackSecrets) -> MemberCluster:
 
 
 def national_main(config: StackConfig, secrets: StackSecrets) -> dict[str, Any]:
-    """national-primary (controller active) or national-backup (controller standby)."""
+    """national-primary (controller active) or national-backup (controller standby).
+
+    Order inside the stack: cluster -> platform (namespaces, policies, monitoring) -> database ->
+    controller release -> its intranet endpoint (ack mode) -> agent tokens and registrations through
+    the controller's API (each waits for ``/readyz``) -> this cluster's agent. The primary also issues
+    every member's agent token (secret output ``agentTokens``) and registers every member, so member
+    stacks hold no admin token.
+    """
     if config.cluster.tier is not Tier.national or config.controller is None:
         raise ValueError(f"{config.cluster.name} is not a national cluster")
     settings = config.controller
     federation = config.federation
     if federation is None:
         raise ValueError("national stacks need the federation key")
+    name = config.cluster.name
     cluster = _cluster(config, secrets)
     k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider])
     platform = ClusterPlatform(
-        f"{config.cluster.name}-platform",
+        f"{name}-platform",
         config,
-        controller_url=settings.url,
-        agent_token=secrets.agent_token(),
-        monitoring_values={
-            "scrape": {"controller": {"enabled": True}},
-            "federation": {
-                "enabled": bool(federation.members),
-                "targets": [
-                    {"cluster": m, "address": federation.member_address_template.format(cluster=m)}
-                    for m in federation.members
-                ],
-            },
-        },
+        monitoring_values=national_monitoring_values(config),
         opts=k8s_opts,
     )
 
@@ -71,7 +70,11 @@ def national_main(config: StackConfig, secrets: StackSecrets) -> dict[str, Any]:
             database_url = pulumi.StackReference(settings.primary_stack).require_output("databaseUrl")
         elif config.mode is Mode.ack:
             database = ControllerDatabase(
-                f"{config.cluster.name}-database", config, cluster, secrets.database_password()
+                f"{name}-database",
+                config,
+                cluster,
+                secrets.database_password(),
+                client_cidrs=standby_cidrs(config),
             )
             database_url = database.url
         else:
@@ -79,24 +82,60 @@ def national_main(config: StackConfig, secrets: StackSecrets) -> dict[str, Any]:
     if settings.role is ControllerRole.active:
         outputs["databaseUrl"] = pulumi.Output.secret(database_url)
 
+    admin_token = secrets.admin_token()
     controller = ControllerDeployment(
-        f"{config.cluster.name}-controller",
+        f"{name}-controller",
         config,
         namespace=platform.system_namespace.metadata.name,
         database_url=database_url,
-        admin_token=secrets.admin_token(),
+        admin_token=admin_token,
         opts=k8s_opts,
     )
-    registration = ControllerRegistration(
-        f"{config.cluster.name}-registration",
-        url=settings.url,
-        token=secrets.admin_token(),
-        cluster=registration_body(config),
-        opts=pulumi.ResourceOptions(depends_on=[controller, platform]),
-    )
+    endpoint_deps: list[pulumi.Resource] = [controller]
+    if config.mode is Mode.ack:
+        endpoint = ControllerEndpoint(
+            f"{name}-endpoint",
+            config,
+            cluster,
+            namespace=platform.system_namespace.metadata.name,
+            release=controller.release,
+            tls_cert=secrets.controller_tls_cert(),
+            tls_key=secrets.controller_tls_key(),
+            opts=k8s_opts,
+        )
+        endpoint_deps.append(endpoint)
+    after_endpoint = pulumi.ResourceOptions(depends_on=endpoint_deps)
+
+    # every cluster this stack registers and issues an agent token for: itself; the primary all members
+    clusters = [config.cluster]
+    if settings.role is ControllerRole.active:
+        members = set(federation.members)
+        clusters += [c for c in load_topology_clusters() if c.name in members]
+    tokens: dict[str, AgentToken] = {}
+    registrations: dict[str, ControllerRegistration] = {}
+    for member in clusters:
+        registrations[member.name] = ControllerRegistration(
+            f"{member.name}-registration",
+            url=settings.url,
+            token=admin_token,
+            cluster=cluster_entry(member),
+            opts=after_endpoint,
+        )
+        tokens[member.name] = AgentToken(
+            f"{member.name}-agent-token",
+            url=settings.url,
+            token=admin_token,
+            cluster=member.name,
+            opts=pulumi.ResourceOptions(depends_on=[*endpoint_deps, registrations[member.name]]),
+        )
+    platform.install_agent(settings.url, tokens[name].agent_token, depends_on=[tokens[name]])
+    if settings.role is ControllerRole.active:
+        outputs["agentTokens"] = pulumi.Output.secret(
+            pulumi.Output.all(**{n: t.agent_token for n, t in tokens.items() if n != name})
+        )
     outputs.update(
         {
-            "clusterName": config.cluster.name,
+            "clusterName": name,
             "region": config.region,
             "mode": config.mode.value,
             "controllerRole": settings.role.value,
@@ -104,45 +143,86 @@ def national_main(config: StackConfig, secrets: StackSecrets) -> dict[str, Any]:
             "prometheusRemoteWriteUrl": federation.remote_write_url,
             "prometheusFederateUrl": federation.federate_url,
             "kubeconfig": cluster.kubeconfig,
-            "registeredCluster": registration.id,
+            "registeredCluster": registrations[name].id,
+            "registeredClusters": pulumi.Output.all(*[r.id for r in registrations.values()]),
         }
     )
     return outputs
 
 
+def national_monitoring_values(config: StackConfig) -> dict[str, Any]:
+    federation = config.federation
+    assert federation is not None
+    return {
+        "scrape": {"controller": {"enabled": True}},
+        "federation": {
+            "enabled": bool(federation.members),
+            "targets": [
+                {"cluster": m, "address": federation.member_address_template.format(cluster=m)}
+                for m in federation.members
+            ],
+        },
+        # the national Prometheus keeps its history across restarts and reschedules
+        "persistence": {"enabled": True},
+    }
+
+
+def load_topology_clusters() -> list[Cluster]:
+    return list(load_topology(POLICIES_DIR / "topology.yaml").clusters)
+
+
+def standby_cidrs(config: StackConfig) -> list[str]:
+    """Address ranges of the other national site(s), whose standby controller uses the database:
+    the block the address plan reserves for each (an existing-mode site routes from it)."""
+    names = [c.name for c in load_topology_clusters()]
+    return [
+        plan_for(names.index(c.name)).vpc_cidr
+        for c in load_topology_clusters()
+        if c.tier is Tier.national and c.name != config.cluster.name
+    ]
+
+
 def member_main(config: StackConfig, secrets: StackSecrets, tier: Tier) -> dict[str, Any]:
-    """A province's or a ministry's cluster, wired to the national stack."""
+    """A province's or a ministry's cluster, wired to the national stack.
+
+    No admin token here: the national primary registered this cluster and issued its agent token
+    (secret output ``agentTokens``), which this stack reads through the StackReference.
+    """
     if config.cluster.tier is not tier:
         raise ValueError(f"{config.cluster.name} is a {config.cluster.tier} cluster, not a {tier} one")
+    name = config.cluster.name
     national = pulumi.StackReference(config.national_stack)
     controller_url = config.controller_url or national.require_output("controllerUrl")
     remote_write_url = national.require_output("prometheusRemoteWriteUrl")
+    agent_token: pulumi.Output[str] = pulumi.Output.secret(
+        national.require_output("agentTokens").apply(lambda tokens: _token_of(tokens, name))
+    )
     cluster = _cluster(config, secrets)
     platform = ClusterPlatform(
-        f"{config.cluster.name}-platform",
+        f"{name}-platform",
         config,
-        controller_url=controller_url,
-        agent_token=secrets.agent_token(),
         # the national Prometheus federates this one (pull); the chart has no remote_write yet
         monitoring_values={},
         opts=pulumi.ResourceOptions(providers=[cluster.provider]),
     )
-    registration = ControllerRegistration(
-        f"{config.cluster.name}-registration",
-        url=controller_url,
-        token=secrets.admin_token(),
-        cluster=registration_body(config),
-        opts=pulumi.ResourceOptions(depends_on=[platform]),
-    )
+    platform.install_agent(controller_url, agent_token)
     return {
-        "clusterName": config.cluster.name,
+        "clusterName": name,
         "region": config.region,
         "mode": config.mode.value,
         "controllerUrl": controller_url,
         "nationalPrometheusRemoteWriteUrl": remote_write_url,
         "kubeconfig": cluster.kubeconfig,
-        "registeredCluster": registration.id,
     }
+
+
+def _token_of(tokens: Any, name: str) -> str:
+    if not isinstance(tokens, dict) or not tokens.get(name):
+        raise ValueError(
+            f"the national stack's agentTokens output has no token for {name}: add {name} to "
+            "federation.members of the national primary and run pulumi up there first"
+        )
+    return str(tokens[name])
 
 
 def run(tier: Tier) -> None:

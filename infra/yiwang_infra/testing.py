@@ -18,9 +18,11 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.rpc import _special_secret_sig as _SECRET_SIG
 from pulumi.runtime.rpc import _special_sig_key as _SIG_KEY
 
-from controller.topology.model import Tier
+from controller.topology.model import Tier, load_topology
+from infra.yiwang_infra.charts import POLICIES_DIR as REPO_POLICIES
 from infra.yiwang_infra.config import StackConfig, StackSecrets, load_stack_config
 from infra.yiwang_infra.programs import member_main, national_main
+from infra.yiwang_infra.regions import ALICLOUD_REGIONS
 
 INFRA_DIR = Path(__file__).resolve().parents[1]
 PROJECT_TIERS = {"national": Tier.national, "province": Tier.province, "department": Tier.department}
@@ -33,9 +35,18 @@ NATIONAL_OUTPUTS = {
 }
 TEST_SECRETS = {
     "adminToken": "test-admin-token",
-    "agentToken": "test-agent-token",
     "databasePassword": "test-db-password",
+    "controllerTlsCert": "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n",
+    "controllerTlsKey": "-----BEGIN PRIVATE KEY-----\ntest\n-----END PRIVATE KEY-----\n",
 }
+# What ACK offers in the mocks (cs.get_kubernetes_version); the newest is chosen by default.
+ACK_VERSIONS = ["1.31.9-aliyun.1", "1.32.7-aliyun.1", "1.33.3-aliyun.1"]
+LB_ADDRESS = "10.0.0.200"
+
+
+def agent_token_of(cluster: str) -> str:
+    """The agent token the mocked controller 'issues' for a cluster (national agentTokens output)."""
+    return f"test-agent-token-{cluster}"
 
 
 def unwrap_secrets(value: Any, path: str, found: set[str]) -> Any:
@@ -93,14 +104,31 @@ class RecordingMonitor(MockMonitor):
 class FederationMocks(pulumi.runtime.Mocks):
     """Outputs as a real deployment would give them: ids, RDS endpoint, national stack outputs."""
 
+    def __init__(self, ack_versions: list[str] | None = None) -> None:
+        self.ack_versions = list(ACK_VERSIONS if ack_versions is None else ack_versions)
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         outputs = dict(args.inputs)
         if args.typ == "pulumi:pulumi:StackReference":
+            clusters = load_topology(REPO_POLICIES / "topology.yaml").clusters
+            tokens = {c.name: agent_token_of(c.name) for c in clusters if c.tier is not Tier.national}
             return args.name, {
                 "name": args.name,
-                "outputs": NATIONAL_OUTPUTS,
-                "secretOutputNames": ["databaseUrl"],
+                "outputs": {**NATIONAL_OUTPUTS, "agentTokens": tokens},
+                "secretOutputNames": ["databaseUrl", "agentTokens"],
             }
+        if args.typ == "pulumi-python:dynamic/yiwang:AgentToken":
+            outputs.update(
+                {
+                    "token_id": f"id-{args.inputs['cluster']}",
+                    "agent_token": agent_token_of(args.inputs["cluster"]),
+                }
+            )
+        if (
+            args.typ == "kubernetes:core/v1:Service"
+            and (args.inputs.get("spec") or {}).get("type") == "LoadBalancer"
+        ):
+            outputs["status"] = {"loadBalancer": {"ingress": [{"ip": LB_ADDRESS}]}}
         if args.typ == "alicloud:rds/instance:Instance":
             outputs.update({"connectionString": "pgm-test.pg.rds.aliyuncs.com", "port": "5432"})
         if args.typ.startswith("kubernetes:helm.sh/v3:Release"):
@@ -110,6 +138,20 @@ class FederationMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         if args.token == "alicloud:cs/getClusterCredential:getClusterCredential":
             return {"kubeConfig": TEST_KUBECONFIG, "clusterId": args.args.get("clusterId")}, []
+        if args.token == "alicloud:index/getZones:getZones":
+            ids = sorted({z for rs in ALICLOUD_REGIONS.values() for r in rs or () for z in r.zones})
+            return {"ids": ids, "zones": [{"id": z} for z in ids]}, []
+        if args.token == "alicloud:cs/getKubernetesVersion:getKubernetesVersion":
+            return {
+                "clusterType": "ManagedKubernetes",
+                "metadatas": [{"version": v, "runtimes": []} for v in self.ack_versions],
+            }, []
+        if args.token == "alicloud:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": "1234567890123456",
+                "arn": "acs:ram::1234567890123456:root",
+                "identityType": "Account",
+            }, []
         return {}, []
 
 
@@ -143,19 +185,26 @@ def as_pulumi_config(values: dict[str, Any]) -> dict[str, str]:
 class StackRun:
     """One stack's program under mocks; :attr:`monitor` holds the registrations."""
 
-    def __init__(self, project: str, stack: str, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        project: str,
+        stack: str,
+        overrides: dict[str, Any] | None = None,
+        ack_versions: list[str] | None = None,
+    ) -> None:
         self.project = project
         self.stack = stack
         self.name = project_name(project)
         values = stack_config_values(project, stack)
-        values.update({f"{self.name}:{k}": v for k, v in TEST_SECRETS.items()})
+        # member stacks hold no controller secrets (no admin token): only the national ones get them
+        secrets = TEST_SECRETS if project == "national" else {}
+        values.update({f"{self.name}:{k}": v for k, v in secrets.items()})
         values[f"{self.name}:kubeconfig"] = TEST_KUBECONFIG
         values.update(overrides or {})
-        self.monitor = RecordingMonitor(FederationMocks())
-        pulumi.runtime.set_mocks(
-            FederationMocks(), project=self.name, stack=stack, preview=False, monitor=self.monitor
-        )
-        secret_keys = [f"{self.name}:{k}" for k in (*TEST_SECRETS, "kubeconfig")]
+        mocks = FederationMocks(ack_versions)
+        self.monitor = RecordingMonitor(mocks)
+        pulumi.runtime.set_mocks(mocks, project=self.name, stack=stack, preview=False, monitor=self.monitor)
+        secret_keys = [f"{self.name}:{k}" for k in (*secrets, "kubeconfig")]
         pulumi.runtime.set_all_config(as_pulumi_config(values), secret_keys=secret_keys)
         self.resources: list[pulumi.Resource] = []
         pulumi.runtime.register_stack_transformation(self._collect)

@@ -261,17 +261,69 @@ def test_missing_required_values_fail_with_a_clear_message(
     assert message in proc.stderr, proc.stderr
 
 
-def test_controller_chart_ships_the_repositorys_policies() -> None:
+def test_controller_chart_ships_the_repositorys_policies(helm: str) -> None:
     """The policy files the controller chart mounts by default are the repository's own
-    (policies/*.yaml), so a Helm install schedules exactly as the tests and the benchmarks do;
-    and each validates as its policy kind."""
-    from controller.policies import validate_kind
+    (policies/*.yaml, every one of them: topology, failover, placement, residency, quota), so a Helm
+    install schedules exactly as the tests and the benchmarks do; each validates as its policy kind,
+    and the rendered ConfigMap carries them all."""
+    from controller.policies import load_policy_set, validate_kind
 
     repo = Path(__file__).resolve().parents[2]
-    values = yaml.safe_load((chart_dir("yiwang-controller") / "values.yaml").read_text())
-    files = values["policies"]["files"]
-    assert files, "the chart mounts no policy files"
-    for name, text in files.items():
-        shipped = yaml.safe_load((repo / "policies" / name).read_text())
-        assert yaml.safe_load(text) == shipped, name
-        validate_kind(name.removesuffix(".yaml"), shipped)
+    repo_files = {p.name: p for p in (repo / "policies").glob("*.yaml")}
+    chart_files = {p.name: p for p in (chart_dir("yiwang-controller") / "policies").glob("*.yaml")}
+    assert {"topology.yaml", "failover.yaml"} <= set(repo_files)
+    assert set(chart_files) == set(repo_files), "cp policies/*.yaml charts/yiwang-controller/policies/"
+    for name, path in repo_files.items():
+        assert chart_files[name].read_bytes() == path.read_bytes(), (
+            f"{name} differs: cp policies/*.yaml charts/yiwang-controller/policies/"
+        )
+        if name != "topology.yaml":
+            validate_kind(name.removesuffix(".yaml"), yaml.safe_load(path.read_text()))
+    proc = run_helm(
+        helm, *template_args("yiwang-controller", (), ("database.url=postgresql+psycopg://u@h/d",))
+    )
+    (config_map,) = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "ConfigMap"]
+    assert set(config_map["data"]) == set(repo_files)
+    for name, text in config_map["data"].items():
+        assert yaml.safe_load(text) == yaml.safe_load(repo_files[name].read_text()), name
+    load_policy_set(repo / "policies")  # the set the chart ships loads as the controller loads it
+
+
+@pytest.mark.parametrize(
+    ("sets", "missing"),
+    [
+        pytest.param(("policies.shipped=false",), "", id="nothing"),
+        pytest.param(
+            ("policies.shipped=false", "policies.files.topology\\.yaml=x: 1"),
+            "failover.yaml",
+            id="no-failover",
+        ),
+        pytest.param(
+            ("policies.shipped=false", "policies.files.failover\\.yaml=x: 1"),
+            "topology.yaml",
+            id="no-topology",
+        ),
+    ],
+)
+def test_controller_chart_refuses_to_render_without_topology_and_failover(
+    helm: str, sets: tuple[str, ...], missing: str
+) -> None:
+    proc = run_helm(
+        helm,
+        *template_args("yiwang-controller", (), ("database.url=postgresql+psycopg://u@h/d", *sets)),
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert (f"the policies have no {missing}" if missing else "set policies.files") in proc.stderr, (
+        proc.stderr
+    )
+
+
+def test_deployed_controllers_run_in_prod(helm: str) -> None:
+    """The default environment is prod (open auth, the shared agent token and SQLite refused)."""
+    proc = run_helm(
+        helm, *template_args("yiwang-controller", (), ("database.url=postgresql+psycopg://u@h/d",))
+    )
+    (deployment,) = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "Deployment"]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["YIWANG_ENVIRONMENT"] == "prod"

@@ -20,7 +20,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def raw(project: str, stack: str, **changes: Any) -> dict[str, Any]:
     prefix = generate_stacks.PROJECTS[["national", "province", "department"].index(project)].name + ":"
     values = {k.removeprefix(prefix): v for k, v in stack_config_values(project, stack).items()}
-    values = {k: v for k, v in values.items() if k in {"cluster", "region", "mode", "tenants", "controller"}}
+    values = {
+        k: v
+        for k, v in values.items()
+        if k in {"cluster", "region", "mode", "tenants", "controller", "network"}
+    }
     values.update(changes)
     return values
 
@@ -41,6 +45,7 @@ def test_stack_files_parse() -> None:
         ("province", "guangdong", {"tenants": [{"name": "national", "tier": "national"}]}, "own tenant"),
         ("national", "primary", {"controller": None}, "controller key is set on national stacks"),
         ("province", "hebei", {"controller": {"role": "active"}}, "controller key is set on national stacks"),
+        ("province", "guangdong", {"network": None}, "needs the network key"),
         ("province", "hebei", {"ack": {"coresPerNode": 0}}, "ack.coresPerNode"),
     ],
 )
@@ -105,3 +110,71 @@ def test_failover_guests_get_namespaces_where_they_fail_over() -> None:
         for backup in backups:
             hosted = {t["name"] for t in generate_stacks.hosted_tenants(by_name[backup], topology, failover)}
             assert by_name[source].tenant in hosted, (source, backup)
+
+
+# -- the address plan: generated per ACK stack from the topology, no overlap anywhere
+
+
+def test_every_ack_stack_has_a_network_plan_and_no_two_overlap() -> None:
+    from infra.yiwang_infra.network_plan import NetworkPlan, check
+    from infra.yiwang_infra.testing import stack_names
+
+    plans: dict[str, NetworkPlan] = {}
+    for project in ("national", "province", "department"):
+        for stack in stack_names(project):
+            config = parse_stack_config(raw(project, stack))
+            if config.mode is Mode.ack:
+                assert config.network is not None, f"{project}/{stack}"
+                plans[config.cluster.name] = config.network
+    assert len(plans) >= 10
+    assert check(plans) == []
+
+
+def test_the_overlap_check_finds_overlaps() -> None:
+    from infra.yiwang_infra.network_plan import check, plan_for
+
+    a, b = plan_for(3), plan_for(4)
+    assert check({"a": a, "b": b}) == []
+    clash = b.model_copy(update={"vpc_cidr": "10.13.0.0/16", "service_cidr": a.service_cidr})
+    problems = check({"a": a, "b": clash})
+    assert any("VPCs of a" in p for p in problems) and any("Service ranges of a and b" in p for p in problems)
+    assert any("outside VPC" in p for p in problems)  # b's vSwitches are no longer inside its VPC
+    inside = a.model_copy(update={"service_cidr": "10.12.64.0/20"})
+    assert any("overlaps the VPC of a" in p for p in check({"a": inside}))
+
+
+# -- cloud inputs resolved at plan time
+
+
+def test_kubernetes_version_newest_offered_or_a_clear_error() -> None:
+    from infra.yiwang_infra.member_cluster import CloudInputError, check_zones, choose_kubernetes_version
+
+    offered = ["1.31.9-aliyun.1", "1.33.3-aliyun.1", "1.32.7-aliyun.1"]
+    assert choose_kubernetes_version(offered, None, "x") == "1.33.3-aliyun.1"
+    assert choose_kubernetes_version(offered, "1.32.7-aliyun.1", "x") == "1.32.7-aliyun.1"
+    with pytest.raises(CloudInputError, match=r"no longer creates Kubernetes 1.30.7-aliyun.1; offered"):
+        choose_kubernetes_version(offered, "1.30.7-aliyun.1", "prov-guangdong (cn-shenzhen)")
+    with pytest.raises(CloudInputError, match="offers no Kubernetes version"):
+        choose_kubernetes_version([], None, "x")
+    assert check_zones(["cn-shenzhen-e", "cn-shenzhen-f"], ["cn-shenzhen-e"], "x") == ["cn-shenzhen-e"]
+    with pytest.raises(CloudInputError, match=r"zones \['cn-shenzhen-z'\] cannot create vSwitches"):
+        check_zones(["cn-shenzhen-e"], ["cn-shenzhen-z"], "x")
+
+
+def test_a_stale_ack_version_fails_the_plan() -> None:
+    """The program asks ACK for its versions at plan time; a pinned version it no longer offers
+    fails the run, naming the versions on offer."""
+
+    @pulumi.runtime.test
+    def plan() -> Any:
+        run = StackRun(
+            "province",
+            "guangdong",
+            overrides={"yiwang-province:ack": {"kubernetesVersion": "1.30.7-aliyun.1"}},
+            ack_versions=["1.32.7-aliyun.1", "1.33.3-aliyun.1"],
+        )
+        run.run()
+        return run.settled()
+
+    with pytest.raises(Exception, match=r"ACK no longer creates Kubernetes 1.30.7-aliyun.1; offered"):
+        plan()

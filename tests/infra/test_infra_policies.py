@@ -66,6 +66,29 @@ def test_public_services_fail(service_type: str) -> None:
     assert len(run(rules.no_public_services, args)) == 1
 
 
+def test_intranet_load_balancers_pass_and_others_fail() -> None:
+    def lb(address_type: str | None) -> Any:
+        annotations = {rules.LB_ADDRESS_TYPE: address_type} if address_type else {}
+        meta = {"name": "lb", "annotations": annotations}
+        return resource_args(
+            rules.SERVICE, {"kind": "Service", "metadata": meta, "spec": {"type": "LoadBalancer"}}
+        )
+
+    assert run(rules.no_public_services, lb("intranet")) == []
+    assert len(run(rules.no_public_services, lb("internet"))) == 1
+    assert len(run(rules.no_public_services, lb(None))) == 1
+    node_port = {"kind": "Service", "metadata": {"annotations": {rules.LB_ADDRESS_TYPE: "intranet"}}}
+    assert (
+        len(
+            run(
+                rules.no_public_services,
+                resource_args(rules.SERVICE, {**node_port, "spec": {"type": "NodePort"}}),
+            )
+        )
+        == 1
+    )
+
+
 # -- cluster-in-province-region
 
 
@@ -120,7 +143,9 @@ def test_clusters_outside_their_province_fail(args: Any, message: str) -> None:
     [
         (rules.ACK_CLUSTER, {"encryptionProviderKey": "key-id"}),
         (rules.NODE_POOL, {"systemDiskEncrypted": True, "dataDisks": [{"encrypted": "true"}]}),
-        (rules.RDS_INSTANCE, {"encryptionKey": "key-id"}),
+        (rules.RDS_INSTANCE, {"encryptionKey": "key-id", "roleArn": "acs:ram::1:role/r"}),
+        (rules.KMS_KEY, {"protectionLevel": "SOFTWARE", "automaticRotation": "Enabled"}),
+        (rules.KMS_KEY, {"protectionLevel": "HSM", "automaticRotation": "Disabled"}),
         (rules.SERVICE, {}),
     ],
 )
@@ -136,6 +161,8 @@ def test_encrypted_resources_pass(resource_type: str, props: dict[str, Any]) -> 
         (rules.NODE_POOL, {"systemDiskEncrypted": False}),
         (rules.NODE_POOL, {"systemDiskEncrypted": True, "dataDisks": [{"encrypted": "false"}]}),
         (rules.RDS_INSTANCE, {}),
+        (rules.RDS_INSTANCE, {"encryptionKey": "key-id"}),  # BYOK without the role RDS reads it with
+        (rules.KMS_KEY, {"protectionLevel": "HSM", "automaticRotation": "Enabled"}),
     ],
 )
 def test_unencrypted_resources_fail(resource_type: str, props: dict[str, Any]) -> None:

@@ -22,9 +22,18 @@ from infra.generate_stacks import main as generate_main
 from infra.policypack.harness import check_resource, check_stack, policy_resource, provider, resource_args
 from infra.yiwang_infra import labels as L
 from infra.yiwang_infra.charts import CHARTS_DIR
-from infra.yiwang_infra.config import Mode, cluster_entry
+from infra.yiwang_infra.config import Mode
+from infra.yiwang_infra.network_plan import plan_for
 from infra.yiwang_infra.regions import allowed_region_ids
-from infra.yiwang_infra.testing import NATIONAL_OUTPUTS, Registration, StackRun, stack_names
+from infra.yiwang_infra.testing import (
+    ACK_VERSIONS,
+    LB_ADDRESS,
+    NATIONAL_OUTPUTS,
+    Registration,
+    StackRun,
+    agent_token_of,
+    stack_names,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY = load_topology(REPO_ROOT / "policies" / "topology.yaml")
@@ -89,7 +98,8 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
     k8s_provider = _one(run, "pulumi:providers:kubernetes")
     assert k8s_provider.parent == member.urn
     platform = _one(run, "yiwang:infra:ClusterPlatform")
-    owners = {platform.urn} | {r.urn for r in _by_type(run, "yiwang:infra:ControllerDeployment")}
+    endpoints = {r.urn for r in _by_type(run, "yiwang:infra:ControllerEndpoint")}
+    owners = {platform.urn} | {r.urn for r in _by_type(run, "yiwang:infra:ControllerDeployment")} | endpoints
 
     alicloud = [r for r in regs.values() if r.type.startswith("alicloud:")]
     if config.mode is Mode.ack:
@@ -100,15 +110,30 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
         assert member.inputs["alicloudRegion"] == region_id
         database_urns = {r.urn for r in _by_type(run, "yiwang:infra:ControllerDatabase")}
         for r in alicloud:
-            assert r.parent in {member.urn} | database_urns, f"{r.name} has parent {r.parent}"
+            assert r.parent in {member.urn} | database_urns | endpoints, f"{r.name} has parent {r.parent}"
             assert r.provider.startswith(provider_reg.urn), f"{r.name} uses a default provider"
         for switch in _by_type(run, "alicloud:vpc/switch:Switch"):
             assert switch.inputs["zoneId"].startswith(region_id + "-")
+        network = config.network
+        assert network is not None
+        assert _one(run, "alicloud:vpc/network:Network").inputs["cidrBlock"] == network.vpc_cidr
+        switch_cidrs = sorted(s.inputs["cidrBlock"] for s in _by_type(run, "alicloud:vpc/switch:Switch"))
+        zones = len(config.zones)
+        assert switch_cidrs == sorted([*network.vswitch_cidrs[:zones], *network.pod_vswitch_cidrs[:zones]])
         ack = _one(run, "alicloud:cs/managedKubernetes:ManagedKubernetes")
         assert ack.inputs["name"] == cluster.name
         assert ack.inputs["encryptionProviderKey"].endswith("-secrets-key-id")
         assert ack.inputs["tags"] == L.cluster_labels(cluster)
         assert ack.inputs["slbInternetEnabled"] is False
+        # Terway with NetworkPolicy enforcement, pods on their own vSwitches; the planned Service range
+        addons = {a["name"]: a.get("config") for a in ack.inputs["addons"]}
+        assert addons["terway-eniip"] == '{"NetworkPolicy":"true"}' and "flannel" not in addons
+        assert "podCidr" not in ack.inputs and len(ack.inputs["podVswitchIds"]) == zones
+        assert ack.inputs["serviceCidr"] == network.service_cidr
+        # resolved at plan time: the newest version ACK offers (the mocks offer ACK_VERSIONS)
+        assert ack.inputs["version"] == ACK_VERSIONS[-1]
+        key = _one(run, "alicloud:kms/key:Key")
+        assert not (key.inputs["protectionLevel"] == "HSM" and key.inputs["automaticRotation"] == "Enabled")
         pool = _one(run, "alicloud:cs/nodePool:NodePool")
         assert pool.inputs["desiredSize"] == str(config.ack.node_count(cluster))
     else:
@@ -179,22 +204,84 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
         # API replicas (YIWANG_ROLE=api) take the submissions at the primary site only
         assert controller_values["api"] == {"replicaCount": 2 if stack == "primary" else 0}
         assert controller_values["cluster"] == cluster.name
+        assert controller_values["environment"] == "prod"
+        # every policy file of the repository, topology and failover included
+        policy_dir = REPO_ROOT / "policies"
+        assert controller_values["policies"]["files"] == {
+            p.name: p.read_text(encoding="utf-8") for p in policy_dir.glob("*.yaml")
+        }
+        assert monitoring["persistence"]["enabled"] is True
         federated = {t["cluster"] for t in monitoring["federation"]["targets"]}
         assert federated == {c.name for c in TOPOLOGY.clusters if c.tier is not Tier.national}
     else:
         assert "federation" not in monitoring
 
-    # -- the national database
+    # -- the national database: BYOK with the RDS role, two zones, both national sites whitelisted
     rds = _by_type(run, "alicloud:rds/instance:Instance")
     assert len(rds) == (1 if stack == "primary" and config.mode is Mode.ack else 0)
     for instance in rds:
         assert instance.inputs["engine"] == "PostgreSQL" and instance.inputs["encryptionKey"]
+        assert instance.inputs["roleArn"].endswith(":role/aliyunrdsinstanceencryptiondefaultrole")
+        assert instance.inputs["zoneIdSlaveA"] != instance.inputs["zoneId"]
+        assert len(instance.inputs["vswitchId"].split(",")) == 2
+        backup_index = [c.name for c in TOPOLOGY.clusters].index("national-backup")
+        assert instance.inputs["securityIps"] == [config.network.vpc_cidr, plan_for(backup_index).vpc_cidr]
 
-    # -- registration with the controller: the topology entry, verbatim
-    registration = _one(run, "pulumi-python:dynamic/yiwang:ControllerRegistration")
-    raw_entry = next(c for c in RAW_TOPOLOGY["clusters"] if c["name"] == cluster.name)
-    assert as_manifest(registration.inputs["cluster"]) == raw_entry == cluster_entry(cluster)
-    assert registration.inputs["url"] == NATIONAL_OUTPUTS["controllerUrl"]
+    # -- registrations and agent tokens: national stacks only (member stacks hold no admin token)
+    registrations = _by_type(run, "pulumi-python:dynamic/yiwang:ControllerRegistration")
+    tokens = _by_type(run, "pulumi-python:dynamic/yiwang:AgentToken")
+    if cluster.tier is Tier.national:
+        expected = {cluster.name}
+        if stack == "primary":
+            expected |= {c.name for c in TOPOLOGY.clusters if c.tier is not Tier.national}
+        assert {r.inputs["cluster"]["name"] for r in registrations} == expected
+        assert {t.inputs["cluster"] for t in tokens} == expected
+        for registration in registrations:
+            raw_entry = next(
+                c for c in RAW_TOPOLOGY["clusters"] if c["name"] == registration.inputs["cluster"]["name"]
+            )
+            assert as_manifest(registration.inputs["cluster"]) == raw_entry
+            assert registration.inputs["url"] == NATIONAL_OUTPUTS["controllerUrl"]
+            assert "token" in registration.secret_paths
+        for token in tokens:
+            assert "token" in token.secret_paths
+        # the intranet endpoint (ack mode): LB Service, TLS certificate, private DNS record
+        if config.mode is Mode.ack:
+            (lb,) = [
+                r
+                for r in _by_type(run, "kubernetes:core/v1:Service")
+                if r.inputs["spec"].get("type") == "LoadBalancer"
+            ]
+            annotations = lb.inputs["metadata"]["annotations"]
+            assert (
+                annotations["service.beta.kubernetes.io/alibaba-cloud-loadbalancer-address-type"]
+                == "intranet"
+            )
+            assert (
+                annotations["service.beta.kubernetes.io/alibaba-cloud-loadbalancer-protocol-port"]
+                == "https:443"
+            )
+            cert = _one(run, "alicloud:slb/serverCertificate:ServerCertificate")
+            assert {"serverCertificate", "privateKey"} <= cert.secret_paths
+            record = _one(run, "alicloud:pvtz/zoneRecord:ZoneRecord")
+            assert (record.inputs["rr"], record.inputs["type"], record.inputs["value"]) == (
+                "controller",
+                "A",
+                LB_ADDRESS,
+            )
+            assert _one(run, "alicloud:pvtz/zone:Zone").inputs["zoneName"] == "yiwang.gov.internal"
+    else:
+        assert registrations == [] and tokens == []
+    (token_secret,) = [
+        r
+        for r in _by_type(run, "kubernetes:core/v1:Secret")
+        if r.inputs["metadata"]["name"] == "yiwang-agent-token"
+    ]
+    assert {"stringData", "stringData.token"} & token_secret.secret_paths
+    if cluster.tier is not Tier.national:  # the token the national primary issued for this cluster
+        assert token_secret.inputs["stringData"]["token"] == agent_token_of(cluster.name)
+    else:
+        assert token_secret.inputs["stringData"]["token"]
 
     # -- the policy pack passes on the whole graph
     providers = {

@@ -208,7 +208,32 @@ Checks the schema cannot express; fails the render with a message an operator ca
 {{- if and (not .Values.database.existingSecret) (not .Values.database.url) -}}
 {{- fail "yiwang-controller: set database.url or database.existingSecret (the active and standby controllers share one PostgreSQL database)" -}}
 {{- end -}}
-{{- if and (not .Values.policies.existingConfigMap) (not .Values.policies.files) -}}
+{{- if not .Values.policies.existingConfigMap -}}
+{{- $files := include "yiwang-controller.policyFiles" . | fromYaml -}}
+{{- if not $files -}}
 {{- fail "yiwang-controller: set policies.files or policies.existingConfigMap" -}}
 {{- end -}}
+{{- range $required := list "topology.yaml" "failover.yaml" -}}
+{{- if not (get $files $required) -}}
+{{- fail (printf "yiwang-controller: the policies have no %s (the controller cannot start without the federation's topology and failover groups): keep policies.shipped or give it in policies.files" $required) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The policy files of the ConfigMap, as YAML (file name -> text): the chart's shipped copy of the
+repository's policies/ (policies.shipped), overlaid by policies.files.
+*/}}
+{{- define "yiwang-controller.policyFiles" -}}
+{{- $files := dict -}}
+{{- if .Values.policies.shipped -}}
+{{- range $path, $_ := .Files.Glob "policies/*.yaml" -}}
+{{- $_ := set $files (base $path) ($.Files.Get $path) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $text := .Values.policies.files -}}
+{{- $_ := set $files $name $text -}}
+{{- end -}}
+{{- toYaml $files -}}
 {{- end -}}

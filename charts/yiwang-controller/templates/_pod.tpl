@@ -87,6 +87,8 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       env:
+        - name: YIWANG_ENVIRONMENT
+          value: {{ $values.environment | quote }}
         - name: YIWANG_MODE
           value: {{ $values.mode | quote }}
         - name: YIWANG_ROLE
