@@ -92,6 +92,7 @@ async def run_agent(
     poll_interval_s: float = 1.0,
     metrics_port: int = 0,
     metrics_addr: str = "0.0.0.0",
+    max_parallel: int | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT. On the way out, attempts of an executor that cannot adopt them
     after a restart (local, simulated) are stopped and released to the controller, so they are
@@ -108,6 +109,7 @@ async def run_agent(
             controller_url=controller_url,
             token=token,
             poll_interval_s=poll_interval_s,
+            max_parallel=max_parallel,
         )
         server = serve_metrics(agent_registry(agent), metrics_port, metrics_addr) if metrics_port else None
         if server is not None:

@@ -256,6 +256,14 @@ def agent(
     metrics_port: Annotated[int, typer.Option(help="serve /metrics on this port (0: off)")] = 0,
     metrics_addr: Annotated[str, typer.Option(help="address /metrics listens on")] = "0.0.0.0",
     poll_interval: float = 1.0,
+    max_parallel: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="YIWANG_AGENT_MAX_PARALLEL",
+            help="attempts run at once; the rest wait, Scheduled, at the controller (default: no limit)",
+        ),
+    ] = None,
 ) -> None:
     """Run a member cluster's agent (pull mode). The token comes from YIWANG_AGENT_TOKEN."""
     import logging
@@ -297,6 +305,7 @@ def agent(
             poll_interval_s=poll_interval,
             metrics_port=metrics_port,
             metrics_addr=metrics_addr,
+            max_parallel=max_parallel,
         )
     )
 
