@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare this machine to build and run the yiwang image with podman, as ../shared/TOOLING.md says:
+# Prepare this machine to build and run the yiwang image with podman, as verified on these machines (docs/infra.md, "Render → run and the image"):
 #   1. (root) Debian packages podman, runc, mmdebstrap, slirp4netns, if missing;
 #   2. (root) /etc/containers/containers.conf: runc (crun fails here), cgroupfs, ulimits podman may set;
 #   3. a Debian bookworm base made locally with mmdebstrap (no public registry is reachable), with
@@ -32,7 +32,7 @@ if ! grep -q 'runtime = "runc"' "$conf" 2>/dev/null; then
   if [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ]; then nofile=65536; fi
   mkdir -p /etc/containers
   cat >"$conf" <<CONF
-# written by yiwang tools/image-base.sh (see ../shared/TOOLING.md)
+# written by yiwang tools/image-base.sh: runc (crun fails here), cgroupfs, ulimits podman may set
 [containers]
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=4096:4096"]
 
