@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from controller.datasets import Classification
 from controller.errors import InvalidPolicy
+from controller.schemas import Priority, QuotaAmount, Version, Weight
 from controller.topology.model import Topology
 
 
@@ -27,7 +28,7 @@ class Movement(StrEnum):
 class ResidencyPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 1
+    version: Version = 1
     movement: dict[Classification, Movement] = {
         Classification.core: Movement.none,
         Classification.important: Movement.owner_or_national,
@@ -43,13 +44,13 @@ class PluginWeight(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    weight: Annotated[float, Field(ge=0, le=100)] = 1.0
+    weight: Weight = 1.0
 
 
 class PlacementPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 1
+    version: Version = 1
     filters: Annotated[list[str], Field(min_length=1)] = ["health", "constraints", "residency", "capacity"]
     scores: list[PluginWeight] = [
         PluginWeight(name="locality", weight=3.0),
@@ -59,15 +60,15 @@ class PlacementPolicy(BaseModel):
     # Delay scheduling for data locality (ski rental): when the best cluster free now would
     # take longer to fetch the inputs than the statically best one, a job waits for a better
     # cluster for at most that extra transfer time, and never longer than this. 0: off.
-    locality_wait_max_s: Annotated[float, Field(ge=0, le=86_400)] = 0.0
+    locality_wait_max_s: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] = 0.0
 
 
 class FailoverPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 1
-    heartbeat_grace_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
-    lease_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    version: Version = 1
+    heartbeat_grace_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 15.0
+    lease_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 30.0
     backups: dict[str, list[str]] = {}
 
 
@@ -78,9 +79,9 @@ class TenantQuota(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nominal: dict[str, Annotated[float, Field(ge=0)]] = {}  # cpu, memory_gib, gpu
-    borrowing_limit: dict[str, Annotated[float, Field(ge=0)]] | None = None  # None: no limit
-    weight: Annotated[float, Field(gt=0, le=1000)] = 1.0  # fair-share weight (DRF)
+    nominal: dict[str, QuotaAmount] = {}  # cpu, memory_gib, gpu
+    borrowing_limit: dict[str, QuotaAmount] | None = None  # None: no limit
+    weight: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 1.0  # fair-share weight (DRF)
 
 
 class QuotaPolicy(BaseModel):
@@ -88,11 +89,13 @@ class QuotaPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 1
+    version: Version = 1
     # Tenants without an entry get ``default`` (none: unlimited, fair share still applies).
     default: TenantQuota | None = None
     tenants: dict[Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")], TenantQuota] = {}
-    priority_classes: dict[Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")], int] = {
+    priority_classes: dict[
+        Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")], Priority
+    ] = {
         "system-critical": 1_000_000,
         "failover": 100_000,
         "high": 1000,

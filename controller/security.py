@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from controller.datasets import NAME, DatasetRead
 from controller.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from controller.jobs import JobCreate
+from controller.schemas import Instant
 from controller.settings import Settings
 from controller.store import schema as t
 from controller.store.store import Store, new_job_id, now, utc
@@ -119,7 +120,7 @@ class TokenCreate(BaseModel):
     tenant: Annotated[str | None, Field(pattern=NAME)] = None
     cluster: Annotated[str | None, Field(pattern=NAME)] = None
     description: Annotated[str, Field(max_length=200)] = ""
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
 
     @model_validator(mode="after")
     def _bound(self) -> TokenCreate:

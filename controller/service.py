@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from controller.assignments import Assignment, StatusReport
+from controller.assignments import Assignment, StatusReport, sanitize_reported
 from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
 from controller.datasets import DatasetCreate, DatasetRead
 from controller.errors import Conflict, InvalidInput, InvalidPolicy, NotFound, StaleAttempt
@@ -116,7 +116,20 @@ class Controller:
         merged: dict[str, Any] = {"topology": files.topology}
         for kind in POLICY_KINDS:
             if kind in stored:
-                merged[kind] = validate_kind(kind, stored[kind]["body"])
+                try:
+                    merged[kind] = validate_kind(kind, stored[kind]["body"])
+                except InvalidPolicy as exc:
+                    # A stored policy the API would refuse (written by hand, or before a bound
+                    # existed): start on the file's policy and say so; the row stays for review.
+                    log.error(
+                        "stored %s policy (version %s) is invalid, using %s/%s.yaml: %s",
+                        kind,
+                        stored[kind]["version"],
+                        self.settings.policies_dir,
+                        kind,
+                        exc.errors[:3],
+                    )
+                    merged[kind] = getattr(files, kind)
             else:
                 # Seed it, unless another process starting at the same moment just did: then
                 # theirs stands (same files, and the version stays 1).
@@ -132,20 +145,35 @@ class Controller:
         # later ones (again, harmlessly, for events that commit between these two reads).
         after_event = self.store.max_event_id()
         cluster_rows = self.store.list_clusters()
+        declared = self.policies.topology.by_name()
         for row in cluster_rows:
+            try:
+                spec = Cluster.model_validate(row["spec"])
+            except ValidationError as exc:
+                if row["name"] not in declared:
+                    log.error("skipping stored cluster %r: its spec is invalid: %s", row["name"], exc)
+                    continue
+                log.error("stored cluster %r has an invalid spec; using the topology's: %s", row["name"], exc)
+                spec = declared[row["name"]]
             self.registry.clusters[row["name"]] = ClusterState(
-                spec=Cluster.model_validate(row["spec"]),
+                spec=spec,
                 cordoned=row["cordoned"],
                 draining=row["draining"],
                 health=row["health"],
                 last_heartbeat=utc(row["last_heartbeat"]),
-                reported=row["reported"],
+                reported=sanitize_reported(row["reported"]),
             )
         self.registry.rebuild_network()
         for row in self.store.list_datasets():
-            self.datasets[row["id"]] = self.dataset_read(row)
+            try:
+                self.datasets[row["id"]] = self.dataset_read(row)
+            except ValidationError as exc:
+                log.error("skipping stored data set %r: it is invalid: %s", row["id"], exc)
         for row in self.store.active_jobs():
-            self.apply_job_state(row)
+            try:
+                self.apply_job_state(row)
+            except (ValidationError, ValueError, TypeError, KeyError) as exc:
+                log.error("not counting stored job %r in the ledger: its spec is invalid: %s", row["id"], exc)
         self.follower = StoreFollower(self, after_event=after_event)
         self.follower.remember_cluster_rows(cluster_rows)
         self.follower.policy_versions = self.store.policy_versions()
@@ -177,7 +205,9 @@ class Controller:
             r, replicas = spec["resources"], spec["replicas"]
             demand = np.array([r["cpu"], r["memory_gib"], r["gpu"]], dtype=np.float64) * replicas
             priority = self._priority(int(spec["priority"]), spec["priority_class"])
-        except (KeyError, TypeError):  # not our own complete form: validate it
+            if not (np.isfinite(demand).all() and (demand >= 0).all()):
+                raise TypeError("demand out of bounds")
+        except (KeyError, TypeError):  # not our own complete form: validate it (raises if bad)
             full = JobCreate.model_validate(spec)
             return demand_vector(full), self._priority_of(full)
         return demand, priority

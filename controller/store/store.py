@@ -140,7 +140,17 @@ def _json_dumps(value: Any) -> str:
         return json.dumps(value)
 
 
-JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+def _json_loads(text: str | bytes) -> Any:
+    # orjson refuses numbers beyond a double (``number is infinity when parsed as double``) and
+    # would fail the whole query that reads such a row (at start-up: the whole controller). Those
+    # rows take the stdlib path; the loaders then validate the value and skip or report it.
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 
 
 def make_engine(url: str) -> Engine:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from controller.api.deps import AdminP, OpsP, SecurityDep
 from controller.errors import InvalidInput
+from controller.schemas import Instant
 from controller.security import AuditList, TokenCreate, TokenIssued, TokenList
 from controller.store.store import decode_cursor, encode_cursor
 
@@ -41,7 +41,7 @@ def audit(
     _: OpsP,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=48)] = None,
-    since: datetime | None = None,
+    since: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditList:
