@@ -24,7 +24,14 @@ from controller.datasets import DatasetCreate, DatasetRead
 from controller.errors import Conflict, InvalidInput, InvalidPolicy, NotFound, StaleAttempt
 from controller.follower import StoreFollower
 from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
-from controller.policies import POLICY_KINDS, PolicySet, cross_check, load_policy_set, validate_kind
+from controller.policies import (
+    POLICY_KINDS,
+    Movement,
+    PolicySet,
+    cross_check,
+    load_policy_set,
+    validate_kind,
+)
 from controller.registry import ClusterState, Health, Ledger, Registry
 from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
 from controller.scheduler.decision import Decision
@@ -34,7 +41,7 @@ from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.settings import Settings
 from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, pack_decision, utc
-from controller.topology.model import Cluster
+from controller.topology.model import Cluster, Tier
 
 log = logging.getLogger("yiwang.controller")
 
@@ -738,6 +745,7 @@ class Controller:
         ]
         if unknown:
             raise InvalidInput("a data set can only be located on registered clusters", errors=unknown)
+        self._check_copies_are_legal(ds)
         row = {**ds.model_dump(mode="json"), "created_at": now()}
         existing = self.store.insert_dataset(row)
         if existing is not None:
@@ -749,6 +757,32 @@ class Controller:
         with self.lock:
             self.datasets[ds.id] = read
         return read, True
+
+    def _check_copies_are_legal(self, ds: DatasetCreate) -> None:
+        """The residency floor in the catalogue: a copy of data that may not move freely (core and
+        important under the legal floor; more if the policy tightens it) may only be registered
+        on its owner's clusters or the national nodes. 422 naming the rule and each location."""
+        rule = self.policies.residency.rule(ds.classification)
+        if rule is Movement.anywhere:
+            return
+        errors = []
+        for i, loc in enumerate(ds.locations):
+            spec = self.registry.clusters[loc].spec
+            if spec.tenant != ds.owner and spec.tier is not Tier.national:
+                errors.append(
+                    {
+                        "path": f"locations[{i}]",
+                        "message": f"residency floor: {ds.classification.value} data of {ds.owner} may have "
+                        f"copies only on its owner's clusters or the national nodes; {loc} belongs to "
+                        f"{spec.tenant}",
+                    }
+                )
+        if errors:
+            raise InvalidInput(
+                f"residency floor: a copy of {ds.classification.value} data cannot be registered outside "
+                "its owner's clusters and the national nodes",
+                errors=errors,
+            )
 
     def get_dataset(self, ds_id: str) -> DatasetRead:
         ds = self.datasets.get(ds_id)
