@@ -83,6 +83,17 @@ def new_token() -> tuple[str, str]:
     return token_id, f"yw_{token_id}_{secrets.token_urlsafe(32)}"
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; the scheme is case-insensitive
+    (RFC 9110, section 11.1). None for no header, another scheme or an empty token."""
+    if not authorization:
+        return None
+    scheme, _, rest = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return rest.strip() or None
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -217,7 +228,7 @@ class Security:
 
     # ---- authentication -----------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Principal:
-        token = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
+        token = bearer_token(authorization)
         principal = self._lookup(token) if token else None
         if principal is not None:
             return principal
@@ -230,7 +241,7 @@ class Security:
     def authenticate_without_store(self, authorization: str | None) -> Principal | None:
         """The answer when it needs no database read (no token in open mode, or a bootstrap
         token); None when the token must be looked up. Keeps the API's hot path off threads."""
-        token = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
+        token = bearer_token(authorization)
         if token is None:
             if self.open:
                 return OPEN_DEV

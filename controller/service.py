@@ -81,6 +81,7 @@ class RunningView(dict[int, list[Running]]):
 
 
 PENDING_SPEC_CACHE = 500_000
+CANCEL_TRIES = 8
 JOB_TERMS_CACHE = 200_000
 TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
 
@@ -428,25 +429,32 @@ class Controller:
         return [self._job_read(r, with_events=False) for r in self.store.list_jobs(**filters)]
 
     def cancel(self, job_id: str, reason: str = "cancelled by request") -> JobRead:
-        row = self.store.get_job(job_id)
-        if row is None:
-            raise NotFound(f"job {job_id!r} not found")
-        phase = JobPhase(row["phase"])
-        check_transition(job_id, phase, JobPhase.Cancelled)
-        with self.lock, self.store.tx() as conn:
-            ok = self.store.transition(
-                conn,
-                job_id,
-                expect_phases=[phase.value],
-                expect_attempt=row["attempt"],
-                values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
-                event_type="Cancelled",
-                reason=reason,
-            )
-            if not ok:
-                raise Conflict(f"job {job_id} changed while being cancelled; retry")
-            self.registry.ledger.pop(job_id)
-            self.forget_terms(job_id, JobPhase.Cancelled.value)
+        """Cancel from whatever phase the job is in now. The compare-and-set fails when the job
+        changed between the read and the write (placed by a scheduling cycle right after its
+        submission, say): that is retried here with the fresh row, a bounded number of times,
+        rather than handed to the caller."""
+        for _ in range(CANCEL_TRIES):
+            row = self.store.get_job(job_id)
+            if row is None:
+                raise NotFound(f"job {job_id!r} not found")
+            phase = JobPhase(row["phase"])
+            check_transition(job_id, phase, JobPhase.Cancelled)
+            with self.lock, self.store.tx() as conn:
+                ok = self.store.transition(
+                    conn,
+                    job_id,
+                    expect_phases=[phase.value],
+                    expect_attempt=row["attempt"],
+                    values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
+                    event_type="Cancelled",
+                    reason=reason,
+                )
+                if ok:
+                    self.registry.ledger.pop(job_id)
+                    self.forget_terms(job_id, JobPhase.Cancelled.value)
+                    break
+        else:
+            raise Conflict(f"job {job_id} kept changing while being cancelled; retry")
         return self.get_job(job_id)
 
     def get_decision(self, job_id: str) -> Decision:

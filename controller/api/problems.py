@@ -12,10 +12,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from controller.errors import TemporarilyUnavailable, YiwangError
+from controller.errors import TemporarilyUnavailable, Unauthorized, YiwangError
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://yiwang.gov.cn/problems/"
+WWW_AUTHENTICATE = 'Bearer realm="yiwang"'
 log = logging.getLogger("yiwang.api")
 
 
@@ -54,6 +55,8 @@ def domain_problem(exc: YiwangError) -> JSONResponse:
     headers = None
     if isinstance(exc, TemporarilyUnavailable):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    elif isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE}
     return problem(
         exc.status,
         exc.title,
@@ -94,11 +97,14 @@ def install(app: FastAPI) -> None:
             401: "Unauthorized",
             403: "Forbidden",
         }
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": WWW_AUTHENTICATE}
         return problem(
             exc.status_code,
             titles.get(exc.status_code, "HTTP error"),
             str(exc.detail),
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(Exception)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from controller.api.deps import AdminP, OpsP, SecurityDep
 from controller.errors import InvalidInput
-from controller.schemas import Instant
+from controller.schemas import INT64_MAX, Instant
 from controller.security import AuditList, TokenCreate, TokenIssued, TokenList
 from controller.store.store import decode_cursor, encode_cursor
 
@@ -49,7 +49,7 @@ def audit(
     after = None
     if cursor:
         raw = decode_cursor(cursor)
-        if raw is None or not raw.isdigit():
+        if raw is None or not (raw.isascii() and raw.isdigit()) or int(raw) > INT64_MAX:
             raise InvalidInput(
                 "the cursor is not one this API issued",
                 errors=[{"path": "cursor", "message": "invalid cursor"}],
