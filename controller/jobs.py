@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from controller.datasets import DATASET_ID, NAME
 from controller.errors import IllegalTransition
@@ -132,7 +132,7 @@ class JobCreate(BaseModel):
         float,
         Field(gt=0, le=30 * 86400, allow_inf_nan=False, description="estimate used by simulated clusters"),
     ] = 5.0
-    delay_tolerant: bool = False
+    delay_tolerant: StrictBool = False
     labels: dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]] = (
         Field(default_factory=dict)
     )

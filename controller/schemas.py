@@ -11,10 +11,11 @@ INTEGER/BIGINT column or a sum over every cluster.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -59,4 +60,14 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("the instant is outside years 1..9999 once converted to UTC") from exc
 
 
-Instant = Annotated[datetime, AfterValidator(_to_utc)]
+def _rfc3339(value: object) -> object:
+    """An RFC 3339 date-time (as documented), not pydantic's lax extras (Unix seconds)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 date-time such as 2026-01-31T08:00:00+08:00")
+    return value
+
+
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+Instant = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_to_utc)]
