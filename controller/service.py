@@ -18,6 +18,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 
+from controller import audit
 from controller.assignments import Assignment, StatusReport, sanitize_reported
 from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
 from controller.datasets import DatasetCreate, DatasetRead
@@ -105,6 +106,7 @@ class Controller:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_checkpoint = float("-inf")
         self.metrics_registry: CollectorRegistry | None = None
         # Specs of jobs submitted through this controller and not yet placed, so a scheduling
         # cycle does not re-read and re-validate them from the store (bounded; misses are read).
@@ -319,11 +321,20 @@ class Controller:
                 self.capacity.maybe_refresh()  # Prometheus, in its own thread, at a bounded rate
                 self.sync_from_store()
                 if self.is_leader:
+                    self.maybe_checkpoint_audit()
                     self.expire_leases()
                     while self.schedule_pending() >= self.settings.schedule_batch:
                         pass
             except Exception:  # the loop must survive a failed cycle; the error is logged in full
                 log.exception("control loop cycle failed")
+
+    def maybe_checkpoint_audit(self) -> None:
+        """Sign a checkpoint of the audit chain when one is due and a key is configured."""
+        s = self.settings
+        if not s.audit_sm2_key or time.monotonic() - self._last_checkpoint < s.audit_checkpoint_s:
+            return
+        self._last_checkpoint = time.monotonic()
+        audit.checkpoint(self.store, s.audit_sm2_key, s.audit_checkpoint_file)
 
     def _follow_loop(self) -> None:
         """role=api: serve, never lead; follow the store so every view matches the leader's."""

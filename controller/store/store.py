@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.dml import Insert, UpdateBase
 
+from controller.store import audit_chain
 from controller.store import schema as t
 
 ACTIVE_PHASES = ("Scheduled", "Running")
@@ -373,7 +374,7 @@ class Store:
                 audit = row.get(AUDIT_KEY)
                 conn.execute(insert(t.jobs).values(**{k: v for k, v in row.items() if k != AUDIT_KEY}))
                 if audit:
-                    conn.execute(insert(t.audit_log).values(**audit))
+                    audit_chain.append(conn, [audit])
                 conn.execute(
                     insert(t.job_events).values(
                         job_id=row["id"],
@@ -398,7 +399,7 @@ class Store:
         with self.tx() as conn:
             self.executemany(conn, insert(t.jobs), rows)
             if audits:
-                self.executemany(conn, insert(t.audit_log), audits)
+                audit_chain.append(conn, audits)
             self.executemany(
                 conn,
                 insert(t.job_events),
@@ -679,7 +680,7 @@ class Store:
             for d in decisions
             if d["cluster"] is None or d["job_id"] in changed
         ]
-        self.executemany(conn, insert(t.audit_log), rows)
+        audit_chain.append(conn, rows)
 
     def last_placed_clusters(self, job_ids: Sequence[str]) -> dict[str, str]:
         """job id -> the cluster of its latest event that named one (where a re-queued job ran
