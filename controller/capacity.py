@@ -212,6 +212,10 @@ class HeartbeatCapacitySource:
             used = _vector(body["allocated"]) if isinstance(body.get("allocated"), dict) else None
         except (TypeError, ValueError):
             return None  # a malformed body is no observation
+        if not (np.isfinite(cap).all() and (cap >= 0).all()) or (
+            used is not None and not (np.isfinite(used).all() and (used >= 0).all())
+        ):
+            return None  # nor is a negative or non-finite one (the API refuses both)
         return Observation(allocatable=cap, requested=used, observed_at=at)
 
     def observe(self) -> dict[str, Observation]:

@@ -14,6 +14,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from controller.audit_cli import audit_app
 from controller.data import DATA_DIR
 from controller.errors import InvalidPolicy
 
@@ -45,6 +46,7 @@ drill_app = typer.Typer(help="Failover drills: inject faults, measure budgets.",
 app.add_typer(drill_app, name="drill")
 token_app = typer.Typer(help="Issue, list and revoke API tokens (admin).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 DEFAULT_URL = "http://127.0.0.1:8080"

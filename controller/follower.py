@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from controller.assignments import sanitize_reported
 from controller.policies import POLICY_KINDS, PolicySet, validate_kind
 from controller.registry import ClusterState
 from controller.store.store import ACTIVE_PHASES, OUTPUT_EVENT, utc
@@ -107,7 +108,7 @@ class StoreFollower:
                 state.draining = bool(row["draining"])
                 state.health = row["health"]
                 state.last_heartbeat = utc(row["last_heartbeat"])
-                state.reported = row["reported"]
+                state.reported = sanitize_reported(row["reported"])
             if rebuild:
                 registry.rebuild_network()
             self.cluster_rows = rows

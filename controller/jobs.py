@@ -6,10 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from controller.datasets import DATASET_ID, NAME
 from controller.errors import IllegalTransition
+from controller.schemas import Cores, Gpus, MemoryGiB, Priority
 
 LABEL_KEY = r"^[a-z0-9]([a-z0-9./_-]{0,61}[a-z0-9])?$"
 LABEL_VALUE = r"^[A-Za-z0-9._-]{0,63}$"
@@ -52,9 +53,9 @@ def check_transition(job_id: str, current: JobPhase, target: JobPhase) -> None:
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cpu: Annotated[float, Field(gt=0, le=4096, description="cores per replica")] = 1.0
-    memory_gib: Annotated[float, Field(ge=0, le=16384)] = 1.0
-    gpu: Annotated[int, Field(ge=0, le=64)] = 0
+    cpu: Annotated[Cores, Field(gt=0, le=4096, description="cores per replica")] = 1.0
+    memory_gib: Annotated[MemoryGiB, Field(le=16384)] = 1.0
+    gpu: Annotated[Gpus, Field(le=64)] = 0
 
 
 class Constraints(BaseModel):
@@ -113,7 +114,7 @@ class JobCreate(BaseModel):
 
     name: Annotated[str, Field(pattern=NAME)]
     tenant: Annotated[str, Field(pattern=NAME, description="submitting province, ministry or 'national'")]
-    priority: Annotated[int, Field(ge=0, le=1_000_000)] = 100
+    priority: Priority = 100
     priority_class: Annotated[
         str | None,
         Field(pattern=NAME, description="a class of policies/quota.yaml; when set it gives the priority"),
@@ -128,9 +129,10 @@ class JobCreate(BaseModel):
     runtime: Runtime = Field(default_factory=Runtime)
     max_runtime_s: Annotated[int, Field(ge=1, le=30 * 86400)] = 3600
     expected_runtime_s: Annotated[
-        float, Field(gt=0, le=30 * 86400, description="estimate used by simulated clusters")
+        float,
+        Field(gt=0, le=30 * 86400, allow_inf_nan=False, description="estimate used by simulated clusters"),
     ] = 5.0
-    delay_tolerant: bool = False
+    delay_tolerant: StrictBool = False
     labels: dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]] = (
         Field(default_factory=dict)
     )

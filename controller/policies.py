@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controller.datasets import Classification
 from controller.errors import InvalidPolicy
+from controller.schemas import Priority, QuotaAmount, Version, Weight
 from controller.topology.model import Topology
 
 
@@ -24,33 +25,74 @@ class Movement(StrEnum):
     anywhere = "anywhere"
 
 
+# How strict a movement rule is: a policy may raise it, never lower it below the legal floor.
+STRICTNESS = {Movement.anywhere: 0, Movement.owner_or_national: 1, Movement.none: 2}
+# The legal floor (Data Security Law, art. 21; the 1+32+N rules on government data): core data
+# runs only where a copy is; important data only on its owner's clusters or the national nodes.
+# No policy, API call or plugin list can lower it: ResidencyPolicy refuses a looser rule, its
+# ``rule`` never answers below it, and the scheduler always runs the residency filter.
+LEGAL_FLOOR: dict[Classification, Movement] = {
+    Classification.core: Movement.none,
+    Classification.important: Movement.owner_or_national,
+    Classification.general: Movement.anywhere,
+}
+FLOOR_RULE = {
+    Classification.core: "core data never leaves its copies",
+    Classification.important: "important data stays on its owner's clusters or the national nodes",
+    Classification.general: "general data may move",
+}
+
+
+def stricter(a: Movement, b: Movement) -> Movement:
+    return a if STRICTNESS[a] >= STRICTNESS[b] else b
+
+
 class ResidencyPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 1
-    movement: dict[Classification, Movement] = {
-        Classification.core: Movement.none,
-        Classification.important: Movement.owner_or_national,
-        Classification.general: Movement.anywhere,
-    }
+    version: Version = 1
+    movement: dict[Classification, Movement] = dict(LEGAL_FLOOR)
+
+    @field_validator("movement")
+    @classmethod
+    def _not_below_the_floor(cls, movement: dict[Classification, Movement]) -> dict[Classification, Movement]:
+        looser = [
+            f"{c.value}: {m.value!r} is below the legal floor {LEGAL_FLOOR[c].value!r} ({FLOOR_RULE[c]})"
+            for c, m in movement.items()
+            if STRICTNESS[m] < STRICTNESS[LEGAL_FLOOR[c]]
+        ]
+        if looser:
+            raise ValueError(
+                "residency floor: " + "; ".join(looser) + "; a policy may tighten it, never loosen it"
+            )
+        return movement
 
     def rule(self, classification: Classification) -> Movement:
         # An unlisted classification gets the strictest rule: residency is never a preference.
-        return self.movement.get(classification, Movement.none)
+        # Never below the legal floor, even for a policy built without validation.
+        return stricter(self.movement.get(classification, Movement.none), LEGAL_FLOOR[classification])
+
+
+RESIDENCY_FILTER = "residency"
 
 
 class PluginWeight(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    weight: Annotated[float, Field(ge=0, le=100)] = 1.0
+    weight: Weight = 1.0
 
 
 class PlacementPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 1
-    filters: Annotated[list[str], Field(min_length=1)] = ["health", "constraints", "residency", "capacity"]
+    version: Version = 1
+    filters: Annotated[list[str], Field(min_length=1, max_length=32)] = [
+        "health",
+        "constraints",
+        "residency",
+        "capacity",
+    ]
     scores: list[PluginWeight] = [
         PluginWeight(name="locality", weight=3.0),
         PluginWeight(name="constraints", weight=1.0),
@@ -59,15 +101,25 @@ class PlacementPolicy(BaseModel):
     # Delay scheduling for data locality (ski rental): when the best cluster free now would
     # take longer to fetch the inputs than the statically best one, a job waits for a better
     # cluster for at most that extra transfer time, and never longer than this. 0: off.
-    locality_wait_max_s: Annotated[float, Field(ge=0, le=86_400)] = 0.0
+    locality_wait_max_s: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] = 0.0
+
+    @field_validator("filters")
+    @classmethod
+    def _keeps_residency(cls, filters: list[str]) -> list[str]:
+        if RESIDENCY_FILTER not in filters:
+            raise ValueError(
+                f"residency floor: the {RESIDENCY_FILTER!r} filter is required (data residency is law, "
+                "not a preference; the scheduler runs it whatever this list says)"
+            )
+        return filters
 
 
 class FailoverPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 1
-    heartbeat_grace_s: Annotated[float, Field(gt=0, le=3600)] = 6.0
-    lease_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    version: Version = 1
+    heartbeat_grace_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 6.0
+    lease_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 15.0
     backups: dict[str, list[str]] = {}
 
 
@@ -78,9 +130,9 @@ class TenantQuota(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nominal: dict[str, Annotated[float, Field(ge=0)]] = {}  # cpu, memory_gib, gpu
-    borrowing_limit: dict[str, Annotated[float, Field(ge=0)]] | None = None  # None: no limit
-    weight: Annotated[float, Field(gt=0, le=1000)] = 1.0  # fair-share weight (DRF)
+    nominal: dict[str, QuotaAmount] = {}  # cpu, memory_gib, gpu
+    borrowing_limit: dict[str, QuotaAmount] | None = None  # None: no limit
+    weight: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 1.0  # fair-share weight (DRF)
 
 
 class QuotaPolicy(BaseModel):
@@ -88,11 +140,13 @@ class QuotaPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 1
+    version: Version = 1
     # Tenants without an entry get ``default`` (none: unlimited, fair share still applies).
     default: TenantQuota | None = None
     tenants: dict[Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")], TenantQuota] = {}
-    priority_classes: dict[Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")], int] = {
+    priority_classes: dict[
+        Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")], Priority
+    ] = {
         "system-critical": 1_000_000,
         "failover": 100_000,
         "high": 1000,

@@ -29,7 +29,9 @@ from sqlalchemy.exc import IntegrityError
 from controller.datasets import NAME, DatasetRead
 from controller.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from controller.jobs import JobCreate
+from controller.schemas import Instant
 from controller.settings import Settings
+from controller.store import audit_chain
 from controller.store import schema as t
 from controller.store.store import Store, new_job_id, now, utc
 
@@ -82,6 +84,17 @@ def new_token() -> tuple[str, str]:
     return token_id, f"yw_{token_id}_{secrets.token_urlsafe(32)}"
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; the scheme is case-insensitive
+    (RFC 9110, section 11.1). None for no header, another scheme or an empty token."""
+    if not authorization:
+        return None
+    scheme, _, rest = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return rest.strip() or None
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -119,7 +132,7 @@ class TokenCreate(BaseModel):
     tenant: Annotated[str | None, Field(pattern=NAME)] = None
     cluster: Annotated[str | None, Field(pattern=NAME)] = None
     description: Annotated[str, Field(max_length=200)] = ""
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
 
     @model_validator(mode="after")
     def _bound(self) -> TokenCreate:
@@ -182,6 +195,8 @@ class AuditRead(BaseModel):
     action: str
     target: str
     detail: dict[str, Any]
+    prev_hash: str | None = None  # the SM3 chain (controller/store/audit_chain.py)
+    hash: str | None = None
 
 
 class AuditList(BaseModel):
@@ -216,7 +231,7 @@ class Security:
 
     # ---- authentication -----------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Principal:
-        token = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
+        token = bearer_token(authorization)
         principal = self._lookup(token) if token else None
         if principal is not None:
             return principal
@@ -229,7 +244,7 @@ class Security:
     def authenticate_without_store(self, authorization: str | None) -> Principal | None:
         """The answer when it needs no database read (no token in open mode, or a bootstrap
         token); None when the token must be looked up. Keeps the API's hot path off threads."""
-        token = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
+        token = bearer_token(authorization)
         if token is None:
             if self.open:
                 return OPEN_DEV
@@ -279,9 +294,7 @@ class Security:
         detail = {"role": req.role.value, "tenant": req.tenant, "cluster": req.cluster}
         with self.store.tx() as conn:
             conn.execute(insert(t.api_tokens).values(**row))
-            conn.execute(
-                insert(t.audit_log).values(**by.audit_row("token.issued", f"token/{token_id}", **detail))
-            )
+            audit_chain.append(conn, [by.audit_row("token.issued", f"token/{token_id}", **detail)])
         return TokenIssued(**_token_read(row).model_dump(), token=token)
 
     def list_tokens(self) -> list[TokenRead]:
@@ -298,7 +311,7 @@ class Security:
                 conn.execute(
                     update(t.api_tokens).where(t.api_tokens.c.id == token_id).values(revoked_at=now())
                 )
-                conn.execute(insert(t.audit_log).values(**by.audit_row("token.revoked", f"token/{token_id}")))
+                audit_chain.append(conn, [by.audit_row("token.revoked", f"token/{token_id}")])
 
     # ---- data-set grants ----------------------------------------------------------------------
     def granted(self, tenant: str, dataset_ids: Iterable[str]) -> set[str]:
@@ -391,11 +404,7 @@ class Security:
                 else:
                     conn.execute(update(t.dataset_grants).where(*where).values(**fresh))
                 stored = conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
-                conn.execute(
-                    insert(t.audit_log).values(
-                        **{**audit, "detail": {**audit["detail"], "grant": stored["id"]}}
-                    )
-                )
+                audit_chain.append(conn, [{**audit, "detail": {**audit["detail"], "grant": stored["id"]}}])
         except IntegrityError:  # a concurrent request created it first
             with self.store.read() as conn:
                 return _grant_read(
@@ -431,7 +440,7 @@ class Security:
                 )
                 action = "grant.approved" if approve else "grant.rejected"
                 audit = by.audit_row(action, f"dataset/{ds.id}", grantee=row["tenant"], grant=grant_id)
-                conn.execute(insert(t.audit_log).values(**audit))
+                audit_chain.append(conn, [audit])
             row = conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
         return _grant_read(row)
 
@@ -439,7 +448,7 @@ class Security:
     def record(self, principal: Principal, action: str, target: str, **detail: Any) -> None:
         """Append one audit row in its own transaction (for changes committed just before)."""
         with self.store.tx() as conn:
-            conn.execute(insert(t.audit_log).values(**principal.audit_row(action, target, **detail)))
+            audit_chain.append(conn, [principal.audit_row(action, target, **detail)])
 
     def audit(
         self,

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from controller.assignments import Assignment, StatusReport
+from controller import audit
+from controller.assignments import Assignment, StatusReport, sanitize_reported
 from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
 from controller.datasets import DatasetCreate, DatasetRead
 from controller.errors import (
@@ -32,7 +33,14 @@ from controller.errors import (
 )
 from controller.follower import StoreFollower
 from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
-from controller.policies import POLICY_KINDS, PolicySet, cross_check, load_policy_set, validate_kind
+from controller.policies import (
+    POLICY_KINDS,
+    Movement,
+    PolicySet,
+    cross_check,
+    load_policy_set,
+    validate_kind,
+)
 from controller.registry import ClusterState, Health, Ledger, Registry
 from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
 from controller.scheduler.decision import Decision
@@ -42,7 +50,7 @@ from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.settings import Settings
 from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, pack_decision, utc
-from controller.topology.model import Cluster
+from controller.topology.model import Cluster, Tier
 
 log = logging.getLogger("yiwang.controller")
 
@@ -82,6 +90,7 @@ class RunningView(dict[int, list[Running]]):
 
 
 PENDING_SPEC_CACHE = 500_000
+CANCEL_TRIES = 8
 JOB_TERMS_CACHE = 200_000
 TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
 
@@ -111,6 +120,7 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lease_thread: threading.Thread | None = None
+        self._last_checkpoint = float("-inf")
         self.metrics_registry: CollectorRegistry | None = None
         # Specs of jobs submitted through this controller and not yet placed, so a scheduling
         # cycle does not re-read and re-validate them from the store (bounded; misses are read).
@@ -130,7 +140,20 @@ class Controller:
         merged: dict[str, Any] = {"topology": files.topology}
         for kind in POLICY_KINDS:
             if kind in stored:
-                merged[kind] = validate_kind(kind, stored[kind]["body"])
+                try:
+                    merged[kind] = validate_kind(kind, stored[kind]["body"])
+                except InvalidPolicy as exc:
+                    # A stored policy the API would refuse (written by hand, or before a bound
+                    # existed): start on the file's policy and say so; the row stays for review.
+                    log.error(
+                        "stored %s policy (version %s) is invalid, using %s/%s.yaml: %s",
+                        kind,
+                        stored[kind]["version"],
+                        self.settings.policies_dir,
+                        kind,
+                        exc.errors[:3],
+                    )
+                    merged[kind] = getattr(files, kind)
             else:
                 # Seed it, unless another process starting at the same moment just did: then
                 # theirs stands (same files, and the version stays 1).
@@ -146,20 +169,35 @@ class Controller:
         # later ones (again, harmlessly, for events that commit between these two reads).
         after_event = self.store.max_event_id()
         cluster_rows = self.store.list_clusters()
+        declared = self.policies.topology.by_name()
         for row in cluster_rows:
+            try:
+                spec = Cluster.model_validate(row["spec"])
+            except ValidationError as exc:
+                if row["name"] not in declared:
+                    log.error("skipping stored cluster %r: its spec is invalid: %s", row["name"], exc)
+                    continue
+                log.error("stored cluster %r has an invalid spec; using the topology's: %s", row["name"], exc)
+                spec = declared[row["name"]]
             self.registry.clusters[row["name"]] = ClusterState(
-                spec=Cluster.model_validate(row["spec"]),
+                spec=spec,
                 cordoned=row["cordoned"],
                 draining=row["draining"],
                 health=row["health"],
                 last_heartbeat=utc(row["last_heartbeat"]),
-                reported=row["reported"],
+                reported=sanitize_reported(row["reported"]),
             )
         self.registry.rebuild_network()
         for row in self.store.list_datasets():
-            self.datasets[row["id"]] = self.dataset_read(row)
+            try:
+                self.datasets[row["id"]] = self.dataset_read(row)
+            except ValidationError as exc:
+                log.error("skipping stored data set %r: it is invalid: %s", row["id"], exc)
         for row in self.store.active_jobs():
-            self.apply_job_state(row)
+            try:
+                self.apply_job_state(row)
+            except (ValidationError, ValueError, TypeError, KeyError) as exc:
+                log.error("not counting stored job %r in the ledger: its spec is invalid: %s", row["id"], exc)
         self.follower = StoreFollower(self, after_event=after_event)
         self.follower.remember_cluster_rows(cluster_rows)
         self.follower.policy_versions = self.store.policy_versions()
@@ -191,7 +229,9 @@ class Controller:
             r, replicas = spec["resources"], spec["replicas"]
             demand = np.array([r["cpu"], r["memory_gib"], r["gpu"]], dtype=np.float64) * replicas
             priority = self._priority(int(spec["priority"]), spec["priority_class"])
-        except (KeyError, TypeError):  # not our own complete form: validate it
+            if not (np.isfinite(demand).all() and (demand >= 0).all()):
+                raise TypeError("demand out of bounds")
+        except (KeyError, TypeError):  # not our own complete form: validate it (raises if bad)
             full = JobCreate.model_validate(spec)
             return demand_vector(full), self._priority_of(full)
         return demand, priority
@@ -329,6 +369,7 @@ class Controller:
                 self.capacity.maybe_refresh()  # Prometheus, in its own thread, at a bounded rate
                 self.sync_from_store()
                 if self.leading():
+                    self.maybe_checkpoint_audit()
                     self.expire_leases()
                     while self.schedule_pending() >= self.settings.schedule_batch:
                         pass
@@ -351,6 +392,14 @@ class Controller:
                 log.exception("renewing the scheduling lease failed")
             if self._stop.wait(ttl / 5 if self.epoch else min(1.0, ttl / 5)):
                 return
+
+    def maybe_checkpoint_audit(self) -> None:
+        """Sign a checkpoint of the audit chain when one is due and a key is configured."""
+        s = self.settings
+        if not s.audit_sm2_key or time.monotonic() - self._last_checkpoint < s.audit_checkpoint_s:
+            return
+        self._last_checkpoint = time.monotonic()
+        audit.checkpoint(self.store, s.audit_sm2_key, s.audit_checkpoint_file)
 
     def _follow_loop(self) -> None:
         """role=api: serve, never lead; follow the store so every view matches the leader's."""
@@ -497,25 +546,32 @@ class Controller:
         return [self._job_read(r, with_events=False) for r in self.store.list_jobs(**filters)]
 
     def cancel(self, job_id: str, reason: str = "cancelled by request") -> JobRead:
-        row = self.store.get_job(job_id)
-        if row is None:
-            raise NotFound(f"job {job_id!r} not found")
-        phase = JobPhase(row["phase"])
-        check_transition(job_id, phase, JobPhase.Cancelled)
-        with self.lock, self.store.tx() as conn:
-            ok = self.store.transition(
-                conn,
-                job_id,
-                expect_phases=[phase.value],
-                expect_attempt=row["attempt"],
-                values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
-                event_type="Cancelled",
-                reason=reason,
-            )
-            if not ok:
-                raise Conflict(f"job {job_id} changed while being cancelled; retry")
-            self.registry.ledger.pop(job_id)
-            self.forget_terms(job_id, JobPhase.Cancelled.value)
+        """Cancel from whatever phase the job is in now. The compare-and-set fails when the job
+        changed between the read and the write (placed by a scheduling cycle right after its
+        submission, say): that is retried here with the fresh row, a bounded number of times,
+        rather than handed to the caller."""
+        for _ in range(CANCEL_TRIES):
+            row = self.store.get_job(job_id)
+            if row is None:
+                raise NotFound(f"job {job_id!r} not found")
+            phase = JobPhase(row["phase"])
+            check_transition(job_id, phase, JobPhase.Cancelled)
+            with self.lock, self.store.tx() as conn:
+                ok = self.store.transition(
+                    conn,
+                    job_id,
+                    expect_phases=[phase.value],
+                    expect_attempt=row["attempt"],
+                    values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
+                    event_type="Cancelled",
+                    reason=reason,
+                )
+                if ok:
+                    self.registry.ledger.pop(job_id)
+                    self.forget_terms(job_id, JobPhase.Cancelled.value)
+                    break
+        else:
+            raise Conflict(f"job {job_id} kept changing while being cancelled; retry")
         return self.get_job(job_id)
 
     def get_decision(self, job_id: str) -> Decision:
@@ -837,6 +893,7 @@ class Controller:
         ]
         if unknown:
             raise InvalidInput("a data set can only be located on registered clusters", errors=unknown)
+        self._check_copies_are_legal(ds)
         row = {**ds.model_dump(mode="json"), "created_at": now()}
         existing = self.store.insert_dataset(row)
         if existing is not None:
@@ -848,6 +905,32 @@ class Controller:
         with self.lock:
             self.datasets[ds.id] = read
         return read, True
+
+    def _check_copies_are_legal(self, ds: DatasetCreate) -> None:
+        """The residency floor in the catalogue: a copy of data that may not move freely (core and
+        important under the legal floor; more if the policy tightens it) may only be registered
+        on its owner's clusters or the national nodes. 422 naming the rule and each location."""
+        rule = self.policies.residency.rule(ds.classification)
+        if rule is Movement.anywhere:
+            return
+        errors = []
+        for i, loc in enumerate(ds.locations):
+            spec = self.registry.clusters[loc].spec
+            if spec.tenant != ds.owner and spec.tier is not Tier.national:
+                errors.append(
+                    {
+                        "path": f"locations[{i}]",
+                        "message": f"residency floor: {ds.classification.value} data of {ds.owner} may have "
+                        f"copies only on its owner's clusters or the national nodes; {loc} belongs to "
+                        f"{spec.tenant}",
+                    }
+                )
+        if errors:
+            raise InvalidInput(
+                f"residency floor: a copy of {ds.classification.value} data cannot be registered outside "
+                "its owner's clusters and the national nodes",
+                errors=errors,
+            )
 
     def get_dataset(self, ds_id: str) -> DatasetRead:
         ds = self.datasets.get(ds_id)

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     prometheus_timeout_s: float = Field(default=2.0, gt=0)
     capacity_refresh_s: float = Field(default=5.0, gt=0, description="how often Prometheus is queried")
     capacity_max_age_s: float = Field(default=30.0, gt=0, description="older observations are stale")
+    # Tamper-evident audit (controller/audit.py): the leader signs a checkpoint of the SM3 chain
+    # with this SM2 private key (64 hex digits; `yiwang audit keygen`) every audit_checkpoint_s,
+    # and appends it to audit_checkpoint_file when set (keep that outside the database's reach).
+    audit_sm2_key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    audit_checkpoint_s: float = Field(default=300.0, gt=0)
+    audit_checkpoint_file: Path | None = None
 
     @model_validator(mode="after")
     def _safe_outside_dev(self) -> Settings:

@@ -155,7 +155,7 @@ def _broken_policies(tmp_path: Path) -> Path:
     topo["clusters"][3]["capacity"]["cpu"] = -5
     topo["clusters"][4]["adcode"] = "12AB"
     (d / "topology.yaml").write_text(yaml.safe_dump(topo), encoding="utf-8")
-    (d / "placement.yaml").write_text("filters: [health, teleport]\n", encoding="utf-8")
+    (d / "placement.yaml").write_text("filters: [health, residency, teleport]\n", encoding="utf-8")
     fo = yaml.safe_load((d / "failover.yaml").read_text(encoding="utf-8"))
     fo["backups"]["prov-hebei"] = ["prov-atlantis"]
     (d / "failover.yaml").write_text(yaml.safe_dump(fo), encoding="utf-8")
@@ -175,7 +175,7 @@ def test_policy_check_reports_every_error_with_its_path(tmp_path: Path) -> None:
     with pytest.raises(InvalidPolicy) as info:
         load_policy_set(d)
     paths = {(e["source"], e["path"]) for e in info.value.errors}
-    assert ("placement", "filters[1]") in paths
+    assert ("placement", "filters[2]") in paths
     assert ("failover", "backups.prov-hebei[0]") in paths
 
 

@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     problems.install(app)
     for module in (jobs, clusters, datasets, policies, agents, security, system, ui):
         app.include_router(module.router)
+    problems.install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.fast_submit = FastSubmit(app.full_stack, ctl, app.state.security, settings.max_body_bytes)
     return app

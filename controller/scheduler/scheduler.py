@@ -17,7 +17,12 @@ from controller.scheduler.framework import (
     Snapshot,
 )
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
+from controller.scheduler.plugins.health import HealthFilter
 from controller.scheduler.plugins.locality import NAME as LOCALITY
+from controller.scheduler.plugins.residency import NAME as RESIDENCY
+from controller.scheduler.plugins.residency import ResidencyFilter
+
+HEALTH = HealthFilter.NAME
 
 
 class Scheduler:
@@ -29,6 +34,12 @@ class Scheduler:
         scores: list[tuple[ScorePlugin, float]],
         locality_wait_max_s: float = 0.0,
     ) -> None:
+        if not any(f.NAME == RESIDENCY for f in filters):
+            # The legal floor does not depend on configuration: a plugin list without the
+            # residency filter (refused by the policy's validation; a test or a hand-made
+            # scheduler) still gets it, right after the health filter.
+            at = 1 if filters and filters[0].NAME == HEALTH else 0
+            filters = [*filters[:at], ResidencyFilter(), *filters[at:]]
         self.filters = filters
         self.scores = scores
         self.locality_wait_max_s = locality_wait_max_s  # batch scheduling only (batch.py)

@@ -160,7 +160,22 @@ audit_log = Table(
     Column("action", String(48), nullable=False),
     Column("target", String(200), nullable=False),
     Column("detail", JSON, nullable=False),
+    # SM3 chain (migration 0003; controller/store/audit_chain.py): NULL on rows written before it
+    Column("prev_hash", String(64), nullable=True),
+    Column("hash", String(64), nullable=True),
 )
 Index("ix_audit_log_at", audit_log.c.at)
 Index("ix_audit_log_actor", audit_log.c.actor)
 Index("ix_audit_log_action", audit_log.c.action)
+
+# SM2-signed checkpoints of the audit chain (migration 0003; controller/audit.py)
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("last_id", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("public_key", String(130), nullable=False),
+    Column("signature", String(256), nullable=False),
+)

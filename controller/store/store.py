@@ -43,6 +43,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.dml import Insert, UpdateBase
 
 from controller.errors import StaleLeader
+from controller.store import audit_chain
 from controller.store import schema as t
 
 OUTPUT_EVENT = "Output"  # an executor's output for an attempt; not a phase change
@@ -143,7 +144,17 @@ def _json_dumps(value: Any) -> str:
         return json.dumps(value)
 
 
-JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+def _json_loads(text: str | bytes) -> Any:
+    # orjson refuses numbers beyond a double (``number is infinity when parsed as double``) and
+    # would fail the whole query that reads such a row (at start-up: the whole controller). Those
+    # rows take the stdlib path; the loaders then validate the value and skip or report it.
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 
 
 def make_engine(url: str) -> Engine:
@@ -366,7 +377,7 @@ class Store:
                 audit = row.get(AUDIT_KEY)
                 conn.execute(insert(t.jobs).values(**{k: v for k, v in row.items() if k != AUDIT_KEY}))
                 if audit:
-                    conn.execute(insert(t.audit_log).values(**audit))
+                    audit_chain.append(conn, [audit])
                 conn.execute(
                     insert(t.job_events).values(
                         job_id=row["id"],
@@ -391,7 +402,7 @@ class Store:
         with self.tx() as conn:
             self.executemany(conn, insert(t.jobs), rows)
             if audits:
-                self.executemany(conn, insert(t.audit_log), audits)
+                audit_chain.append(conn, audits)
             self.executemany(
                 conn,
                 insert(t.job_events),
@@ -723,7 +734,7 @@ class Store:
             for d in decisions
             if d["cluster"] is None or d["job_id"] in changed
         ]
-        self.executemany(conn, insert(t.audit_log), rows)
+        audit_chain.append(conn, rows)
 
     def last_placed_clusters(self, job_ids: Sequence[str]) -> dict[str, str]:
         """job id -> the cluster of its latest event that named one (where a re-queued job ran

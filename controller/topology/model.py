@@ -10,6 +10,8 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from controller.schemas import Cores, Gbps, Gpus, MemoryGiB, Milliseconds, Version
+
 CLUSTER_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 NATIONAL_PRIMARY = "national-primary"
 NATIONAL_BACKUP = "national-backup"
@@ -27,14 +29,14 @@ class Strict(BaseModel):
 
 
 class ClusterCapacity(Strict):
-    cpu: Annotated[float, Field(gt=0, description="cores")]
-    memory_gib: Annotated[float, Field(gt=0)]
-    gpu: Annotated[int, Field(ge=0)] = 0
+    cpu: Annotated[Cores, Field(gt=0, description="cores")]
+    memory_gib: Annotated[MemoryGiB, Field(gt=0)]
+    gpu: Gpus = 0
 
 
 class Location(Strict):
-    lng: Annotated[float, Field(ge=73, le=136)]
-    lat: Annotated[float, Field(ge=3, le=54)]
+    lng: Annotated[float, Field(ge=73, le=136, allow_inf_nan=False)]
+    lat: Annotated[float, Field(ge=3, le=54, allow_inf_nan=False)]
 
 
 class Cluster(Strict):
@@ -74,12 +76,12 @@ class Cluster(Strict):
 class Link(Strict):
     a: str
     b: str
-    bandwidth_gbps: Annotated[float, Field(gt=0)]
-    latency_ms: Annotated[float, Field(ge=0)]
+    bandwidth_gbps: Gbps
+    latency_ms: Milliseconds
 
 
 class Topology(Strict):
-    version: int = 1
+    version: Version = 1
     clusters: list[Cluster]
     links: list[Link]
 

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.deps import Agent, ControllerDep
-from controller.assignments import Assignment, StatusReport
+from controller.assignments import Assignment, HeartbeatReport, StatusReport
 from controller.jobs import JobRead
+from controller.schemas import Attempt, Epoch
 from controller.topology.model import CLUSTER_NAME
 
 router = APIRouter(prefix="/v1/agents/{cluster}", tags=["agents"], dependencies=[Agent])
@@ -18,10 +19,10 @@ Cluster = Path(pattern=CLUSTER_NAME, max_length=63)
 
 @router.post("/heartbeat")
 def heartbeat(
-    ctl: ControllerDep, cluster: str = Cluster, reported: dict[str, Any] | None = Body(default=None)
+    ctl: ControllerDep, cluster: str = Cluster, reported: HeartbeatReport | None = Body(default=None)
 ) -> dict[str, Any]:
     """Marks the cluster Ready and renews the leases of its attempts."""
-    return ctl.heartbeat(cluster, reported)
+    return ctl.heartbeat(cluster, reported.stored() if reported is not None else None)
 
 
 @router.get("/assignments", response_model=list[Assignment])
@@ -90,8 +91,8 @@ class AttemptRelease(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: Annotated[str, Field(max_length=128)]
-    attempt: Annotated[int, Field(ge=1)]
-    epoch: Annotated[int, Field(ge=1)]
+    attempt: Attempt
+    epoch: Epoch
     reason: Annotated[str, Field(max_length=1024)] = ""
 
 

@@ -24,7 +24,7 @@ def get_cluster(ctl: ControllerDep, _: ReaderP, name: str = Name) -> dict[str, A
     return ctl.cluster_view(ctl.cluster_state(name))
 
 
-@router.put("/{name}")
+@router.put("/{name}", responses={201: {"description": "registered (created)"}})
 def register_cluster(
     spec: Cluster, ctl: ControllerDep, sec: SecurityDep, who: AdminP, response: Response, name: str = Name
 ) -> dict[str, Any]:

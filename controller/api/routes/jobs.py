@@ -28,7 +28,14 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=JobRead)
+@router.post(
+    "/jobs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobRead,
+    responses={
+        200: {"model": JobRead, "description": "a replayed Idempotency-Key: the job it created first"}
+    },
+)
 async def create_job(
     spec: JobCreate, ctl: ControllerDep, sec: SecurityDep, who: SubmitterP, key: IdempotencyKey = None
 ) -> Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body
 
@@ -22,7 +22,11 @@ def get_policies(ctl: ControllerDep, _: OpsP) -> dict[str, Any]:
 
 @router.put("/{kind}")
 def put_policy(
-    kind: str, ctl: ControllerDep, sec: SecurityDep, who: AdminP, body: Any = Body(...)
+    kind: Literal["residency", "placement", "failover", "quota"],
+    ctl: ControllerDep,
+    sec: SecurityDep,
+    who: AdminP,
+    body: Any = Body(...),
 ) -> dict[str, Any]:
     model, version = ctl.put_policy(kind, body)
     sec.record(who, "policy.changed", f"policy/{kind}", version=version)

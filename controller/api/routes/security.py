@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from controller.api.deps import AdminP, OpsP, SecurityDep
 from controller.errors import InvalidInput
+from controller.schemas import INT64_MAX, Instant
 from controller.security import AuditList, TokenCreate, TokenIssued, TokenList
 from controller.store.store import decode_cursor, encode_cursor
 
@@ -41,7 +41,7 @@ def audit(
     _: OpsP,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=48)] = None,
-    since: datetime | None = None,
+    since: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditList:
@@ -49,7 +49,7 @@ def audit(
     after = None
     if cursor:
         raw = decode_cursor(cursor)
-        if raw is None or not raw.isdigit():
+        if raw is None or not (raw.isascii() and raw.isdigit()) or int(raw) > INT64_MAX:
             raise InvalidInput(
                 "the cursor is not one this API issued",
                 errors=[{"path": "cursor", "message": "invalid cursor"}],

@@ -33,7 +33,16 @@ def readyz(ctl: ControllerDep, sec: SecurityDep) -> Response | dict[str, object]
     }
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(ctl: ControllerDep) -> Response:
     assert ctl.metrics_registry is not None, "create_app installs the metrics registry"
     return Response(generate_latest(ctl.metrics_registry), media_type=CONTENT_TYPE_LATEST)
