@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ from sqlalchemy import text
 
 from controller.api.app import create_app
 from controller.service import Controller
-from controller.settings import Settings
+from controller.settings import REPO_POLICIES, Settings
 from controller.store import Store
 
 PROBLEM = "application/problem+json"
@@ -232,7 +233,8 @@ def test_a_bad_stored_row_is_reported_not_fatal(db_url: str, caplog: pytest.LogC
         assert ctl.cluster_state("prov-hubei").reported is None
         assert ctl.cluster_state("prov-hunan").spec.capacity.cpu > 0  # the topology's spec
         assert "bad" not in ctl.datasets
-        assert ctl.policies.failover.lease_s == 30.0  # policies/failover.yaml
+        shipped = yaml.safe_load((REPO_POLICIES / "failover.yaml").read_text())["lease_s"]
+        assert ctl.policies.failover.lease_s == shipped  # policies/failover.yaml, not the bad row
         for name in ctl.registry.clusters:
             assert c.post(f"/v1/agents/{name}/heartbeat").status_code == 200
         still_works(c, ctl)
