@@ -168,6 +168,7 @@ class ProcessDrill:
         self.http: httpx.Client | None = None
         self.submitter: Submitter | None = None
         self.probes: dict[str, float] = {}  # probe job id -> ack wall time
+        self.probed: set[int] = set()  # fault runs that submitted a probe
         self.runs = [
             FaultRun(i, f.fault, f.at_s, getattr(f, "cluster", None))
             for i, f in enumerate(scn.expanded_timeline())
@@ -228,10 +229,12 @@ class ProcessDrill:
         ]
         argv += ["--database-url", self.db_url]
         prefix = self.lab.exec_prefix(None) if self.lab else []
+        ttl_s = self.scn.federation.leader_ttl_s
+        ttl = {"YIWANG_LEADER_TTL_S": f"{ttl_s:g}"} if ttl_s is not None else {}
         self.ctl = Proc(
             f"controller-{self.ctl_starts}",
             prefix + argv,
-            child_env(code=self.code),
+            child_env(ttl, code=self.code),
             self.workdir / "logs" / f"controller-{self.ctl_starts}.log",
             self.workdir,
         )
@@ -461,12 +464,11 @@ class ProcessDrill:
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     if self.api.get("/readyz", timeout=1.0).status_code == 200:
                         run.answering_s = time.time() - run.injected_wall
-                        if self.submitter is None or self.submitter.done:
-                            self.probe(run)
             elif run.restarted and run.takeover_s is None:
                 self.check_takeover(run)
 
     def probe(self, run: FaultRun) -> None:
+        self.probed.add(run.index)
         body = self.job_body(10_000_000 + run.index)
         body["name"] = f"{self.scn.load.name}-probe-{run.index}"
         with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
@@ -481,6 +483,8 @@ class ProcessDrill:
         after = [j for j, at in self.probes.items() if at >= run.restart_wall]
         if self.submitter is not None:
             after += self.submitter.acked_since(run.restart_wall)[:3]
+        if not after and (self.submitter is None or self.submitter.done) and run.index not in self.probed:
+            self.probe(run)  # the load is over: a probe job shows when the new controller places
         for job_id in after[:3]:
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
                 job = self.get(f"/v1/jobs/{job_id}")

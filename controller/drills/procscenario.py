@@ -49,6 +49,9 @@ class ProcFederation(Strict):
     lease_s: Annotated[float | None, Field(gt=0, le=3600)] = None
     heartbeat_grace_s: Annotated[float | None, Field(gt=0, le=3600)] = None
     agent_poll_interval_s: Annotated[float | None, Field(gt=0, le=10)] = None  # default: the CLI's
+    leader_ttl_s: Annotated[float | None, Field(gt=0, le=600)] = (
+        None  # YIWANG_LEADER_TTL_S; default: Settings'
+    )
     ready_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
 
 

@@ -36,6 +36,14 @@ def short(name: str) -> dict[str, Any]:
     if name == "runonce-burst":
         doc["load"] |= {"count": 150, "rate_per_s": 100}
         return doc
+    if name == "runonce-long-life":
+        doc["load"] |= {"count": 300, "rate_per_s": 150}
+        return doc
+    if name == "runonce-controller-kill":  # two kills under 20 jobs/s, leader lease 3 s
+        doc["federation"] |= {"leader_ttl_s": 3}
+        doc["load"] |= {"count": 500, "rate_per_s": 20}
+        doc["timeline"] = [{"at_s": 4, "fault": "kill_controller", "down_s": 1, "repeat": 2, "every_s": 11}]
+        return doc
     doc["federation"] |= SHORT_TIMERS
     doc["load"] |= {"count": 6, "work_s": 12, "steady_timeout_s": 30}
     down, up = doc["timeline"]
@@ -79,12 +87,25 @@ def check_common(name: str) -> DrillReport:
 
 
 @pytest.mark.timeout(90)
-def test_burst_runs_every_job_once() -> None:
-    rep = check_common("runonce-burst")
+@pytest.mark.parametrize(("name", "count"), [("runonce-burst", 150), ("runonce-long-life", 300)])
+def test_a_stream_through_one_cluster_runs_every_job_once(name: str, count: int) -> None:
+    rep = check_common(name)
     m = rep.measurements
-    assert m["acknowledged"] == 150 and m["successful_executions"] >= 150
+    assert m["acknowledged"] == count and m["successful_executions"] >= count
     assert m["duplicate_successes"] == 0 and m["overlapping_jobs"] == 0, rep.details
     assert rep.passed
+
+
+@pytest.mark.timeout(90)
+def test_controller_kills_under_load_lose_nothing_and_the_restarted_one_places_again() -> None:
+    rep = check_common("runonce-controller-kill")
+    kills = rep.timeline
+    assert [k["fault"] for k in kills] == ["kill_controller", "kill_controller"]
+    assert all(k["answering_s"] is not None and k["takeover_s"] is not None for k in kills), kills
+    assert all(k["takeover_s"] > 0 for k in kills)
+    m = rep.measurements
+    assert m["submission_failures"] > 0  # offers during the outages were refused, not acknowledged
+    assert m["duplicate_successes"] == 0 and m["overlapping_jobs"] == 0, rep.details
 
 
 AGENT_FAULTS = ["runonce-agent-kill", "runonce-agent-freeze", "runonce-agent-partition"]
