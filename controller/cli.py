@@ -649,12 +649,18 @@ def drill_run(
     out: Annotated[Path, typer.Option(help="where the JSON reports and junit.xml go")] = Path(
         "reports/drills"
     ),
+    runs: Annotated[
+        int, typer.Option(min=1, max=50, help="run each scenario N times; medians in <name>.medians.json")
+    ] = 1,
+    keep_logs: Annotated[
+        bool, typer.Option(help="process drills: keep the processes' logs and markers in <out>/<name>.logs/")
+    ] = False,
 ) -> None:
     """Run drills; write <out>/<name>.json and <out>/junit.xml. Exit 1 if a budget breaks, 2 if a
-    scenario is invalid."""
+    scenario is invalid. Process drills run the code of YIWANG_DRILL_CODE (default: this checkout)."""
     from controller.drills.runner import run_files
 
-    code, reports = run_files(files, out, console.print)
+    code, reports = run_files(files, out, console.print, runs=runs, keep_logs=keep_logs)
     if reports:
         console.print(f"reports in {out}/ (JSON per drill, junit.xml)")
     raise typer.Exit(code)
@@ -663,11 +669,20 @@ def drill_run(
 @drill_app.command("list")
 def drill_list(directory: Annotated[Path, typer.Argument()] = DRILLS_DIR) -> None:
     """List the scenarios of a directory: faults and budgets; invalid ones with their errors."""
+    from controller.drills.procscenario import ProcScenario
     from controller.drills.runner import load_all
 
     ok, bad = load_all(sorted(directory.glob("*.yaml")))
     table = Table("file", "name", "clusters", "faults", "budgets")
     for path, scn in ok:
+        if isinstance(scn, ProcScenario):
+            faults = ", ".join(
+                f"{f.at_s:g}s {f.fault} {getattr(f, 'cluster', '') or ''}".strip() for f in scn.timeline
+            )
+            budgets = ", ".join(f"{k} {v:g}" for k, v in scn.budgets.model_dump().items() if v is not None)
+            agents = f"{len(scn.federation.agents)} processes"
+            table.add_row(path.name, scn.name, agents, faults or "-", budgets)
+            continue
         members = scn.federation.clusters
         b = scn.budgets
         budgets = ", ".join(

@@ -18,8 +18,10 @@ early_replacements (a job re-placed by lease expiry before lease + grace).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from controller.datasets import Classification
 from controller.drills.harness import DrillFederation, LiveController
+from controller.drills.procscenario import ProcScenario, is_process_doc, parse_proc_scenario
 from controller.drills.records import ExecutionRecord, find_double_runs
 from controller.drills.report import BudgetResult, DrillReport, evaluate, write_json, write_junit
 from controller.drills.scenario import (
@@ -39,11 +43,11 @@ from controller.drills.scenario import (
     FillCluster,
     Scenario,
     ScenarioError,
-    load_scenario,
+    parse_scenario,
 )
 from controller.policies import Movement, ResidencyPolicy
 from controller.settings import REPO_POLICIES
-from controller.topology.model import Cluster, Tier
+from controller.topology.model import Cluster, Tier, Topology
 
 ACTIVE = ("Scheduled", "Running")
 POLL_S = 0.05
@@ -650,23 +654,65 @@ def run_scenario(scn: Scenario, source: str = "", say: Say | None = None) -> Dri
     return DrillRunner(scn, source, say).run()
 
 
-def load_all(files: list[Path]) -> tuple[list[tuple[Path, Scenario]], list[tuple[Path, ScenarioError]]]:
+AnyScenario = Scenario | ProcScenario
+
+
+def load_any(path: Path, topology: Topology | None = None) -> AnyScenario:
+    """An embedded scenario, or a process scenario (``federation.mode: processes``)."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"{path}: cannot read", errors=[{"path": "(file)", "message": str(exc)}]) from exc
+    if is_process_doc(doc):
+        return parse_proc_scenario(doc, str(path), topology)
+    return parse_scenario(doc, str(path), topology)
+
+
+def load_all(files: list[Path]) -> tuple[list[tuple[Path, AnyScenario]], list[tuple[Path, ScenarioError]]]:
     """Validate every file against the repository's topology; collect every error."""
     from controller.policies import load_policy_set
 
     topology = load_policy_set(REPO_POLICIES).topology
-    ok, bad = [], []
+    ok: list[tuple[Path, AnyScenario]] = []
+    bad = []
     for path in files:
         try:
-            ok.append((path, load_scenario(path, topology)))
+            ok.append((path, load_any(path, topology)))
         except ScenarioError as exc:
             bad.append((path, exc))
     return ok, bad
 
 
-def run_files(files: list[Path], out: Path, say: Say | None = None) -> tuple[int, list[DrillReport]]:
-    """Run each scenario; write ``<out>/<name>.json`` and ``<out>/junit.xml``. Exit code: 0 all
-    budgets met, 1 a budget broke or a drill failed to run, 2 a scenario file is invalid."""
+def _run_one(scn: AnyScenario, path: Path, say: Say, logs: Path | None) -> DrillReport:
+    if isinstance(scn, ProcScenario):
+        from controller.drills.procrunner import run_process_scenario
+
+        return run_process_scenario(scn, str(path), say, logs)
+    return run_scenario(scn, str(path), say)
+
+
+def medians(reports: list[DrillReport]) -> dict[str, Any]:
+    """Median (and range) of every numeric measurement over several runs of one scenario."""
+    keys = sorted({k for r in reports for k, v in r.measurements.items() if isinstance(v, int | float)})
+    out: dict[str, Any] = {}
+    for k in keys:
+        vals = [r.measurements[k] for r in reports if isinstance(r.measurements.get(k), int | float)]
+        if vals:
+            out[k] = {
+                "median": statistics.median(vals),
+                "min": min(vals),
+                "max": max(vals),
+                "runs": len(vals),
+            }
+    return out
+
+
+def run_files(
+    files: list[Path], out: Path, say: Say | None = None, runs: int = 1, keep_logs: bool = False
+) -> tuple[int, list[DrillReport]]:
+    """Run each scenario (``runs`` times); write ``<out>/<name>.json`` (``<name>.run<k>.json`` and
+    ``<name>.medians.json`` when runs > 1) and ``<out>/junit.xml``. Exit code: 0 all budgets met in
+    every run, 1 a budget broke or a drill failed to run, 2 a scenario file is invalid."""
     say = say or print
     scenarios, invalid = load_all(files)
     for path, exc in invalid:
@@ -677,13 +723,28 @@ def run_files(files: list[Path], out: Path, say: Say | None = None) -> tuple[int
         return 2, []
     reports = []
     for path, scn in scenarios:
-        say(f"drill {scn.name} ({path})")
-        rep = run_scenario(scn, str(path), say)
-        write_json(rep, out / f"{scn.name}.json")
-        for r in rep.results:
-            mark = "skip" if r.skipped else ("ok  " if r.passed else "FAIL")
-            say(f"  {mark} {r.name}: {r.message}")
-        say(f"  {'PASSED' if rep.passed else 'FAILED'} in {rep.duration_s:.1f}s")
-        reports.append(rep)
+        mine = []
+        for k in range(1, runs + 1):
+            say(f"drill {scn.name} ({path})" + (f" run {k}/{runs}" if runs > 1 else ""))
+            stem = scn.name if runs == 1 else f"{scn.name}.run{k}"
+            rep = _run_one(scn, path, say, out / f"{stem}.logs" if keep_logs else None)
+            write_json(rep, out / f"{stem}.json")
+            for r in rep.results:
+                mark = "skip" if r.skipped else ("ok  " if r.passed else "FAIL")
+                say(f"  {mark} {r.name}: {r.message}")
+            say(f"  {'PASSED' if rep.passed else 'FAILED'} in {rep.duration_s:.1f}s")
+            mine.append(rep)
+        if runs > 1:
+            meds = medians(mine)
+            body: dict[str, Any] = {
+                "scenario": scn.name,
+                "runs": runs,
+                "passed": [r.passed for r in mine],
+                "medians": meds,
+            }
+            (out / f"{scn.name}.medians.json").write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+            for key, v in meds.items():
+                say(f"  median {key}: {v['median']:g} ({v['min']:g}-{v['max']:g})")
+        reports.extend(mine)
     write_junit(reports, out / "junit.xml")
     return (0 if all(r.passed for r in reports) else 1), reports

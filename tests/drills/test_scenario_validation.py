@@ -8,6 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
+from controller.drills.procscenario import parse_proc_scenario
+from controller.drills.runner import load_any
 from controller.drills.scenario import ScenarioError, load_scenario, parse_scenario
 from controller.policies import load_policy_set
 from controller.settings import REPO_POLICIES
@@ -24,7 +26,7 @@ def errors_of(doc: object) -> dict[str, str]:
 
 @pytest.mark.parametrize("path", sorted(DRILLS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_scenarios_are_valid(path: Path) -> None:
-    assert load_scenario(path, TOPOLOGY).name == path.stem
+    assert load_any(path, TOPOLOGY).name == path.stem
 
 
 def test_schema_errors_have_paths() -> None:
@@ -96,3 +98,41 @@ def test_cli_list_shows_the_shipped_scenarios() -> None:
     assert listed.exit_code == 0, listed.output
     for name in ("province-agent-killed", "province-partition", "controller-restart"):
         assert name in listed.output
+
+
+def proc_errors(doc: object) -> dict[str, str]:
+    with pytest.raises(ScenarioError) as info:
+        parse_proc_scenario(doc, "test", TOPOLOGY)
+    return {e["path"]: e["message"] for e in info.value.errors}
+
+
+def proc_doc(**overrides: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "name": "p",
+        "federation": {"mode": "processes", "agents": [{"cluster": "prov-hubei"}]},
+        "load": {"tenant": "hubei", "count": 3},
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_process_scenarios_are_checked_with_paths() -> None:
+    errs = proc_errors(proc_doc(load={"tenant": "hubei", "count": 0, "surprise": 1}))
+    assert set(errs) == {"load.count", "load.surprise"}
+    errs = proc_errors(proc_doc(federation={"mode": "processes", "agents": [{"cluster": "prov-atlantis"}]}))
+    assert errs == {"federation.agents[0].cluster": "unknown cluster 'prov-atlantis'"}
+    thaw_first = proc_doc(timeline=[{"at_s": 1, "fault": "thaw_agent", "cluster": "prov-hubei"}])
+    assert "needs a freeze_agent of prov-hubei before" in " ".join(proc_errors(thaw_first).values())
+    cut = proc_doc(timeline=[{"at_s": 1, "fault": "partition", "cluster": "prov-hubei"}])
+    assert "needs federation.netns: true" in " ".join(proc_errors(cut).values())
+    no_fault = proc_doc(budgets={"takeover_s": 15})
+    assert "needs a kill_controller fault" in " ".join(proc_errors(no_fault).values())
+
+
+def test_repeated_controller_kills_are_spelled_out() -> None:
+    scn = parse_proc_scenario(
+        proc_doc(timeline=[{"at_s": 10, "fault": "kill_controller", "repeat": 3, "every_s": 20}]),
+        "t",
+        TOPOLOGY,
+    )
+    assert [f.at_s for f in scn.expanded_timeline()] == [10, 30, 50]

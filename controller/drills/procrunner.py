@@ -1,0 +1,723 @@
+"""Run a process drill (``federation.mode: processes``): real controller and agent processes,
+jobs that write markers, faults done to the processes, verdict from the markers.
+
+Measured (wall seconds; every process runs on this machine):
+- from the markers (``controller.drills.markers``), never from the controller's view:
+  duplicate_successes (jobs whose work finished twice), overlapping_jobs (jobs with two
+  executions at the same time; an execution without an end runs until the drill's end),
+  executions, executions stopped by a signal, executions without an end;
+- from the API: acknowledged jobs (a 2xx from POST /v1/jobs), jobs_lost (acknowledged, then
+  missing, Failed or Cancelled), jobs_stuck (acknowledged and still not terminal
+  ``stuck_after_s`` after their work could have finished: the load ended, the last fault was
+  undone, plus work_s);
+- detection_s: agent fault -> the API shows the cluster ``Unreachable``;
+- rto_s: agent fault -> every affected job (an open execution on the cluster, or Scheduled or
+  Running there, at the fault) has a new execution (another attempt or cluster) in the markers;
+  affected jobs that finished where they were without running again are counted apart;
+- takeover_s: controller SIGKILL -> the first job acknowledged after the restart is Scheduled
+  (its event time); answering_s: SIGKILL -> /readyz answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from controller.drills import netns
+from controller.drills.markers import MarkerLog, analyse, marker_command, marker_env
+from controller.drills.procs import (
+    LAUNCH,
+    RUNNER_CODE,
+    Proc,
+    Submitter,
+    agent_url_flag,
+    child_env,
+    code_dir,
+    kill_strays,
+    wait_http,
+)
+from controller.drills.procscenario import DOWN, AgentSpec, ProcScenario
+from controller.drills.report import BudgetResult, DrillReport, check_max
+
+Say = Callable[[str], None]
+TICK_S = 0.25
+ACTIVE = ("Pending", "Scheduled", "Running")
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+def skip_reason(scn: ProcScenario) -> str | None:
+    """Why this machine cannot run the scenario (it is then skipped with this reason)."""
+    if scn.federation.netns:
+        why = netns.unavailable()
+        if why:
+            return why
+    if scn.federation.database == "postgresql":
+        from controller.bench.postgres import unavailable
+
+        return unavailable()
+    return None
+
+
+@dataclass
+class FaultRun:
+    index: int
+    fault: str
+    at_s: float
+    cluster: str | None = None
+    injected_wall: float | None = None
+    detected_s: float | None = None
+    affected: dict[str, set[tuple[int, str]]] = field(default_factory=dict)  # job -> executions before
+    recovered: dict[str, float] = field(default_factory=dict)  # job -> s after the fault
+    finished_in_place: list[str] = field(default_factory=list)
+    # kill_controller
+    restart_wall: float | None = None
+    restarted: bool = False
+    answering_s: float | None = None
+    takeover_s: float | None = None
+    takeover_job: str | None = None
+
+    @property
+    def rto_s(self) -> float | None:
+        if any(j not in self.recovered and j not in self.finished_in_place for j in self.affected):
+            return None
+        return max(self.recovered.values(), default=0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "index": self.index,
+            "fault": self.fault,
+            "at_s": self.at_s,
+            "cluster": self.cluster,
+            "injected_wall": self.injected_wall,
+        }
+        if self.fault in DOWN:
+            body |= {
+                "detection_s": _r(self.detected_s),
+                "rto_s": _r(self.rto_s),
+                "affected_jobs": len(self.affected),
+                "ran_again": len(self.recovered),
+                "finished_in_place": len(self.finished_in_place),
+                "never_ran_again": len(
+                    [j for j in self.affected if j not in self.recovered and j not in self.finished_in_place]
+                ),
+            }
+        if self.fault == "kill_controller":
+            body |= {"answering_s": _r(self.answering_s), "takeover_s": _r(self.takeover_s)}
+        return body
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def _wall(iso: str) -> float:
+    dt = datetime.fromisoformat(iso)
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def _git_head(code: Path) -> str | None:
+    try:
+        r = subprocess.run(
+            ["git", "-C", str(code), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip()[:120] or None
+
+
+class ProcessDrill:
+    def __init__(
+        self, scn: ProcScenario, source: str = "", say: Say | None = None, keep_logs: Path | None = None
+    ) -> None:
+        self.scn = scn
+        self.source = source
+        self.say: Say = say or (lambda _m: None)
+        self.keep_logs = keep_logs
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"yiwang-pdrill-{scn.name}-"))
+        self.markers_path = self.workdir / "markers.log"
+        self.markers = MarkerLog(self.markers_path)
+        self.code = code_dir()
+        self.tag = secrets.token_hex(3)
+        self.lab: netns.NetLab | None = None
+        self.stack = contextlib.ExitStack()
+        self.ctl: Proc | None = None
+        self.ctl_starts = 0
+        self.relay: Proc | None = None
+        self.agents: dict[str, Proc] = {}
+        self.agent_starts: dict[str, int] = {}
+        self.specs: dict[str, AgentSpec] = {a.cluster: a for a in scn.federation.agents}
+        self.port = 0
+        self.db_url = ""
+        self.http: httpx.Client | None = None
+        self.submitter: Submitter | None = None
+        self.probes: dict[str, float] = {}  # probe job id -> ack wall time
+        self.probed: set[int] = set()  # fault runs that submitted a probe
+        self.runs = [
+            FaultRun(i, f.fault, f.at_s, getattr(f, "cluster", None))
+            for i, f in enumerate(scn.expanded_timeline())
+        ]
+        self.faults = scn.expanded_timeline()
+        self.lease_s = self.grace_s = 0.0
+        self.last_up_wall = 0.0  # the last fault that was undone (restart, thaw, heal, controller up)
+        self.notes: list[str] = []
+        self.report = DrillReport(scn.name, source, datetime.now(UTC).isoformat(timespec="seconds"))
+
+    # ---- addresses and clients --------------------------------------------------------------
+    @property
+    def controller_host(self) -> str:
+        return self.lab.hub_ip if self.lab else "127.0.0.1"
+
+    @property
+    def agent_url(self) -> str:
+        return f"http://{self.controller_host}:{self.port}"
+
+    def _transport_kw(self) -> dict[str, Any]:
+        return {"uds": str(self.workdir / "controller.sock")} if self.lab else {}
+
+    def client(self) -> httpx.Client:
+        base = "http://controller" if self.lab else self.agent_url
+        return httpx.Client(
+            base_url=base, transport=httpx.HTTPTransport(**self._transport_kw()), timeout=10.0
+        )
+
+    def async_client(self) -> httpx.AsyncClient:
+        base = "http://controller" if self.lab else self.agent_url
+        limits = httpx.Limits(max_connections=self.scn.load.concurrency + 4)
+        return httpx.AsyncClient(
+            base_url=base, transport=httpx.AsyncHTTPTransport(limits=limits, **self._transport_kw())
+        )
+
+    @property
+    def api(self) -> httpx.Client:
+        assert self.http is not None
+        return self.http
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = self.api.get(path, params=params or None)
+        r.raise_for_status()
+        return r.json()
+
+    # ---- processes --------------------------------------------------------------------------
+    def start_controller(self) -> None:
+        self.ctl_starts += 1
+        argv = [
+            sys.executable,
+            "-c",
+            LAUNCH,
+            "serve",
+            "--host",
+            self.controller_host,
+            "--port",
+            str(self.port),
+        ]
+        argv += ["--database-url", self.db_url]
+        prefix = self.lab.exec_prefix(None) if self.lab else []
+        ttl_s = self.scn.federation.leader_ttl_s
+        ttl = {"YIWANG_LEADER_TTL_S": f"{ttl_s:g}"} if ttl_s is not None else {}
+        self.ctl = Proc(
+            f"controller-{self.ctl_starts}",
+            prefix + argv,
+            child_env(ttl, code=self.code),
+            self.workdir / "logs" / f"controller-{self.ctl_starts}.log",
+            self.workdir,
+        )
+
+    def start_agent(self, spec: AgentSpec) -> None:
+        n = self.agent_starts[spec.cluster] = self.agent_starts.get(spec.cluster, 0) + 1
+        wd = self.workdir / "agents" / spec.cluster
+        argv = [sys.executable, "-c", LAUNCH, "agent", "--cluster", spec.cluster, "--executor", "local"]
+        argv += ["--workdir", str(wd), "--cpu", f"{spec.cpu:g}", "--memory-gib", f"{spec.memory_gib:g}"]
+        flag = agent_url_flag(self.code)
+        if flag:
+            argv += [flag, self.agent_url]
+        if self.scn.federation.agent_poll_interval_s is not None:
+            argv += ["--poll-interval", f"{self.scn.federation.agent_poll_interval_s:g}"]
+        prefix = self.lab.exec_prefix(spec.cluster) if self.lab else []
+        env = child_env({"YIWANG_CONTROLLER_URL": self.agent_url, "YIWANG_URL": self.agent_url}, self.code)
+        self.agents[spec.cluster] = Proc(
+            f"agent-{spec.cluster}-{n}",
+            prefix + argv,
+            env,
+            self.workdir / "logs" / f"agent-{spec.cluster}-{n}.log",
+            self.workdir,
+        )
+
+    def wait_ready(self, clusters: list[str]) -> None:
+        timeout = self.scn.federation.ready_timeout_s
+        for c in clusters:
+            if not wait_http(self.api, f"/v1/clusters/{c}", timeout, lambda b: b.get("health") == "Ready"):
+                raise RuntimeError(f"the agent of {c} did not make it Ready in {timeout:g}s (see its log)")
+
+    # ---- set-up -----------------------------------------------------------------------------
+    def setup(self) -> None:
+        f = self.scn.federation
+        if f.netns:
+            self.lab = netns.NetLab([a.cluster for a in f.agents])
+            self.lab.create()
+            self.port = 8080
+            self.relay = Proc(
+                "relay",
+                [
+                    *self.lab.exec_prefix(None),
+                    sys.executable,
+                    "-m",
+                    "controller.drills.relay",
+                    str(self.workdir / "controller.sock"),
+                    self.lab.hub_ip,
+                    str(self.port),
+                ],
+                child_env(code=RUNNER_CODE),
+                self.workdir / "logs" / "relay.log",
+                self.workdir,
+            )
+        else:
+            from controller.api.server import free_port
+
+            self.port = free_port()
+        if f.database == "postgresql":
+            from controller.bench.postgres import throwaway_postgres
+
+            self.db_url = self.stack.enter_context(throwaway_postgres())
+        else:
+            self.db_url = f"sqlite:///{self.workdir / 'yiwang.db'}"
+        if f.netns:  # the relay's socket appears once it runs
+            deadline = time.monotonic() + 20
+            while not (self.workdir / "controller.sock").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.http = self.client()
+        self.start_controller()
+        if not wait_http(self.api, "/readyz", 60, lambda b: b.get("status") == "ready"):
+            raise RuntimeError("the controller did not answer /readyz in 60s (see its log)")
+        policies = self.get("/v1/policies")
+        failover = policies["failover"]
+        if f.lease_s is not None or f.heartbeat_grace_s is not None:
+            if f.lease_s is not None:
+                failover["lease_s"] = f.lease_s
+            if f.heartbeat_grace_s is not None:
+                failover["heartbeat_grace_s"] = f.heartbeat_grace_s
+            self.api.put("/v1/policies/failover", json=failover).raise_for_status()
+        self.lease_s, self.grace_s = float(failover["lease_s"]), float(failover["heartbeat_grace_s"])
+        first = [a for a in f.agents if a.start == "at_load"]
+        for a in first:
+            self.start_agent(a)
+        self.wait_ready([a.cluster for a in first])
+        self.report.federation = {
+            "mode": "processes",
+            "database": f.database,
+            "netns": f.netns,
+            "agents": [a.model_dump() for a in f.agents],
+            "lease_s": self.lease_s,
+            "heartbeat_grace_s": self.grace_s,
+            "timers_from": "scenario" if f.lease_s or f.heartbeat_grace_s else "policies/failover.yaml",
+            "code": str(self.code),
+            "code_commit": _git_head(self.code),
+        }
+        self.say(
+            f"  controller :{self.port} ({f.database}{', netns' if f.netns else ''}), "
+            f"{len(first)} agent(s), lease {self.lease_s:g}s, grace {self.grace_s:g}s, code {self.code}"
+        )
+
+    def job_body(self, i: int) -> dict[str, Any]:
+        ld = self.scn.load
+        allow = ld.allow_clusters or [a.cluster for a in self.scn.federation.agents]
+        return {
+            "name": f"{ld.name}-{i}",
+            "tenant": ld.tenant,
+            "resources": ld.resources.model_dump(),
+            "constraints": {"allow_clusters": allow},
+            "runtime": {"command": marker_command(), "env": marker_env(self.markers_path, ld.work_s)},
+            "expected_runtime_s": max(ld.work_s, 0.01),
+            "max_runtime_s": int(ld.work_s * 4) + 300,
+        }
+
+    def start_load(self) -> None:
+        ld = self.scn.load
+        self.submitter = Submitter(
+            self.async_client,
+            self.job_body,
+            lambda i: f"drill-{self.tag}-{i}",
+            ld.count,
+            ld.rate_per_s,
+            ld.concurrency,
+            ld.request_timeout_s,
+        ).start()
+        self.say(f"  offering {ld.count} jobs of {ld.work_s:g}s at {ld.rate_per_s:g}/s")
+
+    def wait_steady(self) -> None:
+        """Every acknowledged job Running (the load is fully on the first agents)."""
+        sub = self.submitter
+        assert sub is not None
+        deadline = time.monotonic() + self.scn.load.steady_timeout_s
+        while time.monotonic() < deadline:
+            self.markers.poll()
+            if sub.done:
+                acked, _ = sub.snapshot()
+                try:
+                    jobs = self.list_jobs(phase="Running")
+                except httpx.HTTPError:
+                    jobs = {}
+                if acked and set(acked) <= set(jobs):
+                    return
+            time.sleep(TICK_S)
+        raise RuntimeError(
+            f"the load did not reach steady state (every job Running) in {self.scn.load.steady_timeout_s:g}s"
+        )
+
+    def list_jobs(self, **params: Any) -> dict[str, dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        cursor: str | None = None
+        pages = self.scn.load.count // 1000 + 50
+        for _ in range(pages):
+            q: dict[str, Any] = {"limit": 1000, **params}
+            if cursor:
+                q["cursor"] = cursor
+            page = self.get("/v1/jobs", **q)
+            seen.update({j["id"]: j for j in page["items"]})
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        return seen
+
+    # ---- faults -----------------------------------------------------------------------------
+    def inject(self, run: FaultRun) -> None:
+        c = run.cluster
+        if run.fault in DOWN and c is not None:
+            self.markers.poll()
+            for ex in self.markers.executions:
+                if ex.cluster == c and ex.ended is None:
+                    run.affected.setdefault(ex.job_id, set())
+            for phase in ("Scheduled", "Running"):
+                with contextlib.suppress(httpx.HTTPError):
+                    for j in self.list_jobs(cluster=c, phase=phase).values():
+                        run.affected.setdefault(j["id"], set()).add((j["attempt"], c))
+            for ex in self.markers.executions:
+                if ex.job_id in run.affected:
+                    run.affected[ex.job_id].add((ex.attempt, ex.cluster))
+        run.injected_wall = time.time()
+        if run.fault == "kill_agent" and c:
+            self.agents[c].kill9()
+        elif run.fault == "freeze_agent" and c:
+            self.agents[c].signal(signal.SIGSTOP)
+        elif run.fault == "partition" and c and self.lab:
+            self.lab.partition(c)
+        elif run.fault == "restart_agent" and c:
+            self.start_agent(self.specs[c])
+            self.last_up_wall = time.time()
+        elif run.fault == "thaw_agent" and c:
+            self.agents[c].signal(signal.SIGCONT)
+            self.last_up_wall = time.time()
+        elif run.fault == "heal" and c and self.lab:
+            self.lab.heal(c)
+            self.last_up_wall = time.time()
+        elif run.fault == "kill_controller" and self.ctl is not None:
+            self.ctl.kill9()
+            run.restart_wall = run.injected_wall + getattr(self.faults[run.index], "down_s", 0.0)
+        what = f" ({len(run.affected)} affected jobs)" if run.fault in DOWN else ""
+        self.say(f"  {run.at_s:7.1f}s {run.fault} {c or ''}{what}")
+
+    def tick(self) -> None:
+        """Read new markers, and look through the API for detection and takeover."""
+        now = time.time()
+        for ex in self.markers.poll():
+            for run in self.runs:
+                if run.fault not in DOWN or run.injected_wall is None or ex.job_id not in run.affected:
+                    continue
+                before = run.affected[ex.job_id]
+                if (
+                    ex.job_id not in run.recovered
+                    and ex.started >= run.injected_wall
+                    and (ex.attempt, ex.cluster) not in before
+                ):
+                    run.recovered[ex.job_id] = ex.started - run.injected_wall
+        for run in self.runs:
+            if run.injected_wall is None:
+                continue
+            if run.fault in DOWN and run.detected_s is None and run.cluster:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    if self.get(f"/v1/clusters/{run.cluster}").get("health") == "Unreachable":
+                        run.detected_s = time.time() - run.injected_wall
+            if run.fault != "kill_controller" or run.restart_wall is None:
+                continue
+            if not run.restarted and now >= run.restart_wall:
+                self.start_controller()
+                run.restarted = True
+                run.restart_wall = now
+                self.last_up_wall = now
+            elif run.restarted and run.answering_s is None:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    if self.api.get("/readyz", timeout=1.0).status_code == 200:
+                        run.answering_s = time.time() - run.injected_wall
+            elif run.restarted and run.takeover_s is None:
+                self.check_takeover(run)
+
+    def probe(self, run: FaultRun) -> None:
+        self.probed.add(run.index)
+        body = self.job_body(10_000_000 + run.index)
+        body["name"] = f"{self.scn.load.name}-probe-{run.index}"
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            r = self.api.post(
+                "/v1/jobs", json=body, headers={"Idempotency-Key": f"drill-{self.tag}-probe-{run.index}"}
+            )
+            if r.status_code < 300:
+                self.probes[r.json()["id"]] = time.time()
+
+    def check_takeover(self, run: FaultRun) -> None:
+        assert run.restart_wall is not None and run.injected_wall is not None
+        after = [j for j, at in self.probes.items() if at >= run.restart_wall]
+        if self.submitter is not None:
+            after += self.submitter.acked_since(run.restart_wall)[:3]
+        if not after and (self.submitter is None or self.submitter.done) and run.index not in self.probed:
+            self.probe(run)  # the load is over: a probe job shows when the new controller places
+        for job_id in after[:3]:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                job = self.get(f"/v1/jobs/{job_id}")
+                if job["phase"] == "Pending":
+                    continue
+                at = next(
+                    (_wall(e["at"]) for e in job.get("events", []) if e.get("to_phase") == "Scheduled"),
+                    time.time(),
+                )
+                run.takeover_s = at - run.injected_wall
+                run.takeover_job = job_id
+                return
+
+    def any_active(self) -> bool | None:
+        try:
+            return any(self.get("/v1/jobs", phase=p, limit=1)["items"] for p in ACTIVE)
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+
+    def timeline(self) -> None:
+        sub = self.submitter
+        assert sub is not None
+        t0 = time.monotonic()
+        hard = t0 + self.scn.settle_timeout_s
+        pending = list(self.runs)
+        last_check = 0.0
+        outcome = "hard bound (settle_timeout_s) reached"
+        while time.monotonic() < hard:
+            while pending and time.monotonic() >= t0 + pending[0].at_s:
+                self.inject(pending.pop(0))
+            self.tick()
+            controller_back = all(r.takeover_s is not None or r.fault != "kill_controller" for r in self.runs)
+            if not pending and sub.done and time.monotonic() - last_check >= 1.0:
+                last_check = time.monotonic()
+                could_finish = max(sub.result.ended_wall or 0.0, self.last_up_wall) + self.scn.load.work_s
+                if controller_back and self.any_active() is False:
+                    outcome = "every job terminal"
+                    break
+                if time.time() > could_finish + self.scn.stuck_after_s:
+                    outcome = f"stuck_after_s ({self.scn.stuck_after_s:g}s) passed with jobs not terminal"
+                    break
+            wake = t0 + pending[0].at_s if pending else time.monotonic() + TICK_S
+            time.sleep(max(0.0, min(TICK_S, wake - time.monotonic())))
+        self.notes.append(f"settled: {outcome}")
+        self.say(f"  {outcome}")
+        end = time.monotonic() + self.scn.tail_s
+        while time.monotonic() < end:
+            self.tick()
+            time.sleep(TICK_S)
+
+    # ---- verdict ----------------------------------------------------------------------------
+    def measure(self) -> None:
+        self.markers.poll()
+        horizon = time.time()
+        sub = self.submitter
+        assert sub is not None
+        acked, failures = sub.snapshot()
+        acked.update(self.probes)
+        try:
+            jobs = self.list_jobs()
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"cannot list the jobs at the end: {exc}") from exc
+        lost = [
+            {"job_id": j, "why": "missing"}
+            if j not in jobs
+            else {"job_id": j, "phase": jobs[j]["phase"], "why": jobs[j]["message"][:200]}
+            for j in acked
+            if j not in jobs or jobs[j]["phase"] in ("Failed", "Cancelled")
+        ]
+        stuck = [j for j in acked if j in jobs and jobs[j]["phase"] in ACTIVE]
+        stuck_phases: dict[str, int] = {}
+        for j in stuck:
+            stuck_phases[jobs[j]["phase"]] = stuck_phases.get(jobs[j]["phase"], 0) + 1
+        phases: dict[str, int] = {}
+        for j in acked:
+            p = jobs.get(j, {}).get("phase", "missing")
+            phases[p] = phases.get(p, 0) + 1
+        a = analyse(self.markers, horizon)
+        executed = {e.job_id for e in self.markers.executions}
+        succeeded_unseen = [
+            j for j in acked if jobs.get(j, {}).get("phase") == "Succeeded" and j not in executed
+        ]
+        for run in self.runs:
+            for j in run.affected:
+                if j not in run.recovered and jobs.get(j, {}).get("phase") == "Succeeded":
+                    run.finished_in_place.append(j)
+        agent_runs = [r for r in self.runs if r.fault in DOWN]
+        kills = [r for r in self.runs if r.fault == "kill_controller"]
+        detections = [r.detected_s for r in agent_runs]
+        rtos = [r.rto_s for r in agent_runs]
+        takeovers = [r.takeover_s for r in kills]
+        m: dict[str, Any] = {
+            "acknowledged": len(acked),
+            "offered": sub.result.offered,
+            "submission_failures": sum(failures.values()),
+            **a.counters(),
+            "jobs_lost": len(lost),
+            "jobs_stuck": len(stuck),
+            "succeeded_without_marker": len(succeeded_unseen),
+            "unacknowledged_stored": len(set(jobs) - set(acked)),
+            "detection_s": _r(max(detections)) if detections and None not in detections else None,  # type: ignore[type-var]
+            "rto_s": _r(max(rtos)) if rtos and None not in rtos else None,  # type: ignore[type-var]
+            "takeover_s": _r(max(takeovers)) if takeovers and None not in takeovers else None,  # type: ignore[type-var]
+            "takeover_median_s": _r(statistics.median([t for t in takeovers if t is not None]))
+            if any(t is not None for t in takeovers)
+            else None,
+        }
+        self.report.measurements = m
+        b = self.scn.budgets
+        results = [
+            check_max("duplicate_successes", a.duplicate_successes, b.duplicate_successes, "jobs"),
+            check_max("overlapping_jobs", a.overlapping_jobs, b.overlapping_jobs, "jobs"),
+            check_max("jobs_lost", len(lost), b.jobs_lost, "jobs"),
+            check_max("jobs_stuck", len(stuck), b.jobs_stuck, "jobs"),
+            check_max("succeeded_without_marker", len(succeeded_unseen), 0, "jobs"),
+        ]
+        if b.detection_s is not None:
+            results.append(
+                check_max(
+                    "detection_s",
+                    m["detection_s"],
+                    b.detection_s,
+                    "s",
+                    "a faulted cluster was never Unreachable",
+                )
+            )
+        if b.rto_s is not None:
+            not_back = sum(
+                1
+                for r in agent_runs
+                for j in r.affected
+                if j not in r.recovered and j not in r.finished_in_place
+            )
+            results.append(
+                check_max("rto_s", m["rto_s"], b.rto_s, "s", f"{not_back} affected job(s) never ran again")
+            )
+        if b.takeover_s is not None:
+            results.append(
+                check_max(
+                    "takeover_s",
+                    m["takeover_s"],
+                    b.takeover_s,
+                    "s",
+                    "a restarted controller never placed a new job",
+                )
+            )
+        self.report.results = results
+        self.report.timeline = [r.as_dict() for r in self.runs]
+        self.report.jobs = {
+            "acknowledged": len(acked),
+            "phases": phases,
+            "stuck_by_phase": stuck_phases,
+            "submission_failures": failures,
+            "offers_late": sub.result.late,
+            "load_s": _r((sub.result.ended_wall or horizon) - sub.result.started_wall),
+        }
+        names = {
+            j: jobs.get(j, {}).get("spec", {}).get("name", j)
+            for j in set(a.duplicate_jobs) | {o.job_id for o in a.overlaps}
+        }
+        self.report.details = {
+            "duplicate_success_jobs": [names.get(j, j) for j in a.duplicate_jobs],
+            "overlaps": [{"name": names.get(o.job_id, o.job_id), **o.as_dict()} for o in a.overlaps],
+            "lost": lost[:200],
+            "stuck": [
+                {"job_id": j, "name": jobs[j]["spec"]["name"], "phase": jobs[j]["phase"]} for j in stuck[:200]
+            ],
+            "succeeded_without_marker": succeeded_unseen[:200],
+            "notes": self.notes,
+            "markers": str(self.markers_path),
+        }
+
+    def cleanup(self) -> None:
+        if self.submitter is not None:
+            self.submitter.stop()
+        if self.lab is not None:
+            for c in list(self.lab.cut):
+                with contextlib.suppress(subprocess.SubprocessError, OSError):
+                    self.lab.heal(c)
+        for p in self.agents.values():
+            p.stop()
+        if self.ctl is not None:
+            self.ctl.stop()
+        if self.relay is not None:
+            self.relay.stop(2.0)
+        strays = kill_strays(self.markers_path)
+        if strays:
+            self.notes.append(f"{strays} job process(es) still running at the end were killed")
+        if self.lab is not None:
+            self.lab.destroy()
+        if self.http is not None:
+            self.http.close()
+        self.stack.close()
+        if self.keep_logs is not None and (self.workdir / "logs").exists():
+            shutil.rmtree(self.keep_logs, ignore_errors=True)
+            shutil.copytree(self.workdir / "logs", self.keep_logs)
+            with contextlib.suppress(OSError):
+                shutil.copy(self.markers_path, self.keep_logs / "markers.log")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def run(self) -> DrillReport:
+        t = time.monotonic()
+        why = skip_reason(self.scn)
+        if why is not None:
+            self.say(f"  SKIP {self.scn.name}: {why}")
+            self.report.results = [BudgetResult("run", None, None, "", True, why, skipped=True)]
+            self.report.details = {"skipped": why}
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return self.report
+        try:
+            self.setup()
+            self.start_load()
+            later = [a for a in self.scn.federation.agents if a.start == "after_load"]
+            if self.scn.load.steady == "running":
+                self.wait_steady()
+            for a in later:
+                self.start_agent(a)
+            self.wait_ready([a.cluster for a in later])
+            self.timeline()
+            self.measure()
+        except Exception as exc:  # the report says what broke; the exit code says it failed
+            self.report.error = f"{type(exc).__name__}: {exc}"
+            self.say(f"  ERROR: {self.report.error}")
+        finally:
+            self.report.duration_s = round(time.monotonic() - t, 3)
+            try:
+                self.cleanup()
+            finally:
+                self.report.details.setdefault("notes", self.notes)
+        return self.report
+
+
+def run_process_scenario(
+    scn: ProcScenario, source: str = "", say: Say | None = None, keep_logs: Path | None = None
+) -> DrillReport:
+    return ProcessDrill(scn, source, say, keep_logs).run()
