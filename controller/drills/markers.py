@@ -9,7 +9,10 @@ Every job of a process drill runs a small bash script (``marker_command``) that 
 to the file named by ``DRILL_MARKERS`` (appends of short lines with O_APPEND are atomic). The
 times are ``$EPOCHREALTIME`` (wall clock; every process of a drill runs on one machine). One
 execution is one ``start`` line, keyed by (job, attempt, cluster, pid); an execution killed with
-SIGKILL (or still running) has no end and counts as running until the horizon, the drill's end.
+SIGKILL (or still running) has no end line. The runner also watches the pid of every execution
+without an end (``/proc``, from outside: a zombie counts as dead) and notes when it was first seen
+gone; such an execution counts as running until then, and one never seen gone until the horizon,
+the drill's end. (The pid is the job's own shell; its pid is not reused within a drill.)
 
 From these lines alone (never from the controller's view) ``analyse`` counts:
 - duplicate successes: jobs with two or more ``end`` lines (the work was done twice);
@@ -19,6 +22,7 @@ From these lines alone (never from the controller's view) ``analyse`` counts:
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,9 +60,12 @@ class Execution:
     started: float  # wall seconds
     ended: float | None = None  # first end or term line
     how: str = ""  # "end" (finished its work), "term" (stopped) or "" (no end seen)
+    gone: float | None = None  # wall time it was first seen dead without an end line
 
     def until(self, horizon: float) -> float:
-        return self.ended if self.ended is not None else max(horizon, self.started)
+        if self.ended is not None:
+            return self.ended
+        return self.gone if self.gone is not None else max(horizon, self.started)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +75,7 @@ class Execution:
             "pid": self.pid,
             "started": round(self.started, 4),
             "ended": None if self.ended is None else round(self.ended, 4),
+            "seen_gone": None if self.gone is None else round(self.gone, 4),
             "how": self.how or "no end seen",
         }
 
@@ -118,8 +126,9 @@ class MarkerAnalysis:
 class MarkerLog:
     """Reads a marker file incrementally (only complete lines) and keeps every execution."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, watch_pids: bool = False) -> None:
         self.path = path
+        self.watch = watch_pids  # a live drill: note when executions without an end are gone
         self._offset = 0
         self._partial = b""
         self.by_key: dict[tuple[str, int, str, int], Execution] = {}
@@ -170,7 +179,17 @@ class MarkerLog:
         data = self._partial + data
         cut = data.rfind(b"\n") + 1
         self._partial = data[cut:]
-        return self.feed_lines(data[:cut].decode("utf-8", errors="replace").splitlines())
+        new = self.feed_lines(data[:cut].decode("utf-8", errors="replace").splitlines())
+        if self.watch:
+            self.watch_pids()
+        return new
+
+    def watch_pids(self, t: float | None = None) -> None:
+        """Note when each execution without an end was first seen gone (killed without a trace)."""
+        t = time.time() if t is None else t
+        for ex in self.by_key.values():
+            if ex.ended is None and ex.gone is None and not pid_alive(ex.pid):
+                ex.gone = t
 
     @property
     def executions(self) -> list[Execution]:
@@ -219,10 +238,15 @@ def load(path: Path) -> MarkerLog:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running (or stopped); False once gone or a zombie (it runs nothing more)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False

@@ -152,7 +152,7 @@ class ProcessDrill:
         self.keep_logs = keep_logs
         self.workdir = Path(tempfile.mkdtemp(prefix=f"yiwang-pdrill-{scn.name}-"))
         self.markers_path = self.workdir / "markers.log"
-        self.markers = MarkerLog(self.markers_path)
+        self.markers = MarkerLog(self.markers_path, watch_pids=True)
         self.code = code_dir()
         self.tag = secrets.token_hex(3)
         self.lab: netns.NetLab | None = None

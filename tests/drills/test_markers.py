@@ -67,6 +67,20 @@ def test_an_execution_without_an_end_runs_until_the_horizon(tmp_path: Path) -> N
     assert analyse(log, horizon=40.0).overlapping_jobs == 0  # gone by the time the second started
 
 
+def test_an_execution_seen_gone_runs_until_then(tmp_path: Path) -> None:
+    """A live drill watches the pids of executions without an end: one killed without a trace
+    (SIGKILL) counts until it was first seen gone, a live one until the horizon."""
+    dead_pid = 2**22 + 1  # above pid_max on this machine: never a live process
+    lines = [f"start k1 1 prov-a {dead_pid} 0.0", "start k1 2 prov-b 200 40.0", "end k1 2 prov-b 200 41.0"]
+    log = load(write(tmp_path / "m.log", lines))
+    log.watch_pids(t=10.0)
+    a = analyse(log, horizon=60.0)
+    assert a.overlapping_jobs == 0 and a.no_end == 1
+    alive = load(write(tmp_path / "n.log", [line.replace(str(dead_pid), str(os.getpid())) for line in lines]))
+    alive.watch_pids(t=10.0)
+    assert analyse(alive, horizon=60.0).overlapping_jobs == 1  # still running: until the horizon
+
+
 def test_incremental_reads_keep_partial_lines_and_count_bad_ones(tmp_path: Path) -> None:
     path = tmp_path / "m.log"
     log = MarkerLog(path)

@@ -130,11 +130,6 @@ def test_agent_fault_is_detected_and_its_work_runs_again(name: str) -> None:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10: a killed, frozen or cut-off agent's local processes run on beside their "
-    "replacements (remove this mark when the controller/agent fixes land)",
-)
 @pytest.mark.parametrize("name", AGENT_FAULTS)
 def test_agent_fault_runs_nothing_twice(name: str) -> None:
     needs_netns(name)
