@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.base-stamp
 STAMP := $(VENV)/.installed-stamp
 HELM := .tools/bin/helm
-DEBS := postgresql prometheus chromium fonts-wqy-microhei
+DEBS := postgresql prometheus prometheus-alertmanager chromium fonts-wqy-microhei
 
 .PHONY: all demo up test lint typecheck unit bench system tools clean image
 
@@ -27,17 +27,19 @@ $(STAMP): $(BASE_STAMP)
 	$(BIN)/pip install --disable-pip-version-check -e '.[dev,infra]'
 	touch $(STAMP)
 
-# Debian packages for the real servers the tests start (PostgreSQL, Prometheus + promtool) and the
+# Debian packages for the real servers the tests start (PostgreSQL, Prometheus + promtool, Alertmanager +
+# amtool) and the
 # browser the dashboard tests drive (chromium, through Playwright; Playwright never downloads one).
 system:
 	@if [ "$$(id -u)" = 0 ]; then \
 	  missing=""; \
 	  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql"; \
 	  command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	  command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	  if [ -n "$$missing" ]; then \
-	    echo ">> installing Debian packages:$$missing (the PostgreSQL and Prometheus servers the tests start, chromium and a CJK font for the dashboard tests)"; \
+	    echo ">> installing Debian packages:$$missing (the PostgreSQL, Prometheus and Alertmanager servers the tests start, chromium and a CJK font for the dashboard tests)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  fi; \
 	else echo "not root: skipping Debian packages ($(DEBS)); tests needing them will say so"; fi

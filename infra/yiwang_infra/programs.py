@@ -208,6 +208,8 @@ def national_monitoring_values(config: StackConfig) -> dict[str, Any]:
         },
         # the national Prometheus keeps its history across restarts and reschedules
         "persistence": {"enabled": True},
+        # each national site routes its alerts (receivers: platform.monitoringChartValues)
+        "alertmanager": {"enabled": True},
     }
 
 
