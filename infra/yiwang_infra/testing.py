@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,21 @@ def as_pulumi_config(values: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
+def unwrap_dynamic_pickler() -> None:
+    """Undo the pickler patches that Pulumi's dynamic providers leave behind.
+
+    ``pulumi.dynamic.serialize_provider`` wraps ``pickle._Pickler._batch_setitems`` in a sorting
+    wrapper every time it serializes a provider and never restores it, so each dynamic resource
+    created in a process adds a call level; a test process that runs the national primary (82
+    dynamic resources) a dozen times ends in a RecursionError. One ``pulumi up`` is one short
+    process and never gets there; tests unwrap the chain before each run.
+    """
+    method: Any = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+    while method.__name__.startswith("batch_set_items_sorted") and method.__closure__:
+        method = method.__closure__[0].cell_contents
+    pickle._Pickler._batch_setitems = method  # type: ignore[attr-defined]
+
+
 class StackRun:
     """One stack's program under mocks; :attr:`monitor` holds the registrations."""
 
@@ -216,6 +232,7 @@ class StackRun:
         overrides: dict[str, Any] | None = None,
         ack_versions: list[str] | None = None,
     ) -> None:
+        unwrap_dynamic_pickler()
         self.project = project
         self.stack = stack
         self.name = project_name(project)

@@ -244,3 +244,22 @@ def test_platform_api_server_overrides_the_endpoint() -> None:
         AddressBlock(cidr="192.0.2.10/24", ports=[6443])
     with pytest.raises(ValueError):
         AddressBlock(cidr="192.0.2.0/24", ports=[])
+
+
+def test_runs_in_one_process_do_not_pile_up_pickler_wrappers() -> None:
+    """Pulumi's serialize_provider wraps the pickler once per dynamic resource, for good; StackRun
+    unwraps it, or a long test process hits a RecursionError (the national primary has 82)."""
+    import pickle
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    from infra.yiwang_infra.registration import AgentTokenProvider
+    from infra.yiwang_infra.testing import unwrap_dynamic_pickler
+
+    unwrap_dynamic_pickler()
+    original = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+    for _ in range(3):
+        serialize_provider(AgentTokenProvider())
+    assert pickle._Pickler._batch_setitems is not original  # type: ignore[attr-defined]
+    StackRun("province", "guangdong")
+    assert pickle._Pickler._batch_setitems is original  # type: ignore[attr-defined]
