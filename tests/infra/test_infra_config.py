@@ -249,6 +249,7 @@ def test_platform_api_server_overrides_the_endpoint() -> None:
 def test_runs_in_one_process_do_not_pile_up_pickler_wrappers() -> None:
     """Pulumi's serialize_provider wraps the pickler once per dynamic resource, for good; StackRun
     unwraps it, or a long test process hits a RecursionError (the national primary has 82)."""
+    import inspect
     import pickle
 
     from pulumi.dynamic.dynamic import serialize_provider
@@ -261,5 +262,7 @@ def test_runs_in_one_process_do_not_pile_up_pickler_wrappers() -> None:
     for _ in range(3):
         serialize_provider(AgentTokenProvider())
     assert pickle._Pickler._batch_setitems is not original  # type: ignore[attr-defined]
-    StackRun("province", "guangdong")
+    unwrap_dynamic_pickler()
     assert pickle._Pickler._batch_setitems is original  # type: ignore[attr-defined]
+    # every stack run starts unwrapped (a StackRun outside a run would leave its mocks behind)
+    assert "unwrap_dynamic_pickler()" in inspect.getsource(StackRun.__init__)
