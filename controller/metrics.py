@@ -21,11 +21,22 @@ class ControllerCollector(Collector):
         self.ctl = ctl
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        counts = self.ctl.store.count_jobs_by_phase()
-        jobs = GaugeMetricFamily("yiwang_jobs", "Jobs by phase", labels=["phase"])
-        for phase in JobPhase:
-            jobs.add_metric([phase.value], counts.get(phase.value, 0))
-        yield jobs
+        # The shared (national) database: when it does not answer, say so and serve what this
+        # process knows without it, rather than failing the scrape (which reads as "controller down").
+        store_up = GaugeMetricFamily(
+            "yiwang_store_up", "1 if this process's last query to the shared database succeeded"
+        )
+        try:
+            counts: dict[str, int] | None = self.ctl.store.count_jobs_by_phase()
+        except Exception:  # any database error: the store is degraded for this process
+            counts = None
+        store_up.add_metric([], 0.0 if counts is None else 1.0)
+        yield store_up
+        if counts is not None:
+            jobs = GaugeMetricFamily("yiwang_jobs", "Jobs by phase", labels=["phase"])
+            for phase in JobPhase:
+                jobs.add_metric([phase.value], counts.get(phase.value, 0))
+            yield jobs
         up = GaugeMetricFamily("yiwang_cluster_up", "1 if the cluster is Ready", labels=["cluster"])
         age = GaugeMetricFamily(
             "yiwang_cluster_heartbeat_age_seconds", "Seconds since the last heartbeat", labels=["cluster"]

@@ -96,6 +96,17 @@ JOB_TERMS_CACHE = 200_000
 TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
 
 
+def requeue_values(attempt: int, message: str) -> dict[str, Any]:
+    """A job's row back in the queue: Pending, off its cluster, as the next attempt."""
+    return {
+        "phase": "Pending",
+        "cluster": None,
+        "attempt": attempt + 1,
+        "message": message,
+        "lease_expires_at": None,
+    }
+
+
 def spec_hash(spec: JobCreate) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
@@ -875,13 +886,7 @@ class Controller:
                     row["id"],
                     expect_phases=[row["phase"]],
                     expect_attempt=row["attempt"],
-                    values={
-                        "phase": "Pending",
-                        "cluster": None,
-                        "attempt": row["attempt"] + 1,
-                        "message": reason,
-                        "lease_expires_at": None,
-                    },
+                    values=requeue_values(row["attempt"], reason),
                     event_type=event,
                     reason=reason,
                 )
@@ -1081,13 +1086,7 @@ class Controller:
                 job_id,
                 expect_phases=[row["phase"]],
                 expect_attempt=attempt,
-                values={
-                    "phase": "Pending",
-                    "cluster": None,
-                    "attempt": attempt + 1,
-                    "message": message,
-                    "lease_expires_at": None,
-                },
+                values=requeue_values(attempt, message),
                 event_type="Released",
                 reason=message,
             )

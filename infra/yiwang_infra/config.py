@@ -7,12 +7,13 @@ stay ``pulumi.Output`` values and never enter these models.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from controller.topology.model import CLUSTER_NAME, Cluster, Tier
 from infra.yiwang_infra.config_base import Camel
@@ -70,6 +71,34 @@ class TenantRef(Camel):
         return f"tenant-{self.name}"
 
 
+class AddressBlock(Camel):
+    """An address range and the TCP ports open on it (a NetworkPolicy ipBlock rule)."""
+
+    cidr: str
+    ports: Annotated[list[Annotated[int, Field(ge=1, le=65535)]], Field(min_length=1)]
+
+    @field_validator("cidr")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        return str(ipaddress.ip_network(value, strict=True))
+
+
+class SparkOperatorSettings(Camel):
+    """The Spark operator (kubeflow/spark-operator) that runs the agent's SparkApplications.
+
+    Installed as a Helm release from ``repository`` (a chart repository URL: the government
+    mirror of https://kubeflow.github.io/spark-operator), pinned to ``version``; its images come
+    from ``imageRegistry`` (a mirror of ghcr.io)."""
+
+    enabled: bool = True
+    repository: str = "https://charts.yiwang.gov.cn/kubeflow"
+    chart: str = "spark-operator"
+    version: str = "2.5.2"
+    namespace: str = "spark-operator"
+    image_registry: str = "registry.yiwang.gov.cn/ghcr"
+    values: dict[str, Any] = {}
+
+
 class PlatformSettings(Camel):
     """What ClusterPlatform installs inside the cluster."""
 
@@ -80,6 +109,17 @@ class PlatformSettings(Camel):
     monitoring_namespace: str = "yiwang-monitoring"
     agent_chart_values: dict[str, Any] = {}
     monitoring_chart_values: dict[str, Any] = {}
+    # Where pods reach the Kubernetes API server (NetworkPolicy egress of the agent, the Spark
+    # operator and Spark drivers). Empty: in ack mode the cluster's intranet endpoint (IP:6443)
+    # and the `kubernetes` Service address (:443); in existing mode the site's reserved address
+    # block on 443 and 6443 (set this to the API server's real addresses).
+    api_server: list[AddressBlock] = []
+    # Where Alertmanager sends notifications (webhook, mail relay): its only egress besides DNS.
+    alert_receivers: list[AddressBlock] = []
+    # Who may query this cluster's Prometheus on its port (Grafana, operators' networks), besides
+    # the national sites' federation pull on members.
+    prometheus_readers: list[AddressBlock] = []
+    spark_operator: SparkOperatorSettings = SparkOperatorSettings()
 
 
 class StoreKind(StrEnum):

@@ -22,6 +22,7 @@ REQUIRED_ALERTS = {
     "YiwangJobsPendingTooLong",
     "YiwangSchedulerDecisionLatencyHigh",
     "YiwangNationalStoreDegraded",
+    "YiwangFencedExecutions",
     "YiwangNationalStoreNoPrimary",
     "YiwangNationalQuorumDegraded",
 }
@@ -111,6 +112,9 @@ def test_every_local_series_carries_the_cluster_label(helm: str, values: Path) -
         if job["job_name"] == "yiwang-federate":
             continue
         assert {"target_label": "cluster", "replacement": cluster} in job["relabel_configs"], job["job_name"]
+        assert {"target_label": "site", "replacement": cluster} in job["relabel_configs"], job["job_name"]
+        # only the controller's labels are honoured (it names the member clusters); an agent's are not
+        assert job.get("honor_labels", False) is (job["job_name"] == "yiwang-controller"), job["job_name"]
 
 
 def test_province_scrapes_the_agent_and_does_not_federate(helm: str) -> None:

@@ -17,6 +17,7 @@ import pulumi
 import pytest
 import yaml
 
+from controller.executors.kube_manifests import KubeOptions
 from controller.topology.model import Tier, load_topology
 from infra.generate_stacks import main as generate_main
 from infra.policypack.harness import check_resource, check_stack, policy_resource, provider, resource_args
@@ -175,16 +176,38 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
         if tenant.tier is Tier.province:
             assert labels[L.ADCODE] == tenant.adcode
         assert tenant.namespace in quotas
-    for name in ("yiwang-system", "yiwang-monitoring"):
+    for name in ("yiwang-system", "yiwang-monitoring", "spark-operator"):
         assert namespaces[name][L.TIER] == cluster.tier.value
         assert namespaces[name].get(L.ADCODE) == cluster.adcode
+    # every namespace the platform creates is default-deny (the flows: test_platform_flows.py)
+    policies = {
+        (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["spec"]
+        for r in _by_type(run, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    }
+    for name in namespaces:
+        assert policies[(name, "default-deny-all")] == {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+        }, name
 
     # -- Helm releases from charts/
     releases = {r.inputs["name"]: r for r in _by_type(run, "kubernetes:helm.sh/v3:Release")}
-    expected_releases = {"yiwang-agent", "yiwang-monitoring"}
+    expected_releases = {"yiwang-agent", "yiwang-monitoring", "spark-operator"}
     if cluster.tier is Tier.national:
         expected_releases.add("yiwang-controller")
     assert set(releases) == expected_releases
+    # the Spark operator that runs the agent's SparkApplications: a pinned chart from the mirror,
+    # watching every tenant namespace, with the service account the SparkApplications name
+    spark = releases.pop("spark-operator")
+    spark_settings = config.platform.spark_operator
+    assert spark.parent in owners
+    assert (spark.inputs["chart"], spark.inputs["version"]) == ("spark-operator", spark_settings.version)
+    assert spark.inputs["repositoryOpts"] == {"repo": spark_settings.repository}
+    assert spark.inputs["namespace"] == spark_settings.namespace
+    assert spark.inputs["values"]["spark"]["jobNamespaces"] == [t.namespace for t in config.tenant_refs()]
+    assert spark.inputs["values"]["spark"]["serviceAccount"]["name"] == KubeOptions().spark_service_account
+    assert spark.inputs["values"]["image"]["registry"] == spark_settings.image_registry
+    assert spark_settings.namespace in namespaces
     for release_name, release in releases.items():
         assert release.parent in owners
         assert Path(os.path.normpath(Path.cwd() / release.inputs["chart"])) == CHARTS_DIR / release_name
