@@ -438,6 +438,8 @@ class Controller:
             try:
                 self.capacity.maybe_refresh()
                 self.sync_from_store()
+            except StoreUnavailable as exc:  # a failover: the views catch up once it is over
+                self._store_down(exc, "follower")
             except Exception:
                 log.exception("sync from the store failed")
 
