@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 HELM := .tools/bin/helm
 DEBS := postgresql prometheus chromium fonts-wqy-microhei
 
-.PHONY: all demo up test lint typecheck unit bench system tools clean image
+.PHONY: all demo up test lint typecheck unit bench system tools clean image screenshots
 
 all: test
 
@@ -73,6 +73,14 @@ unit: tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -q
 
 test: tools lint typecheck unit
+
+# The dashboard's screenshots in docs/dashboard.md (docs/screenshots/*.jpg, at 1280 and 390 px):
+# the browser tests take them of what they have just checked, against live controllers and the
+# embedded federation (chromium from `make system`; about two minutes).
+screenshots: $(STAMP) system
+	rm -f docs/screenshots/*.jpg
+	YIWANG_DOC_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/ui
+	@ls docs/screenshots
 
 bench: $(BASE_STAMP)
 	$(BIN)/python -m controller.bench --out reports/bench.json
