@@ -11,7 +11,7 @@ HELM := .tools/bin/helm
 LOCK := requirements/constraints.txt
 DEBS := postgresql etcd-server prometheus prometheus-alertmanager chromium fonts-wqy-microhei
 
-.PHONY: all demo up test lint typecheck unit bench system tools clean image lock
+.PHONY: all demo up test lint typecheck unit bench system tools clean image lock screenshots
 
 all: test
 
@@ -93,6 +93,14 @@ unit: tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -q
 
 test: tools lint typecheck unit
+
+# The dashboard's screenshots in docs/dashboard.md (docs/screenshots/*.jpg, at 1280 and 390 px):
+# the browser tests take them of what they have just checked, against live controllers and the
+# embedded federation (chromium from `make system`; about two minutes).
+screenshots: $(STAMP) system
+	rm -f docs/screenshots/*.jpg
+	YIWANG_DOC_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/ui
+	@ls docs/screenshots
 
 bench: $(BASE_STAMP)
 	$(BIN)/python -m controller.bench --out reports/bench.json

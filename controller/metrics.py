@@ -70,6 +70,28 @@ class ControllerCollector(Collector):
         )
         fenced.add_metric([], float(self.ctl.fenced_reports))
         yield fenced
+        done = self.ctl.counters
+        for name, help_text, value in (
+            ("yiwang_placements", "Jobs this controller placed on a cluster", done.placements),
+            (
+                "yiwang_failovers",
+                "Jobs sent back to Pending because their cluster's lease ended or its agent released them",
+                done.failovers,
+            ),
+            (
+                "yiwang_preemptions",
+                "Jobs preempted to make room for higher-priority or in-quota work",
+                done.preemptions,
+            ),
+            (
+                "yiwang_wan_bytes_estimated",
+                "Bytes the placements move over the WAN, as the locality model estimates them",
+                done.wan_bytes,
+            ),
+        ):
+            counter = CounterMetricFamily(name, help_text)
+            counter.add_metric([], float(value))
+            yield counter
         follower = self.ctl.follower
         if follower is not None:
             age = GaugeMetricFamily(

@@ -186,6 +186,18 @@ class GrantList(BaseModel):
     items: list[GrantRead]
 
 
+class GrantOverview(GrantRead):
+    """A grant with its data set's owner and classification, and whether the caller decides it."""
+
+    dataset_owner: str
+    classification: str
+    can_decide: bool = Field(description="the caller may approve or reject it (the owner or an admin)")
+
+
+class GrantOverviewList(BaseModel):
+    items: list[GrantOverview] = Field(description="newest request first")
+
+
 class AuditRead(BaseModel):
     id: int
     at: datetime
@@ -421,6 +433,44 @@ class Security:
         with self.store.read() as conn:
             return [_grant_read(r) for r in conn.execute(q.order_by(t.dataset_grants.c.id)).mappings().all()]
 
+    def grants_overview(
+        self, principal: Principal, status: GrantStatus | None = None, limit: int = 1000
+    ) -> list[GrantOverview]:
+        """The grants the caller may see across the catalogue: all for admin and operator; for a
+        tenant, those it asked for and those on data sets it owns (which it decides)."""
+        g, d = t.dataset_grants.c, t.datasets.c
+        q = (
+            select(t.dataset_grants, d.owner.label("dataset_owner"), d.classification)
+            .join(t.datasets, d.id == g.dataset_id)
+            .order_by(g.requested_at.desc(), g.id.desc())
+            .limit(limit)
+        )
+        if status is not None:
+            q = q.where(g.status == status.value)
+        sees_all = principal.open or principal.role in (Role.admin, Role.operator)
+        if not sees_all:
+            mine = principal.tenant or ""
+            q = q.where((g.tenant == mine) | (d.owner == mine))
+        with self.store.read() as conn:
+            rows = conn.execute(q).mappings().all()
+        out = []
+        for r in rows:
+            grant = _grant_read({k: r[k] for k in GrantRead.model_fields})
+            decides = (
+                principal.open
+                or principal.role == Role.admin
+                or (principal.role == Role.tenant and principal.tenant == r["dataset_owner"])
+            )
+            out.append(
+                GrantOverview(
+                    **grant.model_dump(),
+                    dataset_owner=r["dataset_owner"],
+                    classification=r["classification"],
+                    can_decide=decides,
+                )
+            )
+        return out
+
     def decide_grant(self, by: Principal, ds: DatasetRead, grant_id: str, approve: bool) -> GrantRead:
         """The owner (or an admin) approves or rejects; rejecting an approved grant withdraws it
         for new submissions (running jobs are not stopped)."""
@@ -458,17 +508,26 @@ class Security:
         since: datetime | None = None,
         limit: int = 100,
         after: int | None = None,
+        target: str | None = None,
+        newest_first: bool = False,
+        exclude_action: str | None = None,
     ) -> list[AuditRead]:
-        q = select(t.audit_log).order_by(t.audit_log.c.id).limit(limit)
+        """Oldest first (``after``: ids above it), or newest first (``after``: ids below it)."""
+        a = t.audit_log.c
+        q = select(t.audit_log).order_by(a.id.desc() if newest_first else a.id).limit(limit)
         if actor:
-            q = q.where(t.audit_log.c.actor == actor)
+            q = q.where(a.actor == actor)
         if action:
-            q = q.where(t.audit_log.c.action == action)
+            q = q.where(a.action == action)
+        if target:
+            q = q.where(a.target == target)
+        if exclude_action:
+            q = q.where(a.action != exclude_action)
         if since:
             since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
             q = q.where(t.audit_log.c.at >= since)
         if after is not None:
-            q = q.where(t.audit_log.c.id > after)
+            q = q.where(a.id < after if newest_first else a.id > after)
         with self.store.read() as conn:
             rows = conn.execute(q).mappings().all()
         return [AuditRead.model_validate({**r, "at": utc(r["at"])}) for r in rows]

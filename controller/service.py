@@ -33,6 +33,7 @@ from controller.errors import (
     YiwangError,
 )
 from controller.follower import StoreFollower
+from controller.history import ClusterHistory, Counters, MetricsRing, Sample
 from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
 from controller.policies import (
     POLICY_KINDS,
@@ -148,6 +149,11 @@ class Controller:
         self._batch: BatchScheduler | None = None  # rebuilt when the scheduler or quota changes
         self.capacity = self._capacity_tracker()
         self.follower: StoreFollower | None = None
+        # What the dashboard draws over time (controller/history.py): in memory, bounded.
+        self.cluster_history = ClusterHistory()
+        self.metrics_ring = MetricsRing(settings.metrics_history)
+        self.counters = Counters()
+        self._sampler_thread: threading.Thread | None = None
         self._bootstrap()
 
     # ---- start-up ---------------------------------------------------------------------------
@@ -205,6 +211,8 @@ class Controller:
                 reported=sanitize_reported(row["reported"]),
             )
         self.registry.rebuild_network()
+        for name, state in self.registry.clusters.items():
+            self.note_cluster(name, state, "as stored when this controller started")
         for row in self.store.list_datasets():
             try:
                 self.datasets[row["id"]] = self.dataset_read(row)
@@ -349,6 +357,11 @@ class Controller:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="yiwang-control-loop", daemon=True)
             self._thread.start()
+        if self._sampler_thread is None:
+            self._sampler_thread = threading.Thread(
+                target=self._sample_loop, name="yiwang-metrics-sampler", daemon=True
+            )
+            self._sampler_thread.start()
         if self._lease_thread is None and self.settings.role == "all":
             self._lease_thread = threading.Thread(
                 target=self._lease_loop, name="yiwang-leader-lease", daemon=True
@@ -364,6 +377,9 @@ class Controller:
         if self._lease_thread is not None:
             self._lease_thread.join(timeout=10)
             self._lease_thread = None
+        if self._sampler_thread is not None:
+            self._sampler_thread.join(timeout=10)
+            self._sampler_thread = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -423,6 +439,59 @@ class Controller:
         if t - self._store_down_logged.get(what, float("-inf")) >= 5.0:
             self._store_down_logged[what] = t
             log.warning("%s: %s", what, exc.detail)
+
+    def _sample_loop(self) -> None:
+        while not self._stop.wait(self.settings.metrics_sample_s):
+            try:
+                self.sample_metrics()
+            except StoreUnavailable as exc:  # a failover: a gap in the charts, nothing more
+                self._store_down(exc, "metrics sampling")
+            except Exception:
+                log.exception("sampling the controller's metrics failed")
+
+    def sample_metrics(self) -> Sample:
+        """Read the controller's metrics into the ring buffer (and note cluster state changes
+        another controller process made); the dashboard's time series are differences of these."""
+        counts = self.store.count_jobs_by_phase()
+        t = time.time()
+        with self.lock:
+            states = list(self.registry.clusters.items())
+            allocated = self.registry.allocated()
+        cpu_cap = gpu_cap = cpu_alloc = gpu_alloc = 0.0
+        unreachable = 0
+        for name, state in states:
+            self.note_cluster(name, state, "changed by another controller process")
+            eff = self._capacity_view(state)["effective_capacity"]
+            a = allocated.get(name)
+            cpu_cap += eff["cpu"]
+            gpu_cap += eff["gpu"]
+            if a is not None:
+                cpu_alloc += float(a[0])
+                gpu_alloc += float(a[2])
+            unreachable += state.health == Health.Unreachable
+        c = self.counters
+        sample = Sample(
+            t=t,
+            pending=counts.get("Pending", 0),
+            scheduled=counts.get("Scheduled", 0),
+            running=counts.get("Running", 0),
+            unreachable=unreachable,
+            cpu_allocated=cpu_alloc,
+            cpu_capacity=cpu_cap,
+            gpu_allocated=gpu_alloc,
+            gpu_capacity=gpu_cap,
+            placements=c.placements,
+            failovers=c.failovers,
+            preemptions=c.preemptions,
+            fenced=self.fenced_reports,
+            wan_bytes=c.wan_bytes,
+        )
+        self.metrics_ring.add(sample)
+        return sample
+
+    def note_cluster(self, name: str, state: ClusterState, reason: str = "") -> None:
+        """Record the cluster's health/cordon/drain in its history when it changed."""
+        self.cluster_history.observe(name, state.health, state.cordoned, state.draining, now(), reason)
 
     def maybe_checkpoint_audit(self) -> None:
         """Sign a checkpoint of the audit chain when one is due and a key is configured."""
@@ -764,9 +833,16 @@ class Controller:
                         self._priority_of(spec),
                         r["attempt"],
                     )
+        placed = sum(1 for r in scheduled if r["id"] in changed)
+        self.counters.placements += placed
+        self.counters.preemptions += sum(1 for r in requeued if r["id"] in changed)
+        for d in result.decisions:
+            transfer = d.shape.transfer if d.chosen >= 0 and d.job_id in changed else None
+            if transfer is not None:
+                self.counters.wan_bytes += float(transfer[1][d.chosen])
         if requeued:
             self.wake()
-        return sum(1 for r in scheduled if r["id"] in changed)
+        return placed
 
     # ---- batch scheduling helpers -------------------------------------------------------------
     def _batch_scheduler(self) -> BatchScheduler:
@@ -833,6 +909,7 @@ class Controller:
             state.cordoned = cordoned
             if not cordoned:
                 state.draining = False
+        self.note_cluster(name, state, "cordoned" if cordoned else "uncordoned")
         self.wake()
         return state
 
@@ -842,6 +919,7 @@ class Controller:
         self.store.update_cluster(name, cordoned=True, draining=True)
         with self.lock:
             state.cordoned = state.draining = True
+        self.note_cluster(name, state, "drained")
         moved = self.requeue_cluster_jobs(name, "Drained", f"cluster {name} is being drained")
         return state, moved
 
@@ -898,6 +976,8 @@ class Controller:
         with self.lock:  # committed: only now the ledger
             for job_id in requeued:
                 self.registry.ledger.pop(job_id)
+        if event == "LeaseExpired":
+            self.counters.failovers += moved
         if moved:
             self.wake()
         return moved
@@ -929,6 +1009,9 @@ class Controller:
             if state.health == Health.Ready and hb and t_now - hb > grace:
                 self.store.update_cluster(name, health=Health.Unreachable)
                 state.health = Health.Unreachable
+                self.note_cluster(
+                    name, state, f"no heartbeat for more than the grace of {grace.total_seconds():g}s"
+                )
                 log.warning("cluster %s is unreachable (last heartbeat %s)", name, hb)
             if state.health == Health.Unreachable and (hb is None or t_now - hb > hold):
                 moved += self.requeue_cluster_jobs(
@@ -1040,6 +1123,7 @@ class Controller:
         with self.lock:
             state.health, state.last_heartbeat, state.reported = Health.Ready, t_now, reported
         if was != Health.Ready:
+            self.note_cluster(cluster, state, "its agent's heartbeat arrived")
             self.wake()
         return self.heartbeat_answer(t_now)
 
@@ -1095,6 +1179,7 @@ class Controller:
             if not ok:
                 raise StaleAttempt(f"job {job_id} changed meanwhile")
             self.registry.ledger.pop(job_id)
+        self.counters.failovers += 1
         self.wake()
         return self.get_job(job_id)
 
@@ -1142,6 +1227,8 @@ class Controller:
             was = state.health
             with self.lock:
                 state.health, state.last_heartbeat = Health.Ready, t_now
+            if was != Health.Ready:
+                self.note_cluster(cluster, state, "its agent reported")
             finished = finished or was != Health.Ready
         if finished:
             self.wake()

@@ -12,7 +12,7 @@ from controller import __version__
 from controller.api import problems
 from controller.api.fastpath import FastSubmit
 from controller.api.limits import BodySizeLimit
-from controller.api.routes import agents, clusters, datasets, jobs, policies, security, system, ui
+from controller.api.routes import agents, clusters, console, datasets, jobs, policies, security, system, ui
 from controller.metrics import make_registry
 from controller.security import Security
 from controller.service import Controller
@@ -65,8 +65,9 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     app.state.controller = ctl
     app.state.security = Security(ctl.store, settings)
     problems.install(app)
-    for module in (jobs, clusters, datasets, policies, agents, security, system, ui):
+    for module in (jobs, clusters, datasets, policies, agents, security, console, system, ui):
         app.include_router(module.router)
+    app.include_router(datasets.grants_router)
     problems.install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.fast_submit = FastSubmit(app.full_stack, ctl, app.state.security, settings.max_body_bytes)

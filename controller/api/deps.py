@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from controller.errors import Forbidden
@@ -67,3 +67,9 @@ SubmitterP = Annotated[Principal, Depends(roles(Role.admin, Role.tenant))]
 Authenticated = Depends(get_principal)
 Admin = Depends(roles(Role.admin))
 Agent = Depends(require_agent)
+
+# The look-back of the dashboard's aggregates (failovers, preemptions): a minute to a week.
+DEFAULT_WINDOW = 3600
+WindowS = Annotated[
+    int, Query(ge=60, le=7 * 86400, description="seconds to look back for failovers, drains and preemptions")
+]

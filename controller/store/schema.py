@@ -59,6 +59,7 @@ job_events = Table(
     Column("reason", Text, nullable=False),
 )
 Index("ix_job_events_job_id", job_events.c.job_id)
+Index("ix_job_events_type_at", job_events.c.type, job_events.c.at)  # migration 0004
 
 decisions = Table(
     "decisions",
@@ -167,6 +168,7 @@ audit_log = Table(
 Index("ix_audit_log_at", audit_log.c.at)
 Index("ix_audit_log_actor", audit_log.c.actor)
 Index("ix_audit_log_action", audit_log.c.action)
+Index("ix_audit_log_target", audit_log.c.target)  # migration 0004
 
 # SM2-signed checkpoints of the audit chain (migration 0003; controller/audit.py)
 audit_checkpoints = Table(

@@ -1132,6 +1132,69 @@ class Store:
                 str(r[0]): int(r[1]) for r in conn.execute(select(t.policies.c.kind, t.policies.c.version))
             }
 
+    # ---- dashboard reads (aggregates; each one or two indexed queries) ------------------------
+    def active_counts_by_cluster(self) -> dict[str, dict[str, int]]:
+        """cluster -> {phase: count} of its Scheduled and Running jobs."""
+        j = t.jobs.c
+        q = (
+            select(j.cluster, j.phase, func.count())
+            .where(j.phase.in_(ACTIVE_PHASES), j.cluster.is_not(None))
+            .group_by(j.cluster, j.phase)
+        )
+        out: dict[str, dict[str, int]] = {}
+        with self.read() as conn:
+            for cluster, phase, n in conn.execute(q):
+                out.setdefault(str(cluster), {})[str(phase)] = int(n)
+        return out
+
+    def counts_by_tenant(self) -> dict[str, dict[str, Any]]:
+        """tenant -> {phase: count} of its Pending, Scheduled and Running jobs, and
+        ``oldest_pending`` (the creation time of its oldest Pending job)."""
+        j = t.jobs.c
+        out: dict[str, dict[str, Any]] = {}
+        with self.read() as conn:
+            q = (
+                select(j.tenant, j.phase, func.count())
+                .where(j.phase.in_(("Pending", *ACTIVE_PHASES)))
+                .group_by(j.tenant, j.phase)
+            )
+            for tenant, phase, n in conn.execute(q):
+                out.setdefault(str(tenant), {})[str(phase)] = int(n)
+            oldest = select(j.tenant, func.min(j.created_at)).where(j.phase == "Pending").group_by(j.tenant)
+            for tenant, at in conn.execute(oldest):
+                out.setdefault(str(tenant), {})["oldest_pending"] = utc(at)
+        return out
+
+    def recent_events(self, types: Sequence[str], since: datetime, limit: int = 2000) -> list[dict[str, Any]]:
+        """The newest events of the given types since ``since`` (newest first, at most
+        ``limit``), with their job's tenant: id, job_id, type, at, attempt, reason, tenant."""
+        e = t.job_events.c
+        q = (
+            select(e.id, e.job_id, e.type, e.at, e.attempt, e.reason, t.jobs.c.tenant)
+            .join(t.jobs, t.jobs.c.id == e.job_id)
+            .where(e.type.in_(list(types)), e.at >= since)
+            .order_by(e.id.desc())
+            .limit(limit)
+        )
+        with self.read() as conn:
+            return [{**dict(r), "at": utc(r["at"])} for r in conn.execute(q).mappings()]
+
+    def placed_events(self, job_ids: Sequence[str]) -> dict[str, list[tuple[int, str, str, int]]]:
+        """job id -> its events that name a cluster, in order: (event id, type, cluster, attempt)."""
+        e = t.job_events.c
+        out: dict[str, list[tuple[int, str, str, int]]] = {}
+        ids = list(dict.fromkeys(job_ids))
+        with self.read() as conn:
+            for k in range(0, len(ids), 500):
+                q = (
+                    select(e.job_id, e.id, e.type, e.cluster, e.attempt)
+                    .where(e.job_id.in_(ids[k : k + 500]), e.cluster.is_not(None), e.type != OUTPUT_EVENT)
+                    .order_by(e.id)
+                )
+                for job_id, ev_id, typ, cluster, attempt in conn.execute(q):
+                    out.setdefault(str(job_id), []).append((int(ev_id), str(typ), str(cluster), int(attempt)))
+        return out
+
     # ---- leadership -------------------------------------------------------------------------
     def acquire_leadership(self, holder: str, ttl_s: float) -> int | None:
         """Take or renew the leader lease. A new holder raises the epoch (fencing token).

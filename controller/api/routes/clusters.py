@@ -6,8 +6,20 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Response, status
 
-from controller.api.deps import AdminP, Authenticated, ControllerDep, OpsP, ReaderP, SecurityDep
+from controller import overview
+from controller.api.deps import (
+    DEFAULT_WINDOW,
+    AdminP,
+    Authenticated,
+    ControllerDep,
+    OpsP,
+    ReaderP,
+    SecurityDep,
+    WindowS,
+)
 from controller.errors import InvalidInput
+from controller.overview import ClusterOverview
+from controller.security import sees_tenant
 from controller.topology.model import CLUSTER_NAME, Cluster
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"], dependencies=[Authenticated])
@@ -22,6 +34,17 @@ def list_clusters(ctl: ControllerDep, _: ReaderP) -> dict[str, Any]:
 @router.get("/{name}")
 def get_cluster(ctl: ControllerDep, _: ReaderP, name: str = Name) -> dict[str, Any]:
     return ctl.cluster_view(ctl.cluster_state(name))
+
+
+@router.get("/{name}/overview", response_model=ClusterOverview)
+def cluster_overview(
+    ctl: ControllerDep, sec: SecurityDep, who: ReaderP, name: str = Name, window_s: WindowS = DEFAULT_WINDOW
+) -> ClusterOverview:
+    """The cluster's page: its view, its health/cordon/drain changes seen by this controller,
+    its jobs and its tenant's queue, the data sets held here (those the caller may read), its
+    backup group and who fails over to it, and the failovers and drains from or to it."""
+    visible = sec.visible_datasets(who, sorted(ctl.datasets.values(), key=lambda d: d.id))
+    return overview.cluster_overview(ctl, name, lambda t: sees_tenant(who, t), visible, float(window_s))
 
 
 @router.put("/{name}", responses={201: {"description": "registered (created)"}})
