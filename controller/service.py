@@ -29,6 +29,7 @@ from controller.errors import (
     NotFound,
     StaleAttempt,
     StaleLeader,
+    StoreUnavailable,
     YiwangError,
 )
 from controller.follower import StoreFollower
@@ -96,7 +97,7 @@ JOB_TERMS_CACHE = 200_000
 TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
 
 
-def requeued(attempt: int, message: str) -> dict[str, Any]:
+def requeue_values(attempt: int, message: str) -> dict[str, Any]:
     """A job's row back in the queue: Pending, off its cluster, as the next attempt."""
     return {
         "phase": "Pending",
@@ -121,6 +122,10 @@ class Controller:
         # last successful renewal plus the TTL, less a margin for clock-rate differences, so it
         # stops leading before a successor can take the lease (the store's expiry).
         self._lead_until = 0.0
+        # When this process took its current epoch: a cluster's silence counts only from then
+        # (expire_leases), since before it no contact could reach a leader (a store failover, a
+        # controller outage) and agents that finished work meanwhile must get to report it.
+        self.lead_since: datetime | None = None
         self.fenced_reports = 0  # agents' reports of attempts that were re-placed (refused)
         self.observed_epoch = 0  # the leader epoch in the store, as of the last sync
         self.policies = self._load_policies()
@@ -133,6 +138,7 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._lease_thread: threading.Thread | None = None
         self._last_checkpoint = float("-inf")
+        self._store_down_logged: dict[str, float] = {}
         self.metrics_registry: CollectorRegistry | None = None
         # Specs of jobs submitted through this controller and not yet placed, so a scheduling
         # cycle does not re-read and re-validate them from the store (bounded; misses are read).
@@ -321,6 +327,7 @@ class Controller:
             else:
                 if epoch != self.epoch:
                     log.info("leading with epoch %d", epoch)
+                    self.lead_since = now()
                 self.epoch = epoch
                 self._lead_until = sent + self.settings.leader_ttl_s - self.leader_margin_s
         return epoch is not None
@@ -402,6 +409,9 @@ class Controller:
                         pass
             except StaleLeader as exc:  # deposed mid-cycle: the cycle's writes were rolled back
                 self._lost_lead(exc)
+            except StoreUnavailable as exc:  # a failover: nothing of the cycle was committed
+                self._store_down(exc, "control loop")
+                self._stop.wait(min(1.0, exc.retry_after))
             except Exception:  # the loop must survive a failed cycle; the error is logged in full
                 log.exception("control loop cycle failed")
 
@@ -415,16 +425,28 @@ class Controller:
                 was = self.epoch
                 if self.renew_leadership() and not was:
                     self.wake()
-            except Exception:  # the store is unreachable: our lease runs out by itself
+            except StoreUnavailable as exc:  # our lease runs out by itself (leading() says so)
+                self._store_down(exc, "leader lease")
+            except Exception:
                 log.exception("renewing the scheduling lease failed")
             if self._stop.wait(ttl / 5 if self.epoch else min(1.0, ttl / 5)):
                 return
+
+    def _store_down(self, exc: StoreUnavailable, what: str) -> None:
+        """One warning per 5 s while the store is away (a failover lasts tens of seconds and the
+        loops retry many times a second)."""
+        t = time.monotonic()
+        if t - self._store_down_logged.get(what, float("-inf")) >= 5.0:
+            self._store_down_logged[what] = t
+            log.warning("%s: %s", what, exc.detail)
 
     def _sample_loop(self) -> None:
         while not self._stop.wait(self.settings.metrics_sample_s):
             try:
                 self.sample_metrics()
-            except Exception:  # the database is unreachable: a gap in the charts, nothing more
+            except StoreUnavailable as exc:  # a failover: a gap in the charts, nothing more
+                self._store_down(exc, "metrics sampling")
+            except Exception:
                 log.exception("sampling the controller's metrics failed")
 
     def sample_metrics(self) -> Sample:
@@ -485,6 +507,8 @@ class Controller:
             try:
                 self.capacity.maybe_refresh()
                 self.sync_from_store()
+            except StoreUnavailable as exc:  # a failover: the views catch up once it is over
+                self._store_down(exc, "follower")
             except Exception:
                 log.exception("sync from the store failed")
 
@@ -784,12 +808,16 @@ class Controller:
         ]
         if not self.leading():  # the lease ran out during the cycle: dispatch nothing
             return 0
-        with self.lock, self.store.tx() as conn:
-            self.store.check_leader(conn, self.epoch)  # fencing, in the cycle's own transaction
-            changed = self.store.apply_cycle(
-                conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
-            )
-            self.store.audit_placements(conn, decisions, changed)
+        with self.lock:
+            with self.store.tx() as conn:
+                self.store.check_leader(conn, self.epoch)  # fencing, in the cycle's own transaction
+                changed = self.store.apply_cycle(
+                    conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
+                )
+                self.store.audit_placements(conn, decisions, changed)
+            # Committed: only now the ledger. A commit that failed (a failover) must not leave
+            # reservations behind for jobs that are still Pending in the store; one whose outcome
+            # is unknown reaches the ledger through the follower, from its Scheduled events.
             for v in result.victims:
                 if v.job_id in changed:
                     self.registry.ledger.pop(v.job_id)
@@ -895,10 +923,21 @@ class Controller:
         moved = self.requeue_cluster_jobs(name, "Drained", f"cluster {name} is being drained")
         return state, moved
 
-    def requeue_cluster_jobs(self, name: str, event: str, reason: str, *, as_leader: bool = False) -> int:
+    def requeue_cluster_jobs(
+        self,
+        name: str,
+        event: str,
+        reason: str,
+        *,
+        as_leader: bool = False,
+        silent_since: datetime | None = None,
+    ) -> int:
         """Send every Scheduled/Running job on the cluster back to Pending with its attempt
         raised. ``as_leader``: a write on the leader's behalf (lease expiry), fenced by its epoch
-        in the same transaction."""
+        in the same transaction. ``silent_since``: only if the cluster's last contact in the store
+        is still older than this, read under the cluster row's lock in the same transaction: a
+        renewal that reached another controller process (the other national site, an API
+        replica) after this one's view was taken wins, and the agent keeps its attempts."""
         rows: list[dict[str, Any]] = []
         after: str | None = None
         while True:
@@ -910,22 +949,33 @@ class Controller:
         if not rows:
             return 0
         moved = 0
+        requeued: list[str] = []
         with self.lock, self.store.tx() as conn:
             if as_leader:
                 self.store.check_leader(conn, self.epoch)
+            if silent_since is not None:
+                contact = self.store.cluster_contact_for_update(conn, name)
+                if contact is not None and contact > silent_since:
+                    state = self.registry.clusters.get(name)
+                    if state is not None and (state.last_heartbeat is None or state.last_heartbeat < contact):
+                        state.last_heartbeat = contact
+                    return 0
             for row in rows:
                 ok = self.store.transition(
                     conn,
                     row["id"],
                     expect_phases=[row["phase"]],
                     expect_attempt=row["attempt"],
-                    values=requeued(row["attempt"], reason),
+                    values=requeue_values(row["attempt"], reason),
                     event_type=event,
                     reason=reason,
                 )
                 if ok:
-                    self.registry.ledger.pop(row["id"])
+                    requeued.append(row["id"])
                     moved += 1
+        with self.lock:  # committed: only now the ledger
+            for job_id in requeued:
+                self.registry.ledger.pop(job_id)
         if event == "LeaseExpired":
             self.counters.failovers += moved
         if moved:
@@ -948,8 +998,14 @@ class Controller:
         hold = timedelta(seconds=self.lease_hold_s())
         t_now = now()
         moved = 0
+        since = self.lead_since
         for name, state in list(self.registry.clusters.items()):
             hb = state.last_heartbeat
+            if hb is not None and since is not None and since > hb:
+                # Silent since before this leader took over: count from the takeover. Re-placing
+                # later than the agent's own deadline is always safe; re-placing work that
+                # finished while no leader could hear of it would run it twice.
+                hb = since
             if state.health == Health.Ready and hb and t_now - hb > grace:
                 self.store.update_cluster(name, health=Health.Unreachable)
                 state.health = Health.Unreachable
@@ -963,6 +1019,7 @@ class Controller:
                     "LeaseExpired",
                     f"cluster {name} unreachable; its lease ended {self.lease_hold_s():.0f}s after its last contact",
                     as_leader=True,
+                    silent_since=t_now - hold,
                 )
         return moved
 
@@ -1115,7 +1172,7 @@ class Controller:
                 job_id,
                 expect_phases=[row["phase"]],
                 expect_attempt=attempt,
-                values=requeued(attempt, message),
+                values=requeue_values(attempt, message),
                 event_type="Released",
                 reason=message,
             )

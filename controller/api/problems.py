@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from controller.errors import TemporarilyUnavailable, Unauthorized, YiwangError
+from controller.store.store import Store, store_unavailable
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://yiwang.gov.cn/problems/"
@@ -134,6 +135,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        if store_unavailable(exc):  # the store's own paths raise StoreUnavailable; any other
+            log.warning("store unavailable: %s", exc)  # database error of that kind: the same 503
+            return domain_problem(Store.unavailable(exc))
         # A bug, not bad input: logged in full, answered without internals.
         log.exception("unhandled error", exc_info=exc)
         return problem(500, "Internal error", "the controller hit an internal error; it is logged")
@@ -169,6 +173,8 @@ PROBLEM_TITLES = {
     409: "Conflict: the state changed, a stale attempt or epoch, an idempotency key reused",
     413: "The body is over the size limit",
     422: "Invalid input: errors[] names each field",
+    503: "The store is unavailable (a national failover): nothing was acknowledged; send the same "
+    "request again after Retry-After seconds (the same Idempotency-Key replays a submission)",
 }
 UNAUTHENTICATED = ("/healthz", "/readyz", "/metrics")
 # Operations whose handlers raise Conflict (or StaleAttempt, IllegalTransition).
@@ -194,6 +200,7 @@ def problem_statuses(method: str, path: str, op: dict[str, Any]) -> list[int]:
         out.append(404)  # an unknown id, cluster or data set named in the path or the body
     if (method, path) in CONFLICTS:
         out.append(409)
+    out.append(503)  # every operation reads or writes the store
     return sorted(out)
 
 
@@ -226,6 +233,8 @@ def install_openapi(app: FastAPI) -> None:
                         entry["headers"] = {
                             "WWW-Authenticate": {"schema": {"type": "string"}, "required": True}
                         }
+                    if status == 503:
+                        entry["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "required": True}}
                     responses[str(status)] = entry
         app.openapi_schema = schema
         return schema

@@ -3,6 +3,17 @@
 A write returns only after its transaction committed, so an API answer built on it is durable.
 SQLite runs in WAL mode with synchronous=FULL (a killed process or a power cut loses no
 acknowledged commit); PostgreSQL with its defaults.
+
+Replicated PostgreSQL (the national store, docs/national.md): the URL may name several hosts the
+way libpq does (``postgresql+psycopg://user@h1:5432,h2:5432/yiwang?target_session_attrs=read-write``)
+and every new connection goes to the one that is writable now. When the primary dies or is
+demoted, the errors that say so (a closed connection, a read-only server, an administrator
+shutdown) invalidate the whole pool, so the next transaction connects afresh and finds the new
+primary; the failed transaction itself raises ``StoreUnavailable`` (503 with Retry-After) and was
+not acknowledged. Dead peers are noticed by TCP keepalives and ``tcp_user_timeout`` (a partition
+drops packets: without them a call would hang for minutes). Statement timeouts are deliberately
+not used: a commit cancelled while it waits for the synchronous standby is reported as committed
+with only a warning, which would acknowledge a write that is on one site only.
 """
 
 from __future__ import annotations
@@ -38,11 +49,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.dml import Insert, UpdateBase
 
-from controller.errors import StaleLeader
+from controller.errors import StaleLeader, StoreUnavailable
 from controller.store import audit_chain
 from controller.store import schema as t
 
@@ -157,7 +170,72 @@ def _json_loads(text: str | bytes) -> Any:
 JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 
 
+# SQLSTATEs that mean "this server cannot take the transaction now; another may": the whole
+# pool is then dropped, so the next connection goes through the multi-host list again.
+FAILOVER_SQLSTATES = frozenset(
+    {
+        "25006",  # read_only_sql_transaction: the server was demoted under an open connection
+        "57P01",  # admin_shutdown (Patroni stopping or demoting it)
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now (starting, or in recovery)
+        "08000",  # connection_exception
+        "08001",  # sqlclient_unable_to_establish_sqlconnection
+        "08003",  # connection_does_not_exist
+        "08004",  # sqlserver_rejected_establishment_of_sqlconnection
+        "08006",  # connection_failure
+    }
+)
+# libpq settings applied unless the URL sets them: a peer that stops answering (a partition
+# drops its packets) is given up after about 10 s instead of the kernel's 15 minutes.
+PG_CONNECT_DEFAULTS = {
+    "connect_timeout": "2",
+    "keepalives": "1",
+    "keepalives_idle": "4",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+RETRY_AFTER_S = 2.0
+
+
+def normalise_url(url: str) -> str:
+    """libpq's multi-host form ``scheme://user@h1:p1,h2:p2/db?query`` as SQLAlchemy's
+    ``scheme://user@/db?host=h1:p1&host=h2:p2&query`` (SQLAlchemy's parser takes one host in the
+    authority part); any other URL is returned unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.startswith("postgresql"):
+        return url
+    authority, _slash, tail = rest.partition("/")
+    userinfo, at, hostlist = authority.rpartition("@")
+    if "," not in hostlist:
+        return url
+    hosts = "&".join(f"host={h}" for h in hostlist.split(",") if h)
+    path, _, query = tail.partition("?")
+    return f"{scheme}://{userinfo}{at}/{path}?{hosts}" + (f"&{query}" if query else "")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the store cannot serve now but may shortly (a failover, a dead or
+    demoted primary, no connection, a busy SQLite file), as opposed to a bug or bad data."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in FAILOVER_SQLSTATES
+
+
+def _failover_is_disconnect(ctx: Any) -> None:
+    """SQLAlchemy's handle_error hook: errors of a server that cannot be written any more count
+    as a disconnect, so the pool is invalidated and the next checkout reconnects."""
+    state = getattr(ctx.original_exception, "sqlstate", None)
+    if state in FAILOVER_SQLSTATES and not ctx.is_disconnect:
+        ctx.is_disconnect = True
+
+
 def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -171,9 +249,24 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    given = set(make_url(url).query)
+    connect_args = {k: v for k, v in PG_CONNECT_DEFAULTS.items() if k not in given}
     if os.environ.get("YIWANG_DB_NULLPOOL"):
-        return create_engine(url, poolclass=NullPool, **JSON_CODEC)
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **JSON_CODEC)
+        engine = create_engine(url, poolclass=NullPool, connect_args=connect_args, **JSON_CODEC)
+    else:
+        # pool_pre_ping: a pooled connection to a primary that died is replaced at checkout;
+        # pool_timeout: a request waits at most this long for a connection, then gets a 503.
+        engine = create_engine(
+            url,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            pool_timeout=10,
+            connect_args=connect_args,
+            **JSON_CODEC,
+        )
+    event.listen(engine, "handle_error", _failover_is_disconnect)
+    return engine
 
 
 class GroupCommitter:
@@ -219,6 +312,11 @@ class GroupCommitter:
             try:
                 results: list[tuple[dict[str, Any], bool]] = self._insert(rows)
                 errors: list[BaseException | None] = [None] * len(rows)
+            except StoreUnavailable as exc:
+                # The store is failing over: nothing in the batch is acknowledged (its commit may
+                # or may not have happened; a retry with the same Idempotency-Key finds out).
+                # Row by row would only wait for the same dead primary once per row.
+                results, errors = [({}, False)] * len(rows), [exc] * len(rows)
             except Exception:  # one bad row must not fail the others: retry them one by one
                 results, errors = [], []
                 for row in rows:
@@ -283,13 +381,18 @@ class Store:
         taken before the first read, so a read-then-write (a compare-and-set, a scheduling
         cycle) is atomic against writers in other processes too, and never fails on a stale
         snapshot. Under PostgreSQL, reads that decide a write lock their rows (FOR UPDATE)."""
-        if self._write_lock is None:
-            with self.engine.begin() as conn:
-                yield conn
-        else:
-            with self._write_lock, self.engine.begin() as conn:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                yield conn
+        try:
+            if self._write_lock is None:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with self._write_lock, self.engine.begin() as conn:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    yield conn
+        except (DBAPIError, PoolTimeout) as exc:
+            if store_unavailable(exc):
+                raise self.unavailable(exc) from exc
+            raise
 
     def executemany(self, conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> None:
         """``conn.execute(stmt, params)`` for the hot bulk writes. Under SQLite the statement is
@@ -348,8 +451,43 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            yield conn
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except (DBAPIError, PoolTimeout) as exc:
+            if store_unavailable(exc):
+                raise self.unavailable(exc) from exc
+            raise
+
+    @staticmethod
+    def unavailable(exc: BaseException) -> StoreUnavailable:
+        """The domain error for a store that cannot serve now (nothing was acknowledged)."""
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return StoreUnavailable(
+            f"the store is unavailable ({type(exc).__name__}: {first[0][:200] if first else ''}); "
+            "nothing was committed that this answer acknowledges: retry the same request",
+            retry_after=RETRY_AFTER_S,
+        )
+
+    def writable(self) -> bool:
+        """The store takes writes now: under PostgreSQL, the session's server is a primary (not
+        a standby, nor one being demoted); SQLite always."""
+        if self.is_sqlite:
+            return True
+        with self.read() as conn:
+            return not bool(conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar())
+
+    def sync_barrier(self, conn: Connection, table: Any, key: Any, value: Any) -> None:
+        """Make the caller's commit wait until what it read is on the synchronous standby.
+        PostgreSQL shows a commit to other sessions only once the standby has confirmed it,
+        except when that wait was cut short (a cancel, a statement timeout, the backend ended
+        while waiting): the commit is then visible on the primary alone. An answer built only on
+        a read (an idempotent replay acknowledges the stored job) therefore writes too: a no-op
+        update of the row read writes WAL, so this transaction's commit waits for the standby,
+        and with it everything before it. Nothing to do under SQLite (no replica)."""
+        if self.is_sqlite:
+            return
+        conn.execute(update(table).where(key == value).values({key.name: value}))
 
     # ---- jobs -------------------------------------------------------------------------------
     def insert_jobs(self, rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
@@ -372,6 +510,8 @@ class Store:
                         .first()
                     )
                 if existing is not None:
+                    # a replay acknowledges the stored job: only once it is on both sites
+                    self.sync_barrier(conn, t.jobs, t.jobs.c.id, existing["id"])
                     out.append((dict(existing), False))
                     continue
                 audit = row.get(AUDIT_KEY)
@@ -852,6 +992,14 @@ class Store:
                 reason=reason,
             )
         )
+
+    def cluster_contact_for_update(self, conn: Connection, name: str) -> datetime | None:
+        """The cluster's last contact, its row locked until ``conn`` commits: a heartbeat or a
+        report (which update that row) is ordered entirely before or after the caller."""
+        row = conn.execute(
+            select(t.clusters.c.last_heartbeat).where(t.clusters.c.name == name).with_for_update()
+        ).first()
+        return utc(row[0]) if row is not None else None
 
     def delete_cluster(self, name: str) -> bool:
         with self.tx() as conn:

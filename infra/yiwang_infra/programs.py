@@ -8,9 +8,11 @@ stack's outputs through a StackReference.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pulumi
 
+from controller.store.patroni import multi_host_url
 from controller.topology.model import Cluster, Tier, load_topology
 from infra.yiwang_infra.charts import POLICIES_DIR
 from infra.yiwang_infra.config import (
@@ -19,11 +21,18 @@ from infra.yiwang_infra.config import (
     Mode,
     StackConfig,
     StackSecrets,
+    StoreKind,
     cluster_entry,
     load_stack_config,
 )
-from infra.yiwang_infra.controller_plane import ControllerDatabase, ControllerDeployment, ControllerEndpoint
+from infra.yiwang_infra.controller_plane import (
+    DATABASE_USER,
+    ControllerDatabase,
+    ControllerDeployment,
+    ControllerEndpoint,
+)
 from infra.yiwang_infra.member_cluster import MemberCluster
+from infra.yiwang_infra.national_store import NationalStoreMember
 from infra.yiwang_infra.network_plan import plan_for
 from infra.yiwang_infra.platform import ClusterPlatform, NetworkInputs
 from infra.yiwang_infra.registration import AgentToken, ControllerRegistration
@@ -104,12 +113,36 @@ def national_main(config: StackConfig, secrets: StackSecrets) -> dict[str, Any]:
     )
 
     outputs: dict[str, Any] = {}
+    store = settings.store
+    if store.kind is StoreKind.patroni:
+        # this site's member of the replicated national store (docs/national.md)
+        store_member = NationalStoreMember(
+            f"{name}-store",
+            config,
+            cluster,
+            superuser_password=secrets.store_password("superuser"),
+            replication_password=secrets.store_password("replication"),
+            database_password=secrets.database_password(),
+            peer_cidrs=[*standby_cidrs(config), store.witness_cidr],
+            own_cidr=own_cidr(config),
+            backup_credentials=secrets.store_backup_credentials(),
+            opts=k8s_opts,
+        )
+        if store_member.backup_bucket is not None:
+            outputs["storeBackupBucket"] = store_member.backup_bucket
     database_url = secrets.database_url()
     database_cidrs: list[str] = []  # a given databaseUrl: anywhere
     if database_url is None:
         if settings.role is ControllerRole.standby:
             database_url = pulumi.StackReference(settings.primary_stack).require_output("databaseUrl")
             database_cidrs = standby_cidrs(config)  # the primary site's RDS
+        elif store.kind is StoreKind.patroni:
+            # both sites' controllers: libpq multi-host, the writable site only
+            hosts = [store.postgres["beijing"], store.postgres["guian"]]
+            database_url = secrets.database_password().apply(
+                lambda pw: multi_host_url(hosts, DATABASE_USER, quote(pw, safe=""))
+            )
+            database_cidrs = [site_block(name, config), *standby_cidrs(config)]  # both sites' store
         elif config.mode is Mode.ack:
             database_cidrs = [site_block(name, config)]
             database = ControllerDatabase(
@@ -215,6 +248,12 @@ def national_monitoring_values(config: StackConfig) -> dict[str, Any]:
 
 def load_topology_clusters() -> list[Cluster]:
     return list(load_topology(POLICIES_DIR / "topology.yaml").clusters)
+
+
+def own_cidr(config: StackConfig) -> str:
+    """This national cluster's address range (the block the address plan reserves for it)."""
+    names = [c.name for c in load_topology_clusters()]
+    return plan_for(names.index(config.cluster.name)).vpc_cidr
 
 
 def standby_cidrs(config: StackConfig) -> list[str]:

@@ -40,6 +40,9 @@ NATIONAL_OUTPUTS = {
 TEST_SECRETS = {
     "adminToken": "test-admin-token",
     "databasePassword": "test-db-password",
+    "storeSuperuserPassword": "test-store-superuser",
+    "storeReplicationPassword": "test-store-replication",
+    "storeBackupCredentials": "LTAI-test:test-backup-secret",
     "controllerTlsCert": "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n",
     "controllerTlsKey": "-----BEGIN PRIVATE KEY-----\ntest\n-----END PRIVATE KEY-----\n",
 }

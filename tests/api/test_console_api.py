@@ -42,6 +42,7 @@ def fail(ctl: Controller, cluster: str) -> int:
     silent = now() - timedelta(seconds=ctl.lease_hold_s() + 5)
     ctl.store.update_cluster(cluster, last_heartbeat=silent)
     ctl.registry.clusters[cluster].last_heartbeat = silent
+    ctl.lead_since = silent  # the leader led throughout (silence counts from its takeover)
     return ctl.expire_leases()
 
 

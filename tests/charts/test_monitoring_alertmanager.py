@@ -38,7 +38,13 @@ ROUTES = [
     ({"alertname": "YiwangFencedExecutions", "severity": "warning", "site": "national-primary"}, "scheduling-team"),
     ({"alertname": "YiwangControllerDown", "severity": "critical", "cluster": "national-primary"}, "national-oncall"),
     ({"alertname": "YiwangJobsPendingTooLong", "severity": "warning"}, "platform-team"),
+    # the national store's own state (Patroni and etcd): the national on-call, warnings too
+    ({"alertname": "YiwangNationalStoreNoSyncStandby", "severity": "critical", "component": "national-store"}, "national-oncall"),
+    ({"alertname": "YiwangNationalStoreNoPrimary", "severity": "critical", "component": "national-store"}, "national-oncall"),
+    ({"alertname": "YiwangNationalQuorumDegraded", "severity": "warning", "component": "national-store"}, "national-oncall"),
 ]  # fmt: skip
+# posted together with YiwangNationalStoreNoPrimary, which inhibits it (page once)
+INHIBITED_LIVE = {"YiwangNationalStoreNoSyncStandby"}
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +219,8 @@ def test_a_real_alertmanager_routes_each_alert_to_its_receiver(live_alertmanager
     assert r.status_code == 200, r.text
     want: dict[str, list[str]] = {}
     for labels, receiver in ROUTES:
+        if labels["alertname"] in INHIBITED_LIVE:
+            continue
         want.setdefault(receiver, []).append(labels["alertname"])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -224,4 +232,6 @@ def test_a_real_alertmanager_routes_each_alert_to_its_receiver(live_alertmanager
     assert got == {k: sorted(v) for k, v in want.items()}
     time.sleep(1.5)  # nothing more arrives: the inhibited alert stays silent
     with hooks.lock:
-        assert "YiwangControllerViewsStale" not in [a for v in hooks.delivered.values() for a in v]
+        delivered = [a for v in hooks.delivered.values() for a in v]
+        assert "YiwangControllerViewsStale" not in delivered
+        assert not INHIBITED_LIVE & set(delivered)

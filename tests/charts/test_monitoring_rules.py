@@ -23,6 +23,9 @@ REQUIRED_ALERTS = {
     "YiwangSchedulerDecisionLatencyHigh",
     "YiwangNationalStoreDegraded",
     "YiwangFencedExecutions",
+    "YiwangNationalStoreNoSyncStandby",
+    "YiwangNationalStoreNoPrimary",
+    "YiwangNationalQuorumDegraded",
 }
 
 
@@ -139,3 +142,13 @@ def test_national_federates_capacity_series_from_every_province(helm: str) -> No
     wanted = {t["cluster"]: t["address"] for t in yaml.safe_load(values.read_text())["federation"]["targets"]}
     got = {sc["labels"]["cluster"]: sc["targets"][0] for sc in federate["static_configs"]}
     assert got == wanted
+
+
+def test_the_national_prometheus_scrapes_patroni_and_etcd_of_the_three_sites(helm: str) -> None:
+    config = prometheus_config(helm, chart_dir(CHART) / "ci" / "national-primary-values.yaml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert len(jobs["yiwang-patroni"]["static_configs"][0]["targets"]) == 2
+    etcd = jobs["yiwang-etcd"]["static_configs"][0]["targets"]
+    assert len(etcd) == 3 and any("witness" in t for t in etcd)
+    province = prometheus_config(helm, chart_dir(CHART) / "ci" / "province-values.yaml")
+    assert "yiwang-patroni" not in {job["job_name"] for job in province["scrape_configs"]}

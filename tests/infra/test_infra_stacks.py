@@ -24,7 +24,6 @@ from infra.policypack.harness import check_resource, check_stack, policy_resourc
 from infra.yiwang_infra import labels as L
 from infra.yiwang_infra.charts import CHARTS_DIR
 from infra.yiwang_infra.config import Mode
-from infra.yiwang_infra.network_plan import plan_for
 from infra.yiwang_infra.regions import allowed_region_ids
 from infra.yiwang_infra.testing import (
     ACK_VERSIONS,
@@ -100,7 +99,13 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
     assert k8s_provider.parent == member.urn
     platform = _one(run, "yiwang:infra:ClusterPlatform")
     endpoints = {r.urn for r in _by_type(run, "yiwang:infra:ControllerEndpoint")}
-    owners = {platform.urn} | {r.urn for r in _by_type(run, "yiwang:infra:ControllerDeployment")} | endpoints
+    stores = {r.urn for r in _by_type(run, "yiwang:infra:NationalStoreMember")}
+    owners = (
+        {platform.urn}
+        | {r.urn for r in _by_type(run, "yiwang:infra:ControllerDeployment")}
+        | endpoints
+        | stores
+    )
 
     alicloud = [r for r in regs.values() if r.type.startswith("alicloud:")]
     if config.mode is Mode.ack:
@@ -111,7 +116,9 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
         assert member.inputs["alicloudRegion"] == region_id
         database_urns = {r.urn for r in _by_type(run, "yiwang:infra:ControllerDatabase")}
         for r in alicloud:
-            assert r.parent in {member.urn} | database_urns | endpoints, f"{r.name} has parent {r.parent}"
+            assert r.parent in {member.urn} | database_urns | endpoints | stores, (
+                f"{r.name} has parent {r.parent}"
+            )
             assert r.provider.startswith(provider_reg.urn), f"{r.name} uses a default provider"
         for switch in _by_type(run, "alicloud:vpc/switch:Switch"):
             assert switch.inputs["zoneId"].startswith(region_id + "-")
@@ -239,16 +246,9 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
     else:
         assert "federation" not in monitoring
 
-    # -- the national database: BYOK with the RDS role, two zones, both national sites whitelisted
+    # -- the national database: the replicated store by default (its own test below); RDS when chosen
     rds = _by_type(run, "alicloud:rds/instance:Instance")
-    assert len(rds) == (1 if stack == "primary" and config.mode is Mode.ack else 0)
-    for instance in rds:
-        assert instance.inputs["engine"] == "PostgreSQL" and instance.inputs["encryptionKey"]
-        assert instance.inputs["roleArn"].endswith(":role/aliyunrdsinstanceencryptiondefaultrole")
-        assert instance.inputs["zoneIdSlaveA"] != instance.inputs["zoneId"]
-        assert len(instance.inputs["vswitchId"].split(",")) == 2
-        backup_index = [c.name for c in TOPOLOGY.clusters].index("national-backup")
-        assert instance.inputs["securityIps"] == [config.network.vpc_cidr, plan_for(backup_index).vpc_cidr]
+    assert rds == [] and len(stores) == (1 if cluster.tier is Tier.national else 0)
 
     # -- registrations and agent tokens: national stacks only (member stacks hold no admin token)
     registrations = _by_type(run, "pulumi-python:dynamic/yiwang:ControllerRegistration")
@@ -273,8 +273,8 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
             (lb,) = [
                 r
                 for r in _by_type(run, "kubernetes:core/v1:Service")
-                if r.inputs["spec"].get("type") == "LoadBalancer"
-            ]
+                if r.inputs["spec"].get("type") == "LoadBalancer" and r.parent in endpoints
+            ]  # (the national store publishes its own two: test_infra_national_store.py)
             annotations = lb.inputs["metadata"]["annotations"]
             assert (
                 annotations["service.beta.kubernetes.io/alibaba-cloud-loadbalancer-address-type"]

@@ -215,8 +215,8 @@ def required(p: Platform, src: str, dst: str, port: int, protocol: str) -> bool:
             return to_api_server(p, target, port)
         if src == "prometheus" and national:  # /federate of every member, through its endpoint
             return port == 443 and in_blocks(target.ip, [str(block(m)) for m in MEMBERS])
-        if src in controllers:  # the shared database: at the primary site
-            return port == 5432 and in_blocks(target.ip, [str(block("national-primary"))])
+        if src in controllers:  # the national store: PostgreSQL at either national site
+            return port == 5432 and in_blocks(target.ip, national_blocks)  # (the multi-host URL)
         return src == "kube-dns"  # kube-system is not the platform's: no policy there
     # pod to pod
     if dst == "kube-dns":

@@ -272,6 +272,7 @@ def start(tmp: Path) -> tuple[Console, ServerThread]:
     silent_since = now() - timedelta(seconds=LEASE_S + GRACE_S + 10)
     c.controller.store.update_cluster(FAILED, last_heartbeat=silent_since)
     c.controller.registry.clusters[FAILED].last_heartbeat = silent_since
+    c.controller.lead_since = silent_since  # it led throughout (silence counts from its takeover)
     c.controller.wake()
     movable = [n for n in on_failed if n != "gd-census-core"]
     wait(
