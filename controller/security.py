@@ -495,11 +495,6 @@ class Security:
         return _grant_read(row)
 
     # ---- audit log ----------------------------------------------------------------------------
-    def record(self, principal: Principal, action: str, target: str, **detail: Any) -> None:
-        """Append one audit row in its own transaction (for changes committed just before)."""
-        with self.store.tx() as conn:
-            audit_chain.append(conn, [principal.audit_row(action, target, **detail)])
-
     def audit(
         self,
         *,

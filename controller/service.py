@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from controller import audit
 from controller.assignments import Assignment, StatusReport, sanitize_reported
@@ -51,6 +52,7 @@ from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.settings import Settings
+from controller.store import audit_chain
 from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, pack_decision, utc
 from controller.topology.model import Cluster, Tier
 
@@ -95,6 +97,8 @@ PENDING_SPEC_CACHE = 500_000
 CANCEL_TRIES = 8
 JOB_TERMS_CACHE = 200_000
 TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
+# A cluster's identity for residency and placement rules: fixed while it holds data or jobs.
+IDENTITY_FIELDS = ("tenant", "tier", "adcode")
 
 
 def requeue_values(attempt: int, message: str) -> dict[str, Any]:
@@ -647,28 +651,34 @@ class Controller:
     def list_jobs(self, **filters: Any) -> list[JobRead]:
         return [self._job_read(r, with_events=False) for r in self.store.list_jobs(**filters)]
 
-    def cancel(self, job_id: str, reason: str = "cancelled by request") -> JobRead:
+    def cancel(
+        self, job_id: str, reason: str = "cancelled by request", audit: dict[str, Any] | None = None
+    ) -> JobRead:
         """Cancel from whatever phase the job is in now. The compare-and-set fails when the job
         changed between the read and the write (placed by a scheduling cycle right after its
         submission, say): that is retried here with the fresh row, a bounded number of times,
-        rather than handed to the caller."""
+        rather than handed to the caller. ``audit``: the caller's audit row, appended in the
+        cancel's transaction (both commit or neither)."""
         for _ in range(CANCEL_TRIES):
             row = self.store.get_job(job_id)
             if row is None:
                 raise NotFound(f"job {job_id!r} not found")
             phase = JobPhase(row["phase"])
             check_transition(job_id, phase, JobPhase.Cancelled)
-            with self.lock, self.store.tx() as conn:
-                ok = self.store.transition(
-                    conn,
-                    job_id,
-                    expect_phases=[phase.value],
-                    expect_attempt=row["attempt"],
-                    values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
-                    event_type="Cancelled",
-                    reason=reason,
-                )
-                if ok:
+            with self.lock:
+                with self.store.tx() as conn:
+                    ok = self.store.transition(
+                        conn,
+                        job_id,
+                        expect_phases=[phase.value],
+                        expect_attempt=row["attempt"],
+                        values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
+                        event_type="Cancelled",
+                        reason=reason,
+                    )
+                    if ok:
+                        audit_chain.record(conn, audit)
+                if ok:  # committed: now the in-memory views
                     self.registry.ledger.pop(job_id)
                     self.forget_terms(job_id, JobPhase.Cancelled.value)
                     break
@@ -811,6 +821,7 @@ class Controller:
         with self.lock:
             with self.store.tx() as conn:
                 self.store.check_leader(conn, self.epoch)  # fencing, in the cycle's own transaction
+                scheduled, requeued = self._fresh_targets(conn, snap, scheduled, requeued)
                 changed = self.store.apply_cycle(
                     conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
                 )
@@ -843,6 +854,39 @@ class Controller:
         if requeued:
             self.wake()
         return placed
+
+    def _fresh_targets(
+        self,
+        conn: Any,
+        snap: Snapshot,
+        scheduled: list[dict[str, Any]],
+        requeued: list[dict[str, Any]],
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """In the cycle's transaction: drop placements (and the preemptions made for them) on a
+        cluster whose tenant, tier or adcode is no longer the one the cycle decided with (it was
+        re-registered meanwhile, here or by another controller process). The target rows are
+        key-share locked, so a re-registration either committed before (and is seen here) or
+        waits for this commit (and then sees the placements as active jobs: refused)."""
+        targets = {r["cluster"] for r in scheduled}
+        if not targets:
+            return scheduled, requeued
+        used = {c.name: c for c in snap.clusters if c.name in targets}
+        stored = self.store.cluster_specs(conn, targets, lock="key-share")
+        stale = {
+            n
+            for n in targets
+            if n not in stored
+            or n not in used
+            or tuple(stored[n].get(f) for f in IDENTITY_FIELDS)
+            != (used[n].tenant, used[n].tier.value, used[n].adcode)
+        }
+        if not stale:
+            return scheduled, requeued
+        log.warning("not placing jobs on %s: re-registered or removed during the cycle", sorted(stale))
+        return (
+            [r for r in scheduled if r["cluster"] not in stale],
+            [r for r in requeued if r["cluster"] not in stale],
+        )
 
     # ---- batch scheduling helpers -------------------------------------------------------------
     def _batch_scheduler(self) -> BatchScheduler:
@@ -878,8 +922,30 @@ class Controller:
             raise NotFound(f"cluster {name!r} not found")
         return state
 
-    def register_cluster(self, spec: Cluster) -> tuple[ClusterState, bool]:
-        created = self.store.upsert_cluster(spec.name, spec.model_dump(mode="json"))
+    def register_cluster(
+        self, spec: Cluster, audit: dict[str, Any] | None = None
+    ) -> tuple[ClusterState, bool]:
+        """Create or replace a cluster's spec; ``audit`` is appended in the same transaction with
+        ``created`` in its detail. The identity of a cluster that holds something (its tenant,
+        tier and adcode, which residency and placement rules read) cannot change under it: a
+        re-registration changing them while the cluster holds catalogued data sets or active jobs
+        is a 422 naming each field (drain it and register its data elsewhere, or register a new
+        cluster). The check runs in the transaction, the cluster's row locked, so a concurrent
+        placement or data-set registration either commits first (and is seen) or sees the new
+        spec (and is refused: ``_fresh_targets``, ``add_dataset``)."""
+        body = spec.model_dump(mode="json")
+        for attempt in range(2):
+            try:
+                with self.store.tx() as conn:
+                    stored = self.store.cluster_specs(conn, [spec.name], lock="update").get(spec.name)
+                    if stored is not None:
+                        self._check_identity_kept(conn, spec.name, stored, body)
+                    self.store.upsert_cluster(conn, spec.name, body, exists=stored is not None)
+                    audit_chain.record(conn, audit, created=stored is None)
+                break
+            except IntegrityError:  # created concurrently by another process: now an update
+                if attempt:
+                    raise
         with self.lock:
             state = self.registry.clusters.get(spec.name)
             if state is None:
@@ -888,23 +954,73 @@ class Controller:
             else:
                 state.spec = spec
             self.registry.rebuild_network()
-        return state, created
+        return state, stored is None
 
-    def deregister_cluster(self, name: str) -> None:
+    def _check_identity_kept(
+        self, conn: Any, name: str, stored: dict[str, Any], body: dict[str, Any]
+    ) -> None:
+        changed = [f for f in IDENTITY_FIELDS if stored.get(f) != body.get(f)]
+        if not changed:
+            return
+        active = self.store.count_active_on(name, conn)
+        datasets = self.store.datasets_on(conn, name)
+        if not active and not datasets:
+            return
+        holds = " and ".join(
+            part
+            for part in (
+                f"{active} active job(s)" if active else "",
+                f"data sets {', '.join(datasets[:10])}{' ...' if len(datasets) > 10 else ''}"
+                if datasets
+                else "",
+            )
+            if part
+        )
+        raise InvalidInput(
+            f"cluster {name} holds {holds}: its {', '.join(changed)} cannot change under them",
+            errors=[
+                {
+                    "path": f,
+                    "message": f"{name} is registered with {f} {stored.get(f)!r} and holds {holds}; "
+                    f"changing it to {body.get(f)!r} is refused (drain its jobs and register its data "
+                    "elsewhere first, or register a new cluster)",
+                }
+                for f in changed
+            ],
+        )
+
+    def deregister_cluster(self, name: str, audit: dict[str, Any] | None = None) -> None:
+        """Delete a cluster that runs no jobs and holds no catalogued data sets (a data set's
+        copies must stay on registered clusters, so a later registration of the name cannot
+        inherit them under another identity); ``audit`` in the same transaction."""
         self.cluster_state(name)
-        if self.registry.ledger.jobs_on(name) or self.store.count_active_on(name):
+        if self.registry.ledger.jobs_on(name):
             raise Conflict(f"cluster {name} still runs jobs; drain it first")
-        self.store.delete_cluster(name)
+        with self.store.tx() as conn:
+            if not self.store.cluster_specs(conn, [name], lock="update"):
+                raise NotFound(f"cluster {name!r} not found")
+            if self.store.count_active_on(name, conn):
+                raise Conflict(f"cluster {name} still runs jobs; drain it first")
+            datasets = self.store.datasets_on(conn, name)
+            if datasets:
+                raise Conflict(
+                    f"cluster {name} holds copies of data sets {', '.join(datasets[:10])}"
+                    f"{' ...' if len(datasets) > 10 else ''}; a cluster holding catalogued data cannot "
+                    "be deregistered"
+                )
+            self.store.delete_cluster(conn, name)
+            audit_chain.record(conn, audit)
         with self.lock:
             self.registry.clusters.pop(name, None)
             self.registry.rebuild_network()
 
-    def set_cordon(self, name: str, cordoned: bool) -> ClusterState:
+    def set_cordon(self, name: str, cordoned: bool, audit: dict[str, Any] | None = None) -> ClusterState:
         state = self.cluster_state(name)
         values: dict[str, Any] = {"cordoned": cordoned}
         if not cordoned:
             values["draining"] = False
-        self.store.update_cluster(name, **values)
+        if not self.store.update_cluster(name, audit=audit, **values):
+            raise NotFound(f"cluster {name!r} not found")
         with self.lock:
             state.cordoned = cordoned
             if not cordoned:
@@ -913,15 +1029,45 @@ class Controller:
         self.wake()
         return state
 
-    def drain(self, name: str) -> tuple[ClusterState, int]:
-        """Cordon the cluster and send its jobs back to Pending (attempt raised) for re-placement."""
+    def drain(self, name: str, audit: dict[str, Any] | None = None) -> tuple[ClusterState, int]:
+        """Cordon the cluster and send its jobs back to Pending (attempt raised) for re-placement,
+        in one transaction with ``audit`` (``requeued_jobs`` in its detail). The jobs are read in
+        that transaction after the cordon is written, so none placed before it is missed."""
         state = self.cluster_state(name)
-        self.store.update_cluster(name, cordoned=True, draining=True)
+        reason = f"cluster {name} is being drained"
         with self.lock:
+            with self.store.tx() as conn:
+                if not self.store.set_cluster(conn, name, cordoned=True, draining=True):
+                    raise NotFound(f"cluster {name!r} not found")
+                moved = self._requeue(
+                    conn, self.store.active_on_cluster_locked(conn, name), "Drained", reason
+                )
+                audit_chain.record(conn, audit, requeued_jobs=len(moved))
             state.cordoned = state.draining = True
+            for job_id in moved:
+                self.registry.ledger.pop(job_id)
         self.note_cluster(name, state, "drained")
-        moved = self.requeue_cluster_jobs(name, "Drained", f"cluster {name} is being drained")
-        return state, moved
+        if moved:
+            self.wake()
+        return state, len(moved)
+
+    def _requeue(self, conn: Any, rows: list[dict[str, Any]], event: str, reason: str) -> list[str]:
+        """Send the given active jobs back to Pending with their attempt raised, in ``conn``'s
+        transaction (compare-and-set each); the ids moved."""
+        moved = []
+        for row in rows:
+            ok = self.store.transition(
+                conn,
+                row["id"],
+                expect_phases=[row["phase"]],
+                expect_attempt=row["attempt"],
+                values=requeue_values(row["attempt"], reason),
+                event_type=event,
+                reason=reason,
+            )
+            if ok:
+                moved.append(row["id"])
+        return moved
 
     def requeue_cluster_jobs(
         self,
@@ -948,39 +1094,27 @@ class Controller:
             after = page[-1]["id"]
         if not rows:
             return 0
-        moved = 0
-        requeued: list[str] = []
-        with self.lock, self.store.tx() as conn:
-            if as_leader:
-                self.store.check_leader(conn, self.epoch)
-            if silent_since is not None:
-                contact = self.store.cluster_contact_for_update(conn, name)
-                if contact is not None and contact > silent_since:
-                    state = self.registry.clusters.get(name)
-                    if state is not None and (state.last_heartbeat is None or state.last_heartbeat < contact):
-                        state.last_heartbeat = contact
-                    return 0
-            for row in rows:
-                ok = self.store.transition(
-                    conn,
-                    row["id"],
-                    expect_phases=[row["phase"]],
-                    expect_attempt=row["attempt"],
-                    values=requeue_values(row["attempt"], reason),
-                    event_type=event,
-                    reason=reason,
-                )
-                if ok:
-                    requeued.append(row["id"])
-                    moved += 1
-        with self.lock:  # committed: only now the ledger
-            for job_id in requeued:
+        with self.lock:
+            with self.store.tx() as conn:
+                if as_leader:
+                    self.store.check_leader(conn, self.epoch)
+                if silent_since is not None:
+                    contact = self.store.cluster_contact_for_update(conn, name)
+                    if contact is not None and contact > silent_since:
+                        state = self.registry.clusters.get(name)
+                        if state is not None and (
+                            state.last_heartbeat is None or state.last_heartbeat < contact
+                        ):
+                            state.last_heartbeat = contact
+                        return 0
+                moved = self._requeue(conn, rows, event, reason)
+            for job_id in moved:  # committed: only now the ledger
                 self.registry.ledger.pop(job_id)
         if event == "LeaseExpired":
-            self.counters.failovers += moved
+            self.counters.failovers += len(moved)
         if moved:
             self.wake()
-        return moved
+        return len(moved)
 
     def lease_hold_s(self) -> float:
         """How long after a cluster's last contact its attempts may still be running: the
@@ -1028,44 +1162,65 @@ class Controller:
     def dataset_read(row: dict[str, Any]) -> DatasetRead:
         return DatasetRead.model_validate({k: row[k] for k in DatasetRead.model_fields})
 
-    def add_dataset(self, ds: DatasetCreate) -> tuple[DatasetRead, bool]:
-        unknown = [
-            {"path": f"locations[{i}]", "message": f"unknown cluster {loc!r}"}
-            for i, loc in enumerate(ds.locations)
-            if loc not in self.registry.clusters
-        ]
-        if unknown:
-            raise InvalidInput("a data set can only be located on registered clusters", errors=unknown)
-        self._check_copies_are_legal(ds)
+    def add_dataset(self, ds: DatasetCreate, audit: dict[str, Any] | None = None) -> tuple[DatasetRead, bool]:
+        """Catalogue a data set (``audit`` appended in its transaction); the same body again is
+        a no-op (False), another body under the same id a conflict. Its locations are checked
+        against the views first (a clear answer without a transaction), then again against the
+        stored clusters, their rows share-locked, in the insert's transaction: a concurrent
+        re-registration or deregistration of a location cannot slip between check and insert."""
+        self._check_locations(ds, self._identities_in_memory(ds.locations))
         row = {**ds.model_dump(mode="json"), "created_at": now()}
-        existing = self.store.insert_dataset(row)
-        if existing is not None:
-            stored = self.dataset_read(existing)
-            if stored.model_dump() != DatasetRead.model_validate(ds.model_dump()).model_dump():
-                raise Conflict(f"data set {ds.id!r} exists with different contents")
-            return stored, False
+        try:
+            with self.store.tx() as conn:
+                stored = self.store.cluster_specs(conn, ds.locations, lock="key-share")
+                self._check_locations(
+                    ds,
+                    {n: (spec.get("tenant"), str(spec.get("tier"))) for n, spec in stored.items()},
+                )
+                self.store.insert_dataset(conn, row)
+                audit_chain.record(conn, audit)
+        except IntegrityError:
+            existing = self.store.get_dataset(ds.id)
+            if existing is None:
+                raise
+            stored_ds = self.dataset_read(existing)
+            if stored_ds.model_dump() != DatasetRead.model_validate(ds.model_dump()).model_dump():
+                raise Conflict(f"data set {ds.id!r} exists with different contents") from None
+            return stored_ds, False
         read = DatasetRead.model_validate(ds.model_dump())
         with self.lock:
             self.datasets[ds.id] = read
         return read, True
 
-    def _check_copies_are_legal(self, ds: DatasetCreate) -> None:
-        """The residency floor in the catalogue: a copy of data that may not move freely (core and
+    def _identities_in_memory(self, names: list[str]) -> dict[str, tuple[str | None, str]]:
+        clusters = self.registry.clusters
+        return {n: (clusters[n].spec.tenant, clusters[n].spec.tier.value) for n in names if n in clusters}
+
+    def _check_locations(self, ds: DatasetCreate, identity: dict[str, tuple[str | None, str]]) -> None:
+        """Every location a registered cluster (``identity``: name -> (tenant, tier)), and the
+        residency floor in the catalogue: a copy of data that may not move freely (core and
         important under the legal floor; more if the policy tightens it) may only be registered
         on its owner's clusters or the national nodes. 422 naming the rule and each location."""
+        unknown = [
+            {"path": f"locations[{i}]", "message": f"unknown cluster {loc!r}"}
+            for i, loc in enumerate(ds.locations)
+            if loc not in identity
+        ]
+        if unknown:
+            raise InvalidInput("a data set can only be located on registered clusters", errors=unknown)
         rule = self.policies.residency.rule(ds.classification)
         if rule is Movement.anywhere:
             return
         errors = []
         for i, loc in enumerate(ds.locations):
-            spec = self.registry.clusters[loc].spec
-            if spec.tenant != ds.owner and spec.tier is not Tier.national:
+            tenant, tier = identity[loc]
+            if tenant != ds.owner and tier != Tier.national.value:
                 errors.append(
                     {
                         "path": f"locations[{i}]",
                         "message": f"residency floor: {ds.classification.value} data of {ds.owner} may have "
                         f"copies only on its owner's clusters or the national nodes; {loc} belongs to "
-                        f"{spec.tenant}",
+                        f"{tenant}",
                     }
                 )
         if errors:
@@ -1082,14 +1237,15 @@ class Controller:
         return ds
 
     # ---- policies ---------------------------------------------------------------------------
-    def put_policy(self, kind: str, body: Any) -> tuple[BaseModel, int]:
-        """Validate, cross-check against the rest, then swap; an invalid policy changes nothing."""
+    def put_policy(self, kind: str, body: Any, audit: dict[str, Any] | None = None) -> tuple[BaseModel, int]:
+        """Validate, cross-check against the rest, then swap; an invalid policy changes nothing.
+        ``audit`` is appended in the policy's transaction, with the new version in its detail."""
         model = validate_kind(kind, body)
         candidate = PolicySet.model_validate({**self.policies.__dict__, kind: model})
         errors = cross_check(candidate, set(FILTER_PLUGINS), set(SCORE_PLUGINS))
         if errors:
             raise InvalidPolicy(f"{kind} policy is invalid", errors=errors)
-        version = self.store.put_policy(kind, model.model_dump(mode="json"))
+        version = self.store.put_policy(kind, model.model_dump(mode="json"), audit=audit)
         with self.lock:
             self.replace_policies(candidate)
             if self.follower is not None:  # already applied here: the next sync need not reload it

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     audit_sm2_key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     audit_checkpoint_s: float = Field(default=300.0, gt=0)
     audit_checkpoint_file: Path | None = None
+    # Refused requests (401/403) are counted per (caller or token-hash prefix, method + route,
+    # status) and written as one audit row per key every audit_denied_interval_s and at shutdown;
+    # beyond audit_denied_max_keys keys in one interval, new callers are counted as "(others)".
+    audit_denied_interval_s: float = Field(default=60.0, gt=0)
+    audit_denied_max_keys: int = Field(default=1000, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _safe_outside_dev(self) -> Settings:

@@ -13,6 +13,7 @@ from controller.api import problems
 from controller.api.fastpath import FastSubmit
 from controller.api.limits import BodySizeLimit
 from controller.api.routes import agents, clusters, console, datasets, jobs, policies, security, system, ui
+from controller.denials import DenialAudit
 from controller.metrics import make_registry
 from controller.security import Security
 from controller.service import Controller
@@ -45,13 +46,19 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     ctl = controller or Controller(settings)
     ctl.metrics_registry = make_registry(ctl)
 
+    denials = DenialAudit(
+        ctl.store, interval_s=settings.audit_denied_interval_s, max_keys=settings.audit_denied_max_keys
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.background:
             ctl.start()
+            denials.start()
         try:
             yield
         finally:
+            denials.stop()  # writes the counts of the last interval
             ctl.stop()
 
     app = YiwangAPI(
@@ -64,6 +71,7 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     app.state.settings = settings
     app.state.controller = ctl
     app.state.security = Security(ctl.store, settings)
+    app.state.denials = denials  # 401/403, counted and audited per interval (controller/denials.py)
     problems.install(app)
     for module in (jobs, clusters, datasets, policies, agents, security, console, system, ui):
         app.include_router(module.router)

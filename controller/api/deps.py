@@ -30,13 +30,17 @@ ControllerDep = Annotated[Controller, Depends(get_controller)]
 SecurityDep = Annotated[Security, Depends(get_security)]
 
 
-async def get_principal(sec: SecurityDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def get_principal(
+    request: Request, sec: SecurityDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
     """401 without a valid bearer token, except in open dev mode (the anonymous admin).
-    Only a token that needs a database lookup leaves the event loop."""
+    Only a token that needs a database lookup leaves the event loop. The caller is kept on the
+    request, so a 403 is audited under its token id (api/problems.py, note_denial)."""
     principal = sec.authenticate_without_store(authorization)
-    if principal is not None:
-        return principal
-    return await run_in_threadpool(sec.authenticate, authorization)
+    if principal is None:
+        principal = await run_in_threadpool(sec.authenticate, authorization)
+    request.state.principal = principal
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from controller.denials import ACTIONS, UNMATCHED, DenialAudit, token_subject
 from controller.errors import TemporarilyUnavailable, Unauthorized, YiwangError
+from controller.security import Principal, bearer_token
 from controller.store.store import Store, store_unavailable
 
 PROBLEM = "application/problem+json"
@@ -82,9 +84,28 @@ def _documented_paths(app: FastAPI) -> list[tuple[re.Pattern[str], list[str]]]:
     return cached
 
 
+def note_denial(request: Request, status: int) -> None:
+    """Count a 401 or 403 for the aggregated audit (controller/denials.py): a 403 under the
+    caller's token id, a 401 under a hash prefix of the token presented; keyed by the matched
+    route's template, never the raw path."""
+    denials: DenialAudit | None = getattr(request.app.state, "denials", None)
+    if denials is None or status not in ACTIONS:
+        return
+    template = getattr(request.scope.get("route"), "path", None) or UNMATCHED
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if status == 403 and principal is not None:
+        denials.note(
+            principal.id, request.method, template, status, role=principal.role.value, tenant=principal.tenant
+        )
+    else:
+        subject = token_subject(bearer_token(request.headers.get("authorization")))
+        denials.note(subject, request.method, template, status)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(YiwangError)
-    async def _domain(_: Request, exc: YiwangError) -> JSONResponse:
+    async def _domain(request: Request, exc: YiwangError) -> JSONResponse:
+        note_denial(request, exc.status)
         return domain_problem(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -126,6 +147,7 @@ def install(app: FastAPI) -> None:
                 headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
         if exc.status_code == 401:
             headers = {**(headers or {}), "WWW-Authenticate": WWW_AUTHENTICATE}
+        note_denial(request, exc.status_code)
         return problem(
             exc.status_code,
             titles.get(exc.status_code, "HTTP error"),

@@ -2,7 +2,9 @@
 
 A write returns only after its transaction committed, so an API answer built on it is durable.
 SQLite runs in WAL mode with synchronous=FULL (a killed process or a power cut loses no
-acknowledged commit); PostgreSQL with its defaults.
+acknowledged commit); PostgreSQL with its defaults. A change and its audit row are written in one
+transaction (``audit_chain.append``): a write method that owns its transaction takes the row
+(``audit=``); one that runs in the caller's (``conn``) leaves the row to the caller.
 
 Replicated PostgreSQL (the national store, docs/national.md): the URL may name several hosts the
 way libpq does (``postgresql+psycopg://user@h1:5432,h2:5432/yiwang?target_session_attrs=read-write``)
@@ -32,7 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -905,24 +907,38 @@ class Store:
             return unpack_decision(dict(row[0])) if row else None
 
     # ---- clusters ---------------------------------------------------------------------------
-    def upsert_cluster(self, name: str, spec: dict[str, Any]) -> bool:
-        """Create or replace a cluster's spec; keeps cordon/health state. True if created."""
-        with self.tx() as conn:
-            exists = conn.execute(select(t.clusters.c.name).where(t.clusters.c.name == name)).first()
-            if exists:
-                conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(spec=spec))
-                return False
-            conn.execute(
-                insert(t.clusters).values(
-                    name=name,
-                    spec=spec,
-                    cordoned=False,
-                    draining=False,
-                    health="Unknown",
-                    registered_at=now(),
-                )
+    def cluster_specs(
+        self, conn: Connection, names: Iterable[str], *, lock: Literal["update", "key-share"]
+    ) -> dict[str, dict[str, Any]]:
+        """The stored specs of the named clusters (those that exist), inside ``conn``'s
+        transaction, their rows locked until it ends (PostgreSQL; SQLite's write lock already
+        serialises writers). ``update``: a change of the cluster itself (re-registration,
+        deregistration) waits for, and makes wait, everything below. ``key-share``: a write that
+        relies on the cluster staying what it is (a scheduling cycle placing jobs on it, a data set
+        catalogued there); it does not conflict with heartbeats and other plain updates."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        q = select(t.clusters.c.name, t.clusters.c.spec).where(t.clusters.c.name.in_(wanted))
+        q = q.with_for_update() if lock == "update" else q.with_for_update(read=True, key_share=True)
+        return {r.name: dict(r.spec) if isinstance(r.spec, dict) else {} for r in conn.execute(q)}
+
+    def upsert_cluster(self, conn: Connection, name: str, spec: dict[str, Any], *, exists: bool) -> None:
+        """Create (``exists`` False) or replace a cluster's spec in ``conn``'s transaction; keeps
+        cordon/health state."""
+        if exists:
+            conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(spec=spec))
+            return
+        conn.execute(
+            insert(t.clusters).values(
+                name=name,
+                spec=spec,
+                cordoned=False,
+                draining=False,
+                health="Unknown",
+                registered_at=now(),
             )
-            return True
+        )
 
     def insert_missing_clusters(self, specs: dict[str, dict[str, Any]]) -> int:
         """Seed clusters from the topology in one transaction; existing ones are left as they are.
@@ -1001,31 +1017,36 @@ class Store:
         ).first()
         return utc(row[0]) if row is not None else None
 
-    def delete_cluster(self, name: str) -> bool:
-        with self.tx() as conn:
-            return bool(conn.execute(delete(t.clusters).where(t.clusters.c.name == name)).rowcount)
+    def delete_cluster(self, conn: Connection, name: str) -> bool:
+        return bool(conn.execute(delete(t.clusters).where(t.clusters.c.name == name)).rowcount)
 
     def list_clusters(self) -> list[dict[str, Any]]:
         with self.read() as conn:
             return [dict(r) for r in conn.execute(select(t.clusters)).mappings().all()]
 
-    def update_cluster(self, name: str, **values: Any) -> bool:
+    def update_cluster(self, name: str, *, audit: dict[str, Any] | None = None, **values: Any) -> bool:
+        """Set columns of a cluster's row; ``audit``: the change's audit row, appended in the same
+        transaction when the cluster exists. False when it does not."""
         with self.tx() as conn:
-            res = conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(**values))
-            return bool(res.rowcount)
+            changed = self.set_cluster(conn, name, **values)
+            if changed:
+                audit_chain.record(conn, audit)
+            return changed
+
+    def set_cluster(self, conn: Connection, name: str, **values: Any) -> bool:
+        res = conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(**values))
+        return bool(res.rowcount)
 
     # ---- datasets ---------------------------------------------------------------------------
-    def insert_dataset(self, row: dict[str, Any]) -> dict[str, Any] | None:
-        """Insert; on an existing id return the stored row instead (the caller compares)."""
-        try:
-            with self.tx() as conn:
-                conn.execute(insert(t.datasets).values(**row))
-            return None
-        except IntegrityError:
-            existing = self.get_dataset(row["id"])
-            if existing is None:
-                raise
-            return existing
+    def insert_dataset(self, conn: Connection, row: dict[str, Any]) -> None:
+        """Insert a data set in ``conn``'s transaction (an existing id: IntegrityError)."""
+        conn.execute(insert(t.datasets).values(**row))
+
+    def datasets_on(self, conn: Connection, cluster: str) -> list[str]:
+        """Ids of the data sets with a copy on ``cluster``, inside ``conn``'s transaction (the
+        catalogue is small; its locations are a JSON list, filtered here on both databases)."""
+        rows = conn.execute(select(t.datasets.c.id, t.datasets.c.locations).order_by(t.datasets.c.id))
+        return [r.id for r in rows if isinstance(r.locations, list) and cluster in r.locations]
 
     def get_dataset(self, ds_id: str) -> dict[str, Any] | None:
         with self.read() as conn:
@@ -1061,7 +1082,9 @@ class Store:
                 continue
         raise RuntimeError(f"could not seed the {kind} policy")
 
-    def put_policy(self, kind: str, body: dict[str, Any]) -> int:
+    def put_policy(self, kind: str, body: dict[str, Any], *, audit: dict[str, Any] | None = None) -> int:
+        """Store a new version of a policy; ``audit``: the change's audit row, appended in the
+        same transaction with the new version in its detail."""
         with self.tx() as conn:
             cur = conn.execute(select(t.policies.c.version).where(t.policies.c.kind == kind)).first()
             version = (cur[0] + 1) if cur else 1
@@ -1075,6 +1098,7 @@ class Store:
                 conn.execute(
                     insert(t.policies).values(kind=kind, version=version, body=body, updated_at=now())
                 )
+            audit_chain.record(conn, audit, version=version)
             return version
 
     # ---- change feed: what another controller process changed -------------------------------
@@ -1117,10 +1141,24 @@ class Store:
                 )
         return out
 
-    def count_active_on(self, cluster: str) -> int:
+    def count_active_on(self, cluster: str, conn: Connection | None = None) -> int:
+        """Scheduled and Running jobs on the cluster (inside ``conn``'s transaction if given)."""
         q = select(func.count()).where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
-        with self.read() as conn:
+        if conn is not None:
             return int(conn.execute(q).scalar() or 0)
+        with self.read() as c:
+            return int(c.execute(q).scalar() or 0)
+
+    def active_on_cluster_locked(self, conn: Connection, cluster: str) -> list[dict[str, Any]]:
+        """(id, phase, attempt) of every Scheduled and Running job on the cluster, inside
+        ``conn``'s transaction, their rows locked (PostgreSQL)."""
+        q = (
+            select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt)
+            .where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
+            .order_by(t.jobs.c.id)
+            .with_for_update()
+        )
+        return [dict(r) for r in conn.execute(q).mappings().all()]
 
     def count_datasets(self) -> int:
         with self.read() as conn:

@@ -31,16 +31,14 @@ def list_datasets(ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> Dataset
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)
-def create_dataset(
-    ds: DatasetCreate, ctl: ControllerDep, sec: SecurityDep, who: SubmitterP, response: Response
-) -> DatasetRead:
+def create_dataset(ds: DatasetCreate, ctl: ControllerDep, who: SubmitterP, response: Response) -> DatasetRead:
     """Admin for any owner; a tenant registers its own data sets only."""
     acts_for_tenant(who, ds.owner, path="owner")
-    read, created = ctl.add_dataset(ds)
+    read, created = ctl.add_dataset(
+        ds, who.audit_row("dataset.registered", f"dataset/{ds.id}", owner=ds.owner)
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
-    else:
-        sec.record(who, "dataset.registered", f"dataset/{ds.id}", owner=ds.owner)
     return read
 
 

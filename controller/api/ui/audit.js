@@ -10,6 +10,7 @@ const ACTIONS = [
   "job.submitted", "job.cancelled", "placement.decided",
   "dataset.registered", "grant.requested", "grant.approved", "grant.rejected",
   "policy.changed", "token.issued", "token.revoked",
+  "auth.failed", "access.denied", "audit.sealed",
 ];
 
 /** A target as a link where the dashboard has a page for it. */
