@@ -26,7 +26,6 @@ import contextlib
 import itertools
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,8 @@ from typing import Any
 import httpx
 
 from controller.drills import netns
-from controller.drills.markers import MarkerLog, analyse, marker_command, marker_env
+from controller.drills.livedrill import ACTIVE, LiveDrill, Say, rounded, wall_of
+from controller.drills.markers import MarkerLog, analyse
 from controller.drills.national import DB_SITES, NationalStore
 from controller.drills.national import unavailable as store_unavailable
 from controller.drills.nationalscenario import DOWN, NationalAgent, NationalScenario
@@ -52,33 +52,20 @@ from controller.drills.procs import (
     Submitter,
     child_env,
     code_dir,
-    kill_strays,
     wait_http,
 )
-from controller.drills.report import BudgetResult, DrillReport, check_max
+from controller.drills.report import DrillReport, check_max
 from controller.store.patroni import dcs_settings
 
-Say = Callable[[str], None]
-TICK_S = 0.25
-ACTIVE = ("Pending", "Scheduled", "Running")
 CTL_PORT = 8080
 SITE_OF_CONTROLLER = ("beijing", "guian")
 
 
-def skip_reason(scn: NationalScenario) -> str | None:
+def scenario_skip_reason(scn: NationalScenario) -> str | None:
     why = store_unavailable()
     if why is None and scn.federation.netns:
         why = netns.unavailable()
     return why
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)
-
-
-def _wall(iso: str) -> float:
-    dt = datetime.fromisoformat(iso)
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def _job_pids(markers: Path, cluster: str) -> set[int]:
@@ -136,19 +123,19 @@ class SiteFaultRun:
         if self.down:
             body |= {
                 "epoch_before": self.epoch_before,
-                "first_submission_s": _r(self.first_submission_s),
-                "first_placement_s": _r(self.first_placement_s),
-                "first_placement_new_leader_s": _r(self.first_placement_new_leader_s),
-                "max_ack_gap_s": _r(self.max_ack_gap_s),
+                "first_submission_s": rounded(self.first_submission_s),
+                "first_placement_s": rounded(self.first_placement_s),
+                "first_placement_new_leader_s": rounded(self.first_placement_new_leader_s),
+                "max_ack_gap_s": rounded(self.max_ack_gap_s),
             }
             if self.leader_site_lost:
-                body["promotion_s"] = _r(self.promotion_s)
+                body["promotion_s"] = rounded(self.promotion_s)
             if self.fault == "kill_site":
                 body["killed_processes"] = self.killed_pids
             if self.isolated:
                 body["isolated_client"] = self.isolated
         else:
-            body["rejoin_s"] = _r(self.rejoin_s)
+            body["rejoin_s"] = rounded(self.rejoin_s)
         return body
 
 
@@ -195,7 +182,7 @@ class IsolatedClient:
             self._stop.wait(0.2)
 
 
-class NationalDrill:
+class NationalDrill(LiveDrill["SiteFaultRun"]):
     def __init__(
         self, scn: NationalScenario, source: str = "", say: Say | None = None, keep_logs: Path | None = None
     ) -> None:
@@ -258,16 +245,6 @@ class NationalDrill:
             transport = httpx.AsyncHTTPTransport(limits=limits, uds=str(self.workdir / "lb.sock"))
             return httpx.AsyncClient(base_url="http://national", transport=transport)
         return httpx.AsyncClient(base_url=self.endpoint, transport=httpx.AsyncHTTPTransport(limits=limits))
-
-    @property
-    def api(self) -> httpx.Client:
-        assert self.http is not None
-        return self.http
-
-    def get(self, path: str, **params: Any) -> Any:
-        r = self.api.get(path, params=params or None)
-        r.raise_for_status()
-        return r.json()
 
     def prefix(self, where: str | None) -> list[str]:
         return self.lab.exec_prefix(where) if self.lab else []
@@ -342,12 +319,6 @@ class NationalDrill:
             self.workdir,
         )
 
-    def wait_ready(self, clusters: list[str]) -> None:
-        timeout = self.scn.federation.ready_timeout_s
-        for c in clusters:
-            if not wait_http(self.api, f"/v1/clusters/{c}", timeout, lambda b: b.get("health") == "Ready"):
-                raise RuntimeError(f"the agent of {c} did not make it Ready in {timeout:g}s (see its log)")
-
     # ---- set-up -----------------------------------------------------------------------------
     def setup(self) -> None:
         f = self.scn.federation
@@ -407,49 +378,6 @@ class NationalDrill:
             f"  store healthy in {took:.1f}s; controllers beijing (leader) and guian, endpoint :{self.lb_port}, "
             f"{len(f.agents)} agent(s), lease {failover['lease_s']:g}s"
         )
-
-    def job_body(self, i: int) -> dict[str, Any]:
-        ld = self.scn.load
-        allow = ld.allow_clusters or [a.cluster for a in self.scn.federation.agents]
-        return {
-            "name": f"{ld.name}-{i}",
-            "tenant": ld.tenant,
-            "resources": ld.resources.model_dump(),
-            "constraints": {"allow_clusters": allow},
-            "runtime": {"command": marker_command(), "env": marker_env(self.markers_path, ld.work_s)},
-            "expected_runtime_s": max(ld.work_s, 0.01),
-            "max_runtime_s": int(ld.work_s * 4) + 300,
-        }
-
-    def start_load(self) -> None:
-        ld = self.scn.load
-        self.submitter = Submitter(
-            self.async_client,
-            self.job_body,
-            lambda i: f"drill-{self.tag}-{i}",
-            ld.count,
-            ld.rate_per_s,
-            ld.concurrency,
-            ld.request_timeout_s,
-            retry_s=ld.retry_s,
-        ).start()
-        self.say(
-            f"  offering {ld.count} jobs of {ld.work_s:g}s at {ld.rate_per_s:g}/s (retry {ld.retry_s:g}s)"
-        )
-
-    def list_jobs(self, **params: Any) -> dict[str, dict[str, Any]]:
-        seen: dict[str, dict[str, Any]] = {}
-        cursor: str | None = None
-        for _ in range(self.scn.load.count // 1000 + 50):
-            q: dict[str, Any] = {"limit": 1000, **params}
-            if cursor:
-                q["cursor"] = cursor
-            page = self.get("/v1/jobs", **q)
-            seen.update({j["id"]: j for j in page["items"]})
-            cursor = page["next_cursor"]
-            if not cursor:
-                break
-        return seen
 
     def leader_epoch(self) -> int:
         for site in SITE_OF_CONTROLLER:
@@ -557,7 +485,7 @@ class NationalDrill:
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
                 job = self.get(f"/v1/jobs/{j['id']}")
                 times = [
-                    _wall(e["at"])
+                    wall_of(e["at"])
                     for e in job.get("events", [])
                     if e.get("to_phase") == "Scheduled" and e.get("attempt") == job["attempt"]
                 ]
@@ -602,48 +530,6 @@ class NationalDrill:
                     self.probes[jid] = time.time()
                     self.probe_sent[jid] = sent
             return
-
-    def any_active(self) -> bool | None:
-        try:
-            return any(self.get("/v1/jobs", phase=p, limit=1)["items"] for p in ACTIVE)
-        except (httpx.HTTPError, ValueError, KeyError):
-            return None
-
-    def timeline(self) -> None:
-        sub = self.submitter
-        assert sub is not None
-        t0 = time.monotonic()
-        hard = t0 + self.scn.settle_timeout_s
-        pending = list(self.runs)
-        last_check = 0.0
-        outcome = "hard bound (settle_timeout_s) reached"
-        while time.monotonic() < hard:
-            while pending and time.monotonic() >= t0 + pending[0].at_s:
-                self.inject(pending.pop(0))
-            self.tick()
-            measured = all(
-                (r.rejoin_s is not None or r.down)
-                and (r.first_placement_new_leader_s is not None or not r.down)
-                for r in self.runs
-                if r.injected_wall is not None
-            )
-            if not pending and sub.done and time.monotonic() - last_check >= 1.0:
-                last_check = time.monotonic()
-                could_finish = max(sub.result.ended_wall or 0.0, self.last_up_wall) + self.scn.load.work_s
-                if measured and self.any_active() is False:
-                    outcome = "every job terminal"
-                    break
-                if time.time() > could_finish + self.scn.stuck_after_s:
-                    outcome = f"stuck_after_s ({self.scn.stuck_after_s:g}s) passed with jobs not terminal or a measure missing"
-                    break
-            wake = t0 + pending[0].at_s if pending else time.monotonic() + TICK_S
-            time.sleep(max(0.0, min(TICK_S, wake - time.monotonic())))
-        self.notes.append(f"settled: {outcome}")
-        self.say(f"  {outcome}")
-        end = time.monotonic() + self.scn.tail_s
-        while time.monotonic() < end:
-            self.tick()
-            time.sleep(TICK_S)
 
     # ---- verdict ----------------------------------------------------------------------------
     def on_both_sites(self, acked: set[str]) -> tuple[int | None, dict[str, Any]]:
@@ -765,12 +651,12 @@ class NationalDrill:
             "not_on_both_sites": both,
             "executions_unknown_to_store": len(unknown),
             "unacknowledged_stored": len(set(jobs) - every_ack),
-            "promotion_s": _r(worst([r.promotion_s for r in downs if r.leader_site_lost])),
-            "first_submission_s": _r(worst([r.first_submission_s for r in downs])),
-            "first_placement_s": _r(worst([r.first_placement_s for r in downs])),
-            "first_placement_new_leader_s": _r(worst([r.first_placement_new_leader_s for r in downs])),
-            "max_ack_gap_s": _r(worst([r.max_ack_gap_s for r in downs])),
-            "rejoin_s": _r(worst([r.rejoin_s for r in ups])),
+            "promotion_s": rounded(worst([r.promotion_s for r in downs if r.leader_site_lost])),
+            "first_submission_s": rounded(worst([r.first_submission_s for r in downs])),
+            "first_placement_s": rounded(worst([r.first_placement_s for r in downs])),
+            "first_placement_new_leader_s": rounded(worst([r.first_placement_new_leader_s for r in downs])),
+            "max_ack_gap_s": rounded(worst([r.max_ack_gap_s for r in downs])),
+            "rejoin_s": rounded(worst([r.rejoin_s for r in ups])),
         }
         iso = [r.isolated.get("acknowledged_after_promotion") for r in downs if r.isolated]
         if iso:
@@ -826,7 +712,7 @@ class NationalDrill:
             "phases": phases,
             "submission_failures": failures,
             "offers_late": sub.result.late,
-            "load_s": _r((sub.result.ended_wall or horizon) - sub.result.started_wall),
+            "load_s": rounded((sub.result.ended_wall or horizon) - sub.result.started_wall),
         }
         self.report.details = {
             "store_at_end": self.store.status(),
@@ -854,7 +740,22 @@ class NationalDrill:
             "markers": str(self.markers_path),
         }
 
-    def cleanup(self) -> None:
+    # ---- the hooks of LiveDrill --------------------------------------------------------------
+    def skip_reason(self) -> str | None:
+        return scenario_skip_reason(self.scn)
+
+    def load_retry_s(self) -> float | None:
+        return float(self.scn.load.retry_s)
+
+    def measures_complete(self) -> bool:
+        """A lost site's successor placed as the new leader; a site that came back rejoined."""
+        return all(
+            (r.rejoin_s is not None or r.down) and (r.first_placement_new_leader_s is not None or not r.down)
+            for r in self.runs
+            if r.injected_wall is not None
+        )
+
+    def stop_processes(self) -> None:
         if self.submitter is not None:
             self.submitter.stop()
         if self.isolated is not None:
@@ -873,50 +774,17 @@ class NationalDrill:
             p.stop(2.0)
         if self.store is not None:
             self.store.stop()
-        strays = kill_strays(self.markers_path)
-        if strays:
-            self.notes.append(f"{strays} job process(es) still running at the end were killed")
-        if self.lab is not None:
-            self.lab.destroy()
         for c in [self.http, *self.ctl_http.values()]:
             if c is not None:
                 c.close()
-        if self.keep_logs is not None:
-            shutil.rmtree(self.keep_logs, ignore_errors=True)
-            if (self.workdir / "logs").exists():
-                shutil.copytree(self.workdir / "logs", self.keep_logs)
-            if self.store is not None:
-                self.store.keep_logs(self.keep_logs / "store")
-            with contextlib.suppress(OSError):
-                shutil.copy(self.markers_path, self.keep_logs / "markers.log")
+
+    def keep_extra_logs(self, into: Path) -> None:
+        if self.store is not None:
+            self.store.keep_logs(into / "store")
+
+    def remove_extra(self) -> None:
         if self.store is not None:
             self.store.remove()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def run(self) -> DrillReport:
-        t = time.monotonic()
-        why = skip_reason(self.scn)
-        if why is not None:
-            self.say(f"  SKIP {self.scn.name}: {why}")
-            self.report.results = [BudgetResult("run", None, None, "", True, why, skipped=True)]
-            self.report.details = {"skipped": why}
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            return self.report
-        try:
-            self.setup()
-            self.start_load()
-            self.timeline()
-            self.measure()
-        except Exception as exc:  # the report says what broke; the exit code says it failed
-            self.report.error = f"{type(exc).__name__}: {exc}"
-            self.say(f"  ERROR: {self.report.error}")
-        finally:
-            self.report.duration_s = round(time.monotonic() - t, 3)
-            try:
-                self.cleanup()
-            finally:
-                self.report.details.setdefault("notes", self.notes)
-        return self.report
 
 
 def run_national_scenario(

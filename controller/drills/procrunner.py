@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +36,8 @@ from typing import Any
 import httpx
 
 from controller.drills import netns
-from controller.drills.markers import MarkerLog, analyse, marker_command, marker_env
+from controller.drills.livedrill import ACTIVE, TICK_S, LiveDrill, Say, rounded, wall_of
+from controller.drills.markers import MarkerLog, analyse
 from controller.drills.procs import (
     LAUNCH,
     RUNNER_CODE,
@@ -48,19 +46,15 @@ from controller.drills.procs import (
     agent_url_flag,
     child_env,
     code_dir,
-    kill_strays,
     wait_http,
 )
 from controller.drills.procscenario import DOWN, AgentSpec, ProcScenario
-from controller.drills.report import BudgetResult, DrillReport, check_max
+from controller.drills.report import DrillReport, check_max
 
-Say = Callable[[str], None]
-TICK_S = 0.25
-ACTIVE = ("Pending", "Scheduled", "Running")
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
-def skip_reason(scn: ProcScenario) -> str | None:
+def scenario_skip_reason(scn: ProcScenario) -> str | None:
     """Why this machine cannot run the scenario (it is then skipped with this reason)."""
     if scn.federation.netns:
         why = netns.unavailable()
@@ -107,8 +101,8 @@ class FaultRun:
         }
         if self.fault in DOWN:
             body |= {
-                "detection_s": _r(self.detected_s),
-                "rto_s": _r(self.rto_s),
+                "detection_s": rounded(self.detected_s),
+                "rto_s": rounded(self.rto_s),
                 "affected_jobs": len(self.affected),
                 "ran_again": len(self.recovered),
                 "finished_in_place": len(self.finished_in_place),
@@ -117,17 +111,8 @@ class FaultRun:
                 ),
             }
         if self.fault == "kill_controller":
-            body |= {"answering_s": _r(self.answering_s), "takeover_s": _r(self.takeover_s)}
+            body |= {"answering_s": rounded(self.answering_s), "takeover_s": rounded(self.takeover_s)}
         return body
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)
-
-
-def _wall(iso: str) -> float:
-    dt = datetime.fromisoformat(iso)
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def _git_head(code: Path) -> str | None:
@@ -143,7 +128,7 @@ def _git_head(code: Path) -> str | None:
     return r.stdout.strip()[:120] or None
 
 
-class ProcessDrill:
+class ProcessDrill(LiveDrill[FaultRun]):
     def __init__(
         self, scn: ProcScenario, source: str = "", say: Say | None = None, keep_logs: Path | None = None
     ) -> None:
@@ -205,16 +190,6 @@ class ProcessDrill:
             base_url=base, transport=httpx.AsyncHTTPTransport(limits=limits, **self._transport_kw())
         )
 
-    @property
-    def api(self) -> httpx.Client:
-        assert self.http is not None
-        return self.http
-
-    def get(self, path: str, **params: Any) -> Any:
-        r = self.api.get(path, params=params or None)
-        r.raise_for_status()
-        return r.json()
-
     # ---- processes --------------------------------------------------------------------------
     def start_controller(self) -> None:
         self.ctl_starts += 1
@@ -259,12 +234,6 @@ class ProcessDrill:
             self.workdir / "logs" / f"agent-{spec.cluster}-{n}.log",
             self.workdir,
         )
-
-    def wait_ready(self, clusters: list[str]) -> None:
-        timeout = self.scn.federation.ready_timeout_s
-        for c in clusters:
-            if not wait_http(self.api, f"/v1/clusters/{c}", timeout, lambda b: b.get("health") == "Ready"):
-                raise RuntimeError(f"the agent of {c} did not make it Ready in {timeout:g}s (see its log)")
 
     # ---- set-up -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -335,32 +304,6 @@ class ProcessDrill:
             f"{len(first)} agent(s), lease {self.lease_s:g}s, grace {self.grace_s:g}s, code {self.code}"
         )
 
-    def job_body(self, i: int) -> dict[str, Any]:
-        ld = self.scn.load
-        allow = ld.allow_clusters or [a.cluster for a in self.scn.federation.agents]
-        return {
-            "name": f"{ld.name}-{i}",
-            "tenant": ld.tenant,
-            "resources": ld.resources.model_dump(),
-            "constraints": {"allow_clusters": allow},
-            "runtime": {"command": marker_command(), "env": marker_env(self.markers_path, ld.work_s)},
-            "expected_runtime_s": max(ld.work_s, 0.01),
-            "max_runtime_s": int(ld.work_s * 4) + 300,
-        }
-
-    def start_load(self) -> None:
-        ld = self.scn.load
-        self.submitter = Submitter(
-            self.async_client,
-            self.job_body,
-            lambda i: f"drill-{self.tag}-{i}",
-            ld.count,
-            ld.rate_per_s,
-            ld.concurrency,
-            ld.request_timeout_s,
-        ).start()
-        self.say(f"  offering {ld.count} jobs of {ld.work_s:g}s at {ld.rate_per_s:g}/s")
-
     def wait_steady(self) -> None:
         """Every acknowledged job Running (the load is fully on the first agents)."""
         sub = self.submitter
@@ -380,21 +323,6 @@ class ProcessDrill:
         raise RuntimeError(
             f"the load did not reach steady state (every job Running) in {self.scn.load.steady_timeout_s:g}s"
         )
-
-    def list_jobs(self, **params: Any) -> dict[str, dict[str, Any]]:
-        seen: dict[str, dict[str, Any]] = {}
-        cursor: str | None = None
-        pages = self.scn.load.count // 1000 + 50
-        for _ in range(pages):
-            q: dict[str, Any] = {"limit": 1000, **params}
-            if cursor:
-                q["cursor"] = cursor
-            page = self.get("/v1/jobs", **q)
-            seen.update({j["id"]: j for j in page["items"]})
-            cursor = page["next_cursor"]
-            if not cursor:
-                break
-        return seen
 
     # ---- faults -----------------------------------------------------------------------------
     def inject(self, run: FaultRun) -> None:
@@ -492,49 +420,12 @@ class ProcessDrill:
                 if job["phase"] == "Pending":
                     continue
                 at = next(
-                    (_wall(e["at"]) for e in job.get("events", []) if e.get("to_phase") == "Scheduled"),
+                    (wall_of(e["at"]) for e in job.get("events", []) if e.get("to_phase") == "Scheduled"),
                     time.time(),
                 )
                 run.takeover_s = at - run.injected_wall
                 run.takeover_job = job_id
                 return
-
-    def any_active(self) -> bool | None:
-        try:
-            return any(self.get("/v1/jobs", phase=p, limit=1)["items"] for p in ACTIVE)
-        except (httpx.HTTPError, ValueError, KeyError):
-            return None
-
-    def timeline(self) -> None:
-        sub = self.submitter
-        assert sub is not None
-        t0 = time.monotonic()
-        hard = t0 + self.scn.settle_timeout_s
-        pending = list(self.runs)
-        last_check = 0.0
-        outcome = "hard bound (settle_timeout_s) reached"
-        while time.monotonic() < hard:
-            while pending and time.monotonic() >= t0 + pending[0].at_s:
-                self.inject(pending.pop(0))
-            self.tick()
-            controller_back = all(r.takeover_s is not None or r.fault != "kill_controller" for r in self.runs)
-            if not pending and sub.done and time.monotonic() - last_check >= 1.0:
-                last_check = time.monotonic()
-                could_finish = max(sub.result.ended_wall or 0.0, self.last_up_wall) + self.scn.load.work_s
-                if controller_back and self.any_active() is False:
-                    outcome = "every job terminal"
-                    break
-                if time.time() > could_finish + self.scn.stuck_after_s:
-                    outcome = f"stuck_after_s ({self.scn.stuck_after_s:g}s) passed with jobs not terminal"
-                    break
-            wake = t0 + pending[0].at_s if pending else time.monotonic() + TICK_S
-            time.sleep(max(0.0, min(TICK_S, wake - time.monotonic())))
-        self.notes.append(f"settled: {outcome}")
-        self.say(f"  {outcome}")
-        end = time.monotonic() + self.scn.tail_s
-        while time.monotonic() < end:
-            self.tick()
-            time.sleep(TICK_S)
 
     # ---- verdict ----------------------------------------------------------------------------
     def measure(self) -> None:
@@ -586,10 +477,10 @@ class ProcessDrill:
             "jobs_stuck": len(stuck),
             "succeeded_without_marker": len(succeeded_unseen),
             "unacknowledged_stored": len(set(jobs) - set(acked)),
-            "detection_s": _r(max(detections)) if detections and None not in detections else None,  # type: ignore[type-var]
-            "rto_s": _r(max(rtos)) if rtos and None not in rtos else None,  # type: ignore[type-var]
-            "takeover_s": _r(max(takeovers)) if takeovers and None not in takeovers else None,  # type: ignore[type-var]
-            "takeover_median_s": _r(statistics.median([t for t in takeovers if t is not None]))
+            "detection_s": rounded(max(detections)) if detections and None not in detections else None,  # type: ignore[type-var]
+            "rto_s": rounded(max(rtos)) if rtos and None not in rtos else None,  # type: ignore[type-var]
+            "takeover_s": rounded(max(takeovers)) if takeovers and None not in takeovers else None,  # type: ignore[type-var]
+            "takeover_median_s": rounded(statistics.median([t for t in takeovers if t is not None]))
             if any(t is not None for t in takeovers)
             else None,
         }
@@ -640,7 +531,7 @@ class ProcessDrill:
             "stuck_by_phase": stuck_phases,
             "submission_failures": failures,
             "offers_late": sub.result.late,
-            "load_s": _r((sub.result.ended_wall or horizon) - sub.result.started_wall),
+            "load_s": rounded((sub.result.ended_wall or horizon) - sub.result.started_wall),
         }
         names = {
             j: jobs.get(j, {}).get("spec", {}).get("name", j)
@@ -658,7 +549,23 @@ class ProcessDrill:
             "markers": str(self.markers_path),
         }
 
-    def cleanup(self) -> None:
+    # ---- the hooks of LiveDrill --------------------------------------------------------------
+    def skip_reason(self) -> str | None:
+        return scenario_skip_reason(self.scn)
+
+    def after_load_started(self) -> None:
+        later = [a for a in self.scn.federation.agents if a.start == "after_load"]
+        if self.scn.load.steady == "running":
+            self.wait_steady()
+        for a in later:
+            self.start_agent(a)
+        self.wait_ready([a.cluster for a in later])
+
+    def measures_complete(self) -> bool:
+        """A killed controller is back and has placed again."""
+        return all(r.takeover_s is not None or r.fault != "kill_controller" for r in self.runs)
+
+    def stop_processes(self) -> None:
         if self.submitter is not None:
             self.submitter.stop()
         if self.lab is not None:
@@ -671,52 +578,9 @@ class ProcessDrill:
             self.ctl.stop()
         if self.relay is not None:
             self.relay.stop(2.0)
-        strays = kill_strays(self.markers_path)
-        if strays:
-            self.notes.append(f"{strays} job process(es) still running at the end were killed")
-        if self.lab is not None:
-            self.lab.destroy()
         if self.http is not None:
             self.http.close()
         self.stack.close()
-        if self.keep_logs is not None and (self.workdir / "logs").exists():
-            shutil.rmtree(self.keep_logs, ignore_errors=True)
-            shutil.copytree(self.workdir / "logs", self.keep_logs)
-            with contextlib.suppress(OSError):
-                shutil.copy(self.markers_path, self.keep_logs / "markers.log")
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def run(self) -> DrillReport:
-        t = time.monotonic()
-        why = skip_reason(self.scn)
-        if why is not None:
-            self.say(f"  SKIP {self.scn.name}: {why}")
-            self.report.results = [BudgetResult("run", None, None, "", True, why, skipped=True)]
-            self.report.details = {"skipped": why}
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            return self.report
-        try:
-            self.setup()
-            self.start_load()
-            later = [a for a in self.scn.federation.agents if a.start == "after_load"]
-            if self.scn.load.steady == "running":
-                self.wait_steady()
-            for a in later:
-                self.start_agent(a)
-            self.wait_ready([a.cluster for a in later])
-            self.timeline()
-            self.measure()
-        except Exception as exc:  # the report says what broke; the exit code says it failed
-            self.report.error = f"{type(exc).__name__}: {exc}"
-            self.notes.append("".join(traceback.format_exception(exc)))  # where the drill itself broke
-            self.say(f"  ERROR: {self.report.error}")
-        finally:
-            self.report.duration_s = round(time.monotonic() - t, 3)
-            try:
-                self.cleanup()
-            finally:
-                self.report.details.setdefault("notes", self.notes)
-        return self.report
 
 
 def run_process_scenario(
