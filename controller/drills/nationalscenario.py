@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.datasets import NAME
-from controller.drills.procscenario import ProcLoad
-from controller.drills.scenario import ScenarioError
-from controller.policies import format_errors
+from controller.drills.procscenario import ProcLoad, has_mode, parse_live_scenario
 from controller.topology.model import Topology
 
 ClusterName = Annotated[str, Field(pattern=NAME)]
@@ -163,31 +161,10 @@ class NationalScenario(Strict):
 
 
 def is_national_doc(doc: Any) -> bool:
-    return (
-        isinstance(doc, dict)
-        and isinstance(doc.get("federation"), dict)
-        and doc["federation"].get("mode") == "national"
-    )
+    return has_mode(doc, "national")
 
 
 def parse_national_scenario(
     doc: Any, source: str = "scenario", topology: Topology | None = None
 ) -> NationalScenario:
-    try:
-        scn = NationalScenario.model_validate(doc)
-    except ValidationError as exc:
-        errors = [{"path": e["path"], "message": e["message"]} for e in format_errors(source, exc)]
-        raise ScenarioError(f"{source}: {len(errors)} error(s)", errors=errors) from exc
-    if topology is not None:
-        known = {c.name for c in topology.clusters}
-        tenants = {c.tenant for c in topology.clusters} | {"national"}
-        errors = [
-            {"path": f"federation.agents[{i}].cluster", "message": f"unknown cluster {a.cluster!r}"}
-            for i, a in enumerate(scn.federation.agents)
-            if a.cluster not in known
-        ]
-        if scn.load.tenant not in tenants:
-            errors.append({"path": "load.tenant", "message": f"unknown tenant {scn.load.tenant!r}"})
-        if errors:
-            raise ScenarioError(f"{source}: {len(errors)} error(s)", errors=errors)
-    return scn
+    return parse_live_scenario(NationalScenario, doc, source, topology)

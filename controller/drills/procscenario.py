@@ -9,7 +9,7 @@ Scenarios leave the failover timers to the policies (``policies/failover.yaml``)
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -204,30 +204,48 @@ class ProcScenario(Strict):
         return sorted(out, key=lambda f: f.at_s)
 
 
-def is_process_doc(doc: Any) -> bool:
+def has_mode(doc: Any, mode: str) -> bool:
+    """Whether a scenario document asks for ``federation.mode: <mode>``."""
     return (
         isinstance(doc, dict)
         and isinstance(doc.get("federation"), dict)
-        and (doc["federation"].get("mode") == "processes")
+        and doc["federation"].get("mode") == mode
     )
 
 
-def parse_proc_scenario(doc: Any, source: str = "scenario", topology: Topology | None = None) -> ProcScenario:
+def is_process_doc(doc: Any) -> bool:
+    return has_mode(doc, "processes")
+
+
+LiveScenario = TypeVar("LiveScenario", bound=BaseModel)
+
+
+def parse_live_scenario(
+    model: type[LiveScenario], doc: Any, source: str = "scenario", topology: Topology | None = None
+) -> LiveScenario:
+    """Validate a process or national scenario: its schema, then (given the topology) that every
+    agent's cluster and the load's tenant exist. Every error at once, each with its path."""
     try:
-        scn = ProcScenario.model_validate(doc)
+        scn = model.model_validate(doc)
     except ValidationError as exc:
         errors = [{"path": e["path"], "message": e["message"]} for e in format_errors(source, exc)]
         raise ScenarioError(f"{source}: {len(errors)} error(s)", errors=errors) from exc
     if topology is not None:
+        agents: list[Any] = scn.federation.agents  # type: ignore[attr-defined]
+        tenant: str = scn.load.tenant  # type: ignore[attr-defined]
         known = {c.name for c in topology.clusters}
         tenants = {c.tenant for c in topology.clusters} | {"national"}
         errors = [
             {"path": f"federation.agents[{i}].cluster", "message": f"unknown cluster {a.cluster!r}"}
-            for i, a in enumerate(scn.federation.agents)
+            for i, a in enumerate(agents)
             if a.cluster not in known
         ]
-        if scn.load.tenant not in tenants:
-            errors.append({"path": "load.tenant", "message": f"unknown tenant {scn.load.tenant!r}"})
+        if tenant not in tenants:
+            errors.append({"path": "load.tenant", "message": f"unknown tenant {tenant!r}"})
         if errors:
             raise ScenarioError(f"{source}: {len(errors)} error(s)", errors=errors)
     return scn
+
+
+def parse_proc_scenario(doc: Any, source: str = "scenario", topology: Topology | None = None) -> ProcScenario:
+    return parse_live_scenario(ProcScenario, doc, source, topology)
