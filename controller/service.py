@@ -48,8 +48,9 @@ from controller.scheduler.framework import JobInfo, Snapshot, demand_vector
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
+from controller.scheduler.stored import cycle_rows
 from controller.settings import Settings
-from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, pack_decision, utc
+from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, utc
 from controller.topology.model import Cluster, Tier
 
 log = logging.getLogger("yiwang.controller")
@@ -649,7 +650,8 @@ class Controller:
             if row["id"] in self.registry.ledger:
                 continue
             spec = specs[row["id"]]
-            queue.push(row["id"], batch.shapes.intern(spec, origins.get(row["id"])), row["attempt"])
+            shape = batch.shapes.intern(spec, origins.get(row["id"]))
+            queue.push(row["id"], shape, row["attempt"], runtime=spec.expected_runtime_s)
             by_id[row["id"]] = row
         t0 = time.perf_counter()
         with self.lock:
@@ -668,38 +670,12 @@ class Controller:
             for _ in result.decisions:
                 observe(elapsed / max(len(result.decisions), 1))
         lease_until = now() + timedelta(seconds=self.policies.failover.lease_s)
-        scheduled: list[dict[str, Any]] = []
-        decisions: list[dict[str, Any]] = []
-        messages: list[tuple[str, str]] = []
-        for d in result.decisions:
-            row = by_id[d.job_id or ""]
-            if d.chosen < 0 and row["message"] == d.summary():
-                continue  # same answer as last cycle: keep the history short
-            body = d.to_body()
-            at = datetime.fromtimestamp(d.t, UTC)
-            decisions.append(
-                {
-                    "job_id": d.job_id,
-                    "attempt": d.attempt,
-                    "cluster": d.cluster,
-                    "status": d.status,
-                    "body": pack_decision(body),
-                    "created_at": at,
-                }
-            )
-            if d.chosen < 0:
-                messages.append((row["id"], body["summary"]))
-            else:
-                scheduled.append(
-                    {
-                        "id": row["id"],
-                        "attempt": row["attempt"],
-                        "cluster": d.cluster,
-                        "epoch": self.epoch,
-                        "message": body["summary"],
-                        "lease_expires_at": lease_until,
-                    }
-                )
+        scheduled, decisions, messages, contexts = cycle_rows(
+            result.decisions,
+            epoch=self.epoch,
+            lease_until=lease_until,
+            previous={job_id: row["message"] for job_id, row in by_id.items()},
+        )
         requeued = [
             {"id": v.job_id, "attempt": v.attempt, "cluster": v.cluster, "reason": v.reason}
             for v in result.victims
@@ -708,6 +684,7 @@ class Controller:
             return 0
         with self.lock, self.store.tx() as conn:
             self.store.check_leader(conn, self.epoch)  # fencing, in the cycle's own transaction
+            self.store.put_decision_contexts(conn, contexts)
             changed = self.store.apply_cycle(
                 conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
             )

@@ -44,6 +44,8 @@ jobs = Table(
 Index("ix_jobs_phase", jobs.c.phase)
 Index("ix_jobs_cluster_phase", jobs.c.cluster, jobs.c.phase)
 Index("ix_jobs_tenant", jobs.c.tenant)
+# The pending head in the order the scheduler reads it (migration 0004)
+Index("ix_jobs_pending_order", jobs.c.phase, jobs.c.priority.desc(), jobs.c.id)
 
 job_events = Table(
     "job_events",
@@ -72,6 +74,16 @@ decisions = Table(
     Column("body", JSON, nullable=False),
 )
 Index("ix_decisions_job_id", decisions.c.job_id)
+
+# What many stored decisions share (the cluster names of a cycle), once (migration 0004;
+# controller/scheduler/stored.py): a decision in the columns format names it by digest.
+decision_contexts = Table(
+    "decision_contexts",
+    metadata,
+    Column("digest", String(32), primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 
 clusters = Table(
     "clusters",

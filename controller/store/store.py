@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import (
     Connection,
+    DateTime,
     Engine,
     Text,
     bindparam,
@@ -157,6 +158,20 @@ def _json_loads(text: str | bytes) -> Any:
 JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 
 
+def _memo(proc: Any) -> Any:
+    """A bind processor remembering its answers (for values many rows share: instants)."""
+    seen: dict[Any, Any] = {}
+
+    def process(value: Any) -> Any:
+        key = (value, getattr(value, "tzinfo", None))  # equal instants in other zones differ
+        out = seen.get(key, seen)
+        if out is seen:
+            out = seen[key] = proc(value)
+        return out
+
+    return process
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -269,6 +284,7 @@ class Store:
         # SQLite allows one writer; serialising writers here avoids busy retries.
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._group_commit: GroupCommitter | None = None
+        self._contexts: dict[str, dict[str, Any]] = {}  # decision contexts read (immutable)
         if migrate:
             from controller.store.migrate import upgrade
 
@@ -322,7 +338,10 @@ class Store:
         fixed = compiled.params
         plan = []
         for name in names:
-            proc = compiled.binds[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            type_ = compiled.binds[name].type
+            proc = type_.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            if proc is not None and isinstance(type_, DateTime):
+                proc = _memo(proc)  # a cycle's rows share their instants
             plan.append((name, name in keys, proc))
         rows = []
         for p in params:
@@ -754,6 +773,9 @@ class Store:
 
     # ---- decisions --------------------------------------------------------------------------
     def latest_decision(self, job_id: str) -> dict[str, Any] | None:
+        """The job's latest stored decision body; a body in the columns format gets its
+        context (cluster ``names``, ``plugins``, ``cols``: what ``Decision.model_validate``
+        expands it with)."""
         q = (
             select(t.decisions.c.body)
             .where(t.decisions.c.job_id == job_id)
@@ -762,7 +784,34 @@ class Store:
         )
         with self.read() as conn:
             row = conn.execute(q).first()
-            return unpack_decision(dict(row[0])) if row else None
+            if row is None:
+                return None
+            body = unpack_decision(dict(row[0]))
+            digest = body.get("ctx")
+            if isinstance(digest, str):
+                context = self._contexts.get(digest)
+                if context is None:
+                    stored = conn.execute(
+                        select(t.decision_contexts.c.body).where(t.decision_contexts.c.digest == digest)
+                    ).first()
+                    context = dict(stored[0]) if stored else {"names": []}
+                    if len(self._contexts) > 256:
+                        self._contexts.clear()
+                    self._contexts[digest] = context
+                body = {**context, **body}
+            return body
+
+    def put_decision_contexts(self, conn: Connection, contexts: Sequence[dict[str, Any]]) -> None:
+        """Store the decision contexts (``{digest, body}``) not stored yet, in ``conn``'s
+        transaction (a digest names its content: a stored one is the same)."""
+        for c in contexts:
+            found = conn.execute(
+                select(t.decision_contexts.c.digest).where(t.decision_contexts.c.digest == c["digest"])
+            ).first()
+            if found is None:
+                conn.execute(
+                    insert(t.decision_contexts).values(digest=c["digest"], body=c["body"], created_at=now())
+                )
 
     # ---- clusters ---------------------------------------------------------------------------
     def upsert_cluster(self, name: str, spec: dict[str, Any]) -> bool:

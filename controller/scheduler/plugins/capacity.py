@@ -42,9 +42,10 @@ class CapacityFilter:
         self, free: FloatArray, capacity: FloatArray, demand: FloatArray
     ) -> tuple[CodeArray, list[str], bool]:
         codes = np.zeros(len(free), dtype=np.int16)
-        codes[free[:, GPU] < demand[GPU]] = 3
-        codes[free[:, MEM] < demand[MEM]] = 2
-        codes[free[:, CPU] < demand[CPU]] = 1
+        # ``demand``: one vector, or one per row of ``free`` (the stored decisions of a cycle)
+        codes[free[:, GPU] < demand[..., GPU]] = 3
+        codes[free[:, MEM] < demand[..., MEM]] = 2
+        codes[free[:, CPU] < demand[..., CPU]] = 1
         too_small = (capacity < demand).any(axis=1)
         codes[too_small] = 4
         return codes, MESSAGES, bool(too_small.all())

@@ -1,0 +1,38 @@
+"""Compact stored decisions and the pending queue's order.
+
+- ``decision_contexts``: what many stored decisions share (the cluster names of a cycle), once;
+  a decision in the columns format names its context by digest
+  (controller/scheduler/stored.py).
+- ``ix_jobs_pending_order``: the pending head (phase, priority descending, id) read by every
+  scheduling cycle walks this index instead of sorting every pending job: the cost of a cycle
+  does not grow with the queue.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2027-01-10
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "decision_contexts",
+        sa.Column("digest", sa.String(32), primary_key=True),
+        sa.Column("body", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_jobs_pending_order", "jobs", ["phase", sa.text("priority DESC"), "id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_jobs_pending_order", table_name="jobs")
+    op.drop_table("decision_contexts")
