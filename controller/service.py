@@ -42,7 +42,7 @@ from controller.policies import (
     validate_kind,
 )
 from controller.registry import ClusterState, Health, Ledger, Registry
-from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
+from controller.scheduler.batch import BatchScheduler, PendingQueue, Running, tune_gc
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import JobInfo, Snapshot, demand_vector
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
@@ -329,6 +329,7 @@ class Controller:
 
     # ---- background loop --------------------------------------------------------------------
     def start(self) -> None:
+        tune_gc()
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="yiwang-control-loop", daemon=True)
             self._thread.start()
@@ -670,7 +671,7 @@ class Controller:
             for _ in result.decisions:
                 observe(elapsed / max(len(result.decisions), 1))
         lease_until = now() + timedelta(seconds=self.policies.failover.lease_s)
-        scheduled, decisions, messages, contexts = cycle_rows(
+        scheduled, decisions, messages, parts = cycle_rows(
             result.decisions,
             epoch=self.epoch,
             lease_until=lease_until,
@@ -684,7 +685,7 @@ class Controller:
             return 0
         with self.lock, self.store.tx() as conn:
             self.store.check_leader(conn, self.epoch)  # fencing, in the cycle's own transaction
-            self.store.put_decision_contexts(conn, contexts)
+            self.store.put_decision_parts(conn, parts)
             changed = self.store.apply_cycle(
                 conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
             )

@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     app.state.settings = settings
     app.state.controller = ctl
     app.state.security = Security(ctl.store, settings)
+    if ctl.follower is not None:  # token and grant changes made elsewhere drop what is cached
+        ctl.follower.security_hooks.append(app.state.security.cache.invalidate)
     problems.install(app)
     for module in (jobs, clusters, datasets, policies, agents, security, system, ui):
         app.include_router(module.router)

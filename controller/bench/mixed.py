@@ -32,7 +32,7 @@ from sqlalchemy import insert
 from controller.datasets import DatasetRead
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy, ResidencyPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue
+from controller.scheduler.batch import BatchScheduler, PendingQueue, tune_gc
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
 from controller.settings import REPO_POLICIES, Settings
@@ -79,8 +79,10 @@ def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict
     topo, cat, net = world(data_dir)
     gen = MixedJobs(topo, cat, seed=5)
     bs = BatchScheduler(Scheduler.from_policy(ALL_PLUGINS), QuotaPolicy())
+    tune_gc()  # as the service does when its loops start
     stages: dict[str, list[float]] = {"intern": [], "schedule": [], "build": [], "write": [], "rest": []}
     totals: list[float] = []
+    cpu: list[float] = []  # CPU seconds of this process in the timed section
     scheduled: list[int] = []
     stored_bytes: list[float] = []
     distinct: list[int] = []
@@ -95,6 +97,7 @@ def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict
             distinct.append(len({json.dumps({**b, "name": ""}, sort_keys=True) for b in bodies}))
             snap = snapshot_of(topo, net, datasets=cat.datasets, residency=ResidencyPolicy())
             lease_until = now() + timedelta(seconds=30)
+            c0 = time.process_time()
             t0 = time.perf_counter()
             queue = PendingQueue()
             for row, spec in zip(rows, specs, strict=True):
@@ -105,8 +108,10 @@ def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict
             out = cycle_rows(result.decisions, epoch=1, lease_until=lease_until, previous={})
             t3 = time.perf_counter()
             with store.tx() as conn:
+                store.put_decision_parts(conn, out.parts)
                 store.executemany(conn, insert(t.decisions), out.decisions)
             t4 = time.perf_counter()
+            c4 = time.process_time()
             # The rest of the cycle's writes (job rows, events, audit), reported apart.
             with store.tx() as conn:
                 changed = store.apply_cycle(
@@ -127,6 +132,7 @@ def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict
             for k, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
                 stages[k].append(dt / batch * 1e6)
             totals.append(t4 - t0)
+            cpu.append(c4 - c0)
             scheduled.append(result.scheduled)
         store.close()
     rates = [batch / x for x in totals]
@@ -137,6 +143,9 @@ def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict
     return {
         "decisions_per_s": round(statistics.median(rates)),
         "runs": [round(r) for r in rates],
+        # The same per CPU second of this process (the VM is shared: wall time includes waiting
+        # for a core; the CPU time does not, and is what the code costs)
+        "decisions_per_cpu_s": round(statistics.median(batch / x for x in cpu)),
         "decisions_per_s_p99_batch_ms": round(p99, 1),
         "batch_ms": [round(x, 1) for x in ms],
         "cold_first_batch_decisions_per_s": round(cold),
@@ -236,7 +245,7 @@ import json, resource, sys
 from pathlib import Path
 from controller.bench.mixed import world, rss_mib
 from controller.policies import QuotaPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue
+from controller.scheduler.batch import BatchScheduler, PendingQueue, tune_gc
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS
 from controller.sim.mixed import MixedJobs
@@ -244,6 +253,7 @@ n = int(sys.argv[1])
 topo, cat, net = world(Path(sys.argv[2]))
 gen = MixedJobs(topo, cat, seed=21)
 bs = BatchScheduler(Scheduler.from_policy(ALL_PLUGINS), QuotaPolicy())
+tune_gc()
 before = rss_mib()
 q = PendingQueue()
 i = 0
@@ -290,7 +300,7 @@ from datetime import timedelta
 from pathlib import Path
 from controller.bench.mixed import world, rss_mib
 from controller.policies import QuotaPolicy, ResidencyPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue
+from controller.scheduler.batch import BatchScheduler, PendingQueue, tune_gc
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
 from controller.sim.federation import ALL_PLUGINS, snapshot_of
@@ -300,8 +310,9 @@ total, seconds = int(sys.argv[1]), float(sys.argv[3])
 topo, cat, net = world(Path(sys.argv[2]))
 gen = MixedJobs(topo, cat, seed=31)
 bs = BatchScheduler(Scheduler.from_policy(ALL_PLUGINS), QuotaPolicy())
+tune_gc()
 done, points, t0 = 0, [], time.perf_counter()
-marks = {1_000_000 * k for k in range(1, 101)}
+marks = {250_000 * k for k in range(1, 401)}
 while done < total and time.perf_counter() - t0 < seconds:
     q = PendingQueue()
     for i, spec in enumerate(gen.construct(10_000)):

@@ -29,10 +29,12 @@ records the static reason (the one that waiting cannot fix).
 
 from __future__ import annotations
 
+import gc
 import heapq
+import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -53,7 +55,6 @@ from controller.scheduler.framework import (
     JobInfo,
     ScorePlugin,
     Snapshot,
-    demand_vector,
     is_dynamic,
 )
 from controller.scheduler.plugins.balance import BalanceScore
@@ -127,10 +128,11 @@ def shape_key(spec: JobCreate, priority: int | None) -> tuple[Any, ...]:
     if c.allow_clusters or c.deny_clusters or c.prefer_clusters or c.require_labels or c.prefer_labels:
         ckey = c.model_dump_json()
     r = spec.resources
+    intern = sys.intern  # tenants and data set ids repeat across millions of jobs
     return (
-        spec.tenant,
+        intern(spec.tenant),
         priority,
-        tuple(spec.inputs),
+        tuple([intern(d) for d in spec.inputs]),
         ckey,
         r.cpu,
         r.memory_gib,
@@ -256,19 +258,23 @@ class Shape:
     - ``transfer``: the input-transfer estimate (seconds, bytes) per cluster."""
 
     __slots__ = (
+        "_demand",
         "backup_pos",
         "best_transfer_s",
+        "cap_cpu",
+        "cap_mem",
         "cap_rows",
         "ckey",
-        "constraints",
         "delay_tolerant",
-        "demand",
         "demand_list",
         "failed_cycle",
         "gen",
+        "has_transfer",
         "idx",
+        "input_sizes",
         "inputs",
         "key",
+        "layout",
         "origin",
         "priority",
         "priority_class",
@@ -280,40 +286,47 @@ class Shape:
         "static",
         "static_body",
         "static_groups",
-        "static_scores",
         "static_total",
         "tenant",
-        "transfer",
-        "transfer_codes",
         "unresolvable",
     )
 
     def __init__(self, key: tuple[Any, ...], spec: JobCreate, priority: int | None) -> None:
         self.key: tuple[Any, ...] = key
-        self.tenant = spec.tenant
+        self.tenant: str = key[0]
         self.priority = priority
         self.priority_class = spec.priority_class
         self.inputs: tuple[str, ...] = key[2]
-        self.ckey: Any = key[3]
-        self.constraints = spec.constraints if key[3] != () else _NO_CONSTRAINTS
+        self.ckey: Any = key[3]  # the constraints as JSON, () when there are none
         self.resources: tuple[float, float, int] = (key[4], key[5], key[6])
         self.replicas: int = spec.replicas
+        cpu, memory_gib, gpu = self.resources
+        replicas = self.replicas
         self.delay_tolerant = spec.delay_tolerant
         self.runtime = spec.expected_runtime_s  # the estimate of the first job of the shape
-        self.demand = demand_vector(spec)
-        self.demand_list = [float(x) for x in self.demand]
+        # the gang's demand (``demand_vector``) as floats; the array when first asked for
+        self.demand_list: tuple[float, float, float] = (
+            float(cpu * replicas),
+            float(memory_gib * replicas),
+            float(gpu * replicas),
+        )
+        self._demand: FloatArray | None = None
         self.gen = -1
         self.failed_cycle = -1
         self.idx: IntArray = _EMPTY_IDX
         self.cap_rows: FloatArray = _EMPTY_ROWS
+        self.cap_cpu: FloatArray = _EMPTY_F  # cap_rows' columns, contiguous
+        self.cap_mem: FloatArray = _EMPTY_F
         self.static_total: FloatArray = _EMPTY_F
-        self.static_scores: list[tuple[str, float, FloatArray]] = []
-        # rows over ``idx``: the total, each static score, then transfer seconds, bytes, bits
-        self.static: FloatArray = _EMPTY_ROWS
+        # rows over ``idx``: the total, each static score (``layout``: their names and
+        # weights), then, with ``has_transfer``, the transfer seconds and bytes, and, with
+        # ``input_sizes``, the bits of the inputs moved to each cluster
+        self.static: FloatArray = _EMPTY_STATIC
+        self.layout: tuple[tuple[str, float], ...] = ()
+        self.has_transfer = False
+        self.input_sizes: list[float] | None = None
         self.rejected: npt.NDArray[np.uint16] = _EMPTY_U16
-        self.rejected_messages: list[list[str]] = []
-        self.transfer: tuple[FloatArray, FloatArray] | None = None
-        self.transfer_codes: tuple[list[float], FloatArray] | None = None
+        self.rejected_messages: Sequence[list[str]] = ()
         self.best_transfer_s = 0.0  # the least input-transfer time over ``idx``
         self.unresolvable = True
         self.static_groups: tuple[int, dict[tuple[str, str], list[str]]] | None = None
@@ -321,7 +334,19 @@ class Shape:
         # Failover: the cluster the job was on when it failed (None for a first placement) and
         # the positions, in ``idx``, of that cluster's designated backups in policy order.
         self.origin: str | None = None
-        self.backup_pos: list[int] = []
+        self.backup_pos: Sequence[int] = ()
+
+    @property
+    def demand(self) -> FloatArray:
+        """The gang's whole demand (cpu, memory GiB, gpu)."""
+        d = self._demand
+        if d is None:
+            d = self._demand = np.array(self.demand_list, dtype=np.float64)
+        return d
+
+    @property
+    def constraints(self) -> Constraints:
+        return Constraints.model_validate_json(self.ckey) if self.ckey != () else _NO_CONSTRAINTS
 
     @property
     def spec(self) -> JobCreate:
@@ -342,6 +367,20 @@ class Shape:
         )
 
     @property
+    def static_scores(self) -> list[tuple[str, float, FloatArray]]:
+        """Each static score plugin's (name, weight, scores over ``idx``)."""
+        static = self.static
+        return [(name, w, static[1 + p]) for p, (name, w) in enumerate(self.layout)]
+
+    @property
+    def transfer(self) -> tuple[FloatArray, FloatArray] | None:
+        """(seconds, bytes) to bring the inputs to each of ``idx``, when locality scores."""
+        if not self.has_transfer:
+            return None
+        P = len(self.layout)
+        return self.static[P + 1], self.static[P + 2]
+
+    @property
     def feasible_static(self) -> npt.NDArray[np.bool_]:
         """Per cluster: every static filter passes."""
         out: npt.NDArray[np.bool_] = self.rejected == 0
@@ -352,7 +391,33 @@ _EMPTY_IDX: IntArray = np.zeros(0, dtype=np.intp)
 _EMPTY_ROWS: FloatArray = np.zeros((0, 3))
 _EMPTY_F: FloatArray = np.zeros(0)
 _EMPTY_U16: npt.NDArray[np.uint16] = np.zeros(0, dtype=np.uint16)
+_EMPTY_STATIC: FloatArray = np.zeros((1, 0))
 SHAPE_CACHE = 50_000  # shapes kept for reuse (least recently used evicted)
+# The cyclic garbage collector's thresholds for a controller process (``tune_gc``).
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """A scheduling cycle allocates a few hundred thousand short-lived containers (queue items,
+    decisions, rows); with CPython's default thresholds (700, 10, 10) the collector runs
+    hundreds of times per cycle and its older generations walk every long-lived object (the
+    shapes, the caches, the ledger): a fifth of a cycle's time on the mixed queue. Freeze
+    what exists at start-up (modules, policies, topology: never garbage) and collect the
+    young generation every 100,000 allocations instead (cycles of garbage are rare here;
+    reference counting frees the rest at once). The service calls this when its loops start;
+    ``make bench`` calls it as the leader would. Once per process."""
+    global _GC_TUNED
+    if _GC_TUNED:
+        return
+    _GC_TUNED = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+_GC_TUNED = False
+
+
 COMPONENT_CACHE = 50_000  # per plugin: static results by what they depend on
 
 
@@ -518,6 +583,7 @@ class CompactDecision:
         job_reason: tuple[str, str] | None = None,
         victims: list[Victim] | None = None,
         t: float = 0.0,
+        epoch: int = 0,
     ) -> None:
         self.ctx = ctx
         self.job_id = job_id
@@ -527,9 +593,9 @@ class CompactDecision:
         self.chosen = chosen  # cluster index, -1 when none
         self.free_rows = free_rows  # free capacity of shape.idx when decided
         self.job_reason = job_reason  # (plugin, reason) rejecting every cluster (quota)
-        self.victims = victims or []
+        self.victims: Sequence[Victim] = victims if victims else ()
         self.t = t or time.time()
-        self.epoch = 0
+        self.epoch = epoch
 
     @property
     def cluster(self) -> str | None:
@@ -709,8 +775,8 @@ class DatasetTable:
         self.seconds = np.zeros((64, n))
         self.moved = np.zeros((64, n))
         self.klass = np.zeros(64, dtype=np.int64)  # classification code, 0 for row 0
-        self.size = np.zeros(64)
         self.message: list[str] = [""]
+        self.sizes: list[float] = [0.0]
         self.hits = 0
         self.misses = 0
 
@@ -724,13 +790,12 @@ class DatasetTable:
             self.seconds = np.concatenate([self.seconds, np.zeros_like(self.seconds)])
             self.moved = np.concatenate([self.moved, np.zeros_like(self.moved)])
             self.klass = np.concatenate([self.klass, np.zeros_like(self.klass)])
-            self.size = np.concatenate([self.size, np.zeros_like(self.size)])
         allowed, message = dataset_rule(ds, self.snap)
         if allowed is not None:
             self.forbidden[r] = ~allowed
         self.seconds[r], self.moved[r] = dataset_transfer(ds, self.snap)
         self.klass[r] = CLASS_CODES[ds.classification]
-        self.size[r] = float(ds.size_bytes)
+        self.sizes.append(float(ds.size_bytes))
         self.message.append(message)
         self.row[ds.id] = r
         return r
@@ -776,9 +841,10 @@ class DatasetTable:
     def transfers(self, ids: IntArray) -> tuple[FloatArray, FloatArray]:
         """``transfer_estimate`` for every job: the slowest input's time, the bytes summed in
         input order."""
-        seconds = np.maximum(self.seconds[ids].max(axis=1), 0.0)
+        seconds = np.zeros((len(ids), self.snap.size))
         moved = np.zeros((len(ids), self.snap.size))
         for k in range(ids.shape[1]):
+            np.maximum(seconds, self.seconds[ids[:, k]], out=seconds)
             moved += self.moved[ids[:, k]]
         return seconds, moved
 
@@ -860,6 +926,7 @@ class BatchScheduler:
         self._score_caches = [LRU(component_cache) for _ in self.static_scores]
         self._rows = LRU(component_cache)  # feasible mask -> (indices, capacity rows)
         self.component_cache = component_cache
+        self._layout = tuple((sc.NAME, w) for sc, w in self.static_scores)
         self._table: DatasetTable | None = None  # per data set: residency, transfers (per generation)
         self.table_resets = 0
         self._node_shapes: tuple[int, FloatArray] | None = None
@@ -935,17 +1002,16 @@ class BatchScheduler:
         sizes: list[list[float]] | None = None,
     ) -> None:
         """Store each shape's static results from its row of ``feasible`` (shapes x clusters)
-        and of ``M`` (results x shapes x clusters: the weighted total, each static score, then
+        and of ``M`` (shapes x results x clusters: the weighted total, each static score, then
         the transfer seconds and bytes when locality scores, then the bits of the inputs moved
         with ``sizes``, each shape's input sizes), over its feasible clusters."""
-        names = [sc.NAME for sc, _ in self.static_scores]
-        weights = [w for _, w in self.static_scores]
-        P = len(names)
-        has_transfer = M.shape[0] > P + 1
+        layout = self._layout
+        P = len(layout)
+        has_transfer = M.shape[1] > P + 1
         rows_cache = self._rows if self.caches else None
         capacity = snap.capacity
         if has_transfer:
-            best = np.where(feasible, M[P + 1], np.inf).min(axis=1)
+            best = np.where(feasible, M[:, P + 1], np.inf).min(axis=1)
         gen = self.gen
         for j, shape in enumerate(shapes):
             f = feasible[j]
@@ -953,31 +1019,29 @@ class BatchScheduler:
             rows = rows_cache.get(key) if rows_cache is not None else None
             if rows is None:
                 idx = np.flatnonzero(f)
-                rows = (idx, capacity[idx])
+                cap_rows = capacity[idx]
+                rows = (idx, cap_rows, cap_rows[:, 0].copy(), cap_rows[:, 1].copy())
                 if rows_cache is not None:
                     rows_cache.put(key, rows)
             idx = rows[0]
-            shape.idx, shape.cap_rows = rows
-            static = M[:, j, idx]
-            shape.static_total = static[0]
-            shape.static_scores = [(names[p], weights[p], static[1 + p]) for p in range(P)]
-            if has_transfer:
-                shape.transfer = (static[P + 1], static[P + 2])
-                shape.best_transfer_s = float(best[j]) if len(idx) else 0.0
-            else:
-                shape.transfer = None
-                shape.best_transfer_s = 0.0
+            shape.idx, shape.cap_rows, shape.cap_cpu, shape.cap_mem = rows
+            static = M[j][:, idx]
             shape.static = static
-            shape.transfer_codes = None if sizes is None else (sizes[j], static[P + 3])
+            shape.static_total = static[0]
+            shape.layout = layout
+            shape.has_transfer = has_transfer
+            shape.best_transfer_s = float(best[j]) if has_transfer and len(idx) else 0.0
+            shape.input_sizes = None if sizes is None else sizes[j]
             if shape.origin is not None:
-                shape.backup_pos = []
+                backup_pos = []
                 position = {int(c): k for k, c in enumerate(idx)}
                 for b in self.backups.get(shape.origin, ()):
                     k = position.get(snap.index.get(b, -1))
                     if k is not None:
-                        shape.backup_pos.append(k)
+                        backup_pos.append(k)
+                shape.backup_pos = backup_pos
             elif shape.backup_pos:
-                shape.backup_pos = []
+                shape.backup_pos = ()
             shape.gen = gen
 
     def evaluate_static(self, shape: Shape, snap: Snapshot) -> None:
@@ -1010,7 +1074,7 @@ class BatchScheduler:
         transfer = state.get(LOCALITY)
         if transfer is not None:
             rows.extend(transfer)
-        self._finish([shape], snap, feasible[None, :], np.stack(rows)[:, None, :])
+        self._finish([shape], snap, feasible[None, :], np.stack(rows)[None, :, :])
 
     def evaluate_many(self, shapes: list[Shape], snap: Snapshot) -> None:
         """The static results of many shapes at once, equal to ``evaluate_static`` shape by
@@ -1072,14 +1136,15 @@ class BatchScheduler:
         if any(type(sc) is LocalityScore for sc, _ in self.static_scores):
             seconds, moved = table.transfers(ids)
         bits = table.moved_bits(ids) if seconds is not None else None
-        M = np.empty((1 + P + (2 if seconds is not None else 0) + (1 if bits is not None else 0), J, n))
-        total = M[0]
-        total[:] = 0.0
+        # shapes x results x clusters: each shape's results side by side (``_finish`` takes a
+        # shape's block at once)
+        M = np.empty((J, 1 + P + (2 if seconds is not None else 0) + (1 if bits is not None else 0), n))
+        total = np.zeros((J, n))
         for p, ((scorer, w), cache) in enumerate(zip(self.static_scores, self._score_caches, strict=True), 1):
             score_kind: type = type(scorer)
             if score_kind is LocalityScore:
                 assert seconds is not None and moved is not None
-                M[p] = 0.5 * _normalize_rows(seconds, feasible) + 0.5 * _normalize_rows(moved, feasible)
+                sc = 0.5 * _normalize_rows(seconds, feasible) + 0.5 * _normalize_rows(moved, feasible)
             else:
                 if score_kind is GreenScore:  # it reads delay tolerance and the inputs' classifications
                     keys: list[Any] = [
@@ -1095,21 +1160,27 @@ class BatchScheduler:
                         CycleState(), self._info(shapes[j], snap), snap, np.ones(n, dtype=bool)
                     ),
                 )
-                M[p] = np.stack(scored)[inv]
-            total += w * M[p]
+                sc = np.stack(scored)[inv]
+            M[:, p] = sc
+            total += w * sc
         if seconds is not None and moved is not None:
-            M[P + 1] = seconds
-            M[P + 2] = moved
+            M[:, P + 1] = seconds
+            M[:, P + 2] = moved
         if bits is not None:
-            M[P + 3] = bits
+            M[:, P + 3] = bits
         unresolvable = (~resolvable).tolist()
         for j, shape in enumerate(shapes):
             shape.rejected = rejected[j].copy()
             shape.rejected_messages = [lists[j] for lists in per_plugin]
             shape.unresolvable = unresolvable[j]
-        sizes = table.size
+        M[:, 0] = total
+        sizes = table.sizes
         self._finish(
-            shapes, snap, feasible, M, [sizes[r].tolist() for r in input_rows] if bits is not None else None
+            shapes,
+            snap,
+            feasible,
+            M,
+            [[sizes[r] for r in rows] for rows in input_rows] if bits is not None else None,
         )
 
     @staticmethod
@@ -1223,6 +1294,8 @@ class BatchScheduler:
         fused = self.fused
         if fused:
             w_balance = self.dynamic_scores[0][1]
+            w_balance_one = w_balance == 1.0  # 1.0 * x is x: skip the product
+        minimum, maximum, where = np.minimum, np.maximum, np.where
         for item in source:
             job_id, _, attempt, shape, _ = item
             if shape.gen != gen:
@@ -1256,12 +1329,16 @@ class BatchScheduler:
             if fused:
                 # capacity fits and the balance score in one pass, with the plugins' arithmetic:
                 # free >= demand on every resource is (free - demand) >= 0 on every resource.
+                # Element by element: reductions over an axis of two or three cost more than
+                # the arithmetic.
                 after = rows - demand
-                ok = after.min(axis=1) >= 0.0
-                share_left = (after[:, :2] / cap_rows[:, :2]).min(axis=1)
-                fused_total = shape.static_total + w_balance * (
-                    np.minimum(np.maximum(share_left, 0.0), 1.0) * 100.0
+                left_cpu, left_mem = after[:, 0], after[:, 1]
+                ok = minimum(minimum(left_cpu, left_mem), after[:, 2]) >= 0.0
+                balance = (
+                    minimum(maximum(minimum(left_cpu / shape.cap_cpu, left_mem / shape.cap_mem), 0.0), 1.0)
+                    * 100.0
                 )
+                fused_total = shape.static_total + (balance if w_balance_one else w_balance * balance)
             else:
                 for fits in dyn_filters:
                     m = fits(rows, cap_rows, demand)
@@ -1286,7 +1363,7 @@ class BatchScheduler:
             victims: list[Victim] = []
             if fused:
                 assert ok is not None
-                best = int(np.where(ok, fused_total, neg_inf).argmax())
+                best = int(where(ok, fused_total, neg_inf).argmax())
                 none_fits = not ok[best]
             else:
                 none_fits = ok is not None and not ok.any()
@@ -1327,8 +1404,8 @@ class BatchScheduler:
             if c < 0:
                 pos = best if total is None else int(total.argmax())
                 c = int(idx[pos])
-                if wait_max > 0 and shape.transfer is not None and not victims and job_id is not None:
-                    extra = float(shape.transfer[0][pos]) - shape.best_transfer_s
+                if wait_max > 0 and shape.has_transfer and not victims and job_id is not None:
+                    extra = float(shape.static[len(shape.layout) + 1][pos]) - shape.best_transfer_s
                     if extra > 0:
                         since = waiting_since.setdefault(job_id, now)
                         if now - since < min(extra, wait_max):
@@ -1360,9 +1437,9 @@ class BatchScheduler:
                 running.setdefault(c, []).append(
                     Running(job_id, c, shape.priority or 0, demand, shape.tenant, attempt)
                 )
-            d = CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now)
-            d.epoch = epoch
-            decisions.append(d)
+            decisions.append(
+                CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now, epoch)
+            )
             if victims:
                 victims_all.extend(victims)
             scheduled += 1
@@ -1413,6 +1490,7 @@ class BatchScheduler:
         reclaim = (
             self.quota is not None
             and self.quota.reclaim_borrowed
+            and (self.quota.default is not None or bool(self.quota.tenants))  # else nobody borrows
             and book.within_nominal(shape.tenant, shape.demand_list)
         )
         too_small: npt.NDArray[np.bool_] = np.asarray((shape.cap_rows < shape.demand).any(axis=1))

@@ -87,7 +87,7 @@ def expand_columns(body: dict[str, Any]) -> dict[str, Any]:
     carries its context (``names``, ``plugins``, ``cols``: the store adds them on read)."""
     names: list[str] = body["names"]
     n = len(names)
-    raw = base64.b64decode(body["b"])
+    raw = body["bytes"] if "bytes" in body else base64.b64decode(body["b"])
     wide = bool(body.get("wide"))
     width = 2 if wide else 1
     codes = np.frombuffer(raw[: n * width], dtype="<u2" if wide else "u1").astype(np.int64)
@@ -99,7 +99,7 @@ def expand_columns(body: dict[str, Any]) -> dict[str, Any]:
         if code and code != unlisted:
             groups.setdefault(code, []).append(names[i])
     ordered = sorted(groups, key=lambda c: (c >> shift, names.index(groups[c][0])))
-    rejected = []
+    rejected: list[dict[str, str]] = []
     for code in ordered:
         plugin, messages = rej[(code >> shift) - 1]
         reason = messages[(code & low) - 1]

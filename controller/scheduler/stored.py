@@ -4,8 +4,9 @@
 ``make bench`` times as "decisions stored as in production").
 
 The stored decisions of a cycle are built together, in numpy over every decision's clusters at
-once, in the columns format (``COLUMNS_FORMAT``): per job a small JSON body with the summary,
-the reasons, and one base64 string holding
+once, in the columns format (``COLUMNS_FORMAT``): per job a small JSON body with the summary and
+the reasons, naming its slice of the cycle's packed bytes (one ``decision_parts`` row written
+in bulk for the whole cycle), which holds
 
 - per cluster (in the order of the cycle's context, ``decision_contexts``), one code: 0 for a
   cluster listed as feasible, ``plugin << 5 | reason`` for a cluster a filter rejected (the
@@ -17,7 +18,7 @@ the reasons, and one base64 string holding
   transfer seconds (thousandths) and the bytes moved (a bit per input, or the float).
 
 What every decision of a cycle shares (the cluster names, the score plugins, the columns' types)
-is its context, stored once (``decision_contexts``) and named by digest in each body.
+is its context, stored once (another ``decision_parts`` row) and named by digest in each body.
 
 ``Decision.model_validate`` expands it into the same full decision as ``CompactDecision.to_body``
 (tests/scheduler/test_stored.py). The cluster names are written once per cycle context, not per
@@ -25,8 +26,8 @@ job. A cycle whose plugins the encoder does not know stores ``to_body`` per job 
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -48,15 +49,14 @@ class CycleRows(NamedTuple):
     scheduled: list[dict[str, Any]]  # {id, attempt, cluster, epoch, message, lease_expires_at}
     decisions: list[dict[str, Any]]  # rows of the decisions table
     messages: list[tuple[str, str]]  # (job id, summary) of jobs left Pending
-    contexts: list[dict[str, Any]]  # rows of decision_contexts the decisions refer to
+    parts: list[dict[str, Any]]  # rows of decision_parts the decisions name (Store.put_decision_parts)
 
 
 def context_of(names: Sequence[str], plugins: Sequence[str] = (), cols: str = "") -> dict[str, Any]:
     """What a cycle's stored decisions share: the cluster names (the codes' order), the score
-    plugins and the packed columns' types; its digest (the key bodies name) and body."""
+    plugins and the packed columns' types, as a decision part keyed by its digest."""
     body = {"names": list(names), "plugins": list(plugins), "cols": cols}
-    digest = hashlib.sha256(orjson.dumps(body)).hexdigest()[:32]
-    return {"digest": digest, "body": body}
+    return {"key": hashlib.sha256(orjson.dumps(body)).hexdigest()[:32], "body": body}
 
 
 def cycle_rows(
@@ -71,18 +71,21 @@ def cycle_rows(
     scheduled: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     messages: list[tuple[str, str]] = []
-    contexts: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
     if not decisions:
-        return CycleRows(scheduled, rows, messages, contexts)
+        return CycleRows(scheduled, rows, messages, parts)
     ctx = decisions[0].ctx
     encoded = encode(ctx, decisions)
     if encoded is not None:
-        context, bodies = encoded
-        contexts.append(context)
+        parts, bodies = encoded
     else:
         bodies = [pack_decision(d.to_body()) for d in decisions]
+    instants: dict[float, datetime] = {}  # a cycle's decisions share their instant
     for d, body in zip(decisions, bodies, strict=True):
         job_id = d.job_id or ""
+        at = instants.get(d.t)
+        if at is None:
+            at = instants[d.t] = datetime.fromtimestamp(d.t, UTC)
         summary = body["summary"]
         if d.chosen < 0 and previous.get(job_id) == summary:
             continue
@@ -93,7 +96,7 @@ def cycle_rows(
                 "cluster": d.cluster,
                 "status": d.status,
                 "body": body,
-                "created_at": datetime.fromtimestamp(d.t, UTC),
+                "created_at": at,
             }
         )
         if d.chosen < 0:
@@ -109,7 +112,7 @@ def cycle_rows(
                     "lease_expires_at": lease_until,
                 }
             )
-    return CycleRows(scheduled, rows, messages, contexts)
+    return CycleRows(scheduled, rows, messages, parts)
 
 
 def _round_ints(x: np.ndarray) -> np.ndarray:
@@ -119,9 +122,10 @@ def _round_ints(x: np.ndarray) -> np.ndarray:
 
 def encode(
     ctx: BatchScheduler, decisions: Sequence[CompactDecision]
-) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """The columns bodies of one cycle's decisions (and their context), or None when the
-    cycle's plugins are not the ones this encoder knows (the caller packs ``to_body``)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The columns bodies of one cycle's decisions and the parts they name (the context, the
+    packed bytes of all of them), or None when the cycle's plugins are not the ones this
+    encoder knows (the caller packs ``to_body``)."""
     if not ctx.fused or len(ctx.dynamic_filters) != 1 or len(ctx.dynamic_scores) != 1:
         return None
     names = ctx.names
@@ -146,13 +150,13 @@ def encode(
     if with_rows:
         lens = np.array([len(shapes[j].idx) for j in with_rows])
         JOB = np.repeat(np.array(with_rows), lens)
-        FREE = np.concatenate([decisions[j].free_rows for j in with_rows])  # type: ignore[misc]
+        FREE = np.concatenate([decisions[j].free_rows for j in with_rows])
         CAP = np.concatenate([shapes[j].cap_rows for j in with_rows])
         DEM = np.stack([shapes[j].demand for j in with_rows])[
             JOB_POS := np.repeat(np.arange(len(with_rows)), lens)
         ]
         IDX = np.concatenate([shapes[j].idx for j in with_rows])
-        CHOSEN = IDX == np.array([decisions[j].chosen for j in with_rows])[JOB_POS]
+        CHOSEN = np.array([decisions[j].chosen for j in with_rows])[JOB_POS] == IDX
         codes, _, _ = dyn_filter.classify(FREE, CAP, DEM)  # type: ignore[attr-defined]
         rejected_dyn = (codes > 0) & ~CHOSEN
         G[JOB[rejected_dyn], IDX[rejected_dyn]] = (P_DYN << 8) | codes[rejected_dyn].astype(np.uint16)
@@ -196,8 +200,13 @@ def encode(
             detail[j] = decisions[j].job_reason is None
         keep_rows = listed_rows
         # every shape's static rows over its feasible clusters, side by side
-        height = min(shapes[j].static.shape[0] for j in with_rows)
-        BLOCK = np.concatenate([shapes[j].static[:height] for j in with_rows], axis=1)
+        statics = [shapes[j].static for j in with_rows]
+        height = statics[0].shape[0]
+        try:
+            BLOCK = np.concatenate(statics, axis=1)
+        except ValueError:  # shapes evaluated both ways (rows for the moved bits or not)
+            height = min(s.shape[0] for s in statics)
+            BLOCK = np.concatenate([s[:height] for s in statics], axis=1)
         P = len(all_names) - 1
         columns = [BLOCK[1 + p] for p in range(P)]
         columns.append(dyn_score.score_free(FREE, CAP, DEM))  # type: ignore[attr-defined]
@@ -206,9 +215,9 @@ def encode(
             total += all_weights[i] * columns[i]
         out_cols = [_round_ints(columns[i][keep_rows]) for i in order]
         out_cols.append(_round_ints(total[keep_rows]))
-        transfers = shapes[with_rows[0]].transfer is not None
+        transfers = shapes[with_rows[0]].has_transfer
         if transfers:
-            out_cols.append(_round_ints(BLOCK[P + 1][keep_rows]))  # type: ignore[index]
+            out_cols.append(_round_ints(BLOCK[P + 1][keep_rows]))
         finite = np.ones(int(keep_rows.sum()), dtype=bool)
         for col in out_cols:
             finite &= np.isfinite(col)
@@ -225,16 +234,16 @@ def encode(
                     col_types.append(UINT8)
                     arrays.append((ints // 1000).astype(np.uint8))
                     continue
-            if -(2**31) < lo_c and hi_c < 2**31:
+            if lo_c > -(2**31) and hi_c < 2**31:
                 col_types.append(INT32)
                 arrays.append(c.astype("<i4"))
             else:
                 return None
         if transfers:
             moved = BLOCK[P + 2][keep_rows]
-            codes_ok = height > P + 3 and all(shapes[j].transfer_codes is not None for j in with_rows)
+            codes_ok = height > P + 3 and all(shapes[j].input_sizes is not None for j in with_rows)
             if codes_ok:
-                sizes_list = [shapes[j].transfer_codes[0] for j in with_rows]  # type: ignore[index]
+                sizes_list: list[list[float]] = [shapes[j].input_sizes for j in with_rows]  # type: ignore[misc]
                 K = max(1, max(len(x) for x in sizes_list))
                 SZ = np.array([x + [0.0] * (K - len(x)) for x in sizes_list])[JOB_POS[keep_rows]]
                 bits = BLOCK[P + 3][keep_rows].astype(np.uint8)
@@ -269,9 +278,11 @@ def encode(
     bodies: list[dict[str, Any]] = []
     static_names = [f.NAME for f in ctx.static_filters]
     dyn_entry = [dyn_filter.NAME, _dyn_messages(dyn_filter)]
-    digest = context["digest"]
+    digest = context["key"]
+    blob_key = secrets.token_hex(16)
+    chunks: list[bytes] = []
+    offset = 0
     created: dict[float, str] = {}
-    b64 = base64.b64encode
     for j, d in enumerate(decisions):
         if j in bad:
             bodies.append(pack_decision(d.to_body()))
@@ -294,6 +305,8 @@ def encode(
         if at_text is None:
             at_text = created[d.t] = datetime.fromtimestamp(d.t, UTC).isoformat()
         codes_bytes = g8_bytes[j * n : (j + 1) * n] if small[j] else G[j].astype("<u2").tobytes()
+        own = codes_bytes + blobs[j]
+        chunks.append(own)
         body: dict[str, Any] = {
             "format": COLUMNS_FORMAT,
             "job_id": d.job_id,
@@ -305,8 +318,9 @@ def encode(
             "epoch": d.epoch,
             "ctx": digest,
             "rejected": rej,
-            "b": b64(codes_bytes + blobs[j]).decode("ascii"),
+            "blob": [blob_key, offset, len(own)],
         }
+        offset += len(own)
         if not small[j]:
             body["wide"] = True
         if detail[j]:
@@ -314,7 +328,7 @@ def encode(
             if sizes_of[j] is not None:
                 body["sizes"] = sizes_of[j]
         bodies.append(body)
-    return context, bodies
+    return [context, {"key": blob_key, "data": b"".join(chunks)}], bodies
 
 
 _DTYPE = {UINT8: "u1", INT32: "<i4", FLOAT64: "<f8"}

@@ -50,8 +50,9 @@ class MixedJobs:
         self.count = 0
 
     def bodies(self, n: int, tiny: bool = False) -> list[dict[str, Any]]:
-        """``n`` jobs as the JSON bodies a client would POST. ``tiny``: every size a hundredth
-        and no GPU (the API benchmark: no job runs, so every submission must fit at once)."""
+        """``n`` jobs as the JSON bodies a client would POST. ``tiny`` (the API benchmark: no job
+        runs, and every submission must be placed): every size a hundredth, no GPU and no
+        constraints (an allow list can contradict residency: such a job is never placed)."""
         rng = self.rng
         primary = rng.integers(len(self.ids), size=n)
         own = rng.random(n) < 0.8
@@ -100,7 +101,7 @@ class MixedJobs:
                 "delay_tolerant": bool(tolerant[j]),
             }
             self.count += 1
-            cj = c[j]
+            cj = 1.0 if tiny else c[j]
             if cj < 0.06:
                 body["constraints"] = {"deny_clusters": [names[int(i)] for i in picks[j, : int(k_deny[j])]]}
             elif cj < 0.10:

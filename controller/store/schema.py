@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -75,13 +76,15 @@ decisions = Table(
 )
 Index("ix_decisions_job_id", decisions.c.job_id)
 
-# What many stored decisions share (the cluster names of a cycle), once (migration 0004;
-# controller/scheduler/stored.py): a decision in the columns format names it by digest.
-decision_contexts = Table(
-    "decision_contexts",
+# What stored decisions share or hold in bulk (migration 0004; controller/scheduler/stored.py):
+# a cycle's context (body) and a cycle's packed columns (data), by key; a decision in the columns
+# format names its context and its slice of the data.
+decision_parts = Table(
+    "decision_parts",
     metadata,
-    Column("digest", String(32), primary_key=True),
-    Column("body", JSON, nullable=False),
+    Column("key", String(32), primary_key=True),
+    Column("body", JSON, nullable=True),
+    Column("data", LargeBinary, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

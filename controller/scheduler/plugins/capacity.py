@@ -35,7 +35,12 @@ class CapacityFilter:
     NAME = NAME
 
     def fits(self, free: FloatArray, capacity: FloatArray, demand: FloatArray) -> BoolArray:
-        ok: BoolArray = np.asarray((free >= demand).all(axis=1))
+        # every resource, element by element (``demand``: one vector or one per row)
+        ok: BoolArray = (
+            (free[:, CPU] >= demand[..., CPU])
+            & (free[:, MEM] >= demand[..., MEM])
+            & (free[:, GPU] >= demand[..., GPU])
+        )
         return ok
 
     def classify(
@@ -46,7 +51,11 @@ class CapacityFilter:
         codes[free[:, GPU] < demand[..., GPU]] = 3
         codes[free[:, MEM] < demand[..., MEM]] = 2
         codes[free[:, CPU] < demand[..., CPU]] = 1
-        too_small = (capacity < demand).any(axis=1)
+        too_small = (
+            (capacity[:, CPU] < demand[..., CPU])
+            | (capacity[:, MEM] < demand[..., MEM])
+            | (capacity[:, GPU] < demand[..., GPU])
+        )
         codes[too_small] = 4
         return codes, MESSAGES, bool(too_small.all())
 

@@ -40,8 +40,13 @@ def filter_many(
 ) -> CodeArray:
     """``filter``'s codes for many jobs (rows of ``per_replica`` and ``demand``) at once."""
     codes = np.zeros((len(demand), len(capacity)), dtype=np.int16)
-    codes[(per_replica[:, None, :] > nodes[None, :, :]).any(axis=2)] = 2
-    codes[(capacity[None, :, :] < demand[:, None, :]).any(axis=2)] = 1
+    larger = np.zeros(codes.shape, dtype=bool)
+    small = np.zeros(codes.shape, dtype=bool)
+    for r in range(3):  # per resource, element by element
+        larger |= per_replica[:, r, None] > nodes[None, :, r]
+        small |= capacity[None, :, r] < demand[:, r, None]
+    codes[larger] = 2
+    codes[small] = 1
     return codes
 
 

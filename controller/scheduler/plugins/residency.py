@@ -39,13 +39,16 @@ def first_forbidding(forbidden: npt.NDArray[np.bool_]) -> tuple[CodeArray, npt.N
     codes = np.zeros((J, n), dtype=np.int16)
     if K == 0:
         return codes, np.zeros((J, 0), dtype=bool)
-    anyk = forbidden.any(axis=1)
-    first = forbidden.argmax(axis=1)
     newly = np.zeros((J, K), dtype=bool)
+    before = np.zeros((J, n), dtype=bool)  # forbidden by an earlier input
+    rank = np.zeros(J, dtype=np.int16)
     for k in range(K):
-        newly[:, k] = ((first == k) & anyk).any(axis=1)
-    rank = np.cumsum(newly, axis=1)
-    codes[anyk] = np.take_along_axis(rank, first, axis=1)[anyk]
+        first = forbidden[:, k] & ~before
+        has = first.any(axis=1)
+        newly[:, k] = has
+        rank += has
+        codes[first] = np.broadcast_to(rank[:, None], first.shape)[first]
+        before |= forbidden[:, k]
     return codes, newly
 
 

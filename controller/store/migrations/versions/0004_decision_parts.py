@@ -1,8 +1,9 @@
 """Compact stored decisions and the pending queue's order.
 
-- ``decision_contexts``: what many stored decisions share (the cluster names of a cycle), once;
-  a decision in the columns format names its context by digest
-  (controller/scheduler/stored.py).
+- ``decision_parts``: what stored decisions share or hold in bulk, by key: a cycle's context
+  (``body``: the cluster names, score plugins and column types, once) and a cycle's packed
+  columns (``data``: every decision's bytes in one row); a decision in the columns format names
+  its context and the slice of the bytes that is its own (controller/scheduler/stored.py).
 - ``ix_jobs_pending_order``: the pending head (phase, priority descending, id) read by every
   scheduling cycle walks this index instead of sorting every pending job: the cost of a cycle
   does not grow with the queue.
@@ -25,9 +26,10 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "decision_contexts",
-        sa.Column("digest", sa.String(32), primary_key=True),
-        sa.Column("body", sa.JSON, nullable=False),
+        "decision_parts",
+        sa.Column("key", sa.String(32), primary_key=True),
+        sa.Column("body", sa.JSON, nullable=True),
+        sa.Column("data", sa.LargeBinary, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_jobs_pending_order", "jobs", ["phase", sa.text("priority DESC"), "id"])
@@ -35,4 +37,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_jobs_pending_order", table_name="jobs")
-    op.drop_table("decision_contexts")
+    op.drop_table("decision_parts")
