@@ -90,7 +90,7 @@ class RunningView(dict[int, list[Running]]):
         return self.placed.setdefault(i, [] if default is None else default)
 
 
-PENDING_SPEC_CACHE = 500_000
+PENDING_SPEC_CACHE = 100_000  # about 4 KB a spec: 400 MB at most (a cycle takes schedule_batch)
 CANCEL_TRIES = 8
 JOB_TERMS_CACHE = 200_000
 TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)

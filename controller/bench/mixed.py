@@ -213,12 +213,15 @@ def bench_cycle_scaling(
             for name in list(ctl.registry.clusters):
                 ctl.heartbeat(name, None)
             per_us: list[float] = []
+            cpu_us: list[float] = []
             for _ in range(reps):
                 pending = store.count_jobs_by_phase().get("Pending", 0)
                 handled = min(pending, ctl.settings.schedule_batch)
+                c0 = time.process_time()
                 t0 = time.perf_counter()
                 ctl.schedule_pending()
                 per_us.append((time.perf_counter() - t0) / handled * 1e6)
+                cpu_us.append((time.process_time() - c0) / handled * 1e6)
                 left = store.count_jobs_by_phase().get("Pending", 0)
                 if n - left > 0:
                     store.insert_jobs_bulk([job_row(b) for b in gen.bodies(n - left)])
@@ -227,11 +230,14 @@ def bench_cycle_scaling(
             out[str(n)] = {
                 "us_per_decision": round(statistics.median(per_us), 1),
                 "runs": [round(x, 1) for x in per_us],
+                "cpu_us_per_decision": round(statistics.median(cpu_us), 1),
             }
     meds = [v["us_per_decision"] for v in out.values()]
+    cpus = [v["cpu_us_per_decision"] for v in out.values()]
     return {
         "pending": out,
         "max_over_min": round(max(meds) / min(meds), 2),
+        "cpu_max_over_min": round(max(cpus) / min(cpus), 2),
         "decisions_per_s_at_10000_pending": round(1e6 / out["10000"]["us_per_decision"])
         if "10000" in out
         else None,
@@ -350,7 +356,9 @@ def bench_memory_decisions(data_dir: Path, total: int = 10_000_000, seconds: flo
         res["after_10m_mib"] = after[10_000_000]
         res["after_10m_measured"] = True
     elif len(points) >= 2:
-        (x0, y0, _), (x1, y1, _) = points[0], points[-1]
+        # the slope from the first point at or past one million (or the first) to the last
+        start = next((p for p in points if p[0] >= 1_000_000 and p is not points[-1]), points[0])
+        (x0, y0, _), (x1, y1, _) = start, points[-1]
         slope = (y1 - y0) / (x1 - x0) * 1_000_000
         res["slope_mib_per_million"] = round(slope, 2)
         res["after_10m_mib"] = round(y1 + slope * (10_000_000 - x1) / 1_000_000, 1)

@@ -259,6 +259,7 @@ class Shape:
 
     __slots__ = (
         "_demand",
+        "_inputs_of",
         "backup_pos",
         "best_transfer_s",
         "cap_cpu",
@@ -271,7 +272,6 @@ class Shape:
         "gen",
         "has_transfer",
         "idx",
-        "input_sizes",
         "inputs",
         "key",
         "layout",
@@ -324,7 +324,7 @@ class Shape:
         self.static: FloatArray = _EMPTY_STATIC
         self.layout: tuple[tuple[str, float], ...] = ()
         self.has_transfer = False
-        self.input_sizes: list[float] | None = None
+        self._inputs_of: tuple[list[float], list[int]] | None = None  # table sizes, input rows
         self.rejected: npt.NDArray[np.uint16] = _EMPTY_U16
         self.rejected_messages: Sequence[list[str]] = ()
         self.best_transfer_s = 0.0  # the least input-transfer time over ``idx``
@@ -335,6 +335,12 @@ class Shape:
         # the positions, in ``idx``, of that cluster's designated backups in policy order.
         self.origin: str | None = None
         self.backup_pos: Sequence[int] = ()
+
+    @property
+    def input_sizes(self) -> list[float] | None:
+        """The sizes of the inputs present, in input order, when ``static`` has the moved bits."""
+        of = self._inputs_of
+        return None if of is None else [of[0][r] for r in of[1]]
 
     @property
     def demand(self) -> FloatArray:
@@ -521,6 +527,15 @@ class PendingQueue:
             yield item
             if bucket:
                 heapq.heappush(heap, (nprio, book.dominant_share(tenant), bucket[0][1], tenant))
+
+    def take_all(self) -> list[Item]:
+        """Pop every queued job (in no particular order)."""
+        out: list[Item] = []
+        for bucket in self.buckets.values():
+            out.extend(bucket)
+            bucket.clear()
+        self.count = 0
+        return out
 
     def requeue(self, items: Iterable[Item]) -> None:
         """Put back jobs that were popped but not placed, keeping their place in line. They were
@@ -999,12 +1014,14 @@ class BatchScheduler:
         snap: Snapshot,
         feasible: npt.NDArray[np.bool_],
         M: FloatArray,
-        sizes: list[list[float]] | None = None,
+        sizes: list[float] | None = None,
+        rows_of: list[list[int]] | None = None,
     ) -> None:
         """Store each shape's static results from its row of ``feasible`` (shapes x clusters)
         and of ``M`` (shapes x results x clusters: the weighted total, each static score, then
         the transfer seconds and bytes when locality scores, then the bits of the inputs moved
-        with ``sizes``, each shape's input sizes), over its feasible clusters."""
+        with ``sizes``, the data-set table's sizes, and ``rows_of``, each shape's input rows),
+        over its feasible clusters."""
         layout = self._layout
         P = len(layout)
         has_transfer = M.shape[1] > P + 1
@@ -1031,7 +1048,7 @@ class BatchScheduler:
             shape.layout = layout
             shape.has_transfer = has_transfer
             shape.best_transfer_s = float(best[j]) if has_transfer and len(idx) else 0.0
-            shape.input_sizes = None if sizes is None else sizes[j]
+            shape._inputs_of = None if sizes is None or rows_of is None else (sizes, rows_of[j])
             if shape.origin is not None:
                 backup_pos = []
                 position = {int(c): k for k, c in enumerate(idx)}
@@ -1105,7 +1122,7 @@ class BatchScheduler:
                     lists[j] = [REASON_MISSING.format(id=gone)]
                 plugin_unresolvable: npt.NDArray[np.bool_] | bool = True
             elif kind is GangFilter:
-                demand = np.array([shape.demand for shape in shapes]).reshape(J, 3)
+                demand = np.array([shape.demand_list for shape in shapes]).reshape(J, 3)
                 per_replica = np.array([shape.resources for shape in shapes], dtype=np.float64).reshape(J, 3)
                 codes = gang_many(per_replica, demand, self._nodes(snap), snap.capacity)
                 lists = [GANG_MESSAGES] * J
@@ -1180,7 +1197,8 @@ class BatchScheduler:
             snap,
             feasible,
             M,
-            [[sizes[r] for r in rows] for rows in input_rows] if bits is not None else None,
+            sizes if bits is not None else None,
+            input_rows,
         )
 
     @staticmethod
@@ -1269,7 +1287,9 @@ class BatchScheduler:
             self.fail_counts.clear()  # forget jobs that left the queue another way (cancelled)
         source: Iterable[Item]
         if self.order == ORDER_CONSTRAINED_FIRST:
-            items = list(queue.drain(book, limit))
+            # The order below is total (the sequence breaks every tie), so when every queued job
+            # is taken the order they leave the queue in does not matter: take them at once.
+            items = queue.take_all() if len(queue) <= limit else list(queue.drain(book, limit))
             to_evaluate: dict[int, Shape] = {}
             for item in items:
                 if item[3].gen != gen:
