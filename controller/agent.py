@@ -258,10 +258,13 @@ class Agent:
 
     def _heartbeat_failed(self, exc: Exception) -> None:
         """Retry with exponential back-off and jitter, but often enough to renew before the
-        deadline while the lease still holds."""
+        deadline while the lease still holds, and never slower than two renewal intervals: once
+        the controller is back, the agent must be in touch again well within lease + grace, or
+        attempts it finished meanwhile (and holds the reports of) would be re-placed."""
         self.stats.heartbeat_failures += 1
         t = self.clock()
-        self.heartbeat_backoff_s = min(self.max_backoff_s, max(0.2, self.heartbeat_backoff_s * 2))
+        cap = min(self.max_backoff_s, 2 * self.heartbeat_interval_s)
+        self.heartbeat_backoff_s = min(cap, max(0.2, self.heartbeat_backoff_s * 2))
         delay = self.heartbeat_backoff_s * (0.5 + random.random() / 2)
         if self.deadline is not None and t < self.deadline:
             delay = min(delay, max(0.05, (self.deadline - t) / 3))

@@ -11,7 +11,11 @@ database administrator cannot write. ``verify`` walks every row in id order and 
   deleted, inserted or moved);
 - ``unchained``: a row without a hash after the chain began (inserted around the controller);
 - ``checkpoint``: a checkpoint whose row is gone or different (truncation, a rewritten chain), or
-  whose signature does not verify with the trusted public key.
+  whose signature does not verify with the trusted public key;
+- ``sealed``: the rows before the chain (written before migration 0003) no longer match the seal
+  migration 0005 appended for them, or there is more than one seal;
+- ``unsealed``: rows without a hash before the chain that no seal covers (a database not yet
+  upgraded to 0005, or rows inserted there around the controller).
 """
 
 from __future__ import annotations
@@ -149,6 +153,8 @@ class Report:
     legacy: int = 0  # rows written before the chain existed (migration 0003)
     checkpoints: int = 0
     findings: list[Finding] = field(default_factory=list)
+    seal: dict[str, Any] | None = None  # the seal row of the legacy rows: id, at, and its detail
+    legacy_ids: tuple[int, int] | None = None  # first and last id of the legacy rows
 
     @property
     def ok(self) -> bool:
@@ -167,6 +173,8 @@ def verify(
     cols = (c.id, c.at, c.actor, c.role, c.tenant, c.action, c.target, c.detail, c.prev_hash, c.hash)
     expected_prev = audit_chain.GENESIS
     started = False
+    legacy: list[dict[str, Any]] = []
+    seals: list[dict[str, Any]] = []
     with store.read() as conn:
         for r in conn.execute(select(*cols).order_by(c.id)).mappings():
             rep.rows += 1
@@ -178,10 +186,13 @@ def verify(
                     )
                 else:
                     rep.legacy += 1
+                    legacy.append(dict(r))
                 continue
             started = True
             rep.chained += 1
             hashes[rid] = r["hash"]
+            if r["action"] == audit_chain.SEAL_ACTION:
+                seals.append(dict(r))
             if audit_chain.link(r["prev_hash"] or "", dict(r)) != r["hash"]:
                 rep.findings.append(Finding("changed", rid, f"row {rid} does not match its hash (changed)"))
             if r["prev_hash"] != expected_prev:
@@ -193,6 +204,7 @@ def verify(
                     )
                 )
             expected_prev = r["hash"]
+    _check_seal(rep, legacy, seals)
     stored = stored_checkpoints(store)
     seen = {(cp["last_id"], cp["last_hash"], cp["signature"]) for cp in stored}
     everything = stored + [
@@ -233,3 +245,54 @@ def verify(
                 )
             )
     return rep
+
+
+def _check_seal(rep: Report, legacy: list[dict[str, Any]], seals: list[dict[str, Any]]) -> None:
+    """The rows before the chain against their seal (migration 0005): same count, ids and digest.
+    The first seal counts (it is the one the chain and the checkpoints after it protect); any
+    other is a forgery."""
+    if legacy:
+        rep.legacy_ids = (int(legacy[0]["id"]), int(legacy[-1]["id"]))
+    for extra in seals[1:]:
+        rep.findings.append(
+            Finding(
+                "sealed",
+                int(extra["id"]),
+                f"row {extra['id']} is a second seal: the rows before the chain are sealed once, "
+                f"at the upgrade (row {seals[0]['id']})",
+            )
+        )
+    if not seals:
+        if rep.legacy_ids:
+            first, last = rep.legacy_ids
+            rep.findings.append(
+                Finding(
+                    "unsealed",
+                    first,
+                    f"rows {first}..{last} ({len(legacy)}) have no hash and come before the chain, and no "
+                    "seal covers them: written before migration 0003 on a database not yet upgraded "
+                    "(yiwang db-upgrade seals them), or inserted there around the controller",
+                )
+            )
+        return
+    seal = seals[0]
+    detail = seal["detail"] or {}
+    at = utc(seal["at"])
+    rep.seal = {"id": int(seal["id"]), "at": at.isoformat() if at else None, **detail}
+    want = (detail.get("rows"), detail.get("first_id"), detail.get("last_id"), detail.get("digest"))
+    got = (
+        len(legacy),
+        rep.legacy_ids[0] if rep.legacy_ids else None,
+        rep.legacy_ids[1] if rep.legacy_ids else None,
+        audit_chain.legacy_digest(legacy),
+    )
+    if want != got:
+        rep.findings.append(
+            Finding(
+                "sealed",
+                int(seal["id"]),
+                f"the {len(legacy)} rows before the chain do not match their seal (row {seal['id']}: "
+                f"{detail.get('rows')} rows, ids {detail.get('first_id')}..{detail.get('last_id')}): one "
+                "was changed, deleted or inserted",
+            )
+        )

@@ -13,6 +13,7 @@ import typer
 from controller import audit
 from controller.settings import Settings
 from controller.store import Store
+from controller.store.migrate import current_revision
 
 audit_app = typer.Typer(help="Tamper-evident audit log: verify, checkpoint, keygen.", no_args_is_help=True)
 DbOpt = Annotated[str | None, typer.Option("--database-url", help="default: YIWANG_DATABASE_URL")]
@@ -33,9 +34,18 @@ def verify(
         str | None, typer.Option("--public-key", help="the trusted SM2 public key (128 hex digits)")
     ] = None,
 ) -> None:
-    """Exit 0 when the chain and every checkpoint verify, 1 with each finding otherwise."""
-    store = _store(database_url)
+    """Exit 0 when the chain, the seal of the rows before it and every checkpoint verify, 1 with
+    each finding otherwise. Reads the database as it is (never migrates it: an upgrade would
+    seal whatever rows it found)."""
+    store = Store(database_url or Settings().database_url, migrate=False)
     try:
+        revision = current_revision(store.engine)
+        if revision is None or revision < "0003":
+            typer.echo(
+                f"the database is at revision {revision or 'none'}, before the audit chain (0003): "
+                "nothing to verify; yiwang db-upgrade chains new rows and seals the old ones"
+            )
+            raise typer.Exit(1)
         exported = audit.read_export(checkpoints) if checkpoints else None
         rep = audit.verify(store, exported=exported, public_key=public_key)
     finally:
@@ -44,6 +54,13 @@ def verify(
         f"{rep.rows} audit rows ({rep.chained} chained, {rep.legacy} before the chain), "
         f"{rep.checkpoints} checkpoints"
     )
+    if rep.legacy_ids and rep.seal:
+        first, last = rep.legacy_ids
+        typer.echo(
+            f"rows {first}..{last} were written before the chain (migration 0003); they are checked "
+            f"against the seal in row {rep.seal['id']}, written at the upgrade to 0005 ({rep.seal['at']}), "
+            "which vouches for them as they were then, not before"
+        )
     for f in rep.findings:
         typer.echo(f"TAMPERED {f.kind}: {f.message}")
     if public_key is None and rep.checkpoints:

@@ -669,12 +669,20 @@ def drill_run(
 @drill_app.command("list")
 def drill_list(directory: Annotated[Path, typer.Argument()] = DRILLS_DIR) -> None:
     """List the scenarios of a directory: faults and budgets; invalid ones with their errors."""
+    from controller.drills.nationalscenario import NationalScenario
     from controller.drills.procscenario import ProcScenario
     from controller.drills.runner import load_all
 
     ok, bad = load_all(sorted(directory.glob("*.yaml")))
     table = Table("file", "name", "clusters", "faults", "budgets")
     for path, scn in ok:
+        if isinstance(scn, NationalScenario):
+            faults = ", ".join(f"{f.at_s:g}s {f.fault} {f.site}" for f in scn.timeline)
+            budgets = ", ".join(f"{k} {v:g}" for k, v in scn.budgets.model_dump().items() if v is not None)
+            table.add_row(
+                path.name, scn.name, f"3 sites, {len(scn.federation.agents)} agents", faults, budgets
+            )
+            continue
         if isinstance(scn, ProcScenario):
             faults = ", ".join(
                 f"{f.at_s:g}s {f.fault} {getattr(f, 'cluster', '') or ''}".strip() for f in scn.timeline

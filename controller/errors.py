@@ -70,3 +70,11 @@ class TemporarilyUnavailable(YiwangError):
     def __init__(self, detail: str, retry_after: float = 1.0) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class StoreUnavailable(TemporarilyUnavailable):
+    """The store cannot take a read or a write now: its primary is gone, read-only (being
+    demoted) or failing over. Nothing was acknowledged; the same request (with the same
+    Idempotency-Key) may be sent again after ``retry_after`` seconds."""
+
+    title = "Store unavailable"

@@ -90,10 +90,9 @@ class StoreFollower:
     def _security(self) -> None:
         if not self.security_hooks:
             return
-        rows = self.ctl.store.audit_after(self.audit_after, SECURITY_ACTIONS)
+        self.audit_after, rows = self.ctl.store.audit_after(self.audit_after, SECURITY_ACTIONS)
         if not rows:
             return
-        self.audit_after = rows[-1][0]
         changes = [(action, target, detail) for _, action, target, detail in rows]
         for hook in self.security_hooks:
             hook(changes)

@@ -21,11 +21,22 @@ class ControllerCollector(Collector):
         self.ctl = ctl
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        counts = self.ctl.store.count_jobs_by_phase()
-        jobs = GaugeMetricFamily("yiwang_jobs", "Jobs by phase", labels=["phase"])
-        for phase in JobPhase:
-            jobs.add_metric([phase.value], counts.get(phase.value, 0))
-        yield jobs
+        # The shared (national) database: when it does not answer, say so and serve what this
+        # process knows without it, rather than failing the scrape (which reads as "controller down").
+        store_up = GaugeMetricFamily(
+            "yiwang_store_up", "1 if this process's last query to the shared database succeeded"
+        )
+        try:
+            counts: dict[str, int] | None = self.ctl.store.count_jobs_by_phase()
+        except Exception:  # any database error: the store is degraded for this process
+            counts = None
+        store_up.add_metric([], 0.0 if counts is None else 1.0)
+        yield store_up
+        if counts is not None:
+            jobs = GaugeMetricFamily("yiwang_jobs", "Jobs by phase", labels=["phase"])
+            for phase in JobPhase:
+                jobs.add_metric([phase.value], counts.get(phase.value, 0))
+            yield jobs
         up = GaugeMetricFamily("yiwang_cluster_up", "1 if the cluster is Ready", labels=["cluster"])
         age = GaugeMetricFamily(
             "yiwang_cluster_heartbeat_age_seconds", "Seconds since the last heartbeat", labels=["cluster"]
@@ -59,6 +70,28 @@ class ControllerCollector(Collector):
         )
         fenced.add_metric([], float(self.ctl.fenced_reports))
         yield fenced
+        done = self.ctl.counters
+        for name, help_text, value in (
+            ("yiwang_placements", "Jobs this controller placed on a cluster", done.placements),
+            (
+                "yiwang_failovers",
+                "Jobs sent back to Pending because their cluster's lease ended or its agent released them",
+                done.failovers,
+            ),
+            (
+                "yiwang_preemptions",
+                "Jobs preempted to make room for higher-priority or in-quota work",
+                done.preemptions,
+            ),
+            (
+                "yiwang_wan_bytes_estimated",
+                "Bytes the placements move over the WAN, as the locality model estimates them",
+                done.wan_bytes,
+            ),
+        ):
+            counter = CounterMetricFamily(name, help_text)
+            counter.add_metric([], float(value))
+            yield counter
         follower = self.ctl.follower
         if follower is not None:
             age = GaugeMetricFamily(

@@ -197,6 +197,18 @@ class GrantList(BaseModel):
     items: list[GrantRead]
 
 
+class GrantOverview(GrantRead):
+    """A grant with its data set's owner and classification, and whether the caller decides it."""
+
+    dataset_owner: str
+    classification: str
+    can_decide: bool = Field(description="the caller may approve or reject it (the owner or an admin)")
+
+
+class GrantOverviewList(BaseModel):
+    items: list[GrantOverview] = Field(description="newest request first")
+
+
 class AuditRead(BaseModel):
     id: int
     at: datetime
@@ -241,19 +253,38 @@ class AuthCache:
         self.grants: dict[str, frozenset[str]] = {}  # tenant -> approved data set ids
         self.hits = 0
         self.misses = 0
+        # Bumped by every drop. A row read from the database is cached only if no drop happened
+        # since the read began (``generation`` taken before it): otherwise a revocation applied
+        # between the read and the put would be undone by the put, for good.
+        self.generation = 0
 
-    def put_token(self, token_id: str, secret_hash: str, who: Principal, expires: datetime | None) -> None:
+    def put_token(
+        self, token_id: str, secret_hash: str, who: Principal, expires: datetime | None, generation: int
+    ) -> None:
+        if generation != self.generation:
+            return
         if len(self.tokens) >= self.maxsize:
             self.tokens.clear()
         self.tokens[token_id] = (secret_hash, who, expires)
 
-    def put_grants(self, tenant: str, ids: frozenset[str]) -> None:
+    def put_grants(self, tenant: str, ids: frozenset[str], generation: int) -> None:
+        if generation != self.generation:
+            return
         if len(self.grants) >= self.maxsize:
             self.grants.clear()
         self.grants[tenant] = ids
 
+    def drop_token(self, token_id: str) -> None:
+        self.generation += 1
+        self.tokens.pop(token_id, None)
+
+    def drop_grants(self, tenant: str) -> None:
+        self.generation += 1
+        self.grants.pop(tenant, None)
+
     def invalidate(self, changes: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Drop what the audit rows (action, target, detail) of token and grant changes name."""
+        self.generation += 1
         for action, target, detail in changes:
             if action.startswith("token."):
                 self.tokens.pop(target.removeprefix("token/"), None)
@@ -334,6 +365,7 @@ class Security:
         m = TOKEN_RE.match(token)
         if m is None:
             return None
+        generation = self.cache.generation
         with self.store.read() as conn:
             row = conn.execute(select(t.api_tokens).where(t.api_tokens.c.id == m.group(1))).first()
         if row is None or not hmac.compare_digest(hash_token(token), row.secret_hash):
@@ -342,7 +374,7 @@ class Security:
         if row.revoked_at is not None or (expires is not None and expires <= now()):
             return None
         who = Principal(row.id, Role(row.role), tenant=row.tenant, cluster=row.cluster)
-        self.cache.put_token(row.id, row.secret_hash, who, expires)
+        self.cache.put_token(row.id, row.secret_hash, who, expires, generation)
         return who
 
     # ---- tokens -------------------------------------------------------------------------------
@@ -381,7 +413,7 @@ class Security:
                     update(t.api_tokens).where(t.api_tokens.c.id == token_id).values(revoked_at=now())
                 )
                 audit_chain.append(conn, [by.audit_row("token.revoked", f"token/{token_id}")])
-        self.cache.tokens.pop(token_id, None)
+        self.cache.drop_token(token_id)
 
     # ---- data-set grants ----------------------------------------------------------------------
     def granted(self, tenant: str, dataset_ids: Iterable[str]) -> set[str]:
@@ -395,13 +427,14 @@ class Security:
             self.cache.hits += 1
             return ids
         self.cache.misses += 1
+        generation = self.cache.generation
         q = select(t.dataset_grants.c.dataset_id).where(
             t.dataset_grants.c.tenant == tenant,
             t.dataset_grants.c.status == GrantStatus.approved.value,
         )
         with self.store.read() as conn:
             approved = frozenset(r[0] for r in conn.execute(q))
-        self.cache.put_grants(tenant, approved)
+        self.cache.put_grants(tenant, approved, generation)
         return ids & approved
 
     def granted_cached(self, tenant: str, dataset_ids: Iterable[str]) -> bool:
@@ -504,6 +537,44 @@ class Security:
         with self.store.read() as conn:
             return [_grant_read(r) for r in conn.execute(q.order_by(t.dataset_grants.c.id)).mappings().all()]
 
+    def grants_overview(
+        self, principal: Principal, status: GrantStatus | None = None, limit: int = 1000
+    ) -> list[GrantOverview]:
+        """The grants the caller may see across the catalogue: all for admin and operator; for a
+        tenant, those it asked for and those on data sets it owns (which it decides)."""
+        g, d = t.dataset_grants.c, t.datasets.c
+        q = (
+            select(t.dataset_grants, d.owner.label("dataset_owner"), d.classification)
+            .join(t.datasets, d.id == g.dataset_id)
+            .order_by(g.requested_at.desc(), g.id.desc())
+            .limit(limit)
+        )
+        if status is not None:
+            q = q.where(g.status == status.value)
+        sees_all = principal.open or principal.role in (Role.admin, Role.operator)
+        if not sees_all:
+            mine = principal.tenant or ""
+            q = q.where((g.tenant == mine) | (d.owner == mine))
+        with self.store.read() as conn:
+            rows = conn.execute(q).mappings().all()
+        out = []
+        for r in rows:
+            grant = _grant_read({k: r[k] for k in GrantRead.model_fields})
+            decides = (
+                principal.open
+                or principal.role == Role.admin
+                or (principal.role == Role.tenant and principal.tenant == r["dataset_owner"])
+            )
+            out.append(
+                GrantOverview(
+                    **grant.model_dump(),
+                    dataset_owner=r["dataset_owner"],
+                    classification=r["classification"],
+                    can_decide=decides,
+                )
+            )
+        return out
+
     def decide_grant(self, by: Principal, ds: DatasetRead, grant_id: str, approve: bool) -> GrantRead:
         """The owner (or an admin) approves or rejects; rejecting an approved grant withdraws it
         for new submissions (running jobs are not stopped)."""
@@ -525,15 +596,10 @@ class Security:
                 audit = by.audit_row(action, f"dataset/{ds.id}", grantee=row["tenant"], grant=grant_id)
                 audit_chain.append(conn, [audit])
             row = conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
-        self.cache.grants.pop(row["tenant"], None)
+        self.cache.drop_grants(row["tenant"])
         return _grant_read(row)
 
     # ---- audit log ----------------------------------------------------------------------------
-    def record(self, principal: Principal, action: str, target: str, **detail: Any) -> None:
-        """Append one audit row in its own transaction (for changes committed just before)."""
-        with self.store.tx() as conn:
-            audit_chain.append(conn, [principal.audit_row(action, target, **detail)])
-
     def audit(
         self,
         *,
@@ -542,17 +608,26 @@ class Security:
         since: datetime | None = None,
         limit: int = 100,
         after: int | None = None,
+        target: str | None = None,
+        newest_first: bool = False,
+        exclude_action: str | None = None,
     ) -> list[AuditRead]:
-        q = select(t.audit_log).order_by(t.audit_log.c.id).limit(limit)
+        """Oldest first (``after``: ids above it), or newest first (``after``: ids below it)."""
+        a = t.audit_log.c
+        q = select(t.audit_log).order_by(a.id.desc() if newest_first else a.id).limit(limit)
         if actor:
-            q = q.where(t.audit_log.c.actor == actor)
+            q = q.where(a.actor == actor)
         if action:
-            q = q.where(t.audit_log.c.action == action)
+            q = q.where(a.action == action)
+        if target:
+            q = q.where(a.target == target)
+        if exclude_action:
+            q = q.where(a.action != exclude_action)
         if since:
             since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
             q = q.where(t.audit_log.c.at >= since)
         if after is not None:
-            q = q.where(t.audit_log.c.id > after)
+            q = q.where(a.id < after if newest_first else a.id > after)
         with self.store.read() as conn:
             rows = conn.execute(q).mappings().all()
         return [AuditRead.model_validate({**r, "at": utc(r["at"])}) for r in rows]

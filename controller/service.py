@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from controller import audit
 from controller.assignments import Assignment, StatusReport, sanitize_reported
@@ -29,9 +30,11 @@ from controller.errors import (
     NotFound,
     StaleAttempt,
     StaleLeader,
+    StoreUnavailable,
     YiwangError,
 )
 from controller.follower import StoreFollower
+from controller.history import ClusterHistory, Counters, MetricsRing, Sample
 from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
 from controller.policies import (
     POLICY_KINDS,
@@ -50,6 +53,7 @@ from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
 from controller.settings import Settings
+from controller.store import audit_chain
 from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, utc
 from controller.topology.model import Cluster, Tier
 
@@ -94,6 +98,19 @@ PENDING_SPEC_CACHE = 100_000  # about 4 KB a spec: 400 MB at most (a cycle takes
 CANCEL_TRIES = 8
 JOB_TERMS_CACHE = 200_000
 TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
+# A cluster's identity for residency and placement rules: fixed while it holds data or jobs.
+IDENTITY_FIELDS = ("tenant", "tier", "adcode")
+
+
+def requeue_values(attempt: int, message: str) -> dict[str, Any]:
+    """A job's row back in the queue: Pending, off its cluster, as the next attempt."""
+    return {
+        "phase": "Pending",
+        "cluster": None,
+        "attempt": attempt + 1,
+        "message": message,
+        "lease_expires_at": None,
+    }
 
 
 def spec_hash(spec: JobCreate) -> str:
@@ -110,6 +127,10 @@ class Controller:
         # last successful renewal plus the TTL, less a margin for clock-rate differences, so it
         # stops leading before a successor can take the lease (the store's expiry).
         self._lead_until = 0.0
+        # When this process took its current epoch: a cluster's silence counts only from then
+        # (expire_leases), since before it no contact could reach a leader (a store failover, a
+        # controller outage) and agents that finished work meanwhile must get to report it.
+        self.lead_since: datetime | None = None
         self.fenced_reports = 0  # agents' reports of attempts that were re-placed (refused)
         self.observed_epoch = 0  # the leader epoch in the store, as of the last sync
         self.policies = self._load_policies()
@@ -122,6 +143,7 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._lease_thread: threading.Thread | None = None
         self._last_checkpoint = float("-inf")
+        self._store_down_logged: dict[str, float] = {}
         self.metrics_registry: CollectorRegistry | None = None
         # Specs of jobs submitted through this controller and not yet placed, so a scheduling
         # cycle does not re-read and re-validate them from the store (bounded; misses are read).
@@ -132,6 +154,11 @@ class Controller:
         self._batch: BatchScheduler | None = None  # rebuilt when the scheduler or quota changes
         self.capacity = self._capacity_tracker()
         self.follower: StoreFollower | None = None
+        # What the dashboard draws over time (controller/history.py): in memory, bounded.
+        self.cluster_history = ClusterHistory()
+        self.metrics_ring = MetricsRing(settings.metrics_history)
+        self.counters = Counters()
+        self._sampler_thread: threading.Thread | None = None
         self._bootstrap()
 
     # ---- start-up ---------------------------------------------------------------------------
@@ -189,6 +216,8 @@ class Controller:
                 reported=sanitize_reported(row["reported"]),
             )
         self.registry.rebuild_network()
+        for name, state in self.registry.clusters.items():
+            self.note_cluster(name, state, "as stored when this controller started")
         for row in self.store.list_datasets():
             try:
                 self.datasets[row["id"]] = self.dataset_read(row)
@@ -303,6 +332,7 @@ class Controller:
             else:
                 if epoch != self.epoch:
                     log.info("leading with epoch %d", epoch)
+                    self.lead_since = now()
                 self.epoch = epoch
                 self._lead_until = sent + self.settings.leader_ttl_s - self.leader_margin_s
         return epoch is not None
@@ -333,6 +363,11 @@ class Controller:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="yiwang-control-loop", daemon=True)
             self._thread.start()
+        if self._sampler_thread is None:
+            self._sampler_thread = threading.Thread(
+                target=self._sample_loop, name="yiwang-metrics-sampler", daemon=True
+            )
+            self._sampler_thread.start()
         if self._lease_thread is None and self.settings.role == "all":
             self._lease_thread = threading.Thread(
                 target=self._lease_loop, name="yiwang-leader-lease", daemon=True
@@ -348,6 +383,9 @@ class Controller:
         if self._lease_thread is not None:
             self._lease_thread.join(timeout=10)
             self._lease_thread = None
+        if self._sampler_thread is not None:
+            self._sampler_thread.join(timeout=10)
+            self._sampler_thread = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -377,6 +415,9 @@ class Controller:
                         pass
             except StaleLeader as exc:  # deposed mid-cycle: the cycle's writes were rolled back
                 self._lost_lead(exc)
+            except StoreUnavailable as exc:  # a failover: nothing of the cycle was committed
+                self._store_down(exc, "control loop")
+                self._stop.wait(min(1.0, exc.retry_after))
             except Exception:  # the loop must survive a failed cycle; the error is logged in full
                 log.exception("control loop cycle failed")
 
@@ -390,10 +431,73 @@ class Controller:
                 was = self.epoch
                 if self.renew_leadership() and not was:
                     self.wake()
-            except Exception:  # the store is unreachable: our lease runs out by itself
+            except StoreUnavailable as exc:  # our lease runs out by itself (leading() says so)
+                self._store_down(exc, "leader lease")
+            except Exception:
                 log.exception("renewing the scheduling lease failed")
             if self._stop.wait(ttl / 5 if self.epoch else min(1.0, ttl / 5)):
                 return
+
+    def _store_down(self, exc: StoreUnavailable, what: str) -> None:
+        """One warning per 5 s while the store is away (a failover lasts tens of seconds and the
+        loops retry many times a second)."""
+        t = time.monotonic()
+        if t - self._store_down_logged.get(what, float("-inf")) >= 5.0:
+            self._store_down_logged[what] = t
+            log.warning("%s: %s", what, exc.detail)
+
+    def _sample_loop(self) -> None:
+        while not self._stop.wait(self.settings.metrics_sample_s):
+            try:
+                self.sample_metrics()
+            except StoreUnavailable as exc:  # a failover: a gap in the charts, nothing more
+                self._store_down(exc, "metrics sampling")
+            except Exception:
+                log.exception("sampling the controller's metrics failed")
+
+    def sample_metrics(self) -> Sample:
+        """Read the controller's metrics into the ring buffer (and note cluster state changes
+        another controller process made); the dashboard's time series are differences of these."""
+        counts = self.store.count_jobs_by_phase()
+        t = time.time()
+        with self.lock:
+            states = list(self.registry.clusters.items())
+            allocated = self.registry.allocated()
+        cpu_cap = gpu_cap = cpu_alloc = gpu_alloc = 0.0
+        unreachable = 0
+        for name, state in states:
+            self.note_cluster(name, state, "changed by another controller process")
+            eff = self._capacity_view(state)["effective_capacity"]
+            a = allocated.get(name)
+            cpu_cap += eff["cpu"]
+            gpu_cap += eff["gpu"]
+            if a is not None:
+                cpu_alloc += float(a[0])
+                gpu_alloc += float(a[2])
+            unreachable += state.health == Health.Unreachable
+        c = self.counters
+        sample = Sample(
+            t=t,
+            pending=counts.get("Pending", 0),
+            scheduled=counts.get("Scheduled", 0),
+            running=counts.get("Running", 0),
+            unreachable=unreachable,
+            cpu_allocated=cpu_alloc,
+            cpu_capacity=cpu_cap,
+            gpu_allocated=gpu_alloc,
+            gpu_capacity=gpu_cap,
+            placements=c.placements,
+            failovers=c.failovers,
+            preemptions=c.preemptions,
+            fenced=self.fenced_reports,
+            wan_bytes=c.wan_bytes,
+        )
+        self.metrics_ring.add(sample)
+        return sample
+
+    def note_cluster(self, name: str, state: ClusterState, reason: str = "") -> None:
+        """Record the cluster's health/cordon/drain in its history when it changed."""
+        self.cluster_history.observe(name, state.health, state.cordoned, state.draining, now(), reason)
 
     def maybe_checkpoint_audit(self) -> None:
         """Sign a checkpoint of the audit chain when one is due and a key is configured."""
@@ -409,6 +513,8 @@ class Controller:
             try:
                 self.capacity.maybe_refresh()
                 self.sync_from_store()
+            except StoreUnavailable as exc:  # a failover: the views catch up once it is over
+                self._store_down(exc, "follower")
             except Exception:
                 log.exception("sync from the store failed")
 
@@ -547,28 +653,34 @@ class Controller:
     def list_jobs(self, **filters: Any) -> list[JobRead]:
         return [self._job_read(r, with_events=False) for r in self.store.list_jobs(**filters)]
 
-    def cancel(self, job_id: str, reason: str = "cancelled by request") -> JobRead:
+    def cancel(
+        self, job_id: str, reason: str = "cancelled by request", audit: dict[str, Any] | None = None
+    ) -> JobRead:
         """Cancel from whatever phase the job is in now. The compare-and-set fails when the job
         changed between the read and the write (placed by a scheduling cycle right after its
         submission, say): that is retried here with the fresh row, a bounded number of times,
-        rather than handed to the caller."""
+        rather than handed to the caller. ``audit``: the caller's audit row, appended in the
+        cancel's transaction (both commit or neither)."""
         for _ in range(CANCEL_TRIES):
             row = self.store.get_job(job_id)
             if row is None:
                 raise NotFound(f"job {job_id!r} not found")
             phase = JobPhase(row["phase"])
             check_transition(job_id, phase, JobPhase.Cancelled)
-            with self.lock, self.store.tx() as conn:
-                ok = self.store.transition(
-                    conn,
-                    job_id,
-                    expect_phases=[phase.value],
-                    expect_attempt=row["attempt"],
-                    values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
-                    event_type="Cancelled",
-                    reason=reason,
-                )
-                if ok:
+            with self.lock:
+                with self.store.tx() as conn:
+                    ok = self.store.transition(
+                        conn,
+                        job_id,
+                        expect_phases=[phase.value],
+                        expect_attempt=row["attempt"],
+                        values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
+                        event_type="Cancelled",
+                        reason=reason,
+                    )
+                    if ok:
+                        audit_chain.record(conn, audit)
+                if ok:  # committed: now the in-memory views
                     self.registry.ledger.pop(job_id)
                     self.forget_terms(job_id, JobPhase.Cancelled.value)
                     break
@@ -683,13 +795,18 @@ class Controller:
         ]
         if not self.leading():  # the lease ran out during the cycle: dispatch nothing
             return 0
-        with self.lock, self.store.tx() as conn:
-            self.store.check_leader(conn, self.epoch)  # fencing, in the cycle's own transaction
-            self.store.put_decision_parts(conn, parts)
-            changed = self.store.apply_cycle(
-                conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
-            )
-            self.store.audit_placements(conn, decisions, changed)
+        with self.lock:
+            with self.store.tx() as conn:
+                self.store.check_leader(conn, self.epoch)  # fencing, in the cycle's own transaction
+                scheduled, requeued = self._fresh_targets(conn, snap, scheduled, requeued)
+                self.store.put_decision_parts(conn, parts)
+                changed = self.store.apply_cycle(
+                    conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
+                )
+                self.store.audit_placements(conn, decisions, changed)
+            # Committed: only now the ledger. A commit that failed (a failover) must not leave
+            # reservations behind for jobs that are still Pending in the store; one whose outcome
+            # is unknown reaches the ledger through the follower, from its Scheduled events.
             for v in result.victims:
                 if v.job_id in changed:
                     self.registry.ledger.pop(v.job_id)
@@ -705,9 +822,48 @@ class Controller:
                         self._priority_of(spec),
                         r["attempt"],
                     )
+        placed = sum(1 for r in scheduled if r["id"] in changed)
+        self.counters.placements += placed
+        self.counters.preemptions += sum(1 for r in requeued if r["id"] in changed)
+        for d in result.decisions:
+            if d.chosen >= 0 and d.job_id in changed:
+                self.counters.wan_bytes += d.moved_bytes()
         if requeued:
             self.wake()
-        return sum(1 for r in scheduled if r["id"] in changed)
+        return placed
+
+    def _fresh_targets(
+        self,
+        conn: Any,
+        snap: Snapshot,
+        scheduled: list[dict[str, Any]],
+        requeued: list[dict[str, Any]],
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """In the cycle's transaction: drop placements (and the preemptions made for them) on a
+        cluster whose tenant, tier or adcode is no longer the one the cycle decided with (it was
+        re-registered meanwhile, here or by another controller process). The target rows are
+        key-share locked, so a re-registration either committed before (and is seen here) or
+        waits for this commit (and then sees the placements as active jobs: refused)."""
+        targets = {r["cluster"] for r in scheduled}
+        if not targets:
+            return scheduled, requeued
+        used = {c.name: c for c in snap.clusters if c.name in targets}
+        stored = self.store.cluster_specs(conn, targets, lock="key-share")
+        stale = {
+            n
+            for n in targets
+            if n not in stored
+            or n not in used
+            or tuple(stored[n].get(f) for f in IDENTITY_FIELDS)
+            != (used[n].tenant, used[n].tier.value, used[n].adcode)
+        }
+        if not stale:
+            return scheduled, requeued
+        log.warning("not placing jobs on %s: re-registered or removed during the cycle", sorted(stale))
+        return (
+            [r for r in scheduled if r["cluster"] not in stale],
+            [r for r in requeued if r["cluster"] not in stale],
+        )
 
     # ---- batch scheduling helpers -------------------------------------------------------------
     def _batch_scheduler(self) -> BatchScheduler:
@@ -743,8 +899,30 @@ class Controller:
             raise NotFound(f"cluster {name!r} not found")
         return state
 
-    def register_cluster(self, spec: Cluster) -> tuple[ClusterState, bool]:
-        created = self.store.upsert_cluster(spec.name, spec.model_dump(mode="json"))
+    def register_cluster(
+        self, spec: Cluster, audit: dict[str, Any] | None = None
+    ) -> tuple[ClusterState, bool]:
+        """Create or replace a cluster's spec; ``audit`` is appended in the same transaction with
+        ``created`` in its detail. The identity of a cluster that holds something (its tenant,
+        tier and adcode, which residency and placement rules read) cannot change under it: a
+        re-registration changing them while the cluster holds catalogued data sets or active jobs
+        is a 422 naming each field (drain it and register its data elsewhere, or register a new
+        cluster). The check runs in the transaction, the cluster's row locked, so a concurrent
+        placement or data-set registration either commits first (and is seen) or sees the new
+        spec (and is refused: ``_fresh_targets``, ``add_dataset``)."""
+        body = spec.model_dump(mode="json")
+        for attempt in range(2):
+            try:
+                with self.store.tx() as conn:
+                    stored = self.store.cluster_specs(conn, [spec.name], lock="update").get(spec.name)
+                    if stored is not None:
+                        self._check_identity_kept(conn, spec.name, stored, body)
+                    self.store.upsert_cluster(conn, spec.name, body, exists=stored is not None)
+                    audit_chain.record(conn, audit, created=stored is None)
+                break
+            except IntegrityError:  # created concurrently by another process: now an update
+                if attempt:
+                    raise
         with self.lock:
             state = self.registry.clusters.get(spec.name)
             if state is None:
@@ -753,43 +931,136 @@ class Controller:
             else:
                 state.spec = spec
             self.registry.rebuild_network()
-        return state, created
+        return state, stored is None
 
-    def deregister_cluster(self, name: str) -> None:
+    def _check_identity_kept(
+        self, conn: Any, name: str, stored: dict[str, Any], body: dict[str, Any]
+    ) -> None:
+        changed = [f for f in IDENTITY_FIELDS if stored.get(f) != body.get(f)]
+        if not changed:
+            return
+        active = self.store.count_active_on(name, conn)
+        datasets = self.store.datasets_on(conn, name)
+        if not active and not datasets:
+            return
+        holds = " and ".join(
+            part
+            for part in (
+                f"{active} active job(s)" if active else "",
+                f"data sets {', '.join(datasets[:10])}{' ...' if len(datasets) > 10 else ''}"
+                if datasets
+                else "",
+            )
+            if part
+        )
+        raise InvalidInput(
+            f"cluster {name} holds {holds}: its {', '.join(changed)} cannot change under them",
+            errors=[
+                {
+                    "path": f,
+                    "message": f"{name} is registered with {f} {stored.get(f)!r} and holds {holds}; "
+                    f"changing it to {body.get(f)!r} is refused (drain its jobs and register its data "
+                    "elsewhere first, or register a new cluster)",
+                }
+                for f in changed
+            ],
+        )
+
+    def deregister_cluster(self, name: str, audit: dict[str, Any] | None = None) -> None:
+        """Delete a cluster that runs no jobs and holds no catalogued data sets (a data set's
+        copies must stay on registered clusters, so a later registration of the name cannot
+        inherit them under another identity); ``audit`` in the same transaction."""
         self.cluster_state(name)
-        if self.registry.ledger.jobs_on(name) or self.store.count_active_on(name):
+        if self.registry.ledger.jobs_on(name):
             raise Conflict(f"cluster {name} still runs jobs; drain it first")
-        self.store.delete_cluster(name)
+        with self.store.tx() as conn:
+            if not self.store.cluster_specs(conn, [name], lock="update"):
+                raise NotFound(f"cluster {name!r} not found")
+            if self.store.count_active_on(name, conn):
+                raise Conflict(f"cluster {name} still runs jobs; drain it first")
+            datasets = self.store.datasets_on(conn, name)
+            if datasets:
+                raise Conflict(
+                    f"cluster {name} holds copies of data sets {', '.join(datasets[:10])}"
+                    f"{' ...' if len(datasets) > 10 else ''}; a cluster holding catalogued data cannot "
+                    "be deregistered"
+                )
+            self.store.delete_cluster(conn, name)
+            audit_chain.record(conn, audit)
         with self.lock:
             self.registry.clusters.pop(name, None)
             self.registry.rebuild_network()
 
-    def set_cordon(self, name: str, cordoned: bool) -> ClusterState:
+    def set_cordon(self, name: str, cordoned: bool, audit: dict[str, Any] | None = None) -> ClusterState:
         state = self.cluster_state(name)
         values: dict[str, Any] = {"cordoned": cordoned}
         if not cordoned:
             values["draining"] = False
-        self.store.update_cluster(name, **values)
+        if not self.store.update_cluster(name, audit=audit, **values):
+            raise NotFound(f"cluster {name!r} not found")
         with self.lock:
             state.cordoned = cordoned
             if not cordoned:
                 state.draining = False
+        self.note_cluster(name, state, "cordoned" if cordoned else "uncordoned")
         self.wake()
         return state
 
-    def drain(self, name: str) -> tuple[ClusterState, int]:
-        """Cordon the cluster and send its jobs back to Pending (attempt raised) for re-placement."""
+    def drain(self, name: str, audit: dict[str, Any] | None = None) -> tuple[ClusterState, int]:
+        """Cordon the cluster and send its jobs back to Pending (attempt raised) for re-placement,
+        in one transaction with ``audit`` (``requeued_jobs`` in its detail). The jobs are read in
+        that transaction after the cordon is written, so none placed before it is missed."""
         state = self.cluster_state(name)
-        self.store.update_cluster(name, cordoned=True, draining=True)
+        reason = f"cluster {name} is being drained"
         with self.lock:
+            with self.store.tx() as conn:
+                if not self.store.set_cluster(conn, name, cordoned=True, draining=True):
+                    raise NotFound(f"cluster {name!r} not found")
+                moved = self._requeue(
+                    conn, self.store.active_on_cluster_locked(conn, name), "Drained", reason
+                )
+                audit_chain.record(conn, audit, requeued_jobs=len(moved))
             state.cordoned = state.draining = True
-        moved = self.requeue_cluster_jobs(name, "Drained", f"cluster {name} is being drained")
-        return state, moved
+            for job_id in moved:
+                self.registry.ledger.pop(job_id)
+        self.note_cluster(name, state, "drained")
+        if moved:
+            self.wake()
+        return state, len(moved)
 
-    def requeue_cluster_jobs(self, name: str, event: str, reason: str, *, as_leader: bool = False) -> int:
+    def _requeue(self, conn: Any, rows: list[dict[str, Any]], event: str, reason: str) -> list[str]:
+        """Send the given active jobs back to Pending with their attempt raised, in ``conn``'s
+        transaction (compare-and-set each); the ids moved."""
+        moved = []
+        for row in rows:
+            ok = self.store.transition(
+                conn,
+                row["id"],
+                expect_phases=[row["phase"]],
+                expect_attempt=row["attempt"],
+                values=requeue_values(row["attempt"], reason),
+                event_type=event,
+                reason=reason,
+            )
+            if ok:
+                moved.append(row["id"])
+        return moved
+
+    def requeue_cluster_jobs(
+        self,
+        name: str,
+        event: str,
+        reason: str,
+        *,
+        as_leader: bool = False,
+        silent_since: datetime | None = None,
+    ) -> int:
         """Send every Scheduled/Running job on the cluster back to Pending with its attempt
         raised. ``as_leader``: a write on the leader's behalf (lease expiry), fenced by its epoch
-        in the same transaction."""
+        in the same transaction. ``silent_since``: only if the cluster's last contact in the store
+        is still older than this, read under the cluster row's lock in the same transaction: a
+        renewal that reached another controller process (the other national site, an API
+        replica) after this one's view was taken wins, and the agent keeps its attempts."""
         rows: list[dict[str, Any]] = []
         after: str | None = None
         while True:
@@ -800,32 +1071,27 @@ class Controller:
             after = page[-1]["id"]
         if not rows:
             return 0
-        moved = 0
-        with self.lock, self.store.tx() as conn:
-            if as_leader:
-                self.store.check_leader(conn, self.epoch)
-            for row in rows:
-                ok = self.store.transition(
-                    conn,
-                    row["id"],
-                    expect_phases=[row["phase"]],
-                    expect_attempt=row["attempt"],
-                    values={
-                        "phase": "Pending",
-                        "cluster": None,
-                        "attempt": row["attempt"] + 1,
-                        "message": reason,
-                        "lease_expires_at": None,
-                    },
-                    event_type=event,
-                    reason=reason,
-                )
-                if ok:
-                    self.registry.ledger.pop(row["id"])
-                    moved += 1
+        with self.lock:
+            with self.store.tx() as conn:
+                if as_leader:
+                    self.store.check_leader(conn, self.epoch)
+                if silent_since is not None:
+                    contact = self.store.cluster_contact_for_update(conn, name)
+                    if contact is not None and contact > silent_since:
+                        state = self.registry.clusters.get(name)
+                        if state is not None and (
+                            state.last_heartbeat is None or state.last_heartbeat < contact
+                        ):
+                            state.last_heartbeat = contact
+                        return 0
+                moved = self._requeue(conn, rows, event, reason)
+            for job_id in moved:  # committed: only now the ledger
+                self.registry.ledger.pop(job_id)
+        if event == "LeaseExpired":
+            self.counters.failovers += len(moved)
         if moved:
             self.wake()
-        return moved
+        return len(moved)
 
     def lease_hold_s(self) -> float:
         """How long after a cluster's last contact its attempts may still be running: the
@@ -843,11 +1109,20 @@ class Controller:
         hold = timedelta(seconds=self.lease_hold_s())
         t_now = now()
         moved = 0
+        since = self.lead_since
         for name, state in list(self.registry.clusters.items()):
             hb = state.last_heartbeat
+            if hb is not None and since is not None and since > hb:
+                # Silent since before this leader took over: count from the takeover. Re-placing
+                # later than the agent's own deadline is always safe; re-placing work that
+                # finished while no leader could hear of it would run it twice.
+                hb = since
             if state.health == Health.Ready and hb and t_now - hb > grace:
                 self.store.update_cluster(name, health=Health.Unreachable)
                 state.health = Health.Unreachable
+                self.note_cluster(
+                    name, state, f"no heartbeat for more than the grace of {grace.total_seconds():g}s"
+                )
                 log.warning("cluster %s is unreachable (last heartbeat %s)", name, hb)
             if state.health == Health.Unreachable and (hb is None or t_now - hb > hold):
                 moved += self.requeue_cluster_jobs(
@@ -855,6 +1130,7 @@ class Controller:
                     "LeaseExpired",
                     f"cluster {name} unreachable; its lease ended {self.lease_hold_s():.0f}s after its last contact",
                     as_leader=True,
+                    silent_since=t_now - hold,
                 )
         return moved
 
@@ -863,44 +1139,65 @@ class Controller:
     def dataset_read(row: dict[str, Any]) -> DatasetRead:
         return DatasetRead.model_validate({k: row[k] for k in DatasetRead.model_fields})
 
-    def add_dataset(self, ds: DatasetCreate) -> tuple[DatasetRead, bool]:
-        unknown = [
-            {"path": f"locations[{i}]", "message": f"unknown cluster {loc!r}"}
-            for i, loc in enumerate(ds.locations)
-            if loc not in self.registry.clusters
-        ]
-        if unknown:
-            raise InvalidInput("a data set can only be located on registered clusters", errors=unknown)
-        self._check_copies_are_legal(ds)
+    def add_dataset(self, ds: DatasetCreate, audit: dict[str, Any] | None = None) -> tuple[DatasetRead, bool]:
+        """Catalogue a data set (``audit`` appended in its transaction); the same body again is
+        a no-op (False), another body under the same id a conflict. Its locations are checked
+        against the views first (a clear answer without a transaction), then again against the
+        stored clusters, their rows share-locked, in the insert's transaction: a concurrent
+        re-registration or deregistration of a location cannot slip between check and insert."""
+        self._check_locations(ds, self._identities_in_memory(ds.locations))
         row = {**ds.model_dump(mode="json"), "created_at": now()}
-        existing = self.store.insert_dataset(row)
-        if existing is not None:
-            stored = self.dataset_read(existing)
-            if stored.model_dump() != DatasetRead.model_validate(ds.model_dump()).model_dump():
-                raise Conflict(f"data set {ds.id!r} exists with different contents")
-            return stored, False
+        try:
+            with self.store.tx() as conn:
+                stored = self.store.cluster_specs(conn, ds.locations, lock="key-share")
+                self._check_locations(
+                    ds,
+                    {n: (spec.get("tenant"), str(spec.get("tier"))) for n, spec in stored.items()},
+                )
+                self.store.insert_dataset(conn, row)
+                audit_chain.record(conn, audit)
+        except IntegrityError:
+            existing = self.store.get_dataset(ds.id)
+            if existing is None:
+                raise
+            stored_ds = self.dataset_read(existing)
+            if stored_ds.model_dump() != DatasetRead.model_validate(ds.model_dump()).model_dump():
+                raise Conflict(f"data set {ds.id!r} exists with different contents") from None
+            return stored_ds, False
         read = DatasetRead.model_validate(ds.model_dump())
         with self.lock:
             self.datasets[ds.id] = read
         return read, True
 
-    def _check_copies_are_legal(self, ds: DatasetCreate) -> None:
-        """The residency floor in the catalogue: a copy of data that may not move freely (core and
+    def _identities_in_memory(self, names: list[str]) -> dict[str, tuple[str | None, str]]:
+        clusters = self.registry.clusters
+        return {n: (clusters[n].spec.tenant, clusters[n].spec.tier.value) for n in names if n in clusters}
+
+    def _check_locations(self, ds: DatasetCreate, identity: dict[str, tuple[str | None, str]]) -> None:
+        """Every location a registered cluster (``identity``: name -> (tenant, tier)), and the
+        residency floor in the catalogue: a copy of data that may not move freely (core and
         important under the legal floor; more if the policy tightens it) may only be registered
         on its owner's clusters or the national nodes. 422 naming the rule and each location."""
+        unknown = [
+            {"path": f"locations[{i}]", "message": f"unknown cluster {loc!r}"}
+            for i, loc in enumerate(ds.locations)
+            if loc not in identity
+        ]
+        if unknown:
+            raise InvalidInput("a data set can only be located on registered clusters", errors=unknown)
         rule = self.policies.residency.rule(ds.classification)
         if rule is Movement.anywhere:
             return
         errors = []
         for i, loc in enumerate(ds.locations):
-            spec = self.registry.clusters[loc].spec
-            if spec.tenant != ds.owner and spec.tier is not Tier.national:
+            tenant, tier = identity[loc]
+            if tenant != ds.owner and tier != Tier.national.value:
                 errors.append(
                     {
                         "path": f"locations[{i}]",
                         "message": f"residency floor: {ds.classification.value} data of {ds.owner} may have "
                         f"copies only on its owner's clusters or the national nodes; {loc} belongs to "
-                        f"{spec.tenant}",
+                        f"{tenant}",
                     }
                 )
         if errors:
@@ -917,14 +1214,15 @@ class Controller:
         return ds
 
     # ---- policies ---------------------------------------------------------------------------
-    def put_policy(self, kind: str, body: Any) -> tuple[BaseModel, int]:
-        """Validate, cross-check against the rest, then swap; an invalid policy changes nothing."""
+    def put_policy(self, kind: str, body: Any, audit: dict[str, Any] | None = None) -> tuple[BaseModel, int]:
+        """Validate, cross-check against the rest, then swap; an invalid policy changes nothing.
+        ``audit`` is appended in the policy's transaction, with the new version in its detail."""
         model = validate_kind(kind, body)
         candidate = PolicySet.model_validate({**self.policies.__dict__, kind: model})
         errors = cross_check(candidate, set(FILTER_PLUGINS), set(SCORE_PLUGINS))
         if errors:
             raise InvalidPolicy(f"{kind} policy is invalid", errors=errors)
-        version = self.store.put_policy(kind, model.model_dump(mode="json"))
+        version = self.store.put_policy(kind, model.model_dump(mode="json"), audit=audit)
         with self.lock:
             self.replace_policies(candidate)
             if self.follower is not None:  # already applied here: the next sync need not reload it
@@ -958,6 +1256,7 @@ class Controller:
         with self.lock:
             state.health, state.last_heartbeat, state.reported = Health.Ready, t_now, reported
         if was != Health.Ready:
+            self.note_cluster(cluster, state, "its agent's heartbeat arrived")
             self.wake()
         return self.heartbeat_answer(t_now)
 
@@ -1006,19 +1305,14 @@ class Controller:
                 job_id,
                 expect_phases=[row["phase"]],
                 expect_attempt=attempt,
-                values={
-                    "phase": "Pending",
-                    "cluster": None,
-                    "attempt": attempt + 1,
-                    "message": message,
-                    "lease_expires_at": None,
-                },
+                values=requeue_values(attempt, message),
                 event_type="Released",
                 reason=message,
             )
             if not ok:
                 raise StaleAttempt(f"job {job_id} changed meanwhile")
             self.registry.ledger.pop(job_id)
+        self.counters.failovers += 1
         self.wake()
         return self.get_job(job_id)
 
@@ -1066,6 +1360,8 @@ class Controller:
             was = state.health
             with self.lock:
                 state.health, state.last_heartbeat = Health.Ready, t_now
+            if was != Health.Ready:
+                self.note_cluster(cluster, state, "its agent reported")
             finished = finished or was != Health.Ready
         if finished:
             self.wake()

@@ -47,12 +47,26 @@ class Settings(BaseSettings):
     prometheus_timeout_s: float = Field(default=2.0, gt=0)
     capacity_refresh_s: float = Field(default=5.0, gt=0, description="how often Prometheus is queried")
     capacity_max_age_s: float = Field(default=30.0, gt=0, description="older observations are stale")
+    # The dashboard's time series (GET /v1/metrics/series): the controller samples its own
+    # metrics into a ring buffer every metrics_sample_s, keeping metrics_history samples (720 x 5 s
+    # = the last hour); with series_prometheus_url set, the series come from that Prometheus (the
+    # one scraping this controller's /metrics) and the ring buffer is the fallback.
+    metrics_sample_s: float = Field(default=5.0, gt=0, le=3600)
+    metrics_history: int = Field(default=720, ge=10, le=100_000)
+    series_prometheus_url: str | None = Field(default=None, description="e.g. http://prometheus:9090")
+    # The folder `yiwang drill run --out` writes its JSON reports to; GET /v1/drills reads them.
+    drill_reports_dir: Path | None = None
     # Tamper-evident audit (controller/audit.py): the leader signs a checkpoint of the SM3 chain
     # with this SM2 private key (64 hex digits; `yiwang audit keygen`) every audit_checkpoint_s,
     # and appends it to audit_checkpoint_file when set (keep that outside the database's reach).
     audit_sm2_key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     audit_checkpoint_s: float = Field(default=300.0, gt=0)
     audit_checkpoint_file: Path | None = None
+    # Refused requests (401/403) are counted per (caller or token-hash prefix, method + route,
+    # status) and written as one audit row per key every audit_denied_interval_s and at shutdown;
+    # beyond audit_denied_max_keys keys in one interval, new callers are counted as "(others)".
+    audit_denied_interval_s: float = Field(default=60.0, gt=0)
+    audit_denied_max_keys: int = Field(default=1000, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _safe_outside_dev(self) -> Settings:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,13 +54,28 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = work / "y.db"
     app = create_app(Settings(database_url=f"sqlite:///{db}", loop_interval_s=0.1))
     port = free_port()
+    ctl = app.state.controller
+    stop = threading.Event()
+
+    def agents() -> None:
+        """Every cluster heartbeats while the tests run, as its agent would (the grace is short)."""
+        while True:
+            for name in list(ctl.registry.clusters):
+                ctl.heartbeat(name, None)
+            if stop.wait(ctl.heartbeat_interval_s()):
+                return
+
     with ServerThread(app, port):
-        for name in app.state.controller.registry.clusters:
-            app.state.controller.heartbeat(name, None)
+        beats = threading.Thread(target=agents, daemon=True)
+        beats.start()
         _, source, _, _ = stage_data(work)
         with Client(f"http://127.0.0.1:{port}") as c:
             register_datasets(c, source)  # the sample data sets the examples read
-        yield f"http://127.0.0.1:{port}"
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop.set()
+            beats.join(10)
 
 
 def test_missing_file_bad_yaml_and_usage_mistakes(tmp_path: Path) -> None:

@@ -106,6 +106,7 @@ def test_lease_expiry_is_per_cluster_from_its_last_contact(ready: TestClient, ap
     assert ctl.schedule_pending() == 1
     state = ctl.registry.clusters[CLUSTER]
     pol = ctl.policies.failover
+    ctl.lead_since = now() - timedelta(hours=1)  # leading long before the silence began
     # Silent longer than the grace: Unreachable, but its jobs stay until lease + grace.
     state.last_heartbeat = now() - timedelta(seconds=pol.heartbeat_grace_s + 1)
     assert ctl.expire_leases() == 0
@@ -114,6 +115,10 @@ def test_lease_expiry_is_per_cluster_from_its_last_contact(ready: TestClient, ap
     state.last_heartbeat = now() - timedelta(seconds=pol.lease_s + pol.heartbeat_grace_s - 1)
     assert ctl.expire_leases() == 0
     state.last_heartbeat = now() - timedelta(seconds=pol.lease_s + pol.heartbeat_grace_s + 0.5)
+    assert ctl.expire_leases() == 0  # the store still has the real, recent contact: it wins
+    silent = now() - timedelta(seconds=pol.lease_s + pol.heartbeat_grace_s + 0.5)
+    ctl.store.update_cluster(CLUSTER, last_heartbeat=silent)  # silent in the store too
+    state.last_heartbeat = silent
     assert ctl.expire_leases() == 1
     read = ctl.get_job(job.id)
     assert (read.phase.value, read.attempt) == ("Pending", 2)

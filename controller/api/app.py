@@ -12,7 +12,8 @@ from controller import __version__
 from controller.api import problems
 from controller.api.fastpath import FastSubmit
 from controller.api.limits import BodySizeLimit
-from controller.api.routes import agents, clusters, datasets, jobs, policies, security, system, ui
+from controller.api.routes import agents, clusters, console, datasets, jobs, policies, security, system, ui
+from controller.denials import DenialAudit
 from controller.metrics import make_registry
 from controller.security import Security
 from controller.service import Controller
@@ -45,13 +46,19 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     ctl = controller or Controller(settings)
     ctl.metrics_registry = make_registry(ctl)
 
+    denials = DenialAudit(
+        ctl.store, interval_s=settings.audit_denied_interval_s, max_keys=settings.audit_denied_max_keys
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.background:
             ctl.start()
+            denials.start()
         try:
             yield
         finally:
+            denials.stop()  # writes the counts of the last interval
             ctl.stop()
 
     app = YiwangAPI(
@@ -66,9 +73,11 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     app.state.security = Security(ctl.store, settings)
     if ctl.follower is not None:  # token and grant changes made elsewhere drop what is cached
         ctl.follower.security_hooks.append(app.state.security.cache.invalidate)
+    app.state.denials = denials  # 401/403, counted and audited per interval (controller/denials.py)
     problems.install(app)
-    for module in (jobs, clusters, datasets, policies, agents, security, system, ui):
+    for module in (jobs, clusters, datasets, policies, agents, security, console, system, ui):
         app.include_router(module.router)
+    app.include_router(datasets.grants_router)
     problems.install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.fast_submit = FastSubmit(app.full_stack, ctl, app.state.security, settings.max_body_bytes)

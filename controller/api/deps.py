@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from controller.errors import Forbidden
@@ -30,13 +30,17 @@ ControllerDep = Annotated[Controller, Depends(get_controller)]
 SecurityDep = Annotated[Security, Depends(get_security)]
 
 
-async def get_principal(sec: SecurityDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def get_principal(
+    request: Request, sec: SecurityDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
     """401 without a valid bearer token, except in open dev mode (the anonymous admin).
-    Only a token that needs a database lookup leaves the event loop."""
+    Only a token that needs a database lookup leaves the event loop. The caller is kept on the
+    request, so a 403 is audited under its token id (api/problems.py, note_denial)."""
     principal = sec.authenticate_without_store(authorization)
-    if principal is not None:
-        return principal
-    return await run_in_threadpool(sec.authenticate, authorization)
+    if principal is None:
+        principal = await run_in_threadpool(sec.authenticate, authorization)
+    request.state.principal = principal
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -67,3 +71,9 @@ SubmitterP = Annotated[Principal, Depends(roles(Role.admin, Role.tenant))]
 Authenticated = Depends(get_principal)
 Admin = Depends(roles(Role.admin))
 Agent = Depends(require_agent)
+
+# The look-back of the dashboard's aggregates (failovers, preemptions): a minute to a week.
+DEFAULT_WINDOW = 3600
+WindowS = Annotated[
+    int, Query(ge=60, le=7 * 86400, description="seconds to look back for failovers, drains and preemptions")
+]

@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from controller.denials import ACTIONS, UNMATCHED, DenialAudit, token_subject
 from controller.errors import TemporarilyUnavailable, Unauthorized, YiwangError
+from controller.security import Principal, bearer_token
+from controller.store.store import Store, store_unavailable
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://yiwang.gov.cn/problems/"
@@ -81,9 +84,28 @@ def _documented_paths(app: FastAPI) -> list[tuple[re.Pattern[str], list[str]]]:
     return cached
 
 
+def note_denial(request: Request, status: int) -> None:
+    """Count a 401 or 403 for the aggregated audit (controller/denials.py): a 403 under the
+    caller's token id, a 401 under a hash prefix of the token presented; keyed by the matched
+    route's template, never the raw path."""
+    denials: DenialAudit | None = getattr(request.app.state, "denials", None)
+    if denials is None or status not in ACTIONS:
+        return
+    template = getattr(request.scope.get("route"), "path", None) or UNMATCHED
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if status == 403 and principal is not None:
+        denials.note(
+            principal.id, request.method, template, status, role=principal.role.value, tenant=principal.tenant
+        )
+    else:
+        subject = token_subject(bearer_token(request.headers.get("authorization")))
+        denials.note(subject, request.method, template, status)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(YiwangError)
-    async def _domain(_: Request, exc: YiwangError) -> JSONResponse:
+    async def _domain(request: Request, exc: YiwangError) -> JSONResponse:
+        note_denial(request, exc.status)
         return domain_problem(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -125,6 +147,7 @@ def install(app: FastAPI) -> None:
                 headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
         if exc.status_code == 401:
             headers = {**(headers or {}), "WWW-Authenticate": WWW_AUTHENTICATE}
+        note_denial(request, exc.status_code)
         return problem(
             exc.status_code,
             titles.get(exc.status_code, "HTTP error"),
@@ -134,6 +157,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        if store_unavailable(exc):  # the store's own paths raise StoreUnavailable; any other
+            log.warning("store unavailable: %s", exc)  # database error of that kind: the same 503
+            return domain_problem(Store.unavailable(exc))
         # A bug, not bad input: logged in full, answered without internals.
         log.exception("unhandled error", exc_info=exc)
         return problem(500, "Internal error", "the controller hit an internal error; it is logged")
@@ -169,6 +195,8 @@ PROBLEM_TITLES = {
     409: "Conflict: the state changed, a stale attempt or epoch, an idempotency key reused",
     413: "The body is over the size limit",
     422: "Invalid input: errors[] names each field",
+    503: "The store is unavailable (a national failover): nothing was acknowledged; send the same "
+    "request again after Retry-After seconds (the same Idempotency-Key replays a submission)",
 }
 UNAUTHENTICATED = ("/healthz", "/readyz", "/metrics")
 # Operations whose handlers raise Conflict (or StaleAttempt, IllegalTransition).
@@ -194,6 +222,7 @@ def problem_statuses(method: str, path: str, op: dict[str, Any]) -> list[int]:
         out.append(404)  # an unknown id, cluster or data set named in the path or the body
     if (method, path) in CONFLICTS:
         out.append(409)
+    out.append(503)  # every operation reads or writes the store
     return sorted(out)
 
 
@@ -226,6 +255,8 @@ def install_openapi(app: FastAPI) -> None:
                         entry["headers"] = {
                             "WWW-Authenticate": {"schema": {"type": "string"}, "required": True}
                         }
+                    if status == 503:
+                        entry["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "required": True}}
                     responses[str(status)] = entry
         app.openapi_schema = schema
         return schema

@@ -27,24 +27,26 @@ def unavailable() -> str | None:
     return None
 
 
-@contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """Yields the SQLAlchemy URL of the server's ``postgres`` database."""
-    why = unavailable()
-    if why is not None:
-        raise RuntimeError(why)
-    root = Path(tempfile.mkdtemp(prefix="yiwang-pg-"))
-    shutil.chown(root, "postgres", "postgres")
-    port = free_port()
-    run_as = ["runuser", "-u", "postgres", "--"]
-    data = str(root / "data")
-    try:
+class PostgresServer:
+    """A throwaway server that can be stopped (``-m immediate``: like a crash) and started again
+    on the same folder and port, for tests of what the controller does when its store goes."""
+
+    RUN_AS = ("runuser", "-u", "postgres", "--")
+
+    def __init__(self) -> None:
+        why = unavailable()
+        if why is not None:
+            raise RuntimeError(why)
+        self.root = Path(tempfile.mkdtemp(prefix="yiwang-pg-"))
+        shutil.chown(self.root, "postgres", "postgres")
+        self.port = free_port()
+        self.data = str(self.root / "data")
         subprocess.run(
             [
-                *run_as,
+                *self.RUN_AS,
                 str(PG_BIN / "initdb"),
                 "-D",
-                data,
+                self.data,
                 "-U",
                 "postgres",
                 "--auth=trust",
@@ -55,25 +57,48 @@ def throwaway_postgres() -> Iterator[str]:
             check=True,
             capture_output=True,
         )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200"
+        )
         subprocess.run(
             [
-                *run_as,
+                *self.RUN_AS,
                 str(PG_BIN / "pg_ctl"),
                 "-D",
-                data,
+                self.data,
                 "-l",
-                str(root / "pg.log"),
+                str(self.root / "pg.log"),
                 "-o",
-                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200",
+                opts,
                 "-w",
                 "start",
             ],
             check=True,
             capture_output=True,
         )
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
+
+    def stop(self, mode: str = "immediate") -> None:
         subprocess.run(
-            [*run_as, str(PG_BIN / "pg_ctl"), "-D", data, "-m", "immediate", "stop"], capture_output=True
+            [*self.RUN_AS, str(PG_BIN / "pg_ctl"), "-D", self.data, "-m", mode, "stop"], capture_output=True
         )
-        shutil.rmtree(root, ignore_errors=True)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """Yields the SQLAlchemy URL of the server's ``postgres`` database."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.remove()

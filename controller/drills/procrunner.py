@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -707,6 +708,7 @@ class ProcessDrill:
             self.measure()
         except Exception as exc:  # the report says what broke; the exit code says it failed
             self.report.error = f"{type(exc).__name__}: {exc}"
+            self.notes.append("".join(traceback.format_exception(exc)))  # where the drill itself broke
             self.say(f"  ERROR: {self.report.error}")
         finally:
             self.report.duration_s = round(time.monotonic() - t, 3)

@@ -8,6 +8,7 @@ environment (``/proc/<pid>/environ``), never by name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -157,6 +158,8 @@ def kill_strays(marker_path: Path, rounds: int = 3) -> int:
 class Submission:
     acked: dict[str, float] = field(default_factory=dict)  # job id -> wall time of the 2xx
     ack_order: list[str] = field(default_factory=list)
+    sent: dict[str, float] = field(default_factory=dict)  # job id -> wall time its answered try was sent
+    retries: int = 0  # tries sent again (503 or no answer) with the same Idempotency-Key
     failures: dict[str, int] = field(default_factory=dict)  # reason -> count
     offered: int = 0
     late: int = 0  # offers sent more than 1 s after their slot (the submitter could not keep up)
@@ -167,7 +170,12 @@ class Submission:
 class Submitter:
     """Offers ``count`` job bodies at ``rate_per_s`` (open loop; at most ``concurrency`` in
     flight), each POST once with its own Idempotency-Key, bounded by ``request_timeout_s``; runs
-    in its own thread and event loop. ``stop()`` ends it early."""
+    in its own thread and event loop. ``stop()`` ends it early.
+
+    ``retry_s`` > 0 makes it a well-behaved client of a failing-over federation: a 502/503/504
+    or a call without an answer is sent again with the same Idempotency-Key (after Retry-After,
+    at most 2 s, or 0.5 s) until it is answered or ``retry_s`` has passed since the first try;
+    only then does it count as a failure."""
 
     def __init__(
         self,
@@ -178,7 +186,9 @@ class Submitter:
         rate_per_s: float,
         concurrency: int,
         request_timeout_s: float,
+        retry_s: float = 0.0,
     ) -> None:
+        self.retry_s = retry_s
         self.make_client = make_client
         self.body, self.key = body, key
         self.count, self.rate = count, rate_per_s
@@ -227,23 +237,37 @@ class Submitter:
         async with self.make_client() as client:
 
             async def one(i: int) -> None:
+                first = time.monotonic()
+                body, key = self.body(i), self.key(i)
                 try:
-                    r = await client.post(
-                        "/v1/jobs",
-                        json=self.body(i),
-                        headers={"Idempotency-Key": self.key(i)},
-                        timeout=self.timeout,
-                    )
-                    if 200 <= r.status_code < 300:
-                        job_id = r.json()["id"]
+                    while True:
+                        sent = time.time()
+                        why, wait = "", 0.5
+                        try:
+                            r = await client.post(
+                                "/v1/jobs", json=body, headers={"Idempotency-Key": key}, timeout=self.timeout
+                            )
+                            if 200 <= r.status_code < 300:
+                                job_id = r.json()["id"]
+                                with self._lock:
+                                    if job_id not in self.result.acked:
+                                        self.result.acked[job_id] = time.time()
+                                        self.result.sent[job_id] = sent
+                                        self.result.ack_order.append(job_id)
+                                return
+                            why = f"HTTP {r.status_code}"
+                            if r.status_code not in (502, 503, 504):
+                                break
+                            with contextlib.suppress(ValueError):
+                                wait = min(2.0, float(r.headers.get("Retry-After", "0.5")))
+                        except httpx.HTTPError as exc:
+                            why = type(exc).__name__
+                        if self._stop.is_set() or time.monotonic() - first + wait > self.retry_s:
+                            break
                         with self._lock:
-                            if job_id not in self.result.acked:
-                                self.result.acked[job_id] = time.time()
-                                self.result.ack_order.append(job_id)
-                    else:
-                        self._fail(f"HTTP {r.status_code}")
-                except httpx.HTTPError as exc:
-                    self._fail(type(exc).__name__)
+                            self.result.retries += 1
+                        await asyncio.sleep(wait)
+                    self._fail(why)
                 finally:
                     sem.release()
 
@@ -262,4 +286,4 @@ class Submitter:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
-                await asyncio.wait(tasks, timeout=self.timeout + 5)
+                await asyncio.wait(tasks, timeout=self.timeout + 5 + self.retry_s)

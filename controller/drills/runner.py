@@ -35,6 +35,7 @@ import yaml
 
 from controller.datasets import Classification
 from controller.drills.harness import DrillFederation, LiveController
+from controller.drills.nationalscenario import NationalScenario, is_national_doc, parse_national_scenario
 from controller.drills.procscenario import ProcScenario, is_process_doc, parse_proc_scenario
 from controller.drills.records import ExecutionRecord, find_double_runs
 from controller.drills.report import BudgetResult, DrillReport, evaluate, write_json, write_junit
@@ -654,7 +655,7 @@ def run_scenario(scn: Scenario, source: str = "", say: Say | None = None) -> Dri
     return DrillRunner(scn, source, say).run()
 
 
-AnyScenario = Scenario | ProcScenario
+AnyScenario = Scenario | ProcScenario | NationalScenario
 
 
 def load_any(path: Path, topology: Topology | None = None) -> AnyScenario:
@@ -665,6 +666,8 @@ def load_any(path: Path, topology: Topology | None = None) -> AnyScenario:
         raise ScenarioError(f"{path}: cannot read", errors=[{"path": "(file)", "message": str(exc)}]) from exc
     if is_process_doc(doc):
         return parse_proc_scenario(doc, str(path), topology)
+    if is_national_doc(doc):
+        return parse_national_scenario(doc, str(path), topology)
     return parse_scenario(doc, str(path), topology)
 
 
@@ -688,6 +691,10 @@ def _run_one(scn: AnyScenario, path: Path, say: Say, logs: Path | None) -> Drill
         from controller.drills.procrunner import run_process_scenario
 
         return run_process_scenario(scn, str(path), say, logs)
+    if isinstance(scn, NationalScenario):
+        from controller.drills.nationalrunner import run_national_scenario
+
+        return run_national_scenario(scn, str(path), say, logs)
     return run_scenario(scn, str(path), say)
 
 

@@ -620,6 +620,16 @@ class CompactDecision:
     def demand(self) -> FloatArray:
         return self.shape.demand
 
+    def moved_bytes(self) -> float:
+        """The input bytes the placement moves over the WAN to the chosen cluster (0.0 when
+        unplaced or when locality does not score). ``shape.transfer`` is over ``shape.idx``."""
+        transfer = self.shape.transfer
+        if self.chosen < 0 or transfer is None:
+            return 0.0
+        idx = self.shape.idx
+        pos = int(np.searchsorted(idx, self.chosen))
+        return float(transfer[1][pos]) if pos < len(idx) and idx[pos] == self.chosen else 0.0
+
     def rejection_groups(self) -> dict[tuple[str, str], list[str]]:
         """(plugin, reason) -> rejected cluster names, in recording order: the static filters'
         reasons (computed once per shape), then the dynamic filter's on what passed them, then a

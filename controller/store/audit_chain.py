@@ -20,6 +20,7 @@ from sqlalchemy import Connection, insert, select, text
 from controller.store import schema as t
 
 GENESIS = "0" * 64
+SEAL_ACTION = "audit.sealed"  # the one-time seal of the rows before the chain (migration 0005)
 ADVISORY_LOCK = 0x1A0D17  # pg_advisory_xact_lock key serialising audit appends
 FIELDS = ("at", "actor", "role", "tenant", "action", "target", "detail")
 
@@ -60,7 +61,9 @@ def last_hash(conn: Connection) -> str:
 
 
 def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chain and insert ``rows`` in the caller's transaction; returns them as inserted."""
+    """Chain and insert ``rows`` in the caller's transaction; returns them as inserted. This is
+    the one way an audit row is written: in the transaction of the change it records, so the
+    change and its row commit together or not at all."""
     if not rows:
         return []
     if conn.dialect.name == "postgresql":
@@ -74,3 +77,38 @@ def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, A
         out.append(row)
     conn.execute(insert(t.audit_log), out)
     return out
+
+
+def record(conn: Connection, row: dict[str, Any] | None, **detail: Any) -> None:
+    """Append ``row`` (an audit row built by the caller, e.g. ``Principal.audit_row``) with
+    ``detail`` added, in ``conn``'s transaction; nothing when ``row`` is None (a change made
+    on nobody's behalf: tests, tools, start-up)."""
+    if row is not None:
+        append(conn, [{**row, "detail": {**(row.get("detail") or {}), **detail}}])
+
+
+def legacy_digest(rows: Sequence[dict[str, Any]]) -> str:
+    """The hash the last of ``rows`` would have if they had been chained from the genesis: the
+    digest a seal (migration 0005) records for the rows written before the chain existed."""
+    h = GENESIS
+    for r in rows:
+        h = link(h, r)
+    return h
+
+
+def legacy_rows(conn: Connection) -> list[dict[str, Any]]:
+    """The rows written before the chain existed (migration 0003): those without a hash before
+    the first chained row, in id order (a hashless row after it is not legacy but unchained)."""
+    c = t.audit_log.c
+    first = conn.execute(select(c.id).where(c.hash.is_not(None)).order_by(c.id).limit(1)).scalar()
+    q = select(c.id, *(getattr(c, f) for f in FIELDS)).where(c.hash.is_(None)).order_by(c.id)
+    if first is not None:
+        q = q.where(c.id < first)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def seal_ids(conn: Connection) -> list[int]:
+    """Ids of the chained seal rows (there is at most one unless someone forged another)."""
+    c = t.audit_log.c
+    q = select(c.id).where(c.action == SEAL_ACTION, c.hash.is_not(None)).order_by(c.id)
+    return [int(i) for i in conn.execute(q).scalars()]

@@ -45,7 +45,7 @@ jobs = Table(
 Index("ix_jobs_phase", jobs.c.phase)
 Index("ix_jobs_cluster_phase", jobs.c.cluster, jobs.c.phase)
 Index("ix_jobs_tenant", jobs.c.tenant)
-# The pending head in the order the scheduler reads it (migration 0004)
+# The pending head in the order the scheduler reads it (migration 0006)
 Index("ix_jobs_pending_order", jobs.c.phase, jobs.c.priority.desc(), jobs.c.id)
 
 job_events = Table(
@@ -62,6 +62,7 @@ job_events = Table(
     Column("reason", Text, nullable=False),
 )
 Index("ix_job_events_job_id", job_events.c.job_id)
+Index("ix_job_events_type_at", job_events.c.type, job_events.c.at)  # migration 0004
 
 decisions = Table(
     "decisions",
@@ -76,7 +77,7 @@ decisions = Table(
 )
 Index("ix_decisions_job_id", decisions.c.job_id)
 
-# What stored decisions share or hold in bulk (migration 0004; controller/scheduler/stored.py):
+# What stored decisions share or hold in bulk (migration 0006; controller/scheduler/stored.py):
 # a cycle's context (body) and a cycle's packed columns (data), by key; a decision in the columns
 # format names its context and its slice of the data.
 decision_parts = Table(
@@ -182,6 +183,7 @@ audit_log = Table(
 Index("ix_audit_log_at", audit_log.c.at)
 Index("ix_audit_log_actor", audit_log.c.actor)
 Index("ix_audit_log_action", audit_log.c.action)
+Index("ix_audit_log_target", audit_log.c.target)  # migration 0004
 
 # SM2-signed checkpoints of the audit chain (migration 0003; controller/audit.py)
 audit_checkpoints = Table(

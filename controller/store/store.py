@@ -2,7 +2,20 @@
 
 A write returns only after its transaction committed, so an API answer built on it is durable.
 SQLite runs in WAL mode with synchronous=FULL (a killed process or a power cut loses no
-acknowledged commit); PostgreSQL with its defaults.
+acknowledged commit); PostgreSQL with its defaults. A change and its audit row are written in one
+transaction (``audit_chain.append``): a write method that owns its transaction takes the row
+(``audit=``); one that runs in the caller's (``conn``) leaves the row to the caller.
+
+Replicated PostgreSQL (the national store, docs/national.md): the URL may name several hosts the
+way libpq does (``postgresql+psycopg://user@h1:5432,h2:5432/yiwang?target_session_attrs=read-write``)
+and every new connection goes to the one that is writable now. When the primary dies or is
+demoted, the errors that say so (a closed connection, a read-only server, an administrator
+shutdown) invalidate the whole pool, so the next transaction connects afresh and finds the new
+primary; the failed transaction itself raises ``StoreUnavailable`` (503 with Retry-After) and was
+not acknowledged. Dead peers are noticed by TCP keepalives and ``tcp_user_timeout`` (a partition
+drops packets: without them a call would hang for minutes). Statement timeouts are deliberately
+not used: a commit cancelled while it waits for the synchronous standby is reported as committed
+with only a warning, which would acknowledge a write that is on one site only.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -40,11 +53,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.dml import Insert, UpdateBase
 
-from controller.errors import StaleLeader
+from controller.errors import StaleLeader, StoreUnavailable
 from controller.store import audit_chain
 from controller.store import schema as t
 
@@ -177,7 +192,72 @@ def _memo(proc: Any) -> Any:
     return process
 
 
+# SQLSTATEs that mean "this server cannot take the transaction now; another may": the whole
+# pool is then dropped, so the next connection goes through the multi-host list again.
+FAILOVER_SQLSTATES = frozenset(
+    {
+        "25006",  # read_only_sql_transaction: the server was demoted under an open connection
+        "57P01",  # admin_shutdown (Patroni stopping or demoting it)
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now (starting, or in recovery)
+        "08000",  # connection_exception
+        "08001",  # sqlclient_unable_to_establish_sqlconnection
+        "08003",  # connection_does_not_exist
+        "08004",  # sqlserver_rejected_establishment_of_sqlconnection
+        "08006",  # connection_failure
+    }
+)
+# libpq settings applied unless the URL sets them: a peer that stops answering (a partition
+# drops its packets) is given up after about 10 s instead of the kernel's 15 minutes.
+PG_CONNECT_DEFAULTS = {
+    "connect_timeout": "2",
+    "keepalives": "1",
+    "keepalives_idle": "4",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+RETRY_AFTER_S = 2.0
+
+
+def normalise_url(url: str) -> str:
+    """libpq's multi-host form ``scheme://user@h1:p1,h2:p2/db?query`` as SQLAlchemy's
+    ``scheme://user@/db?host=h1:p1&host=h2:p2&query`` (SQLAlchemy's parser takes one host in the
+    authority part); any other URL is returned unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.startswith("postgresql"):
+        return url
+    authority, _slash, tail = rest.partition("/")
+    userinfo, at, hostlist = authority.rpartition("@")
+    if "," not in hostlist:
+        return url
+    hosts = "&".join(f"host={h}" for h in hostlist.split(",") if h)
+    path, _, query = tail.partition("?")
+    return f"{scheme}://{userinfo}{at}/{path}?{hosts}" + (f"&{query}" if query else "")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the store cannot serve now but may shortly (a failover, a dead or
+    demoted primary, no connection, a busy SQLite file), as opposed to a bug or bad data."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in FAILOVER_SQLSTATES
+
+
+def _failover_is_disconnect(ctx: Any) -> None:
+    """SQLAlchemy's handle_error hook: errors of a server that cannot be written any more count
+    as a disconnect, so the pool is invalidated and the next checkout reconnects."""
+    state = getattr(ctx.original_exception, "sqlstate", None)
+    if state in FAILOVER_SQLSTATES and not ctx.is_disconnect:
+        ctx.is_disconnect = True
+
+
 def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -191,9 +271,24 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    given = set(make_url(url).query)
+    connect_args = {k: v for k, v in PG_CONNECT_DEFAULTS.items() if k not in given}
     if os.environ.get("YIWANG_DB_NULLPOOL"):
-        return create_engine(url, poolclass=NullPool, **JSON_CODEC)
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **JSON_CODEC)
+        engine = create_engine(url, poolclass=NullPool, connect_args=connect_args, **JSON_CODEC)
+    else:
+        # pool_pre_ping: a pooled connection to a primary that died is replaced at checkout;
+        # pool_timeout: a request waits at most this long for a connection, then gets a 503.
+        engine = create_engine(
+            url,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            pool_timeout=10,
+            connect_args=connect_args,
+            **JSON_CODEC,
+        )
+    event.listen(engine, "handle_error", _failover_is_disconnect)
+    return engine
 
 
 class GroupCommitter:
@@ -239,6 +334,11 @@ class GroupCommitter:
             try:
                 results: list[tuple[dict[str, Any], bool]] = self._insert(rows)
                 errors: list[BaseException | None] = [None] * len(rows)
+            except StoreUnavailable as exc:
+                # The store is failing over: nothing in the batch is acknowledged (its commit may
+                # or may not have happened; a retry with the same Idempotency-Key finds out).
+                # Row by row would only wait for the same dead primary once per row.
+                results, errors = [({}, False)] * len(rows), [exc] * len(rows)
             except Exception:  # one bad row must not fail the others: retry them one by one
                 results, errors = [], []
                 for row in rows:
@@ -304,13 +404,18 @@ class Store:
         taken before the first read, so a read-then-write (a compare-and-set, a scheduling
         cycle) is atomic against writers in other processes too, and never fails on a stale
         snapshot. Under PostgreSQL, reads that decide a write lock their rows (FOR UPDATE)."""
-        if self._write_lock is None:
-            with self.engine.begin() as conn:
-                yield conn
-        else:
-            with self._write_lock, self.engine.begin() as conn:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                yield conn
+        try:
+            if self._write_lock is None:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with self._write_lock, self.engine.begin() as conn:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    yield conn
+        except (DBAPIError, PoolTimeout) as exc:
+            if store_unavailable(exc):
+                raise self.unavailable(exc) from exc
+            raise
 
     def executemany(self, conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> None:
         """``conn.execute(stmt, params)`` for the hot bulk writes. Under SQLite the statement is
@@ -370,8 +475,43 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            yield conn
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except (DBAPIError, PoolTimeout) as exc:
+            if store_unavailable(exc):
+                raise self.unavailable(exc) from exc
+            raise
+
+    @staticmethod
+    def unavailable(exc: BaseException) -> StoreUnavailable:
+        """The domain error for a store that cannot serve now (nothing was acknowledged)."""
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return StoreUnavailable(
+            f"the store is unavailable ({type(exc).__name__}: {first[0][:200] if first else ''}); "
+            "nothing was committed that this answer acknowledges: retry the same request",
+            retry_after=RETRY_AFTER_S,
+        )
+
+    def writable(self) -> bool:
+        """The store takes writes now: under PostgreSQL, the session's server is a primary (not
+        a standby, nor one being demoted); SQLite always."""
+        if self.is_sqlite:
+            return True
+        with self.read() as conn:
+            return not bool(conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar())
+
+    def sync_barrier(self, conn: Connection, table: Any, key: Any, value: Any) -> None:
+        """Make the caller's commit wait until what it read is on the synchronous standby.
+        PostgreSQL shows a commit to other sessions only once the standby has confirmed it,
+        except when that wait was cut short (a cancel, a statement timeout, the backend ended
+        while waiting): the commit is then visible on the primary alone. An answer built only on
+        a read (an idempotent replay acknowledges the stored job) therefore writes too: a no-op
+        update of the row read writes WAL, so this transaction's commit waits for the standby,
+        and with it everything before it. Nothing to do under SQLite (no replica)."""
+        if self.is_sqlite:
+            return
+        conn.execute(update(table).where(key == value).values({key.name: value}))
 
     # ---- jobs -------------------------------------------------------------------------------
     def insert_jobs(self, rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
@@ -394,6 +534,8 @@ class Store:
                         .first()
                     )
                 if existing is not None:
+                    # a replay acknowledges the stored job: only once it is on both sites
+                    self.sync_barrier(conn, t.jobs, t.jobs.c.id, existing["id"])
                     out.append((dict(existing), False))
                     continue
                 audit = row.get(AUDIT_KEY)
@@ -832,24 +974,38 @@ class Store:
             )
 
     # ---- clusters ---------------------------------------------------------------------------
-    def upsert_cluster(self, name: str, spec: dict[str, Any]) -> bool:
-        """Create or replace a cluster's spec; keeps cordon/health state. True if created."""
-        with self.tx() as conn:
-            exists = conn.execute(select(t.clusters.c.name).where(t.clusters.c.name == name)).first()
-            if exists:
-                conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(spec=spec))
-                return False
-            conn.execute(
-                insert(t.clusters).values(
-                    name=name,
-                    spec=spec,
-                    cordoned=False,
-                    draining=False,
-                    health="Unknown",
-                    registered_at=now(),
-                )
+    def cluster_specs(
+        self, conn: Connection, names: Iterable[str], *, lock: Literal["update", "key-share"]
+    ) -> dict[str, dict[str, Any]]:
+        """The stored specs of the named clusters (those that exist), inside ``conn``'s
+        transaction, their rows locked until it ends (PostgreSQL; SQLite's write lock already
+        serialises writers). ``update``: a change of the cluster itself (re-registration,
+        deregistration) waits for, and makes wait, everything below. ``key-share``: a write that
+        relies on the cluster staying what it is (a scheduling cycle placing jobs on it, a data set
+        catalogued there); it does not conflict with heartbeats and other plain updates."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        q = select(t.clusters.c.name, t.clusters.c.spec).where(t.clusters.c.name.in_(wanted))
+        q = q.with_for_update() if lock == "update" else q.with_for_update(read=True, key_share=True)
+        return {r.name: dict(r.spec) if isinstance(r.spec, dict) else {} for r in conn.execute(q)}
+
+    def upsert_cluster(self, conn: Connection, name: str, spec: dict[str, Any], *, exists: bool) -> None:
+        """Create (``exists`` False) or replace a cluster's spec in ``conn``'s transaction; keeps
+        cordon/health state."""
+        if exists:
+            conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(spec=spec))
+            return
+        conn.execute(
+            insert(t.clusters).values(
+                name=name,
+                spec=spec,
+                cordoned=False,
+                draining=False,
+                health="Unknown",
+                registered_at=now(),
             )
-            return True
+        )
 
     def insert_missing_clusters(self, specs: dict[str, dict[str, Any]]) -> int:
         """Seed clusters from the topology in one transaction; existing ones are left as they are.
@@ -920,31 +1076,44 @@ class Store:
             )
         )
 
-    def delete_cluster(self, name: str) -> bool:
-        with self.tx() as conn:
-            return bool(conn.execute(delete(t.clusters).where(t.clusters.c.name == name)).rowcount)
+    def cluster_contact_for_update(self, conn: Connection, name: str) -> datetime | None:
+        """The cluster's last contact, its row locked until ``conn`` commits: a heartbeat or a
+        report (which update that row) is ordered entirely before or after the caller."""
+        row = conn.execute(
+            select(t.clusters.c.last_heartbeat).where(t.clusters.c.name == name).with_for_update()
+        ).first()
+        return utc(row[0]) if row is not None else None
+
+    def delete_cluster(self, conn: Connection, name: str) -> bool:
+        return bool(conn.execute(delete(t.clusters).where(t.clusters.c.name == name)).rowcount)
 
     def list_clusters(self) -> list[dict[str, Any]]:
         with self.read() as conn:
             return [dict(r) for r in conn.execute(select(t.clusters)).mappings().all()]
 
-    def update_cluster(self, name: str, **values: Any) -> bool:
+    def update_cluster(self, name: str, *, audit: dict[str, Any] | None = None, **values: Any) -> bool:
+        """Set columns of a cluster's row; ``audit``: the change's audit row, appended in the same
+        transaction when the cluster exists. False when it does not."""
         with self.tx() as conn:
-            res = conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(**values))
-            return bool(res.rowcount)
+            changed = self.set_cluster(conn, name, **values)
+            if changed:
+                audit_chain.record(conn, audit)
+            return changed
+
+    def set_cluster(self, conn: Connection, name: str, **values: Any) -> bool:
+        res = conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(**values))
+        return bool(res.rowcount)
 
     # ---- datasets ---------------------------------------------------------------------------
-    def insert_dataset(self, row: dict[str, Any]) -> dict[str, Any] | None:
-        """Insert; on an existing id return the stored row instead (the caller compares)."""
-        try:
-            with self.tx() as conn:
-                conn.execute(insert(t.datasets).values(**row))
-            return None
-        except IntegrityError:
-            existing = self.get_dataset(row["id"])
-            if existing is None:
-                raise
-            return existing
+    def insert_dataset(self, conn: Connection, row: dict[str, Any]) -> None:
+        """Insert a data set in ``conn``'s transaction (an existing id: IntegrityError)."""
+        conn.execute(insert(t.datasets).values(**row))
+
+    def datasets_on(self, conn: Connection, cluster: str) -> list[str]:
+        """Ids of the data sets with a copy on ``cluster``, inside ``conn``'s transaction (the
+        catalogue is small; its locations are a JSON list, filtered here on both databases)."""
+        rows = conn.execute(select(t.datasets.c.id, t.datasets.c.locations).order_by(t.datasets.c.id))
+        return [r.id for r in rows if isinstance(r.locations, list) and cluster in r.locations]
 
     def get_dataset(self, ds_id: str) -> dict[str, Any] | None:
         with self.read() as conn:
@@ -980,7 +1149,9 @@ class Store:
                 continue
         raise RuntimeError(f"could not seed the {kind} policy")
 
-    def put_policy(self, kind: str, body: dict[str, Any]) -> int:
+    def put_policy(self, kind: str, body: dict[str, Any], *, audit: dict[str, Any] | None = None) -> int:
+        """Store a new version of a policy; ``audit``: the change's audit row, appended in the
+        same transaction with the new version in its detail."""
         with self.tx() as conn:
             cur = conn.execute(select(t.policies.c.version).where(t.policies.c.kind == kind)).first()
             version = (cur[0] + 1) if cur else 1
@@ -994,6 +1165,7 @@ class Store:
                 conn.execute(
                     insert(t.policies).values(kind=kind, version=version, body=body, updated_at=now())
                 )
+            audit_chain.record(conn, audit, version=version)
             return version
 
     # ---- change feed: what another controller process changed -------------------------------
@@ -1001,18 +1173,23 @@ class Store:
         with self.read() as conn:
             return int(conn.execute(select(func.max(t.audit_log.c.id))).scalar() or 0)
 
-    def audit_after(self, after: int, actions: Sequence[str]) -> list[tuple[int, str, str, Any]]:
-        """The audit rows with an id above ``after`` whose action is one of ``actions``, as
-        (id, action, target, detail), in id order (audit rows are appended under a lock held
-        to commit, so ids commit in order)."""
+    def audit_after(self, after: int, actions: Sequence[str]) -> tuple[int, list[tuple[int, str, str, Any]]]:
+        """The highest audit id now, and the audit rows with an id above ``after`` (up to it)
+        whose action is one of ``actions``, as (id, action, target, detail), in id order (audit
+        rows are appended under a lock held to commit, so ids commit in order). The caller
+        continues from the highest id, not from its last match: the rows in between (mostly
+        placements) are not scanned again at every sync."""
         a = t.audit_log.c
-        q = (
-            select(a.id, a.action, a.target, a.detail)
-            .where(a.action.in_(list(actions)), a.id > after)
-            .order_by(a.id)
-        )
         with self.read() as conn:
-            return [(int(r[0]), r[1], r[2], r[3]) for r in conn.execute(q)]
+            top = int(conn.execute(select(func.max(a.id))).scalar() or 0)
+            if top <= after:
+                return after, []
+            q = (
+                select(a.id, a.action, a.target, a.detail)
+                .where(a.action.in_(list(actions)), a.id > after, a.id <= top)
+                .order_by(a.id)
+            )
+            return top, [(int(r[0]), r[1], r[2], r[3]) for r in conn.execute(q)]
 
     def max_event_id(self) -> int:
         with self.read() as conn:
@@ -1053,10 +1230,24 @@ class Store:
                 )
         return out
 
-    def count_active_on(self, cluster: str) -> int:
+    def count_active_on(self, cluster: str, conn: Connection | None = None) -> int:
+        """Scheduled and Running jobs on the cluster (inside ``conn``'s transaction if given)."""
         q = select(func.count()).where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
-        with self.read() as conn:
+        if conn is not None:
             return int(conn.execute(q).scalar() or 0)
+        with self.read() as c:
+            return int(c.execute(q).scalar() or 0)
+
+    def active_on_cluster_locked(self, conn: Connection, cluster: str) -> list[dict[str, Any]]:
+        """(id, phase, attempt) of every Scheduled and Running job on the cluster, inside
+        ``conn``'s transaction, their rows locked (PostgreSQL)."""
+        q = (
+            select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt)
+            .where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
+            .order_by(t.jobs.c.id)
+            .with_for_update()
+        )
+        return [dict(r) for r in conn.execute(q).mappings().all()]
 
     def count_datasets(self) -> int:
         with self.read() as conn:
@@ -1067,6 +1258,69 @@ class Store:
             return {
                 str(r[0]): int(r[1]) for r in conn.execute(select(t.policies.c.kind, t.policies.c.version))
             }
+
+    # ---- dashboard reads (aggregates; each one or two indexed queries) ------------------------
+    def active_counts_by_cluster(self) -> dict[str, dict[str, int]]:
+        """cluster -> {phase: count} of its Scheduled and Running jobs."""
+        j = t.jobs.c
+        q = (
+            select(j.cluster, j.phase, func.count())
+            .where(j.phase.in_(ACTIVE_PHASES), j.cluster.is_not(None))
+            .group_by(j.cluster, j.phase)
+        )
+        out: dict[str, dict[str, int]] = {}
+        with self.read() as conn:
+            for cluster, phase, n in conn.execute(q):
+                out.setdefault(str(cluster), {})[str(phase)] = int(n)
+        return out
+
+    def counts_by_tenant(self) -> dict[str, dict[str, Any]]:
+        """tenant -> {phase: count} of its Pending, Scheduled and Running jobs, and
+        ``oldest_pending`` (the creation time of its oldest Pending job)."""
+        j = t.jobs.c
+        out: dict[str, dict[str, Any]] = {}
+        with self.read() as conn:
+            q = (
+                select(j.tenant, j.phase, func.count())
+                .where(j.phase.in_(("Pending", *ACTIVE_PHASES)))
+                .group_by(j.tenant, j.phase)
+            )
+            for tenant, phase, n in conn.execute(q):
+                out.setdefault(str(tenant), {})[str(phase)] = int(n)
+            oldest = select(j.tenant, func.min(j.created_at)).where(j.phase == "Pending").group_by(j.tenant)
+            for tenant, at in conn.execute(oldest):
+                out.setdefault(str(tenant), {})["oldest_pending"] = utc(at)
+        return out
+
+    def recent_events(self, types: Sequence[str], since: datetime, limit: int = 2000) -> list[dict[str, Any]]:
+        """The newest events of the given types since ``since`` (newest first, at most
+        ``limit``), with their job's tenant: id, job_id, type, at, attempt, reason, tenant."""
+        e = t.job_events.c
+        q = (
+            select(e.id, e.job_id, e.type, e.at, e.attempt, e.reason, t.jobs.c.tenant)
+            .join(t.jobs, t.jobs.c.id == e.job_id)
+            .where(e.type.in_(list(types)), e.at >= since)
+            .order_by(e.id.desc())
+            .limit(limit)
+        )
+        with self.read() as conn:
+            return [{**dict(r), "at": utc(r["at"])} for r in conn.execute(q).mappings()]
+
+    def placed_events(self, job_ids: Sequence[str]) -> dict[str, list[tuple[int, str, str, int]]]:
+        """job id -> its events that name a cluster, in order: (event id, type, cluster, attempt)."""
+        e = t.job_events.c
+        out: dict[str, list[tuple[int, str, str, int]]] = {}
+        ids = list(dict.fromkeys(job_ids))
+        with self.read() as conn:
+            for k in range(0, len(ids), 500):
+                q = (
+                    select(e.job_id, e.id, e.type, e.cluster, e.attempt)
+                    .where(e.job_id.in_(ids[k : k + 500]), e.cluster.is_not(None), e.type != OUTPUT_EVENT)
+                    .order_by(e.id)
+                )
+                for job_id, ev_id, typ, cluster, attempt in conn.execute(q):
+                    out.setdefault(str(job_id), []).append((int(ev_id), str(typ), str(cluster), int(attempt)))
+        return out
 
     # ---- leadership -------------------------------------------------------------------------
     def acquire_leadership(self, holder: str, ttl_s: float) -> int | None:

@@ -2,6 +2,8 @@
 
 - ``tenant-namespace-has-quota``: every tenant namespace (label ``yiwang.gov.cn/tenant``) has a
   ResourceQuota in the same stack.
+- ``namespace-default-deny``: every namespace the stack creates has a NetworkPolicy that selects
+  all its pods and denies all ingress and egress (the platform's flows are opened on top of it).
 - ``no-public-services``: no Service of type NodePort, and a LoadBalancer only on the intranet
   (annotation ``service.beta.kubernetes.io/alibaba-cloud-loadbalancer-address-type: intranet``).
 - ``cluster-in-province-region``: a cluster's configured region equals the topology's region for
@@ -89,6 +91,43 @@ tenant_namespace_has_quota = StackValidationPolicy(
     description="Every tenant namespace has a ResourceQuota.",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=validate_tenant_quota,
+)
+
+
+# --- namespace-default-deny -----------------------------------------------------------------
+
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
+def _denies_all(props: Mapping[str, Any]) -> bool:
+    spec = props.get("spec") or {}
+    return (
+        not (spec.get("podSelector") or {})
+        and {"Ingress", "Egress"} <= set(spec.get("policyTypes") or [])
+        and not spec.get("ingress")
+        and not spec.get("egress")
+    )
+
+
+def validate_default_deny(args: StackValidationArgs, report: ReportViolation) -> None:
+    denied = {
+        (r.props.get("metadata") or {}).get("namespace")
+        for r in args.resources
+        if r.resource_type == NETWORK_POLICY and _denies_all(r.props)
+    }
+    for r in args.resources:
+        if r.resource_type != NAMESPACE:
+            continue
+        name = (r.props.get("metadata") or {}).get("name")
+        if name not in denied:
+            _say(report, f"namespace {name!r} has no default-deny NetworkPolicy (ingress and egress)", r.urn)
+
+
+namespace_default_deny = StackValidationPolicy(
+    name="namespace-default-deny",
+    description="Every namespace the stack creates denies all ingress and egress by default.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=validate_default_deny,
 )
 
 
@@ -233,5 +272,5 @@ required_labels = ResourceValidationPolicy(
 )
 
 RESOURCE_POLICIES = (no_public_services, cluster_in_province_region, encryption_at_rest, required_labels)
-STACK_POLICIES = (tenant_namespace_has_quota,)
+STACK_POLICIES = (tenant_namespace_has_quota, namespace_default_deny)
 ALL_POLICIES = [*RESOURCE_POLICIES, *STACK_POLICIES]

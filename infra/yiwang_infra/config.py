@@ -7,12 +7,13 @@ stay ``pulumi.Output`` values and never enter these models.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from controller.topology.model import CLUSTER_NAME, Cluster, Tier
 from infra.yiwang_infra.config_base import Camel
@@ -70,6 +71,34 @@ class TenantRef(Camel):
         return f"tenant-{self.name}"
 
 
+class AddressBlock(Camel):
+    """An address range and the TCP ports open on it (a NetworkPolicy ipBlock rule)."""
+
+    cidr: str
+    ports: Annotated[list[Annotated[int, Field(ge=1, le=65535)]], Field(min_length=1)]
+
+    @field_validator("cidr")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        return str(ipaddress.ip_network(value, strict=True))
+
+
+class SparkOperatorSettings(Camel):
+    """The Spark operator (kubeflow/spark-operator) that runs the agent's SparkApplications.
+
+    Installed as a Helm release from ``repository`` (a chart repository URL: the government
+    mirror of https://kubeflow.github.io/spark-operator), pinned to ``version``; its images come
+    from ``imageRegistry`` (a mirror of ghcr.io)."""
+
+    enabled: bool = True
+    repository: str = "https://charts.yiwang.gov.cn/kubeflow"
+    chart: str = "spark-operator"
+    version: str = "2.5.2"
+    namespace: str = "spark-operator"
+    image_registry: str = "registry.yiwang.gov.cn/ghcr"
+    values: dict[str, Any] = {}
+
+
 class PlatformSettings(Camel):
     """What ClusterPlatform installs inside the cluster."""
 
@@ -80,6 +109,64 @@ class PlatformSettings(Camel):
     monitoring_namespace: str = "yiwang-monitoring"
     agent_chart_values: dict[str, Any] = {}
     monitoring_chart_values: dict[str, Any] = {}
+    # Where pods reach the Kubernetes API server (NetworkPolicy egress of the agent, the Spark
+    # operator and Spark drivers). Empty: in ack mode the cluster's intranet endpoint (IP:6443)
+    # and the `kubernetes` Service address (:443); in existing mode the site's reserved address
+    # block on 443 and 6443 (set this to the API server's real addresses).
+    api_server: list[AddressBlock] = []
+    # Where Alertmanager sends notifications (webhook, mail relay): its only egress besides DNS.
+    alert_receivers: list[AddressBlock] = []
+    # Who may query this cluster's Prometheus on its port (Grafana, operators' networks), besides
+    # the national sites' federation pull on members.
+    prometheus_readers: list[AddressBlock] = []
+    spark_operator: SparkOperatorSettings = SparkOperatorSettings()
+
+
+class StoreKind(StrEnum):
+    # Patroni + PostgreSQL on both national clusters, etcd on them and a witness, synchronous
+    # replication: the design the national drills measure (docs/national.md). RPO 0.
+    patroni = "patroni"
+    # One RDS PostgreSQL High-availability instance at the primary site (two zones of one region);
+    # the backup site's controller reads it across regions. Losing the Beijing region loses the
+    # store (a cross-region RDS disaster-recovery instance replicates asynchronously: RPO of
+    # seconds, manual switch-over; docs/infra.md).
+    rds = "rds"
+
+
+class StoreBackupSettings(Camel):
+    """WAL archive and base backups of the national store (WAL-G) to object storage of the
+    site's own region: an OSS bucket created by the stack in ack mode, or the S3-compatible object
+    storage of the government cloud named here (``endpoint``, ``bucket``) in existing mode."""
+
+    endpoint: str | None = None
+    bucket: str | None = None
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 35
+
+
+class NationalStoreSettings(Camel):
+    """National stacks only: the replicated national store (``kind: patroni``). Addresses are the
+    names each site publishes on the government network (its intranet load balancers)."""
+
+    kind: StoreKind = StoreKind.patroni
+    # PostgreSQL (5432), Patroni REST (8008) and etcd client (2379) / peer (2380) addresses per site
+    postgres: dict[Literal["beijing", "guian"], str] = {
+        "beijing": "pg.beijing.yiwang.gov.internal:5432",
+        "guian": "pg.guian.yiwang.gov.internal:5432",
+    }
+    etcd: dict[Literal["beijing", "guian", "witness"], str] = {
+        "beijing": "etcd.beijing.yiwang.gov.internal",
+        "guian": "etcd.guian.yiwang.gov.internal",
+        "witness": "etcd.witness.yiwang.gov.internal",
+    }
+    # the witness site's address range (its etcd member talks to both national sites)
+    witness_cidr: str = "10.250.0.0/24"
+    image: str = "registry.yiwang.gov.cn/mirror/patroni:4.1.5-pg15"
+    etcd_image: str = "registry.yiwang.gov.cn/mirror/etcd:v3.5.17"
+    bin_dir: str = "/usr/lib/postgresql/15/bin"
+    storage_gib: Annotated[int, Field(ge=20)] = 500
+    storage_class: str | None = None
+    max_connections: Annotated[int, Field(ge=50, le=5000)] = 400
+    backup: StoreBackupSettings = StoreBackupSettings()
 
 
 class ControllerSettings(Camel):
@@ -96,6 +183,7 @@ class ControllerSettings(Camel):
     rds_storage_gib: Annotated[int, Field(ge=20)] = 500
     rds_engine_version: str = "15.0"
     primary_stack: str = "organization/yiwang-national/primary"
+    store: NationalStoreSettings = NationalStoreSettings()
 
 
 class FederationSettings(Camel):
@@ -250,3 +338,12 @@ class StackSecrets:
 
     def database_password(self) -> pulumi.Output[str]:
         return self._config.require_secret("databasePassword")
+
+    def store_password(self, role: str) -> pulumi.Output[str]:
+        """The national store's ``superuser`` or ``replication`` password (the same on both
+        national stacks): secrets ``storeSuperuserPassword``, ``storeReplicationPassword``."""
+        return self._config.require_secret(f"store{role.capitalize()}Password")
+
+    def store_backup_credentials(self) -> pulumi.Output[str] | None:
+        """``accessKeyId:accessKeySecret`` of the identity that writes the backups (optional)."""
+        return self._config.get_secret("storeBackupCredentials")

@@ -126,8 +126,11 @@ class ControllerDeployment(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         database_url: pulumi.Input[str],
         admin_token: pulumi.Input[str],
+        database_cidrs: list[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``database_cidrs``: where the database is (the controller's only egress besides DNS);
+        empty when unknown (a given databaseUrl): the database port to any address."""
         settings = config.controller
         if settings is None:
             raise ValueError("ControllerDeployment runs on national stacks only")
@@ -164,6 +167,9 @@ class ControllerDeployment(pulumi.ComponentResource):
             "environment": "prod",
             # the repository's policies, every file (the controller exits without topology/failover)
             "policies": {"files": policy_files()},
+            # the API port stays open to the government network (agents, operators, the intranet
+            # load balancer's health checks); out: DNS and the database only
+            "networkPolicy": {"enabled": True, "allowExternalEgress": False, "databaseCidrs": database_cidrs},
             **settings.chart_values,
         }
         self.release = k8s.helm.v3.Release(

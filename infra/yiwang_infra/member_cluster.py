@@ -12,11 +12,16 @@ on-premises government-cloud cluster from a kubeconfig secret. Either way the co
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
 import pulumi
 import pulumi_alicloud as alicloud
 import pulumi_kubernetes as k8s
 
-from infra.yiwang_infra.config import Mode, StackConfig
+from infra.yiwang_infra.config import AddressBlock, Mode, StackConfig
 from infra.yiwang_infra.labels import cluster_labels
 
 TYPE = "yiwang:infra:MemberCluster"
@@ -61,6 +66,25 @@ def check_zones(available: list[str], wanted: list[str], where: str) -> list[str
     return wanted
 
 
+def ack_api_server(connections: Sequence[Any] | None, service_cidr: str, where: str) -> list[AddressBlock]:
+    """Where pods reach an ACK cluster's API server: its intranet endpoint (``https://IP:6443``,
+    what the ``kubernetes`` Service's endpoints hold, the address NetworkPolicies see after the
+    Service translation) and the ``kubernetes`` Service address itself (the first of the Service
+    range, port 443) for policy engines that judge before it."""
+    intranet = next((c.api_server_intranet for c in connections or [] if c.api_server_intranet), None)
+    if not intranet:
+        raise CloudInputError(f"{where}: ACK reported no intranet API server endpoint")
+    url = urlsplit(intranet)
+    if not url.hostname:
+        raise CloudInputError(f"{where}: cannot read the API server endpoint {intranet!r}")
+    address = ipaddress.ip_address(url.hostname)  # ACK reports an address, never a name
+    service_ip = next(ipaddress.ip_network(service_cidr).hosts())
+    return [
+        AddressBlock(cidr=f"{address}/{address.max_prefixlen}", ports=[url.port or 443]),
+        AddressBlock(cidr=f"{service_ip}/32", ports=[443]),
+    ]
+
+
 class MemberCluster(pulumi.ComponentResource):
     """A member cluster; ``provider`` deploys into it, ``kubeconfig`` is a secret output."""
 
@@ -73,6 +97,8 @@ class MemberCluster(pulumi.ComponentResource):
     alicloud_provider: alicloud.Provider | None
     vpc_cidr: str | None
     zone_ids: pulumi.Output[list[str]] | None
+    # ack mode: where pods reach the API server (NetworkPolicy egress); None in existing mode
+    api_server: pulumi.Output[list[AddressBlock]] | None
 
     def __init__(
         self,
@@ -101,6 +127,7 @@ class MemberCluster(pulumi.ComponentResource):
         self.alicloud_provider = None
         self.vpc_cidr = None
         self.zone_ids = None
+        self.api_server = None
         if config.mode is Mode.ack:
             self.kubeconfig = self._create_ack(name, config, labels)
         else:
@@ -205,6 +232,9 @@ class MemberCluster(pulumi.ComponentResource):
             opts=child,
         )
         self.cluster_id = managed.id
+        self.api_server = managed.connections.apply(
+            lambda connections: ack_api_server(connections, network.service_cidr, where)
+        )
         node_pool = alicloud.cs.NodePool(
             f"{name}-workers",
             cluster_id=managed.id,

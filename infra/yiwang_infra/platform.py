@@ -1,23 +1,28 @@
 """ClusterPlatform: what every member cluster runs, installed through its kubernetes provider.
 
 Per tenant hosted on the cluster: a namespace, a ResourceQuota (its share of the topology's
-capacity), a LimitRange (so quota-counted pods always have requests), default-deny
-NetworkPolicies with only same-namespace and DNS traffic allowed, and the agent's Role/RoleBinding.
-Cluster-wide: the PriorityClasses jobs use, the agent's ServiceAccount and read-only ClusterRole,
-and the agent and monitoring Helm releases from ``charts/``.
+capacity), a LimitRange (so quota-counted pods always have requests), and the agent's
+Role/RoleBinding. Cluster-wide: the PriorityClasses jobs use, the agent's ServiceAccount and
+read-only ClusterRole, the agent and monitoring Helm releases from ``charts/``, and the Spark
+operator (a pinned release from a chart repository mirror) that runs the SparkApplications.
+Every namespace is default-deny with exactly the platform's flows allowed (network_policies.py).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.yiwang_infra import labels as L
 from infra.yiwang_infra.charts import AGENT_CHART, MONITORING_CHART, chart_path
-from infra.yiwang_infra.config import StackConfig, TenantRef
+from infra.yiwang_infra.config import AddressBlock, StackConfig, TenantRef
+from infra.yiwang_infra.network_policies import PlatformNetwork, Policy, platform_policies
 
 TYPE = "yiwang:infra:ClusterPlatform"
 AGENT_SA = "yiwang-agent"
@@ -41,21 +46,27 @@ def _meta(name: str, labels: dict[str, str], namespace: str | None = None) -> k8
     )
 
 
-def _dns_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
-    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-        to=[
-            k8s.networking.v1.NetworkPolicyPeerArgs(
-                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                    match_labels={"kubernetes.io/metadata.name": "kube-system"}
-                ),
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}),
-            )
-        ],
-        ports=[
-            k8s.networking.v1.NetworkPolicyPortArgs(protocol="UDP", port=53),
-            k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=53),
-        ],
-    )
+def _spec_of(net: PlatformNetwork, key: tuple[str, str]) -> k8s.networking.v1.NetworkPolicySpecArgs:
+    found: list[Policy] = [p for p in platform_policies(net) if (p.namespace, p.name) == key]
+    assert len(found) == 1, key
+    return found[0].spec
+
+
+@dataclass(frozen=True)
+class NetworkInputs:
+    """What the platform's NetworkPolicies need from the program: where the API server and the
+    controller are, and the address blocks of the sites the federation pull joins."""
+
+    controller_url: pulumi.Input[str]
+    # ack mode: the cluster's endpoints (an Output); existing mode: from config or the site's block
+    api_server: pulumi.Input[Sequence[AddressBlock]]
+    national_blocks: Sequence[str]  # the national sites: the controller endpoint and the federation pull
+    federated_member_blocks: Sequence[str] = ()  # national sites: the members whose Prometheus they pull
+
+
+def url_port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 class ClusterPlatform(pulumi.ComponentResource):
@@ -69,6 +80,7 @@ class ClusterPlatform(pulumi.ComponentResource):
         name: str,
         config: StackConfig,
         monitoring_values: dict[str, Any],
+        network: NetworkInputs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, {"clusterName": config.cluster.name}, opts)
@@ -91,8 +103,15 @@ class ClusterPlatform(pulumi.ComponentResource):
 
         self.system_namespace = self._namespace(platform.system_namespace, L.system_labels(cluster, "agent"))
         monitoring_ns = self._namespace(platform.monitoring_namespace, L.system_labels(cluster, "monitoring"))
-        self._system_network_policies(platform.system_namespace, https_egress=True)
-        self._system_network_policies(platform.monitoring_namespace, https_egress=True, scrape=True)
+        namespaces: dict[str, k8s.core.v1.Namespace] = {
+            platform.system_namespace: self.system_namespace,
+            platform.monitoring_namespace: monitoring_ns,
+        }
+        spark = platform.spark_operator
+        if spark.enabled:
+            namespaces[spark.namespace] = self._namespace(
+                spark.namespace, L.system_labels(cluster, "spark-operator")
+            )
 
         sa = k8s.core.v1.ServiceAccount(
             f"{name}-agent-sa",
@@ -129,6 +148,12 @@ class ClusterPlatform(pulumi.ComponentResource):
         self.tenant_namespaces = {}
         for tenant in config.tenant_refs():
             self.tenant_namespaces[tenant.name] = self._tenant(tenant, sa)
+            namespaces[tenant.namespace] = self.tenant_namespaces[tenant.name]
+        self._network_policies(network, monitoring_values, namespaces)
+        if spark.enabled:
+            self.spark_operator: k8s.helm.v3.Release | None = self._spark_operator(namespaces)
+        else:
+            self.spark_operator = None
 
         chart_cluster: dict[str, Any] = {"name": cluster.name, "tier": cluster.tier.value}
         if cluster.adcode:
@@ -209,42 +234,93 @@ class ClusterPlatform(pulumi.ComponentResource):
     def _namespace(self, ns: str, labels: dict[str, str]) -> k8s.core.v1.Namespace:
         return k8s.core.v1.Namespace(f"{self._name}-ns-{ns}", metadata=_meta(ns, labels), opts=self._child)
 
-    def _deny_all(self, ns: str, after: pulumi.Resource | None) -> None:
-        k8s.networking.v1.NetworkPolicy(
-            f"{self._name}-np-{ns}-default-deny",
-            metadata=_meta("default-deny-all", {L.PART_OF: "yiwang"}, ns),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(), policy_types=["Ingress", "Egress"]
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[after] if after else None),
+    def network(
+        self,
+        inputs: NetworkInputs,
+        api_server: Sequence[AddressBlock],
+        controller_url: str,
+        alertmanager: bool,
+    ) -> PlatformNetwork:
+        """The platform's flows for this cluster, with the API server and controller resolved."""
+        config, platform = self._config, self._config.platform
+        federation = config.federation
+        return PlatformNetwork(
+            system_namespace=platform.system_namespace,
+            monitoring_namespace=platform.monitoring_namespace,
+            tenant_namespaces=[t.namespace for t in config.tenant_refs()],
+            api_server=list(api_server),
+            controller=[
+                AddressBlock(cidr=b, ports=[url_port(controller_url)]) for b in inputs.national_blocks
+            ],
+            national=config.controller is not None,
+            federated_members=list(inputs.federated_member_blocks) if federation else [],
+            # members let the national sites pull /federate; the national sites federate, not federated
+            federation_clients=[] if config.controller is not None else list(inputs.national_blocks),
+            alertmanager=alertmanager,
+            alert_receivers=list(platform.alert_receivers),
+            prometheus_readers=list(platform.prometheus_readers),
+            spark_operator_namespace=platform.spark_operator.namespace
+            if platform.spark_operator.enabled
+            else None,
         )
 
-    def _system_network_policies(self, ns: str, https_egress: bool, scrape: bool = False) -> None:
-        self._deny_all(ns, None)
-        egress = [_dns_egress()]
-        if https_egress:  # agent -> controller, Prometheus -> national remote write
-            egress.append(
-                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=443)]
-                )
+    def _network_policies(
+        self,
+        inputs: NetworkInputs,
+        monitoring_values: dict[str, Any],
+        namespaces: dict[str, k8s.core.v1.Namespace],
+    ) -> None:
+        merged = {**monitoring_values, **self._config.platform.monitoring_chart_values}
+        alertmanager = bool((merged.get("alertmanager") or {}).get("enabled"))
+        resolved = pulumi.Output.all(inputs.api_server, inputs.controller_url).apply(
+            lambda a: self.network(
+                inputs, [AddressBlock.model_validate(b) for b in a[0]], str(a[1]), alertmanager
             )
-        if scrape:  # Prometheus scrapes every namespace of the cluster
-            egress.append(
-                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                    to=[
-                        k8s.networking.v1.NetworkPolicyPeerArgs(
-                            namespace_selector=k8s.meta.v1.LabelSelectorArgs()
-                        )
-                    ]
-                )
+        )
+        # the policies' names do not depend on the addresses: create them now, fill the specs in later
+        skeleton = self.network(inputs, [], "https://controller.invalid", alertmanager)
+        for policy in platform_policies(skeleton):
+            key = (policy.namespace, policy.name)
+
+            def spec(
+                net: PlatformNetwork, key: tuple[str, str] = key
+            ) -> k8s.networking.v1.NetworkPolicySpecArgs:
+                return _spec_of(net, key)
+
+            k8s.networking.v1.NetworkPolicy(
+                f"{self._name}-np-{policy.namespace}-{policy.name}",
+                metadata=_meta(policy.name, {L.PART_OF: "yiwang"}, policy.namespace),
+                spec=resolved.apply(spec),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[namespaces[policy.namespace]]),
             )
-        k8s.networking.v1.NetworkPolicy(
-            f"{self._name}-np-{ns}-allow-platform",
-            metadata=_meta("allow-platform-egress", {L.PART_OF: "yiwang"}, ns),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(), policy_types=["Egress"], egress=egress
-            ),
-            opts=self._child,
+
+    def _spark_operator(self, namespaces: dict[str, k8s.core.v1.Namespace]) -> k8s.helm.v3.Release:
+        """The Spark operator, watching the tenant namespaces; its Spark service account is the one
+        the agent's SparkApplications name (``spark``)."""
+        spark = self._config.platform.spark_operator
+        tenant_namespaces = [t.namespace for t in self._config.tenant_refs()]
+        values: dict[str, Any] = {
+            "image": {"registry": spark.image_registry},
+            "hook": {"image": {"registry": spark.image_registry}},
+            "controller": {"priorityClassName": PLATFORM_PRIORITY},
+            "webhook": {"enable": True, "port": 9443, "priorityClassName": PLATFORM_PRIORITY},
+            "spark": {
+                "jobNamespaces": tenant_namespaces,
+                "serviceAccount": {"create": True, "name": "spark"},
+            },
+            **spark.values,
+        }
+        return k8s.helm.v3.Release(
+            f"{self._name}-spark-operator",
+            name="spark-operator",
+            chart=spark.chart,
+            version=spark.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=spark.repository),
+            namespace=spark.namespace,
+            values=values,
+            atomic=True,
+            timeout=600,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(namespaces.values())),
         )
 
     def _tenant(self, tenant: TenantRef, agent_sa: k8s.core.v1.ServiceAccount) -> k8s.core.v1.Namespace:
@@ -287,39 +363,28 @@ class ClusterPlatform(pulumi.ComponentResource):
             ),
             opts=in_ns,
         )
-        self._deny_all(ns_name, ns)
-        same_namespace = [
-            k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())
-        ]
-        k8s.networking.v1.NetworkPolicy(
-            f"{self._name}-np-{ns_name}-allow-same-namespace",
-            metadata=_meta("allow-same-namespace", tenant_meta, ns_name),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(),
-                policy_types=["Ingress", "Egress"],
-                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=same_namespace)],
-                egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=same_namespace), _dns_egress()],
+        rules = [
+            k8s.rbac.v1.PolicyRuleArgs(
+                api_groups=["batch"],
+                resources=["jobs"],
+                verbs=["get", "list", "watch", "create", "delete", "patch"],
             ),
-            opts=in_ns,
-        )
-        role = k8s.rbac.v1.Role(
-            f"{self._name}-executor-{tenant.name}",
-            metadata=_meta("yiwang-agent-executor", tenant_meta, ns_name),
-            rules=[
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=["batch"],
-                    resources=["jobs"],
-                    verbs=["get", "list", "watch", "create", "delete", "patch"],
-                ),
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=[""], resources=["pods", "pods/log", "events"], verbs=["get", "list", "watch"]
-                ),
+            k8s.rbac.v1.PolicyRuleArgs(
+                api_groups=[""], resources=["pods", "pods/log", "events"], verbs=["get", "list", "watch"]
+            ),
+        ]
+        if platform.spark_operator.enabled:  # SparkApplications need the operator's CRD
+            rules.append(
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=["sparkoperator.k8s.io"],
                     resources=["sparkapplications"],
                     verbs=["get", "list", "watch", "create", "delete", "patch"],
-                ),
-            ],
+                )
+            )
+        role = k8s.rbac.v1.Role(
+            f"{self._name}-executor-{tenant.name}",
+            metadata=_meta("yiwang-agent-executor", tenant_meta, ns_name),
+            rules=rules,
             opts=in_ns,
         )
         k8s.rbac.v1.RoleBinding(

@@ -8,23 +8,33 @@ stack's outputs through a StackReference.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pulumi
 
+from controller.store.patroni import multi_host_url
 from controller.topology.model import Cluster, Tier, load_topology
 from infra.yiwang_infra.charts import POLICIES_DIR
 from infra.yiwang_infra.config import (
+    AddressBlock,
     ControllerRole,
     Mode,
     StackConfig,
     StackSecrets,
+    StoreKind,
     cluster_entry,
     load_stack_config,
 )
-from infra.yiwang_infra.controller_plane import ControllerDatabase, ControllerDeployment, ControllerEndpoint
+from infra.yiwang_infra.controller_plane import (
+    DATABASE_USER,
+    ControllerDatabase,
+    ControllerDeployment,
+    ControllerEndpoint,
+)
 from infra.yiwang_infra.member_cluster import MemberCluster
+from infra.yiwang_infra.national_store import NationalStoreMember
 from infra.yiwang_infra.network_plan import plan_for
-from infra.yiwang_infra.platform import ClusterPlatform
+from infra.yiwang_infra.platform import ClusterPlatform, NetworkInputs
 from infra.yiwang_infra.registration import AgentToken, ControllerRegistration
 
 
@@ -36,6 +46,44 @@ def registration_body(config: StackConfig) -> dict[str, Any]:
 def _cluster(config: StackConfig, secrets: StackSecrets) -> MemberCluster:
     kubeconfig = secrets.kubeconfig() if config.mode is Mode.existing else None
     return MemberCluster(config.cluster.name, config, kubeconfig=kubeconfig)
+
+
+def site_block(name: str, config: StackConfig | None = None) -> str:
+    """A cluster's address block: this stack's own plan, else the block the address plan gives the
+    cluster (an existing-mode site routes from its reserved block)."""
+    if config is not None and config.cluster.name == name and config.network is not None:
+        return config.network.vpc_cidr
+    names = [c.name for c in load_topology_clusters()]
+    return plan_for(names.index(name)).vpc_cidr
+
+
+def api_server_blocks(config: StackConfig, cluster: MemberCluster) -> pulumi.Input[list[AddressBlock]]:
+    """Where this cluster's pods reach its API server: ``platform.apiServer`` when set, else the ACK
+    cluster's endpoints, else (existing mode) the site's reserved block on 443 and 6443."""
+    if config.platform.api_server:
+        return list(config.platform.api_server)
+    if cluster.api_server is not None:
+        return cluster.api_server
+    pulumi.log.warn(
+        f"{config.cluster.name}: platform.apiServer is not set; the NetworkPolicies let the agent, the "
+        "Spark operator and Spark drivers reach the API server anywhere in the site's address block "
+        f"{site_block(config.cluster.name, config)} on 443 and 6443: set it to the API server's addresses"
+    )
+    return [AddressBlock(cidr=site_block(config.cluster.name, config), ports=[443, 6443])]
+
+
+def network_inputs(
+    config: StackConfig, cluster: MemberCluster, controller_url: pulumi.Input[str]
+) -> NetworkInputs:
+    clusters = load_topology_clusters()
+    national = [site_block(c.name, config) for c in clusters if c.tier is Tier.national]
+    members = config.federation.members if config.federation else []
+    return NetworkInputs(
+        controller_url=controller_url,
+        api_server=api_server_blocks(config, cluster),
+        national_blocks=national,
+        federated_member_blocks=[site_block(m, config) for m in members],
+    )
 
 
 def national_main(config: StackConfig, secrets: StackSecrets) -> dict[str, Any]:
@@ -60,15 +108,43 @@ def national_main(config: StackConfig, secrets: StackSecrets) -> dict[str, Any]:
         f"{name}-platform",
         config,
         monitoring_values=national_monitoring_values(config),
+        network=network_inputs(config, cluster, settings.url),
         opts=k8s_opts,
     )
 
     outputs: dict[str, Any] = {}
+    store = settings.store
+    if store.kind is StoreKind.patroni:
+        # this site's member of the replicated national store (docs/national.md)
+        store_member = NationalStoreMember(
+            f"{name}-store",
+            config,
+            cluster,
+            superuser_password=secrets.store_password("superuser"),
+            replication_password=secrets.store_password("replication"),
+            database_password=secrets.database_password(),
+            peer_cidrs=[*standby_cidrs(config), store.witness_cidr],
+            own_cidr=own_cidr(config),
+            backup_credentials=secrets.store_backup_credentials(),
+            opts=k8s_opts,
+        )
+        if store_member.backup_bucket is not None:
+            outputs["storeBackupBucket"] = store_member.backup_bucket
     database_url = secrets.database_url()
+    database_cidrs: list[str] = []  # a given databaseUrl: anywhere
     if database_url is None:
         if settings.role is ControllerRole.standby:
             database_url = pulumi.StackReference(settings.primary_stack).require_output("databaseUrl")
+            database_cidrs = standby_cidrs(config)  # the primary site's RDS
+        elif store.kind is StoreKind.patroni:
+            # both sites' controllers: libpq multi-host, the writable site only
+            hosts = [store.postgres["beijing"], store.postgres["guian"]]
+            database_url = secrets.database_password().apply(
+                lambda pw: multi_host_url(hosts, DATABASE_USER, quote(pw, safe=""))
+            )
+            database_cidrs = [site_block(name, config), *standby_cidrs(config)]  # both sites' store
         elif config.mode is Mode.ack:
+            database_cidrs = [site_block(name, config)]
             database = ControllerDatabase(
                 f"{name}-database",
                 config,
@@ -89,6 +165,7 @@ def national_main(config: StackConfig, secrets: StackSecrets) -> dict[str, Any]:
         namespace=platform.system_namespace.metadata.name,
         database_url=database_url,
         admin_token=admin_token,
+        database_cidrs=database_cidrs,
         opts=k8s_opts,
     )
     endpoint_deps: list[pulumi.Resource] = [controller]
@@ -164,6 +241,8 @@ def national_monitoring_values(config: StackConfig) -> dict[str, Any]:
         },
         # the national Prometheus keeps its history across restarts and reschedules
         "persistence": {"enabled": True},
+        # each national site routes its alerts (receivers: platform.monitoringChartValues)
+        "alertmanager": {"enabled": True},
     }
 
 
@@ -171,12 +250,17 @@ def load_topology_clusters() -> list[Cluster]:
     return list(load_topology(POLICIES_DIR / "topology.yaml").clusters)
 
 
+def own_cidr(config: StackConfig) -> str:
+    """This national cluster's address range (the block the address plan reserves for it)."""
+    names = [c.name for c in load_topology_clusters()]
+    return plan_for(names.index(config.cluster.name)).vpc_cidr
+
+
 def standby_cidrs(config: StackConfig) -> list[str]:
     """Address ranges of the other national site(s), whose standby controller uses the database:
     the block the address plan reserves for each (an existing-mode site routes from it)."""
-    names = [c.name for c in load_topology_clusters()]
     return [
-        plan_for(names.index(c.name)).vpc_cidr
+        site_block(c.name, config)
         for c in load_topology_clusters()
         if c.tier is Tier.national and c.name != config.cluster.name
     ]
@@ -203,6 +287,7 @@ def member_main(config: StackConfig, secrets: StackSecrets, tier: Tier) -> dict[
         config,
         # the national Prometheus federates this one (pull); the chart has no remote_write yet
         monitoring_values={},
+        network=network_inputs(config, cluster, controller_url),
         opts=pulumi.ResourceOptions(providers=[cluster.provider]),
     )
     platform.install_agent(controller_url, agent_token)

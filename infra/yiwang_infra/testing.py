@@ -7,7 +7,10 @@ inputs and provider, for assertions and for the policy pack's validate functions
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from pulumi.runtime.rpc import _special_sig_key as _SIG_KEY
 from controller.topology.model import Tier, load_topology
 from infra.yiwang_infra.charts import POLICIES_DIR as REPO_POLICIES
 from infra.yiwang_infra.config import StackConfig, StackSecrets, load_stack_config
+from infra.yiwang_infra.network_plan import plan_for
 from infra.yiwang_infra.programs import member_main, national_main
 from infra.yiwang_infra.regions import ALICLOUD_REGIONS
 
@@ -36,12 +40,28 @@ NATIONAL_OUTPUTS = {
 TEST_SECRETS = {
     "adminToken": "test-admin-token",
     "databasePassword": "test-db-password",
+    "storeSuperuserPassword": "test-store-superuser",
+    "storeReplicationPassword": "test-store-replication",
+    "storeBackupCredentials": "LTAI-test:test-backup-secret",
     "controllerTlsCert": "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n",
     "controllerTlsKey": "-----BEGIN PRIVATE KEY-----\ntest\n-----END PRIVATE KEY-----\n",
 }
 # What ACK offers in the mocks (cs.get_kubernetes_version); the newest is chosen by default.
 ACK_VERSIONS = ["1.31.9-aliyun.1", "1.32.7-aliyun.1", "1.33.3-aliyun.1"]
 LB_ADDRESS = "10.0.0.200"
+
+
+@functools.cache
+def _cluster_names() -> list[str]:
+    return [c.name for c in load_topology(REPO_POLICIES / "topology.yaml").clusters]
+
+
+def ack_api_server_ip(cluster: str) -> str:
+    """The intranet API server address the mocked ACK reports for a cluster: an address of its
+    first node vSwitch (where ACK puts the API server's intranet load balancer)."""
+    names = _cluster_names()
+    first_switch = ipaddress.ip_network(plan_for(names.index(cluster)).vswitch_cidrs[0])
+    return str(first_switch.network_address + 10)
 
 
 def agent_token_of(cluster: str) -> str:
@@ -129,6 +149,14 @@ class FederationMocks(pulumi.runtime.Mocks):
             and (args.inputs.get("spec") or {}).get("type") == "LoadBalancer"
         ):
             outputs["status"] = {"loadBalancer": {"ingress": [{"ip": LB_ADDRESS}]}}
+        if args.typ == "alicloud:cs/managedKubernetes:ManagedKubernetes":
+            address = ack_api_server_ip(args.inputs["name"])
+            outputs["connections"] = [
+                {
+                    "apiServerIntranet": f"https://{address}:6443",
+                    "serviceDomain": "*.test.cn-test.alicontainer.com",
+                }
+            ]
         if args.typ == "alicloud:rds/instance:Instance":
             outputs.update({"connectionString": "pgm-test.pg.rds.aliyuncs.com", "port": "5432"})
         if args.typ.startswith("kubernetes:helm.sh/v3:Release"):
@@ -182,6 +210,21 @@ def as_pulumi_config(values: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
+def unwrap_dynamic_pickler() -> None:
+    """Undo the pickler patches that Pulumi's dynamic providers leave behind.
+
+    ``pulumi.dynamic.serialize_provider`` wraps ``pickle._Pickler._batch_setitems`` in a sorting
+    wrapper every time it serializes a provider and never restores it, so each dynamic resource
+    created in a process adds a call level; a test process that runs the national primary (82
+    dynamic resources) a dozen times ends in a RecursionError. One ``pulumi up`` is one short
+    process and never gets there; tests unwrap the chain before each run.
+    """
+    method: Any = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+    while method.__name__.startswith("batch_set_items_sorted") and method.__closure__:
+        method = method.__closure__[0].cell_contents
+    pickle._Pickler._batch_setitems = method  # type: ignore[attr-defined]
+
+
 class StackRun:
     """One stack's program under mocks; :attr:`monitor` holds the registrations."""
 
@@ -192,6 +235,7 @@ class StackRun:
         overrides: dict[str, Any] | None = None,
         ack_versions: list[str] | None = None,
     ) -> None:
+        unwrap_dynamic_pickler()
         self.project = project
         self.stack = stack
         self.name = project_name(project)

@@ -286,3 +286,21 @@ def test_openapi_health_ready_metrics(ready: TestClient) -> None:
     text = ready.get("/metrics").text
     assert 'yiwang_jobs{phase="Pending"} 1.0' in text
     assert 'yiwang_cluster_up{cluster="prov-xpcc"} 1.0' in text
+
+
+def test_metrics_say_when_the_shared_database_does_not_answer(ready: TestClient, app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A store that fails is reported as yiwang_store_up 0 (alert YiwangNationalStoreDegraded), not as
+    a failed scrape (which would read as the controller being down); the in-memory series remain."""
+    assert "yiwang_store_up 1.0" in ready.get("/metrics").text
+    store = app.state.controller.store
+
+    def unreachable() -> dict[str, int]:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(store, "count_jobs_by_phase", unreachable)
+    r = ready.get("/metrics")
+    assert r.status_code == 200
+    assert "yiwang_store_up 0.0" in r.text
+    assert "yiwang_jobs{" not in r.text
+    assert 'yiwang_cluster_up{cluster="prov-xpcc"} 1.0' in r.text
+    assert "yiwang_fenced_executions_total 0.0" in r.text

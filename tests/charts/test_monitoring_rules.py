@@ -21,6 +21,11 @@ REQUIRED_ALERTS = {
     "YiwangClusterCapacityExhausted",
     "YiwangJobsPendingTooLong",
     "YiwangSchedulerDecisionLatencyHigh",
+    "YiwangNationalStoreDegraded",
+    "YiwangFencedExecutions",
+    "YiwangNationalStoreNoSyncStandby",
+    "YiwangNationalStoreNoPrimary",
+    "YiwangNationalQuorumDegraded",
 }
 
 
@@ -107,6 +112,9 @@ def test_every_local_series_carries_the_cluster_label(helm: str, values: Path) -
         if job["job_name"] == "yiwang-federate":
             continue
         assert {"target_label": "cluster", "replacement": cluster} in job["relabel_configs"], job["job_name"]
+        assert {"target_label": "site", "replacement": cluster} in job["relabel_configs"], job["job_name"]
+        # only the controller's labels are honoured (it names the member clusters); an agent's are not
+        assert job.get("honor_labels", False) is (job["job_name"] == "yiwang-controller"), job["job_name"]
 
 
 def test_province_scrapes_the_agent_and_does_not_federate(helm: str) -> None:
@@ -134,3 +142,13 @@ def test_national_federates_capacity_series_from_every_province(helm: str) -> No
     wanted = {t["cluster"]: t["address"] for t in yaml.safe_load(values.read_text())["federation"]["targets"]}
     got = {sc["labels"]["cluster"]: sc["targets"][0] for sc in federate["static_configs"]}
     assert got == wanted
+
+
+def test_the_national_prometheus_scrapes_patroni_and_etcd_of_the_three_sites(helm: str) -> None:
+    config = prometheus_config(helm, chart_dir(CHART) / "ci" / "national-primary-values.yaml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert len(jobs["yiwang-patroni"]["static_configs"][0]["targets"]) == 2
+    etcd = jobs["yiwang-etcd"]["static_configs"][0]["targets"]
+    assert len(etcd) == 3 and any("witness" in t for t in etcd)
+    province = prometheus_config(helm, chart_dir(CHART) / "ci" / "province-values.yaml")
+    assert "yiwang-patroni" not in {job["job_name"] for job in province["scrape_configs"]}

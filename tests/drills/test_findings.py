@@ -53,6 +53,8 @@ def test_failover_prefers_the_designated_backup(tmp_path_factory: pytest.TempPat
         seconds=ctl.policies.failover.lease_s + ctl.policies.failover.heartbeat_grace_s + 5
     )
     state.last_heartbeat = past
+    ctl.store.update_cluster("prov-guangdong", last_heartbeat=past)
+    ctl.lead_since = past  # this controller led throughout the silence
     with ctl.store.tx() as conn:
         conn.execute(update(jobs).where(jobs.c.id == job.id).values(lease_expires_at=past))
     assert ctl.expire_leases() == 1

@@ -24,7 +24,7 @@ def _state(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except OSError:  # gone (reading the stat of an exiting process can fail with ESRCH)
         return ""
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from infra import generate_stacks
-from infra.yiwang_infra.config import ConfigError, Mode, parse_stack_config
+from infra.yiwang_infra.config import AddressBlock, ConfigError, Mode, parse_stack_config
 from infra.yiwang_infra.regions import ALICLOUD_REGIONS
 from infra.yiwang_infra.testing import StackRun, stack_config_values
 
@@ -178,3 +178,91 @@ def test_a_stale_ack_version_fails_the_plan() -> None:
 
     with pytest.raises(Exception, match=r"ACK no longer creates Kubernetes 1.30.7-aliyun.1; offered"):
         plan()
+
+
+def _registrations(overrides: dict[str, Any]) -> list[Any]:
+    found: list[Any] = []
+
+    @pulumi.runtime.test
+    def plan() -> Any:
+        run = StackRun("province", "guangdong", overrides=overrides)
+        run.run()
+
+        def keep(_: Any) -> None:
+            found.extend(run.monitor.registrations.values())
+
+        return run.settled().apply(keep)
+
+    plan()
+    return found
+
+
+def test_the_spark_operator_follows_its_config() -> None:
+    """Pinned version and mirror from platform.sparkOperator; disabled: no release, no namespace,
+    and the agent's Role no longer grants SparkApplications (their CRD would be missing)."""
+    custom = {
+        "sparkOperator": {
+            "repository": "https://mirror.example/spark-operator",
+            "version": "2.4.0",
+            "imageRegistry": "mirror.example/ghcr",
+        }
+    }
+    regs = _registrations({"yiwang-province:platform": custom})
+    (release,) = [
+        r for r in regs if r.type.startswith("kubernetes:helm.sh") and r.inputs["name"] == "spark-operator"
+    ]
+    assert release.inputs["version"] == "2.4.0"
+    assert release.inputs["repositoryOpts"] == {"repo": "https://mirror.example/spark-operator"}
+    assert release.inputs["values"]["image"]["registry"] == "mirror.example/ghcr"
+
+    regs = _registrations({"yiwang-province:platform": {"sparkOperator": {"enabled": False}}})
+    assert not [
+        r for r in regs if r.type.startswith("kubernetes:helm.sh") and r.inputs["name"] == "spark-operator"
+    ]
+    namespaces = {r.inputs["metadata"]["name"] for r in regs if r.type == "kubernetes:core/v1:Namespace"}
+    assert "spark-operator" not in namespaces
+    roles = [r for r in regs if r.type == "kubernetes:rbac.authorization.k8s.io/v1:Role"]
+    assert roles and all(
+        "sparkoperator.k8s.io" not in rule.get("apiGroups", [])
+        for role in roles
+        for rule in role.inputs["rules"]
+    )
+    policies = {r.inputs["metadata"]["name"] for r in regs if r.type.endswith("NetworkPolicy")}
+    assert "allow-spark-driver-api-server" not in policies
+
+
+def test_platform_api_server_overrides_the_endpoint() -> None:
+    """platform.apiServer replaces the ACK endpoints in the policies that reach the API server."""
+    blocks = [{"cidr": "192.0.2.10/32", "ports": [6443]}]
+    regs = _registrations({"yiwang-province:platform": {"apiServer": blocks}})
+    (agent,) = [
+        r for r in regs if r.type.endswith("NetworkPolicy") and r.inputs["metadata"]["name"] == "yiwang-agent"
+    ]
+    api_rules = [rule for rule in agent.inputs["spec"]["egress"] if rule["ports"][0]["port"] == 6443]
+    assert [rule["to"] for rule in api_rules] == [[{"ipBlock": {"cidr": "192.0.2.10/32"}}]]
+    with pytest.raises(ValueError, match="host bits set"):
+        AddressBlock(cidr="192.0.2.10/24", ports=[6443])
+    with pytest.raises(ValueError):
+        AddressBlock(cidr="192.0.2.0/24", ports=[])
+
+
+def test_runs_in_one_process_do_not_pile_up_pickler_wrappers() -> None:
+    """Pulumi's serialize_provider wraps the pickler once per dynamic resource, for good; StackRun
+    unwraps it, or a long test process hits a RecursionError (the national primary has 82)."""
+    import inspect
+    import pickle
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    from infra.yiwang_infra.registration import AgentTokenProvider
+    from infra.yiwang_infra.testing import unwrap_dynamic_pickler
+
+    unwrap_dynamic_pickler()
+    original = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
+    for _ in range(3):
+        serialize_provider(AgentTokenProvider())
+    assert pickle._Pickler._batch_setitems is not original  # type: ignore[attr-defined]
+    unwrap_dynamic_pickler()
+    assert pickle._Pickler._batch_setitems is original  # type: ignore[attr-defined]
+    # every stack run starts unwrapped (a StackRun outside a run would leave its mocks behind)
+    assert "unwrap_dynamic_pickler()" in inspect.getsource(StackRun.__init__)

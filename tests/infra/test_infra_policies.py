@@ -206,8 +206,48 @@ def test_pack_lists_every_rule_once() -> None:
     assert sorted(names) == sorted(set(names))
     assert set(names) == {
         "tenant-namespace-has-quota",
+        "namespace-default-deny",
         "no-public-services",
         "cluster-in-province-region",
         "encryption-at-rest",
         "required-labels",
     }
+
+
+# -- namespace-default-deny
+
+
+def network_policy(ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "NetworkPolicy", "metadata": {"name": "p", "namespace": ns}, "spec": spec}
+
+
+DENY_ALL = {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_namespace_with_default_deny_passes() -> None:
+    resources = [
+        policy_resource(rules.NAMESPACE, namespace("tenant-guangdong", PROVINCE_NS), "ns"),
+        policy_resource(rules.NETWORK_POLICY, network_policy("tenant-guangdong", DENY_ALL), "np"),
+    ]
+    assert run(rules.namespace_default_deny, StackValidationArgs(resources)) == []
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"podSelector": {}, "policyTypes": ["Ingress"]},  # egress left open
+        {
+            "podSelector": {"matchLabels": {"app": "x"}},
+            "policyTypes": ["Ingress", "Egress"],
+        },  # some pods only
+        {**DENY_ALL, "egress": [{}]},  # allows all egress
+    ],
+)
+def test_namespace_without_default_deny_fails(spec: dict[str, Any]) -> None:
+    resources = [
+        policy_resource(rules.NAMESPACE, namespace("yiwang-system", {L.TIER: "national"}), "ns"),
+        policy_resource(rules.NETWORK_POLICY, network_policy("yiwang-system", spec), "np"),
+        policy_resource(rules.NETWORK_POLICY, network_policy("elsewhere", DENY_ALL), "np2"),
+    ]
+    found = run(rules.namespace_default_deny, StackValidationArgs(resources))
+    assert found == ["namespace 'yiwang-system' has no default-deny NetworkPolicy (ingress and egress)"]

@@ -17,13 +17,13 @@ import pulumi
 import pytest
 import yaml
 
+from controller.executors.kube_manifests import KubeOptions
 from controller.topology.model import Tier, load_topology
 from infra.generate_stacks import main as generate_main
 from infra.policypack.harness import check_resource, check_stack, policy_resource, provider, resource_args
 from infra.yiwang_infra import labels as L
 from infra.yiwang_infra.charts import CHARTS_DIR
 from infra.yiwang_infra.config import Mode
-from infra.yiwang_infra.network_plan import plan_for
 from infra.yiwang_infra.regions import allowed_region_ids
 from infra.yiwang_infra.testing import (
     ACK_VERSIONS,
@@ -99,7 +99,13 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
     assert k8s_provider.parent == member.urn
     platform = _one(run, "yiwang:infra:ClusterPlatform")
     endpoints = {r.urn for r in _by_type(run, "yiwang:infra:ControllerEndpoint")}
-    owners = {platform.urn} | {r.urn for r in _by_type(run, "yiwang:infra:ControllerDeployment")} | endpoints
+    stores = {r.urn for r in _by_type(run, "yiwang:infra:NationalStoreMember")}
+    owners = (
+        {platform.urn}
+        | {r.urn for r in _by_type(run, "yiwang:infra:ControllerDeployment")}
+        | endpoints
+        | stores
+    )
 
     alicloud = [r for r in regs.values() if r.type.startswith("alicloud:")]
     if config.mode is Mode.ack:
@@ -110,7 +116,9 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
         assert member.inputs["alicloudRegion"] == region_id
         database_urns = {r.urn for r in _by_type(run, "yiwang:infra:ControllerDatabase")}
         for r in alicloud:
-            assert r.parent in {member.urn} | database_urns | endpoints, f"{r.name} has parent {r.parent}"
+            assert r.parent in {member.urn} | database_urns | endpoints | stores, (
+                f"{r.name} has parent {r.parent}"
+            )
             assert r.provider.startswith(provider_reg.urn), f"{r.name} uses a default provider"
         for switch in _by_type(run, "alicloud:vpc/switch:Switch"):
             assert switch.inputs["zoneId"].startswith(region_id + "-")
@@ -168,16 +176,38 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
         if tenant.tier is Tier.province:
             assert labels[L.ADCODE] == tenant.adcode
         assert tenant.namespace in quotas
-    for name in ("yiwang-system", "yiwang-monitoring"):
+    for name in ("yiwang-system", "yiwang-monitoring", "spark-operator"):
         assert namespaces[name][L.TIER] == cluster.tier.value
         assert namespaces[name].get(L.ADCODE) == cluster.adcode
+    # every namespace the platform creates is default-deny (the flows: test_platform_flows.py)
+    policies = {
+        (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["spec"]
+        for r in _by_type(run, "kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    }
+    for name in namespaces:
+        assert policies[(name, "default-deny-all")] == {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+        }, name
 
     # -- Helm releases from charts/
     releases = {r.inputs["name"]: r for r in _by_type(run, "kubernetes:helm.sh/v3:Release")}
-    expected_releases = {"yiwang-agent", "yiwang-monitoring"}
+    expected_releases = {"yiwang-agent", "yiwang-monitoring", "spark-operator"}
     if cluster.tier is Tier.national:
         expected_releases.add("yiwang-controller")
     assert set(releases) == expected_releases
+    # the Spark operator that runs the agent's SparkApplications: a pinned chart from the mirror,
+    # watching every tenant namespace, with the service account the SparkApplications name
+    spark = releases.pop("spark-operator")
+    spark_settings = config.platform.spark_operator
+    assert spark.parent in owners
+    assert (spark.inputs["chart"], spark.inputs["version"]) == ("spark-operator", spark_settings.version)
+    assert spark.inputs["repositoryOpts"] == {"repo": spark_settings.repository}
+    assert spark.inputs["namespace"] == spark_settings.namespace
+    assert spark.inputs["values"]["spark"]["jobNamespaces"] == [t.namespace for t in config.tenant_refs()]
+    assert spark.inputs["values"]["spark"]["serviceAccount"]["name"] == KubeOptions().spark_service_account
+    assert spark.inputs["values"]["image"]["registry"] == spark_settings.image_registry
+    assert spark_settings.namespace in namespaces
     for release_name, release in releases.items():
         assert release.parent in owners
         assert Path(os.path.normpath(Path.cwd() / release.inputs["chart"])) == CHARTS_DIR / release_name
@@ -216,16 +246,9 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
     else:
         assert "federation" not in monitoring
 
-    # -- the national database: BYOK with the RDS role, two zones, both national sites whitelisted
+    # -- the national database: the replicated store by default (its own test below); RDS when chosen
     rds = _by_type(run, "alicloud:rds/instance:Instance")
-    assert len(rds) == (1 if stack == "primary" and config.mode is Mode.ack else 0)
-    for instance in rds:
-        assert instance.inputs["engine"] == "PostgreSQL" and instance.inputs["encryptionKey"]
-        assert instance.inputs["roleArn"].endswith(":role/aliyunrdsinstanceencryptiondefaultrole")
-        assert instance.inputs["zoneIdSlaveA"] != instance.inputs["zoneId"]
-        assert len(instance.inputs["vswitchId"].split(",")) == 2
-        backup_index = [c.name for c in TOPOLOGY.clusters].index("national-backup")
-        assert instance.inputs["securityIps"] == [config.network.vpc_cidr, plan_for(backup_index).vpc_cidr]
+    assert rds == [] and len(stores) == (1 if cluster.tier is Tier.national else 0)
 
     # -- registrations and agent tokens: national stacks only (member stacks hold no admin token)
     registrations = _by_type(run, "pulumi-python:dynamic/yiwang:ControllerRegistration")
@@ -250,8 +273,8 @@ def check_stack_graph(run: StackRun, project: str, stack: str) -> None:
             (lb,) = [
                 r
                 for r in _by_type(run, "kubernetes:core/v1:Service")
-                if r.inputs["spec"].get("type") == "LoadBalancer"
-            ]
+                if r.inputs["spec"].get("type") == "LoadBalancer" and r.parent in endpoints
+            ]  # (the national store publishes its own two: test_infra_national_store.py)
             annotations = lb.inputs["metadata"]["annotations"]
             assert (
                 annotations["service.beta.kubernetes.io/alibaba-cloud-loadbalancer-address-type"]

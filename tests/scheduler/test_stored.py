@@ -111,3 +111,22 @@ def test_a_cycle_written_to_the_store_reads_back(tmp_path: Path) -> None:
         assert body is not None
         assert Decision.model_validate(body) == Decision.model_validate(by_id[row["job_id"]].to_body())
     store.close()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_moved_bytes_is_the_chosen_clusters_transfer(seed: int) -> None:
+    """``CompactDecision.moved_bytes`` (the WAN-bytes counter of the console's series) is the
+    chosen cluster's ``transfer_bytes`` in the full decision (``shape.transfer`` is over the
+    shape's feasible clusters, not every cluster)."""
+    placed = moved = 0
+    for _, decisions in cycles(seed, 0.0, n=200, count=1):
+        for d in decisions:
+            full = Decision.model_validate(d.to_body())
+            if d.chosen < 0:
+                assert d.moved_bytes() == 0.0
+                continue
+            placed += 1
+            chosen = next(c for c in full.feasible if c.cluster == d.cluster)
+            assert d.moved_bytes() == chosen.transfer_bytes
+            moved += d.moved_bytes() > 0
+    assert placed > 20 and moved > 10

@@ -13,14 +13,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from controller import audit
 from controller.api.app import create_app
 from controller.cli import app as cli
+from controller.security import BOOTSTRAP_ADMIN
 from controller.settings import Settings
 from controller.store import Store, audit_chain
 from controller.store import schema as t
+from controller.store.migrate import current_revision, downgrade, upgrade
 
 KEY = audit.new_private_key()
 PUBLIC = audit.public_key_of(KEY)
@@ -36,11 +39,14 @@ def test_sm3_is_the_standard_one() -> None:
 
 
 def drop_triggers(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("DROP TRIGGER audit_log_no_update_delete ON audit_log"))
-    else:
-        conn.execute(text("DROP TRIGGER audit_log_no_update"))
-        conn.execute(text("DROP TRIGGER audit_log_no_delete"))
+    """What a database superuser can do: drop the append-only triggers of both audit tables."""
+    for table in ("audit_log", "audit_checkpoints"):
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"DROP TRIGGER {table}_no_update_delete ON {table}"))
+            conn.execute(text(f"DROP TRIGGER {table}_no_truncate ON {table}"))
+        else:
+            conn.execute(text(f"DROP TRIGGER {table}_no_update"))
+            conn.execute(text(f"DROP TRIGGER {table}_no_delete"))
 
 
 A = t.audit_log
@@ -211,3 +217,138 @@ def test_the_leader_signs_and_exports_checkpoints(tmp_path: Path) -> None:
     rep = audit.verify(ctl.store, exported=[cp], public_key=PUBLIC)
     ctl.store.close()
     assert rep.ok and rep.checkpoints == 1, rep.findings
+
+
+def test_checkpoints_are_append_only_in_the_database(db_url: str) -> None:
+    """Migration 0005: UPDATE and DELETE (and TRUNCATE on PostgreSQL) of a stored checkpoint are
+    refused, as for the audit log."""
+    store = Store(db_url)
+    with store.tx() as conn:
+        audit_chain.record(conn, BOOTSTRAP_ADMIN.audit_row("x", "t/1"))
+    assert audit.checkpoint(store, KEY) is not None
+    for statement in (
+        "UPDATE audit_checkpoints SET last_hash = 'x'",
+        "DELETE FROM audit_checkpoints",
+        *(["TRUNCATE audit_checkpoints"] if not store.is_sqlite else []),
+    ):
+        with pytest.raises(DBAPIError, match="audit_checkpoints is append-only"), store.tx() as conn:
+            conn.execute(text(statement))
+    assert len(audit.stored_checkpoints(store)) == 1
+    assert audit.verify(store, public_key=PUBLIC).ok
+    store.close()
+
+
+LEGACY_INSERT = (
+    "INSERT INTO audit_log (at, actor, role, tenant, action, target, detail) "
+    "VALUES (CURRENT_TIMESTAMP, :actor, 'admin', NULL, 'cluster.cordoned', :target, '{}')"
+)
+
+
+def legacy_database(db_url: str) -> Store:
+    """A database that ran 0002 (three audit rows without hashes), then 0003 for a while (one
+    chained row), and is not yet at 0005."""
+    store = Store(db_url, migrate=False)
+    upgrade(store.engine, "0002")
+    with store.tx() as conn:
+        for k in range(3):
+            conn.execute(text(LEGACY_INSERT), {"actor": f"old-{k}", "target": f"cluster/c{k}"})
+    upgrade(store.engine, "0003")
+    with store.tx() as conn:
+        audit_chain.record(conn, BOOTSTRAP_ADMIN.audit_row("cluster.uncordoned", "cluster/c0"))
+    return store
+
+
+def verify_cli(db_url: str) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, ["audit", "verify", "--database-url", db_url])
+    return r.exit_code, r.output
+
+
+def change_legacy(conn: Connection) -> None:
+    conn.execute(update(A).where(A.c.id == 2).values(actor="someone-else"))
+
+
+def delete_legacy(conn: Connection) -> None:
+    conn.execute(delete(A).where(A.c.id == 1))
+
+
+def insert_before_everything(conn: Connection) -> None:
+    """A hashless row slipped in before the chain, where rows are not chained."""
+    conn.execute(
+        text(LEGACY_INSERT.replace("(at,", "(id, at,").replace("VALUES (", "VALUES (0, ")),
+        {
+            "actor": "ghost",
+            "target": "cluster/c9",
+        },
+    )
+
+
+def second_seal(conn: Connection) -> None:
+    """Change a legacy row, then append a fresh seal of the changed rows, properly chained."""
+    change_legacy(conn)
+    legacy = audit_chain.legacy_rows(conn)
+    audit_chain.append(
+        conn,
+        [
+            {
+                **BOOTSTRAP_ADMIN.audit_row(audit_chain.SEAL_ACTION, "audit_log"),
+                "detail": {
+                    "rows": len(legacy),
+                    "first_id": legacy[0]["id"],
+                    "last_id": legacy[-1]["id"],
+                    "digest": audit_chain.legacy_digest(legacy),
+                },
+            }
+        ],
+    )
+
+
+LEGACY_TAMPERING: dict[str, Callable[[Connection], None]] = {
+    "changed": change_legacy,
+    "deleted": delete_legacy,
+    "inserted": insert_before_everything,
+    "second-seal": second_seal,
+}
+
+
+def test_rows_before_the_chain_are_reported_then_sealed_at_the_upgrade(db_url: str) -> None:
+    store = Store(db_url, migrate=False)
+    upgrade(store.engine, "0002")
+    code, out = verify_cli(db_url)
+    assert code == 1 and "before the audit chain (0003)" in out, out
+    store.close()
+
+
+@pytest.mark.parametrize("kind", sorted(LEGACY_TAMPERING))
+def test_the_seal_catches_tampering_with_the_rows_before_the_chain(db_url: str, kind: str) -> None:
+    store = legacy_database(db_url)
+    # not upgraded yet: verify reports the uncovered rows (and does not seal them itself)
+    code, out = verify_cli(db_url)
+    assert code == 1, out
+    assert "4 audit rows (1 chained, 3 before the chain)" in out
+    assert "TAMPERED unsealed: rows 1..3 (3) have no hash" in out and "db-upgrade" in out
+    assert current_revision(store.engine) == "0003"
+    # the upgrade seals them: one chained row recording their count, ids and digest
+    upgrade(store.engine)
+    with store.read() as conn:
+        (seal,) = [r for r in rows(conn) if r["action"] == audit_chain.SEAL_ACTION]
+    assert seal["id"] == 5 and seal["actor"] == "yiwang-upgrade" and seal["prev_hash"] == rows_hash(store, 4)
+    assert seal["detail"]["rows"] == 3 and (seal["detail"]["first_id"], seal["detail"]["last_id"]) == (1, 3)
+    code, out = verify_cli(db_url)
+    assert code == 0, out
+    assert "rows 1..3 were written before the chain (migration 0003)" in out and "seal in row 5" in out
+    # sealing is once: down to 0003 and up again writes no second seal
+    downgrade(store.engine, "0003")
+    upgrade(store.engine)
+    assert verify_cli(db_url)[0] == 0
+    # a superuser with the triggers dropped changes what came before the chain
+    with store.tx() as conn:
+        drop_triggers(conn)
+        LEGACY_TAMPERING[kind](conn)
+    code, out = verify_cli(db_url)
+    assert code == 1 and "TAMPERED sealed" in out, out
+    store.close()
+
+
+def rows_hash(store: Store, row_id: int) -> str:
+    with store.read() as conn:
+        return str(conn.execute(select(A.c.hash).where(A.c.id == row_id)).scalar())

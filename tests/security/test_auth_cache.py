@@ -113,3 +113,39 @@ def test_grants_new_approval_at_once_withdrawal_after_a_sync(
     assert a.post("/v1/jobs", json=body, headers=hubei).status_code == 403  # where it was withdrawn
     b_app.state.controller.follower.sync()
     assert b.post("/v1/jobs", json=body, headers=hubei).status_code == 403
+
+
+def test_a_revocation_applied_during_a_token_read_is_not_undone(
+    pair: tuple[TestClient, TestClient, FastAPI],
+) -> None:
+    """The replica reads the token row before the revocation commits, the follower applies the
+    revocation before that read's answer is cached: the stale row must not be cached (it would
+    stay valid here until evicted)."""
+    a, b, b_app = pair
+    issued = issue(a, "tenant", tenant="guangdong")
+    gd = bearer(issued["token"])
+    sec = b_app.state.security
+    store = b_app.state.controller.store
+    inner = store.read
+
+    class Racing:
+        """The replica's token read; the revocation and the follower's sync land inside it."""
+
+        def __enter__(self) -> Any:
+            self.ctx = inner()
+            conn = self.ctx.__enter__()
+            row = conn.exec_driver_sql("SELECT revoked_at FROM api_tokens WHERE id = ?", (issued["id"],))
+            assert row.first()[0] is None
+            return conn
+
+        def __exit__(self, *exc: Any) -> Any:
+            out = self.ctx.__exit__(*exc)
+            store.read = inner
+            assert a.delete(f"/v1/tokens/{issued['id']}", headers=bearer(ADMIN)).status_code == 204
+            b_app.state.controller.follower.sync()
+            return out
+
+    store.read = lambda: Racing()
+    assert b.post("/v1/jobs", json=job(), headers=gd).status_code == 201  # read before the revocation
+    assert issued["id"] not in sec.cache.tokens
+    assert b.post("/v1/jobs", json=job(), headers=gd).status_code == 401

@@ -1,10 +1,15 @@
 """Fixtures for the dashboard's browser tests: a real controller on loopback (uvicorn in a thread,
 SQLite in a temp dir, no background loop so scheduling happens when a test says so) with every
-cluster heartbeated, and the system's Debian chromium driven by Playwright (never a downloaded
-browser)."""
+cluster heartbeated; for the console views, a live embedded federation with its control loop,
+agents, jobs, a failover and drill reports (tests/ui/console.py, built once per session); and the
+system's Debian chromium driven by Playwright (never a downloaded browser).
+
+Screenshots go to reports/ui/ (PNG); with YIWANG_DOC_SCREENSHOTS=DIR (``make screenshots``) the
+ones docs/dashboard.md shows are also written there, as JPEG, at 1280 and 390 px."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +24,7 @@ from controller.api.app import create_app
 from controller.service import Controller
 from controller.settings import Settings
 from tests.conftest import REPO, free_port, need
+from tests.ui import console as console_federation
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -31,6 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SHOTS = REPO / "reports" / "ui"
+DOC_SHOTS = Path(os.environ["YIWANG_DOC_SCREENSHOTS"]) if os.environ.get("YIWANG_DOC_SCREENSHOTS") else None
 WIDE = {"width": 1280, "height": 860}
 NARROW = {"width": 390, "height": 844}
 WAIT_MS = 10_000
@@ -122,7 +129,9 @@ def browser() -> Iterator[Any]:
 class Page:
     """A browser tab on the dashboard that records console errors and CSP violations."""
 
-    def __init__(self, browser: Any, live: Live, viewport: dict[str, int]) -> None:
+    def __init__(
+        self, browser: Any, live: Live | console_federation.Console, viewport: dict[str, int]
+    ) -> None:
         self.context = browser.new_context(viewport=viewport, locale="en-GB")
         self.page = self.context.new_page()
         self.page.set_default_timeout(WAIT_MS)
@@ -141,10 +150,26 @@ class Page:
         self.page.goto(f"{self.live.url}/ui{fragment}")
         return self.page
 
-    def shot(self, name: str, full_page: bool = True) -> Path:
+    def shot(self, name: str, full_page: bool = True, doc: bool = False) -> Path:
+        """reports/ui/<name>.png; ``doc``: also the viewport as docs' <name>.jpg (make screenshots)."""
         path = SHOTS / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=full_page)
+        if doc and DOC_SHOTS is not None:
+            DOC_SHOTS.mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(DOC_SHOTS / f"{name}.jpg"), type="jpeg", quality=82)
         return path
+
+    def set_token(self, token: str | None) -> None:
+        """Use ``token`` from now on (what the Token form stores), or none."""
+        if token:
+            self.page.evaluate("t => sessionStorage.setItem('yiwang.token', t)", token)
+        else:
+            self.page.evaluate("sessionStorage.removeItem('yiwang.token')")
+
+    def fits(self) -> None:
+        """Nothing sticks out sideways: the page scrolls only vertically."""
+        width = self.page.viewport_size["width"]
+        assert self.page.evaluate("document.documentElement.scrollWidth") <= width
 
     def close(self) -> None:
         self.context.close()
@@ -163,6 +188,37 @@ def tab(browser: Any, live: Live) -> Iterator[Page]:
 @pytest.fixture
 def narrow_tab(browser: Any, live: Live) -> Iterator[Page]:
     t = Page(browser, live, NARROW)
+    try:
+        yield t
+    finally:
+        t.close()
+    assert not t.errors, f"the dashboard logged errors: {t.errors}"
+
+
+@pytest.fixture(scope="session")
+def console(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[console_federation.Console]:
+    """The live embedded federation of the console tests (after ``browser``, so it is not built
+    when the browser tests skip)."""
+    c, server = console_federation.start(tmp_path_factory.mktemp("console"))
+    try:
+        yield c
+    finally:
+        console_federation.stop(c, server)
+
+
+@pytest.fixture
+def ctab(browser: Any, console: console_federation.Console) -> Iterator[Page]:
+    t = Page(browser, console, WIDE)
+    try:
+        yield t
+    finally:
+        t.close()
+    assert not t.errors, f"the dashboard logged errors: {t.errors}"
+
+
+@pytest.fixture
+def cnarrow(browser: Any, console: console_federation.Console) -> Iterator[Page]:
+    t = Page(browser, console, NARROW)
     try:
         yield t
     finally:

@@ -37,7 +37,7 @@ def test_federation_shows_every_cluster_and_cordons_one(tab: Page, narrow_tab: P
     hubei = page.locator("article[data-cluster=prov-hubei]")
     expect(hubei).to_contain_text("湖北")
     expect(hubei.get_by_role("img", name=re.compile(r"^CPU 0 \/ [\d,]+ cores allocated$"))).to_be_visible()
-    tab.shot("federation-1280")
+    tab.shot("federation-1280", doc=True)
 
     hubei.get_by_role("button", name="Cordon prov-hubei").click()
     dialog = page.get_by_role("dialog")
@@ -62,7 +62,7 @@ def test_federation_shows_every_cluster_and_cordons_one(tab: Page, narrow_tab: P
 
     narrow = narrow_tab.open("#/federation")
     expect(narrow.locator("article.tile")).to_have_count(CLUSTERS)
-    narrow_tab.shot("federation-390")
+    narrow_tab.shot("federation-390", doc=True)
 
 
 def test_submitting_the_form_creates_a_job_and_its_decision_is_explained(tab: Page, narrow_tab: Page) -> None:
@@ -114,20 +114,20 @@ def test_submitting_the_form_creates_a_job_and_its_decision_is_explained(tab: Pa
     )
     expect(page.locator(".timeline li[data-event=Scheduled]")).to_contain_text(cluster)
     expect(page.locator("dd[data-field=phase]")).to_have_text("Scheduled")
-    tab.shot("job-detail-1280")
+    tab.shot("job-detail-1280", doc=True)
 
     page.goto(f"{tab.live.url}/ui#/jobs?tenant=guangdong")
     row = page.locator(f"tr[data-job='{job_id}']")
     expect(row).to_contain_text("Scheduled")
     expect(row).to_contain_text(cluster)
-    tab.shot("jobs-1280")
+    tab.shot("jobs-1280", doc=True)
 
     narrow = narrow_tab.open(f"#/jobs/{job_id}")
     expect(narrow.locator(".decision")).to_have_attribute("data-decision", cluster)
-    narrow_tab.shot("job-detail-390")
+    narrow_tab.shot("job-detail-390", doc=True)
     narrow_tab.open("#/jobs")
     expect(narrow.locator(f"tr[data-job='{job_id}']")).to_be_visible()
-    narrow_tab.shot("jobs-390")
+    narrow_tab.shot("jobs-390", doc=True)
 
 
 def test_jobs_filters_and_load_more_follow_the_cursor(tab: Page) -> None:
@@ -183,7 +183,7 @@ def test_plan_shows_a_decision_and_creates_nothing(tab: Page, narrow_tab: Page) 
             "40 constraints"
         )
         expect(page.locator(".result")).to_contain_text("nothing was created")
-        t.shot(f"plan-{page.viewport_size['width']}")
+        t.shot(f"plan-{page.viewport_size['width']}", doc=True)
     assert tab.live.get("/v1/jobs")["items"] == []
     assert tab.live.controller.schedule_pending() == 0
     assert all(c["allocated"]["cpu"] == 0 for c in tab.live.get("/v1/clusters")["items"])

@@ -122,11 +122,64 @@ Name of the PersistentVolumeClaim holding the TSDB.
 {{- end -}}
 
 {{/*
-Relabelling that stamps the cluster name on every target of a local scrape job.
+Relabelling that stamps the cluster name on every target of a local scrape job: `cluster` (what
+a series is about, unless the target says otherwise under honor_labels) and `site` (whose
+Prometheus scraped it; it survives federation, where honor_labels keeps the members' labels).
 */}}
 {{- define "yiwang-monitoring.clusterRelabel" -}}
 - target_label: cluster
   replacement: {{ .Values.cluster.name | quote }}
+- target_label: site
+  replacement: {{ .Values.cluster.name | quote }}
+{{- end -}}
+
+{{/*
+Alertmanager: names, selector labels (disjoint from Prometheus's: another name), labels, image.
+*/}}
+{{- define "yiwang-monitoring.alertmanagerName" -}}
+{{- include "yiwang-monitoring.suffixedName" (list . "alertmanager") -}}
+{{- end -}}
+{{- define "yiwang-monitoring.alertmanagerSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-alertmanager" (include "yiwang-monitoring.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+{{- define "yiwang-monitoring.alertmanagerLabels" -}}
+helm.sh/chart: {{ include "yiwang-monitoring.chart" . }}
+{{ include "yiwang-monitoring.alertmanagerSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.alertmanager.image.tag | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: alertmanager
+app.kubernetes.io/part-of: yiwang
+{{ include "yiwang-monitoring.federationLabels" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+{{- define "yiwang-monitoring.alertmanagerImage" -}}
+{{- $image := .Values.alertmanager.image -}}
+{{- $repo := $image.repository -}}
+{{- if $image.registry -}}
+{{- $repo = printf "%s/%s" $image.registry $image.repository -}}
+{{- end -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repo $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo $image.tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Every Alertmanager this Prometheus sends to: the configured ones and this chart's own.
+*/}}
+{{- define "yiwang-monitoring.alertmanagerTargets" -}}
+{{- $targets := list -}}
+{{- range .Values.alerting.alertmanagers -}}
+{{- $targets = append $targets . -}}
+{{- end -}}
+{{- if .Values.alertmanager.enabled -}}
+{{- $targets = append $targets (printf "%s.%s.svc:%d" (include "yiwang-monitoring.alertmanagerName" .) .Release.Namespace (int .Values.alertmanager.port)) -}}
+{{- end -}}
+{{- toYaml $targets -}}
 {{- end -}}
 
 {{/*

@@ -6,8 +6,20 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Response, status
 
-from controller.api.deps import AdminP, Authenticated, ControllerDep, OpsP, ReaderP, SecurityDep
+from controller import overview
+from controller.api.deps import (
+    DEFAULT_WINDOW,
+    AdminP,
+    Authenticated,
+    ControllerDep,
+    OpsP,
+    ReaderP,
+    SecurityDep,
+    WindowS,
+)
 from controller.errors import InvalidInput
+from controller.overview import ClusterOverview
+from controller.security import sees_tenant
 from controller.topology.model import CLUSTER_NAME, Cluster
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"], dependencies=[Authenticated])
@@ -24,45 +36,53 @@ def get_cluster(ctl: ControllerDep, _: ReaderP, name: str = Name) -> dict[str, A
     return ctl.cluster_view(ctl.cluster_state(name))
 
 
+@router.get("/{name}/overview", response_model=ClusterOverview)
+def cluster_overview(
+    ctl: ControllerDep, sec: SecurityDep, who: ReaderP, name: str = Name, window_s: WindowS = DEFAULT_WINDOW
+) -> ClusterOverview:
+    """The cluster's page: its view, its health/cordon/drain changes seen by this controller,
+    its jobs and its tenant's queue, the data sets held here (those the caller may read), its
+    backup group and who fails over to it, and the failovers and drains from or to it."""
+    visible = sec.visible_datasets(who, sorted(ctl.datasets.values(), key=lambda d: d.id))
+    return overview.cluster_overview(ctl, name, lambda t: sees_tenant(who, t), visible, float(window_s))
+
+
 @router.put("/{name}", responses={201: {"description": "registered (created)"}})
 def register_cluster(
-    spec: Cluster, ctl: ControllerDep, sec: SecurityDep, who: AdminP, response: Response, name: str = Name
+    spec: Cluster, ctl: ControllerDep, who: AdminP, response: Response, name: str = Name
 ) -> dict[str, Any]:
-    """Create or update a member cluster (idempotent; used by the Pulumi registration provider)."""
+    """Create or update a member cluster (idempotent; used by the Pulumi registration provider).
+    The tenant, tier and adcode of a cluster holding data sets or active jobs cannot change (422)."""
     if spec.name != name:
         raise InvalidInput(
             "the body's name must match the path", errors=[{"path": "name", "message": f"expected {name!r}"}]
         )
-    state, created = ctl.register_cluster(spec)
-    sec.record(who, "cluster.registered", f"cluster/{name}", created=created)
+    state, created = ctl.register_cluster(spec, who.audit_row("cluster.registered", f"cluster/{name}"))
     if created:
         response.status_code = status.HTTP_201_CREATED
     return ctl.cluster_view(state)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def deregister_cluster(ctl: ControllerDep, sec: SecurityDep, who: AdminP, name: str = Name) -> Response:
-    ctl.deregister_cluster(name)
-    sec.record(who, "cluster.deleted", f"cluster/{name}")
+def deregister_cluster(ctl: ControllerDep, who: AdminP, name: str = Name) -> Response:
+    """Only a cluster that runs no jobs (409: drain it) and holds no catalogued data sets (409)."""
+    ctl.deregister_cluster(name, who.audit_row("cluster.deleted", f"cluster/{name}"))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{name}/cordon")
-def cordon(ctl: ControllerDep, sec: SecurityDep, who: OpsP, name: str = Name) -> dict[str, Any]:
-    state = ctl.set_cordon(name, True)
-    sec.record(who, "cluster.cordoned", f"cluster/{name}")
+def cordon(ctl: ControllerDep, who: OpsP, name: str = Name) -> dict[str, Any]:
+    state = ctl.set_cordon(name, True, who.audit_row("cluster.cordoned", f"cluster/{name}"))
     return ctl.cluster_view(state)
 
 
 @router.post("/{name}/uncordon")
-def uncordon(ctl: ControllerDep, sec: SecurityDep, who: OpsP, name: str = Name) -> dict[str, Any]:
-    state = ctl.set_cordon(name, False)
-    sec.record(who, "cluster.uncordoned", f"cluster/{name}")
+def uncordon(ctl: ControllerDep, who: OpsP, name: str = Name) -> dict[str, Any]:
+    state = ctl.set_cordon(name, False, who.audit_row("cluster.uncordoned", f"cluster/{name}"))
     return ctl.cluster_view(state)
 
 
 @router.post("/{name}/drain")
-def drain(ctl: ControllerDep, sec: SecurityDep, who: OpsP, name: str = Name) -> dict[str, Any]:
-    state, moved = ctl.drain(name)
-    sec.record(who, "cluster.drained", f"cluster/{name}", requeued_jobs=moved)
+def drain(ctl: ControllerDep, who: OpsP, name: str = Name) -> dict[str, Any]:
+    state, moved = ctl.drain(name, who.audit_row("cluster.drained", f"cluster/{name}"))
     return {**ctl.cluster_view(state), "requeued_jobs": moved}

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
 
+from fastapi import APIRouter, Query, Response, status
+
+from controller import overview
 from controller.api.deps import Authenticated, ControllerDep, PrincipalDep, ReaderP, SecurityDep, SubmitterP
 from controller.datasets import DatasetCreate, DatasetList, DatasetRead
 from controller.errors import NotFound
-from controller.security import GrantCreate, GrantList, GrantRead, acts_for_tenant
+from controller.overview import ResidencyRead
+from controller.security import (
+    GrantCreate,
+    GrantList,
+    GrantOverviewList,
+    GrantRead,
+    GrantStatus,
+    acts_for_tenant,
+)
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[Authenticated])
+grants_router = APIRouter(prefix="/v1/grants", tags=["datasets"], dependencies=[Authenticated])
 
 
 @router.get("", response_model=DatasetList)
@@ -19,16 +31,14 @@ def list_datasets(ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> Dataset
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)
-def create_dataset(
-    ds: DatasetCreate, ctl: ControllerDep, sec: SecurityDep, who: SubmitterP, response: Response
-) -> DatasetRead:
+def create_dataset(ds: DatasetCreate, ctl: ControllerDep, who: SubmitterP, response: Response) -> DatasetRead:
     """Admin for any owner; a tenant registers its own data sets only."""
     acts_for_tenant(who, ds.owner, path="owner")
-    read, created = ctl.add_dataset(ds)
+    read, created = ctl.add_dataset(
+        ds, who.audit_row("dataset.registered", f"dataset/{ds.id}", owner=ds.owner)
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
-    else:
-        sec.record(who, "dataset.registered", f"dataset/{ds.id}", owner=ds.owner)
     return read
 
 
@@ -38,6 +48,16 @@ def get_dataset(ds_id: str, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) 
     if not sec.can_read_dataset(who, ds):
         raise NotFound(f"data set {ds_id!r} not found")
     return ds
+
+
+@router.get("/{ds_id}/residency", response_model=ResidencyRead)
+def get_residency(ds_id: str, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> ResidencyRead:
+    """The residency rule in force for the data set, in words (English and Chinese), and the
+    clusters a job reading it may run on."""
+    ds = ctl.get_dataset(ds_id)
+    if not sec.can_read_dataset(who, ds):
+        raise NotFound(f"data set {ds_id!r} not found")
+    return overview.residency(ctl, ds)
 
 
 @router.post("/{ds_id}/grants", status_code=status.HTTP_201_CREATED, response_model=GrantRead)
@@ -76,3 +96,13 @@ def reject_grant(
 ) -> GrantRead:
     """Rejecting an approved grant withdraws it for new submissions and plans."""
     return sec.decide_grant(who, ctl.get_dataset(ds_id), grant_id, approve=False)
+
+
+@grants_router.get("", response_model=GrantOverviewList)
+def list_all_grants(
+    sec: SecurityDep, who: ReaderP, status: Annotated[GrantStatus | None, Query()] = None
+) -> GrantOverviewList:
+    """Grants across the catalogue, newest request first (at most 1000): all for admin and
+    operator; for a tenant, those it asked for and those on data sets it owns, which it decides
+    (``can_decide``)."""
+    return GrantOverviewList(items=sec.grants_overview(who, status))

@@ -95,11 +95,9 @@ def get_job(job_id: str, ctl: ControllerDep, who: ReaderP) -> JobRead:
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)
-def cancel_job(job_id: str, ctl: ControllerDep, sec: SecurityDep, who: SubmitterP) -> JobRead:
+def cancel_job(job_id: str, ctl: ControllerDep, who: SubmitterP) -> JobRead:
     tenant = _visible(ctl, who, job_id)
-    job = ctl.cancel(job_id)
-    sec.record(who, "job.cancelled", f"job/{job_id}", job_tenant=tenant)
-    return job
+    return ctl.cancel(job_id, audit=who.audit_row("job.cancelled", f"job/{job_id}", job_tenant=tenant))
 
 
 @router.get("/jobs/{job_id}/decision", response_model=Decision)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Body
 
-from controller.api.deps import AdminP, Authenticated, ControllerDep, OpsP, SecurityDep
+from controller.api.deps import AdminP, Authenticated, ControllerDep, OpsP
 from controller.policies import POLICY_KINDS
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"], dependencies=[Authenticated])
@@ -24,10 +24,8 @@ def get_policies(ctl: ControllerDep, _: OpsP) -> dict[str, Any]:
 def put_policy(
     kind: Literal["residency", "placement", "failover", "quota"],
     ctl: ControllerDep,
-    sec: SecurityDep,
     who: AdminP,
     body: Any = Body(...),
 ) -> dict[str, Any]:
-    model, version = ctl.put_policy(kind, body)
-    sec.record(who, "policy.changed", f"policy/{kind}", version=version)
+    model, version = ctl.put_policy(kind, body, who.audit_row("policy.changed", f"policy/{kind}"))
     return {"kind": kind, "version": version, "policy": model.model_dump(mode="json")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 
@@ -44,8 +44,18 @@ def audit(
     since: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
+    target: Annotated[
+        str | None, Query(max_length=200, description="exactly this target, e.g. cluster/prov-hubei")
+    ] = None,
+    order: Annotated[
+        Literal["asc", "desc"], Query(description="asc: oldest first; desc: newest first")
+    ] = "asc",
+    exclude_action: Annotated[
+        str | None, Query(max_length=48, description="leave this action out, e.g. placement.decided")
+    ] = None,
 ) -> AuditList:
-    """The append-only audit log, oldest first; ``next_cursor`` continues after the last row."""
+    """The append-only audit log, oldest first (``order=desc``: newest first); ``next_cursor``
+    continues after the last row, in the same order."""
     after = None
     if cursor:
         raw = decode_cursor(cursor)
@@ -55,7 +65,16 @@ def audit(
                 errors=[{"path": "cursor", "message": "invalid cursor"}],
             )
         after = int(raw)
-    items = sec.audit(actor=actor, action=action, since=since, limit=limit + 1, after=after)
+    items = sec.audit(
+        actor=actor,
+        action=action,
+        since=since,
+        limit=limit + 1,
+        after=after,
+        target=target,
+        newest_first=order == "desc",
+        exclude_action=exclude_action,
+    )
     more = len(items) > limit
     items = items[:limit]
     return AuditList(items=items, next_cursor=encode_cursor(str(items[-1].id)) if more else None)

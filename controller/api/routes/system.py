@@ -20,8 +20,11 @@ def healthz() -> dict[str, str]:
 def readyz(ctl: ControllerDep, sec: SecurityDep) -> Response | dict[str, object]:
     try:
         ctl.store.leader_epoch()
+        writable = ctl.store.writable()
     except Exception as exc:  # the database is unreachable: not ready, say why
         return problem(503, "Not ready", f"database unreachable: {type(exc).__name__}")
+    if not writable:  # a standby (a load balancer sends writes elsewhere)
+        return problem(503, "Not ready", "the database this controller reaches is read-only")
     return {
         "status": "ready",
         "leader": ctl.is_leader,

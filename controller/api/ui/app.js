@@ -2,9 +2,16 @@
 // hidden), confirm dialog, token field, status and error banners.
 import { ApiError, get, getToken, setToken } from "./api.js";
 import { clear, clock, h, zh } from "./dom.js";
+import * as audit from "./audit.js";
+import * as charts from "./charts.js";
+import * as cluster from "./cluster.js";
+import * as data from "./data.js";
+import * as drills from "./drills.js";
 import * as federation from "./federation.js";
 import * as jobs from "./jobs.js";
+import * as map from "./map.js";
 import * as submit from "./submit.js";
+import * as tenants from "./tenants.js";
 
 const REFRESH_MS = 5000;
 const main = document.getElementById("main");
@@ -113,7 +120,15 @@ function route() {
   if (parts[0] === "jobs" && parts[1]) return { view: "jobs", make: () => jobs.detail(ctx, parts[1]) };
   if (parts[0] === "jobs") return { view: "jobs", make: () => jobs.list(ctx, params) };
   if (parts[0] === "submit") return { view: "submit", make: () => submit.create(ctx) };
-  return { view: "federation", make: () => federation.create(ctx) };
+  if (parts[0] === "clusters" && parts[1]) return { view: "clusters", make: () => cluster.create(ctx, parts[1]) };
+  if (parts[0] === "clusters" || parts[0] === "federation") return { view: "clusters", make: () => federation.create(ctx) };
+  if (parts[0] === "tenants") return { view: "tenants", make: () => tenants.create(ctx, params) };
+  if (parts[0] === "data") return { view: "data", make: () => data.create(ctx, params) };
+  if (parts[0] === "charts") return { view: "charts", make: () => charts.create(ctx, params) };
+  if (parts[0] === "audit") return { view: "audit", make: () => audit.create(ctx, params) };
+  if (parts[0] === "drills" && parts[1]) return { view: "drills", make: () => drills.detail(ctx, parts[1]) };
+  if (parts[0] === "drills") return { view: "drills", make: () => drills.list(ctx) };
+  return { view: "map", make: () => map.create(ctx) };
 }
 
 function show(focus) {

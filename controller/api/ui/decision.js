@@ -1,19 +1,30 @@
 // A scheduling Decision, explained: the summary sentence, the chosen cluster, the feasible
 // clusters with each plugin's score, the rejected clusters grouped by plugin and reason, and the
 // estimated data transfer.
-import { bar, bytes, h, num, seconds, time } from "./dom.js";
+import { bar, bytes, h, num, phaseBadge, seconds, time, zh } from "./dom.js";
 
 const TOP = 10;
 
-export function renderDecision(ctx, d, { plan = false } = {}) {
+// What the decision did, in words that do not collide with job phases: a decision "places" a job
+// (status Scheduled in the API); the job's own phase (Scheduled, Running, ...) is another matter,
+// shown beside it. A Running job's panel therefore reads "Placed … the job is now Running there".
+const OUTCOME = {
+  Scheduled: { text: "Placed", zh: "已放置", cls: "outcome-placed" },
+  Unschedulable: { text: "Unschedulable", zh: "暂无可用集群", cls: "outcome-waiting" },
+  UnschedulableAndUnresolvable: { text: "Unschedulable (needs a change)", zh: "无法调度", cls: "outcome-failed" },
+};
+
+export function renderDecision(ctx, d, { plan = false, job = null } = {}) {
   const chosen = d.feasible.find((f) => f.cluster === d.cluster);
   const total = d.feasible.length + new Set(d.rejected.map((r) => r.cluster)).size;
-  const statusClass = d.status === "Scheduled" ? "phase-scheduled" : "phase-failed";
+  const outcome = OUTCOME[d.status] || { text: d.status, zh: "", cls: "outcome-failed" };
+  const label = plan && d.status === "Scheduled" ? { ...outcome, text: "Would place", zh: "将放置" } : outcome;
   const head = h(
     "div",
     { class: "decision-head" },
-    h("p", {}, h("span", { class: `badge ${statusClass}` }, d.status), " ",
-      d.cluster ? ["Chosen cluster: ", h("strong", { class: "chosen", "data-chosen": d.cluster }, ctx.clusterName(d.cluster))] : h("strong", {}, "No cluster chosen")),
+    h("p", {}, h("span", { class: `badge ${label.cls}`, "data-outcome": d.status }, label.text, " ", zh(label.zh, "zh-inline")), " ",
+      d.cluster ? [plan ? "on " : "Chosen cluster: ", h("strong", { class: "chosen", "data-chosen": d.cluster }, ctx.clusterName(d.cluster))] : h("strong", {}, "No cluster chosen")),
+    job ? jobNow(ctx, d, job) : null,
     h("p", { class: "summary", "data-summary": "" }, d.summary),
     chosen
       ? h("p", { class: "muted" }, `Data to move to ${d.cluster}: ${bytes(chosen.transfer_bytes)}, about ${seconds(chosen.transfer_seconds)}.`)
@@ -21,6 +32,17 @@ export function renderDecision(ctx, d, { plan = false } = {}) {
     h("p", { class: "muted small" }, plan ? "Plan only: nothing was created or reserved." : `Attempt ${d.attempt} · decided ${time(d.created_at)} · epoch ${d.epoch}`),
   );
   return h("div", { class: "decision", "data-decision": d.cluster || "" }, head, feasibleTable(ctx, d, total), rejectedGroups(ctx, d, total));
+}
+
+/** Where the job stands now, relative to this decision. */
+function jobNow(ctx, d, job) {
+  const attrs = { class: "job-now", "data-job-now": job.phase };
+  const where = job.cluster ? [" on ", ctx.clusterName(job.cluster)] : null;
+  if (job.attempt !== d.attempt) {
+    return h("p", attrs, `This decision was for attempt ${d.attempt}; the job is now at attempt ${job.attempt}, `, phaseBadge(job.phase), where, ".");
+  }
+  if (d.cluster && job.cluster === d.cluster) return h("p", attrs, "The job is now ", phaseBadge(job.phase), " there.");
+  return h("p", attrs, "The job is now ", phaseBadge(job.phase), where, ".");
 }
 
 function feasibleTable(ctx, d, total) {

@@ -42,6 +42,13 @@ export function clear(el) {
   return el;
 }
 
+/** Replace el's children (null, undefined and false are skipped, arrays flattened, as in h). */
+export function fill(el, ...children) {
+  clear(el);
+  append(el, children);
+  return el;
+}
+
 const NUM = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
 const NUM2 = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
 
@@ -94,4 +101,92 @@ export const TERMINAL = new Set(["Succeeded", "Failed", "Cancelled"]);
 
 export function phaseBadge(phase) {
   return h("span", { class: `badge phase-${String(phase).toLowerCase()}` }, phase);
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** An SVG element (same calling convention as h; attributes are set as they are). */
+export function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.setAttribute("class", value);
+    else if (key === "text") el.textContent = value;
+    else el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+export const HEALTH_ZH = { Ready: "就绪", Unknown: "未知", Unreachable: "不可达" };
+export const CLASS_ZH = { general: "一般数据", important: "重要数据", core: "核心数据" };
+
+export function healthBadge(health) {
+  return h("span", { class: `badge health-${String(health).toLowerCase()}`, "data-health": health }, health, " ", zh(HEALTH_ZH[health], "zh-inline"));
+}
+
+/** Health plus cordon/drain as badges, in the words the operator acts on. */
+export function stateBadges(c) {
+  const out = [healthBadge(c.health)];
+  if (c.draining) out.push(h("span", { class: "badge state-draining", "data-state": "draining" }, "Draining ", zh("排空中", "zh-inline")));
+  else if (c.cordoned) out.push(h("span", { class: "badge state-cordoned", "data-state": "cordoned" }, "Cordoned ", zh("已封锁", "zh-inline")));
+  return out;
+}
+
+export function classBadge(classification) {
+  return h("span", { class: `badge class-${classification}`, "data-classification": classification }, classification, " ", zh(CLASS_ZH[classification], "zh-inline"));
+}
+
+/** The short Chinese name of a province or cluster: 广东省 → 广东, 新疆生产建设兵团 → 兵团. */
+export function shortZh(name) {
+  if (!name) return "";
+  if (name.includes("兵团")) return "兵团";
+  for (const suffix of ["维吾尔自治区", "壮族自治区", "回族自治区", "特别行政区", "自治区", "省", "市"]) {
+    if (name.endsWith(suffix) && name.length > suffix.length) return name.slice(0, -suffix.length);
+  }
+  return name;
+}
+
+export function pct(value, max) {
+  if (!(max > 0)) return "–";
+  const p = (100 * value) / max;
+  return `${p > 0 && p < 1 ? "<1" : Math.round(p)}%`;
+}
+
+/** "3 min ago", from an ISO time (or a Date). */
+export function ago(iso) {
+  if (!iso) return "–";
+  const t = new Date(iso).getTime();
+  if (Number.isNaN(t)) return String(iso);
+  const s = Math.max(0, (Date.now() - t) / 1000);
+  if (s < 60) return `${Math.round(s)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${NUM.format(s / 3600)} h ago`;
+  return `${NUM.format(s / 86400)} d ago`;
+}
+
+/** A link to a cluster's page: "prov-hubei 湖北省". */
+export function clusterLink(ctx, name) {
+  if (!name) return "–";
+  return h("a", { href: `#/clusters/${encodeURIComponent(name)}`, class: "cluster-link" }, ctx.clusterName(name));
+}
+
+/** Table cells whose content is one box, so a stacked (phone) row keeps it beside its label. */
+export function td(attrs, ...children) {
+  return h("td", attrs, h("span", { class: "cell" }, ...children));
+}
+
+export function th(attrs, ...children) {
+  return h("th", attrs, h("span", { class: "cell" }, ...children));
+}
+
+/** A card section with a bilingual heading. */
+export function card(id, title, titleZh, ...body) {
+  return h("section", { class: "card", "aria-labelledby": id }, h("h2", { id }, title, " ", zh(titleZh)), ...body);
+}
+
+/** Parameters of the current hash route (#/view?a=1&b=2). */
+export function hashParams() {
+  const q = location.hash.split("?")[1] || "";
+  return new URLSearchParams(q);
 }

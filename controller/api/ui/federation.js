@@ -1,5 +1,7 @@
-// Federation: the 42 member clusters by tier, with health, cordon/drain state, CPU and GPU
-// allocated of capacity, where the capacity figure comes from, and the operator actions.
+// Clusters: the 42 member clusters by tier, with health, cordon/drain state, CPU and GPU
+// allocated of capacity, where the capacity figure comes from, and the operator actions. Each
+// tile's name opens the cluster's page (cluster.js); the map (map.js) shows the same clusters
+// placed as the country.
 import { post } from "./api.js";
 import { bar, clear, h, num, zh } from "./dom.js";
 
@@ -32,7 +34,7 @@ export function create(ctx) {
     h(
       "div",
       { class: "view-head" },
-      h("h1", { id: "federation-title" }, "Federation ", zh("联邦")),
+      h("h1", { id: "federation-title" }, "Clusters ", zh("集群")),
       h("div", { class: "filter" }, h("label", { for: "cluster-filter" }, "Filter clusters"), filter),
     ),
     summary,
@@ -79,7 +81,7 @@ export function create(ctx) {
     return h(
       "article",
       { class: `tile health-${c.health.toLowerCase()}${c.cordoned ? " is-cordoned" : ""}`, "data-cluster": c.name, "aria-labelledby": id },
-      h("header", {}, h("h3", { id }, h("span", { class: "en" }, c.display_name), " ", zh(c.display_name_zh)), h("code", { class: "cluster-id" }, c.name)),
+      h("header", {}, h("h3", { id }, h("a", { href: `#/clusters/${encodeURIComponent(c.name)}`, class: "tile-link" }, h("span", { class: "en" }, c.display_name), " ", zh(c.display_name_zh))), h("code", { class: "cluster-id" }, c.name)),
       h("div", { class: "badges" }, badges),
       h(
         "dl",
@@ -136,7 +138,7 @@ export function create(ctx) {
 
   return {
     el,
-    title: "Federation",
+    title: "Clusters",
     async refresh() {
       clusters = await ctx.clusters(true);
       draw();

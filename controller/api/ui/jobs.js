@@ -1,7 +1,7 @@
 // Jobs: a filtered, cursor-paginated table, and one job's detail with its decision and events.
 import { ApiError, get, post } from "./api.js";
 import { renderDecision } from "./decision.js";
-import { clear, h, num, PHASES, phaseBadge, TERMINAL, time, zh } from "./dom.js";
+import { clear, clusterLink, h, num, PHASES, phaseBadge, TERMINAL, time, zh } from "./dom.js";
 
 const PAGE = 50;
 
@@ -96,7 +96,7 @@ export function list(ctx, params) {
         h("span", {}, h("a", { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.spec.name), h("br"), h("code", { class: "small muted" }, j.id))),
       h("td", { "data-label": "Tenant" }, j.spec.tenant),
       h("td", { "data-label": "Phase" }, phaseBadge(j.phase)),
-      h("td", { "data-label": "Cluster" }, ctx.clusterName(j.cluster)),
+      h("td", { "data-label": "Cluster" }, j.cluster ? clusterLink(ctx, j.cluster) : "–"),
       h("td", { "data-label": "Attempt", class: "num" }, String(j.attempt)),
       h("td", { "data-label": "Created" }, time(j.created_at)),
       h("td", { "data-label": "Message", class: "message" }, j.message || ""),
@@ -165,7 +165,7 @@ export function detail(ctx, jobId) {
     clear(title).append("Job ", s.name, " ", h("code", { class: "small muted" }, job.id));
     const rows = [
       ["Phase", phaseBadge(job.phase)],
-      ["Cluster", ctx.clusterName(job.cluster)],
+      ["Cluster", job.cluster ? clusterLink(ctx, job.cluster) : "–"],
       ["Tenant", s.tenant],
       ["Attempt", String(job.attempt)],
       ["Resources", `${s.replicas} × (${num(r.cpu)} CPU, ${num(r.memory_gib)} GiB${r.gpu ? `, ${r.gpu} GPU` : ""})`],
@@ -203,11 +203,11 @@ export function detail(ctx, jobId) {
       drawInfo();
       try {
         const d = await get(`/v1/jobs/${encodeURIComponent(jobId)}/decision`);
-        const key = `${d.attempt}|${d.created_at}`;
+        const key = `${d.attempt}|${d.created_at}|${job.phase}|${job.attempt}|${job.cluster}`;
         if (key !== lastDecisionKey) {
-          // Redraw only when a new decision arrives, so open <details> stay open.
+          // Redraw only when the decision or the job's phase changes, so open <details> stay open.
           lastDecisionKey = key;
-          clear(decision).append(renderDecision(ctx, d));
+          clear(decision).append(renderDecision(ctx, d, { job }));
         }
       } catch (err) {
         if (!(err instanceof ApiError && err.status === 404)) throw err;

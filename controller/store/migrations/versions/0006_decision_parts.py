@@ -8,9 +8,9 @@
   scheduling cycle walks this index instead of sorting every pending job: the cost of a cycle
   does not grow with the queue.
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2027-01-10
+Revision ID: 0006
+Revises: 0005
+Create Date: 2027-01-14
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

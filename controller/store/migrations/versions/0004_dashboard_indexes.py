@@ -1,0 +1,27 @@
+"""Indexes for the dashboard's reads: job events by type and time (recent failovers, drains and
+preemptions: GET /v1/federation/map, /v1/tenants) and the audit log by target (a cluster's or a
+data set's history: GET /v1/audit?target=...), so neither scans its whole table.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2027-01-10
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_job_events_type_at", "job_events", ["type", "at"])
+    op.create_index("ix_audit_log_target", "audit_log", ["target"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_audit_log_target", table_name="audit_log")
+    op.drop_index("ix_job_events_type_at", table_name="job_events")
