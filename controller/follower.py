@@ -8,8 +8,9 @@ API replica cancelled frees capacity in the leader's ledger, a heartbeat one rep
 makes the cluster Ready for the leader, a policy put through one replica is the policy everywhere.
 
 ``StoreFollower.sync`` brings them up to date with a few small queries: the clusters table (one
-row per cluster), the policy versions, the data-set count, the leader epoch, and the job events
-appended since the last sync. Every change of a job's phase, cluster or attempt writes an event
+row per cluster), the policy versions, the data-set count, the leader epoch, the job events
+appended since the last sync, and the audit rows of token and grant changes since the last sync
+(handed to ``security_hooks``: the API's token and grant cache drops what they name). Every change of a job's phase, cluster or attempt writes an event
 in the same transaction, carrying the state after the change, and a job's events commit in the
 order of its changes (each change locks the job's row), so applying the events in id order leaves
 each job's ledger entry at its current state. The demand an entry needs comes from the entry
@@ -28,6 +29,7 @@ this process made meanwhile.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,7 @@ import numpy as np
 from controller.assignments import sanitize_reported
 from controller.policies import POLICY_KINDS, PolicySet, validate_kind
 from controller.registry import ClusterState
+from controller.security import SECURITY_ACTIONS
 from controller.store.store import ACTIVE_PHASES, OUTPUT_EVENT, utc
 from controller.topology.model import Cluster
 
@@ -66,6 +69,9 @@ class StoreFollower:
         self.policy_versions: dict[str, int] = {}
         self.last_sync = time.time()  # wall clock of the last complete sync (start-up counts)
         self.totals = SyncStats()  # since start, for /metrics
+        # Token and grant changes (their audit rows) since start-up, for the security caches.
+        self.audit_after = ctl.store.max_audit_id()
+        self.security_hooks: list[Callable[[list[tuple[str, str, Any]]], None]] = []
 
     def sync(self) -> SyncStats:
         stats = SyncStats()
@@ -73,11 +79,23 @@ class StoreFollower:
         self._policies(stats)
         self._datasets(stats)
         self._ledger(stats)
+        self._security()
         self.ctl.observed_epoch = self.ctl.store.leader_epoch()
         self.last_sync = time.time()
         for name in stats.__dataclass_fields__:
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         return stats
+
+    # ---- token and grant changes ------------------------------------------------------------
+    def _security(self) -> None:
+        if not self.security_hooks:
+            return
+        self.audit_after, rows = self.ctl.store.audit_after(self.audit_after, SECURITY_ACTIONS)
+        if not rows:
+            return
+        changes = [(action, target, detail) for _, action, target, detail in rows]
+        for hook in self.security_hooks:
+            hook(changes)
 
     # ---- clusters ---------------------------------------------------------------------------
     def remember_cluster_rows(self, rows: list[dict[str, Any]]) -> None:

@@ -2,7 +2,18 @@
 
 A token is ``yw_<id>_<secret>``: the id (12 hex digits) is public and finds the row, the secret
 (32 random bytes) is never stored; the row holds the SHA-256 of the whole token, compared in
-constant time. Revocation is read on every request, so it takes effect immediately.
+constant time.
+
+Tokens and approved grants are cached per process (``AuthCache``), so an authenticated,
+grant-checked submission needs no database read in the common case: a token's row is read once
+(the cache keeps its hash, principal and expiry, and every request still compares the hash and
+checks the expiry), a tenant's approved grants once. Every change to them writes an audit row
+in its own transaction; the process making the change drops what it cached at once, and every
+process's store follower reads the new ``token.*`` and ``grant.*`` audit rows at each sync
+(``follow_interval_s``, 0.5 s by default) and drops what they name. So a revocation takes
+effect at once where it was made and within one sync everywhere else. A token or grant not in
+the cache is read from the database; a submission the cached grants would refuse is checked
+against the database before it is refused (a new approval is never missed).
 
 Open mode: in ``dev`` with neither YIWANG_ADMIN_TOKEN nor YIWANG_AGENT_TOKEN set, a request
 without a valid token acts as the anonymous ``dev-open`` admin and bypasses every check,
@@ -229,12 +240,69 @@ def _grant_read(row: Any) -> GrantRead:
     return GrantRead.model_validate(d)
 
 
+SECURITY_ACTIONS = ("token.revoked", "grant.requested", "grant.approved", "grant.rejected")
+AUTH_CACHE_MAX = 100_000  # tokens, and tenants' grant sets
+
+
+class AuthCache:
+    """Token rows and tenants' approved grants as last read (see the module docstring)."""
+
+    def __init__(self, maxsize: int = AUTH_CACHE_MAX) -> None:
+        self.maxsize = maxsize
+        self.tokens: dict[str, tuple[str, Principal, datetime | None]] = {}  # id -> hash, who, expiry
+        self.grants: dict[str, frozenset[str]] = {}  # tenant -> approved data set ids
+        self.hits = 0
+        self.misses = 0
+        # Bumped by every drop. A row read from the database is cached only if no drop happened
+        # since the read began (``generation`` taken before it): otherwise a revocation applied
+        # between the read and the put would be undone by the put, for good.
+        self.generation = 0
+
+    def put_token(
+        self, token_id: str, secret_hash: str, who: Principal, expires: datetime | None, generation: int
+    ) -> None:
+        if generation != self.generation:
+            return
+        if len(self.tokens) >= self.maxsize:
+            self.tokens.clear()
+        self.tokens[token_id] = (secret_hash, who, expires)
+
+    def put_grants(self, tenant: str, ids: frozenset[str], generation: int) -> None:
+        if generation != self.generation:
+            return
+        if len(self.grants) >= self.maxsize:
+            self.grants.clear()
+        self.grants[tenant] = ids
+
+    def drop_token(self, token_id: str) -> None:
+        self.generation += 1
+        self.tokens.pop(token_id, None)
+
+    def drop_grants(self, tenant: str) -> None:
+        self.generation += 1
+        self.grants.pop(tenant, None)
+
+    def invalidate(self, changes: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Drop what the audit rows (action, target, detail) of token and grant changes name."""
+        self.generation += 1
+        for action, target, detail in changes:
+            if action.startswith("token."):
+                self.tokens.pop(target.removeprefix("token/"), None)
+            elif action.startswith("grant."):
+                grantee = detail.get("grantee") if isinstance(detail, dict) else None
+                if isinstance(grantee, str):
+                    self.grants.pop(grantee, None)
+                else:
+                    self.grants.clear()
+
+
 class Security:
     """Authentication, grants and the audit log, over the controller's store."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self.cache = AuthCache()
 
     @property
     def open(self) -> bool:
@@ -264,7 +332,25 @@ class Security:
         s = self.settings
         if s.admin_token and hmac.compare_digest(token.encode(), s.admin_token.encode()):
             return BOOTSTRAP_ADMIN
-        return None
+        return self._cached(token)
+
+    def _cached(self, token: str) -> Principal | None:
+        """The token's principal from the cache (hash compared, expiry checked), or None."""
+        m = TOKEN_RE.match(token)
+        if m is None:
+            return None
+        entry = self.cache.tokens.get(m.group(1))
+        if entry is None:
+            self.cache.misses += 1
+            return None
+        secret_hash, who, expires = entry
+        if not hmac.compare_digest(hash_token(token), secret_hash):
+            return None
+        if expires is not None and expires <= now():
+            self.cache.tokens.pop(m.group(1), None)
+            return None
+        self.cache.hits += 1
+        return who
 
     def _lookup(self, token: str) -> Principal | None:
         s = self.settings
@@ -279,6 +365,7 @@ class Security:
         m = TOKEN_RE.match(token)
         if m is None:
             return None
+        generation = self.cache.generation
         with self.store.read() as conn:
             row = conn.execute(select(t.api_tokens).where(t.api_tokens.c.id == m.group(1))).first()
         if row is None or not hmac.compare_digest(hash_token(token), row.secret_hash):
@@ -286,7 +373,9 @@ class Security:
         expires = utc(row.expires_at)
         if row.revoked_at is not None or (expires is not None and expires <= now()):
             return None
-        return Principal(row.id, Role(row.role), tenant=row.tenant, cluster=row.cluster)
+        who = Principal(row.id, Role(row.role), tenant=row.tenant, cluster=row.cluster)
+        self.cache.put_token(row.id, row.secret_hash, who, expires, generation)
+        return who
 
     # ---- tokens -------------------------------------------------------------------------------
     def issue(self, by: Principal, req: TokenCreate) -> TokenIssued:
@@ -324,20 +413,35 @@ class Security:
                     update(t.api_tokens).where(t.api_tokens.c.id == token_id).values(revoked_at=now())
                 )
                 audit_chain.append(conn, [by.audit_row("token.revoked", f"token/{token_id}")])
+        self.cache.drop_token(token_id)
 
     # ---- data-set grants ----------------------------------------------------------------------
     def granted(self, tenant: str, dataset_ids: Iterable[str]) -> set[str]:
-        """The data sets among ``dataset_ids`` the tenant holds an approved grant for."""
-        ids = list(dataset_ids)
+        """The data sets among ``dataset_ids`` the tenant holds an approved grant for: from the
+        cache when it has them all, else from the database (which refreshes the cache)."""
+        ids = set(dataset_ids)
         if not ids:
             return set()
+        cached = self.cache.grants.get(tenant)
+        if cached is not None and ids <= cached:
+            self.cache.hits += 1
+            return ids
+        self.cache.misses += 1
+        generation = self.cache.generation
         q = select(t.dataset_grants.c.dataset_id).where(
             t.dataset_grants.c.tenant == tenant,
             t.dataset_grants.c.status == GrantStatus.approved.value,
-            t.dataset_grants.c.dataset_id.in_(ids),
         )
         with self.store.read() as conn:
-            return {r[0] for r in conn.execute(q)}
+            approved = frozenset(r[0] for r in conn.execute(q))
+        self.cache.put_grants(tenant, approved, generation)
+        return ids & approved
+
+    def granted_cached(self, tenant: str, dataset_ids: Iterable[str]) -> bool:
+        """Whether the cache shows an approved grant for every one of ``dataset_ids`` (False
+        when it does not know: the caller then asks ``check_grants``)."""
+        cached = self.cache.grants.get(tenant)
+        return cached is not None and all(d in cached for d in dataset_ids)
 
     def check_grants(self, principal: Principal, spec: JobCreate, datasets: dict[str, DatasetRead]) -> None:
         """403 naming each input the job's tenant neither owns nor holds an approved grant for.
@@ -492,6 +596,7 @@ class Security:
                 audit = by.audit_row(action, f"dataset/{ds.id}", grantee=row["tenant"], grant=grant_id)
                 audit_chain.append(conn, [audit])
             row = conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
+        self.cache.drop_grants(row["tenant"])
         return _grant_read(row)
 
     # ---- audit log ----------------------------------------------------------------------------

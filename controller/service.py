@@ -45,15 +45,16 @@ from controller.policies import (
     validate_kind,
 )
 from controller.registry import ClusterState, Health, Ledger, Registry
-from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
+from controller.scheduler.batch import BatchScheduler, PendingQueue, Running, tune_gc
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import JobInfo, Snapshot, demand_vector
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
+from controller.scheduler.stored import cycle_rows
 from controller.settings import Settings
 from controller.store import audit_chain
-from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, pack_decision, utc
+from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, utc
 from controller.topology.model import Cluster, Tier
 
 log = logging.getLogger("yiwang.controller")
@@ -93,7 +94,7 @@ class RunningView(dict[int, list[Running]]):
         return self.placed.setdefault(i, [] if default is None else default)
 
 
-PENDING_SPEC_CACHE = 500_000
+PENDING_SPEC_CACHE = 100_000  # about 4 KB a spec: 400 MB at most (a cycle takes schedule_batch)
 CANCEL_TRIES = 8
 JOB_TERMS_CACHE = 200_000
 TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
@@ -358,6 +359,7 @@ class Controller:
 
     # ---- background loop --------------------------------------------------------------------
     def start(self) -> None:
+        tune_gc()
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="yiwang-control-loop", daemon=True)
             self._thread.start()
@@ -761,7 +763,8 @@ class Controller:
             if row["id"] in self.registry.ledger:
                 continue
             spec = specs[row["id"]]
-            queue.push(row["id"], batch.shapes.intern(spec, origins.get(row["id"])), row["attempt"])
+            shape = batch.shapes.intern(spec, origins.get(row["id"]))
+            queue.push(row["id"], shape, row["attempt"], runtime=spec.expected_runtime_s)
             by_id[row["id"]] = row
         t0 = time.perf_counter()
         with self.lock:
@@ -780,38 +783,12 @@ class Controller:
             for _ in result.decisions:
                 observe(elapsed / max(len(result.decisions), 1))
         lease_until = now() + timedelta(seconds=self.policies.failover.lease_s)
-        scheduled: list[dict[str, Any]] = []
-        decisions: list[dict[str, Any]] = []
-        messages: list[tuple[str, str]] = []
-        for d in result.decisions:
-            row = by_id[d.job_id or ""]
-            if d.chosen < 0 and row["message"] == d.summary():
-                continue  # same answer as last cycle: keep the history short
-            body = d.to_body()
-            at = datetime.fromtimestamp(d.t, UTC)
-            decisions.append(
-                {
-                    "job_id": d.job_id,
-                    "attempt": d.attempt,
-                    "cluster": d.cluster,
-                    "status": d.status,
-                    "body": pack_decision(body),
-                    "created_at": at,
-                }
-            )
-            if d.chosen < 0:
-                messages.append((row["id"], body["summary"]))
-            else:
-                scheduled.append(
-                    {
-                        "id": row["id"],
-                        "attempt": row["attempt"],
-                        "cluster": d.cluster,
-                        "epoch": self.epoch,
-                        "message": body["summary"],
-                        "lease_expires_at": lease_until,
-                    }
-                )
+        scheduled, decisions, messages, parts = cycle_rows(
+            result.decisions,
+            epoch=self.epoch,
+            lease_until=lease_until,
+            previous={job_id: row["message"] for job_id, row in by_id.items()},
+        )
         requeued = [
             {"id": v.job_id, "attempt": v.attempt, "cluster": v.cluster, "reason": v.reason}
             for v in result.victims
@@ -822,6 +799,7 @@ class Controller:
             with self.store.tx() as conn:
                 self.store.check_leader(conn, self.epoch)  # fencing, in the cycle's own transaction
                 scheduled, requeued = self._fresh_targets(conn, snap, scheduled, requeued)
+                self.store.put_decision_parts(conn, parts)
                 changed = self.store.apply_cycle(
                     conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
                 )
@@ -848,9 +826,8 @@ class Controller:
         self.counters.placements += placed
         self.counters.preemptions += sum(1 for r in requeued if r["id"] in changed)
         for d in result.decisions:
-            transfer = d.shape.transfer if d.chosen >= 0 and d.job_id in changed else None
-            if transfer is not None:
-                self.counters.wan_bytes += float(transfer[1][d.chosen])
+            if d.chosen >= 0 and d.job_id in changed:
+                self.counters.wan_bytes += d.moved_bytes()
         if requeued:
             self.wake()
         return placed

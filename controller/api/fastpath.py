@@ -3,10 +3,12 @@
 FastAPI's per-request machinery (dependency solving, body re-validation, response-model
 serialisation) cost about a millisecond per submission, five times the work itself. This handler
 does exactly what the `create_job` route does for the common case — a well-formed JSON body, a
-caller known without a database read, no data-set grants to check — and hands every other case
-(any validation error, a token to look up, grants, a header out of bounds) to the FastAPI route
-unchanged, so errors and the OpenAPI contract have one implementation. The 2xx still means the
-job is committed: the handler awaits the store's group commit like the route does.
+caller known without a database read (open mode, the bootstrap admin, or a token in the
+security cache), a tenant submitting for itself, every input owned or granted as the cache shows
+— and hands every other case (any validation error, a token to look up, a grant the cache does
+not show, another tenant, a header out of bounds) to the FastAPI route unchanged, so errors and
+the OpenAPI contract have one implementation. The 2xx still means the job is committed: the
+handler awaits the store's group commit like the route does.
 """
 
 from __future__ import annotations
@@ -64,14 +66,19 @@ class FastSubmit:
             who = self.sec.authenticate_without_store(auth.decode("latin-1") if auth else None)
         except YiwangError:
             return False
-        if who is None or not (who.open or who.role == Role.admin):
-            return False  # tokens needing a lookup, tenant scoping: the route
+        if who is None or not (who.open or who.role in (Role.admin, Role.tenant)):
+            return False  # a token to look up, a role that may not submit: the route
         try:
             spec = JobCreate.model_validate_json(body)
         except ValidationError:
             return False
+        if not who.open and who.role == Role.tenant and who.tenant != spec.tenant:
+            return False  # another tenant's job: the route answers 403
         if spec.inputs and not who.open:
-            return False  # grants need a database read: the route
+            datasets = self.ctl.datasets
+            foreign = [d for d in spec.inputs if d in datasets and datasets[d].owner != spec.tenant]
+            if foreign and not self.sec.granted_cached(spec.tenant, foreign):
+                return False  # grants the cache does not show: the route reads them
         audit = who.audit_row("job.submitted", "", job_tenant=spec.tenant, name=spec.name)
         try:
             job, created = await self.ctl.submit_async(spec, key_raw.decode() if key_raw else None, audit)

@@ -29,10 +29,12 @@ records the static reason (the one that waiting cannot fix).
 
 from __future__ import annotations
 
+import gc
 import heapq
+import sys
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,22 +42,36 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from controller.datasets import DatasetRead
-from controller.jobs import JobCreate
+from controller.datasets import Classification, DatasetRead
+from controller.jobs import Constraints, JobCreate, Resources
 from controller.policies import QuotaPolicy
 from controller.scheduler.decision import COMPACT_FORMAT, ClusterScore, Decision, Rejection
 from controller.scheduler.framework import (
     Code,
+    CodeArray,
     CycleState,
     FilterPlugin,
     FloatArray,
     JobInfo,
     ScorePlugin,
     Snapshot,
-    demand_vector,
     is_dynamic,
 )
+from controller.scheduler.plugins.balance import BalanceScore
+from controller.scheduler.plugins.capacity import CapacityFilter
+from controller.scheduler.plugins.constraints import ConstraintsPlugin
+from controller.scheduler.plugins.gang import REASON_GANG, REASON_NODE, GangFilter, node_matrix
+from controller.scheduler.plugins.gang import filter_many as gang_many
+from controller.scheduler.plugins.green import GreenScore
+from controller.scheduler.plugins.health import HealthFilter
 from controller.scheduler.plugins.locality import NAME as LOCALITY
+from controller.scheduler.plugins.locality import LocalityScore, dataset_transfer
+from controller.scheduler.plugins.residency import (
+    REASON_MISSING,
+    ResidencyFilter,
+    dataset_rule,
+    first_forbidding,
+)
 from controller.scheduler.quota import REASON_UNKNOWN_CLASS, QuotaBook, effective_priority
 from controller.scheduler.scheduler import Scheduler
 
@@ -78,17 +94,45 @@ PREEMPTION = "preemption"
 NO_FIT_AFTER_PREEMPTION = "no cluster can make room by preempting lower-priority work within {n} victims"
 
 
+def _normalize_rows(values: FloatArray, feasible: npt.NDArray[np.bool_]) -> FloatArray:
+    """``normalize_lower_is_better`` on every row at once (the same arithmetic, element by
+    element): the feasible clusters' values of a row mapped to 0..100, the lowest scoring 100."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        lo = np.where(feasible, values, np.inf).min(axis=1, keepdims=True)
+        hi = np.where(feasible, values, -np.inf).max(axis=1, keepdims=True)
+        span = hi - lo
+        out: FloatArray = np.where(feasible, 100.0 * (hi - values) / span, 0.0)
+    flat = (span <= 1e-12)[:, 0]
+    if flat.any():
+        out[flat] = np.where(feasible[flat], 100.0, 0.0)
+    return out
+
+
+# What each built-in static plugin reads of a job: its cache key (evaluate_many). A filter's or
+# score's result is a function of the snapshot generation and this key only.
+FILTER_KEYS: dict[type, Callable[[Shape], Any]] = {
+    HealthFilter: lambda shape: (),
+    ConstraintsPlugin: lambda shape: shape.ckey,
+    ResidencyFilter: lambda shape: shape.inputs,
+    GangFilter: lambda shape: (shape.resources, shape.replicas),
+}
+GANG_MESSAGES = [REASON_GANG, REASON_NODE]
+SCORE_KEYS: set[type] = {ConstraintsPlugin, GreenScore}  # cached by constraints / tolerance and classes
+
+
 def shape_key(spec: JobCreate, priority: int | None) -> tuple[Any, ...]:
-    """What the scheduler reads of a job; jobs with equal keys get equal static results."""
+    """What the scheduler reads of a job; jobs with equal keys get equal decisions. The runtime
+    estimate is not in it: only the order reads it, and the queue keeps it per job."""
     c = spec.constraints
     ckey: Any = ()
     if c.allow_clusters or c.deny_clusters or c.prefer_clusters or c.require_labels or c.prefer_labels:
         ckey = c.model_dump_json()
     r = spec.resources
+    intern = sys.intern  # tenants and data set ids repeat across millions of jobs
     return (
-        spec.tenant,
+        intern(spec.tenant),
         priority,
-        tuple(spec.inputs),
+        tuple([intern(d) for d in spec.inputs]),
         ckey,
         r.cpu,
         r.memory_gib,
@@ -96,20 +140,70 @@ def shape_key(spec: JobCreate, priority: int | None) -> tuple[Any, ...]:
         spec.replicas,
         spec.delay_tolerant,
         spec.priority_class,
-        spec.expected_runtime_s,
     )
 
 
+class LRU:
+    """A bounded mapping with least-recently-used eviction and hit/miss counters."""
+
+    __slots__ = ("data", "hits", "maxsize", "misses")
+
+    def __init__(self, maxsize: int) -> None:
+        self.data: OrderedDict[Any, Any] = OrderedDict()
+        self.maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Any) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self.data.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        data = self.data
+        data[key] = value
+        if len(data) > self.maxsize:
+            data.popitem(last=False)
+
+    def clear(self) -> None:
+        self.data.clear()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def stats(self) -> dict[str, Any]:
+        asked = self.hits + self.misses
+        return {
+            "size": len(self.data),
+            "max": self.maxsize,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hits / asked, 4) if asked else None,
+        }
+
+
 def _static_groups(ctx: Any, shape: Shape) -> dict[tuple[str, str], list[str]]:
-    """The static filters' rejections of a shape grouped by (plugin, reason), computed once per
-    shape and snapshot generation (they do not depend on free capacity)."""
+    """The static filters' rejections of a shape grouped by (plugin, reason): plugins in their
+    configured order, a plugin's reasons in the order of the first cluster each rejects, names
+    in cluster order; computed once per shape and snapshot generation."""
     cached = shape.static_groups
     if cached is not None and cached[0] == shape.gen:
         return cached[1]
     groups: dict[tuple[str, str], list[str]] = {}
-    for plugin, where, codes, messages in shape.static_rejections:
-        for i, code in zip(where, codes, strict=True):
-            groups.setdefault((plugin, messages[code - 1]), []).append(ctx.names[int(i)])
+    rej = shape.rejected
+    where = np.flatnonzero(rej)
+    if len(where):
+        codes = rej[where]
+        order = np.lexsort((where, codes >> 8))
+        names, filters, messages = ctx.names, ctx.static_filters, shape.rejected_messages
+        for i, code in zip(where[order].tolist(), codes[order].tolist(), strict=True):
+            p = code >> 8
+            key = (filters[p - 1].NAME, messages[p - 1][(code & 0xFF) - 1])
+            groups.setdefault(key, []).append(names[i])
     shape.static_groups = (shape.gen, groups)
     return groups
 
@@ -134,67 +228,105 @@ def _static_body(ctx: Any, shape: Shape) -> StaticBody:
         return cached[1]
     idx = shape.idx
     scores = []
-    for name, w, s in shape.static_scores:
-        raw = s[idx]
+    for name, w, raw in shape.static_scores:
         rounded = np.round(raw, 3)
         scores.append((name, w, raw, rounded, rounded.tolist()))
     body = StaticBody([ctx.names[int(c)] for c in idx], scores, None, None, None)
     if shape.transfer is not None:
         seconds, moved = shape.transfer
-        body.transfer_bytes = moved[idx]
-        body.transfer_seconds = np.round(seconds[idx], 3)
+        body.transfer_bytes = moved
+        body.transfer_seconds = np.round(seconds, 3)
         body.transfer_lists = (body.transfer_bytes.tolist(), body.transfer_seconds.tolist())
     shape.static_body = (shape.gen, body)
     return body
 
 
+_NO_CONSTRAINTS = Constraints()
+_SPEC_TEMPLATE = JobCreate(name="shape", tenant="shape")
+
+
 class Shape:
-    """A shape's scheduling-relevant spec and, per snapshot generation, its static results."""
+    """A shape's scheduling-relevant fields (not the whole spec: a million pending jobs of a
+    million shapes must fit in memory) and, per snapshot generation, its static results:
+
+    - ``idx``: the statically feasible clusters (indices, ascending), ``cap_rows`` their capacity;
+    - ``static_total``, ``static_scores``: the static scores' weighted sum and each plugin's
+      scores, over ``idx``;
+    - ``rejected``: per cluster, ``plugin << 8 | code`` of the first static filter rejecting it
+      (plugin counted from 1 in the configured order, ``code`` indexing that filter's messages
+      in ``rejected_messages``), 0 where every static filter passes;
+    - ``transfer``: the input-transfer estimate (seconds, bytes) per cluster."""
 
     __slots__ = (
+        "_demand",
+        "_inputs_of",
         "backup_pos",
         "best_transfer_s",
+        "cap_cpu",
+        "cap_mem",
         "cap_rows",
-        "demand",
+        "ckey",
+        "delay_tolerant",
         "demand_list",
         "failed_cycle",
-        "feasible_static",
         "gen",
+        "has_transfer",
         "idx",
-        "info",
+        "inputs",
         "key",
+        "layout",
         "origin",
         "priority",
-        "spec",
+        "priority_class",
+        "rejected",
+        "rejected_messages",
+        "replicas",
+        "resources",
+        "runtime",
+        "static",
         "static_body",
         "static_groups",
-        "static_rejections",
-        "static_scores",
         "static_total",
         "tenant",
-        "transfer",
         "unresolvable",
     )
 
     def __init__(self, key: tuple[Any, ...], spec: JobCreate, priority: int | None) -> None:
-        self.key = key
-        self.spec = spec
-        self.tenant = spec.tenant
+        self.key: tuple[Any, ...] = key
+        self.tenant: str = key[0]
         self.priority = priority
-        self.demand = demand_vector(spec)
-        self.demand_list = [float(x) for x in self.demand]
+        self.priority_class = spec.priority_class
+        self.inputs: tuple[str, ...] = key[2]
+        self.ckey: Any = key[3]  # the constraints as JSON, () when there are none
+        self.resources: tuple[float, float, int] = (key[4], key[5], key[6])
+        self.replicas: int = spec.replicas
+        cpu, memory_gib, gpu = self.resources
+        replicas = self.replicas
+        self.delay_tolerant = spec.delay_tolerant
+        self.runtime = spec.expected_runtime_s  # the estimate of the first job of the shape
+        # the gang's demand (``demand_vector``) as floats; the array when first asked for
+        self.demand_list: tuple[float, float, float] = (
+            float(cpu * replicas),
+            float(memory_gib * replicas),
+            float(gpu * replicas),
+        )
+        self._demand: FloatArray | None = None
         self.gen = -1
         self.failed_cycle = -1
-        self.info: JobInfo | None = None
-        self.idx: IntArray = np.zeros(0, dtype=np.intp)
-        self.cap_rows: FloatArray = np.zeros((0, 3))
-        self.feasible_static: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)
-        self.static_total: FloatArray = np.zeros(0)
-        self.static_scores: list[tuple[str, float, FloatArray]] = []
-        # (plugin, cluster indices it rejected first, their codes, its messages); Rejection
-        # objects are built only when a full Decision is asked for.
-        self.static_rejections: list[tuple[str, IntArray, npt.NDArray[np.int16], list[str]]] = []
-        self.transfer: tuple[FloatArray, FloatArray] | None = None
+        self.idx: IntArray = _EMPTY_IDX
+        self.cap_rows: FloatArray = _EMPTY_ROWS
+        self.cap_cpu: FloatArray = _EMPTY_F  # cap_rows' columns, contiguous
+        self.cap_mem: FloatArray = _EMPTY_F
+        self.static_total: FloatArray = _EMPTY_F
+        # rows over ``idx``: the total, each static score (``layout``: their names and
+        # weights), then, with ``has_transfer``, the transfer seconds and bytes, and, with
+        # ``input_sizes``, the bits of the inputs moved to each cluster
+        self.static: FloatArray = _EMPTY_STATIC
+        self.layout: tuple[tuple[str, float], ...] = ()
+        self.has_transfer = False
+        self._inputs_of: tuple[list[float], list[int]] | None = None  # table sizes, input rows
+        self.rejected: npt.NDArray[np.uint16] = _EMPTY_U16
+        self.rejected_messages: Sequence[list[str]] = ()
         self.best_transfer_s = 0.0  # the least input-transfer time over ``idx``
         self.unresolvable = True
         self.static_groups: tuple[int, dict[tuple[str, str], list[str]]] | None = None
@@ -202,25 +334,122 @@ class Shape:
         # Failover: the cluster the job was on when it failed (None for a first placement) and
         # the positions, in ``idx``, of that cluster's designated backups in policy order.
         self.origin: str | None = None
-        self.backup_pos: list[int] = []
+        self.backup_pos: Sequence[int] = ()
+
+    @property
+    def input_sizes(self) -> list[float] | None:
+        """The sizes of the inputs present, in input order, when ``static`` has the moved bits."""
+        of = self._inputs_of
+        return None if of is None else [of[0][r] for r in of[1]]
+
+    @property
+    def demand(self) -> FloatArray:
+        """The gang's whole demand (cpu, memory GiB, gpu)."""
+        d = self._demand
+        if d is None:
+            d = self._demand = np.array(self.demand_list, dtype=np.float64)
+        return d
+
+    @property
+    def constraints(self) -> Constraints:
+        return Constraints.model_validate_json(self.ckey) if self.ckey != () else _NO_CONSTRAINTS
+
+    @property
+    def spec(self) -> JobCreate:
+        """A spec with the shape's fields (for plugins), built on demand and not kept."""
+        cpu, memory_gib, gpu = self.resources
+        return _SPEC_TEMPLATE.model_copy(
+            update={
+                "tenant": self.tenant,
+                "priority": self.priority if self.priority is not None else 100,
+                "priority_class": self.priority_class,
+                "resources": Resources(cpu=cpu, memory_gib=memory_gib, gpu=gpu),
+                "replicas": self.replicas,
+                "inputs": list(self.inputs),
+                "constraints": self.constraints,
+                "delay_tolerant": self.delay_tolerant,
+                "expected_runtime_s": self.runtime,
+            }
+        )
+
+    @property
+    def static_scores(self) -> list[tuple[str, float, FloatArray]]:
+        """Each static score plugin's (name, weight, scores over ``idx``)."""
+        static = self.static
+        return [(name, w, static[1 + p]) for p, (name, w) in enumerate(self.layout)]
+
+    @property
+    def transfer(self) -> tuple[FloatArray, FloatArray] | None:
+        """(seconds, bytes) to bring the inputs to each of ``idx``, when locality scores."""
+        if not self.has_transfer:
+            return None
+        P = len(self.layout)
+        return self.static[P + 1], self.static[P + 2]
+
+    @property
+    def feasible_static(self) -> npt.NDArray[np.bool_]:
+        """Per cluster: every static filter passes."""
+        out: npt.NDArray[np.bool_] = self.rejected == 0
+        return out
+
+
+_EMPTY_IDX: IntArray = np.zeros(0, dtype=np.intp)
+_EMPTY_ROWS: FloatArray = np.zeros((0, 3))
+_EMPTY_F: FloatArray = np.zeros(0)
+_EMPTY_U16: npt.NDArray[np.uint16] = np.zeros(0, dtype=np.uint16)
+_EMPTY_STATIC: FloatArray = np.zeros((1, 0))
+SHAPE_CACHE = 50_000  # shapes kept for reuse (least recently used evicted)
+# The cyclic garbage collector's thresholds for a controller process (``tune_gc``).
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """A scheduling cycle allocates a few hundred thousand short-lived containers (queue items,
+    decisions, rows); with CPython's default thresholds (700, 10, 10) the collector runs
+    hundreds of times per cycle and its older generations walk every long-lived object (the
+    shapes, the caches, the ledger): a fifth of a cycle's time on the mixed queue. Freeze
+    what exists at start-up (modules, policies, topology: never garbage) and collect the
+    young generation every 100,000 allocations instead (cycles of garbage are rare here;
+    reference counting frees the rest at once). The service calls this when its loops start;
+    ``make bench`` calls it as the leader would. Once per process."""
+    global _GC_TUNED
+    if _GC_TUNED:
+        return
+    _GC_TUNED = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+_GC_TUNED = False
+
+
+COMPONENT_CACHE = 50_000  # per plugin: static results by what they depend on
 
 
 class ShapeTable:
-    """Interns shapes, so a million pending jobs share a few thousand spec objects."""
+    """Interns shapes, so jobs with equal keys share one spec summary and its static results.
+    Bounded (``maxsize``, least recently used evicted): a job keeps its shape while it is
+    queued; an evicted shape is made again, and evaluated again, when its key comes back."""
 
-    def __init__(self, quota: QuotaPolicy | None = None) -> None:
+    def __init__(self, quota: QuotaPolicy | None = None, maxsize: int = SHAPE_CACHE) -> None:
         self.quota = quota
-        self.shapes: dict[tuple[Any, ...], Shape] = {}
+        self.shapes = LRU(maxsize)
 
     def intern(self, spec: JobCreate, origin: str | None = None) -> Shape:
         """``origin``: the failed cluster a re-placed job comes from (failover backup groups)."""
         priority = effective_priority(spec, self.quota)
         key = (*shape_key(spec, priority), origin if spec.failover.policy == "backup-group" else None)
-        shape = self.shapes.get(key)
+        shapes = self.shapes
+        shape: Shape | None = shapes.get(key)
         if shape is None:
-            shape = self.shapes[key] = Shape(key, spec, priority)
+            shape = Shape(key, spec, priority)
             shape.origin = key[-1]
+            shapes.put(key, shape)
         return shape
+
+    def __len__(self) -> int:
+        return len(self.shapes)
 
 
 @dataclass(slots=True)
@@ -235,16 +464,29 @@ class Running:
     attempt: int = 1
 
 
+Item = tuple[str, int, int, "Shape", float]  # job id, sequence, attempt, shape, runtime estimate
+
+
 @dataclass(slots=True)
 class PendingQueue:
-    """Pending jobs as (job id, sequence, attempt, shape), bucketed by (priority, tenant), FIFO
-    inside a bucket. Memory per job is one small tuple plus the id: shapes are shared."""
+    """Pending jobs as (job id, sequence, attempt, shape, runtime estimate), bucketed by
+    (priority, tenant), FIFO inside a bucket. Memory per job is one small tuple plus the id:
+    jobs of equal keys share their shape."""
 
-    buckets: dict[tuple[int, str], deque[tuple[str, int, int, Shape]]] = field(default_factory=dict)
+    buckets: dict[tuple[int, str], deque[Item]] = field(default_factory=dict)
     count: int = 0
     seq: int = 0
 
-    def push(self, job_id: str, shape: Shape, attempt: int = 1, seq: int | None = None) -> None:
+    def push(
+        self,
+        job_id: str,
+        shape: Shape,
+        attempt: int = 1,
+        seq: int | None = None,
+        runtime: float | None = None,
+    ) -> None:
+        """``runtime``: the job's own estimate (``expected_runtime_s``); without it, the estimate
+        of the shape's first job."""
         if seq is None:
             seq = self.seq
         self.seq = max(self.seq, seq) + 1
@@ -252,7 +494,7 @@ class PendingQueue:
         bucket = self.buckets.get((prio, shape.tenant))
         if bucket is None:
             bucket = self.buckets[(prio, shape.tenant)] = deque()
-        bucket.append((job_id, seq, attempt, shape))
+        bucket.append((job_id, seq, attempt, shape, shape.runtime if runtime is None else runtime))
         self.count += 1
 
     def __len__(self) -> int:
@@ -261,6 +503,11 @@ class PendingQueue:
     def drain_ordered(self, book: QuotaBook, limit: int) -> Iterator[tuple[str, int, int, Shape]]:
         """Pop up to ``limit`` jobs: highest priority first, then the tenant with the lowest
         dominant share *at the moment of popping* (the caller admits as it goes), then FIFO."""
+        for item in self.drain(book, limit):
+            yield item[:4]
+
+    def drain(self, book: QuotaBook, limit: int) -> Iterator[Item]:
+        """``drain_ordered`` with the runtime estimates."""
         heap: list[tuple[int, float, int, str]] = []
         for (prio, tenant), bucket in self.buckets.items():
             if bucket:
@@ -281,18 +528,33 @@ class PendingQueue:
             if bucket:
                 heapq.heappush(heap, (nprio, book.dominant_share(tenant), bucket[0][1], tenant))
 
-    def requeue(self, items: Iterable[tuple[str, int, int, Shape]]) -> None:
-        """Put back jobs that were popped but not placed, keeping their place in line."""
-        by_bucket: dict[tuple[int, str], list[tuple[str, int, int, Shape]]] = {}
+    def take_all(self) -> list[Item]:
+        """Pop every queued job (in no particular order)."""
+        out: list[Item] = []
+        for bucket in self.buckets.values():
+            out.extend(bucket)
+            bucket.clear()
+        self.count = 0
+        return out
+
+    def requeue(self, items: Iterable[Item]) -> None:
+        """Put back jobs that were popped but not placed, keeping their place in line. They were
+        popped from the buckets' fronts, so they usually go back in front as they are (no
+        merge over the whole bucket: the cost does not grow with the queue)."""
+        by_bucket: dict[tuple[int, str], list[Item]] = {}
         for it in items:
             shape = it[3]
             prio = shape.priority if shape.priority is not None else -1
             by_bucket.setdefault((prio, shape.tenant), []).append(it)
         for key, its in by_bucket.items():
             bucket = self.buckets.setdefault(key, deque())
-            merged = sorted([*its, *bucket], key=lambda x: x[1])
-            bucket.clear()
-            bucket.extend(merged)
+            its.sort(key=lambda x: x[1])
+            if not bucket or its[-1][1] < bucket[0][1]:
+                bucket.extendleft(reversed(its))
+            else:
+                merged = sorted([*its, *bucket], key=lambda x: x[1])
+                bucket.clear()
+                bucket.extend(merged)
             self.count += len(its)
 
 
@@ -336,6 +598,7 @@ class CompactDecision:
         job_reason: tuple[str, str] | None = None,
         victims: list[Victim] | None = None,
         t: float = 0.0,
+        epoch: int = 0,
     ) -> None:
         self.ctx = ctx
         self.job_id = job_id
@@ -345,9 +608,9 @@ class CompactDecision:
         self.chosen = chosen  # cluster index, -1 when none
         self.free_rows = free_rows  # free capacity of shape.idx when decided
         self.job_reason = job_reason  # (plugin, reason) rejecting every cluster (quota)
-        self.victims = victims or []
+        self.victims: Sequence[Victim] = victims if victims else ()
         self.t = t or time.time()
-        self.epoch = 0
+        self.epoch = epoch
 
     @property
     def cluster(self) -> str | None:
@@ -356,6 +619,16 @@ class CompactDecision:
     @property
     def demand(self) -> FloatArray:
         return self.shape.demand
+
+    def moved_bytes(self) -> float:
+        """The input bytes the placement moves over the WAN to the chosen cluster (0.0 when
+        unplaced or when locality does not score). ``shape.transfer`` is over ``shape.idx``."""
+        transfer = self.shape.transfer
+        if self.chosen < 0 or transfer is None:
+            return 0.0
+        idx = self.shape.idx
+        pos = int(np.searchsorted(idx, self.chosen))
+        return float(transfer[1][pos]) if pos < len(idx) and idx[pos] == self.chosen else 0.0
 
     def rejection_groups(self) -> dict[tuple[str, str], list[str]]:
         """(plugin, reason) -> rejected cluster names, in recording order: the static filters'
@@ -468,9 +741,7 @@ class CompactDecision:
         if self.job_reason is None and self.free_rows is not None and len(shape.idx):
             mask = self.feasible_mask()
             rows = np.flatnonzero(mask)
-            per_plugin: list[tuple[str, float, FloatArray]] = [
-                (name, w, s[shape.idx]) for name, w, s in shape.static_scores
-            ]
+            per_plugin: list[tuple[str, float, FloatArray]] = list(shape.static_scores)
             for plugin, w in ctx.dynamic_scores:
                 kernel = plugin.score_free  # type: ignore[attr-defined]
                 per_plugin.append((plugin.NAME, w, kernel(self.free_rows, shape.cap_rows, shape.demand)))
@@ -487,8 +758,8 @@ class CompactDecision:
                         cluster=ctx.names[c],
                         total=round(float(total[j]), 3),
                         scores={name: round(float(s[j]), 3) for name, _, s in per_plugin},
-                        transfer_bytes=float(moved[c]) if moved is not None else 0.0,
-                        transfer_seconds=round(float(seconds[c]), 3) if seconds is not None else 0.0,
+                        transfer_bytes=float(moved[j]) if moved is not None else 0.0,
+                        transfer_seconds=round(float(seconds[j]), 3) if seconds is not None else 0.0,
                     )
                 )
             feasible.sort(key=lambda cs: (-cs.total, ctx.index[cs.cluster]))
@@ -510,13 +781,145 @@ class BatchResult:
     decisions: list[CompactDecision]
     scheduled: int
     victims: list[Victim]
-    unplaced: list[tuple[str, int, int, Shape]]
+    unplaced: list[Item]
+
+
+class DatasetTable:
+    """Per data set of the snapshot generation, one row: the clusters a job reading it may not
+    run on (residency), the reason, its classification, and the time and bytes to bring it to
+    each cluster (locality). Row 0 is no data set: it pads jobs with fewer inputs. Rows are
+    added as data sets are first read; the owner starts a new table when the generation changes
+    or the table outgrows its bound."""
+
+    def __init__(self, snap: Snapshot, gen: int) -> None:
+        self.snap = snap
+        self.gen = gen
+        self.row: dict[str, int] = {}
+        n = snap.size
+        self.forbidden = np.zeros((64, n), dtype=bool)
+        self.seconds = np.zeros((64, n))
+        self.moved = np.zeros((64, n))
+        self.klass = np.zeros(64, dtype=np.int64)  # classification code, 0 for row 0
+        self.message: list[str] = [""]
+        self.sizes: list[float] = [0.0]
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.message) - 1
+
+    def _add(self, ds: DatasetRead) -> int:
+        r = len(self.message)
+        if r == len(self.klass):  # grow by doubling
+            self.forbidden = np.concatenate([self.forbidden, np.zeros_like(self.forbidden)])
+            self.seconds = np.concatenate([self.seconds, np.zeros_like(self.seconds)])
+            self.moved = np.concatenate([self.moved, np.zeros_like(self.moved)])
+            self.klass = np.concatenate([self.klass, np.zeros_like(self.klass)])
+        allowed, message = dataset_rule(ds, self.snap)
+        if allowed is not None:
+            self.forbidden[r] = ~allowed
+        self.seconds[r], self.moved[r] = dataset_transfer(ds, self.snap)
+        self.klass[r] = CLASS_CODES[ds.classification]
+        self.sizes.append(float(ds.size_bytes))
+        self.message.append(message)
+        self.row[ds.id] = r
+        return r
+
+    def rows(self, inputs: list[tuple[str, ...]]) -> tuple[IntArray, list[int], list[list[int]]]:
+        """Each job's inputs present in the snapshot as rows (jobs x most inputs, padded with
+        row 0), the jobs with an input the snapshot does not have, and the rows as lists."""
+        row, datasets = self.row, self.snap.datasets
+        missing: list[int] = []
+        lists: list[list[int]] = []
+        K = 1
+        for j, ids in enumerate(inputs):
+            out = []
+            for d in ids:
+                r = row.get(d)
+                if r is None:
+                    ds = datasets.get(d)
+                    if ds is None:
+                        missing.append(j)
+                        continue
+                    self.misses += 1
+                    r = self._add(ds)
+                else:
+                    self.hits += 1
+                out.append(r)
+            if len(out) > K:
+                K = len(out)
+            lists.append(out)
+        table = np.zeros((len(inputs), K), dtype=np.intp)
+        for j, out in enumerate(lists):
+            if out:
+                table[j, : len(out)] = out
+        return table, sorted(set(missing)), lists
+
+    def residency(self, ids: IntArray) -> tuple[CodeArray, list[list[str]]]:
+        codes, newly = first_forbidding(self.forbidden[ids])
+        message = self.message
+        lists: list[list[str]] = [_NO_MESSAGES] * len(ids)
+        for j in np.flatnonzero(newly.any(axis=1)).tolist():
+            lists[j] = [message[r] for r in ids[j][newly[j]].tolist()]
+        return codes, lists
+
+    def transfers(self, ids: IntArray) -> tuple[FloatArray, FloatArray]:
+        """``transfer_estimate`` for every job: the slowest input's time, the bytes summed in
+        input order."""
+        seconds = np.zeros((len(ids), self.snap.size))
+        moved = np.zeros((len(ids), self.snap.size))
+        for k in range(ids.shape[1]):
+            np.maximum(seconds, self.seconds[ids[:, k]], out=seconds)
+            moved += self.moved[ids[:, k]]
+        return seconds, moved
+
+    def moved_bits(self, ids: IntArray) -> npt.NDArray[np.uint8] | None:
+        """Per job and cluster, which inputs are moved there (bit k: input k), when a job has
+        at most eight inputs: the stored decisions keep the bytes moved as these bits."""
+        if ids.shape[1] > 8:
+            return None
+        bits = np.zeros((len(ids), self.snap.size), dtype=np.uint8)
+        for k in range(ids.shape[1]):
+            bits |= (self.moved[ids[:, k]] != 0).astype(np.uint8) << k
+        return bits
+
+    def class_keys(self, ids: IntArray) -> list[int]:
+        """Each job's input classifications in order, as one integer (green's cache key)."""
+        codes = self.klass[ids]
+        weights = 4 ** np.arange(ids.shape[1], dtype=np.int64)
+        out: list[int] = (codes * weights).sum(axis=1).tolist()
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        asked = self.hits + self.misses
+        return {
+            "size": len(self),
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hits / asked, 4) if asked else None,
+        }
+
+
+_NO_MESSAGES: list[str] = []
+CLASS_CODES = {c: k for k, c in enumerate(Classification, start=1)}
 
 
 class BatchScheduler:
-    """Wraps a ``Scheduler``'s ordered plugin lists for batch cycles (see the module docstring)."""
+    """Wraps a ``Scheduler``'s ordered plugin lists for batch cycles (see the module docstring).
 
-    def __init__(self, scheduler: Scheduler, quota: QuotaPolicy | None = None) -> None:
+    ``caches=False`` evaluates every shape through the plugins one by one and decides each job
+    with the plugins' own kernels: the reference the cached, vectorised path is tested against
+    (tests/scheduler/test_parity.py)."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        quota: QuotaPolicy | None = None,
+        *,
+        caches: bool = True,
+        shape_cache: int = SHAPE_CACHE,
+        component_cache: int = COMPONENT_CACHE,
+    ) -> None:
         self.scheduler = scheduler
         self.quota = quota
         self.static_filters: list[FilterPlugin] = []
@@ -530,7 +933,28 @@ class BatchScheduler:
         for s, w in scheduler.scores:
             (self.dynamic_scores if is_dynamic(s) else self.static_scores).append((s, w))
         self.score_order = {s.NAME: i for i, (s, _) in enumerate(scheduler.scores)}
-        self.shapes = ShapeTable(quota)
+        self.shapes = ShapeTable(quota, shape_cache)
+        self.caches = caches
+        # The cached path knows what each built-in static plugin reads of a job (its cache key);
+        # a plugin it does not know sends every shape through the per-shape path.
+        self.cached = (
+            caches
+            and all(type(f) in FILTER_KEYS for f in self.static_filters)
+            and all(type(sc) in SCORE_KEYS or type(sc) is LocalityScore for sc, _ in self.static_scores)
+        )
+        self.fused = (
+            caches
+            and [type(f) for f in self.dynamic_filters] == [CapacityFilter]
+            and [type(sc) for sc, _ in self.dynamic_scores] == [BalanceScore]
+        )
+        self._filter_caches = [LRU(component_cache) for _ in self.static_filters]
+        self._score_caches = [LRU(component_cache) for _ in self.static_scores]
+        self._rows = LRU(component_cache)  # feasible mask -> (indices, capacity rows)
+        self.component_cache = component_cache
+        self._layout = tuple((sc.NAME, w) for sc, w in self.static_scores)
+        self._table: DatasetTable | None = None  # per data set: residency, transfers (per generation)
+        self.table_resets = 0
+        self._node_shapes: tuple[int, FloatArray] | None = None
         self.names: list[str] = []
         self.index: dict[str, int] = {}
         self.gen = 0
@@ -553,6 +977,21 @@ class BatchScheduler:
         self.locality_wait_max_s = scheduler.locality_wait_max_s
         self.waiting_since: dict[str, float] = {}
 
+    def cache_stats(self) -> dict[str, Any]:
+        """Size, bound and hit rate of every cache (``make bench`` reports them)."""
+        out: dict[str, Any] = {"shapes": self.shapes.shapes.stats()}
+        for f, c in zip(self.static_filters, self._filter_caches, strict=True):
+            out[f"filter.{f.NAME}"] = c.stats()
+        for (sc, _), c in zip(self.static_scores, self._score_caches, strict=True):
+            out[f"score.{sc.NAME}"] = c.stats()
+        out["datasets"] = {
+            **(self._table.stats() if self._table is not None else {}),
+            "max": self.component_cache,
+            "resets": self.table_resets,
+        }
+        out["feasible_rows"] = self._rows.stats()
+        return out
+
     # ---- static, once per shape and snapshot generation -----------------------------------
     def _refresh(self, snap: Snapshot) -> None:
         fp = (
@@ -569,54 +1008,244 @@ class BatchScheduler:
             self.gen += 1
             self.names = snap.names
             self.index = snap.index
+            # Component results hold for one generation (they read the snapshot).
+            for c in (*self._filter_caches, *self._score_caches, self._rows):
+                c.clear()
+
+    @staticmethod
+    def _info(shape: Shape, snap: Snapshot) -> JobInfo:
+        inputs: list[DatasetRead] = [snap.datasets[d] for d in shape.inputs if d in snap.datasets]
+        missing = [d for d in shape.inputs if d not in snap.datasets]
+        return JobInfo(id=None, spec=shape.spec, inputs=inputs, missing_inputs=missing)
+
+    def _finish(
+        self,
+        shapes: list[Shape],
+        snap: Snapshot,
+        feasible: npt.NDArray[np.bool_],
+        M: FloatArray,
+        sizes: list[float] | None = None,
+        rows_of: list[list[int]] | None = None,
+    ) -> None:
+        """Store each shape's static results from its row of ``feasible`` (shapes x clusters)
+        and of ``M`` (shapes x results x clusters: the weighted total, each static score, then
+        the transfer seconds and bytes when locality scores, then the bits of the inputs moved
+        with ``sizes``, the data-set table's sizes, and ``rows_of``, each shape's input rows),
+        over its feasible clusters."""
+        layout = self._layout
+        P = len(layout)
+        has_transfer = M.shape[1] > P + 1
+        rows_cache = self._rows if self.caches else None
+        capacity = snap.capacity
+        if has_transfer:
+            best = np.where(feasible, M[:, P + 1], np.inf).min(axis=1)
+        gen = self.gen
+        for j, shape in enumerate(shapes):
+            f = feasible[j]
+            key = f.tobytes()
+            rows = rows_cache.get(key) if rows_cache is not None else None
+            if rows is None:
+                idx = np.flatnonzero(f)
+                cap_rows = capacity[idx]
+                rows = (idx, cap_rows, cap_rows[:, 0].copy(), cap_rows[:, 1].copy())
+                if rows_cache is not None:
+                    rows_cache.put(key, rows)
+            idx = rows[0]
+            shape.idx, shape.cap_rows, shape.cap_cpu, shape.cap_mem = rows
+            static = M[j][:, idx]
+            shape.static = static
+            shape.static_total = static[0]
+            shape.layout = layout
+            shape.has_transfer = has_transfer
+            shape.best_transfer_s = float(best[j]) if has_transfer and len(idx) else 0.0
+            shape._inputs_of = None if sizes is None or rows_of is None else (sizes, rows_of[j])
+            if shape.origin is not None:
+                backup_pos = []
+                position = {int(c): k for k, c in enumerate(idx)}
+                for b in self.backups.get(shape.origin, ()):
+                    k = position.get(snap.index.get(b, -1))
+                    if k is not None:
+                        backup_pos.append(k)
+                shape.backup_pos = backup_pos
+            elif shape.backup_pos:
+                shape.backup_pos = ()
+            shape.gen = gen
 
     def evaluate_static(self, shape: Shape, snap: Snapshot) -> None:
-        spec = shape.spec
-        inputs: list[DatasetRead] = [snap.datasets[d] for d in spec.inputs if d in snap.datasets]
-        missing = [d for d in spec.inputs if d not in snap.datasets]
-        info = JobInfo(id=None, spec=spec, inputs=inputs, missing_inputs=missing)
+        """One shape through every static plugin (the reference path)."""
+        info = self._info(shape, snap)
         state = CycleState()
         n = snap.size
         feasible = np.ones(n, dtype=bool)
-        rejected: list[tuple[str, IntArray, npt.NDArray[np.int16], list[str]]] = []
+        rejected = np.zeros(n, dtype=np.uint16)
+        messages: list[list[str]] = []
         unresolvable = True
-        for plugin in self.static_filters:
+        for p, plugin in enumerate(self.static_filters, start=1):
             result = plugin.filter(state, info, snap)
+            messages.append(list(result.messages))
             newly = (result.codes > 0) & feasible
             if newly.any():
-                where = np.flatnonzero(newly)
-                rejected.append((plugin.NAME, where, result.codes[where], list(result.messages)))
+                rejected[newly] = (p << 8) | result.codes[newly].astype(np.uint16)
                 if not result.unresolvable:
                     unresolvable = False
                 feasible &= ~newly
-        shape.info = info
-        shape.static_rejections = rejected
+        shape.rejected = rejected
+        shape.rejected_messages = messages
         shape.unresolvable = unresolvable
-        shape.feasible_static = feasible
-        shape.idx = np.flatnonzero(feasible)
-        shape.cap_rows = snap.capacity[shape.idx]
         total = np.zeros(n)
-        scores: list[tuple[str, float, FloatArray]] = []
+        rows = [total]
         for scorer, weight in self.static_scores:
-            s = scorer.score(state, info, snap, feasible)
-            scores.append((scorer.NAME, weight, s))
-            total += weight * s
-        shape.static_scores = scores
-        shape.static_total = total[shape.idx]
-        shape.transfer = state.get(LOCALITY)
-        shape.best_transfer_s = (
-            float(shape.transfer[0][shape.idx].min())
-            if shape.transfer is not None and len(shape.idx)
-            else 0.0
+            sc = scorer.score(state, info, snap, feasible)
+            rows.append(sc)
+            total += weight * sc
+        transfer = state.get(LOCALITY)
+        if transfer is not None:
+            rows.extend(transfer)
+        self._finish([shape], snap, feasible[None, :], np.stack(rows)[None, :, :])
+
+    def evaluate_many(self, shapes: list[Shape], snap: Snapshot) -> None:
+        """The static results of many shapes at once, equal to ``evaluate_static`` shape by
+        shape. What a plugin's result depends on is computed once per distinct value of it:
+        residency rules and transfer estimates per data set (a table per generation, combined
+        per job), constraints by the constraints, green by delay tolerance and the inputs'
+        classes, health once; the gang fit, the first rejections, the locality normalisation
+        and the weighted sums run over shapes x clusters in numpy."""
+        if not self.cached:
+            for shape in shapes:
+                self.evaluate_static(shape, snap)
+            return
+        J, n = len(shapes), snap.size
+        table = self._dataset_table(snap)
+        ids, missing, input_rows = table.rows([shape.inputs for shape in shapes])
+        feasible = np.ones((J, n), dtype=bool)
+        rejected = np.zeros((J, n), dtype=np.uint16)
+        resolvable = np.zeros(J, dtype=bool)
+        per_plugin: list[list[list[str]]] = []
+        for p, (plugin, cache) in enumerate(zip(self.static_filters, self._filter_caches, strict=True), 1):
+            kind = type(plugin)
+            lists: list[list[str]]
+            if kind is ResidencyFilter:
+                codes, lists = table.residency(ids)
+                for j in missing:
+                    gone = next(d for d in shapes[j].inputs if d not in snap.datasets)
+                    codes[j] = 1
+                    lists[j] = [REASON_MISSING.format(id=gone)]
+                plugin_unresolvable: npt.NDArray[np.bool_] | bool = True
+            elif kind is GangFilter:
+                demand = np.array([shape.demand_list for shape in shapes]).reshape(J, 3)
+                per_replica = np.array([shape.resources for shape in shapes], dtype=np.float64).reshape(J, 3)
+                codes = gang_many(per_replica, demand, self._nodes(snap), snap.capacity)
+                lists = [GANG_MESSAGES] * J
+                plugin_unresolvable = True
+            else:  # health, constraints: once per distinct key
+                key_of = FILTER_KEYS[kind]
+                results, inv = self._by_key(
+                    cache,
+                    [key_of(shape) for shape in shapes],
+                    lambda j, plugin=plugin: plugin.filter(CycleState(), self._info(shapes[j], snap), snap),  # type: ignore[misc]
+                )
+                codes = np.stack([r.codes for r in results])[inv]
+                lists = [results[i].messages for i in inv.tolist()]
+                plugin_unresolvable = np.array([r.unresolvable for r in results], dtype=bool)[inv]
+            if any(len(m) > 255 for m in lists):  # the packed code holds 255 reasons a plugin
+                for one in shapes:
+                    self.evaluate_static(one, snap)
+                return
+            newly = (codes > 0) & feasible
+            if newly.any():
+                rejected += newly * ((p << 8) | codes).astype(np.uint16)
+                resolvable |= newly.any(axis=1) & ~np.asarray(plugin_unresolvable)
+                feasible &= ~newly
+            per_plugin.append(lists)
+        P = len(self.static_scores)
+        seconds: FloatArray | None = None
+        moved: FloatArray | None = None
+        if any(type(sc) is LocalityScore for sc, _ in self.static_scores):
+            seconds, moved = table.transfers(ids)
+        bits = table.moved_bits(ids) if seconds is not None else None
+        # shapes x results x clusters: each shape's results side by side (``_finish`` takes a
+        # shape's block at once)
+        M = np.empty((J, 1 + P + (2 if seconds is not None else 0) + (1 if bits is not None else 0), n))
+        total = np.zeros((J, n))
+        for p, ((scorer, w), cache) in enumerate(zip(self.static_scores, self._score_caches, strict=True), 1):
+            score_kind: type = type(scorer)
+            if score_kind is LocalityScore:
+                assert seconds is not None and moved is not None
+                sc = 0.5 * _normalize_rows(seconds, feasible) + 0.5 * _normalize_rows(moved, feasible)
+            else:
+                if score_kind is GreenScore:  # it reads delay tolerance and the inputs' classifications
+                    keys: list[Any] = [
+                        (shape.delay_tolerant, k)
+                        for shape, k in zip(shapes, table.class_keys(ids), strict=True)
+                    ]
+                else:  # ConstraintsPlugin: the constraints
+                    keys = [shape.ckey for shape in shapes]
+                scored, inv = self._by_key(
+                    cache,
+                    keys,
+                    lambda j, scorer=scorer: scorer.score(  # type: ignore[misc]
+                        CycleState(), self._info(shapes[j], snap), snap, np.ones(n, dtype=bool)
+                    ),
+                )
+                sc = np.stack(scored)[inv]
+            M[:, p] = sc
+            total += w * sc
+        if seconds is not None and moved is not None:
+            M[:, P + 1] = seconds
+            M[:, P + 2] = moved
+        if bits is not None:
+            M[:, P + 3] = bits
+        unresolvable = (~resolvable).tolist()
+        for j, shape in enumerate(shapes):
+            shape.rejected = rejected[j].copy()
+            shape.rejected_messages = [lists[j] for lists in per_plugin]
+            shape.unresolvable = unresolvable[j]
+        M[:, 0] = total
+        sizes = table.sizes
+        self._finish(
+            shapes,
+            snap,
+            feasible,
+            M,
+            sizes if bits is not None else None,
+            input_rows,
         )
-        shape.backup_pos = []
-        if shape.origin is not None:
-            position = {int(c): j for j, c in enumerate(shape.idx)}
-            for b in self.backups.get(shape.origin, ()):
-                j = position.get(snap.index.get(b, -1))
-                if j is not None:
-                    shape.backup_pos.append(j)
-        shape.gen = self.gen
+
+    @staticmethod
+    def _by_key(cache: LRU, keys: list[Any], compute: Callable[[int], Any]) -> tuple[list[Any], IntArray]:
+        """The result for each distinct key (from ``cache``, or ``compute(j)`` for the first
+        shape ``j`` with that key) and each shape's position among them."""
+        position: dict[Any, int] = {}
+        firsts: list[int] = []
+        inv: list[int] = []
+        for j, k in enumerate(keys):
+            i = position.get(k)
+            if i is None:
+                i = position[k] = len(firsts)
+                firsts.append(j)
+            inv.append(i)
+        results: list[Any] = []
+        for k, j in zip(position, firsts, strict=True):
+            r = cache.get(k)
+            if r is None:
+                r = compute(j)
+                cache.put(k, r)
+            results.append(r)
+        return results, np.array(inv, dtype=np.intp)
+
+    def _dataset_table(self, snap: Snapshot) -> DatasetTable:
+        t = self._table
+        if t is None or t.gen != self.gen or len(t) > self.component_cache:
+            if t is not None and t.gen == self.gen:
+                self.table_resets += 1
+            t = self._table = DatasetTable(snap, self.gen)
+        return t
+
+    def _nodes(self, snap: Snapshot) -> FloatArray:
+        nodes = self._node_shapes
+        if nodes is None or nodes[0] != self.gen:
+            nodes = self._node_shapes = (self.gen, node_matrix(snap))
+        return nodes[1]
 
     # ---- the cycle ----------------------------------------------------------------------------
     def run(
@@ -649,7 +1278,7 @@ class BatchScheduler:
         for c_h, d_h, _ in holds.values():
             held[c_h] += d_h
         decisions: list[CompactDecision] = []
-        unplaced: list[tuple[str, int, int, Shape]] = []
+        unplaced: list[Item] = []
         victims_all: list[Victim] = []
         dyn_filters = [f.fits for f in self.dynamic_filters]  # type: ignore[attr-defined]
         dyn_scores = [(s.score_free, w) for s, w in self.dynamic_scores]  # type: ignore[attr-defined]
@@ -666,12 +1295,17 @@ class BatchScheduler:
         neg_inf = -np.inf
         if len(self.fail_counts) > 10 * max(limit, len(queue)):
             self.fail_counts.clear()  # forget jobs that left the queue another way (cancelled)
-        source: Iterable[tuple[str, int, int, Shape]]
+        source: Iterable[Item]
         if self.order == ORDER_CONSTRAINED_FIRST:
-            items = list(queue.drain_ordered(book, limit))
+            # The order below is total (the sequence breaks every tie), so when every queued job
+            # is taken the order they leave the queue in does not matter: take them at once.
+            items = queue.take_all() if len(queue) <= limit else list(queue.drain(book, limit))
+            to_evaluate: dict[int, Shape] = {}
             for item in items:
                 if item[3].gen != gen:
-                    self.evaluate_static(item[3], snap)
+                    to_evaluate[id(item[3])] = item[3]
+            if to_evaluate:
+                self.evaluate_many(list(to_evaluate.values()), snap)
             share = book.dominant_share
             waited = self.fail_counts
             items.sort(
@@ -680,17 +1314,22 @@ class BatchScheduler:
                     it[0] not in waited,
                     len(it[3].idx),
                     share(it[3].tenant),
-                    it[3].spec.expected_runtime_s,
+                    it[4],
                     it[1],
                 )
             )
             source = items
         else:  # live DRF: shares move as the loop admits jobs
-            source = queue.drain_ordered(book, limit)
+            source = queue.drain(book, limit)
+        fused = self.fused
+        if fused:
+            w_balance = self.dynamic_scores[0][1]
+            w_balance_one = w_balance == 1.0  # 1.0 * x is x: skip the product
+        minimum, maximum, where = np.minimum, np.maximum, np.where
         for item in source:
-            job_id, _, attempt, shape = item
+            job_id, _, attempt, shape, _ = item
             if shape.gen != gen:
-                self.evaluate_static(shape, snap)
+                self.evaluate_many([shape], snap)
             demand = shape.demand
             idx = shape.idx
             if not len(idx):
@@ -717,12 +1356,26 @@ class BatchScheduler:
                 continue
             cap_rows = shape.cap_rows
             ok = None
-            for fits in dyn_filters:
-                m = fits(rows, cap_rows, demand)
-                ok = m if ok is None else ok & m
+            if fused:
+                # capacity fits and the balance score in one pass, with the plugins' arithmetic:
+                # free >= demand on every resource is (free - demand) >= 0 on every resource.
+                # Element by element: reductions over an axis of two or three cost more than
+                # the arithmetic.
+                after = rows - demand
+                left_cpu, left_mem = after[:, 0], after[:, 1]
+                ok = minimum(minimum(left_cpu, left_mem), after[:, 2]) >= 0.0
+                balance = (
+                    minimum(maximum(minimum(left_cpu / shape.cap_cpu, left_mem / shape.cap_mem), 0.0), 1.0)
+                    * 100.0
+                )
+                fused_total = shape.static_total + (balance if w_balance_one else w_balance * balance)
+            else:
+                for fits in dyn_filters:
+                    m = fits(rows, cap_rows, demand)
+                    ok = m if ok is None else ok & m
             job_reason = None
             if shape.priority is None:
-                job_reason = (QUOTA, REASON_UNKNOWN_CLASS.format(name=shape.spec.priority_class))
+                job_reason = (QUOTA, REASON_UNKNOWN_CLASS.format(name=shape.priority_class))
                 status = Code.UnschedulableAndUnresolvable.value
             elif quota_check is not None:
                 why, never = quota_check(shape.tenant, shape.demand_list)
@@ -738,7 +1391,13 @@ class BatchScheduler:
                 unplaced.append(item)
                 continue
             victims: list[Victim] = []
-            if ok is not None and not ok.any():
+            if fused:
+                assert ok is not None
+                best = int(where(ok, fused_total, neg_inf).argmax())
+                none_fits = not ok[best]
+            else:
+                none_fits = ok is not None and not ok.any()
+            if none_fits:
                 chosen = -1
                 if preempt_on and running is not None:
                     chosen, victims = self._preempt(shape, job_id, free, running, book)
@@ -755,11 +1414,17 @@ class BatchScheduler:
                 rows = free[idx]
                 ok = np.zeros(len(idx), dtype=bool)
                 ok[np.searchsorted(idx, chosen)] = True
-            total = shape.static_total
-            for score_free, w in dyn_scores:
-                total = total + w * score_free(rows, cap_rows, demand)
-            if ok is not None:
-                total = np.where(ok, total, neg_inf)
+                fused_preempted = True
+            else:
+                fused_preempted = False
+            if fused and not fused_preempted:
+                total = None
+            else:
+                total = shape.static_total
+                for score_free, w in dyn_scores:
+                    total = total + w * score_free(rows, cap_rows, demand)
+                if ok is not None:
+                    total = np.where(ok, total, neg_inf)
             c = -1
             if shape.backup_pos:  # failover: the first designated backup that is feasible now
                 for pos in shape.backup_pos:
@@ -767,9 +1432,10 @@ class BatchScheduler:
                         c = int(idx[pos])
                         break
             if c < 0:
-                c = int(idx[total.argmax()])
-                if wait_max > 0 and shape.transfer is not None and not victims and job_id is not None:
-                    extra = float(shape.transfer[0][c]) - shape.best_transfer_s
+                pos = best if total is None else int(total.argmax())
+                c = int(idx[pos])
+                if wait_max > 0 and shape.has_transfer and not victims and job_id is not None:
+                    extra = float(shape.static[len(shape.layout) + 1][pos]) - shape.best_transfer_s
                     if extra > 0:
                         since = waiting_since.setdefault(job_id, now)
                         if now - since < min(extra, wait_max):
@@ -801,9 +1467,9 @@ class BatchScheduler:
                 running.setdefault(c, []).append(
                     Running(job_id, c, shape.priority or 0, demand, shape.tenant, attempt)
                 )
-            d = CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now)
-            d.epoch = epoch
-            decisions.append(d)
+            decisions.append(
+                CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now, epoch)
+            )
             if victims:
                 victims_all.extend(victims)
             scheduled += 1
@@ -854,18 +1520,26 @@ class BatchScheduler:
         reclaim = (
             self.quota is not None
             and self.quota.reclaim_borrowed
+            and (self.quota.default is not None or bool(self.quota.tenants))  # else nobody borrows
             and book.within_nominal(shape.tenant, shape.demand_list)
         )
         too_small: npt.NDArray[np.bool_] = np.asarray((shape.cap_rows < shape.demand).any(axis=1))
         best: tuple[tuple[int, int, int, int], int, list[Running]] | None = None
-        for j, c in enumerate(shape.idx):
+        lenders: dict[str, bool] = {}  # tenant -> borrowing (the book does not change in here)
+
+        def borrowing(tenant: str) -> bool:
+            b = lenders.get(tenant)
+            if b is None:
+                b = lenders[tenant] = book.borrowing(tenant)
+            return b
+
+        for j, c in enumerate(shape.idx.tolist()):
             if too_small[j]:
                 continue
-            c = int(c)
             eligible = [
                 r
                 for r in running.get(c, ())
-                if r.priority < prio or (reclaim and r.tenant != shape.tenant and book.borrowing(r.tenant))
+                if r.priority < prio or (reclaim and r.tenant != shape.tenant and borrowing(r.tenant))
             ]
             if not eligible:
                 continue

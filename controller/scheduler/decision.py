@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, model_validator
 
 COMPACT_FORMAT = "yiwang.decision.compact/1"
+COLUMNS_FORMAT = "yiwang.decision.columns/1"  # controller/scheduler/stored.py; needs "names"
 
 
 class ClusterScore(BaseModel):
@@ -42,6 +45,8 @@ class Decision(BaseModel):
         """The batch loop stores decisions compactly (see scheduler/batch.py); expand them."""
         if isinstance(data, dict) and data.get("format") == COMPACT_FORMAT:
             return expand_compact(data)
+        if isinstance(data, dict) and data.get("format") == COLUMNS_FORMAT:
+            return expand_columns(data)
         return data
 
 
@@ -69,6 +74,77 @@ def expand_compact(body: dict[str, Any]) -> dict[str, Any]:
         for plugin, reason, names in body.get("rejected", [])
         for name in names
     ]
+    keep = ("job_id", "attempt", "status", "cluster", "summary", "created_at", "epoch")
+    return {**{k: body[k] for k in keep if k in body}, "feasible": feasible, "rejected": rejected}
+
+
+_WIDTH = {"b": 1, "i": 4, "d": 8}
+_DTYPE = {"b": "u1", "i": "<i4", "d": "<f8"}
+
+
+def expand_columns(body: dict[str, Any]) -> dict[str, Any]:
+    """The full decision of a body in the columns format (``stored.py`` writes it); ``body``
+    carries its context (``names``, ``plugins``, ``cols``: the store adds them on read)."""
+    names: list[str] = body["names"]
+    n = len(names)
+    raw = body["bytes"] if "bytes" in body else base64.b64decode(body["b"])
+    wide = bool(body.get("wide"))
+    width = 2 if wide else 1
+    codes = np.frombuffer(raw[: n * width], dtype="<u2" if wide else "u1").astype(np.int64)
+    unlisted = 0xFFFF if wide else 255
+    shift, low = (8, 0xFF) if wide else (5, 31)
+    rej = body.get("rejected", [])
+    groups: dict[int, list[str]] = {}
+    for i, code in enumerate(codes.tolist()):
+        if code and code != unlisted:
+            groups.setdefault(code, []).append(names[i])
+    ordered = sorted(groups, key=lambda c: (c >> shift, names.index(groups[c][0])))
+    rejected: list[dict[str, str]] = []
+    for code in ordered:
+        plugin, messages = rej[(code >> shift) - 1]
+        reason = messages[(code & low) - 1]
+        rejected.extend({"cluster": c, "plugin": plugin, "reason": reason} for c in groups[code])
+    feasible: list[dict[str, Any]] = []
+    if body.get("listed"):
+        listed = [names[i] for i in np.flatnonzero(codes == 0).tolist()]
+        cols: str = body["cols"]
+        rec = np.frombuffer(
+            raw[n * width :], dtype=np.dtype([(f"c{i}", _DTYPE[t]) for i, t in enumerate(cols)])
+        )
+        values: list[list[float]] = []
+        for i, t in enumerate(cols):
+            col = rec[f"c{i}"]
+            values.append((col.astype(np.float64) if t in "bd" else col / 1000.0).tolist())
+        plugins: list[str] = body["plugins"]
+        P = len(plugins)
+        totals = values[P]
+        seconds = values[P + 1] if len(cols) > P + 1 else [0.0] * len(listed)
+        if len(cols) > P + 2:
+            if "sizes" in body:
+                sizes = [float(x) for x in body["sizes"]]
+                bits = rec[f"c{P + 2}"].tolist()
+                moved = []
+                for b in bits:
+                    v = 0.0
+                    for k, size in enumerate(sizes):
+                        v += size if (b >> k) & 1 else 0.0
+                    moved.append(v)
+            else:
+                moved = values[P + 2]
+        else:
+            moved = [0.0] * len(listed)
+        feasible = [
+            {
+                "cluster": c,
+                "total": totals[r],
+                "scores": {p: values[k][r] for k, p in enumerate(plugins)},
+                "transfer_bytes": moved[r],
+                "transfer_seconds": seconds[r],
+            }
+            for r, c in enumerate(listed)
+        ]
+        order = {c: i for i, c in enumerate(listed)}
+        feasible.sort(key=lambda f: (-f["total"], order[f["cluster"]]))
     keep = ("job_id", "attempt", "status", "cluster", "summary", "created_at", "epoch")
     return {**{k: body[k] for k in keep if k in body}, "feasible": feasible, "rejected": rejected}
 

@@ -81,7 +81,8 @@ class OursPlacer:
 
     def add(self, job: SimJob) -> None:
         self.by_id[job.trace.job_id] = job
-        self.queue.push(job.trace.job_id, self.batch.shapes.intern(job.spec))
+        spec = job.spec
+        self.queue.push(job.trace.job_id, self.batch.shapes.intern(spec), runtime=spec.expected_runtime_s)
 
     def place(self, free: np.ndarray, now: float) -> list[tuple[SimJob, int]]:
         self.snap.allocated = self.snap.capacity - free

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -44,6 +45,8 @@ jobs = Table(
 Index("ix_jobs_phase", jobs.c.phase)
 Index("ix_jobs_cluster_phase", jobs.c.cluster, jobs.c.phase)
 Index("ix_jobs_tenant", jobs.c.tenant)
+# The pending head in the order the scheduler reads it (migration 0006)
+Index("ix_jobs_pending_order", jobs.c.phase, jobs.c.priority.desc(), jobs.c.id)
 
 job_events = Table(
     "job_events",
@@ -73,6 +76,18 @@ decisions = Table(
     Column("body", JSON, nullable=False),
 )
 Index("ix_decisions_job_id", decisions.c.job_id)
+
+# What stored decisions share or hold in bulk (migration 0006; controller/scheduler/stored.py):
+# a cycle's context (body) and a cycle's packed columns (data), by key; a decision in the columns
+# format names its context and its slice of the data.
+decision_parts = Table(
+    "decision_parts",
+    metadata,
+    Column("key", String(32), primary_key=True),
+    Column("body", JSON, nullable=True),
+    Column("data", LargeBinary, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 
 clusters = Table(
     "clusters",

@@ -33,12 +33,14 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import orjson
 from sqlalchemy import (
     Connection,
+    DateTime,
     Engine,
     Text,
     bindparam,
@@ -170,6 +172,24 @@ def _json_loads(text: str | bytes) -> Any:
 
 
 JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
+
+
+def _memo(proc: Any) -> Any:
+    """A bind processor remembering its answers (for values many rows share: instants)."""
+    seen: dict[Any, Any] = {}
+    last: list[Any] = [seen, None]  # the last value and its answer (rows often share the object)
+
+    def process(value: Any) -> Any:
+        if value is last[0]:
+            return last[1]
+        key = (value, getattr(value, "tzinfo", None))  # equal instants in other zones differ
+        out = seen.get(key, seen)
+        if out is seen:
+            out = seen[key] = proc(value)
+        last[0], last[1] = value, out
+        return out
+
+    return process
 
 
 # SQLSTATEs that mean "this server cannot take the transaction now; another may": the whole
@@ -369,6 +389,7 @@ class Store:
         # SQLite allows one writer; serialising writers here avoids busy retries.
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._group_commit: GroupCommitter | None = None
+        self._contexts: dict[str, dict[str, Any]] = {}  # decision contexts read (immutable)
         if migrate:
             from controller.store.migrate import upgrade
 
@@ -427,28 +448,29 @@ class Store:
         fixed = compiled.params
         plan = []
         for name in names:
-            proc = compiled.binds[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            type_ = compiled.binds[name].type
+            proc = type_.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            if proc is not None and isinstance(type_, DateTime):
+                proc = _memo(proc)  # a cycle's rows share their instants
             plan.append((name, name in keys, proc))
-        rows = []
-        for p in params:
-            row = []
-            for name, given, proc in plan:
-                value = p[name] if given else fixed[name]
-                row.append(proc(value) if proc is not None else value)
-            rows.append(tuple(row))
+        # Column by column (the processors over whole columns), then zipped into rows.
+        columns: list[list[Any]] = []
+        for name, given, proc in plan:
+            values = [p[name] for p in params] if given else [fixed[name]] * len(params)
+            columns.append([proc(v) for v in values] if proc is not None else values)
         sql = compiled.string
         if not isinstance(stmt, Insert) or " VALUES (" not in sql or not names:
-            conn.exec_driver_sql(sql, rows)
+            conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
             return True
         # One multi-row INSERT per chunk instead of a statement step per row: the driver
         # releases and re-takes the GIL around every step, and in a busy API process each
         # re-take waits behind the event loop, all while this process holds the write lock.
         head, group = sql.split(" VALUES ", 1)
         per = max(1, min(500, SQLITE_MAX_VARIABLES // len(names)))
-        for k in range(0, len(rows), per):
-            chunk = rows[k : k + per]
-            flat = tuple(v for row in chunk for v in row)
-            conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk))}", flat)
+        for k in range(0, len(params), per):
+            chunk = [c[k : k + per] for c in columns]
+            flat = tuple(chain.from_iterable(zip(*chunk, strict=True)))
+            conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk[0]))}", flat)
         return True
 
     @contextmanager
@@ -896,6 +918,9 @@ class Store:
 
     # ---- decisions --------------------------------------------------------------------------
     def latest_decision(self, job_id: str) -> dict[str, Any] | None:
+        """The job's latest stored decision body. A body in the columns format gets what it
+        names: its context's fields (``names``, ``plugins``, ``cols``) and its slice of the
+        cycle's packed columns (``bytes``), as ``Decision.model_validate`` expands it."""
         q = (
             select(t.decisions.c.body)
             .where(t.decisions.c.job_id == job_id)
@@ -904,7 +929,49 @@ class Store:
         )
         with self.read() as conn:
             row = conn.execute(q).first()
-            return unpack_decision(dict(row[0])) if row else None
+            if row is None:
+                return None
+            body = unpack_decision(dict(row[0]))
+            key = body.get("ctx")
+            if isinstance(key, str):
+                context = self._contexts.get(key)
+                if context is None:
+                    stored = conn.execute(
+                        select(t.decision_parts.c.body).where(t.decision_parts.c.key == key)
+                    ).first()
+                    context = dict(stored[0]) if stored and stored[0] else {"names": []}
+                    if len(self._contexts) > 256:
+                        self._contexts.clear()
+                    self._contexts[key] = context
+                body = {**context, **body}
+            ref = body.get("blob")
+            if isinstance(ref, list) and len(ref) == 3:
+                part, offset, length = ref
+                data = conn.execute(
+                    select(func.substr(t.decision_parts.c.data, int(offset) + 1, int(length))).where(
+                        t.decision_parts.c.key == part
+                    )
+                ).scalar()
+                body["bytes"] = bytes(data or b"")
+            return body
+
+    def put_decision_parts(self, conn: Connection, parts: Sequence[dict[str, Any]]) -> None:
+        """Store a cycle's decision parts (``{key, body}`` contexts, ``{key, data}`` packed
+        columns) in ``conn``'s transaction; a context already stored (its key is its digest)
+        is left as it is."""
+        at = now()
+        for p in parts:
+            if "body" in p:
+                found = conn.execute(
+                    select(t.decision_parts.c.key).where(t.decision_parts.c.key == p["key"])
+                ).first()
+                if found is not None:
+                    continue
+            conn.execute(
+                insert(t.decision_parts).values(
+                    key=p["key"], body=p.get("body"), data=p.get("data"), created_at=at
+                )
+            )
 
     # ---- clusters ---------------------------------------------------------------------------
     def cluster_specs(
@@ -1102,6 +1169,28 @@ class Store:
             return version
 
     # ---- change feed: what another controller process changed -------------------------------
+    def max_audit_id(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.max(t.audit_log.c.id))).scalar() or 0)
+
+    def audit_after(self, after: int, actions: Sequence[str]) -> tuple[int, list[tuple[int, str, str, Any]]]:
+        """The highest audit id now, and the audit rows with an id above ``after`` (up to it)
+        whose action is one of ``actions``, as (id, action, target, detail), in id order (audit
+        rows are appended under a lock held to commit, so ids commit in order). The caller
+        continues from the highest id, not from its last match: the rows in between (mostly
+        placements) are not scanned again at every sync."""
+        a = t.audit_log.c
+        with self.read() as conn:
+            top = int(conn.execute(select(func.max(a.id))).scalar() or 0)
+            if top <= after:
+                return after, []
+            q = (
+                select(a.id, a.action, a.target, a.detail)
+                .where(a.action.in_(list(actions)), a.id > after, a.id <= top)
+                .order_by(a.id)
+            )
+            return top, [(int(r[0]), r[1], r[2], r[3]) for r in conn.execute(q)]
+
     def max_event_id(self) -> int:
         with self.read() as conn:
             return int(conn.execute(select(func.max(t.job_events.c.id))).scalar() or 0)

@@ -14,7 +14,12 @@ class BalanceScore:
 
     def score_free(self, free: FloatArray, capacity: FloatArray, demand: FloatArray) -> FloatArray:
         # Capacities are positive (the topology model requires it), so the share is well defined.
-        share = ((free[:, :2] - demand[:2]) / capacity[:, :2]).min(axis=1)
+        # ``demand``: one vector, or one per row of ``free`` (the stored decisions of a cycle);
+        # the smaller of the cpu and memory shares, element by element (a reduction over an
+        # axis of two costs more than the arithmetic)
+        share = np.minimum(
+            (free[:, 0] - demand[..., 0]) / capacity[:, 0], (free[:, 1] - demand[..., 1]) / capacity[:, 1]
+        )
         out: FloatArray = np.minimum(np.maximum(share, 0.0), 1.0) * 100.0
         return out
 

@@ -35,17 +35,27 @@ class CapacityFilter:
     NAME = NAME
 
     def fits(self, free: FloatArray, capacity: FloatArray, demand: FloatArray) -> BoolArray:
-        ok: BoolArray = np.asarray((free >= demand).all(axis=1))
+        # every resource, element by element (``demand``: one vector or one per row)
+        ok: BoolArray = (
+            (free[:, CPU] >= demand[..., CPU])
+            & (free[:, MEM] >= demand[..., MEM])
+            & (free[:, GPU] >= demand[..., GPU])
+        )
         return ok
 
     def classify(
         self, free: FloatArray, capacity: FloatArray, demand: FloatArray
     ) -> tuple[CodeArray, list[str], bool]:
         codes = np.zeros(len(free), dtype=np.int16)
-        codes[free[:, GPU] < demand[GPU]] = 3
-        codes[free[:, MEM] < demand[MEM]] = 2
-        codes[free[:, CPU] < demand[CPU]] = 1
-        too_small = (capacity < demand).any(axis=1)
+        # ``demand``: one vector, or one per row of ``free`` (the stored decisions of a cycle)
+        codes[free[:, GPU] < demand[..., GPU]] = 3
+        codes[free[:, MEM] < demand[..., MEM]] = 2
+        codes[free[:, CPU] < demand[..., CPU]] = 1
+        too_small = (
+            (capacity[:, CPU] < demand[..., CPU])
+            | (capacity[:, MEM] < demand[..., MEM])
+            | (capacity[:, GPU] < demand[..., GPU])
+        )
         codes[too_small] = 4
         return codes, MESSAGES, bool(too_small.all())
 

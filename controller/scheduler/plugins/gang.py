@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from controller.scheduler.framework import CycleState, FilterResult, JobInfo, Snapshot
+from controller.scheduler.framework import CodeArray, CycleState, FilterResult, FloatArray, JobInfo, Snapshot
 
 NAME = "gang"
 REASON_GANG = "the gang of all replicas does not fit the cluster even when empty"
@@ -23,6 +23,31 @@ def node_shape(labels: dict[str, str]) -> tuple[float, float, float] | None:
         return tuple(float(labels.get(k, "inf")) for k in NODE_LABELS)  # type: ignore[return-value]
     except ValueError:
         return None
+
+
+def node_matrix(snap: Snapshot) -> FloatArray:
+    """Per cluster, its declared node shape (cpu, memory GiB, gpu), infinite when not declared."""
+    out = np.full((snap.size, 3), np.inf)
+    for i, labels in enumerate(snap.labels):
+        shape = node_shape(labels)
+        if shape is not None:
+            out[i] = shape
+    return out
+
+
+def filter_many(
+    per_replica: FloatArray, demand: FloatArray, nodes: FloatArray, capacity: FloatArray
+) -> CodeArray:
+    """``filter``'s codes for many jobs (rows of ``per_replica`` and ``demand``) at once."""
+    codes = np.zeros((len(demand), len(capacity)), dtype=np.int16)
+    larger = np.zeros(codes.shape, dtype=bool)
+    small = np.zeros(codes.shape, dtype=bool)
+    for r in range(3):  # per resource, element by element
+        larger |= per_replica[:, r, None] > nodes[None, :, r]
+        small |= capacity[None, :, r] < demand[:, r, None]
+    codes[larger] = 2
+    codes[small] = 1
+    return codes
 
 
 class GangFilter:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from controller.datasets import DatasetRead
 from controller.scheduler.framework import (
     BoolArray,
     CycleState,
@@ -24,17 +25,23 @@ from controller.scheduler.framework import (
 NAME = "locality"
 
 
+def dataset_transfer(ds: DatasetRead, snap: Snapshot) -> tuple[FloatArray, FloatArray]:
+    """Per cluster: (seconds, bytes) to fetch ``ds`` from its nearest copy."""
+    sources = [snap.index[loc] for loc in ds.locations if loc in snap.index]
+    t = snap.network.transfer_seconds_to_all(sources, float(ds.size_bytes))
+    here = snap.locations_mask(ds)
+    return t, np.where(here, 0.0, float(ds.size_bytes))
+
+
 def transfer_estimate(job: JobInfo, snap: Snapshot) -> tuple[FloatArray, FloatArray]:
     """Per cluster: (seconds, bytes) to fetch all inputs from their nearest copies; in parallel the
     slowest input bounds the time, and the bytes add up."""
     seconds = np.zeros(snap.size)
     moved = np.zeros(snap.size)
     for ds in job.inputs:
-        sources = [snap.index[loc] for loc in ds.locations if loc in snap.index]
-        t = snap.network.transfer_seconds_to_all(sources, float(ds.size_bytes))
+        t, m = dataset_transfer(ds, snap)
         seconds = np.maximum(seconds, t)
-        here = snap.locations_mask(ds)
-        moved += np.where(here, 0.0, float(ds.size_bytes))
+        moved += m
     return seconds, moved
 
 

@@ -1,0 +1,369 @@
+"""A scheduling cycle's rows for the store: the stored decisions and the jobs' updates.
+
+``cycle_rows`` is what the service's ``schedule_pending`` hands to ``Store.apply_cycle`` (and what
+``make bench`` times as "decisions stored as in production").
+
+The stored decisions of a cycle are built together, in numpy over every decision's clusters at
+once, in the columns format (``COLUMNS_FORMAT``): per job a small JSON body with the summary and
+the reasons, naming its slice of the cycle's packed bytes (one ``decision_parts`` row written
+in bulk for the whole cycle), which holds
+
+- per cluster (in the order of the cycle's context, ``decision_contexts``), one code: 0 for a
+  cluster listed as feasible, ``plugin << 5 | reason`` for a cluster a filter rejected (the
+  plugin by its position: the static filters, then the dynamic one, then the job-level reason;
+  the reason indexing that plugin's messages in the body), 255 for neither; two bytes
+  (``plugin << 8 | reason``) when a job has more plugins or reasons than fit one byte;
+- per listed cluster, in cluster order: each score plugin's score and the total (rounded to
+  three decimals, as integers of thousandths; one byte for a column of small whole numbers), the
+  transfer seconds (thousandths) and the bytes moved (a bit per input, or the float).
+
+What every decision of a cycle shares (the cluster names, the score plugins, the columns' types)
+is its context, stored once (another ``decision_parts`` row) and named by digest in each body.
+
+``Decision.model_validate`` expands it into the same full decision as ``CompactDecision.to_body``
+(tests/scheduler/test_stored.py). The cluster names are written once per cycle context, not per
+job. A cycle whose plugins the encoder does not know stores ``to_body`` per job (zlib-packed)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from controller.scheduler.batch import BatchScheduler, CompactDecision
+from controller.scheduler.decision import COLUMNS_FORMAT
+from controller.store.store import pack_decision
+
+UNLISTED = 255
+# dtype codes of the packed columns
+INT32, UINT8, FLOAT64 = "i", "b", "d"
+
+
+class CycleRows(NamedTuple):
+    scheduled: list[dict[str, Any]]  # {id, attempt, cluster, epoch, message, lease_expires_at}
+    decisions: list[dict[str, Any]]  # rows of the decisions table
+    messages: list[tuple[str, str]]  # (job id, summary) of jobs left Pending
+    parts: list[dict[str, Any]]  # rows of decision_parts the decisions name (Store.put_decision_parts)
+
+
+def context_of(names: Sequence[str], plugins: Sequence[str] = (), cols: str = "") -> dict[str, Any]:
+    """What a cycle's stored decisions share: the cluster names (the codes' order), the score
+    plugins and the packed columns' types, as a decision part keyed by its digest."""
+    body = {"names": list(names), "plugins": list(plugins), "cols": cols}
+    return {"key": hashlib.sha256(orjson.dumps(body)).hexdigest()[:32], "body": body}
+
+
+def cycle_rows(
+    decisions: Sequence[CompactDecision],
+    *,
+    epoch: int,
+    lease_until: datetime,
+    previous: Mapping[str, str],
+) -> CycleRows:
+    """``previous``: job id -> its current message; an unplaced job whose answer did not change
+    writes nothing (keeps the history short)."""
+    scheduled: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    messages: list[tuple[str, str]] = []
+    parts: list[dict[str, Any]] = []
+    if not decisions:
+        return CycleRows(scheduled, rows, messages, parts)
+    ctx = decisions[0].ctx
+    encoded = encode(ctx, decisions)
+    if encoded is not None:
+        parts, bodies = encoded
+    else:
+        bodies = [pack_decision(d.to_body()) for d in decisions]
+    instants: dict[float, datetime] = {}  # a cycle's decisions share their instant
+    for d, body in zip(decisions, bodies, strict=True):
+        job_id = d.job_id or ""
+        at = instants.get(d.t)
+        if at is None:
+            at = instants[d.t] = datetime.fromtimestamp(d.t, UTC)
+        summary = body["summary"]
+        if d.chosen < 0 and previous.get(job_id) == summary:
+            continue
+        rows.append(
+            {
+                "job_id": d.job_id,
+                "attempt": d.attempt,
+                "cluster": d.cluster,
+                "status": d.status,
+                "body": body,
+                "created_at": at,
+            }
+        )
+        if d.chosen < 0:
+            messages.append((job_id, summary))
+        else:
+            scheduled.append(
+                {
+                    "id": job_id,
+                    "attempt": d.attempt,
+                    "cluster": d.cluster,
+                    "epoch": epoch,
+                    "message": summary,
+                    "lease_expires_at": lease_until,
+                }
+            )
+    return CycleRows(scheduled, rows, messages, parts)
+
+
+def _round_ints(x: np.ndarray) -> np.ndarray:
+    """Thousandths as integers: ``np.round(x, 3) == result / 1000`` exactly."""
+    return np.rint(x * 1000.0)
+
+
+def encode(
+    ctx: BatchScheduler, decisions: Sequence[CompactDecision]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The columns bodies of one cycle's decisions and the parts they name (the context, the
+    packed bytes of all of them), or None when the cycle's plugins are not the ones this
+    encoder knows (the caller packs ``to_body``)."""
+    if not ctx.fused or len(ctx.dynamic_filters) != 1 or len(ctx.dynamic_scores) != 1:
+        return None
+    names = ctx.names
+    n = len(names)
+    D = len(decisions)
+    S = len(ctx.static_filters)
+    dyn_filter = ctx.dynamic_filters[0]
+    dyn_score, dyn_w = ctx.dynamic_scores[0]
+    P_DYN, P_JOB = S + 1, S + 2
+    all_names = [sc.NAME for sc, _ in ctx.static_scores] + [dyn_score.NAME]
+    all_weights = [w for _, w in ctx.static_scores] + [dyn_w]
+    order = sorted(range(len(all_names)), key=lambda i: ctx.score_order.get(all_names[i], 99))
+    plugins = [all_names[i] for i in order]
+    shapes = [d.shape for d in decisions]
+
+    # Per cluster codes: the static rejections, then the dynamic filter's and the job-level
+    # reason over each job's statically feasible clusters (``rejection_groups``), and which
+    # clusters a job lists as feasible (``feasible_mask``, when ``to_body`` lists any).
+    G = np.stack([s.rejected for s in shapes])
+    with_rows = [j for j, d in enumerate(decisions) if d.free_rows is not None and len(d.shape.idx)]
+    listed_rows: npt.NDArray[np.bool_] | None = None
+    if with_rows:
+        lens = np.array([len(shapes[j].idx) for j in with_rows])
+        JOB = np.repeat(np.array(with_rows), lens)
+        FREE = np.concatenate([decisions[j].free_rows for j in with_rows])
+        CAP = np.concatenate([shapes[j].cap_rows for j in with_rows])
+        DEM = np.stack([shapes[j].demand for j in with_rows])[
+            JOB_POS := np.repeat(np.arange(len(with_rows)), lens)
+        ]
+        IDX = np.concatenate([shapes[j].idx for j in with_rows])
+        CHOSEN = np.array([decisions[j].chosen for j in with_rows])[JOB_POS] == IDX
+        codes, _, _ = dyn_filter.classify(FREE, CAP, DEM)  # type: ignore[attr-defined]
+        rejected_dyn = (codes > 0) & ~CHOSEN
+        G[JOB[rejected_dyn], IDX[rejected_dyn]] = (P_DYN << 8) | codes[rejected_dyn].astype(np.uint16)
+        reason = np.array([decisions[j].job_reason is not None for j in with_rows])[JOB_POS]
+        passing = reason & (codes == 0)
+        G[JOB[passing], IDX[passing]] = (P_JOB << 8) | 1
+        listed_rows = (dyn_filter.fits(FREE, CAP, DEM) | CHOSEN) & ~reason  # type: ignore[attr-defined]
+        unlisted = ~listed_rows & (G[JOB, IDX] == 0)
+        G[JOB[unlisted], IDX[unlisted]] = 0xFFFF
+    # One byte per cluster where the codes fit (and for the group counts of the summaries).
+    hi, lo = G >> 8, G & 0xFF
+    special = (G == 0) | (G == 0xFFFF)
+    small = (special | ((hi <= 6) & (lo <= 31))).all(axis=1)
+    G8 = np.where(G == 0xFFFF, UNLISTED, (hi << 5) | lo).astype(np.uint8)
+    G8[~small] = 0
+    counts = np.bincount(
+        (np.arange(D, dtype=np.int64)[:, None] * 256 + G8).ravel(), minlength=D * 256
+    ).reshape(D, 256)
+    counts[:, 0] = 0
+    counts[:, UNLISTED] = 0
+    group_jobs, group_codes = np.nonzero(counts)
+    group_counts = counts[group_jobs, group_codes].tolist()
+    per_job_groups: list[list[tuple[int, int]]] = [[] for _ in range(D)]
+    for jj, code, cnt in zip(group_jobs.tolist(), group_codes.tolist(), group_counts, strict=True):
+        per_job_groups[jj].append(((code >> 5) << 8 | (code & 31), cnt))
+    for j in np.flatnonzero(~small).tolist():  # two bytes per cluster: count those apart
+        row = G[j]
+        keep = (row != 0) & (row != 0xFFFF)
+        vals, cnts = np.unique(row[keep], return_counts=True)
+        per_job_groups[j] = list(zip(vals.tolist(), cnts.tolist(), strict=True))
+    g8_bytes = G8.tobytes()
+
+    # The listed clusters' columns, for the whole cycle at once.
+    blobs: list[bytes] = [b""] * D
+    bad: set[int] = set()  # a score or time that is not finite: that job stores ``to_body``
+    col_types: list[str] = []
+    sizes_of: list[list[float] | None] = [None] * D
+    detail = [False] * D
+    if with_rows and listed_rows is not None:
+        for j in with_rows:
+            detail[j] = decisions[j].job_reason is None
+        keep_rows = listed_rows
+        # every shape's static rows over its feasible clusters, side by side
+        statics = [shapes[j].static for j in with_rows]
+        height = statics[0].shape[0]
+        try:
+            BLOCK = np.concatenate(statics, axis=1)
+        except ValueError:  # shapes evaluated both ways (rows for the moved bits or not)
+            height = min(s.shape[0] for s in statics)
+            BLOCK = np.concatenate([s[:height] for s in statics], axis=1)
+        P = len(all_names) - 1
+        columns = [BLOCK[1 + p] for p in range(P)]
+        columns.append(dyn_score.score_free(FREE, CAP, DEM))  # type: ignore[attr-defined]
+        total = np.zeros(len(FREE))
+        for i in order:
+            total += all_weights[i] * columns[i]
+        out_cols = [_round_ints(columns[i][keep_rows]) for i in order]
+        out_cols.append(_round_ints(total[keep_rows]))
+        transfers = shapes[with_rows[0]].has_transfer
+        if transfers:
+            out_cols.append(_round_ints(BLOCK[P + 1][keep_rows]))
+        finite = np.ones(int(keep_rows.sum()), dtype=bool)
+        for col in out_cols:
+            finite &= np.isfinite(col)
+        row_job = JOB[keep_rows]
+        if not finite.all():
+            bad = set(np.unique(row_job[~finite]).tolist())
+        arrays: list[np.ndarray] = []
+        for col in out_cols:
+            c = np.where(finite, col, 0.0) if not finite.all() else col
+            lo_c, hi_c = (c.min(), c.max()) if len(c) else (0.0, 0.0)
+            if lo_c >= 0 and hi_c <= 255_000:
+                ints = c.astype(np.int64)
+                if not (ints % 1000).any():
+                    col_types.append(UINT8)
+                    arrays.append((ints // 1000).astype(np.uint8))
+                    continue
+            if lo_c > -(2**31) and hi_c < 2**31:
+                col_types.append(INT32)
+                arrays.append(c.astype("<i4"))
+            else:
+                return None
+        if transfers:
+            moved = BLOCK[P + 2][keep_rows]
+            codes_ok = height > P + 3 and all(shapes[j].input_sizes is not None for j in with_rows)
+            if codes_ok:
+                sizes_list: list[list[float]] = [shapes[j].input_sizes for j in with_rows]  # type: ignore[misc]
+                K = max(1, max(len(x) for x in sizes_list))
+                SZ = np.array([x + [0.0] * (K - len(x)) for x in sizes_list])[JOB_POS[keep_rows]]
+                bits = BLOCK[P + 3][keep_rows].astype(np.uint8)
+                back = np.zeros(len(moved))
+                for k in range(K):
+                    back += np.where((bits >> k) & 1, SZ[:, k], 0.0)
+                codes_ok = bool(np.array_equal(back, moved))
+            if codes_ok:
+                col_types.append(UINT8)
+                arrays.append(bits)
+                for j, x in zip(with_rows, sizes_list, strict=True):
+                    sizes_of[j] = x
+            else:
+                col_types.append(FLOAT64)
+                arrays.append(moved.astype("<f8"))
+        record = np.dtype([(f"c{i}", _DTYPE[t]) for i, t in enumerate(col_types)])
+        rec = np.empty(len(arrays[0]), dtype=record)
+        for i, a in enumerate(arrays):
+            rec[f"c{i}"] = a
+        flat = rec.tobytes()
+        size = record.itemsize
+        listed_counts = np.bincount(row_job, minlength=D).tolist()
+        at = 0
+        for j in with_rows:
+            m = listed_counts[j]
+            if detail[j]:
+                blobs[j] = flat[at * size : (at + m) * size]
+            at += m
+    cols = "".join(col_types)
+    context = context_of(names, plugins, cols)
+
+    bodies: list[dict[str, Any]] = []
+    static_names = [f.NAME for f in ctx.static_filters]
+    dyn_entry = [dyn_filter.NAME, _dyn_messages(dyn_filter)]
+    digest = context["key"]
+    blob_key = secrets.token_hex(16)
+    chunks: list[bytes] = []
+    offset = 0
+    created: dict[float, str] = {}
+    for j, d in enumerate(decisions):
+        if j in bad:
+            bodies.append(pack_decision(d.to_body()))
+            continue
+        shape = d.shape
+        groups = per_job_groups[j]
+        used = {code >> 8 for code, _ in groups}
+        rej: list[Any] = []
+        for p in range(1, (max(used) if used else 0) + 1):
+            if p not in used:
+                rej.append(None)
+            elif p <= S:
+                rej.append([static_names[p - 1], shape.rejected_messages[p - 1]])
+            elif p == P_DYN:
+                rej.append(dyn_entry)
+            else:
+                assert d.job_reason is not None
+                rej.append([d.job_reason[0], [d.job_reason[1]]])
+        at_text = created.get(d.t)
+        if at_text is None:
+            at_text = created[d.t] = datetime.fromtimestamp(d.t, UTC).isoformat()
+        codes_bytes = g8_bytes[j * n : (j + 1) * n] if small[j] else G[j].astype("<u2").tobytes()
+        own = codes_bytes + blobs[j]
+        chunks.append(own)
+        body: dict[str, Any] = {
+            "format": COLUMNS_FORMAT,
+            "job_id": d.job_id,
+            "attempt": d.attempt,
+            "status": d.status,
+            "cluster": d.cluster,
+            "summary": _summary(d, groups, rej, n),
+            "created_at": at_text,
+            "epoch": d.epoch,
+            "ctx": digest,
+            "rejected": rej,
+            "blob": [blob_key, offset, len(own)],
+        }
+        offset += len(own)
+        if not small[j]:
+            body["wide"] = True
+        if detail[j]:
+            body["listed"] = True
+            if sizes_of[j] is not None:
+                body["sizes"] = sizes_of[j]
+        bodies.append(body)
+    return [context, {"key": blob_key, "data": b"".join(chunks)}], bodies
+
+
+_DTYPE = {UINT8: "u1", INT32: "<i4", FLOAT64: "<f8"}
+_DYN_MESSAGES: dict[int, list[str]] = {}
+
+
+def _dyn_messages(plugin: Any) -> list[str]:
+    """The dynamic filter's messages (its ``classify`` returns them with the codes)."""
+    key = id(plugin)
+    if key not in _DYN_MESSAGES:
+        _, messages, _ = plugin.classify(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros(3))
+        _DYN_MESSAGES[key] = list(messages)
+    return _DYN_MESSAGES[key]
+
+
+def _summary(d: CompactDecision, groups: list[tuple[int, int]], rej: list[Any], n: int) -> str:
+    """``CompactDecision.summary`` from the group counts (``plugin << 8 | reason``, count)."""
+    counts = []
+    rejected = 0
+    for code, cnt in groups:
+        p, k = code >> 8, code & 0xFF
+        name, messages = rej[p - 1]
+        counts.append(((name, messages[k - 1]), cnt))
+        rejected += cnt
+    counts.sort(key=lambda kv: (-kv[1], kv[0]))
+    parts = [f"{k} {p} ({r})" for (p, r), k in counts]
+    ctx = d.ctx
+    head = f"{n - rejected}/{n} clusters are available"
+    if d.chosen >= 0:
+        head += f"; chose {ctx.names[d.chosen]}"
+        origin = d.shape.origin
+        if origin is not None and ctx.names[d.chosen] in ctx.backups.get(origin, ()):
+            head += f" (failover: designated backup of {origin})"
+    if d.victims:
+        head += f" after preempting {len(d.victims)} job(s): " + ", ".join(
+            f"{v.job_id} (priority {v.priority})" for v in d.victims
+        )
+    return head + (": " + ", ".join(parts) if parts else "") + "."

@@ -1,0 +1,132 @@
+"""Stored decisions in the columns format expand into the same full decision as ``to_body``.
+
+The cycle's bodies are built together in numpy (controller/scheduler/stored.py); over seeded
+random queues (every classification, gangs, constraints, quota and unknown priority classes,
+missing inputs, preemption, delay scheduling, a cluster down and one cordoned) each expands,
+with its context's cluster names, into exactly ``Decision.model_validate(d.to_body())``; and a
+cycle written to a real store reads back the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import insert
+
+from controller.policies import PlacementPolicy
+from controller.scheduler.batch import BatchScheduler, PendingQueue
+from controller.scheduler.decision import COLUMNS_FORMAT, Decision
+from controller.scheduler.scheduler import Scheduler
+from controller.scheduler.stored import context_of, cycle_rows, encode
+from controller.sim.federation import ALL_PLUGINS
+from controller.store import schema as t
+from controller.store.store import Store
+from tests.scheduler.test_parity import federation_state, queue_specs, quota, running_view
+
+
+def cycles(seed: int, wait: float, n: int = 300, count: int = 3) -> list[tuple[BatchScheduler, list]]:
+    policy = PlacementPolicy.model_validate({**ALL_PLUGINS.model_dump(), "locality_wait_max_s": wait})
+    bs = BatchScheduler(Scheduler.from_policy(policy), quota())
+    snap = federation_state(seed)
+    running = running_view(seed, snap.size)
+    q = PendingQueue()
+    for i, spec in enumerate(queue_specs(seed, n)):
+        q.push(f"job-{i:05d}", bs.shapes.intern(spec), runtime=spec.expected_runtime_s)
+    out = []
+    for cycle in range(count):
+        res = bs.run(q, snap, limit=n // 2, running=running, now=1000.0 + 100 * cycle, epoch=3)
+        out.append((bs, res.decisions))
+        snap.allocated *= 0.7
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("wait", [0.0, 300.0])
+def test_columns_bodies_expand_as_to_body(seed: int, wait: float) -> None:
+    formats = set()
+    for bs, decisions in cycles(seed, wait):
+        encoded = encode(bs, decisions)
+        assert encoded is not None
+        (context, blob), bodies = encoded
+        assert context["body"]["names"] == bs.names
+        assert context["key"] == context_of(**context["body"])["key"]
+        data = blob["data"]
+        for d, body in zip(decisions, bodies, strict=True):
+            formats.add(body.get("format"))
+            ref = Decision.model_validate(d.to_body())
+            _, offset, length = body["blob"]
+            got = Decision.model_validate(
+                {**context["body"], **body, "bytes": data[offset : offset + length]}
+            )
+            assert got == ref
+            assert body["summary"] == d.summary() == ref.summary
+    assert COLUMNS_FORMAT in formats
+
+
+def test_columns_bodies_are_smaller_than_zlib_packed_to_body() -> None:
+    import orjson
+
+    from controller.store.store import pack_decision
+
+    for bs, decisions in cycles(1, 0.0, n=400, count=1):
+        (_, blob), bodies = encode(bs, decisions)  # type: ignore[misc]
+        ours = np.mean([len(orjson.dumps(b)) for b in bodies]) + len(blob["data"]) / len(bodies)
+        packed = np.mean([len(orjson.dumps(pack_decision(d.to_body()))) for d in decisions])
+        assert ours < packed * 1.3
+
+
+def test_a_cycle_written_to_the_store_reads_back(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/d.db")
+    (_, decisions), *_ = cycles(2, 0.0, n=120, count=1)
+    rows = cycle_rows(decisions, epoch=3, lease_until=datetime.now(UTC), previous={})
+    at = datetime.now(UTC)
+    with store.tx() as conn:
+        conn.execute(
+            insert(t.jobs),
+            [
+                {
+                    "id": d.job_id,
+                    "tenant": "x",
+                    "name": "x",
+                    "phase": "Pending",
+                    "attempt": 1,
+                    "epoch": 0,
+                    "priority": 0,
+                    "spec": {},
+                    "message": "",
+                    "created_at": at,
+                    "updated_at": at,
+                }
+                for d in decisions
+            ],
+        )
+        store.put_decision_parts(conn, rows.parts)
+        store.put_decision_parts(conn, rows.parts[:1])  # the context again: nothing new
+        store.executemany(conn, insert(t.decisions), rows.decisions)
+    by_id = {d.job_id: d for d in decisions}
+    for row in rows.decisions:
+        body = store.latest_decision(row["job_id"])
+        assert body is not None
+        assert Decision.model_validate(body) == Decision.model_validate(by_id[row["job_id"]].to_body())
+    store.close()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_moved_bytes_is_the_chosen_clusters_transfer(seed: int) -> None:
+    """``CompactDecision.moved_bytes`` (the WAN-bytes counter of the console's series) is the
+    chosen cluster's ``transfer_bytes`` in the full decision (``shape.transfer`` is over the
+    shape's feasible clusters, not every cluster)."""
+    placed = moved = 0
+    for _, decisions in cycles(seed, 0.0, n=200, count=1):
+        for d in decisions:
+            full = Decision.model_validate(d.to_body())
+            if d.chosen < 0:
+                assert d.moved_bytes() == 0.0
+                continue
+            placed += 1
+            chosen = next(c for c in full.feasible if c.cluster == d.cluster)
+            assert d.moved_bytes() == chosen.transfer_bytes
+            moved += d.moved_bytes() > 0
+    assert placed > 20 and moved > 10
