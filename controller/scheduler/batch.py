@@ -13,7 +13,8 @@ flavor assignment cache do:
   reservation. The cost per decision does not depend on the queue length.
 - A decision is kept compact (shape, free rows seen, chosen cluster, victims); the full
   ``Decision`` with every plugin's score per feasible cluster and every rejection reason is built
-  on demand by ``CompactDecision.to_decision()`` from exactly the data the choice used.
+  on demand from exactly the data the choice used (``CompactDecision.to_body``, expanded by
+  ``Decision``; ``to_decision`` does both).
 - Order: priority first, then jobs that already waited, then the least flexible job (fewest statically feasible clusters), then
   the tenant with the lowest dominant share (DRF), then the shortest expected runtime, then FIFO (see
   ``ORDER_CONSTRAINED_FIRST``; ``ORDER_DRF`` keeps pure priority/DRF/FIFO). A job that does not fit
@@ -43,7 +44,7 @@ import numpy.typing as npt
 from controller.datasets import DatasetRead
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy
-from controller.scheduler.decision import COMPACT_FORMAT, ClusterScore, Decision, Rejection
+from controller.scheduler.decision import COMPACT_FORMAT, Decision, Rejection
 from controller.scheduler.framework import (
     Code,
     CycleState,
@@ -463,46 +464,9 @@ class CompactDecision:
         return body
 
     def to_decision(self) -> Decision:
-        ctx, shape = self.ctx, self.shape
-        feasible: list[ClusterScore] = []
-        if self.job_reason is None and self.free_rows is not None and len(shape.idx):
-            mask = self.feasible_mask()
-            rows = np.flatnonzero(mask)
-            per_plugin: list[tuple[str, float, FloatArray]] = [
-                (name, w, s[shape.idx]) for name, w, s in shape.static_scores
-            ]
-            for plugin, w in ctx.dynamic_scores:
-                kernel = plugin.score_free  # type: ignore[attr-defined]
-                per_plugin.append((plugin.NAME, w, kernel(self.free_rows, shape.cap_rows, shape.demand)))
-            order = ctx.score_order
-            per_plugin.sort(key=lambda x: order.get(x[0], 99))
-            total = np.zeros(len(shape.idx))
-            for _, w, s in per_plugin:
-                total += w * s
-            seconds, moved = shape.transfer if shape.transfer is not None else (None, None)
-            for j in rows:
-                c = int(shape.idx[j])
-                feasible.append(
-                    ClusterScore(
-                        cluster=ctx.names[c],
-                        total=round(float(total[j]), 3),
-                        scores={name: round(float(s[j]), 3) for name, _, s in per_plugin},
-                        transfer_bytes=float(moved[c]) if moved is not None else 0.0,
-                        transfer_seconds=round(float(seconds[c]), 3) if seconds is not None else 0.0,
-                    )
-                )
-            feasible.sort(key=lambda cs: (-cs.total, ctx.index[cs.cluster]))
-        return Decision(
-            job_id=self.job_id,
-            attempt=self.attempt,
-            status=self.status,
-            cluster=self.cluster,
-            summary=self.summary(),
-            feasible=feasible,
-            rejected=self.rejections(),
-            created_at=datetime.fromtimestamp(self.t, UTC),
-            epoch=self.epoch,
-        )
+        """The full explained Decision: the stored body expanded, so a decision served from
+        memory (a plan) and one read back from the store are rendered by the same code."""
+        return Decision.model_validate(self.to_body())
 
 
 @dataclass
