@@ -44,7 +44,7 @@ import numpy.typing as npt
 from controller.datasets import DatasetRead
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy
-from controller.scheduler.decision import COMPACT_FORMAT, Decision, Rejection
+from controller.scheduler.decision import COMPACT_FORMAT, Decision, Rejection, render
 from controller.scheduler.framework import (
     Code,
     CycleState,
@@ -400,21 +400,20 @@ class CompactDecision:
 
     def summary(self, groups: dict[tuple[str, str], list[str]] | None = None) -> str:
         ctx = self.ctx
-        n = len(ctx.names)
         groups = self.rejection_groups() if groups is None else groups
-        counts = {k: len(v) for k, v in groups.items() if v}
-        parts = [f"{k} {p} ({r})" for (p, r), k in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-        head = f"{n - sum(counts.values())}/{n} clusters are available"
-        if self.chosen >= 0:
-            head += f"; chose {ctx.names[self.chosen]}"
-            origin = self.shape.origin
-            if origin is not None and self.ctx.names[self.chosen] in self.ctx.backups.get(origin, ()):
-                head += f" (failover: designated backup of {origin})"
-        if self.victims:
-            head += f" after preempting {len(self.victims)} job(s): " + ", ".join(
-                f"{v.job_id} (priority {v.priority})" for v in self.victims
-            )
-        return head + (": " + ", ".join(parts) if parts else "") + "."
+        chosen = ctx.names[self.chosen] if self.chosen >= 0 else None
+        origin = self.shape.origin
+        failover_of = (
+            origin if chosen and origin is not None and chosen in ctx.backups.get(origin, ()) else None
+        )
+        text, _ = render(
+            len(ctx.names),
+            ((k, len(v)) for k, v in groups.items()),
+            chosen,
+            failover_of=failover_of,
+            victims=[(v.job_id, v.priority) for v in self.victims],
+        )
+        return text
 
     def to_body(self) -> dict[str, Any]:
         """The stored form: a compact JSON body that ``Decision.model_validate`` expands into the
