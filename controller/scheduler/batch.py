@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -595,7 +595,13 @@ class BatchScheduler:
         now: float | None = None,
     ) -> BatchResult:
         """Decide up to ``limit`` queued jobs against ``snap``, reserving as it goes (the
-        snapshot's ``allocated`` takes every placed gang). Jobs not placed go back in line."""
+        snapshot's ``allocated`` takes every placed gang). Jobs not placed go back in line.
+
+        Per job, in order: the shape's static results (``evaluate_static``), the capacity it may
+        use (``_rows_with_holds``), the dynamic filters, quota admission (``_admission``),
+        preemption when nothing fits (``_make_room``), scoring and selection with failover
+        backups (``_select``), the locality wait (``_waits_for_locality``), the reservation
+        (``_reserve``)."""
         self._refresh(snap)
         self.cycle += 1
         if backups is not None and backups != self.backups:
@@ -605,52 +611,20 @@ class BatchScheduler:
             book = QuotaBook(self.quota, snap.capacity.sum(axis=0), list(snap.tenants), snap.tenant_usage)
         free = snap.capacity - snap.allocated
         allocated = snap.allocated
+        held = self._start_cycle(free, max(limit, len(queue)))
         holds = self.holds
-        for stale in [j for j, h in holds.items() if h[2] < self.cycle - 2]:
-            del holds[stale]
-        held = np.zeros_like(free)
-        for c_h, d_h, _ in holds.values():
-            held[c_h] += d_h
         decisions: list[CompactDecision] = []
         unplaced: list[tuple[str, int, int, Shape]] = []
         victims_all: list[Victim] = []
         dyn_filters = [f.fits for f in self.dynamic_filters]  # type: ignore[attr-defined]
-        dyn_scores = [(s.score_free, w) for s, w in self.dynamic_scores]  # type: ignore[attr-defined]
         gen, cycle = self.gen, self.cycle
         quota_check = book.check if self.quota is not None else None
         preempt_on = running is not None and (self.quota is None or self.quota.preemption)
         now = time.time() if now is None else now
-        wait_max = self.locality_wait_max_s
-        waiting_since = self.waiting_since
-        if len(waiting_since) > 10 * max(limit, len(queue)):
-            waiting_since.clear()  # jobs that left the queue another way
+        wait = self.locality_wait_max_s > 0
         unschedulable = Code.Unschedulable.value
         scheduled = 0
-        neg_inf = -np.inf
-        if len(self.fail_counts) > 10 * max(limit, len(queue)):
-            self.fail_counts.clear()  # forget jobs that left the queue another way (cancelled)
-        source: Iterable[tuple[str, int, int, Shape]]
-        if self.order == ORDER_CONSTRAINED_FIRST:
-            items = list(queue.drain_ordered(book, limit))
-            for item in items:
-                if item[3].gen != gen:
-                    self.evaluate_static(item[3], snap)
-            share = book.dominant_share
-            waited = self.fail_counts
-            items.sort(
-                key=lambda it: (
-                    -(it[3].priority or 0),
-                    it[0] not in waited,
-                    len(it[3].idx),
-                    share(it[3].tenant),
-                    it[3].spec.expected_runtime_s,
-                    it[1],
-                )
-            )
-            source = items
-        else:  # live DRF: shares move as the loop admits jobs
-            source = queue.drain_ordered(book, limit)
-        for item in source:
+        for item in self._ordered(queue, snap, book, limit):
             job_id, _, attempt, shape = item
             if shape.gen != gen:
                 self.evaluate_static(shape, snap)
@@ -661,16 +635,7 @@ class BatchScheduler:
                 decisions.append(CompactDecision(self, job_id, attempt, shape, status, t=now))
                 unplaced.append(item)
                 continue
-            if holds:
-                rows = free[idx] - held[idx]
-                own = holds.get(job_id)
-                if own is not None:
-                    holds[job_id] = (own[0], own[1], cycle)
-                    at = np.searchsorted(idx, own[0])
-                    if at < len(idx) and idx[at] == own[0]:
-                        rows[at] += own[1]
-            else:
-                rows = free[idx]
+            rows = self._rows_with_holds(job_id, idx, free, held) if holds else free[idx]
             if shape.failed_cycle == cycle:
                 self._on_fail(job_id, shape, free, held)
                 decisions.append(
@@ -683,16 +648,9 @@ class BatchScheduler:
             for fits in dyn_filters:
                 m = fits(rows, cap_rows, demand)
                 ok = m if ok is None else ok & m
-            job_reason = None
-            if shape.priority is None:
-                job_reason = (QUOTA, REASON_UNKNOWN_CLASS.format(name=shape.spec.priority_class))
-                status = Code.UnschedulableAndUnresolvable.value
-            elif quota_check is not None:
-                why, never = quota_check(shape.tenant, shape.demand_list)
-                if why is not None:
-                    job_reason = (QUOTA, why)
-                    status = Code.UnschedulableAndUnresolvable.value if never else unschedulable
-            if job_reason is not None:
+            refused = self._admission(shape, quota_check)
+            if refused is not None:
+                job_reason, status = refused
                 decisions.append(
                     CompactDecision(
                         self, job_id, attempt, shape, status, free_rows=rows, job_reason=job_reason, t=now
@@ -704,7 +662,7 @@ class BatchScheduler:
             if ok is not None and not ok.any():
                 chosen = -1
                 if preempt_on and running is not None:
-                    chosen, victims = self._preempt(shape, job_id, free, running, book)
+                    chosen, victims = self._make_room(shape, job_id, free, allocated, running, book)
                 if chosen < 0:
                     shape.failed_cycle = cycle
                     self._on_fail(job_id, shape, free, held)
@@ -713,57 +671,25 @@ class BatchScheduler:
                     )
                     unplaced.append(item)
                     continue
-                for v in victims:
-                    allocated[chosen] -= v.demand
                 rows = free[idx]
-                ok = np.zeros(len(idx), dtype=bool)
-                ok[np.searchsorted(idx, chosen)] = True
-            total = shape.static_total
-            for score_free, w in dyn_scores:
-                total = total + w * score_free(rows, cap_rows, demand)
-            if ok is not None:
-                total = np.where(ok, total, neg_inf)
-            c = -1
-            if shape.backup_pos:  # failover: the first designated backup that is feasible now
-                for pos in shape.backup_pos:
-                    if ok is None or ok[pos]:
-                        c = int(idx[pos])
-                        break
-            if c < 0:
-                c = int(idx[total.argmax()])
-                if wait_max > 0 and shape.transfer is not None and not victims and job_id is not None:
-                    extra = float(shape.transfer[0][c]) - shape.best_transfer_s
-                    if extra > 0:
-                        since = waiting_since.setdefault(job_id, now)
-                        if now - since < min(extra, wait_max):
-                            decisions.append(
-                                CompactDecision(
-                                    self,
-                                    job_id,
-                                    attempt,
-                                    shape,
-                                    unschedulable,
-                                    free_rows=rows,
-                                    job_reason=(LOCALITY, REASON_LOCALITY_WAIT),
-                                    t=now,
-                                )
-                            )
-                            unplaced.append(item)
-                            continue
-            if waiting_since and job_id is not None:
-                waiting_since.pop(job_id, None)
-            if holds and job_id in holds:
-                c_h, d_h, _ = holds.pop(job_id)
-                held[c_h] -= d_h
-            if self.fail_counts:
-                self.fail_counts.pop(job_id, None)
-            free[c] -= demand
-            allocated[c] += demand
-            book.admit(shape.tenant, shape.demand_list)
-            if running is not None:
-                running.setdefault(c, []).append(
-                    Running(job_id, c, shape.priority or 0, demand, shape.tenant, attempt)
+                ok = idx == chosen
+            c, backup = self._select(shape, rows, ok)
+            if wait and not backup and not victims and self._waits_for_locality(job_id, shape, c, now):
+                decisions.append(
+                    CompactDecision(
+                        self,
+                        job_id,
+                        attempt,
+                        shape,
+                        unschedulable,
+                        free_rows=rows,
+                        job_reason=(LOCALITY, REASON_LOCALITY_WAIT),
+                        t=now,
+                    )
                 )
+                unplaced.append(item)
+                continue
+            self._reserve(job_id, attempt, shape, c, free, allocated, held, book, running)
             d = CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now)
             d.epoch = epoch
             decisions.append(d)
@@ -772,6 +698,144 @@ class BatchScheduler:
             scheduled += 1
         queue.requeue(unplaced)
         return BatchResult(decisions, scheduled, victims_all, unplaced)
+
+    # ---- the cycle's named steps --------------------------------------------------------------
+    def _start_cycle(self, free: FloatArray, bound: int) -> FloatArray:
+        """Expire the holds of jobs not seen for two cycles and forget the per-job state of jobs
+        that left the queue another way (cancelled); the capacity still held, per cluster."""
+        holds = self.holds
+        for stale in [j for j, h in holds.items() if h[2] < self.cycle - 2]:
+            del holds[stale]
+        held = np.zeros_like(free)
+        for c_h, d_h, _ in holds.values():
+            held[c_h] += d_h
+        if len(self.waiting_since) > 10 * bound:
+            self.waiting_since.clear()
+        if len(self.fail_counts) > 10 * bound:
+            self.fail_counts.clear()
+        return held
+
+    def _ordered(
+        self, queue: PendingQueue, snap: Snapshot, book: QuotaBook, limit: int
+    ) -> Iterable[tuple[str, int, int, Shape]]:
+        """The cycle's order (see ``ORDER_CONSTRAINED_FIRST`` and ``ORDER_DRF``)."""
+        if self.order != ORDER_CONSTRAINED_FIRST:
+            return queue.drain_ordered(book, limit)  # live DRF: shares move as the loop admits
+        items = list(queue.drain_ordered(book, limit))
+        for item in items:
+            if item[3].gen != self.gen:
+                self.evaluate_static(item[3], snap)
+        share = book.dominant_share
+        waited = self.fail_counts
+        items.sort(
+            key=lambda it: (
+                -(it[3].priority or 0),
+                it[0] not in waited,
+                len(it[3].idx),
+                share(it[3].tenant),
+                it[3].spec.expected_runtime_s,
+                it[1],
+            )
+        )
+        return items
+
+    def _rows_with_holds(self, job_id: str, idx: IntArray, free: FloatArray, held: FloatArray) -> FloatArray:
+        """Free capacity of the shape's clusters beyond what is held, plus the job's own hold."""
+        rows: FloatArray = free[idx] - held[idx]
+        own = self.holds.get(job_id)
+        if own is not None:
+            self.holds[job_id] = (own[0], own[1], self.cycle)
+            at = np.searchsorted(idx, own[0])
+            if at < len(idx) and idx[at] == own[0]:
+                rows[at] += own[1]
+        return rows
+
+    @staticmethod
+    def _admission(
+        shape: Shape, quota_check: Callable[[str, list[float]], tuple[str | None, bool]] | None
+    ) -> tuple[tuple[str, str], str] | None:
+        """Quota admission: (the job-level reason, the status) when the job may not run now."""
+        if shape.priority is None:
+            reason = REASON_UNKNOWN_CLASS.format(name=shape.spec.priority_class)
+            return (QUOTA, reason), Code.UnschedulableAndUnresolvable.value
+        if quota_check is not None:
+            why, never = quota_check(shape.tenant, shape.demand_list)
+            if why is not None:
+                status = Code.UnschedulableAndUnresolvable if never else Code.Unschedulable
+                return (QUOTA, why), status.value
+        return None
+
+    def _make_room(
+        self,
+        shape: Shape,
+        job_id: str,
+        free: FloatArray,
+        allocated: FloatArray,
+        running: dict[int, list[Running]],
+        book: QuotaBook,
+    ) -> tuple[int, list[Victim]]:
+        """Preemption: the cluster where evicting victims makes room (-1: none), the victims'
+        capacity given back."""
+        chosen, victims = self._preempt(shape, job_id, free, running, book)
+        for v in victims:
+            allocated[chosen] -= v.demand
+        return chosen, victims
+
+    def _select(self, shape: Shape, rows: FloatArray, ok: npt.NDArray[np.bool_] | None) -> tuple[int, bool]:
+        """Choose among the feasible clusters: the first feasible designated backup of a
+        re-placed job's failed cluster (then True), else the highest total score (ties: topology
+        order)."""
+        idx = shape.idx
+        if shape.backup_pos:
+            for pos in shape.backup_pos:
+                if ok is None or ok[pos]:
+                    return int(idx[pos]), True
+        total = shape.static_total
+        for plugin, w in self.dynamic_scores:
+            total = total + w * plugin.score_free(rows, shape.cap_rows, shape.demand)  # type: ignore[attr-defined]
+        if ok is not None:
+            total = np.where(ok, total, -np.inf)
+        return int(idx[total.argmax()]), False
+
+    def _waits_for_locality(self, job_id: str | None, shape: Shape, c: int, now: float) -> bool:
+        """Delay scheduling: wait while moving the inputs to ``c`` would take longer than the job
+        has waited (capped by ``locality_wait_max_s``)."""
+        if shape.transfer is None or job_id is None:
+            return False
+        extra = float(shape.transfer[0][c]) - shape.best_transfer_s
+        if extra <= 0:
+            return False
+        since = self.waiting_since.setdefault(job_id, now)
+        return now - since < min(extra, self.locality_wait_max_s)
+
+    def _reserve(
+        self,
+        job_id: str,
+        attempt: int,
+        shape: Shape,
+        c: int,
+        free: FloatArray,
+        allocated: FloatArray,
+        held: FloatArray,
+        book: QuotaBook,
+        running: dict[int, list[Running]] | None,
+    ) -> None:
+        """The placement takes its gang's capacity and quota; the job's waits and holds end."""
+        if self.waiting_since:
+            self.waiting_since.pop(job_id, None)
+        if self.holds and job_id in self.holds:
+            c_h, d_h, _ = self.holds.pop(job_id)
+            held[c_h] -= d_h
+        if self.fail_counts:
+            self.fail_counts.pop(job_id, None)
+        demand = shape.demand
+        free[c] -= demand
+        allocated[c] += demand
+        book.admit(shape.tenant, shape.demand_list)
+        if running is not None:
+            running.setdefault(c, []).append(
+                Running(job_id, c, shape.priority or 0, demand, shape.tenant, attempt)
+            )
 
     def _on_fail(self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray) -> None:
         """Count a capacity failure; after ``hold_after`` of them hold capacity for the job on the
