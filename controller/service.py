@@ -45,9 +45,10 @@ from controller.policies import (
     validate_kind,
 )
 from controller.registry import ClusterState, Health, Ledger, Registry
+from controller.scheduler import pipeline
 from controller.scheduler.batch import BatchScheduler, PendingQueue, Running, tune_gc
 from controller.scheduler.decision import Decision
-from controller.scheduler.framework import JobInfo, Snapshot, demand_vector
+from controller.scheduler.framework import Snapshot, demand_vector
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
@@ -697,11 +698,6 @@ class Controller:
         return Decision.model_validate(body)
 
     # ---- scheduling -------------------------------------------------------------------------
-    def job_info(self, job_id: str | None, spec: JobCreate) -> JobInfo:
-        inputs = [self.datasets[d] for d in spec.inputs if d in self.datasets]
-        missing = [d for d in spec.inputs if d not in self.datasets]
-        return JobInfo(id=job_id, spec=spec, inputs=inputs, missing_inputs=missing)
-
     def snapshot(self) -> Snapshot:
         with self.lock:
             states = list(self.registry.clusters.values())
@@ -728,9 +724,22 @@ class Controller:
         )
 
     def plan(self, spec: JobCreate) -> Decision:
-        """Answer "where would this job go" without creating or reserving anything."""
+        """Answer "where would this job go" without creating or reserving anything: the decision
+        the next cycle would make for it, by the cycle's own pipeline on the cycle's inputs (the
+        snapshot, the tenants' usage, the quota policy, the placed jobs preemption may evict)."""
         self._check_inputs(spec)
-        return self.scheduler.decide(self.job_info(None, spec), self.snapshot())
+        snap = self.snapshot()
+        with self.lock:
+            running, usage = self._running_view(snap)
+            snap.tenant_usage = usage
+            return pipeline.decide(
+                self.scheduler,
+                spec,
+                snap,
+                quota=self.policies.quota,
+                running=running,
+                backups=self.policies.failover.backups,
+            )
 
     def schedule_pending(self, limit: int | None = None) -> int:
         """One batch scheduling cycle over the pending queue (priority, then DRF fair share, then

@@ -12,6 +12,7 @@ from controller.datasets import Classification, DatasetRead
 from controller.jobs import JobCreate
 from controller.policies import Movement, ResidencyPolicy, load_policy_set
 from controller.scheduler.framework import JobInfo, Snapshot
+from controller.scheduler.pipeline import decide
 from controller.scheduler.plugins.residency import ResidencyFilter
 from controller.scheduler.scheduler import Scheduler
 from controller.topology import NetworkModel
@@ -93,8 +94,8 @@ def test_residency_cases(datasets: list[DatasetRead], expected: set[str]) -> Non
 def test_reasons_name_the_data_and_the_rule() -> None:
     d = ds("sc-core", "sichuan", "core", "prov-sichuan")
     snap = snapshot({d.id: d})
-    job = JobInfo("job1", JobCreate(name="j", tenant="sichuan", inputs=[d.id]), [d], [])
-    decision = Scheduler.from_policy(PS.placement).decide(job, snap)
+    spec = JobCreate(name="j", tenant="sichuan", inputs=[d.id])
+    decision = decide(Scheduler.from_policy(PS.placement), spec, snap, job_id="job1")
     assert decision.cluster == "prov-sichuan"
     assert decision.summary == (
         "1/42 clusters are available; chose prov-sichuan: "
@@ -103,8 +104,8 @@ def test_reasons_name_the_data_and_the_rule() -> None:
 
 
 def test_missing_dataset_is_unresolvable() -> None:
-    job = JobInfo(None, JobCreate(name="j", tenant="hubei", inputs=["gone"]), [], ["gone"])
-    decision = Scheduler.from_policy(PS.placement).decide(job, snapshot({}))
+    spec = JobCreate(name="j", tenant="hubei", inputs=["gone"])
+    decision = decide(Scheduler.from_policy(PS.placement), spec, snapshot({}))
     assert decision.status == "UnschedulableAndUnresolvable"
     assert "input data set gone is not in the catalogue" in decision.summary
 
@@ -147,7 +148,7 @@ def test_random_workloads_never_break_residency() -> None:
             inputs=inputs,
             resources={"cpu": rng.choice([1, 8, 64]), "memory_gib": 4},
         )
-        d = sched.decide(JobInfo(None, spec, [catalogue[i] for i in inputs], []), snap, reserve=True)
+        d = decide(sched, spec, snap, reserve=True)
         if d.cluster is None:
             continue
         placed += 1

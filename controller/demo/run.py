@@ -255,6 +255,17 @@ def run(workdir: Path = Path(".demo"), timeout_s: float = 90.0, console: Console
     return 0 if ok else 1
 
 
+def refused(client: Client, job: dict[str, Any]) -> bool:
+    """The scheduler decided the job and placed it nowhere (its stored decision, structured)."""
+    try:
+        decision = client.decision(job["id"])
+    except ApiError as e:
+        if e.status == 404:  # not decided yet
+            return False
+        raise
+    return decision["cluster"] is None and decision["attempt"] == job["attempt"]
+
+
 def wait_for(client: Client, ids: list[str], timeout_s: float) -> list[dict[str, Any]]:
     """Until every placeable job finished and every unplaceable one has its decision."""
     deadline = time.monotonic() + timeout_s
@@ -262,7 +273,7 @@ def wait_for(client: Client, ids: list[str], timeout_s: float) -> list[dict[str,
         jobs = [client.job(i) for i in ids]
         settled = all(
             j["phase"] in ("Succeeded", "Failed", "Cancelled")
-            or (j["phase"] == "Pending" and "clusters are available" in j["message"])
+            or (j["phase"] == "Pending" and refused(client, j))
             for j in jobs
         )
         if settled or time.monotonic() > deadline:

@@ -55,10 +55,19 @@ POLL_S = 0.05
 Say = Callable[[str], None]
 
 
-def residency_wait(job: dict[str, Any]) -> bool:
-    """Pending because no reachable cluster may legally hold its data (the scheduler says so)."""
-    msg = job.get("message", "")
-    return job["phase"] == "Pending" and msg.startswith("0/") and " residency (" in msg
+DECISION_CACHE = 100_000
+
+
+def residency_wait(decision: dict[str, Any] | None) -> bool:
+    """The job's latest decision placed it nowhere (no cluster available) and residency is among
+    the reasons: no reachable cluster may legally hold its data. Read from the decision's
+    structured fields, never from its summary's text."""
+    return (
+        decision is not None
+        and decision["cluster"] is None
+        and not decision["feasible"]
+        and any(r["plugin"] == "residency" for r in decision.get("reasons", ()))
+    )
 
 
 @dataclass
@@ -131,6 +140,9 @@ class DrillRunner:
         self.acknowledged: list[str] = []
         self.fillers: set[str] = set()
         self.jobs: dict[str, dict[str, Any]] = {}  # last seen through the API
+        # (job id, attempt, message) -> residency_wait of its decision: a pending job's decision
+        # is asked for again only when the scheduler wrote it a new message.
+        self.decided_waits: dict[tuple[str, int, str], bool] = {}
         self.runs = [
             FaultRun(i, f.fault, f.at_s, getattr(f, "cluster", None)) for i, f in enumerate(scn.timeline)
         ]
@@ -148,6 +160,23 @@ class DrillRunner:
         if r.status_code >= 400:
             raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:300]}")
         return r.json() if r.content else None
+
+    def waits_for_residency(self, job: dict[str, Any]) -> bool:
+        """Pending because no reachable cluster may legally hold its data (the scheduler says so,
+        in the job's stored decision)."""
+        if job.get("phase") != "Pending":
+            return False
+        key = (job["id"], job["attempt"], job.get("message", ""))
+        known = self.decided_waits.get(key)
+        if known is None:
+            try:
+                decision = self.api("GET", f"/v1/jobs/{job['id']}/decision")
+            except (httpx.HTTPError, RuntimeError):  # not decided yet, or not answering
+                return False
+            if len(self.decided_waits) >= DECISION_CACHE:
+                self.decided_waits.clear()
+            known = self.decided_waits[key] = residency_wait(decision)
+        return known
 
     def refresh_jobs(self) -> bool:
         """All jobs in one call (bounded pages); False while the controller does not answer."""
@@ -244,7 +273,7 @@ class DrillRunner:
                 return False
             return all(
                 self.jobs.get(j, {}).get("phase") in ("Running", "Succeeded")
-                or residency_wait(self.jobs.get(j, {}))
+                or self.waits_for_residency(self.jobs.get(j, {}))
                 for j in self.acknowledged
                 if j in self.jobs
             ) and all(j in self.jobs for j in self.acknowledged)
@@ -347,7 +376,7 @@ class DrillRunner:
                 now = self.jobs.get(job_id)
                 if now is None:
                     continue
-                if residency_wait(now) and run.fault in CLUSTER_FAULTS:
+                if run.fault in CLUSTER_FAULTS and self.waits_for_residency(now):
                     run.residency_waits.add(job_id)
                 moved = now["attempt"] > before["attempt"] or now["cluster"] != before["cluster"]
                 if now["phase"] == "Succeeded" or (
@@ -391,7 +420,9 @@ class DrillRunner:
                 return False
         for job_id in self.acknowledged:
             j = self.jobs.get(job_id)
-            if j is None or not (j["phase"] in ("Succeeded", "Failed", "Cancelled") or residency_wait(j)):
+            if j is None or not (
+                j["phase"] in ("Succeeded", "Failed", "Cancelled") or self.waits_for_residency(j)
+            ):
                 return False
         return True
 
@@ -492,7 +523,7 @@ class DrillRunner:
             j = self.jobs.get(job_id)
             if j is None:
                 lost.append({"job_id": job_id, "why": "missing after the drill"})
-            elif residency_wait(j):
+            elif self.waits_for_residency(j):
                 waiting.append(job_id)
             elif j["phase"] != "Succeeded":
                 lost.append(

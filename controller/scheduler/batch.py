@@ -13,7 +13,8 @@ flavor assignment cache do:
   reservation. The cost per decision does not depend on the queue length.
 - A decision is kept compact (shape, free rows seen, chosen cluster, victims); the full
   ``Decision`` with every plugin's score per feasible cluster and every rejection reason is built
-  on demand by ``CompactDecision.to_decision()`` from exactly the data the choice used.
+  on demand from exactly the data the choice used (``CompactDecision.to_body``, expanded by
+  ``Decision``; ``to_decision`` does both).
 - Order: priority first, then jobs that already waited, then the least flexible job (fewest statically feasible clusters), then
   the tenant with the lowest dominant share (DRF), then the shortest expected runtime, then FIFO (see
   ``ORDER_CONSTRAINED_FIRST``; ``ORDER_DRF`` keeps pure priority/DRF/FIFO). A job that does not fit
@@ -45,7 +46,7 @@ import numpy.typing as npt
 from controller.datasets import Classification, DatasetRead
 from controller.jobs import Constraints, JobCreate, Resources
 from controller.policies import QuotaPolicy
-from controller.scheduler.decision import COMPACT_FORMAT, ClusterScore, Decision, Rejection
+from controller.scheduler.decision import COMPACT_FORMAT, ClusterScore, Decision, Rejection, render
 from controller.scheduler.framework import (
     Code,
     CodeArray,
@@ -672,21 +673,20 @@ class CompactDecision:
 
     def summary(self, groups: dict[tuple[str, str], list[str]] | None = None) -> str:
         ctx = self.ctx
-        n = len(ctx.names)
         groups = self.rejection_groups() if groups is None else groups
-        counts = {k: len(v) for k, v in groups.items() if v}
-        parts = [f"{k} {p} ({r})" for (p, r), k in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-        head = f"{n - sum(counts.values())}/{n} clusters are available"
-        if self.chosen >= 0:
-            head += f"; chose {ctx.names[self.chosen]}"
-            origin = self.shape.origin
-            if origin is not None and self.ctx.names[self.chosen] in self.ctx.backups.get(origin, ()):
-                head += f" (failover: designated backup of {origin})"
-        if self.victims:
-            head += f" after preempting {len(self.victims)} job(s): " + ", ".join(
-                f"{v.job_id} (priority {v.priority})" for v in self.victims
-            )
-        return head + (": " + ", ".join(parts) if parts else "") + "."
+        chosen = ctx.names[self.chosen] if self.chosen >= 0 else None
+        origin = self.shape.origin
+        failover_of = (
+            origin if chosen and origin is not None and chosen in ctx.backups.get(origin, ()) else None
+        )
+        text, _ = render(
+            len(ctx.names),
+            ((k, len(v)) for k, v in groups.items()),
+            chosen,
+            failover_of=failover_of,
+            victims=[(v.job_id, v.priority) for v in self.victims],
+        )
+        return text
 
     def to_body(self) -> dict[str, Any]:
         """The stored form: a compact JSON body that ``Decision.model_validate`` expands into the
@@ -756,10 +756,12 @@ class CompactDecision:
                 feasible.append(
                     ClusterScore(
                         cluster=ctx.names[c],
-                        total=round(float(total[j]), 3),
-                        scores={name: round(float(s[j]), 3) for name, _, s in per_plugin},
+                        # rounded as the stored form rounds (``stored.py``), so a plan and the
+                        # stored decision of the same choice read the same
+                        total=float(np.round(total[j], 3)),
+                        scores={name: float(np.round(s[j], 3)) for name, _, s in per_plugin},
                         transfer_bytes=float(moved[j]) if moved is not None else 0.0,
-                        transfer_seconds=round(float(seconds[j]), 3) if seconds is not None else 0.0,
+                        transfer_seconds=float(np.round(seconds[j], 3)) if seconds is not None else 0.0,
                     )
                 )
             feasible.sort(key=lambda cs: (-cs.total, ctx.index[cs.cluster]))
@@ -1261,7 +1263,13 @@ class BatchScheduler:
         now: float | None = None,
     ) -> BatchResult:
         """Decide up to ``limit`` queued jobs against ``snap``, reserving as it goes (the
-        snapshot's ``allocated`` takes every placed gang). Jobs not placed go back in line."""
+        snapshot's ``allocated`` takes every placed gang). Jobs not placed go back in line.
+
+        Per job, in order: the shape's static results (``evaluate_many``), the capacity it may
+        use (``_rows_with_holds``), the dynamic filters, quota admission (``_admission``),
+        preemption when nothing fits (``_make_room``), scoring and selection with failover
+        backups, the locality wait, the reservation (``_reserve``). With the shipped plugins the
+        capacity filter and the balance score run fused, in one pass over the shape's rows."""
         self._refresh(snap)
         self.cycle += 1
         if backups is not None and backups != self.backups:
@@ -1271,62 +1279,27 @@ class BatchScheduler:
             book = QuotaBook(self.quota, snap.capacity.sum(axis=0), list(snap.tenants), snap.tenant_usage)
         free = snap.capacity - snap.allocated
         allocated = snap.allocated
+        held = self._start_cycle(free, max(limit, len(queue)))
         holds = self.holds
-        for stale in [j for j, h in holds.items() if h[2] < self.cycle - 2]:
-            del holds[stale]
-        held = np.zeros_like(free)
-        for c_h, d_h, _ in holds.values():
-            held[c_h] += d_h
         decisions: list[CompactDecision] = []
         unplaced: list[Item] = []
         victims_all: list[Victim] = []
         dyn_filters = [f.fits for f in self.dynamic_filters]  # type: ignore[attr-defined]
         dyn_scores = [(s.score_free, w) for s, w in self.dynamic_scores]  # type: ignore[attr-defined]
+        neg_inf = -np.inf
         gen, cycle = self.gen, self.cycle
         quota_check = book.check if self.quota is not None else None
         preempt_on = running is not None and (self.quota is None or self.quota.preemption)
         now = time.time() if now is None else now
-        wait_max = self.locality_wait_max_s
-        waiting_since = self.waiting_since
-        if len(waiting_since) > 10 * max(limit, len(queue)):
-            waiting_since.clear()  # jobs that left the queue another way
+        wait = self.locality_wait_max_s > 0
         unschedulable = Code.Unschedulable.value
         scheduled = 0
-        neg_inf = -np.inf
-        if len(self.fail_counts) > 10 * max(limit, len(queue)):
-            self.fail_counts.clear()  # forget jobs that left the queue another way (cancelled)
-        source: Iterable[Item]
-        if self.order == ORDER_CONSTRAINED_FIRST:
-            # The order below is total (the sequence breaks every tie), so when every queued job
-            # is taken the order they leave the queue in does not matter: take them at once.
-            items = queue.take_all() if len(queue) <= limit else list(queue.drain(book, limit))
-            to_evaluate: dict[int, Shape] = {}
-            for item in items:
-                if item[3].gen != gen:
-                    to_evaluate[id(item[3])] = item[3]
-            if to_evaluate:
-                self.evaluate_many(list(to_evaluate.values()), snap)
-            share = book.dominant_share
-            waited = self.fail_counts
-            items.sort(
-                key=lambda it: (
-                    -(it[3].priority or 0),
-                    it[0] not in waited,
-                    len(it[3].idx),
-                    share(it[3].tenant),
-                    it[4],
-                    it[1],
-                )
-            )
-            source = items
-        else:  # live DRF: shares move as the loop admits jobs
-            source = queue.drain(book, limit)
         fused = self.fused
         if fused:
             w_balance = self.dynamic_scores[0][1]
             w_balance_one = w_balance == 1.0  # 1.0 * x is x: skip the product
         minimum, maximum, where = np.minimum, np.maximum, np.where
-        for item in source:
+        for item in self._ordered(queue, snap, book, limit):
             job_id, _, attempt, shape, _ = item
             if shape.gen != gen:
                 self.evaluate_many([shape], snap)
@@ -1337,16 +1310,7 @@ class BatchScheduler:
                 decisions.append(CompactDecision(self, job_id, attempt, shape, status, t=now))
                 unplaced.append(item)
                 continue
-            if holds:
-                rows = free[idx] - held[idx]
-                own = holds.get(job_id)
-                if own is not None:
-                    holds[job_id] = (own[0], own[1], cycle)
-                    at = np.searchsorted(idx, own[0])
-                    if at < len(idx) and idx[at] == own[0]:
-                        rows[at] += own[1]
-            else:
-                rows = free[idx]
+            rows = self._rows_with_holds(job_id, idx, free, held) if holds else free[idx]
             if shape.failed_cycle == cycle:
                 self._on_fail(job_id, shape, free, held)
                 decisions.append(
@@ -1373,16 +1337,9 @@ class BatchScheduler:
                 for fits in dyn_filters:
                     m = fits(rows, cap_rows, demand)
                     ok = m if ok is None else ok & m
-            job_reason = None
-            if shape.priority is None:
-                job_reason = (QUOTA, REASON_UNKNOWN_CLASS.format(name=shape.priority_class))
-                status = Code.UnschedulableAndUnresolvable.value
-            elif quota_check is not None:
-                why, never = quota_check(shape.tenant, shape.demand_list)
-                if why is not None:
-                    job_reason = (QUOTA, why)
-                    status = Code.UnschedulableAndUnresolvable.value if never else unschedulable
-            if job_reason is not None:
+            refused = self._admission(shape, quota_check)
+            if refused is not None:
+                job_reason, status = refused
                 decisions.append(
                     CompactDecision(
                         self, job_id, attempt, shape, status, free_rows=rows, job_reason=job_reason, t=now
@@ -1400,7 +1357,7 @@ class BatchScheduler:
             if none_fits:
                 chosen = -1
                 if preempt_on and running is not None:
-                    chosen, victims = self._preempt(shape, job_id, free, running, book)
+                    chosen, victims = self._make_room(shape, job_id, free, allocated, running, book)
                 if chosen < 0:
                     shape.failed_cycle = cycle
                     self._on_fail(job_id, shape, free, held)
@@ -1409,8 +1366,6 @@ class BatchScheduler:
                     )
                     unplaced.append(item)
                     continue
-                for v in victims:
-                    allocated[chosen] -= v.demand
                 rows = free[idx]
                 ok = np.zeros(len(idx), dtype=bool)
                 ok[np.searchsorted(idx, chosen)] = True
@@ -1434,11 +1389,11 @@ class BatchScheduler:
             if c < 0:
                 pos = best if total is None else int(total.argmax())
                 c = int(idx[pos])
-                if wait_max > 0 and shape.has_transfer and not victims and job_id is not None:
+                if wait and shape.has_transfer and not victims and job_id is not None:
                     extra = float(shape.static[len(shape.layout) + 1][pos]) - shape.best_transfer_s
                     if extra > 0:
-                        since = waiting_since.setdefault(job_id, now)
-                        if now - since < min(extra, wait_max):
+                        since = self.waiting_since.setdefault(job_id, now)
+                        if now - since < min(extra, self.locality_wait_max_s):
                             decisions.append(
                                 CompactDecision(
                                     self,
@@ -1453,20 +1408,7 @@ class BatchScheduler:
                             )
                             unplaced.append(item)
                             continue
-            if waiting_since and job_id is not None:
-                waiting_since.pop(job_id, None)
-            if holds and job_id in holds:
-                c_h, d_h, _ = holds.pop(job_id)
-                held[c_h] -= d_h
-            if self.fail_counts:
-                self.fail_counts.pop(job_id, None)
-            free[c] -= demand
-            allocated[c] += demand
-            book.admit(shape.tenant, shape.demand_list)
-            if running is not None:
-                running.setdefault(c, []).append(
-                    Running(job_id, c, shape.priority or 0, demand, shape.tenant, attempt)
-                )
+            self._reserve(job_id, attempt, shape, c, free, allocated, held, book, running)
             decisions.append(
                 CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now, epoch)
             )
@@ -1475,6 +1417,120 @@ class BatchScheduler:
             scheduled += 1
         queue.requeue(unplaced)
         return BatchResult(decisions, scheduled, victims_all, unplaced)
+
+    # ---- the cycle's named steps --------------------------------------------------------------
+    def _start_cycle(self, free: FloatArray, bound: int) -> FloatArray:
+        """Expire the holds of jobs not seen for two cycles and forget the per-job state of jobs
+        that left the queue another way (cancelled); the capacity still held, per cluster."""
+        holds = self.holds
+        for stale in [j for j, h in holds.items() if h[2] < self.cycle - 2]:
+            del holds[stale]
+        held = np.zeros_like(free)
+        for c_h, d_h, _ in holds.values():
+            held[c_h] += d_h
+        if len(self.waiting_since) > 10 * bound:
+            self.waiting_since.clear()
+        if len(self.fail_counts) > 10 * bound:
+            self.fail_counts.clear()
+        return held
+
+    def _ordered(self, queue: PendingQueue, snap: Snapshot, book: QuotaBook, limit: int) -> Iterable[Item]:
+        """The cycle's order (see ``ORDER_CONSTRAINED_FIRST`` and ``ORDER_DRF``)."""
+        if self.order != ORDER_CONSTRAINED_FIRST:
+            return queue.drain(book, limit)  # live DRF: shares move as the loop admits jobs
+        # The order below is total (the sequence breaks every tie), so when every queued job is
+        # taken the order they leave the queue in does not matter: take them at once.
+        items = queue.take_all() if len(queue) <= limit else list(queue.drain(book, limit))
+        to_evaluate: dict[int, Shape] = {}
+        for item in items:
+            if item[3].gen != self.gen:
+                to_evaluate[id(item[3])] = item[3]
+        if to_evaluate:
+            self.evaluate_many(list(to_evaluate.values()), snap)
+        share = book.dominant_share
+        waited = self.fail_counts
+        items.sort(
+            key=lambda it: (
+                -(it[3].priority or 0),
+                it[0] not in waited,
+                len(it[3].idx),
+                share(it[3].tenant),
+                it[4],
+                it[1],
+            )
+        )
+        return items
+
+    def _rows_with_holds(self, job_id: str, idx: IntArray, free: FloatArray, held: FloatArray) -> FloatArray:
+        """Free capacity of the shape's clusters beyond what is held, plus the job's own hold."""
+        rows: FloatArray = free[idx] - held[idx]
+        own = self.holds.get(job_id)
+        if own is not None:
+            self.holds[job_id] = (own[0], own[1], self.cycle)
+            at = np.searchsorted(idx, own[0])
+            if at < len(idx) and idx[at] == own[0]:
+                rows[at] += own[1]
+        return rows
+
+    @staticmethod
+    def _admission(
+        shape: Shape, quota_check: Callable[[str, Sequence[float]], tuple[str | None, bool]] | None
+    ) -> tuple[tuple[str, str], str] | None:
+        """Quota admission: (the job-level reason, the status) when the job may not run now."""
+        if shape.priority is None:
+            reason = REASON_UNKNOWN_CLASS.format(name=shape.priority_class)
+            return (QUOTA, reason), Code.UnschedulableAndUnresolvable.value
+        if quota_check is not None:
+            why, never = quota_check(shape.tenant, shape.demand_list)
+            if why is not None:
+                status = Code.UnschedulableAndUnresolvable if never else Code.Unschedulable
+                return (QUOTA, why), status.value
+        return None
+
+    def _make_room(
+        self,
+        shape: Shape,
+        job_id: str,
+        free: FloatArray,
+        allocated: FloatArray,
+        running: dict[int, list[Running]],
+        book: QuotaBook,
+    ) -> tuple[int, list[Victim]]:
+        """Preemption: the cluster where evicting victims makes room (-1: none), the victims'
+        capacity given back."""
+        chosen, victims = self._preempt(shape, job_id, free, running, book)
+        for v in victims:
+            allocated[chosen] -= v.demand
+        return chosen, victims
+
+    def _reserve(
+        self,
+        job_id: str,
+        attempt: int,
+        shape: Shape,
+        c: int,
+        free: FloatArray,
+        allocated: FloatArray,
+        held: FloatArray,
+        book: QuotaBook,
+        running: dict[int, list[Running]] | None,
+    ) -> None:
+        """The placement takes its gang's capacity and quota; the job's waits and holds end."""
+        if self.waiting_since:
+            self.waiting_since.pop(job_id, None)
+        if self.holds and job_id in self.holds:
+            c_h, d_h, _ = self.holds.pop(job_id)
+            held[c_h] -= d_h
+        if self.fail_counts:
+            self.fail_counts.pop(job_id, None)
+        demand = shape.demand
+        free[c] -= demand
+        allocated[c] += demand
+        book.admit(shape.tenant, shape.demand_list)
+        if running is not None:
+            running.setdefault(c, []).append(
+                Running(job_id, c, shape.priority or 0, demand, shape.tenant, attempt)
+            )
 
     def _on_fail(self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray) -> None:
         """Count a capacity failure; after ``hold_after`` of them hold capacity for the job on the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,15 @@ class Rejection(BaseModel):
     reason: str
 
 
+class Reason(BaseModel):
+    """How many clusters one plugin rejected for one reason (a part of the summary, structured:
+    read these rather than the summary's text)."""
+
+    plugin: str
+    reason: str
+    clusters: int
+
+
 class Decision(BaseModel):
     job_id: str | None
     attempt: int
@@ -38,6 +48,17 @@ class Decision(BaseModel):
     rejected: list[Rejection]
     created_at: datetime
     epoch: int = 0
+    # The summary's parts, in its order (derived from ``rejected`` by ``reason_counts``).
+    reasons: list[Reason] = []
+
+    @model_validator(mode="after")
+    def _reasons(self) -> Decision:
+        if not self.reasons and self.rejected:
+            counts = Counter((r.plugin, r.reason) for r in self.rejected)
+            self.reasons = [
+                Reason(plugin=p, reason=r, clusters=n) for p, r, n in reason_counts(counts.items())
+            ]
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -149,15 +170,38 @@ def expand_columns(body: dict[str, Any]) -> dict[str, Any]:
     return {**{k: body[k] for k in keep if k in body}, "feasible": feasible, "rejected": rejected}
 
 
-def summarize(total: int, rejected: list[Rejection], chosen: str | None) -> str:
-    """kube-scheduler style: ``0/44 clusters are available: 30 residency (...), 14 capacity (...)``."""
-    available = total - len(rejected)
-    counts = Counter((r.plugin, r.reason) for r in rejected)
-    parts = [
-        f"{n} {plugin} ({reason})"
-        for (plugin, reason), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
-    head = f"{available}/{total} clusters are available"
+# (plugin, reason, how many clusters it rejected for that reason): one line of a diagnosis.
+ReasonCount = tuple[str, str, int]
+
+
+def reason_counts(groups: Iterable[tuple[tuple[str, str], int]]) -> list[ReasonCount]:
+    """The diagnosis in the order the summary reads: most clusters first, then by plugin and
+    reason; groups that rejected nothing are left out."""
+    counts = [(plugin, reason, n) for (plugin, reason), n in groups if n]
+    counts.sort(key=lambda c: (-c[2], c[0], c[1]))
+    return counts
+
+
+def render(
+    total: int,
+    groups: Iterable[tuple[tuple[str, str], int]],
+    chosen: str | None,
+    *,
+    failover_of: str | None = None,
+    victims: Sequence[tuple[str, int]] = (),
+) -> tuple[str, list[ReasonCount]]:
+    """The one renderer of a decision: its summary, kube-scheduler style (``0/44 clusters are
+    available: 30 residency (...), 14 capacity (...)``), and the structured reasons it is made
+    of. ``groups``: ((plugin, reason), clusters rejected); ``victims``: (job id, priority)."""
+    reasons = reason_counts(groups)
+    head = f"{total - sum(n for _, _, n in reasons)}/{total} clusters are available"
     if chosen:
         head += f"; chose {chosen}"
-    return head + (": " + ", ".join(parts) if parts else "") + "."
+        if failover_of is not None:
+            head += f" (failover: designated backup of {failover_of})"
+    if victims:
+        head += f" after preempting {len(victims)} job(s): " + ", ".join(
+            f"{job_id} (priority {priority})" for job_id, priority in victims
+        )
+    parts = ", ".join(f"{n} {plugin} ({reason})" for plugin, reason, n in reasons)
+    return head + (": " + parts if parts else "") + ".", reasons
