@@ -23,6 +23,7 @@ from controller import audit
 from controller.assignments import Assignment, StatusReport, sanitize_reported
 from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
 from controller.datasets import DatasetCreate, DatasetRead
+from controller.domain.phases import TERMINAL, JobPhase, Reason, check_transition
 from controller.errors import (
     Conflict,
     InvalidInput,
@@ -35,7 +36,7 @@ from controller.errors import (
 )
 from controller.follower import StoreFollower
 from controller.history import ClusterHistory, Counters, MetricsRing, Sample
-from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
+from controller.jobs import JobCreate, JobEvent, JobRead
 from controller.policies import (
     POLICY_KINDS,
     Movement,
@@ -104,7 +105,7 @@ IDENTITY_FIELDS = ("tenant", "tier", "adcode")
 def requeue_values(attempt: int, message: str) -> dict[str, Any]:
     """A job's row back in the queue: Pending, off its cluster, as the next attempt."""
     return {
-        "phase": "Pending",
+        "phase": JobPhase.Pending.value,
         "cluster": None,
         "attempt": attempt + 1,
         "message": message,
@@ -673,7 +674,7 @@ class Controller:
                         expect_phases=[phase.value],
                         expect_attempt=row["attempt"],
                         values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
-                        event_type="Cancelled",
+                        event_type=Reason.Cancelled,
                         reason=reason,
                     )
                     if ok:
@@ -1040,7 +1041,7 @@ class Controller:
                 if not self.store.set_cluster(conn, name, cordoned=True, draining=True):
                     raise NotFound(f"cluster {name!r} not found")
                 moved = self._requeue(
-                    conn, self.store.active_on_cluster_locked(conn, name), "Drained", reason
+                    conn, self.store.active_on_cluster_locked(conn, name), Reason.Drained, reason
                 )
                 audit_chain.record(conn, audit, requeued_jobs=len(moved))
             state.cordoned = state.draining = True
@@ -1110,7 +1111,7 @@ class Controller:
                 moved = self._requeue(conn, rows, event, reason)
             for job_id in moved:  # committed: only now the ledger
                 self.registry.ledger.pop(job_id)
-        if event == "LeaseExpired":
+        if event == Reason.LeaseExpired:
             self.counters.failovers += len(moved)
         if moved:
             self.wake()
@@ -1150,7 +1151,7 @@ class Controller:
             if state.health == Health.Unreachable and (hb is None or t_now - hb > hold):
                 moved += self.requeue_cluster_jobs(
                     name,
-                    "LeaseExpired",
+                    Reason.LeaseExpired,
                     f"cluster {name} unreachable; its lease ended {self.lease_hold_s():.0f}s after its last contact",
                     as_leader=True,
                     silent_since=t_now - hold,
@@ -1329,7 +1330,7 @@ class Controller:
                 expect_phases=[row["phase"]],
                 expect_attempt=attempt,
                 values=requeue_values(attempt, message),
-                event_type="Released",
+                event_type=Reason.Released,
                 reason=message,
             )
             if not ok:
