@@ -42,7 +42,6 @@ from controller.policies import (
     Movement,
     PolicySet,
     cross_check,
-    load_policy_set,
     validate_kind,
 )
 from controller.registry import ClusterState, Health, Ledger, Registry
@@ -52,6 +51,7 @@ from controller.scheduler.framework import JobInfo, Snapshot, demand_vector
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
+from controller.services.policy_files import load_policy_set
 from controller.settings import Settings
 from controller.store import audit_chain
 from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, pack_decision, utc
