@@ -39,7 +39,6 @@ from controller.history import ClusterHistory, Counters, MetricsRing, Sample
 from controller.jobs import JobCreate, JobEvent, JobRead
 from controller.policies import (
     POLICY_KINDS,
-    Movement,
     PolicySet,
     cross_check,
     validate_kind,
@@ -51,11 +50,12 @@ from controller.scheduler.framework import JobInfo, Snapshot, demand_vector
 from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
+from controller.services.datasets import DatasetCatalogue, dataset_read
 from controller.services.policy_files import load_policy_set
 from controller.settings import Settings
 from controller.store import audit_chain
 from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, pack_decision, utc
-from controller.topology.model import Cluster, Tier
+from controller.topology.model import Cluster
 
 log = logging.getLogger("yiwang.controller")
 
@@ -137,6 +137,9 @@ class Controller:
         self.registry = Registry(base_links=list(self.policies.topology.links))
         self.scheduler = Scheduler.from_policy(self.policies.placement)
         self.datasets: dict[str, DatasetRead] = {}
+        self.catalogue = DatasetCatalogue(
+            self.store, self.lock, self.registry, lambda: self.policies.residency, self.datasets
+        )
         self.decision_observers: list[Callable[[float], None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -1158,84 +1161,14 @@ class Controller:
                 )
         return moved
 
-    # ---- data sets --------------------------------------------------------------------------
-    @staticmethod
-    def dataset_read(row: dict[str, Any]) -> DatasetRead:
-        return DatasetRead.model_validate({k: row[k] for k in DatasetRead.model_fields})
+    # ---- data sets (controller/services/datasets.py) ------------------------------------------
+    dataset_read = staticmethod(dataset_read)
 
     def add_dataset(self, ds: DatasetCreate, audit: dict[str, Any] | None = None) -> tuple[DatasetRead, bool]:
-        """Catalogue a data set (``audit`` appended in its transaction); the same body again is
-        a no-op (False), another body under the same id a conflict. Its locations are checked
-        against the views first (a clear answer without a transaction), then again against the
-        stored clusters, their rows share-locked, in the insert's transaction: a concurrent
-        re-registration or deregistration of a location cannot slip between check and insert."""
-        self._check_locations(ds, self._identities_in_memory(ds.locations))
-        row = {**ds.model_dump(mode="json"), "created_at": now()}
-        try:
-            with self.store.tx() as conn:
-                stored = self.store.cluster_specs(conn, ds.locations, lock="key-share")
-                self._check_locations(
-                    ds,
-                    {n: (spec.get("tenant"), str(spec.get("tier"))) for n, spec in stored.items()},
-                )
-                self.store.insert_dataset(conn, row)
-                audit_chain.record(conn, audit)
-        except IntegrityError:
-            existing = self.store.get_dataset(ds.id)
-            if existing is None:
-                raise
-            stored_ds = self.dataset_read(existing)
-            if stored_ds.model_dump() != DatasetRead.model_validate(ds.model_dump()).model_dump():
-                raise Conflict(f"data set {ds.id!r} exists with different contents") from None
-            return stored_ds, False
-        read = DatasetRead.model_validate(ds.model_dump())
-        with self.lock:
-            self.datasets[ds.id] = read
-        return read, True
-
-    def _identities_in_memory(self, names: list[str]) -> dict[str, tuple[str | None, str]]:
-        clusters = self.registry.clusters
-        return {n: (clusters[n].spec.tenant, clusters[n].spec.tier.value) for n in names if n in clusters}
-
-    def _check_locations(self, ds: DatasetCreate, identity: dict[str, tuple[str | None, str]]) -> None:
-        """Every location a registered cluster (``identity``: name -> (tenant, tier)), and the
-        residency floor in the catalogue: a copy of data that may not move freely (core and
-        important under the legal floor; more if the policy tightens it) may only be registered
-        on its owner's clusters or the national nodes. 422 naming the rule and each location."""
-        unknown = [
-            {"path": f"locations[{i}]", "message": f"unknown cluster {loc!r}"}
-            for i, loc in enumerate(ds.locations)
-            if loc not in identity
-        ]
-        if unknown:
-            raise InvalidInput("a data set can only be located on registered clusters", errors=unknown)
-        rule = self.policies.residency.rule(ds.classification)
-        if rule is Movement.anywhere:
-            return
-        errors = []
-        for i, loc in enumerate(ds.locations):
-            tenant, tier = identity[loc]
-            if tenant != ds.owner and tier != Tier.national.value:
-                errors.append(
-                    {
-                        "path": f"locations[{i}]",
-                        "message": f"residency floor: {ds.classification.value} data of {ds.owner} may have "
-                        f"copies only on its owner's clusters or the national nodes; {loc} belongs to "
-                        f"{tenant}",
-                    }
-                )
-        if errors:
-            raise InvalidInput(
-                f"residency floor: a copy of {ds.classification.value} data cannot be registered outside "
-                "its owner's clusters and the national nodes",
-                errors=errors,
-            )
+        return self.catalogue.add(ds, audit)
 
     def get_dataset(self, ds_id: str) -> DatasetRead:
-        ds = self.datasets.get(ds_id)
-        if ds is None:
-            raise NotFound(f"data set {ds_id!r} not found")
-        return ds
+        return self.catalogue.get(ds_id)
 
     # ---- policies ---------------------------------------------------------------------------
     def put_policy(self, kind: str, body: Any, audit: dict[str, Any] | None = None) -> tuple[BaseModel, int]:
