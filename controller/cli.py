@@ -322,7 +322,7 @@ def _print_policy_errors(exc: InvalidPolicy) -> None:
 @policy_app.command("check")
 def policy_check(directory: Annotated[Path, typer.Argument()] = Path("policies")) -> None:
     """Validate every policy file; list every error with its file and path."""
-    from controller.policies import load_policy_set
+    from controller.services.policy_files import load_policy_set
 
     try:
         ps = load_policy_set(directory)

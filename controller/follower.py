@@ -29,21 +29,20 @@ this process made meanwhile.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from controller.assignments import sanitize_reported
+from controller.datasets import DatasetRead
 from controller.policies import POLICY_KINDS, PolicySet, validate_kind
-from controller.registry import ClusterState
+from controller.registry import ClusterState, Registry
 from controller.security import SECURITY_ACTIONS
-from controller.store.store import ACTIVE_PHASES, OUTPUT_EVENT, utc
+from controller.store.store import ACTIVE_PHASES, OUTPUT_EVENT, Store, utc
 from controller.topology.model import Cluster
-
-if TYPE_CHECKING:
-    from controller.service import Controller
 
 GAP_TTL_S = 60.0
 MAX_GAPS = 10_000
@@ -58,8 +57,33 @@ class SyncStats:
     datasets_added: int = 0
 
 
+class FollowedViews(Protocol):
+    """What the follower keeps in step with the store: the in-memory views of a controller
+    process (``controller.service.Controller`` is one). A Protocol, so the follower does not
+    import the service that owns it."""
+
+    observed_epoch: int  # the leader epoch in the store, as of the last sync
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def policies(self) -> PolicySet: ...
+    @property
+    def datasets(self) -> dict[str, DatasetRead]: ...
+    @property
+    def job_terms(self) -> Mapping[str, tuple[str, tuple[float, float, float], int]]: ...
+    def apply_job_state(self, row: dict[str, Any]) -> None: ...
+    def forget_terms(self, job_id: str, phase: str | None) -> None: ...
+    def replace_policies(self, policies: PolicySet) -> None: ...
+    def dataset_read(self, row: dict[str, Any]) -> DatasetRead: ...
+
+
 class StoreFollower:
-    def __init__(self, ctl: Controller, *, after_event: int) -> None:
+    def __init__(self, ctl: FollowedViews, *, after_event: int) -> None:
         """``after_event``: the highest job-event id already reflected in the controller's
         ledger (read before the ledger was built from the active jobs)."""
         self.ctl = ctl

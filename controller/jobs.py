@@ -1,53 +1,30 @@
-"""Jobs: the submission schema, the phase state machine and events."""
+"""Jobs: the submission schema and events (the phase state machine: controller/domain/phases.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from controller.datasets import DATASET_ID, NAME
-from controller.errors import IllegalTransition
+from controller.domain.phases import TERMINAL, TRANSITIONS, JobPhase, check_transition
 from controller.schemas import Cores, Gpus, MemoryGiB, Priority
+
+__all__ = [
+    "TERMINAL",
+    "TRANSITIONS",
+    "FailoverSpec",
+    "JobCreate",
+    "JobEvent",
+    "JobList",
+    "JobPhase",
+    "JobRead",
+    "check_transition",
+]
 
 LABEL_KEY = r"^[a-z0-9]([a-z0-9./_-]{0,61}[a-z0-9])?$"
 LABEL_VALUE = r"^[A-Za-z0-9._-]{0,63}$"
-
-
-class JobPhase(StrEnum):
-    Pending = "Pending"
-    Scheduled = "Scheduled"
-    Running = "Running"
-    Succeeded = "Succeeded"
-    Failed = "Failed"
-    Cancelled = "Cancelled"
-
-    def is_terminal(self) -> bool:
-        return self in TERMINAL
-
-    def can_become(self, target: JobPhase) -> bool:
-        return target in TRANSITIONS[self]
-
-
-TERMINAL = frozenset({JobPhase.Succeeded, JobPhase.Failed, JobPhase.Cancelled})
-TRANSITIONS: dict[JobPhase, frozenset[JobPhase]] = {
-    JobPhase.Pending: frozenset({JobPhase.Scheduled, JobPhase.Cancelled, JobPhase.Failed}),
-    # Scheduled/Running -> Pending: the cluster failed or the job was preempted; attempt is raised.
-    JobPhase.Scheduled: frozenset(
-        {JobPhase.Running, JobPhase.Pending, JobPhase.Cancelled, JobPhase.Failed, JobPhase.Succeeded}
-    ),
-    JobPhase.Running: frozenset({JobPhase.Succeeded, JobPhase.Failed, JobPhase.Cancelled, JobPhase.Pending}),
-    JobPhase.Succeeded: frozenset(),
-    JobPhase.Failed: frozenset(),
-    JobPhase.Cancelled: frozenset(),
-}
-
-
-def check_transition(job_id: str, current: JobPhase, target: JobPhase) -> None:
-    if not current.can_become(target):
-        raise IllegalTransition(f"job {job_id} cannot go from {current.value} to {target.value}")
 
 
 class Resources(BaseModel):

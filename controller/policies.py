@@ -1,7 +1,8 @@
 """Policies as validated data: residency, placement, failover (and the topology).
 
-Every policy file lives in ``policies/``. ``load_policy_set`` validates all of them and reports
-every error with its file and path, so ``yiwang policy check`` lists them all at once.
+Every policy file lives in ``policies/``. ``read_policy_set`` (through
+``controller.services.policy_files.load_policy_set``) validates all of them and reports every
+error with its file and path, so ``yiwang policy check`` lists them all at once.
 """
 
 from __future__ import annotations
@@ -294,10 +295,10 @@ def validate_kind(kind: str, body: Any) -> BaseModel:
         raise InvalidPolicy(f"{kind} policy is invalid", errors=format_errors(kind, exc)) from exc
 
 
-def load_policy_set(directory: Path) -> PolicySet:
-    """Load and validate every policy file; raise InvalidPolicy listing all errors."""
-    from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
-
+def read_policy_set(directory: Path, known_filters: set[str], known_scores: set[str]) -> PolicySet:
+    """Load and validate every policy file, the placement plugins against the names given (the
+    scheduler's, which this layer does not import: ``controller.services.policy_files``
+    passes them); raise InvalidPolicy listing all errors."""
     docs: dict[str, Any] = {}
     errors: list[dict[str, str]] = []
     for kind in ("topology", *POLICY_KINDS):
@@ -321,10 +322,10 @@ def load_policy_set(directory: Path) -> PolicySet:
         except ValidationError as exc:
             errors.extend(format_errors(f"{kind}.yaml", exc))
     if errors:  # unknown plugins too, so one run lists every mistake
-        errors += raw_plugin_errors(docs.get("placement"), set(FILTER_PLUGINS), set(SCORE_PLUGINS))
+        errors += raw_plugin_errors(docs.get("placement"), known_filters, known_scores)
         raise InvalidPolicy(f"{len(errors)} policy error(s)", errors=errors)
     ps = PolicySet.model_validate(models)
-    errors = cross_check(ps, set(FILTER_PLUGINS), set(SCORE_PLUGINS))
+    errors = cross_check(ps, known_filters, known_scores)
     if errors:
         raise InvalidPolicy(f"{len(errors)} policy error(s)", errors=errors)
     return ps

@@ -9,15 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from controller.domain.phases import Health
 from controller.topology.generate import BACKBONE_GBPS, MINISTRY_LINK_GBPS
 from controller.topology.model import NATIONAL_BACKUP, NATIONAL_PRIMARY, Cluster, Link, Topology
 from controller.topology.network import NetworkModel, great_circle_km, rtt_ms_for_distance
-
-
-class Health:
-    Unknown = "Unknown"  # registered, no heartbeat yet
-    Ready = "Ready"
-    Unreachable = "Unreachable"  # missed heartbeats for longer than the grace period
 
 
 @dataclass

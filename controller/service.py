@@ -23,6 +23,7 @@ from controller import audit
 from controller.assignments import Assignment, StatusReport, sanitize_reported
 from controller.capacity import CapacityTracker, HeartbeatCapacitySource, PrometheusCapacitySource
 from controller.datasets import DatasetCreate, DatasetRead
+from controller.domain.phases import TERMINAL, JobPhase, Reason, check_transition
 from controller.errors import (
     Conflict,
     InvalidInput,
@@ -35,13 +36,11 @@ from controller.errors import (
 )
 from controller.follower import StoreFollower
 from controller.history import ClusterHistory, Counters, MetricsRing, Sample
-from controller.jobs import TERMINAL, JobCreate, JobEvent, JobPhase, JobRead, check_transition
+from controller.jobs import JobCreate, JobEvent, JobRead
 from controller.policies import (
     POLICY_KINDS,
-    Movement,
     PolicySet,
     cross_check,
-    load_policy_set,
     validate_kind,
 )
 from controller.registry import ClusterState, Health, Ledger, Registry
@@ -53,10 +52,12 @@ from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
+from controller.services.datasets import DatasetCatalogue, dataset_read
+from controller.services.policy_files import load_policy_set
 from controller.settings import Settings
 from controller.store import audit_chain
 from controller.store.store import ACTIVE_PHASES, AUDIT_KEY, Store, new_job_id, now, utc
-from controller.topology.model import Cluster, Tier
+from controller.topology.model import Cluster
 
 log = logging.getLogger("yiwang.controller")
 
@@ -106,7 +107,7 @@ IDENTITY_FIELDS = ("tenant", "tier", "adcode")
 def requeue_values(attempt: int, message: str) -> dict[str, Any]:
     """A job's row back in the queue: Pending, off its cluster, as the next attempt."""
     return {
-        "phase": "Pending",
+        "phase": JobPhase.Pending.value,
         "cluster": None,
         "attempt": attempt + 1,
         "message": message,
@@ -138,6 +139,9 @@ class Controller:
         self.registry = Registry(base_links=list(self.policies.topology.links))
         self.scheduler = Scheduler.from_policy(self.policies.placement)
         self.datasets: dict[str, DatasetRead] = {}
+        self.catalogue = DatasetCatalogue(
+            self.store, self.lock, self.registry, lambda: self.policies.residency, self.datasets
+        )
         self.decision_observers: list[Callable[[float], None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -676,7 +680,7 @@ class Controller:
                         expect_phases=[phase.value],
                         expect_attempt=row["attempt"],
                         values={"phase": "Cancelled", "message": reason, "lease_expires_at": None},
-                        event_type="Cancelled",
+                        event_type=Reason.Cancelled,
                         reason=reason,
                     )
                     if ok:
@@ -1026,7 +1030,7 @@ class Controller:
                 if not self.store.set_cluster(conn, name, cordoned=True, draining=True):
                     raise NotFound(f"cluster {name!r} not found")
                 moved = self._requeue(
-                    conn, self.store.active_on_cluster_locked(conn, name), "Drained", reason
+                    conn, self.store.active_on_cluster_locked(conn, name), Reason.Drained, reason
                 )
                 audit_chain.record(conn, audit, requeued_jobs=len(moved))
             state.cordoned = state.draining = True
@@ -1096,7 +1100,7 @@ class Controller:
                 moved = self._requeue(conn, rows, event, reason)
             for job_id in moved:  # committed: only now the ledger
                 self.registry.ledger.pop(job_id)
-        if event == "LeaseExpired":
+        if event == Reason.LeaseExpired:
             self.counters.failovers += len(moved)
         if moved:
             self.wake()
@@ -1136,91 +1140,21 @@ class Controller:
             if state.health == Health.Unreachable and (hb is None or t_now - hb > hold):
                 moved += self.requeue_cluster_jobs(
                     name,
-                    "LeaseExpired",
+                    Reason.LeaseExpired,
                     f"cluster {name} unreachable; its lease ended {self.lease_hold_s():.0f}s after its last contact",
                     as_leader=True,
                     silent_since=t_now - hold,
                 )
         return moved
 
-    # ---- data sets --------------------------------------------------------------------------
-    @staticmethod
-    def dataset_read(row: dict[str, Any]) -> DatasetRead:
-        return DatasetRead.model_validate({k: row[k] for k in DatasetRead.model_fields})
+    # ---- data sets (controller/services/datasets.py) ------------------------------------------
+    dataset_read = staticmethod(dataset_read)
 
     def add_dataset(self, ds: DatasetCreate, audit: dict[str, Any] | None = None) -> tuple[DatasetRead, bool]:
-        """Catalogue a data set (``audit`` appended in its transaction); the same body again is
-        a no-op (False), another body under the same id a conflict. Its locations are checked
-        against the views first (a clear answer without a transaction), then again against the
-        stored clusters, their rows share-locked, in the insert's transaction: a concurrent
-        re-registration or deregistration of a location cannot slip between check and insert."""
-        self._check_locations(ds, self._identities_in_memory(ds.locations))
-        row = {**ds.model_dump(mode="json"), "created_at": now()}
-        try:
-            with self.store.tx() as conn:
-                stored = self.store.cluster_specs(conn, ds.locations, lock="key-share")
-                self._check_locations(
-                    ds,
-                    {n: (spec.get("tenant"), str(spec.get("tier"))) for n, spec in stored.items()},
-                )
-                self.store.insert_dataset(conn, row)
-                audit_chain.record(conn, audit)
-        except IntegrityError:
-            existing = self.store.get_dataset(ds.id)
-            if existing is None:
-                raise
-            stored_ds = self.dataset_read(existing)
-            if stored_ds.model_dump() != DatasetRead.model_validate(ds.model_dump()).model_dump():
-                raise Conflict(f"data set {ds.id!r} exists with different contents") from None
-            return stored_ds, False
-        read = DatasetRead.model_validate(ds.model_dump())
-        with self.lock:
-            self.datasets[ds.id] = read
-        return read, True
-
-    def _identities_in_memory(self, names: list[str]) -> dict[str, tuple[str | None, str]]:
-        clusters = self.registry.clusters
-        return {n: (clusters[n].spec.tenant, clusters[n].spec.tier.value) for n in names if n in clusters}
-
-    def _check_locations(self, ds: DatasetCreate, identity: dict[str, tuple[str | None, str]]) -> None:
-        """Every location a registered cluster (``identity``: name -> (tenant, tier)), and the
-        residency floor in the catalogue: a copy of data that may not move freely (core and
-        important under the legal floor; more if the policy tightens it) may only be registered
-        on its owner's clusters or the national nodes. 422 naming the rule and each location."""
-        unknown = [
-            {"path": f"locations[{i}]", "message": f"unknown cluster {loc!r}"}
-            for i, loc in enumerate(ds.locations)
-            if loc not in identity
-        ]
-        if unknown:
-            raise InvalidInput("a data set can only be located on registered clusters", errors=unknown)
-        rule = self.policies.residency.rule(ds.classification)
-        if rule is Movement.anywhere:
-            return
-        errors = []
-        for i, loc in enumerate(ds.locations):
-            tenant, tier = identity[loc]
-            if tenant != ds.owner and tier != Tier.national.value:
-                errors.append(
-                    {
-                        "path": f"locations[{i}]",
-                        "message": f"residency floor: {ds.classification.value} data of {ds.owner} may have "
-                        f"copies only on its owner's clusters or the national nodes; {loc} belongs to "
-                        f"{tenant}",
-                    }
-                )
-        if errors:
-            raise InvalidInput(
-                f"residency floor: a copy of {ds.classification.value} data cannot be registered outside "
-                "its owner's clusters and the national nodes",
-                errors=errors,
-            )
+        return self.catalogue.add(ds, audit)
 
     def get_dataset(self, ds_id: str) -> DatasetRead:
-        ds = self.datasets.get(ds_id)
-        if ds is None:
-            raise NotFound(f"data set {ds_id!r} not found")
-        return ds
+        return self.catalogue.get(ds_id)
 
     # ---- policies ---------------------------------------------------------------------------
     def put_policy(self, kind: str, body: Any, audit: dict[str, Any] | None = None) -> tuple[BaseModel, int]:
@@ -1315,7 +1249,7 @@ class Controller:
                 expect_phases=[row["phase"]],
                 expect_attempt=attempt,
                 values=requeue_values(attempt, message),
-                event_type="Released",
+                event_type=Reason.Released,
                 reason=message,
             )
             if not ok:

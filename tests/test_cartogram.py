@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from controller.policies import load_policy_set
+from controller.services.policy_files import load_policy_set
 from controller.settings import REPO_POLICIES
 from controller.topology.cartogram import assign, grid_cartogram, grid_size
 from controller.topology.model import Tier

@@ -10,11 +10,12 @@ import pytest
 
 from controller.datasets import Classification, DatasetRead
 from controller.jobs import JobCreate
-from controller.policies import Movement, ResidencyPolicy, load_policy_set
+from controller.policies import Movement, ResidencyPolicy
 from controller.scheduler.framework import JobInfo, Snapshot
 from controller.scheduler.pipeline import decide
 from controller.scheduler.plugins.residency import ResidencyFilter
 from controller.scheduler.scheduler import Scheduler
+from controller.services.policy_files import load_policy_set
 from controller.topology import NetworkModel
 from tests.conftest import REPO
 

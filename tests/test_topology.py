@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app as cli
 from controller.errors import InvalidPolicy
-from controller.policies import load_policy_set
+from controller.services.policy_files import load_policy_set
 from controller.topology import NetworkModel, Tier, load_topology
 from controller.topology.generate import build
 from controller.topology.network import great_circle_km

@@ -7,7 +7,10 @@ caller known without a database read (open mode, the bootstrap admin, or a token
 security cache), a tenant submitting for itself, every input owned or granted as the cache shows
 — and hands every other case (any validation error, a token to look up, a grant the cache does
 not show, another tenant, a header out of bounds) to the FastAPI route unchanged, so errors and
-the OpenAPI contract have one implementation. The 2xx still means the job is committed: the
+the OpenAPI contract have one implementation. What it handles goes through the route's own
+handler (controller/api/submission.py: tenant rule, audit row, commit, status, body and
+headers), and any error it meets is answered as the route answers it (problem+json; an
+unexpected one 500 or 503, never a bare 500). The 2xx still means the job is committed: the
 handler awaits the store's group commit like the route does.
 """
 
@@ -20,7 +23,8 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from controller.api.limits import read_body, replay
-from controller.api.problems import domain_problem
+from controller.api.problems import domain_problem, unexpected_problem
+from controller.api.submission import submit_job
 from controller.errors import YiwangError
 from controller.jobs import JobCreate
 from controller.security import Role, Security
@@ -79,22 +83,19 @@ class FastSubmit:
             foreign = [d for d in spec.inputs if d in datasets and datasets[d].owner != spec.tenant]
             if foreign and not self.sec.granted_cached(spec.tenant, foreign):
                 return False  # grants the cache does not show: the route reads them
-        audit = who.audit_row("job.submitted", "", job_tenant=spec.tenant, name=spec.name)
         try:
-            job, created = await self.ctl.submit_async(spec, key_raw.decode() if key_raw else None, audit)
+            answer = await submit_job(
+                self.ctl, self.sec, who, spec, key_raw.decode() if key_raw else None, grants_checked=True
+            )
         except YiwangError as exc:
             await domain_problem(exc)(scope, _no_body, send)
             return True
-        payload = job.model_dump_json().encode()
-        out: list[tuple[bytes, bytes]] = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-            (b"location", f"/v1/jobs/{job.id}".encode()),
-        ]
-        if not created:
-            out.append((b"idempotent-replayed", b"true"))
-        await send({"type": "http.response.start", "status": 201 if created else 200, "headers": out})
-        await send({"type": "http.response.body", "body": payload})
+        except Exception as exc:
+            await unexpected_problem(exc)(scope, _no_body, send)
+            return True
+        out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
+        await send({"type": "http.response.start", "status": answer.status, "headers": out})
+        await send({"type": "http.response.body", "body": answer.body})
         return True
 
 

@@ -157,12 +157,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
-        if store_unavailable(exc):  # the store's own paths raise StoreUnavailable; any other
-            log.warning("store unavailable: %s", exc)  # database error of that kind: the same 503
-            return domain_problem(Store.unavailable(exc))
-        # A bug, not bad input: logged in full, answered without internals.
-        log.exception("unhandled error", exc_info=exc)
-        return problem(500, "Internal error", "the controller hit an internal error; it is logged")
+        return unexpected_problem(exc)
+
+
+def unexpected_problem(exc: Exception) -> JSONResponse:
+    """The answer to an exception no handler expected (the route's and the fast path's)."""
+    if store_unavailable(exc):  # the store's own paths raise StoreUnavailable; any other
+        log.warning("store unavailable: %s", exc)  # database error of that kind: the same 503
+        return domain_problem(Store.unavailable(exc))
+    # A bug, not bad input: logged in full, answered without internals.
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "Internal error", "the controller hit an internal error; it is logged")
 
 
 # ---- OpenAPI: the problems as sent --------------------------------------------------------------

@@ -269,8 +269,8 @@ def tenant_world(
     from sqlalchemy import insert
 
     from controller.jobs import JobCreate
-    from controller.policies import load_policy_set
     from controller.security import BOOTSTRAP_ADMIN, Security, TokenCreate
+    from controller.services.policy_files import load_policy_set
     from controller.settings import REPO_POLICIES, Settings
     from controller.sim.mixed import MixedJobs
     from controller.store import schema as t

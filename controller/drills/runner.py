@@ -704,7 +704,7 @@ def load_any(path: Path, topology: Topology | None = None) -> AnyScenario:
 
 def load_all(files: list[Path]) -> tuple[list[tuple[Path, AnyScenario]], list[tuple[Path, ScenarioError]]]:
     """Validate every file against the repository's topology; collect every error."""
-    from controller.policies import load_policy_set
+    from controller.services.policy_files import load_policy_set
 
     topology = load_policy_set(REPO_POLICIES).topology
     ok: list[tuple[Path, AnyScenario]] = []

@@ -36,9 +36,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from controller.domain.decision_codec import pack_decision
 from controller.scheduler.batch import BatchScheduler, CompactDecision
 from controller.scheduler.decision import COLUMNS_FORMAT
-from controller.store.store import pack_decision
 
 UNLISTED = 255
 # dtype codes of the packed columns

@@ -29,7 +29,6 @@ import random
 import secrets
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -59,38 +58,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.dml import Insert, UpdateBase
 
+from controller.domain import phases
+from controller.domain.decision_codec import unpack_decision
+from controller.domain.phases import JobPhase, Reason
 from controller.errors import StaleLeader, StoreUnavailable
 from controller.store import audit_chain
 from controller.store import schema as t
 
-OUTPUT_EVENT = "Output"  # an executor's output for an attempt; not a phase change
+OUTPUT_EVENT = phases.EventType.Output.value  # an executor's output for an attempt; not a phase change
 
-ACTIVE_PHASES = ("Scheduled", "Running")
+ACTIVE_PHASES = (JobPhase.Scheduled.value, JobPhase.Running.value)
 SQLITE_MAX_VARIABLES = 32_766  # SQLite's default limit since 3.32
-
-
-PACKED_DECISION = "yiwang.decision.zlib/1"
-
-
-def pack_decision(body: dict[str, Any]) -> dict[str, Any]:
-    """The stored form of a decision body: its JSON, zlib-compressed (level 1) and base64-encoded,
-    beside its summary (which the audit log and operators read). A cycle writes one per job;
-    packed they are a third of the bytes (about 850 instead of 2,500 for the 1+32+8 federation),
-    and the bytes are most of what the scheduling leader writes while it holds the database."""
-    raw = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-    return {
-        "format": PACKED_DECISION,
-        "summary": body.get("summary", ""),
-        "z": base64.b64encode(zlib.compress(raw, 1)).decode("ascii"),
-    }
-
-
-def unpack_decision(stored: dict[str, Any]) -> dict[str, Any]:
-    """The decision body ``pack_decision`` stored (bodies stored unpacked come back as they are)."""
-    if stored.get("format") != PACKED_DECISION:
-        return stored
-    body: dict[str, Any] = orjson.loads(zlib.decompress(base64.b64decode(stored["z"])))
-    return body
 
 
 class EventRef(NamedTuple):
@@ -538,6 +516,7 @@ class Store:
                     self.sync_barrier(conn, t.jobs, t.jobs.c.id, existing["id"])
                     out.append((dict(existing), False))
                     continue
+                phases.transition(row["id"], None, row["phase"], Reason.Submitted)
                 audit = row.get(AUDIT_KEY)
                 conn.execute(insert(t.jobs).values(**{k: v for k, v in row.items() if k != AUDIT_KEY}))
                 if audit:
@@ -560,6 +539,8 @@ class Store:
     def insert_jobs_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert new jobs without idempotency keys and their 'Submitted' events in one
         transaction, with two executemany statements (three with audit rows)."""
+        for r in rows:
+            phases.transition(r["id"], None, r["phase"], Reason.Submitted)
         audits = [r[AUDIT_KEY] for r in rows if r.get(AUDIT_KEY)]
         if audits:
             rows = [{k: v for k, v in r.items() if k != AUDIT_KEY} for r in rows]
@@ -703,7 +684,10 @@ class Store:
         reason: str,
     ) -> bool:
         """Compare-and-set a job's phase inside ``conn``'s transaction and record the event.
-        False when the job is no longer in an expected phase/attempt (someone else moved it)."""
+        False when the job is no longer in an expected phase/attempt (someone else moved it).
+        The change (current phase, ``values["phase"]``, ``event_type``) is checked against the
+        rule table (``controller.domain.phases``) under the row's lock: an illegal one raises
+        ``IllegalTransition`` and writes nothing."""
         current = conn.execute(
             select(t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster)
             .where(t.jobs.c.id == job_id)
@@ -712,6 +696,11 @@ class Store:
         if current is None:
             return False
         expect = tuple(expect_phases)
+        if current.phase not in expect:
+            return False
+        values["phase"] = phases.transition(
+            job_id, current.phase, values.get("phase", current.phase), event_type
+        ).value
         cond = [t.jobs.c.id == job_id, t.jobs.c.phase.in_(expect)]
         if expect_attempt is not None:
             cond.append(t.jobs.c.attempt == expect_attempt)
@@ -799,6 +788,10 @@ class Store:
             and c[1] == r["attempt"]
             and c[2] == r["cluster"]
         ]
+        for r in ok_sched:
+            phases.transition(r["id"], JobPhase.Pending, JobPhase.Scheduled, Reason.Scheduled)
+        for r in ok_req:
+            phases.transition(r["id"], current[r["id"]][0], JobPhase.Pending, Reason.Preempted)
         changed = {r["id"] for r in ok_sched} | {r["id"] for r in ok_req}
         if ok_sched:
             self.executemany(

@@ -266,7 +266,8 @@ def test_controller_chart_ships_the_repositorys_policies(helm: str) -> None:
     (policies/*.yaml, every one of them: topology, failover, placement, residency, quota), so a Helm
     install schedules exactly as the tests and the benchmarks do; each validates as its policy kind,
     and the rendered ConfigMap carries them all."""
-    from controller.policies import load_policy_set, validate_kind
+    from controller.policies import validate_kind
+    from controller.services.policy_files import load_policy_set
 
     repo = Path(__file__).resolve().parents[2]
     repo_files = {p.name: p for p in (repo / "policies").glob("*.yaml")}

@@ -87,7 +87,7 @@ def test_invalid_national_scenarios_say_where(change: Any, path: str, words: str
     doc = shipped("national-site-loss")
     change(doc)
     from controller.drills.runner import REPO_POLICIES
-    from controller.policies import load_policy_set
+    from controller.services.policy_files import load_policy_set
 
     with pytest.raises(ScenarioError) as err:
         parse_national_scenario(doc, "x.yaml", load_policy_set(REPO_POLICIES).topology)

@@ -11,7 +11,7 @@ from controller.cli import app
 from controller.drills.procscenario import parse_proc_scenario
 from controller.drills.runner import load_any
 from controller.drills.scenario import ScenarioError, load_scenario, parse_scenario
-from controller.policies import load_policy_set
+from controller.services.policy_files import load_policy_set
 from controller.settings import REPO_POLICIES
 from tests.drills.conftest import DRILLS, small_scenario, write
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from controller.policies import QuotaPolicy, TenantQuota, load_policy_set
+from controller.policies import QuotaPolicy, TenantQuota
 from controller.scheduler.quota import QuotaBook, effective_priority
+from controller.services.policy_files import load_policy_set
 from tests.scheduler.helpers import batch, enqueue, job, snap
 
 REPO = Path(__file__).resolve().parents[2]

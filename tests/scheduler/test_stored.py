@@ -68,7 +68,7 @@ def test_columns_bodies_expand_as_to_body(seed: int, wait: float) -> None:
 def test_columns_bodies_are_smaller_than_zlib_packed_to_body() -> None:
     import orjson
 
-    from controller.store.store import pack_decision
+    from controller.domain.decision_codec import pack_decision
 
     for bs, decisions in cycles(1, 0.0, n=400, count=1):
         (_, blob), bodies = encode(bs, decisions)  # type: ignore[misc]

@@ -263,7 +263,7 @@ def test_decision_bodies_are_stored_packed_and_read_back_whole() -> None:
     unpack_decision restores it exactly, and leaves a body stored unpacked as it is."""
     import json
 
-    from controller.store.store import pack_decision, unpack_decision
+    from controller.domain.decision_codec import pack_decision, unpack_decision
 
     body = {
         "format": "yiwang.decision.compact/1",

@@ -1,6 +1,6 @@
 """Read-only views for the operator console (docs/dashboard.md): the federation map, tenants and
 quotas, the time series and the drill reports. Thin shells over controller/overview.py,
-controller/series.py and controller/drills/library.py; a tenant token sees its own tenant only."""
+controller/series.py and controller/services/drill_reports.py; a tenant token sees its own tenant only."""
 
 from __future__ import annotations
 
@@ -11,10 +11,16 @@ from fastapi.concurrency import run_in_threadpool
 
 from controller import overview, series
 from controller.api.deps import DEFAULT_WINDOW, Authenticated, ControllerDep, OpsP, ReaderP, WindowS
-from controller.drills.library import REPORT_NAME, DrillList, DrillReportRead, list_reports, read_report
 from controller.overview import FederationMap, TenantList
 from controller.security import sees_tenant
 from controller.series import SeriesList
+from controller.services.drill_reports import (
+    REPORT_NAME,
+    DrillList,
+    DrillReportRead,
+    list_reports,
+    read_report,
+)
 
 router = APIRouter(prefix="/v1", tags=["console"], dependencies=[Authenticated])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
-from fastapi.concurrency import run_in_threadpool
 
 from controller.api.deps import Authenticated, ControllerDep, ReaderP, SecurityDep, SubmitterP
+from controller.api.submission import submit_job
 from controller.errors import InvalidInput, NotFound
 from controller.jobs import JobCreate, JobList, JobPhase, JobRead
 from controller.scheduler.decision import Decision
@@ -41,21 +41,10 @@ async def create_job(
 ) -> Response:
     """201 with the job once it is committed (group commit: concurrent submissions share one
     transaction); a replayed Idempotency-Key answers 200 with the job it created first.
-    A tenant token submits for itself only; every input needs a grant (403 naming it)."""
-    acts_for_tenant(who, spec.tenant)
-    if spec.inputs and not who.open:
-        await run_in_threadpool(sec.check_grants, who, spec, ctl.datasets)
-    audit = who.audit_row("job.submitted", "", job_tenant=spec.tenant, name=spec.name)
-    job, created = await ctl.submit_async(spec, key, audit)
-    headers = {"Location": f"/v1/jobs/{job.id}"}
-    if not created:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(
-        job.model_dump_json(),
-        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        media_type="application/json",
-        headers=headers,
-    )
+    A tenant token submits for itself only; every input needs a grant (403 naming it).
+    The same handler serves the fast path (controller/api/submission.py)."""
+    answer = await submit_job(ctl, sec, who, spec, key)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)
 
 
 @router.get("/jobs", response_model=JobList)
