@@ -14,10 +14,11 @@ flavor assignment cache do:
 - A decision is kept compact (shape, free rows seen, chosen cluster, victims); the full
   ``Decision`` with every plugin's score per feasible cluster and every rejection reason is built
   on demand by ``CompactDecision.to_decision()`` from exactly the data the choice used.
-- Order: priority first, then jobs that already waited, then the least flexible job (fewest statically feasible clusters), then
-  the tenant with the lowest dominant share (DRF), then the shortest expected runtime, then FIFO (see
-  ``ORDER_CONSTRAINED_FIRST``; ``ORDER_DRF`` keeps pure priority/DRF/FIFO). A job that does not fit
-  does not block the others (Kueue's BestEffortFIFO).
+- Order: priority first, then the age tier (grows with the wait), then the least flexible job
+  (fewest statically feasible clusters), then the tenant with the lowest dominant share (DRF),
+  then the shortest expected runtime, then FIFO (``ordering.py``; ``ORDER_DRF`` keeps pure
+  priority/DRF/FIFO). A job that does not fit does not block the others (Kueue's BestEffortFIFO);
+  anti-starvation holds keep room for a long-waiting job with few legal clusters.
 - Quota admission (Kueue-style cohort borrowing) and priority preemption with a bounded victim
   choice on one cluster (kube-scheduler DefaultPreemption: remove all lower-priority work, then
   reprieve from the highest priority down; pick the cluster with the lowest highest-victim
@@ -55,20 +56,34 @@ from controller.scheduler.framework import (
     demand_vector,
     is_dynamic,
 )
+from controller.scheduler.ordering import (
+    ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
+)
+from controller.scheduler.ordering import ORDER_DRF as ORDER_DRF
+from controller.scheduler.ordering import (
+    SORTED_ORDERS,
+    Ageing,
+    sort_key,
+)
 from controller.scheduler.plugins.locality import NAME as LOCALITY
 from controller.scheduler.quota import REASON_UNKNOWN_CLASS, QuotaBook, effective_priority
 from controller.scheduler.scheduler import Scheduler
 
 IntArray = npt.NDArray[np.intp]
-# Order inside a cycle. "drf": priority, then the tenant with the lowest dominant share (live),
-# then FIFO. "constrained-first" (default): priority, then jobs that already waited a cycle
-# (aging), then the least flexible job first (fewest
-# clusters its static filters allow: residency-bound work has few options, so it goes before work
-# that can run anywhere; Tetrium's least-flexible-first), then the tenant's dominant share at the
-# start of the cycle (DRF), then the shortest expected runtime (``expected_runtime_s``, the
-# submitter's estimate: shortest-job-first minimises mean completion time), then FIFO.
-ORDER_DRF = "drf"
-ORDER_CONSTRAINED_FIRST = "constrained-first"
+# Order inside a cycle: see controller/scheduler/ordering.py ("constrained-first", the default:
+# priority, age tier growing with the wait, least flexible, DRF share, shortest expected runtime,
+# FIFO; "fifo"; "sjf"; "drf": live dominant share, FIFO inside a tenant).
+# Anti-starvation holds, on by default (``hold_*`` below): a job that failed for capacity
+# ``hold_after`` times and has waited ``hold_after_s``, whose static filters leave it at most
+# ``hold_max_clusters`` clusters, gets its gang's demand held back on one of them. The cost to
+# others is bounded: at most ``max_holds`` holds at once, at most one per cluster, each at most
+# the held gang's demand, and each ends when its job starts, which is at the latest when the work
+# running on that cluster at the time of the hold has finished (nothing new can take the held
+# part). tests/scheduler/test_holds.py checks this on an adversarial queue.
+HOLD_AFTER_FAILS = 3
+HOLD_AFTER_S = 600.0
+HOLD_MAX_CLUSTERS = 5
+MAX_HOLDS = 4
 QUOTA = "quota"
 REASON_LOCALITY_WAIT = (
     "waiting for a cluster that holds its inputs: moving them to a cluster free now would take "
@@ -537,13 +552,16 @@ class BatchScheduler:
         self.cycle = 0
         self._fingerprint: tuple[Any, ...] | None = None
         # Anti-starvation holds (kube-scheduler's nominated node, Slurm's backfill reservation):
-        # a gang that failed to fit ``hold_after`` cycles in a row gets capacity held back on one
-        # cluster; other jobs may use that cluster only beyond what is held (backfill). Off by
-        # default: on the trace replay it held capacity idle and raised mean JCT (docs/benchmarks.md).
-        self.hold_after: int | None = None
+        # see HOLD_AFTER_FAILS above; other jobs may use a held cluster only beyond what is held
+        # (backfill). ``hold_after = None`` turns them off.
+        self.hold_after: int | None = HOLD_AFTER_FAILS
+        self.hold_after_s = HOLD_AFTER_S
+        self.hold_max_clusters = HOLD_MAX_CLUSTERS
         self.order = ORDER_CONSTRAINED_FIRST
+        self.ageing = Ageing()
+        self._now = 0.0
         self.backups: dict[str, list[str]] = {}  # failover policy: cluster -> ordered backups
-        self.max_holds = 4
+        self.max_holds = MAX_HOLDS
         self.holds: dict[str, tuple[int, FloatArray, int]] = {}  # job -> (cluster, demand, cycle)
         self.fail_counts: dict[str, int] = {}
         # Locality waits (delay scheduling): job -> when it first waited for a cluster holding
@@ -667,17 +685,20 @@ class BatchScheduler:
         if len(self.fail_counts) > 10 * max(limit, len(queue)):
             self.fail_counts.clear()  # forget jobs that left the queue another way (cancelled)
         source: Iterable[tuple[str, int, int, Shape]]
-        if self.order == ORDER_CONSTRAINED_FIRST:
+        self._now = now
+        ageing = self.ageing
+        ageing.trim(10 * max(limit, len(queue)))
+        if self.order in SORTED_ORDERS:
             items = list(queue.drain_ordered(book, limit))
             for item in items:
                 if item[3].gen != gen:
                     self.evaluate_static(item[3], snap)
-            share = book.dominant_share
-            waited = self.fail_counts
+            share, order, wait = book.dominant_share, self.order, ageing.wait
             items.sort(
-                key=lambda it: (
-                    -(it[3].priority or 0),
-                    it[0] not in waited,
+                key=lambda it: sort_key(
+                    order,
+                    it[3].priority or 0,
+                    wait(it[0], now),
                     len(it[3].idx),
                     share(it[3].tenant),
                     it[3].spec.expected_runtime_s,
@@ -698,6 +719,7 @@ class BatchScheduler:
                 decisions.append(CompactDecision(self, job_id, attempt, shape, status, t=now))
                 unplaced.append(item)
                 continue
+            own = None
             if holds:
                 rows = free[idx] - held[idx]
                 own = holds.get(job_id)
@@ -708,7 +730,7 @@ class BatchScheduler:
                         rows[at] += own[1]
             else:
                 rows = free[idx]
-            if shape.failed_cycle == cycle:
+            if shape.failed_cycle == cycle and own is None:
                 self._on_fail(job_id, shape, free, held)
                 decisions.append(
                     CompactDecision(self, job_id, attempt, shape, unschedulable, free_rows=rows, t=now)
@@ -789,6 +811,7 @@ class BatchScheduler:
                             continue
             if waiting_since and job_id is not None:
                 waiting_since.pop(job_id, None)
+            ageing.forget(job_id)
             if holds and job_id in holds:
                 c_h, d_h, _ = holds.pop(job_id)
                 held[c_h] -= d_h
@@ -811,8 +834,9 @@ class BatchScheduler:
         return BatchResult(decisions, scheduled, victims_all, unplaced)
 
     def _on_fail(self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray) -> None:
-        """Count a capacity failure; after ``hold_after`` of them hold capacity for the job on the
-        cluster where it would fit soonest (the largest free share of its demand)."""
+        """Count a capacity failure; after ``hold_after`` of them, once the job has waited
+        ``hold_after_s`` and if it has at most ``hold_max_clusters`` clusters, hold capacity for
+        it on the cluster where it would fit soonest (the largest free share of its demand)."""
         if job_id is None:
             return
         n = self.fail_counts.get(job_id, 0) + 1
@@ -822,6 +846,8 @@ class BatchScheduler:
             or n < self.hold_after
             or job_id in self.holds
             or len(self.holds) >= self.max_holds
+            or len(shape.idx) > self.hold_max_clusters
+            or self.ageing.wait(job_id, self._now) < self.hold_after_s
         ):
             return
         taken = {h[0] for h in self.holds.values()}
