@@ -107,7 +107,7 @@ def shape_key(spec: JobCreate, priority: int | None) -> tuple[Any, ...]:
         ckey,
         r.cpu,
         r.memory_gib,
-        r.gpu,
+        r.gpus,
         spec.replicas,
         spec.delay_tolerant,
         spec.priority_class,
