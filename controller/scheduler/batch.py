@@ -83,7 +83,7 @@ IntArray = npt.NDArray[np.intp]
 HOLD_AFTER_FAILS = 3
 HOLD_AFTER_S = 600.0
 HOLD_MAX_CLUSTERS = 5
-MAX_HOLDS = 4
+MAX_HOLDS = 1
 QUOTA = "quota"
 REASON_LOCALITY_WAIT = (
     "waiting for a cluster that holds its inputs: moving them to a cluster free now would take "
