@@ -70,3 +70,14 @@ def test_gpus_are_a_dominant_resource_for_fair_share_and_quota() -> None:
     assert why is not None and "gpu" in why  # 0.75 + 0.3 > 1 GPU
     why, _never = qbook.check("hainan", list(demand_vector(gpu_job(250))))
     assert why is None  # 0.75 + 0.25 = 1 GPU fits
+
+
+def test_balance_sends_a_gpu_job_where_the_most_gpu_share_stays_free() -> None:
+    from controller.scheduler.plugins.balance import BalanceScore
+
+    cap = np.array([[100.0, 100.0, 4.0], [100.0, 100.0, 4.0]])
+    free = np.array([[90.0, 90.0, 1.0], [50.0, 50.0, 4.0]])  # the first has cpu, the second GPUs
+    gpu = BalanceScore().score_free(free, cap, np.array([1.0, 1.0, 0.5]))
+    assert gpu[1] > gpu[0]
+    cpu_only = BalanceScore().score_free(free, cap, np.array([1.0, 1.0, 0.0]))
+    assert cpu_only[0] > cpu_only[1]  # a cpu-only job does not look at GPUs
