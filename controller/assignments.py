@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.jobs import JobCreate
-from controller.schemas import Attempt, Cores, Count, Epoch, ExitCode, Gpus, MemoryGiB
+from controller.schemas import Attempt, Cores, Count, Epoch, ExitCode, GpuAmount, MemoryGiB
 
 log = logging.getLogger("yiwang.agents")
 
@@ -46,13 +46,14 @@ class StatusReport(BaseModel):
 
 
 class ReportedResources(BaseModel):
-    """cpu cores, memory GiB and GPUs an agent reports: finite, bounded, typed."""
+    """cpu cores, memory GiB and GPUs an agent reports: finite, bounded, typed. GPUs may be
+    fractional: attempts on shared GPUs hold thousandths of one (``gpu_milli``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     cpu: Cores = 0.0
     memory_gib: MemoryGiB = 0.0
-    gpu: Gpus = 0
+    gpu: GpuAmount = 0.0
 
 
 class HeartbeatReport(BaseModel):

@@ -32,7 +32,30 @@ class Resources(BaseModel):
 
     cpu: Annotated[Cores, Field(gt=0, le=4096, description="cores per replica")] = 1.0
     memory_gib: Annotated[MemoryGiB, Field(le=16384)] = 1.0
-    gpu: Annotated[Gpus, Field(le=64)] = 0
+    gpu: Annotated[Gpus, Field(le=64, description="whole GPUs per replica")] = 0
+    gpu_milli: Annotated[
+        int,
+        Field(
+            strict=True,
+            ge=0,
+            le=64_000,
+            description="GPU per replica in thousandths, for shared (fractional) GPUs: 250 is a "
+            "quarter of a GPU; give it or gpu, not both",
+        ),
+    ] = 0
+
+    @model_validator(mode="after")
+    def _one_gpu_form(self) -> Resources:
+        if self.gpu and self.gpu_milli and self.gpu_milli != self.gpu * 1000:
+            raise ValueError(
+                "give gpu (whole GPUs) or gpu_milli (thousandths of a GPU) per replica, not both"
+            )
+        return self
+
+    @property
+    def gpus(self) -> float:
+        """GPUs per replica, fractional when given in thousandths."""
+        return self.gpu_milli / 1000.0 if self.gpu_milli else float(self.gpu)
 
 
 class Constraints(BaseModel):

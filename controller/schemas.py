@@ -29,6 +29,8 @@ MAX_QUOTA = 1e12
 Cores = Annotated[float, Field(strict=True, ge=0, le=MAX_CORES, allow_inf_nan=False)]
 MemoryGiB = Annotated[float, Field(strict=True, ge=0, le=MAX_MEMORY_GIB, allow_inf_nan=False)]
 Gpus = Annotated[int, Field(strict=True, ge=0, le=MAX_GPUS)]
+# GPUs held or offered where shared (fractional) GPUs count: an agent's report, a ledger
+GpuAmount = Annotated[float, Field(strict=True, ge=0, le=MAX_GPUS, allow_inf_nan=False)]
 QuotaAmount = Annotated[float, Field(strict=True, ge=0, le=MAX_QUOTA, allow_inf_nan=False)]
 
 # Counters and identifiers stored in INTEGER / BIGINT columns

@@ -262,7 +262,8 @@ class Controller:
         of validating the whole spec again: a follower does it for every placement it learns of."""
         try:
             r, replicas = spec["resources"], spec["replicas"]
-            demand = np.array([r["cpu"], r["memory_gib"], r["gpu"]], dtype=np.float64) * replicas
+            gpu = r["gpu_milli"] / 1000.0 if r.get("gpu_milli") else r["gpu"]
+            demand = np.array([r["cpu"], r["memory_gib"], gpu], dtype=np.float64) * replicas
             priority = self._priority(int(spec["priority"]), spec["priority_class"])
             if not (np.isfinite(demand).all() and (demand >= 0).all()):
                 raise TypeError("demand out of bounds")

@@ -27,6 +27,7 @@ from controller.bench import mixed, postgres
 from controller.jobs import JobCreate, Resources
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler, PendingQueue
+from controller.scheduler.ordering import SORTED_ORDERS
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS, DEFAULT_DATA_DIR, federation, snapshot_of
 from controller.sim.workload import InputAssigner, make_catalogue
@@ -462,12 +463,26 @@ def bench_api_postgresql(**kw: Any) -> dict[str, Any]:
         return bench_api(database_url=url, **kw)
 
 
-def bench_replay(trace: Path | None, data_dir: Path, limit: int | None) -> dict[str, Any]:
-    from controller.sim.replay import replay_all, setup
+def bench_replay(
+    trace: Path | None,
+    data_dir: Path,
+    limit: int | None,
+    workloads: list[str] | None = None,
+    loads: list[float] | None = None,
+    orders: list[str] | None = None,
+) -> dict[str, Any]:
+    """Policy x order x load (x workload) on the trace replay (controller/sim/report.py)."""
+    from controller.sim.replay import LOADS
+    from controller.sim.report import run_matrix
 
-    jobs, snap, meta = setup(trace_path=trace, limit=limit, data_dir=data_dir)
-    results = replay_all(jobs, snap)
-    return {"setup": meta, "policies": {k: v.as_dict() for k, v in results.items()}}
+    return run_matrix(
+        workloads=workloads or ["gpu"],
+        loads=loads or list(LOADS),
+        orders=orders or list(SORTED_ORDERS),
+        trace=trace or data_dir / "alibaba_v2017_batch_task.csv",
+        limit=limit,
+        progress=lambda line: print("replay", line, flush=True),
+    )
 
 
 def _api_line(name: str, a: dict[str, Any]) -> str:
@@ -530,16 +545,9 @@ def summary_md(report: dict[str, Any]) -> str:
         if key in report:
             lines.append(_api_line(name, report[key]))
     if "replay" in report:
-        lines += [
-            "",
-            "| policy | WAN TB | mean JCT s | p95 JCT s | p95 wait s | util | residency violations |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, r in report["replay"]["policies"].items():
-            lines.append(
-                f"| {name} | {r['wan_bytes'] / 1e12:.1f} | {r['mean_jct_s']} | {r['p95_jct_s']} | {r['p95_wait_s']} | "
-                f"{r['utilization']} | {r['residency_violations']} |"
-            )
+        from controller.sim.report import markdown
+
+        lines += ["", markdown(report["replay"])]
     lines.append("")
     lines.append(f"`make bench` took {report.get('bench_seconds')} s.")
     return "\n".join(lines) + "\n"
@@ -567,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
         help="bound on the 10M-decision memory run (past it the 10M figure is extrapolated, and says so)",
     )
     ap.add_argument("--api-seconds", type=float, default=15.0)
+    ap.add_argument("--replay-workload", action="append", choices=["gpu", "cpu"], help="default: gpu")
+    ap.add_argument("--replay-load", action="append", type=float, help="default: 0.5, 0.7, 0.9")
+    ap.add_argument("--replay-order", action="append", choices=list(SORTED_ORDERS), help="default: all")
     args = ap.parse_args(argv)
     if args.only:
         skip = set(PARTS) - set(args.only)
@@ -617,7 +628,16 @@ def main(argv: list[str] | None = None) -> int:
         part("api_one_process", bench_api, split=False, seconds=secs)
         part("api_ingest_only", bench_api, scheduling=False, split=False, seconds=secs)
     if "replay" not in skip:
-        part("replay", bench_replay, args.trace, args.data_dir, args.trace_limit)
+        part(
+            "replay",
+            bench_replay,
+            args.trace,
+            args.data_dir,
+            args.trace_limit,
+            args.replay_workload,
+            args.replay_load,
+            args.replay_order,
+        )
     report["bench_seconds"] = round(time.perf_counter() - t0, 1)
     report["self_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

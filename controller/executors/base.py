@@ -115,7 +115,7 @@ class ResourceAmounts:
 
     cpu: float = 0.0
     memory_gib: float = 0.0
-    gpu: int = 0
+    gpu: float = 0.0  # fractional when attempts share GPUs (gpu_milli)
 
     def __add__(self, other: ResourceAmounts) -> ResourceAmounts:
         return ResourceAmounts(self.cpu + other.cpu, self.memory_gib + other.memory_gib, self.gpu + other.gpu)
@@ -128,19 +128,19 @@ class ResourceAmounts:
         return (
             self.cpu <= other.cpu + eps
             and self.memory_gib <= other.memory_gib + eps
-            and self.gpu <= other.gpu
+            and self.gpu <= other.gpu + eps
         )
 
     @classmethod
     def per_replica(cls, spec: JobCreate) -> ResourceAmounts:
         r = spec.resources
-        return cls(r.cpu, r.memory_gib, r.gpu)
+        return cls(r.cpu, r.memory_gib, r.gpus)
 
     @classmethod
     def for_job(cls, spec: JobCreate) -> ResourceAmounts:
         r = spec.resources
         n = spec.replicas
-        return cls(r.cpu * n, r.memory_gib * n, r.gpu * n)
+        return cls(r.cpu * n, r.memory_gib * n, r.gpus * n)
 
 
 @runtime_checkable

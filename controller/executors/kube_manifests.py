@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 from controller.assignments import Assignment
 from controller.executors.base import job_environment
 from controller.executors.kube_client import JOBS, SPARK_APPLICATIONS, Manifest
+from controller.jobs import Resources
 
 MAX_NAME = 52
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -150,6 +151,13 @@ def gpu_tolerations() -> list[Manifest]:
     return [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
 
 
+def whole_gpus(res: Resources) -> int:
+    """GPUs a pod asks the device plugin for. A shared GPU (``gpu_milli``) still takes one whole
+    ``nvidia.com/gpu`` here: the stock NVIDIA device plugin has no fractions, so the member
+    cluster never overcommits (the controller's ledger counts the fraction it was given)."""
+    return max(res.gpu, math.ceil(res.gpus)) if res.gpus > 0 else 0
+
+
 def job_manifest(assignment: Assignment, options: KubeOptions) -> Manifest:
     """A batch/v1 Job: one pod per replica, all-or-nothing failure, retries left to Yiwang."""
     spec = assignment.spec
@@ -157,8 +165,8 @@ def job_manifest(assignment: Assignment, options: KubeOptions) -> Manifest:
     amounts: dict[str, str] = {"cpu": cpu_quantity(res.cpu)}
     if res.memory_gib > 0:
         amounts["memory"] = memory_quantity(res.memory_gib)
-    if res.gpu > 0:
-        amounts[GPU_RESOURCE] = str(res.gpu)
+    if res.gpus > 0:
+        amounts[GPU_RESOURCE] = str(whole_gpus(res))
     container: Manifest = {
         "name": CONTAINER_NAME,
         "image": spec.runtime.image,
@@ -177,7 +185,7 @@ def job_manifest(assignment: Assignment, options: KubeOptions) -> Manifest:
     }
     if options.service_account:
         pod_spec["serviceAccountName"] = options.service_account
-    if res.gpu > 0:
+    if res.gpus > 0:
         pod_spec["tolerations"] = gpu_tolerations()
     metadata = _metadata(assignment, options)
     job_spec: Manifest = {
@@ -231,8 +239,8 @@ def spark_application_manifest(assignment: Assignment, options: KubeOptions) -> 
         "memory": f"{memory_mib(res.memory_gib)}m",
         "deleteOnTermination": True,
     }
-    if res.gpu > 0:
-        executor["gpu"] = {"name": GPU_RESOURCE, "quantity": res.gpu}
+    if res.gpus > 0:
+        executor["gpu"] = {"name": GPU_RESOURCE, "quantity": whole_gpus(res)}
         executor["tolerations"] = gpu_tolerations()
     app_spec: Manifest = {
         "type": spark_type(spec.runtime.main_application_file or ""),

@@ -68,7 +68,7 @@ class SimNode:
     name: str
     cpu: float
     memory_gib: float
-    gpu: int = 0
+    gpu: float = 0.0
 
     @property
     def amounts(self) -> ResourceAmounts:
@@ -332,4 +332,4 @@ class SimulatedExecutor:
 
 
 def _fmt(r: ResourceAmounts) -> str:
-    return f"(cpu {r.cpu:g}, memory {r.memory_gib:g}Gi, gpu {r.gpu})"
+    return f"(cpu {r.cpu:g}, memory {r.memory_gib:g}Gi, gpu {r.gpu:g})"

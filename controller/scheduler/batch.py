@@ -13,12 +13,12 @@ flavor assignment cache do:
   reservation. The cost per decision does not depend on the queue length.
 - A decision is kept compact (shape, free rows seen, chosen cluster, victims); the full
   ``Decision`` with every plugin's score per feasible cluster and every rejection reason is built
-  on demand from exactly the data the choice used (``CompactDecision.to_body``, expanded by
-  ``Decision``; ``to_decision`` does both).
-- Order: priority first, then jobs that already waited, then the least flexible job (fewest statically feasible clusters), then
-  the tenant with the lowest dominant share (DRF), then the shortest expected runtime, then FIFO (see
-  ``ORDER_CONSTRAINED_FIRST``; ``ORDER_DRF`` keeps pure priority/DRF/FIFO). A job that does not fit
-  does not block the others (Kueue's BestEffortFIFO).
+  on demand by ``CompactDecision.to_decision()`` from exactly the data the choice used.
+- Order: priority first, then the age tier (grows with the wait), then the least flexible job
+  (fewest statically feasible clusters), then the tenant with the lowest dominant share (DRF),
+  then the shortest expected runtime, then FIFO (``ordering.py``; ``ORDER_DRF`` keeps pure
+  priority/DRF/FIFO). A job that does not fit does not block the others (Kueue's BestEffortFIFO);
+  anti-starvation holds keep room for a long-waiting job with few legal clusters.
 - Quota admission (Kueue-style cohort borrowing) and priority preemption with a bounded victim
   choice on one cluster (kube-scheduler DefaultPreemption: remove all lower-priority work, then
   reprieve from the highest priority down; pick the cluster with the lowest highest-victim
@@ -58,6 +58,15 @@ from controller.scheduler.framework import (
     Snapshot,
     is_dynamic,
 )
+from controller.scheduler.ordering import (
+    ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
+)
+from controller.scheduler.ordering import ORDER_DRF as ORDER_DRF
+from controller.scheduler.ordering import (
+    SORTED_ORDERS,
+    Ageing,
+    sort_key,
+)
 from controller.scheduler.plugins.balance import BalanceScore
 from controller.scheduler.plugins.capacity import CapacityFilter
 from controller.scheduler.plugins.constraints import ConstraintsPlugin
@@ -77,15 +86,20 @@ from controller.scheduler.quota import REASON_UNKNOWN_CLASS, QuotaBook, effectiv
 from controller.scheduler.scheduler import Scheduler
 
 IntArray = npt.NDArray[np.intp]
-# Order inside a cycle. "drf": priority, then the tenant with the lowest dominant share (live),
-# then FIFO. "constrained-first" (default): priority, then jobs that already waited a cycle
-# (aging), then the least flexible job first (fewest
-# clusters its static filters allow: residency-bound work has few options, so it goes before work
-# that can run anywhere; Tetrium's least-flexible-first), then the tenant's dominant share at the
-# start of the cycle (DRF), then the shortest expected runtime (``expected_runtime_s``, the
-# submitter's estimate: shortest-job-first minimises mean completion time), then FIFO.
-ORDER_DRF = "drf"
-ORDER_CONSTRAINED_FIRST = "constrained-first"
+# Order inside a cycle: see controller/scheduler/ordering.py ("constrained-first", the default:
+# priority, age tier growing with the wait, least flexible, DRF share, shortest expected runtime,
+# FIFO; "fifo"; "sjf"; "drf": live dominant share, FIFO inside a tenant).
+# Anti-starvation holds, on by default (``hold_*`` below): a job that failed for capacity
+# ``hold_after`` times and has waited ``hold_after_s``, whose static filters leave it at most
+# ``hold_max_clusters`` clusters, gets its gang's demand held back on one of them. The cost to
+# others is bounded: at most ``max_holds`` holds at once, at most one per cluster, each at most
+# the held gang's demand, and each ends when its job starts, which is at the latest when the work
+# running on that cluster at the time of the hold has finished (nothing new can take the held
+# part). tests/scheduler/test_holds.py checks this on an adversarial queue.
+HOLD_AFTER_FAILS = 3
+HOLD_AFTER_S = 600.0
+HOLD_MAX_CLUSTERS = 5
+MAX_HOLDS = 1
 QUOTA = "quota"
 REASON_LOCALITY_WAIT = (
     "waiting for a cluster that holds its inputs: moving them to a cluster free now would take "
@@ -137,7 +151,7 @@ def shape_key(spec: JobCreate, priority: int | None) -> tuple[Any, ...]:
         ckey,
         r.cpu,
         r.memory_gib,
-        r.gpu,
+        r.gpus,
         spec.replicas,
         spec.delay_tolerant,
         spec.priority_class,
@@ -299,7 +313,7 @@ class Shape:
         self.priority_class = spec.priority_class
         self.inputs: tuple[str, ...] = key[2]
         self.ckey: Any = key[3]  # the constraints as JSON, () when there are none
-        self.resources: tuple[float, float, int] = (key[4], key[5], key[6])
+        self.resources: tuple[float, float, float] = (key[4], key[5], key[6])  # gpu: fractional
         self.replicas: int = spec.replicas
         cpu, memory_gib, gpu = self.resources
         replicas = self.replicas
@@ -359,12 +373,17 @@ class Shape:
     def spec(self) -> JobCreate:
         """A spec with the shape's fields (for plugins), built on demand and not kept."""
         cpu, memory_gib, gpu = self.resources
+        gpus = (
+            Resources(cpu=cpu, memory_gib=memory_gib, gpu=int(gpu))
+            if float(gpu).is_integer()
+            else Resources(cpu=cpu, memory_gib=memory_gib, gpu_milli=round(gpu * 1000))
+        )
         return _SPEC_TEMPLATE.model_copy(
             update={
                 "tenant": self.tenant,
                 "priority": self.priority if self.priority is not None else 100,
                 "priority_class": self.priority_class,
-                "resources": Resources(cpu=cpu, memory_gib=memory_gib, gpu=gpu),
+                "resources": gpus,
                 "replicas": self.replicas,
                 "inputs": list(self.inputs),
                 "constraints": self.constraints,
@@ -963,13 +982,16 @@ class BatchScheduler:
         self.cycle = 0
         self._fingerprint: tuple[Any, ...] | None = None
         # Anti-starvation holds (kube-scheduler's nominated node, Slurm's backfill reservation):
-        # a gang that failed to fit ``hold_after`` cycles in a row gets capacity held back on one
-        # cluster; other jobs may use that cluster only beyond what is held (backfill). Off by
-        # default: on the trace replay it held capacity idle and raised mean JCT (docs/benchmarks.md).
-        self.hold_after: int | None = None
+        # see HOLD_AFTER_FAILS above; other jobs may use a held cluster only beyond what is held
+        # (backfill). ``hold_after = None`` turns them off.
+        self.hold_after: int | None = HOLD_AFTER_FAILS
+        self.hold_after_s = HOLD_AFTER_S
+        self.hold_max_clusters = HOLD_MAX_CLUSTERS
         self.order = ORDER_CONSTRAINED_FIRST
+        self.ageing = Ageing()
+        self._now = 0.0
         self.backups: dict[str, list[str]] = {}  # failover policy: cluster -> ordered backups
-        self.max_holds = 4
+        self.max_holds = MAX_HOLDS
         self.holds: dict[str, tuple[int, FloatArray, int]] = {}  # job -> (cluster, demand, cycle)
         self.fail_counts: dict[str, int] = {}
         # Locality waits (delay scheduling): job -> when it first waited for a cluster holding
@@ -1294,6 +1316,8 @@ class BatchScheduler:
         wait = self.locality_wait_max_s > 0
         unschedulable = Code.Unschedulable.value
         scheduled = 0
+        self._now = now
+        self.ageing.trim(10 * max(limit, len(queue)))
         fused = self.fused
         if fused:
             w_balance = self.dynamic_scores[0][1]
@@ -1310,8 +1334,9 @@ class BatchScheduler:
                 decisions.append(CompactDecision(self, job_id, attempt, shape, status, t=now))
                 unplaced.append(item)
                 continue
+            own = holds.get(job_id) if holds else None
             rows = self._rows_with_holds(job_id, idx, free, held) if holds else free[idx]
-            if shape.failed_cycle == cycle:
+            if shape.failed_cycle == cycle and own is None:
                 self._on_fail(job_id, shape, free, held)
                 decisions.append(
                     CompactDecision(self, job_id, attempt, shape, unschedulable, free_rows=rows, t=now)
@@ -1320,7 +1345,9 @@ class BatchScheduler:
                 continue
             cap_rows = shape.cap_rows
             ok = None
-            if fused:
+            # GPU jobs take the plugins' own path (the balance score counts the GPU share)
+            job_fused = fused and shape.demand_list[2] == 0.0
+            if job_fused:
                 # capacity fits and the balance score in one pass, with the plugins' arithmetic:
                 # free >= demand on every resource is (free - demand) >= 0 on every resource.
                 # Element by element: reductions over an axis of two or three cost more than
@@ -1348,7 +1375,7 @@ class BatchScheduler:
                 unplaced.append(item)
                 continue
             victims: list[Victim] = []
-            if fused:
+            if job_fused:
                 assert ok is not None
                 best = int(where(ok, fused_total, neg_inf).argmax())
                 none_fits = not ok[best]
@@ -1372,7 +1399,7 @@ class BatchScheduler:
                 fused_preempted = True
             else:
                 fused_preempted = False
-            if fused and not fused_preempted:
+            if job_fused and not fused_preempted:
                 total = None
             else:
                 total = shape.static_total
@@ -1435,8 +1462,9 @@ class BatchScheduler:
         return held
 
     def _ordered(self, queue: PendingQueue, snap: Snapshot, book: QuotaBook, limit: int) -> Iterable[Item]:
-        """The cycle's order (see ``ORDER_CONSTRAINED_FIRST`` and ``ORDER_DRF``)."""
-        if self.order != ORDER_CONSTRAINED_FIRST:
+        """The cycle's order (``ordering.py``: priority, the age tier that grows with the wait,
+        the least flexible job, DRF share, the runtime estimate, FIFO; or live DRF)."""
+        if self.order not in SORTED_ORDERS:
             return queue.drain(book, limit)  # live DRF: shares move as the loop admits jobs
         # The order below is total (the sequence breaks every tie), so when every queued job is
         # taken the order they leave the queue in does not matter: take them at once.
@@ -1447,12 +1475,12 @@ class BatchScheduler:
                 to_evaluate[id(item[3])] = item[3]
         if to_evaluate:
             self.evaluate_many(list(to_evaluate.values()), snap)
-        share = book.dominant_share
-        waited = self.fail_counts
+        share, order, waited, now = book.dominant_share, self.order, self.ageing.wait, self._now
         items.sort(
-            key=lambda it: (
-                -(it[3].priority or 0),
-                it[0] not in waited,
+            key=lambda it: sort_key(
+                order,
+                it[3].priority or 0,
+                waited(it[0], now),
                 len(it[3].idx),
                 share(it[3].tenant),
                 it[4],
@@ -1523,6 +1551,7 @@ class BatchScheduler:
             held[c_h] -= d_h
         if self.fail_counts:
             self.fail_counts.pop(job_id, None)
+        self.ageing.forget(job_id)
         demand = shape.demand
         free[c] -= demand
         allocated[c] += demand
@@ -1533,8 +1562,9 @@ class BatchScheduler:
             )
 
     def _on_fail(self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray) -> None:
-        """Count a capacity failure; after ``hold_after`` of them hold capacity for the job on the
-        cluster where it would fit soonest (the largest free share of its demand)."""
+        """Count a capacity failure; after ``hold_after`` of them, once the job has waited
+        ``hold_after_s`` and if it has at most ``hold_max_clusters`` clusters, hold capacity for
+        it on the cluster where it would fit soonest (the largest free share of its demand)."""
         if job_id is None:
             return
         n = self.fail_counts.get(job_id, 0) + 1
@@ -1544,6 +1574,8 @@ class BatchScheduler:
             or n < self.hold_after
             or job_id in self.holds
             or len(self.holds) >= self.max_holds
+            or len(shape.idx) > self.hold_max_clusters
+            or self.ageing.wait(job_id, self._now) < self.hold_after_s
         ):
             return
         taken = {h[0] for h in self.holds.values()}

@@ -100,7 +100,7 @@ class JobInfo:
     @property
     def demand(self) -> FloatArray:
         r = self.spec.resources
-        return np.array([r.cpu, r.memory_gib, r.gpu], dtype=np.float64) * self.spec.replicas
+        return np.array([r.cpu, r.memory_gib, r.gpus], dtype=np.float64) * self.spec.replicas
 
     def classified(self, c: Classification) -> list[DatasetRead]:
         return [d for d in self.inputs if d.classification is c]
@@ -110,7 +110,7 @@ def demand_vector(spec: JobCreate) -> FloatArray:
     """The gang's whole demand: replicas x per-replica (cpu, memory GiB, gpu)."""
     r = spec.resources
     return np.array(
-        [r.cpu * spec.replicas, r.memory_gib * spec.replicas, r.gpu * spec.replicas], dtype=np.float64
+        [r.cpu * spec.replicas, r.memory_gib * spec.replicas, r.gpus * spec.replicas], dtype=np.float64
     )
 
 

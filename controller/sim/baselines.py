@@ -1,54 +1,111 @@
-"""Baseline placement policies, implemented after their sources (read, not copied):
+"""Fair baseline placement policies, implemented after their sources (read, not copied).
+
+Every baseline obeys residency the way a real deployment of it would be configured: a cluster
+selector that admits only the clusters residency allows for the job's inputs (Karmada's
+``ClusterAffinity``, OCM's ``predicates``), so every policy here has 0 residency violations by
+construction and the comparison is about placement and order, not about breaking the law. The
+queue order is a separate factor (``controller/scheduler/ordering.py``), applied by the replay to
+every policy alike.
 
 - ``karmada``: Karmada's dynamic weighting by available replicas
   (``ReplicaSchedulingStrategy{type: Divided, weightPreference.dynamicWeight: AvailableReplicas}``;
-  karmada-io/karmada ``pkg/util/helper/binding.go`` and the scheduler's ``assignReplicas``; docs
-  "Divide replicas by dynamic weight"). A cluster's weight is how many replicas of the job's
-  per-replica request it can still take (the general estimator: the minimum over cpu, memory and
-  gpu of free / request). Replicas are divided in proportion to the weights, the remainder to the
-  heaviest clusters, ties by name. Our jobs are gangs that run in one cluster, so one unit (the
-  gang) is divided: it goes to the cluster with the largest weight that can take all replicas.
-  Capacity only: no locality, no residency.
-- ``ocm``: Open Cluster Management placement with the ``ResourceAllocatableCPU`` prioritizer
-  (``spec.prioritizerPolicy.configurations[].scoreCoordinate.builtIn``, ``numberOfClusters: 1``;
-  open-cluster-management-io ``pkg/placement/plugins/resource``; enhancement
-  "15-resourcebasedscheduling"). Each cluster scores ``200 * (a - min) / (max - min) - 100`` on
-  its *allocatable* cpu as reported in ``ManagedCluster.status.allocatable`` (the cluster's
-  allocatable, not what is free now); the top cluster is chosen. OCM does not check fit: a job
-  that does not fit waits in the member cluster's queue (the replay models that queue).
-- ``random``: a uniformly random cluster among those whose free capacity holds the gang (seeded).
+  karmada-io/karmada ``pkg/scheduler/core/division_algorithm.go`` / ``pkg/util/helper/binding.go``;
+  docs "Divide replicas by dynamic weight"), after the ``ClusterAffinity`` filter
+  (``pkg/scheduler/framework/plugins/clusteraffinity``) restricted to the legal clusters. A
+  cluster's weight is how many replicas of the job's per-replica request it can still take (the
+  general estimator: the minimum over cpu, memory and gpu of free / request). Our jobs are gangs
+  on one cluster, so the one gang goes to the legal cluster with the largest weight that can take
+  all replicas, ties by name; none: the job waits.
+- ``ocm``: Open Cluster Management ``Placement`` with ``numberOfClusters: 1``, a predicate
+  restricting it to the legal clusters, and its prioritizers in the default ``Additive`` mode:
+  ``Balance`` and ``Steady`` at weight 1 (the defaults: open-cluster-management-io/ocm
+  ``pkg/placement/controllers/scheduling/scheduling.go``, ``defaultPrioritizerConfig``) plus
+  ``ResourceAllocatableCPU`` and ``ResourceAllocatableMemory`` at weight 1 (enhancement
+  "15-resourcebasedscheduling"; ``pkg/placement/plugins/resource``). Balance
+  (``plugins/balance``): a cluster with no decisions scores 100, else
+  ``2 * 100 * (0.5 - count / max_count)``, counting other placements' decisions (here: jobs
+  placed there and not finished). Steady (``plugins/steady``): 100 for clusters this placement
+  already chose, else 0: each job is a new placement, so 0 everywhere. ResourceAllocatable:
+  ``200 * (a - min) / (max - min) - 100`` over the candidates' *allocatable* (not free). Highest
+  sum wins, ties by name. OCM does not check fit: a job that does not fit waits in the member
+  cluster's queue (the replay models that queue).
+- ``iridium``: locality-greedy, after Iridium (Pu et al., "Low Latency Geo-distributed Data
+  Analytics", SIGCOMM 2015: place tasks to minimise WAN transfer): among the legal clusters whose
+  free capacity holds the gang, the one that moves the fewest input bytes (at the inputs if it
+  fits), then the fastest fetch, then the most free cpu, then by name; none fits: the job waits.
+- ``random``: a uniformly random legal cluster among those whose free capacity holds the gang
+  (seeded).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from controller.jobs import JobCreate
 from controller.scheduler.framework import Snapshot
 
-
-class Baseline(Protocol):
-    name: str
-
-    def choose(self, spec: JobCreate, demand: np.ndarray, free: np.ndarray, snap: Snapshot) -> int | None: ...
+BoolArray = npt.NDArray[np.bool_]
 
 
-class KarmadaDynamicWeight:
+class Baseline:
+    """A placement policy over one job. ``legal`` is the cluster selector (residency);
+    ``moved``/``seconds`` the input bytes and fetch time to each cluster."""
+
+    name = "baseline"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def choose(
+        self,
+        spec: JobCreate,
+        demand: np.ndarray,
+        free: np.ndarray,
+        snap: Snapshot,
+        legal: BoolArray | None = None,
+        moved: np.ndarray | None = None,
+        seconds: np.ndarray | None = None,
+    ) -> int | None:
+        raise NotImplementedError
+
+    def placed(self, cluster: int) -> None:
+        """A job was placed on ``cluster`` (its decision exists until it finishes)."""
+
+    def finished(self, cluster: int) -> None:
+        """A job placed on ``cluster`` finished."""
+
+    @staticmethod
+    def candidates(snap: Snapshot, legal: BoolArray | None) -> BoolArray:
+        ok: BoolArray = snap.ready & ~snap.cordoned
+        return ok if legal is None else ok & legal
+
+
+class KarmadaDynamicWeight(Baseline):
     name = "karmada"
 
     def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
         self._order: np.ndarray | None = None
 
-    def choose(self, spec: JobCreate, demand: np.ndarray, free: np.ndarray, snap: Snapshot) -> int | None:
+    def choose(
+        self,
+        spec: JobCreate,
+        demand: np.ndarray,
+        free: np.ndarray,
+        snap: Snapshot,
+        legal: BoolArray | None = None,
+        moved: np.ndarray | None = None,
+        seconds: np.ndarray | None = None,
+    ) -> int | None:
         r = spec.resources
-        per = np.array([r.cpu, r.memory_gib, float(r.gpu)])
+        per = np.array([r.cpu, r.memory_gib, r.gpus])
         with np.errstate(divide="ignore", invalid="ignore"):
             avail = np.where(per > 0, np.floor(np.maximum(free, 0) / np.where(per > 0, per, 1.0)), np.inf)
         weight = avail.min(axis=1)
-        weight[~snap.ready | snap.cordoned] = 0
+        weight[~self.candidates(snap, legal)] = 0
         ok = weight >= spec.replicas
         if not ok.any():
             return None
@@ -59,31 +116,116 @@ class KarmadaDynamicWeight:
         return int(order[int(np.argmax(w))])
 
 
-class OcmAllocatableCpu:
+class OcmPlacement(Baseline):
     name = "ocm"
 
     def __init__(self, seed: int = 0) -> None:
-        pass
+        super().__init__(seed)
+        self.decisions: np.ndarray | None = None
+        self._rank: np.ndarray | None = None
 
-    def choose(self, spec: JobCreate, demand: np.ndarray, free: np.ndarray, snap: Snapshot) -> int | None:
-        usable = snap.ready & ~snap.cordoned & (snap.capacity >= demand).all(axis=1)
+    def _counts(self, n: int) -> np.ndarray:
+        if self.decisions is None or len(self.decisions) != n:
+            self.decisions = np.zeros(n, dtype=np.int64)
+        return self.decisions
+
+    def placed(self, cluster: int) -> None:
+        if self.decisions is not None:
+            self.decisions[cluster] += 1
+
+    def finished(self, cluster: int) -> None:
+        if self.decisions is not None:
+            self.decisions[cluster] -= 1
+
+    @staticmethod
+    def allocatable_score(values: np.ndarray, usable: BoolArray) -> np.ndarray:
+        lo, hi = float(values[usable].min()), float(values[usable].max())
+        if hi == lo:
+            return np.where(usable, 100.0, 0.0)
+        return np.where(usable, np.trunc(200.0 * (values - lo) / (hi - lo) - 100.0), 0.0)
+
+    def choose(
+        self,
+        spec: JobCreate,
+        demand: np.ndarray,
+        free: np.ndarray,
+        snap: Snapshot,
+        legal: BoolArray | None = None,
+        moved: np.ndarray | None = None,
+        seconds: np.ndarray | None = None,
+    ) -> int | None:
+        # Predicates (the legal-cluster selector); no fit check (OCM places, the member queues),
+        # but a cluster whose allocatable can never hold the gang is left out (its workload would
+        # never start there: a deployment sets that as a claim selector too).
+        usable = self.candidates(snap, legal) & (snap.capacity >= demand).all(axis=1)
         if not usable.any():
             return None
-        alloc = snap.capacity[:, 0]
-        lo, hi = float(alloc[usable].min()), float(alloc[usable].max())
-        score = np.full(snap.size, -np.inf)
-        score[usable] = 100.0 if hi == lo else 200.0 * (alloc[usable] - lo) / (hi - lo) - 100.0
-        return int(np.argmax(score))
+        counts = self._counts(snap.size)
+        max_count = int(counts.max())
+        balance = np.full(snap.size, 100.0)
+        if max_count > 0:
+            has = counts > 0
+            balance[has] = 2.0 * np.trunc(100.0 * (0.5 - counts[has] / max_count))
+        steady = np.zeros(snap.size)  # a new placement has no decisions to keep
+        score = (
+            balance
+            + steady
+            + self.allocatable_score(snap.capacity[:, 0], usable)
+            + self.allocatable_score(snap.capacity[:, 1], usable)
+        )
+        if self._rank is None or len(self._rank) != snap.size:
+            self._rank = np.argsort(np.argsort(np.array(snap.names)))  # ties: by name
+        key = np.where(usable, score * 1e4 - self._rank, -np.inf)
+        return int(np.argmax(key))
 
 
-class RandomFit:
+class LocalityGreedy(Baseline):
+    name = "iridium"
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self._rank: np.ndarray | None = None
+
+    def choose(
+        self,
+        spec: JobCreate,
+        demand: np.ndarray,
+        free: np.ndarray,
+        snap: Snapshot,
+        legal: BoolArray | None = None,
+        moved: np.ndarray | None = None,
+        seconds: np.ndarray | None = None,
+    ) -> int | None:
+        ok = np.flatnonzero(self.candidates(snap, legal) & (free >= demand).all(axis=1))
+        if not len(ok):
+            return None
+        n = snap.size
+        b = moved if moved is not None else np.zeros(n)
+        s = seconds if seconds is not None else np.zeros(n)
+        if self._rank is None or len(self._rank) != n:
+            self._rank = np.argsort(np.argsort(np.array(snap.names)))
+        first = np.lexsort((self._rank[ok], -free[ok, 0], s[ok], b[ok]))[0]
+        return int(ok[first])
+
+
+class RandomFit(Baseline):
     name = "random"
 
     def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
         self.rng = np.random.default_rng(seed)
 
-    def choose(self, spec: JobCreate, demand: np.ndarray, free: np.ndarray, snap: Snapshot) -> int | None:
-        ok = np.flatnonzero(snap.ready & ~snap.cordoned & (free >= demand).all(axis=1))
+    def choose(
+        self,
+        spec: JobCreate,
+        demand: np.ndarray,
+        free: np.ndarray,
+        snap: Snapshot,
+        legal: BoolArray | None = None,
+        moved: np.ndarray | None = None,
+        seconds: np.ndarray | None = None,
+    ) -> int | None:
+        ok = np.flatnonzero(self.candidates(snap, legal) & (free >= demand).all(axis=1))
         if not len(ok):
             return None
         return int(ok[int(self.rng.integers(len(ok)))])
@@ -91,6 +233,7 @@ class RandomFit:
 
 BASELINES: dict[str, Callable[[int], Baseline]] = {
     KarmadaDynamicWeight.name: KarmadaDynamicWeight,
-    OcmAllocatableCpu.name: OcmAllocatableCpu,
+    OcmPlacement.name: OcmPlacement,
+    LocalityGreedy.name: LocalityGreedy,
     RandomFit.name: RandomFit,
 }

@@ -88,6 +88,7 @@ def test_hold_keeps_room_for_a_starving_gang() -> None:
     allow = {"allow_clusters": ["prov-hainan"]}
     bs = batch()
     bs.hold_after = 1
+    bs.hold_after_s = 0.0
     q = enqueue(bs, [job("hainan", cpu=cap * 0.8, constraints=allow)], prefix="gang")
     bs.run(q, s)
     assert "gang00000" in bs.holds

@@ -1,4 +1,7 @@
-"""Balance: prefer the cluster with the largest share of cpu and memory left after placement."""
+"""Balance: prefer the cluster with the largest share left after placement of every resource the
+job asks for (cpu and memory always, GPUs when it asks for them: a GPU job goes where the most
+GPU share stays free, as Karmada's available-replicas weight does; a cpu-only job is not pushed
+away from clusters whose GPUs are busy)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,10 @@ class BalanceScore:
         share = np.minimum(
             (free[:, 0] - demand[..., 0]) / capacity[:, 0], (free[:, 1] - demand[..., 1]) / capacity[:, 1]
         )
+        gpu = demand[..., 2]
+        if np.any(gpu > 0):  # a GPU job: the GPU share counts too (clusters without GPUs: 0 of 1)
+            cap_gpu = np.where(capacity[:, 2] > 0, capacity[:, 2], 1.0)
+            share = np.where(gpu > 0, np.minimum(share, (free[:, 2] - gpu) / cap_gpu), share)
         out: FloatArray = np.minimum(np.maximum(share, 0.0), 1.0) * 100.0
         return out
 

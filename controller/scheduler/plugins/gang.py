@@ -56,7 +56,7 @@ class GangFilter:
     def filter(self, state: CycleState, job: JobInfo, snap: Snapshot) -> FilterResult:
         codes = np.zeros(snap.size, dtype=np.int16)
         r = job.spec.resources
-        per_replica = (r.cpu, r.memory_gib, float(r.gpu))
+        per_replica = (r.cpu, r.memory_gib, r.gpus)
         for i, labels in enumerate(snap.labels):
             shape = node_shape(labels)
             if shape is not None and any(need > have for need, have in zip(per_replica, shape, strict=True)):
