@@ -1,7 +1,8 @@
 """The batch scheduling loop: many pending jobs per cycle, capacity reserved as decisions are made.
 
-Same pipeline and plugins as ``Scheduler.decide`` (snapshot -> filter -> score -> select ->
-reserve), organised for throughput, as kube-scheduler's equivalence classes and Kueue's
+The one scheduling pipeline (snapshot -> filter -> score -> select -> reserve) over the
+``Scheduler``'s plugins: every decision is made here, a plan's too (``pipeline.decide``, a
+one-job batch). Organised for throughput, as kube-scheduler's equivalence classes and Kueue's
 flavor assignment cache do:
 
 - Jobs are grouped by *shape*: tenant, priority, inputs, constraints, per-replica resources,
