@@ -407,14 +407,9 @@ class CompactDecision:
         failover_of = (
             origin if chosen and origin is not None and chosen in ctx.backups.get(origin, ()) else None
         )
-        text, _ = render(
-            len(ctx.names),
-            ((k, len(v)) for k, v in groups.items()),
-            chosen,
-            failover_of=failover_of,
-            victims=[(v.job_id, v.priority) for v in self.victims],
-        )
-        return text
+        victims = [(v.job_id, v.priority) for v in self.victims] if self.victims else ()
+        counts = [(k, len(v)) for k, v in groups.items()]
+        return render(len(ctx.names), counts, chosen, failover_of=failover_of, victims=victims)[0]
 
     def to_body(self) -> dict[str, Any]:
         """The stored form: a compact JSON body that ``Decision.model_validate`` expands into the
