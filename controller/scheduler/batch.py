@@ -1,7 +1,8 @@
 """The batch scheduling loop: many pending jobs per cycle, capacity reserved as decisions are made.
 
-Same pipeline and plugins as ``Scheduler.decide`` (snapshot -> filter -> score -> select ->
-reserve), organised for throughput, as kube-scheduler's equivalence classes and Kueue's
+The one scheduling pipeline (snapshot -> filter -> score -> select -> reserve) over the
+``Scheduler``'s plugins: every decision is made here, a plan's too (``pipeline.decide``, a
+one-job batch). Organised for throughput, as kube-scheduler's equivalence classes and Kueue's
 flavor assignment cache do:
 
 - Jobs are grouped by *shape*: tenant, priority, inputs, constraints, per-replica resources,
@@ -698,14 +699,9 @@ class CompactDecision:
         failover_of = (
             origin if chosen and origin is not None and chosen in ctx.backups.get(origin, ()) else None
         )
-        text, _ = render(
-            len(ctx.names),
-            ((k, len(v)) for k, v in groups.items()),
-            chosen,
-            failover_of=failover_of,
-            victims=[(v.job_id, v.priority) for v in self.victims],
-        )
-        return text
+        victims = [(v.job_id, v.priority) for v in self.victims] if self.victims else ()
+        counts = [(k, len(v)) for k, v in groups.items()]
+        return render(len(ctx.names), counts, chosen, failover_of=failover_of, victims=victims)[0]
 
     def to_body(self) -> dict[str, Any]:
         """The stored form: a compact JSON body that ``Decision.model_validate`` expands into the

@@ -178,8 +178,13 @@ def reason_counts(groups: Iterable[tuple[tuple[str, str], int]]) -> list[ReasonC
     """The diagnosis in the order the summary reads: most clusters first, then by plugin and
     reason; groups that rejected nothing are left out."""
     counts = [(plugin, reason, n) for (plugin, reason), n in groups if n]
-    counts.sort(key=lambda c: (-c[2], c[0], c[1]))
+    if len(counts) > 1:
+        counts.sort(key=_reason_order)
     return counts
+
+
+def _reason_order(c: ReasonCount) -> tuple[int, str, str]:
+    return -c[2], c[0], c[1]
 
 
 def render(
@@ -194,7 +199,7 @@ def render(
     available: 30 residency (...), 14 capacity (...)``), and the structured reasons it is made
     of. ``groups``: ((plugin, reason), clusters rejected); ``victims``: (job id, priority)."""
     reasons = reason_counts(groups)
-    head = f"{total - sum(n for _, _, n in reasons)}/{total} clusters are available"
+    head = f"{total - sum([n for _, _, n in reasons])}/{total} clusters are available"
     if chosen:
         head += f"; chose {chosen}"
         if failover_of is not None:

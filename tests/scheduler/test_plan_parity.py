@@ -151,10 +151,11 @@ def run_seed(seed: int) -> frozenset[str]:
             ]
         )
         now = 1_000_000.0 + case
+        planned_snap = copy.deepcopy(snap)
         planned = decide(
             sched,
             job,
-            copy.deepcopy(snap),
+            planned_snap,
             quota=quota,
             running=copy.deepcopy(running),
             backups=backups,
@@ -162,6 +163,7 @@ def run_seed(seed: int) -> frozenset[str]:
             attempt=2 if origin else 1,
             now=now,
         )
+        assert np.array_equal(planned_snap.allocated, snap.allocated), "a plan reserved capacity"
         queue = PendingQueue()
         for k, other in enumerate(others):
             queue.push(f"s{seed}-c{case}-o{k}", batch.shapes.intern(other))
@@ -193,3 +195,18 @@ def test_the_cases_reach_every_step_of_the_pipeline() -> None:
     reached = frozenset[str]().union(*(run_seed(s) for s in SEEDS))
     steps = {"health", "constraints", "residency", "gang", "capacity", "quota", "locality"}
     assert steps | {"preemption", "failover", "UnschedulableAndUnresolvable"} <= reached, reached
+
+
+def test_a_single_decision_reserves_only_when_asked() -> None:
+    topo, net, catalogue = world(0)
+    sched = Scheduler.from_policy(ALL_PLUGINS)
+    snap = snapshot_of(topo, net, datasets=catalogue, residency=ResidencyPolicy())
+    job = JobCreate(name="j", tenant="hubei", resources=Resources(cpu=8, memory_gib=16), replicas=2)
+    before = snap.allocated.copy()
+    looked = decide(sched, job, snap)
+    assert looked.cluster is not None and np.array_equal(snap.allocated, before)
+    taken = decide(sched, job, snap, reserve=True)
+    i = snap.index[taken.cluster or ""]
+    assert taken.cluster == looked.cluster
+    assert snap.allocated[i].tolist() == (before[i] + [16.0, 32.0, 0.0]).tolist()
+    assert np.array_equal(np.delete(snap.allocated, i, axis=0), np.delete(before, i, axis=0))

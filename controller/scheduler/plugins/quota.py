@@ -1,5 +1,9 @@
-"""Tenant quota as a filter (for single decisions and plans): a job whose tenant would exceed its
-quota fits no cluster now. The batch loop applies the same rule with live usage as it reserves."""
+"""Tenant quota as a filter: a job whose tenant would exceed its quota fits no cluster now.
+
+Every decision (a cycle's and a plan's) is made by the batch pipeline, which skips job-level
+filters and applies the same rule itself as its quota admission step, with live usage as it
+reserves (``BatchScheduler._admission``); so naming ``quota`` in placement.yaml changes nothing
+and ``filter`` here serves direct callers only."""
 
 from __future__ import annotations
 
