@@ -1302,9 +1302,6 @@ class BatchScheduler:
         decisions: list[CompactDecision] = []
         unplaced: list[Item] = []
         victims_all: list[Victim] = []
-        dyn_filters = [f.fits for f in self.dynamic_filters]  # type: ignore[attr-defined]
-        dyn_scores = [(s.score_free, w) for s, w in self.dynamic_scores]  # type: ignore[attr-defined]
-        neg_inf = -np.inf
         gen, cycle = self.gen, self.cycle
         quota_check = book.check if self.quota is not None else None
         preempt_on = running is not None and (self.quota is None or self.quota.preemption)
@@ -1315,15 +1312,10 @@ class BatchScheduler:
         self._now = now
         self.ageing.trim(10 * max(limit, len(queue)))
         fused = self.fused
-        if fused:
-            w_balance = self.dynamic_scores[0][1]
-            w_balance_one = w_balance == 1.0  # 1.0 * x is x: skip the product
-        minimum, maximum, where = np.minimum, np.maximum, np.where
         for item in self._ordered(queue, snap, book, limit):
             job_id, _, attempt, shape, _ = item
             if shape.gen != gen:
                 self.evaluate_many([shape], snap)
-            demand = shape.demand
             idx = shape.idx
             if not len(idx):
                 status = Code.UnschedulableAndUnresolvable.value if shape.unresolvable else unschedulable
@@ -1339,27 +1331,8 @@ class BatchScheduler:
                 )
                 unplaced.append(item)
                 continue
-            cap_rows = shape.cap_rows
-            ok = None
             # GPU jobs take the plugins' own path (the balance score counts the GPU share)
-            job_fused = fused and shape.demand_list[2] == 0.0
-            if job_fused:
-                # capacity fits and the balance score in one pass, with the plugins' arithmetic:
-                # free >= demand on every resource is (free - demand) >= 0 on every resource.
-                # Element by element: reductions over an axis of two or three cost more than
-                # the arithmetic.
-                after = rows - demand
-                left_cpu, left_mem = after[:, 0], after[:, 1]
-                ok = minimum(minimum(left_cpu, left_mem), after[:, 2]) >= 0.0
-                balance = (
-                    minimum(maximum(minimum(left_cpu / shape.cap_cpu, left_mem / shape.cap_mem), 0.0), 1.0)
-                    * 100.0
-                )
-                fused_total = shape.static_total + (balance if w_balance_one else w_balance * balance)
-            else:
-                for fits in dyn_filters:
-                    m = fits(rows, cap_rows, demand)
-                    ok = m if ok is None else ok & m
+            ok, best = self._fit(shape, rows, fused and shape.demand_list[2] == 0.0)
             refused = self._admission(shape, quota_check)
             if refused is not None:
                 job_reason, status = refused
@@ -1371,13 +1344,7 @@ class BatchScheduler:
                 unplaced.append(item)
                 continue
             victims: list[Victim] = []
-            if job_fused:
-                assert ok is not None
-                best = int(where(ok, fused_total, neg_inf).argmax())
-                none_fits = not ok[best]
-            else:
-                none_fits = ok is not None and not ok.any()
-            if none_fits:
+            if ok is not None and not (ok[best] if best is not None else ok.any()):
                 chosen = -1
                 if preempt_on and running is not None:
                     chosen, victims = self._make_room(shape, job_id, free, allocated, running, book)
@@ -1390,47 +1357,25 @@ class BatchScheduler:
                     unplaced.append(item)
                     continue
                 rows = free[idx]
-                ok = np.zeros(len(idx), dtype=bool)
-                ok[np.searchsorted(idx, chosen)] = True
-                fused_preempted = True
-            else:
-                fused_preempted = False
-            if job_fused and not fused_preempted:
-                total = None
-            else:
-                total = shape.static_total
-                for score_free, w in dyn_scores:
-                    total = total + w * score_free(rows, cap_rows, demand)
-                if ok is not None:
-                    total = np.where(ok, total, neg_inf)
-            c = -1
-            if shape.backup_pos:  # failover: the first designated backup that is feasible now
-                for pos in shape.backup_pos:
-                    if ok is None or ok[pos]:
-                        c = int(idx[pos])
-                        break
-            if c < 0:
-                pos = best if total is None else int(total.argmax())
-                c = int(idx[pos])
-                if wait and shape.has_transfer and not victims and job_id is not None:
-                    extra = float(shape.static[len(shape.layout) + 1][pos]) - shape.best_transfer_s
-                    if extra > 0:
-                        since = self.waiting_since.setdefault(job_id, now)
-                        if now - since < min(extra, self.locality_wait_max_s):
-                            decisions.append(
-                                CompactDecision(
-                                    self,
-                                    job_id,
-                                    attempt,
-                                    shape,
-                                    unschedulable,
-                                    free_rows=rows,
-                                    job_reason=(LOCALITY, REASON_LOCALITY_WAIT),
-                                    t=now,
-                                )
-                            )
-                            unplaced.append(item)
-                            continue
+                ok = idx == chosen
+                best = None
+            pos, backup = self._choose(shape, rows, ok, best)
+            c = int(idx[pos])
+            if wait and not backup and not victims and self._waits_for_locality(job_id, shape, pos, now):
+                decisions.append(
+                    CompactDecision(
+                        self,
+                        job_id,
+                        attempt,
+                        shape,
+                        unschedulable,
+                        free_rows=rows,
+                        job_reason=(LOCALITY, REASON_LOCALITY_WAIT),
+                        t=now,
+                    )
+                )
+                unplaced.append(item)
+                continue
             self._reserve(job_id, attempt, shape, c, free, allocated, held, book, running)
             decisions.append(
                 CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now, epoch)
@@ -1442,6 +1387,65 @@ class BatchScheduler:
         return BatchResult(decisions, scheduled, victims_all, unplaced)
 
     # ---- the cycle's named steps --------------------------------------------------------------
+    def _fit(
+        self, shape: Shape, rows: FloatArray, fused: bool
+    ) -> tuple[npt.NDArray[np.bool_] | None, int | None]:
+        """The dynamic filters on the free ``rows``: the feasible mask (None: no dynamic filter)
+        and, fused, the best-scoring position already found (None: ``_choose`` scores).
+
+        Fused (the shipped capacity filter and balance score, a job without GPUs): both in one
+        pass with the plugins' arithmetic; free >= demand on every resource is
+        (free - demand) >= 0 on every resource, and element by element (a reduction over an axis
+        of two or three costs more than the arithmetic)."""
+        demand = shape.demand
+        if fused:
+            minimum = np.minimum
+            after = rows - demand
+            left_cpu, left_mem = after[:, 0], after[:, 1]
+            ok = minimum(minimum(left_cpu, left_mem), after[:, 2]) >= 0.0
+            balance = (
+                minimum(np.maximum(minimum(left_cpu / shape.cap_cpu, left_mem / shape.cap_mem), 0.0), 1.0)
+                * 100.0
+            )
+            w = self.dynamic_scores[0][1]
+            total = shape.static_total + (balance if w == 1.0 else w * balance)
+            return ok, int(np.where(ok, total, -np.inf).argmax())
+        mask: npt.NDArray[np.bool_] | None = None
+        for f in self.dynamic_filters:
+            m = f.fits(rows, shape.cap_rows, demand)  # type: ignore[attr-defined]
+            mask = m if mask is None else mask & m
+        return mask, None
+
+    def _choose(
+        self, shape: Shape, rows: FloatArray, ok: npt.NDArray[np.bool_] | None, best: int | None
+    ) -> tuple[int, bool]:
+        """The position (in ``shape.idx``) to place at, and whether it is a designated backup:
+        a re-placed job's first feasible designated backup, else the highest total score (ties:
+        topology order)."""
+        if shape.backup_pos:  # failover: the first designated backup that is feasible now
+            for pos in shape.backup_pos:
+                if ok is None or ok[pos]:
+                    return pos, True
+        if best is not None:
+            return best, False
+        total = shape.static_total
+        for plugin, w in self.dynamic_scores:
+            total = total + w * plugin.score_free(rows, shape.cap_rows, shape.demand)  # type: ignore[attr-defined]
+        if ok is not None:
+            total = np.where(ok, total, -np.inf)
+        return int(total.argmax()), False
+
+    def _waits_for_locality(self, job_id: str | None, shape: Shape, pos: int, now: float) -> bool:
+        """Delay scheduling: wait while moving the inputs to the chosen position would take longer
+        than the job has waited (capped by ``locality_wait_max_s``)."""
+        if not shape.has_transfer or job_id is None:
+            return False
+        extra = float(shape.static[len(shape.layout) + 1][pos]) - shape.best_transfer_s
+        if extra <= 0:
+            return False
+        since = self.waiting_since.setdefault(job_id, now)
+        return now - since < min(extra, self.locality_wait_max_s)
+
     def _start_cycle(self, free: FloatArray, bound: int) -> FloatArray:
         """Expire the holds of jobs not seen for two cycles and forget the per-job state of jobs
         that left the queue another way (cancelled); the capacity still held, per cluster."""
