@@ -1,7 +1,16 @@
-"""The controller's use cases: submit, cancel, plan, schedule, cluster operations, agent protocol.
+"""The controller process: its composition root (``Controller.__init__`` wires the services of
+``controller/services/``), the in-memory views, the leader/follow/sample loops, and the use cases
+not yet split out: submission, cancel, plan and the scheduling cycle.
 
 The API layer is a thin shell over this class; so are the CLI and the embedded federation.
-Every state change is committed to the store before it is acknowledged.
+Clusters (services/clusters.py), the agent protocol (services/agents.py) and the data-set
+catalogue (services/datasets.py) are services of their own; their methods here only delegate,
+so callers (routes, tests, drills) keep one entry point. Every state change is committed to the
+store before it is acknowledged.
+
+Over 400 lines, for now: the scheduling cycle (``schedule_pending`` and its helpers) is being
+unified with ``/v1/plan`` into one pipeline in a parallel change (issue 11), and moves to a
+service of its own with it; submission and the loops are the next to go (docs/architecture.md).
 """
 
 from __future__ import annotations
