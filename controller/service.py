@@ -1,7 +1,16 @@
-"""The controller's use cases: submit, cancel, plan, schedule, cluster operations, agent protocol.
+"""The controller process: its composition root (``Controller.__init__`` wires the services of
+``controller/services/``), the in-memory views, the leader/follow/sample loops, and the use cases
+not yet split out: submission, cancel, plan and the scheduling cycle.
 
 The API layer is a thin shell over this class; so are the CLI and the embedded federation.
-Every state change is committed to the store before it is acknowledged.
+Clusters (services/clusters.py), the agent protocol (services/agents.py) and the data-set
+catalogue (services/datasets.py) are services of their own; their methods here only delegate,
+so callers (routes, tests, drills) keep one entry point. Every state change is committed to the
+store before it is acknowledged.
+
+Over 400 lines, for now: the scheduling cycle (``schedule_pending`` and its helpers) is being
+unified with ``/v1/plan`` into one pipeline in a parallel change (issue 11), and moves to a
+service of its own with it; submission and the loops are the next to go (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -17,7 +26,6 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError
 
 from controller import audit
 from controller.assignments import Assignment, StatusReport, sanitize_reported
@@ -29,7 +37,6 @@ from controller.errors import (
     InvalidInput,
     InvalidPolicy,
     NotFound,
-    StaleAttempt,
     StaleLeader,
     StoreUnavailable,
     YiwangError,
@@ -52,6 +59,8 @@ from controller.scheduler.plugins import FILTER_PLUGINS, SCORE_PLUGINS
 from controller.scheduler.quota import class_priority
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
+from controller.services.agents import AgentProtocol
+from controller.services.clusters import IDENTITY_FIELDS, ClusterService
 from controller.services.datasets import DatasetCatalogue, dataset_read
 from controller.services.policy_files import load_policy_set
 from controller.settings import Settings
@@ -100,19 +109,6 @@ PENDING_SPEC_CACHE = 100_000  # about 4 KB a spec: 400 MB at most (a cycle takes
 CANCEL_TRIES = 8
 JOB_TERMS_CACHE = 200_000
 TERMINAL_PHASES = frozenset(p.value for p in TERMINAL)
-# A cluster's identity for residency and placement rules: fixed while it holds data or jobs.
-IDENTITY_FIELDS = ("tenant", "tier", "adcode")
-
-
-def requeue_values(attempt: int, message: str) -> dict[str, Any]:
-    """A job's row back in the queue: Pending, off its cluster, as the next attempt."""
-    return {
-        "phase": JobPhase.Pending.value,
-        "cluster": None,
-        "attempt": attempt + 1,
-        "message": message,
-        "lease_expires_at": None,
-    }
 
 
 def spec_hash(spec: JobCreate) -> str:
@@ -133,7 +129,6 @@ class Controller:
         # (expire_leases), since before it no contact could reach a leader (a store failover, a
         # controller outage) and agents that finished work meanwhile must get to report it.
         self.lead_since: datetime | None = None
-        self.fenced_reports = 0  # agents' reports of attempts that were re-placed (refused)
         self.observed_epoch = 0  # the leader epoch in the store, as of the last sync
         self.policies = self._load_policies()
         self.registry = Registry(base_links=list(self.policies.topology.links))
@@ -163,6 +158,30 @@ class Controller:
         self.cluster_history = ClusterHistory()
         self.metrics_ring = MetricsRing(settings.metrics_history)
         self.counters = Counters()
+        self.clusters = ClusterService(
+            self.store,
+            self.lock,
+            self.registry,
+            self.counters,
+            failover=lambda: self.policies.failover,
+            epoch=lambda: self.epoch,
+            lead_since=lambda: self.lead_since,
+            note_cluster=lambda name, state, reason: self.note_cluster(name, state, reason),
+            wake=lambda: self.wake(),
+        )
+        self.agents = AgentProtocol(
+            self.store,
+            self.lock,
+            self.registry,
+            self.counters,
+            failover=lambda: self.policies.failover,
+            epoch=lambda: self.current_epoch,
+            # late-bound, so a replaced callback (a test's, a subclass's) is the one called
+            note_cluster=lambda name, state, reason: self.note_cluster(name, state, reason),
+            forget_terms=lambda job_id, phase: self.forget_terms(job_id, phase),
+            get_job=lambda job_id: self.get_job(job_id),
+            wake=lambda: self.wake(),
+        )
         self._sampler_thread: threading.Thread | None = None
         self._bootstrap()
 
@@ -906,159 +925,23 @@ class Controller:
         preemption looks at) and usage per tenant (quota), from the ledger's running totals."""
         return RunningView(self.registry.ledger, snap.names), self.registry.ledger.tenant_totals()
 
-    # ---- clusters ---------------------------------------------------------------------------
+    # ---- clusters (controller/services/clusters.py) ------------------------------------------
     def cluster_state(self, name: str) -> ClusterState:
-        state = self.registry.clusters.get(name)
-        if state is None:
-            raise NotFound(f"cluster {name!r} not found")
-        return state
+        return self.clusters.cluster_state(name)
 
     def register_cluster(
         self, spec: Cluster, audit: dict[str, Any] | None = None
     ) -> tuple[ClusterState, bool]:
-        """Create or replace a cluster's spec; ``audit`` is appended in the same transaction with
-        ``created`` in its detail. The identity of a cluster that holds something (its tenant,
-        tier and adcode, which residency and placement rules read) cannot change under it: a
-        re-registration changing them while the cluster holds catalogued data sets or active jobs
-        is a 422 naming each field (drain it and register its data elsewhere, or register a new
-        cluster). The check runs in the transaction, the cluster's row locked, so a concurrent
-        placement or data-set registration either commits first (and is seen) or sees the new
-        spec (and is refused: ``_fresh_targets``, ``add_dataset``)."""
-        body = spec.model_dump(mode="json")
-        for attempt in range(2):
-            try:
-                with self.store.tx() as conn:
-                    stored = self.store.cluster_specs(conn, [spec.name], lock="update").get(spec.name)
-                    if stored is not None:
-                        self._check_identity_kept(conn, spec.name, stored, body)
-                    self.store.upsert_cluster(conn, spec.name, body, exists=stored is not None)
-                    audit_chain.record(conn, audit, created=stored is None)
-                break
-            except IntegrityError:  # created concurrently by another process: now an update
-                if attempt:
-                    raise
-        with self.lock:
-            state = self.registry.clusters.get(spec.name)
-            if state is None:
-                state = ClusterState(spec=spec)
-                self.registry.clusters[spec.name] = state
-            else:
-                state.spec = spec
-            self.registry.rebuild_network()
-        return state, stored is None
-
-    def _check_identity_kept(
-        self, conn: Any, name: str, stored: dict[str, Any], body: dict[str, Any]
-    ) -> None:
-        changed = [f for f in IDENTITY_FIELDS if stored.get(f) != body.get(f)]
-        if not changed:
-            return
-        active = self.store.count_active_on(name, conn)
-        datasets = self.store.datasets_on(conn, name)
-        if not active and not datasets:
-            return
-        holds = " and ".join(
-            part
-            for part in (
-                f"{active} active job(s)" if active else "",
-                f"data sets {', '.join(datasets[:10])}{' ...' if len(datasets) > 10 else ''}"
-                if datasets
-                else "",
-            )
-            if part
-        )
-        raise InvalidInput(
-            f"cluster {name} holds {holds}: its {', '.join(changed)} cannot change under them",
-            errors=[
-                {
-                    "path": f,
-                    "message": f"{name} is registered with {f} {stored.get(f)!r} and holds {holds}; "
-                    f"changing it to {body.get(f)!r} is refused (drain its jobs and register its data "
-                    "elsewhere first, or register a new cluster)",
-                }
-                for f in changed
-            ],
-        )
+        return self.clusters.register_cluster(spec, audit)
 
     def deregister_cluster(self, name: str, audit: dict[str, Any] | None = None) -> None:
-        """Delete a cluster that runs no jobs and holds no catalogued data sets (a data set's
-        copies must stay on registered clusters, so a later registration of the name cannot
-        inherit them under another identity); ``audit`` in the same transaction."""
-        self.cluster_state(name)
-        if self.registry.ledger.jobs_on(name):
-            raise Conflict(f"cluster {name} still runs jobs; drain it first")
-        with self.store.tx() as conn:
-            if not self.store.cluster_specs(conn, [name], lock="update"):
-                raise NotFound(f"cluster {name!r} not found")
-            if self.store.count_active_on(name, conn):
-                raise Conflict(f"cluster {name} still runs jobs; drain it first")
-            datasets = self.store.datasets_on(conn, name)
-            if datasets:
-                raise Conflict(
-                    f"cluster {name} holds copies of data sets {', '.join(datasets[:10])}"
-                    f"{' ...' if len(datasets) > 10 else ''}; a cluster holding catalogued data cannot "
-                    "be deregistered"
-                )
-            self.store.delete_cluster(conn, name)
-            audit_chain.record(conn, audit)
-        with self.lock:
-            self.registry.clusters.pop(name, None)
-            self.registry.rebuild_network()
+        self.clusters.deregister_cluster(name, audit)
 
     def set_cordon(self, name: str, cordoned: bool, audit: dict[str, Any] | None = None) -> ClusterState:
-        state = self.cluster_state(name)
-        values: dict[str, Any] = {"cordoned": cordoned}
-        if not cordoned:
-            values["draining"] = False
-        if not self.store.update_cluster(name, audit=audit, **values):
-            raise NotFound(f"cluster {name!r} not found")
-        with self.lock:
-            state.cordoned = cordoned
-            if not cordoned:
-                state.draining = False
-        self.note_cluster(name, state, "cordoned" if cordoned else "uncordoned")
-        self.wake()
-        return state
+        return self.clusters.set_cordon(name, cordoned, audit)
 
     def drain(self, name: str, audit: dict[str, Any] | None = None) -> tuple[ClusterState, int]:
-        """Cordon the cluster and send its jobs back to Pending (attempt raised) for re-placement,
-        in one transaction with ``audit`` (``requeued_jobs`` in its detail). The jobs are read in
-        that transaction after the cordon is written, so none placed before it is missed."""
-        state = self.cluster_state(name)
-        reason = f"cluster {name} is being drained"
-        with self.lock:
-            with self.store.tx() as conn:
-                if not self.store.set_cluster(conn, name, cordoned=True, draining=True):
-                    raise NotFound(f"cluster {name!r} not found")
-                moved = self._requeue(
-                    conn, self.store.active_on_cluster_locked(conn, name), Reason.Drained, reason
-                )
-                audit_chain.record(conn, audit, requeued_jobs=len(moved))
-            state.cordoned = state.draining = True
-            for job_id in moved:
-                self.registry.ledger.pop(job_id)
-        self.note_cluster(name, state, "drained")
-        if moved:
-            self.wake()
-        return state, len(moved)
-
-    def _requeue(self, conn: Any, rows: list[dict[str, Any]], event: str, reason: str) -> list[str]:
-        """Send the given active jobs back to Pending with their attempt raised, in ``conn``'s
-        transaction (compare-and-set each); the ids moved."""
-        moved = []
-        for row in rows:
-            ok = self.store.transition(
-                conn,
-                row["id"],
-                expect_phases=[row["phase"]],
-                expect_attempt=row["attempt"],
-                values=requeue_values(row["attempt"], reason),
-                event_type=event,
-                reason=reason,
-            )
-            if ok:
-                moved.append(row["id"])
-        return moved
+        return self.clusters.drain(name, audit)
 
     def requeue_cluster_jobs(
         self,
@@ -1069,84 +952,15 @@ class Controller:
         as_leader: bool = False,
         silent_since: datetime | None = None,
     ) -> int:
-        """Send every Scheduled/Running job on the cluster back to Pending with its attempt
-        raised. ``as_leader``: a write on the leader's behalf (lease expiry), fenced by its epoch
-        in the same transaction. ``silent_since``: only if the cluster's last contact in the store
-        is still older than this, read under the cluster row's lock in the same transaction: a
-        renewal that reached another controller process (the other national site, an API
-        replica) after this one's view was taken wins, and the agent keeps its attempts."""
-        rows: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            page = self.store.active_on_cluster(name, after=after, limit=1000)
-            rows += page
-            if len(page) < 1000:
-                break
-            after = page[-1]["id"]
-        if not rows:
-            return 0
-        with self.lock:
-            with self.store.tx() as conn:
-                if as_leader:
-                    self.store.check_leader(conn, self.epoch)
-                if silent_since is not None:
-                    contact = self.store.cluster_contact_for_update(conn, name)
-                    if contact is not None and contact > silent_since:
-                        state = self.registry.clusters.get(name)
-                        if state is not None and (
-                            state.last_heartbeat is None or state.last_heartbeat < contact
-                        ):
-                            state.last_heartbeat = contact
-                        return 0
-                moved = self._requeue(conn, rows, event, reason)
-            for job_id in moved:  # committed: only now the ledger
-                self.registry.ledger.pop(job_id)
-        if event == Reason.LeaseExpired:
-            self.counters.failovers += len(moved)
-        if moved:
-            self.wake()
-        return len(moved)
+        return self.clusters.requeue_cluster_jobs(
+            name, event, reason, as_leader=as_leader, silent_since=silent_since
+        )
 
     def lease_hold_s(self) -> float:
-        """How long after a cluster's last contact its attempts may still be running: the
-        agent stops them itself at ``AGENT_LEASE_MARGIN`` x lease after it sent its last
-        renewal; the controller waits the whole lease plus the grace, from when it received it."""
-        pol = self.policies.failover
-        return pol.lease_s + pol.heartbeat_grace_s
+        return self.clusters.lease_hold_s()
 
     def expire_leases(self) -> int:
-        """Mark silent clusters Unreachable after the grace (detection); once lease + grace
-        have passed since the cluster's last contact, re-place its jobs. Decided per cluster
-        from its last contact, never from per-job rows: the agent's own deadline is measured
-        from the same renewals, and it has stopped every attempt by then, so nothing runs twice."""
-        grace = timedelta(seconds=self.policies.failover.heartbeat_grace_s)
-        hold = timedelta(seconds=self.lease_hold_s())
-        t_now = now()
-        moved = 0
-        since = self.lead_since
-        for name, state in list(self.registry.clusters.items()):
-            hb = state.last_heartbeat
-            if hb is not None and since is not None and since > hb:
-                # Silent since before this leader took over: count from the takeover. Re-placing
-                # later than the agent's own deadline is always safe; re-placing work that
-                # finished while no leader could hear of it would run it twice.
-                hb = since
-            if state.health == Health.Ready and hb and t_now - hb > grace:
-                self.store.update_cluster(name, health=Health.Unreachable)
-                state.health = Health.Unreachable
-                self.note_cluster(
-                    name, state, f"no heartbeat for more than the grace of {grace.total_seconds():g}s"
-                )
-                log.warning("cluster %s is unreachable (last heartbeat %s)", name, hb)
-            if state.health == Health.Unreachable and (hb is None or t_now - hb > hold):
-                moved += self.requeue_cluster_jobs(
-                    name,
-                    Reason.LeaseExpired,
-                    f"cluster {name} unreachable; its lease ended {self.lease_hold_s():.0f}s after its last contact",
-                    as_leader=True,
-                    silent_since=t_now - hold,
-                )
-        return moved
+        return self.clusters.expire_leases()
 
     # ---- data sets (controller/services/datasets.py) ------------------------------------------
     dataset_read = staticmethod(dataset_read)
@@ -1174,217 +988,33 @@ class Controller:
         self.wake()
         return model, version
 
-    # ---- agent protocol ---------------------------------------------------------------------
+    # ---- agent protocol (controller/services/agents.py) --------------------------------------
+    @property
+    def fenced_reports(self) -> int:
+        return self.agents.fenced_reports
+
     def heartbeat_interval_s(self) -> float:
-        """How often an agent renews: several renewals fit in the grace and in the lease."""
-        pol = self.policies.failover
-        return max(0.1, min(pol.lease_s / 5, pol.heartbeat_grace_s / 3))
+        return self.agents.heartbeat_interval_s()
 
     def heartbeat_answer(self, t_now: datetime | None = None) -> dict[str, Any]:
-        t_now = t_now or now()
-        pol = self.policies.failover
-        return {
-            "epoch": self.current_epoch,
-            "lease_expires_at": t_now + timedelta(seconds=pol.lease_s),
-            "lease_s": pol.lease_s,
-            "heartbeat_interval_s": self.heartbeat_interval_s(),
-        }
+        return self.agents.heartbeat_answer(t_now)
 
     def heartbeat(self, cluster: str, reported: dict[str, Any] | None) -> dict[str, Any]:
-        """The cluster's contact: it is Ready, and its agent holds its attempts for ``lease_s``
-        more (the lease is the cluster's, not a job row's: see ``expire_leases``)."""
-        state = self.cluster_state(cluster)
-        t_now = now()
-        was = state.health
-        self.store.heartbeat(cluster, reported, t_now)
-        with self.lock:
-            state.health, state.last_heartbeat, state.reported = Health.Ready, t_now, reported
-        if was != Health.Ready:
-            self.note_cluster(cluster, state, "its agent's heartbeat arrived")
-            self.wake()
-        return self.heartbeat_answer(t_now)
+        return self.agents.heartbeat(cluster, reported)
 
     def assignments(self, cluster: str, *, after: str | None = None, limit: int = 500) -> list[Assignment]:
-        """Current attempts placed on the cluster, by job id, one page at a time (``after``: the
-        last id of the previous page): the agent starts those it is not running and stops any
-        it runs that are not listed (cancelled, drained or re-placed). Only Scheduled and Running
-        jobs are read, however many the cluster ran before."""
-        state = self.cluster_state(cluster)
-        lease_until = (state.last_heartbeat or now()) + timedelta(seconds=self.policies.failover.lease_s)
-        out = []
-        for row in self.store.active_on_cluster(cluster, after=after, limit=limit):
-            spec = JobCreate.model_validate(row["spec"])
-            out.append(
-                Assignment(
-                    job_id=row["id"],
-                    attempt=row["attempt"],
-                    epoch=row["epoch"] or self.current_epoch,
-                    cluster=cluster,
-                    tenant=row["tenant"],
-                    spec=spec,
-                    lease_expires_at=lease_until,
-                    inputs={d: f"yiwang://{cluster}/datasets/{d}" for d in spec.inputs},
-                )
-            )
-        return out
+        return self.agents.assignments(cluster, after=after, limit=limit)
 
     def release(self, cluster: str, job_id: str, attempt: int, epoch: int, reason: str) -> JobRead:
-        """An agent gives back an attempt it stopped (lost its lease): the job goes back to
-        Pending with its attempt raised, like a failover, instead of waiting for lease + grace.
-        A stale attempt, epoch or cluster is refused, so only the current holder can do this."""
-        self.cluster_state(cluster)
-        row = self.store.get_job(job_id)
-        if row is None:
-            raise NotFound(f"job {job_id!r} not found")
-        if (row["cluster"], row["attempt"], row["epoch"]) != (cluster, attempt, epoch) or row[
-            "phase"
-        ] not in ACTIVE_PHASES:
-            raise StaleAttempt(
-                f"attempt {attempt} (epoch {epoch}) of job {job_id} on {cluster} is not current"
-            )
-        message = f"released by the agent of {cluster}: {reason}"[:500]
-        with self.lock, self.store.tx() as conn:
-            ok = self.store.transition(
-                conn,
-                job_id,
-                expect_phases=[row["phase"]],
-                expect_attempt=attempt,
-                values=requeue_values(attempt, message),
-                event_type=Reason.Released,
-                reason=message,
-            )
-            if not ok:
-                raise StaleAttempt(f"job {job_id} changed meanwhile")
-            self.registry.ledger.pop(job_id)
-        self.counters.failovers += 1
-        self.wake()
-        return self.get_job(job_id)
+        return self.agents.release(cluster, job_id, attempt, epoch, reason)
 
     def report(self, cluster: str, rep: StatusReport) -> JobRead:
-        """Apply one agent status report; a stale attempt, epoch or cluster is refused."""
-        (outcome,) = self.apply_reports(cluster, [rep], renew=False)
-        if outcome is not None:
-            raise outcome
-        return self.get_job(rep.job_id)
+        return self.agents.report(cluster, rep)
 
     def apply_reports(
         self, cluster: str, reports: list[StatusReport], *, renew: bool = True
     ) -> list[YiwangError | None]:
-        """Apply many status reports of one agent in one transaction (a burst of finished jobs
-        is one commit, not one each); the outcome of each, in order: None when taken, else the
-        error (StaleAttempt: stop that attempt). ``renew``: the call is also the cluster's
-        contact, like a heartbeat, so an agent busy reporting never looks silent.
-
-        A report of an attempt that is no longer current (re-placed, cancelled) is refused and
-        recorded as a fenced execution: an event on the job and ``yiwang_fenced_executions_total``."""
-        state = self.cluster_state(cluster)
-        outcomes: list[YiwangError | None] = [None] * len(reports)
-        finished = False
-        t_now = now()
-        with self.lock, self.store.tx() as conn:
-            rows = self.store.get_jobs(conn, list(dict.fromkeys(r.job_id for r in reports)))
-            for i, rep in enumerate(reports):
-                row = rows.get(rep.job_id)
-                try:
-                    target = self._apply_report(conn, cluster, rep, row)
-                except StaleAttempt as exc:
-                    outcomes[i] = exc
-                    if row is not None and self._is_fenced(cluster, rep, row):
-                        self._record_fenced(conn, cluster, rep, row)
-                    continue
-                except YiwangError as exc:
-                    outcomes[i] = exc
-                    continue
-                if row is not None and target is not None:
-                    row["phase"] = target.value
-                    finished = finished or target in TERMINAL
-            if renew:
-                self.store.touch_cluster(conn, cluster, t_now)
-        if renew:
-            was = state.health
-            with self.lock:
-                state.health, state.last_heartbeat = Health.Ready, t_now
-            if was != Health.Ready:
-                self.note_cluster(cluster, state, "its agent reported")
-            finished = finished or was != Health.Ready
-        if finished:
-            self.wake()
-        return outcomes
-
-    def _apply_report(
-        self, conn: Any, cluster: str, rep: StatusReport, row: dict[str, Any] | None
-    ) -> JobPhase | None:
-        """One report inside the caller's transaction; the phase it moved the job to, or None
-        when it changed nothing (a repeat)."""
-        if row is None:
-            raise NotFound(f"job {rep.job_id!r} not found")
-        if row["cluster"] != cluster or row["attempt"] != rep.attempt or row["epoch"] != rep.epoch:
-            raise StaleAttempt(
-                f"attempt {rep.attempt} (epoch {rep.epoch}) of job {rep.job_id} on {cluster} "
-                f"is not current (current: attempt {row['attempt']}, epoch {row['epoch']}, "
-                f"cluster {row['cluster']}); stop it"
-            )
-        current, target = JobPhase(row["phase"]), JobPhase(rep.phase)
-        if current.is_terminal():
-            raise StaleAttempt(f"job {rep.job_id} is already {current.value}; stop it")
-        if current == target:
-            return None
-        check_transition(rep.job_id, current, target)
-        message = (
-            rep.message or {"Running": "started", "Succeeded": "completed", "Failed": "failed"}[rep.phase]
-        )
-        tail = [line for line in rep.output_tail.splitlines() if line.strip()]
-        if tail:
-            message = f"{message}; output: {' | '.join(tail[-3:])[-500:]}"
-        values: dict[str, Any] = {"phase": target.value, "message": message}
-        if target in TERMINAL:
-            values["lease_expires_at"] = None
-        ok = self.store.transition(
-            conn,
-            rep.job_id,
-            expect_phases=[current.value],
-            expect_attempt=rep.attempt,
-            values=values,
-            event_type=target.value,
-            reason=message,
-        )
-        if not ok:
-            raise StaleAttempt(f"job {rep.job_id} changed meanwhile; stop it")
-        if rep.output_tail.strip():
-            self.store.add_output(conn, rep.job_id, cluster, rep.attempt, rep.output_tail)
-        if target in TERMINAL:
-            self.registry.ledger.pop(rep.job_id)
-            self.forget_terms(rep.job_id, target.value)
-        return target
-
-    @staticmethod
-    def _is_fenced(cluster: str, rep: StatusReport, row: dict[str, Any]) -> bool:
-        """The report is of an earlier attempt of the job: an execution that went on after it
-        was re-placed (not a cancelled job's last word, nor another cluster's wrong report)."""
-        return rep.attempt < row["attempt"]
-
-    def _record_fenced(self, conn: Any, cluster: str, rep: StatusReport, row: dict[str, Any]) -> None:
-        self.fenced_reports += 1
-        log.warning(
-            "fenced execution: %s reported %s for attempt %d of job %s, which is now attempt %d",
-            cluster,
-            rep.phase,
-            rep.attempt,
-            rep.job_id,
-            row["attempt"],
-        )
-        self.store.add_event(
-            conn,
-            job_id=rep.job_id,
-            type="FencedReport",
-            phase=row["phase"],
-            cluster=cluster,
-            attempt=rep.attempt,
-            reason=(
-                f"{cluster} reported {rep.phase} for attempt {rep.attempt} (epoch {rep.epoch}) after it "
-                f"was re-placed; refused (the job is at attempt {row['attempt']})"
-            )[:500],
-        )
+        return self.agents.apply_reports(cluster, reports, renew=renew)
 
     # ---- views ------------------------------------------------------------------------------
     def _job_read(self, row: dict[str, Any], *, with_events: bool) -> JobRead:

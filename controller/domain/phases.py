@@ -15,6 +15,7 @@ can only send an active job back to the queue, never finish it.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from controller.errors import IllegalTransition
 
@@ -117,3 +118,14 @@ def transition(job_id: str, current: str | None, target: str, reason: str | None
 def check_transition(job_id: str, current: JobPhase, target: JobPhase) -> None:
     """``transition`` for callers that check before they write (cancel, reports)."""
     transition(job_id, current, target)
+
+
+def requeue_values(attempt: int, message: str) -> dict[str, Any]:
+    """A job's row back in the queue: Pending, off its cluster, as the next attempt."""
+    return {
+        "phase": JobPhase.Pending.value,
+        "cluster": None,
+        "attempt": attempt + 1,
+        "message": message,
+        "lease_expires_at": None,
+    }

@@ -1,0 +1,272 @@
+"""The agent protocol, the controller's side: heartbeats (the cluster's lease), the assignments
+an agent pulls, the status reports it sends and the attempts it gives back. A report of an
+attempt that is no longer current is refused and recorded as a fenced execution.
+
+Dependencies, all explicit: the store, the lock guarding the in-memory views, the cluster
+registry (health, the allocation ledger), the failover policy and leader epoch in force, and
+the controller's callbacks to note a cluster's health change, forget a finished job's terms,
+read a job back and wake the scheduling loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from controller.assignments import Assignment, StatusReport
+from controller.domain.phases import TERMINAL, JobPhase, Reason, check_transition, requeue_values
+from controller.errors import NotFound, StaleAttempt, YiwangError
+from controller.history import Counters
+from controller.jobs import JobCreate, JobRead
+from controller.policies import FailoverPolicy
+from controller.registry import ClusterState, Health, Registry
+from controller.store.store import ACTIVE_PHASES, Store, now
+
+log = logging.getLogger("yiwang.controller")
+
+
+class AgentProtocol:
+    def __init__(
+        self,
+        store: Store,
+        lock: threading.RLock,
+        registry: Registry,
+        counters: Counters,
+        *,
+        failover: Callable[[], FailoverPolicy],
+        epoch: Callable[[], int],
+        note_cluster: Callable[[str, ClusterState, str], None],
+        forget_terms: Callable[[str, str | None], None],
+        get_job: Callable[[str], JobRead],
+        wake: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.lock = lock
+        self.registry = registry
+        self.counters = counters
+        self.failover = failover
+        self.epoch = epoch
+        self.note_cluster = note_cluster
+        self.forget_terms = forget_terms
+        self.get_job = get_job
+        self.wake = wake
+        self.fenced_reports = 0  # agents' reports of attempts that were re-placed (refused)
+
+    def cluster_state(self, name: str) -> ClusterState:
+        state = self.registry.clusters.get(name)
+        if state is None:
+            raise NotFound(f"cluster {name!r} not found")
+        return state
+
+    def heartbeat_interval_s(self) -> float:
+        """How often an agent renews: several renewals fit in the grace and in the lease."""
+        pol = self.failover()
+        return max(0.1, min(pol.lease_s / 5, pol.heartbeat_grace_s / 3))
+
+    def heartbeat_answer(self, t_now: datetime | None = None) -> dict[str, Any]:
+        t_now = t_now or now()
+        pol = self.failover()
+        return {
+            "epoch": self.epoch(),
+            "lease_expires_at": t_now + timedelta(seconds=pol.lease_s),
+            "lease_s": pol.lease_s,
+            "heartbeat_interval_s": self.heartbeat_interval_s(),
+        }
+
+    def heartbeat(self, cluster: str, reported: dict[str, Any] | None) -> dict[str, Any]:
+        """The cluster's contact: it is Ready, and its agent holds its attempts for ``lease_s``
+        more (the lease is the cluster's, not a job row's: see ``expire_leases``)."""
+        state = self.cluster_state(cluster)
+        t_now = now()
+        was = state.health
+        self.store.heartbeat(cluster, reported, t_now)
+        with self.lock:
+            state.health, state.last_heartbeat, state.reported = Health.Ready, t_now, reported
+        if was != Health.Ready:
+            self.note_cluster(cluster, state, "its agent's heartbeat arrived")
+            self.wake()
+        return self.heartbeat_answer(t_now)
+
+    def assignments(self, cluster: str, *, after: str | None = None, limit: int = 500) -> list[Assignment]:
+        """Current attempts placed on the cluster, by job id, one page at a time (``after``: the
+        last id of the previous page): the agent starts those it is not running and stops any
+        it runs that are not listed (cancelled, drained or re-placed). Only Scheduled and Running
+        jobs are read, however many the cluster ran before."""
+        state = self.cluster_state(cluster)
+        lease_until = (state.last_heartbeat or now()) + timedelta(seconds=self.failover().lease_s)
+        out = []
+        for row in self.store.active_on_cluster(cluster, after=after, limit=limit):
+            spec = JobCreate.model_validate(row["spec"])
+            out.append(
+                Assignment(
+                    job_id=row["id"],
+                    attempt=row["attempt"],
+                    epoch=row["epoch"] or self.epoch(),
+                    cluster=cluster,
+                    tenant=row["tenant"],
+                    spec=spec,
+                    lease_expires_at=lease_until,
+                    inputs={d: f"yiwang://{cluster}/datasets/{d}" for d in spec.inputs},
+                )
+            )
+        return out
+
+    def release(self, cluster: str, job_id: str, attempt: int, epoch: int, reason: str) -> JobRead:
+        """An agent gives back an attempt it stopped (lost its lease): the job goes back to
+        Pending with its attempt raised, like a failover, instead of waiting for lease + grace.
+        A stale attempt, epoch or cluster is refused, so only the current holder can do this."""
+        self.cluster_state(cluster)
+        row = self.store.get_job(job_id)
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found")
+        if (row["cluster"], row["attempt"], row["epoch"]) != (cluster, attempt, epoch) or row[
+            "phase"
+        ] not in ACTIVE_PHASES:
+            raise StaleAttempt(
+                f"attempt {attempt} (epoch {epoch}) of job {job_id} on {cluster} is not current"
+            )
+        message = f"released by the agent of {cluster}: {reason}"[:500]
+        with self.lock, self.store.tx() as conn:
+            ok = self.store.transition(
+                conn,
+                job_id,
+                expect_phases=[row["phase"]],
+                expect_attempt=attempt,
+                values=requeue_values(attempt, message),
+                event_type=Reason.Released,
+                reason=message,
+            )
+            if not ok:
+                raise StaleAttempt(f"job {job_id} changed meanwhile")
+            self.registry.ledger.pop(job_id)
+        self.counters.failovers += 1
+        self.wake()
+        return self.get_job(job_id)
+
+    def report(self, cluster: str, rep: StatusReport) -> JobRead:
+        """Apply one agent status report; a stale attempt, epoch or cluster is refused."""
+        (outcome,) = self.apply_reports(cluster, [rep], renew=False)
+        if outcome is not None:
+            raise outcome
+        return self.get_job(rep.job_id)
+
+    def apply_reports(
+        self, cluster: str, reports: list[StatusReport], *, renew: bool = True
+    ) -> list[YiwangError | None]:
+        """Apply many status reports of one agent in one transaction (a burst of finished jobs
+        is one commit, not one each); the outcome of each, in order: None when taken, else the
+        error (StaleAttempt: stop that attempt). ``renew``: the call is also the cluster's
+        contact, like a heartbeat, so an agent busy reporting never looks silent.
+
+        A report of an attempt that is no longer current (re-placed, cancelled) is refused and
+        recorded as a fenced execution: an event on the job and ``yiwang_fenced_executions_total``."""
+        state = self.cluster_state(cluster)
+        outcomes: list[YiwangError | None] = [None] * len(reports)
+        finished = False
+        t_now = now()
+        with self.lock, self.store.tx() as conn:
+            rows = self.store.get_jobs(conn, list(dict.fromkeys(r.job_id for r in reports)))
+            for i, rep in enumerate(reports):
+                row = rows.get(rep.job_id)
+                try:
+                    target = self._apply_report(conn, cluster, rep, row)
+                except StaleAttempt as exc:
+                    outcomes[i] = exc
+                    if row is not None and self._is_fenced(cluster, rep, row):
+                        self._record_fenced(conn, cluster, rep, row)
+                    continue
+                except YiwangError as exc:
+                    outcomes[i] = exc
+                    continue
+                if row is not None and target is not None:
+                    row["phase"] = target.value
+                    finished = finished or target in TERMINAL
+            if renew:
+                self.store.touch_cluster(conn, cluster, t_now)
+        if renew:
+            was = state.health
+            with self.lock:
+                state.health, state.last_heartbeat = Health.Ready, t_now
+            if was != Health.Ready:
+                self.note_cluster(cluster, state, "its agent reported")
+            finished = finished or was != Health.Ready
+        if finished:
+            self.wake()
+        return outcomes
+
+    def _apply_report(
+        self, conn: Any, cluster: str, rep: StatusReport, row: dict[str, Any] | None
+    ) -> JobPhase | None:
+        """One report inside the caller's transaction; the phase it moved the job to, or None
+        when it changed nothing (a repeat)."""
+        if row is None:
+            raise NotFound(f"job {rep.job_id!r} not found")
+        if row["cluster"] != cluster or row["attempt"] != rep.attempt or row["epoch"] != rep.epoch:
+            raise StaleAttempt(
+                f"attempt {rep.attempt} (epoch {rep.epoch}) of job {rep.job_id} on {cluster} "
+                f"is not current (current: attempt {row['attempt']}, epoch {row['epoch']}, "
+                f"cluster {row['cluster']}); stop it"
+            )
+        current, target = JobPhase(row["phase"]), JobPhase(rep.phase)
+        if current.is_terminal():
+            raise StaleAttempt(f"job {rep.job_id} is already {current.value}; stop it")
+        if current == target:
+            return None
+        check_transition(rep.job_id, current, target)
+        message = (
+            rep.message or {"Running": "started", "Succeeded": "completed", "Failed": "failed"}[rep.phase]
+        )
+        tail = [line for line in rep.output_tail.splitlines() if line.strip()]
+        if tail:
+            message = f"{message}; output: {' | '.join(tail[-3:])[-500:]}"
+        values: dict[str, Any] = {"phase": target.value, "message": message}
+        if target in TERMINAL:
+            values["lease_expires_at"] = None
+        ok = self.store.transition(
+            conn,
+            rep.job_id,
+            expect_phases=[current.value],
+            expect_attempt=rep.attempt,
+            values=values,
+            event_type=target.value,
+            reason=message,
+        )
+        if not ok:
+            raise StaleAttempt(f"job {rep.job_id} changed meanwhile; stop it")
+        if rep.output_tail.strip():
+            self.store.add_output(conn, rep.job_id, cluster, rep.attempt, rep.output_tail)
+        if target in TERMINAL:
+            self.registry.ledger.pop(rep.job_id)
+            self.forget_terms(rep.job_id, target.value)
+        return target
+
+    @staticmethod
+    def _is_fenced(cluster: str, rep: StatusReport, row: dict[str, Any]) -> bool:
+        """The report is of an earlier attempt of the job: an execution that went on after it
+        was re-placed (not a cancelled job's last word, nor another cluster's wrong report)."""
+        return rep.attempt < row["attempt"]
+
+    def _record_fenced(self, conn: Any, cluster: str, rep: StatusReport, row: dict[str, Any]) -> None:
+        self.fenced_reports += 1
+        log.warning(
+            "fenced execution: %s reported %s for attempt %d of job %s, which is now attempt %d",
+            cluster,
+            rep.phase,
+            rep.attempt,
+            rep.job_id,
+            row["attempt"],
+        )
+        self.store.add_event(
+            conn,
+            job_id=rep.job_id,
+            type="FencedReport",
+            phase=row["phase"],
+            cluster=cluster,
+            attempt=rep.attempt,
+            reason=(
+                f"{cluster} reported {rep.phase} for attempt {rep.attempt} (epoch {rep.epoch}) after it "
+                f"was re-placed; refused (the job is at attempt {row['attempt']})"
+            )[:500],
+        )
