@@ -89,7 +89,7 @@ def test_submitting_the_form_creates_a_job_and_its_decision_is_explained(tab: Pa
 
     job = tab.live.get(f"/v1/jobs/{job_id}")
     assert job["phase"] == "Pending"
-    assert job["spec"]["resources"] == {"cpu": 8.0, "memory_gib": 32.0, "gpu": 0}
+    assert job["spec"]["resources"] == {"cpu": 8.0, "memory_gib": 32.0, "gpu": 0, "gpu_milli": 0}
     assert job["spec"]["replicas"] == 2 and job["spec"]["inputs"] == ["gd-census-sample"]
     assert job["spec"]["constraints"]["deny_clusters"] == ["national-primary"]
     assert [j["id"] for j in tab.live.get("/v1/jobs")["items"]] == [job_id]
