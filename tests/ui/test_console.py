@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,11 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def num(n: float, digits: int = 1) -> str:
-    """As the dashboard writes numbers (en-US grouping, at most one or two decimals)."""
-    return f"{n:,.{digits}f}".rstrip("0").rstrip(".")
+    """As the dashboard writes numbers (en-US grouping, at most one or two decimals): the browser's
+    Intl.NumberFormat rounds the number's shortest decimal form half away from zero (4.595 ->
+    4.6), where Python's format rounds its binary value (4.595 -> 4.59)."""
+    exact = Decimal(repr(float(n))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    return f"{exact:,.{digits}f}".rstrip("0").rstrip(".")
 
 
 # ---- 1. the decision panel of a Running job ---------------------------------------------------------
