@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +12,10 @@ from typing import Any
 import httpx
 import pulumi
 import pytest
-import uvicorn
 from pulumi.dynamic.dynamic import serialize_provider
 
 from controller.api.app import create_app
+from controller.api.server import ServerThread, free_port
 from controller.settings import Settings
 from controller.topology.model import load_topology
 from infra.yiwang_infra.config import cluster_entry
@@ -26,14 +24,6 @@ from infra.yiwang_infra.registration import ControllerRegistration, Registration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "infra-test-admin-token"
 TOPOLOGY = load_topology(REPO_ROOT / "policies" / "topology.yaml")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -45,26 +35,9 @@ def controller_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         admin_token=TOKEN,
         background=False,
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the controller did not start")
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    port = free_port()
+    with ServerThread(create_app(settings), port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _entry(name: str, **changes: Any) -> dict[str, Any]:

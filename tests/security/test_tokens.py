@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from controller.api.app import create_app
+from controller.api.server import ServerThread
 from controller.cli import app as cli
 from controller.cli import main as cli_main
 from controller.settings import Settings
@@ -135,18 +133,8 @@ def test_prod_refuses_to_start_open_or_with_the_shared_agent_token(
 @pytest.fixture
 def live(secure_app: FastAPI) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(secure_app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    try:
+    with ServerThread(secure_app, port):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def test_cli_creates_lists_and_revokes_tokens(

@@ -10,17 +10,15 @@ ones docs/dashboard.md shows are also written there, as JPEG, at 1280 and 390 px
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from controller.api.app import create_app
+from controller.api.server import ServerThread
 from controller.service import Controller
 from controller.settings import Settings
 from tests.conftest import REPO, free_port, need
@@ -73,15 +71,7 @@ def _serve(tmp_path: Path, admin_token: str | None) -> Iterator[Live]:
     )
     app = create_app(settings)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, name="ui-test-controller", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the controller did not start within 20 s"
-        time.sleep(0.05)
+    server = ServerThread(app, port, name="ui-test-controller").start()
     lv = Live(f"http://127.0.0.1:{port}", app.state.controller)
     if admin_token:
         lv.http.headers["Authorization"] = f"Bearer {admin_token}"
@@ -92,8 +82,7 @@ def _serve(tmp_path: Path, admin_token: str | None) -> Iterator[Live]:
         yield lv
     finally:
         lv.http.close()
-        server.should_exit = True
-        thread.join(timeout=15)
+        server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,63 @@
+"""Fencing by the leader epoch, mid-cycle: the scheduling leader loses its lease after its cycle
+decided and before the cycle's write; the write is refused in its own transaction (StaleLeader),
+nothing it decided reaches the store, and the new leader places the job under its epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from controller.errors import StaleLeader
+from controller.store import schema as t
+from controller.store.store import now
+from tests.test_run_once import CLUSTER, make_controller, tiny_job
+
+
+def test_a_leader_deposed_mid_cycle_writes_nothing(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = make_controller(db_url, holder="beijing", leader_ttl_s=5.0)
+    new = make_controller(db_url, holder="guian", leader_ttl_s=5.0, mode="standby")
+    try:
+        assert old.is_leader and old.epoch == 1 and new.epoch == 0
+        old.heartbeat(CLUSTER, {"capacity": {"cpu": 64, "memory_gib": 256, "gpu": 0}})
+        job = old.submit(tiny_job(0))[0]
+        taken: list[int] = []
+        real_tx = old.store.tx
+
+        @contextmanager
+        def tx_after_takeover(*args: Any, **kw: Any) -> Iterator[Any]:
+            """The cycle's write transaction opens only after Gui'an has taken the lease: the
+            decisions are made, Beijing's local clock still says it leads."""
+            if not taken:
+                with new.store.tx() as conn:
+                    conn.execute(update(t.leader).values(expires_at=now() - timedelta(seconds=1)))
+                assert new.renew_leadership()
+                taken.append(new.epoch)
+            with real_tx(*args, **kw) as conn:
+                yield conn
+
+        monkeypatch.setattr(old.store, "tx", tx_after_takeover)
+        with pytest.raises(StaleLeader):
+            old.schedule_pending()
+        assert taken == [2]  # the takeover did land inside the old leader's cycle
+        monkeypatch.undo()
+
+        row = old.store.get_job(job.id)
+        assert (row["phase"], row["cluster"], row["epoch"]) == ("Pending", None, 0)
+        with old.store.read() as conn:
+            assert conn.execute(select(func.count()).select_from(t.decisions)).scalar() == 0
+            events = conn.execute(select(t.job_events.c.type).where(t.job_events.c.job_id == job.id)).all()
+        assert [e[0] for e in events] == ["Submitted"]
+        assert old.registry.ledger.jobs_on(CLUSTER) == {}  # no reservation left behind either
+
+        new.sync_from_store()
+        assert new.schedule_pending() == 1
+        row = new.store.get_job(job.id)
+        assert (row["phase"], row["epoch"]) == ("Scheduled", 2)
+    finally:
+        old.store.close()
+        new.store.close()
