@@ -82,6 +82,12 @@ class Baseline:
         ok: BoolArray = snap.ready & ~snap.cordoned
         return ok if legal is None else ok & legal
 
+    def fitting(
+        self, snap: Snapshot, legal: BoolArray | None, free: np.ndarray, demand: np.ndarray
+    ) -> np.ndarray:
+        """Indices of the candidate clusters whose free capacity holds ``demand`` now."""
+        return np.flatnonzero(self.candidates(snap, legal) & (free >= demand).all(axis=1))
+
 
 class KarmadaDynamicWeight(Baseline):
     name = "karmada"
@@ -196,7 +202,7 @@ class LocalityGreedy(Baseline):
         moved: np.ndarray | None = None,
         seconds: np.ndarray | None = None,
     ) -> int | None:
-        ok = np.flatnonzero(self.candidates(snap, legal) & (free >= demand).all(axis=1))
+        ok = self.fitting(snap, legal, free, demand)
         if not len(ok):
             return None
         n = snap.size
@@ -225,7 +231,7 @@ class RandomFit(Baseline):
         moved: np.ndarray | None = None,
         seconds: np.ndarray | None = None,
     ) -> int | None:
-        ok = np.flatnonzero(self.candidates(snap, legal) & (free >= demand).all(axis=1))
+        ok = self.fitting(snap, legal, free, demand)
         if not len(ok):
             return None
         return int(ok[int(self.rng.integers(len(ok)))])
