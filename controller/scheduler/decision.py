@@ -71,13 +71,16 @@ class Decision(BaseModel):
         return data
 
 
-def expand_compact(body: dict[str, Any]) -> dict[str, Any]:
-    clusters: list[str] = body.get("clusters", [])
-    plugins: list[str] = body.get("plugins", [])
-    scores: list[list[float]] = body.get("scores", [])
-    totals: list[float] = body.get("total", [])
-    moved: list[float] = body.get("transfer_bytes", [0.0] * len(clusters))
-    seconds: list[float] = body.get("transfer_seconds", [0.0] * len(clusters))
+def _ranked(
+    clusters: list[str],
+    totals: list[float],
+    plugins: list[str],
+    scores: list[list[float]],
+    moved: list[float],
+    seconds: list[float],
+) -> list[dict[str, Any]]:
+    """The feasible clusters of a stored decision, best total first (ties: the order given);
+    ``scores[k][i]``: plugin k's score of cluster i."""
     feasible: list[dict[str, Any]] = [
         {
             "cluster": c,
@@ -90,6 +93,17 @@ def expand_compact(body: dict[str, Any]) -> dict[str, Any]:
     ]
     order = {c: i for i, c in enumerate(clusters)}
     feasible.sort(key=lambda f: (-f["total"], order[f["cluster"]]))
+    return feasible
+
+
+def expand_compact(body: dict[str, Any]) -> dict[str, Any]:
+    clusters: list[str] = body.get("clusters", [])
+    plugins: list[str] = body.get("plugins", [])
+    scores: list[list[float]] = body.get("scores", [])
+    totals: list[float] = body.get("total", [])
+    moved: list[float] = body.get("transfer_bytes", [0.0] * len(clusters))
+    seconds: list[float] = body.get("transfer_seconds", [0.0] * len(clusters))
+    feasible = _ranked(clusters, totals, plugins, scores, moved, seconds)
     rejected = [
         {"cluster": name, "plugin": plugin, "reason": reason}
         for plugin, reason, names in body.get("rejected", [])
@@ -154,18 +168,7 @@ def expand_columns(body: dict[str, Any]) -> dict[str, Any]:
                 moved = values[P + 2]
         else:
             moved = [0.0] * len(listed)
-        feasible = [
-            {
-                "cluster": c,
-                "total": totals[r],
-                "scores": {p: values[k][r] for k, p in enumerate(plugins)},
-                "transfer_bytes": moved[r],
-                "transfer_seconds": seconds[r],
-            }
-            for r, c in enumerate(listed)
-        ]
-        order = {c: i for i, c in enumerate(listed)}
-        feasible.sort(key=lambda f: (-f["total"], order[f["cluster"]]))
+        feasible = _ranked(listed, totals, plugins, values, moved, seconds)
     keep = ("job_id", "attempt", "status", "cluster", "summary", "created_at", "epoch")
     return {**{k: body[k] for k in keep if k in body}, "feasible": feasible, "rejected": rejected}
 
