@@ -23,7 +23,6 @@ LAYERS: list[tuple[str, int, list[str]]] = [
         6,
         [
             "controller.cli",
-            "controller.audit_cli",
             "controller.demo",
             "controller.drills",
             "controller.sim",
