@@ -74,7 +74,7 @@ class ClusterService:
         is a 422 naming each field (drain it and register its data elsewhere, or register a new
         cluster). The check runs in the transaction, the cluster's row locked, so a concurrent
         placement or data-set registration either commits first (and is seen) or sees the new
-        spec (and is refused: ``_fresh_targets``, ``add_dataset``)."""
+        spec (and is refused: ``SchedulingService.fresh_targets``, ``DatasetCatalogue.add``)."""
         body = spec.model_dump(mode="json")
         for attempt in range(2):
             try:

@@ -83,7 +83,7 @@ def test_a_deposed_leaders_late_unreachable_verdict_is_refused(db_url: str) -> N
         new.sync_from_store()
         assert new.registry.clusters[CLUSTER].health == "Ready"
         # Beijing's local clock still says it leads, and its view says the cluster went silent.
-        old._lead_until = time.monotonic() + 60
+        old.leadership.lead_until = time.monotonic() + 60
         grace = old.policies.failover.heartbeat_grace_s
         old.lead_since = now() - timedelta(hours=1)
         state = old.registry.clusters[CLUSTER]
