@@ -8,6 +8,7 @@ A scenario says which federation to start, which load to put on it, which faults
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -166,6 +167,15 @@ def cross_check(scn: Scenario, topology: Topology | None = None) -> list[dict[st
         for i, c in enumerate(scn.federation.clusters):
             if c not in known:
                 err(f"federation.clusters[{i}]", f"unknown cluster {c!r}")
+    _check_load(scn, members, tenants, err)
+    _check_timeline(scn, members, err)
+    _check_budgets(scn, err)
+    return errs
+
+
+def _check_load(
+    scn: Scenario, members: set[str] | None, tenants: set[str] | None, err: Callable[[str, str], None]
+) -> None:
     ds_ids = [d.id for d in scn.load.datasets]
     for i, d in enumerate(scn.load.datasets):
         if ds_ids.index(d.id) != i:
@@ -184,6 +194,9 @@ def cross_check(scn: Scenario, topology: Topology | None = None) -> list[dict[st
                 err(f"load.jobs[{i}].inputs[{j}]", f"data set {ds!r} is not in load.datasets")
         if tenants is not None and g.tenant not in tenants:
             err(f"load.jobs[{i}].tenant", f"unknown tenant {g.tenant!r}")
+
+
+def _check_timeline(scn: Scenario, members: set[str] | None, err: Callable[[str, str], None]) -> None:
     down: dict[str, str] = {}  # cluster -> fault it is under
     last_at = 0.0
     for i, f in enumerate(scn.timeline):
@@ -204,6 +217,9 @@ def cross_check(scn: Scenario, topology: Topology | None = None) -> list[dict[st
                     f"nothing to recover: no kill_agent or partition of {cluster} before",
                 )
             down.pop(cluster, None)
+
+
+def _check_budgets(scn: Scenario, err: Callable[[str, str], None]) -> None:
     has_cluster_fault = any(f.fault in CLUSTER_FAULTS for f in scn.timeline)
     has_recoverable = has_cluster_fault or any(f.fault == "kill_controller" for f in scn.timeline)
     if scn.budgets.detection_s is not None and not has_cluster_fault:
@@ -212,7 +228,6 @@ def cross_check(scn: Scenario, topology: Topology | None = None) -> list[dict[st
         err("budgets.rto_s", "needs a kill_agent, partition or kill_controller fault in the timeline")
     if scn.budgets.gbt20988_level is not None and scn.budgets.gbt20988_level not in LEVELS:
         err("budgets.gbt20988_level", "unknown level")
-    return errs
 
 
 def parse_scenario(doc: Any, source: str = "scenario", topology: Topology | None = None) -> Scenario:
