@@ -19,12 +19,12 @@ from types import FrameType
 from rich.console import Console
 
 from controller.api.app import create_app
-from controller.api.server import ServerThread
 from controller.client import Client
 from controller.demo.data import DATASETS
 from controller.demo.run import local_executors, register_datasets, stage_data
 from controller.federation import EmbeddedFederation
 from controller.settings import Settings
+from controller.testing.live import ServerThread
 
 
 class PortInUse(Exception):

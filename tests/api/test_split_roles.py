@@ -4,7 +4,6 @@ by the leader; cancels and heartbeats sent to the replica reach the leader."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.api.server import free_port, start_process
+from controller.testing.live import LiveController
 
 
 def wait_for(check: object, timeout_s: float = 30.0) -> None:
@@ -26,20 +25,15 @@ def wait_for(check: object, timeout_s: float = 30.0) -> None:
 
 @pytest.fixture
 def split(tmp_path: Path) -> Iterator[tuple[httpx.Client, httpx.Client]]:
-    base = {**os.environ, "YIWANG_DATABASE_URL": f"sqlite:///{tmp_path / 'split.db'}"}
-    leader_port, api_port = free_port(), free_port()
-    leader = start_process(leader_port, {**base, "YIWANG_HOLDER": "leader"})
-    api = start_process(api_port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": "api"})
+    db = tmp_path / "split.db"
+    leader = LiveController(db, process=True, holder="leader").start()
+    api = LiveController(db, process=True, role="api", holder="api").start()
     try:
-        with (
-            httpx.Client(base_url=f"http://127.0.0.1:{leader_port}", timeout=10) as lc,
-            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as ac,
-        ):
+        with leader.http() as lc, api.http() as ac:
             yield lc, ac
     finally:
-        for proc in (api, leader):
-            proc.terminate()
-            proc.wait(timeout=30)
+        for server in (api, leader):
+            server.stop()
 
 
 def test_the_replica_takes_jobs_and_the_leader_places_them(split: tuple[httpx.Client, httpx.Client]) -> None:
@@ -75,20 +69,13 @@ def test_the_leader_killed_mid_stream_loses_nothing_and_a_new_leader_takes_over(
     """kill -9 of the scheduling leader while clients keep submitting to the API replica: the
     replica keeps acknowledging (it does not need the leader), a new leader takes the lease
     when the old one's expires (a higher epoch) and places every acknowledged job once."""
-    import signal
-
-    base = {
-        **os.environ,
-        "YIWANG_DATABASE_URL": f"sqlite:///{tmp_path / 'failover.db'}",
-        "YIWANG_LEADER_TTL_S": "2",
-    }
-    first_port, api_port, second_port = free_port(), free_port(), free_port()
-    first = start_process(first_port, {**base, "YIWANG_HOLDER": "leader-a"})
-    api = start_process(api_port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": "api"})
-    second = None
+    db = tmp_path / "failover.db"
+    first = LiveController(db, process=True, leader_ttl_s=2, holder="leader-a").start()
+    api = LiveController(db, process=True, leader_ttl_s=2, role="api", holder="api").start()
+    second = LiveController(db, process=True, leader_ttl_s=2, holder="leader-b")
     acknowledged: list[str] = []
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as ac:
+        with api.http() as ac:
             names = [c["name"] for c in ac.get("/v1/clusters").json()["items"]]
 
             def beat() -> None:
@@ -106,11 +93,10 @@ def test_the_leader_killed_mid_stream_loses_nothing_and_a_new_leader_takes_over(
 
             beat()
             submit(30, "a")
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
+            first.kill()  # SIGKILL
             epoch_before = ac.get("/readyz").json()["epoch"]
             submit(30, "b")  # the replica still takes submissions with no leader
-            second = start_process(second_port, {**base, "YIWANG_HOLDER": "leader-b"})
+            second.start()
             beat()
 
             def all_placed() -> bool:
@@ -125,7 +111,5 @@ def test_the_leader_killed_mid_stream_loses_nothing_and_a_new_leader_takes_over(
                 assert [e["type"] for e in events].count("Scheduled") == 1, events
         assert len(acknowledged) == 60
     finally:
-        for proc in (second, api, first):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=30)
+        for server in (second, api, first):
+            server.stop()
