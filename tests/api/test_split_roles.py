@@ -4,23 +4,13 @@ by the leader; cancels and heartbeats sent to the replica reach the leader."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from controller.testing.live import LiveController
-
-
-def wait_for(check: object, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+from controller.testing.live import LiveController, wait_for
 
 
 @pytest.fixture
@@ -46,23 +36,35 @@ def test_the_replica_takes_jobs_and_the_leader_places_them(split: tuple[httpx.Cl
     for name in names:
         assert api.post(f"/v1/agents/{name}/heartbeat").status_code == 200
     # the leader sees the heartbeats the replica received
-    wait_for(lambda: all(c["health"] == "Ready" for c in leader.get("/v1/clusters").json()["items"]))
+    wait_for(
+        "every cluster Ready on the leader",
+        lambda: all(c["health"] == "Ready" for c in leader.get("/v1/clusters").json()["items"]),
+        30,
+    )
     ids = []
     for i in range(20):
         r = api.post("/v1/jobs", json={"name": f"s{i}", "tenant": "guangdong", "resources": {"cpu": 4}})
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
-    wait_for(lambda: all(api.get(f"/v1/jobs/{j}").json()["phase"] == "Scheduled" for j in ids))
+    wait_for(
+        "every job Scheduled",
+        lambda: all(api.get(f"/v1/jobs/{j}").json()["phase"] == "Scheduled" for j in ids),
+        30,
+    )
     decision = api.get(f"/v1/jobs/{ids[0]}/decision").json()
     assert decision["cluster"] == api.get(f"/v1/jobs/{ids[0]}").json()["cluster"]
 
     def allocated(client: httpx.Client) -> float:
         return sum(c["allocated"]["cpu"] for c in client.get("/v1/clusters").json()["items"])
 
-    wait_for(lambda: allocated(api) == pytest.approx(80.0))  # the replica follows the leader's ledger
+    wait_for(
+        "80 CPUs allocated on the replica", lambda: allocated(api) == pytest.approx(80.0), 30
+    )  # the replica follows the leader's ledger
     assert allocated(leader) == pytest.approx(80.0)
     assert api.post(f"/v1/jobs/{ids[0]}/cancel").status_code == 200
-    wait_for(lambda: allocated(leader) == pytest.approx(76.0))  # the leader freed the capacity
+    wait_for(
+        "76 CPUs allocated on the leader", lambda: allocated(leader) == pytest.approx(76.0), 30
+    )  # the leader freed the capacity
 
 
 def test_the_leader_killed_mid_stream_loses_nothing_and_a_new_leader_takes_over(tmp_path: Path) -> None:
@@ -103,9 +105,11 @@ def test_the_leader_killed_mid_stream_loses_nothing_and_a_new_leader_takes_over(
                 beat()
                 return all(ac.get(f"/v1/jobs/{j}").json()["phase"] == "Scheduled" for j in acknowledged)
 
-            wait_for(all_placed, timeout_s=60)
+            wait_for("every acknowledged job placed", all_placed, 60)
             # a new leader, a new epoch (the replica learns it at its next sync)
-            wait_for(lambda: ac.get("/readyz").json()["epoch"] > epoch_before, timeout_s=10)
+            wait_for(
+                "a new epoch on the replica", lambda: ac.get("/readyz").json()["epoch"] > epoch_before, 10
+            )
             for j in acknowledged:
                 events = ac.get(f"/v1/jobs/{j}").json()["events"]
                 assert [e["type"] for e in events].count("Scheduled") == 1, events
