@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from controller.api.server import free_port, start_process
 from controller.bench import mixed, postgres
 from controller.jobs import JobCreate, Resources
 from controller.policies import QuotaPolicy, ResidencyPolicy
@@ -32,6 +31,7 @@ from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS, DEFAULT_DATA_DIR, federation, snapshot_of
 from controller.sim.workload import InputAssigner, make_catalogue
 from controller.store import Store
+from controller.testing.live import LiveController, free_port
 from controller.topology.network import NetworkModel
 
 
@@ -369,19 +369,19 @@ def bench_api(
             bodies = tenant_world(base["YIWANG_DATABASE_URL"], n, clients, Path(tmp) / "policies")
         else:
             bodies = templated_bodies(n, clients)
-        servers: list[subprocess.Popen[bytes]] = []
+        servers: list[LiveController] = []
         try:
             if split:
-                servers.append(start_process(free_port(), {**base, "YIWANG_HOLDER": "leader"}))
+                servers.append(LiveController(process=True, env=base, holder="leader").start())
                 for k, port in enumerate(api_ports):
                     servers.append(
-                        start_process(port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": f"api-{k}"})
+                        LiveController(
+                            port=port, process=True, env=base, role="api", holder=f"api-{k}"
+                        ).start()
                     )
             else:
                 servers.append(
-                    start_process(
-                        api_ports[0], {**base, "YIWANG_BACKGROUND": "true" if scheduling else "false"}
-                    )
+                    LiveController(port=api_ports[0], process=True, env=base, background=scheduling).start()
                 )
             cpu0 = [_cpu_seconds(s.pid) for s in servers]
             cpu: list[float] = []
@@ -409,8 +409,7 @@ def bench_api(
             pending, sched_dt = int(waited["pending"]), float(waited["seconds"])
         finally:
             for server in reversed(servers):
-                server.terminate()
-                server.wait(timeout=30)
+                server.stop(timeout_s=30)
     return {
         "jobs_per_s": round(ok / dt, 1),
         "submitted": ok,

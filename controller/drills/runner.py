@@ -34,7 +34,7 @@ import httpx
 import yaml
 
 from controller.datasets import Classification
-from controller.drills.harness import DrillFederation, LiveController
+from controller.drills.harness import DrillFederation
 from controller.drills.nationalscenario import NationalScenario, is_national_doc, parse_national_scenario
 from controller.drills.procscenario import ProcScenario, is_process_doc, parse_proc_scenario
 from controller.drills.records import ExecutionRecord, find_double_runs
@@ -48,6 +48,7 @@ from controller.drills.scenario import (
 )
 from controller.policies import Movement, ResidencyPolicy
 from controller.settings import REPO_POLICIES
+from controller.testing.live import LiveController
 from controller.topology.model import Cluster, Tier, Topology
 
 ACTIVE = ("Scheduled", "Running")
@@ -129,7 +130,10 @@ class DrillRunner:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"yiwang-drill-{scn.name}-"))
         f = scn.federation
         self.live = LiveController(
-            self.workdir / "yiwang.db", loop_interval_s=f.loop_interval_s, leader_ttl_s=f.leader_ttl_s
+            self.workdir / "yiwang.db",
+            name="drill-controller",
+            loop_interval_s=f.loop_interval_s,
+            leader_ttl_s=f.leader_ttl_s,
         )
         self.http = httpx.Client(timeout=5.0)
         self.fed: DrillFederation | None = None
