@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from controller.api.app import create_app
 from controller.bench import postgres
 from controller.data import DATA_DIR
+from controller.live import free_port
 from controller.settings import Settings
-from controller.testing.live import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 REFDATA = DATA_DIR  # the vendored reference data (controller/data/), never a folder outside the repo

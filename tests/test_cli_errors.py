@@ -16,7 +16,7 @@ import pytest
 
 from controller.client import Client
 from controller.demo.run import register_datasets, stage_data
-from controller.testing.live import LiveController
+from controller.live import LiveController
 from tests.conftest import REPO, free_port
 
 EXAMPLES = REPO / "examples"

@@ -1,4 +1,4 @@
-"""The one live-controller helper (controller/testing/live.py): a restart is a new Controller on the
+"""The one live-controller helper (controller/live.py): a restart is a new Controller on the
 same database and port; a process that cannot start fails the start with its own log, in bounded
 time; settings reach a process as the YIWANG_* variables Settings reads."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from controller.live import LiveController, settings_env
 from controller.settings import Settings
-from controller.testing.live import LiveController, settings_env
 
 
 def test_a_restart_is_a_new_controller_on_the_same_database_and_port(tmp_path: Path) -> None:

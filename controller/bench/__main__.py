@@ -24,6 +24,7 @@ import numpy as np
 
 from controller.bench import mixed, postgres
 from controller.jobs import JobCreate, Resources
+from controller.live import LiveController, free_port
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler, PendingQueue
 from controller.scheduler.ordering import SORTED_ORDERS
@@ -31,7 +32,6 @@ from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS, DEFAULT_DATA_DIR, federation, snapshot_of
 from controller.sim.workload import InputAssigner, make_catalogue
 from controller.store import Store
-from controller.testing.live import LiveController, free_port
 from controller.topology.network import NetworkModel
 
 

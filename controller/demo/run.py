@@ -24,7 +24,7 @@ from controller.demo.data import DATASETS, write_all
 from controller.executors.base import ResourceAmounts
 from controller.executors.local import LocalExecutor
 from controller.federation import EmbeddedFederation
-from controller.testing.live import LiveController
+from controller.live import LiveController
 
 PY = sys.executable
 

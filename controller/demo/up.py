@@ -23,7 +23,7 @@ from controller.client import Client
 from controller.demo.data import DATASETS
 from controller.demo.run import local_executors, register_datasets, stage_data
 from controller.federation import EmbeddedFederation
-from controller.testing.live import LiveController
+from controller.live import LiveController
 
 
 class PortInUse(Exception):

@@ -1,6 +1,6 @@
 """What a drill starts and breaks: the embedded federation with recording executors (the
 controller, killed and started again on the same database and port, is
-``controller.testing.live.LiveController``).
+``controller.live.LiveController``).
 
 Faults are injected from outside the agent and the federation (no hooks in their code):
 - a partition swaps the agent's HTTP client for one whose transport refuses every connection,

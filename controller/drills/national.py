@@ -80,7 +80,7 @@ def unavailable(patroni: Path | None = None) -> str | None:
 
 
 def _free_port() -> int:
-    from controller.testing.live import free_port
+    from controller.live import free_port
 
     return free_port()
 

@@ -308,7 +308,7 @@ class NationalDrill(LiveDrill["SiteFaultRun"]):
             self.ctl_ports = {s: CTL_PORT for s in SITE_OF_CONTROLLER}
             self.lb_port = CTL_PORT
         else:
-            from controller.testing.live import free_port
+            from controller.live import free_port
 
             self.ctl_ports = {s: free_port() for s in SITE_OF_CONTROLLER}
             self.lb_port = free_port()

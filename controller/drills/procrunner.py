@@ -237,7 +237,7 @@ class ProcessDrill(LiveDrill[FaultRun]):
                 self.workdir,
             )
         else:
-            from controller.testing.live import free_port
+            from controller.live import free_port
 
             self.port = free_port()
         if f.database == "postgresql":

@@ -46,9 +46,9 @@ from controller.drills.scenario import (
     ScenarioError,
     parse_scenario,
 )
+from controller.live import LiveController
 from controller.policies import Movement, ResidencyPolicy
 from controller.settings import REPO_POLICIES
-from controller.testing.live import LiveController
 from controller.topology.model import Cluster, Tier, Topology
 
 ACTIVE = ("Scheduled", "Running")

@@ -1,4 +1,4 @@
-"""The agents' tests' live controller (``controller.testing.live.LiveController`` with a fast loop
+"""The agents' tests' live controller (``controller.live.LiveController`` with a fast loop
 and a short lease, SQLite in a temp dir) and small helpers for their jobs."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from controller.testing.live import LiveController, wait_for
+from controller.live import LiveController, wait_for
 
 __all__ = [
     "FAST",
@@ -23,7 +23,7 @@ FAST = {"loop_interval_s": 0.05, "leader_ttl_s": 1.0}
 
 
 def live_controller(db: Path, **settings: Any) -> LiveController:
-    """A LiveController (controller.testing.live) over ``db`` with the tests' timings."""
+    """A LiveController (controller.live) over ``db`` with the tests' timings."""
     return LiveController(db, **{**FAST, **settings})
 
 

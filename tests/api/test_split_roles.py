@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.testing.live import LiveController, wait_for
+from controller.live import LiveController, wait_for
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pulumi
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from controller.testing.live import LiveController
+from controller.live import LiveController
 from controller.topology.model import load_topology
 from infra.yiwang_infra.config import cluster_entry
 from infra.yiwang_infra.registration import ControllerRegistration, RegistrationError, RegistrationProvider

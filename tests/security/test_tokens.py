@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from controller.api.app import create_app
 from controller.cli import app as cli
 from controller.cli import main as cli_main
+from controller.live import ServerThread
 from controller.settings import Settings
-from controller.testing.live import ServerThread
 from tests.conftest import free_port
 from tests.security.conftest import ADMIN, PROBLEM, bearer, issue, job
 

@@ -10,11 +10,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from controller.live import LiveController
 from controller.store import Store
 from controller.store.migrate import downgrade, upgrade
 from controller.store.schema import metadata
 from controller.store.store import new_job_id, now
-from controller.testing.live import LiveController
 
 
 def job_row(tenant: str = "guangdong", key: str | None = None) -> dict[str, object]:

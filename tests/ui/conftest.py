@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from controller.live import LiveController
 from controller.service import Controller
-from controller.testing.live import LiveController
 from tests.conftest import REPO, need
 from tests.ui import console as console_federation
 

@@ -24,9 +24,9 @@ import httpx
 
 from controller.drills.harness import DrillFederation
 from controller.drills.runner import run_files
+from controller.live import LiveController
 from controller.service import Controller
 from controller.store.store import now
-from controller.testing.live import LiveController
 from tests.drills.conftest import small_scenario, write
 
 FAILED = "prov-guangdong"  # its agent is killed: its jobs fail over

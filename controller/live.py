@@ -1,6 +1,6 @@
-"""One helper for a live controller on loopback, used by the tests, the drills, the demo and the
-bench: start it, wait (bounded) until it answers ``/healthz``, stop it, kill it, start it again on
-the same database and port, and show its log when it does not come up.
+"""One helper for a live controller on loopback, used by `yiwang up`, the demo, the drills, the
+bench and the tests: start it, wait (bounded) until it answers ``/healthz``, stop it, kill it,
+start it again on the same database and port, and show its log when it does not come up.
 
 Two ways to run it, one class:
 - in a thread (the default): ``create_app(Settings(...))`` served by uvicorn in a daemon thread of

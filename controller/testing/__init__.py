@@ -1,1 +1,0 @@
-"""Helpers for the tests, the drills, the demo and the bench (entry-point layer)."""
