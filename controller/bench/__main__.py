@@ -1,6 +1,9 @@
 """``make bench``: scheduler throughput, API throughput, pending-queue memory, trace replay.
 
 Writes reports/bench.json and reports/bench.md. See docs/benchmarks.md for the method.
+
+Why one module of this length: the parts of ``make bench`` and the report they make together; the
+mixed-queue benchmarks are in ``bench/mixed.py``, PostgreSQL's set-up in ``bench/postgres.py``.
 """
 
 from __future__ import annotations

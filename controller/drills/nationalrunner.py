@@ -18,6 +18,10 @@ Measured (wall seconds from the fault; every process runs on this machine):
   heal -> the site's node is the synchronous standby again), and for a cut-off Beijing the
   submissions its own controller acknowledged to a client inside Beijing after Gui'an's promotion
   (must be 0), and whether each of its acknowledgements survived.
+
+Why one module of this length: a national drill is one procedure (sites, endpoint, agents, load,
+site faults, measures) over one set of processes; the parts it shares with the process drills are in
+``livedrill``, the store in ``national``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ reach), stale_reports_accepted (a revoked attempt's report taken after the agent
 stale_attempts_running (an executor still runs an attempt that is no longer current),
 late_self_stops (a partitioned agent still ran an attempt after its lease ended) and
 early_replacements (a job re-placed by lease expiry before lease + grace).
+
+Why one module of this length: the in-process drill is one procedure (federation, load, faults,
+observation, measures), and the entry points that dispatch every kind of scenario file
+(``run_files``) sit beside it.
 """
 
 from __future__ import annotations
