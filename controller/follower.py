@@ -41,6 +41,7 @@ from controller.datasets import DatasetRead
 from controller.policies import POLICY_KINDS, PolicySet, validate_kind
 from controller.registry import ClusterState, Registry
 from controller.security import SECURITY_ACTIONS
+from controller.store.records import ClusterRow
 from controller.store.store import ACTIVE_PHASES, OUTPUT_EVENT, Store, utc
 from controller.topology.model import Cluster
 
@@ -89,7 +90,7 @@ class StoreFollower:
         self.ctl = ctl
         self.after = after_event
         self.gaps: dict[int, float] = {}  # event id missing below ``after`` -> when first missed
-        self.cluster_rows: dict[str, dict[str, Any]] = {}
+        self.cluster_rows: dict[str, ClusterRow] = {}
         self.policy_versions: dict[str, int] = {}
         self.last_sync = time.time()  # wall clock of the last complete sync (start-up counts)
         self.totals = SyncStats()  # since start, for /metrics
@@ -122,7 +123,7 @@ class StoreFollower:
             hook(changes)
 
     # ---- clusters ---------------------------------------------------------------------------
-    def remember_cluster_rows(self, rows: list[dict[str, Any]]) -> None:
+    def remember_cluster_rows(self, rows: list[ClusterRow]) -> None:
         self.cluster_rows = {r["name"]: r for r in rows}
 
     def _clusters(self, stats: SyncStats) -> None:
@@ -138,7 +139,9 @@ class StoreFollower:
                     stats.clusters_changed += 1
             for name, row in rows.items():
                 state = registry.clusters.get(name)
-                if state is None or self.cluster_rows.get(name, {}).get("spec") != row["spec"]:
+                if state is None or (
+                    name not in self.cluster_rows or self.cluster_rows[name]["spec"] != row["spec"]
+                ):
                     spec = Cluster.model_validate(row["spec"])
                     if state is None:
                         state = registry.clusters[name] = ClusterState(spec=spec)

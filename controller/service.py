@@ -181,16 +181,18 @@ class Controller:
         self.registry.rebuild_network()
         for name, state in self.registry.clusters.items():
             self.note_cluster(name, state, "as stored when this controller started")
-        for row in self.store.list_datasets():
+        for ds_row in self.store.list_datasets():
             try:
-                self.datasets[row["id"]] = self.dataset_read(row)
+                self.datasets[ds_row["id"]] = self.dataset_read(ds_row)
             except ValidationError as exc:
-                log.error("skipping stored data set %r: it is invalid: %s", row["id"], exc)
-        for row in self.store.active_jobs():
+                log.error("skipping stored data set %r: it is invalid: %s", ds_row["id"], exc)
+        for job_row in self.store.active_jobs():
             try:
-                self.apply_job_state(row)
+                self.apply_job_state(job_row)
             except (ValidationError, ValueError, TypeError, KeyError) as exc:
-                log.error("not counting stored job %r in the ledger: its spec is invalid: %s", row["id"], exc)
+                log.error(
+                    "not counting stored job %r in the ledger: its spec is invalid: %s", job_row["id"], exc
+                )
         self.follower = StoreFollower(self, after_event=after_event)
         self.follower.remember_cluster_rows(cluster_rows)
         self.follower.policy_versions = self.store.policy_versions()

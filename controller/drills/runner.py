@@ -297,8 +297,8 @@ class DrillRunner:
             ctl = self.live.controller
             for j in self.jobs.values():
                 if j["phase"] in ACTIVE and (run.fault == "kill_controller" or j["cluster"] == run.cluster):
-                    row = ctl.store.get_job(j["id"]) or {}
-                    run.affected[j["id"]] = {**j, "epoch": row.get("epoch", 0)}
+                    row = ctl.store.get_job(j["id"])
+                    run.affected[j["id"]] = {**j, "epoch": row["epoch"] if row else 0}
         run.injected_mono = time.monotonic()
         run.injected_s = run.injected_mono - t0
         if run.fault == "kill_agent" and run.cluster:
@@ -463,8 +463,8 @@ class DrillRunner:
             if run.fault not in CLUSTER_FAULTS or not recovered:
                 continue
             for job_id, before in run.affected.items():
-                row = ctl.store.get_job(job_id) or {}
-                if (row.get("cluster"), row.get("attempt")) == (run.cluster, before["attempt"]):
+                row = ctl.store.get_job(job_id)
+                if row is not None and (row["cluster"], row["attempt"]) == (run.cluster, before["attempt"]):
                     continue  # still current (released and placed back, or never moved): not stale
                 body = {
                     "job_id": job_id,

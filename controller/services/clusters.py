@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from controller.history import Counters
 from controller.policies import FailoverPolicy
 from controller.registry import ClusterState, Health, Registry
 from controller.store import audit_chain
+from controller.store.records import JobRow
 from controller.store.store import Store, now
 from controller.topology.model import Cluster
 
@@ -193,7 +194,7 @@ class ClusterService:
             self.wake()
         return state, len(moved)
 
-    def _requeue(self, conn: Any, rows: list[dict[str, Any]], event: str, reason: str) -> list[str]:
+    def _requeue(self, conn: Any, rows: Sequence[Mapping[str, Any]], event: str, reason: str) -> list[str]:
         """Send the given active jobs back to Pending with their attempt raised, in ``conn``'s
         transaction (compare-and-set each); the ids moved."""
         moved = []
@@ -226,7 +227,7 @@ class ClusterService:
         is still older than this, read under the cluster row's lock in the same transaction: a
         renewal that reached another controller process (the other national site, an API
         replica) after this one's view was taken wins, and the agent keeps its attempts."""
-        rows: list[dict[str, Any]] = []
+        rows: list[JobRow] = []
         after: str | None = None
         while True:
             page = self.store.active_on_cluster(name, after=after, limit=1000)

@@ -8,6 +8,7 @@ reservation leaves the ledger) and the read model (its noted terms go)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from controller.domain.phases import JobPhase, Reason, check_transition
@@ -31,7 +32,7 @@ class JobQueries:
         self.registry = registry
         self.read_model = read_model
 
-    def job_read(self, row: dict[str, Any], *, with_events: bool) -> JobRead:
+    def job_read(self, row: Mapping[str, Any], *, with_events: bool) -> JobRead:
         events = (
             [JobEvent.model_validate({**e, "at": utc(e["at"])}) for e in self.store.job_events(row["id"])]
             if with_events

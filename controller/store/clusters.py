@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from controller.store import audit_chain
 from controller.store import schema as t
 from controller.store.base import StoreBase, now, utc
+from controller.store.records import ClusterRow
 
 
 class ClustersRepo(StoreBase):
@@ -103,9 +104,9 @@ class ClustersRepo(StoreBase):
     def delete_cluster(self, conn: Connection, name: str) -> bool:
         return bool(conn.execute(delete(t.clusters).where(t.clusters.c.name == name)).rowcount)
 
-    def list_clusters(self) -> list[dict[str, Any]]:
+    def list_clusters(self) -> list[ClusterRow]:
         with self.read() as conn:
-            return [dict(r) for r in conn.execute(select(t.clusters)).mappings().all()]
+            return [cast(ClusterRow, dict(r)) for r in conn.execute(select(t.clusters)).mappings().all()]
 
     def update_cluster(self, name: str, *, audit: dict[str, Any] | None = None, **values: Any) -> bool:
         """Set columns of a cluster's row; ``audit``: the change's audit row, appended in the same

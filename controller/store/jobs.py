@@ -9,6 +9,7 @@ import random
 import secrets
 import threading
 import time
+import typing
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from controller.store import audit_chain
 from controller.store import schema as t
 from controller.store.base import StoreBase, now
 from controller.store.group_commit import GroupCommitter
+from controller.store.records import JobEventRow, JobRow
 
 OUTPUT_EVENT = phases.EventType.Output.value  # an executor's output for an attempt; not a phase change
 
@@ -141,12 +143,12 @@ class JobsRepo(StoreBase):
                 self._group_commit = GroupCommitter(self)
             return self._group_commit
 
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
+    def get_job(self, job_id: str) -> JobRow | None:
         with self.read() as conn:
             row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
-            return dict(row) if row else None
+            return typing.cast(JobRow, dict(row)) if row else None
 
-    def job_events(self, job_id: str) -> list[dict[str, Any]]:
+    def job_events(self, job_id: str) -> list[JobEventRow]:
         with self.read() as conn:
             rows = (
                 conn.execute(
@@ -157,7 +159,7 @@ class JobsRepo(StoreBase):
                 .mappings()
                 .all()
             )
-            return [dict(r) for r in rows]
+            return [typing.cast(JobEventRow, dict(r)) for r in rows]
 
     def list_jobs(
         self,
@@ -167,7 +169,7 @@ class JobsRepo(StoreBase):
         cluster: str | None = None,
         limit: int = 100,
         after: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[JobRow]:
         q = select(t.jobs).order_by(t.jobs.c.id).limit(limit)
         if phase:
             q = q.where(t.jobs.c.phase == phase)
@@ -178,11 +180,9 @@ class JobsRepo(StoreBase):
         if after:
             q = q.where(t.jobs.c.id > after)
         with self.read() as conn:
-            return [dict(r) for r in conn.execute(q).mappings().all()]
+            return [typing.cast(JobRow, dict(r)) for r in conn.execute(q).mappings().all()]
 
-    def active_on_cluster(
-        self, cluster: str, *, after: str | None = None, limit: int = 500
-    ) -> list[dict[str, Any]]:
+    def active_on_cluster(self, cluster: str, *, after: str | None = None, limit: int = 500) -> list[JobRow]:
         """The Scheduled and Running jobs on one cluster, by id, one page at a time (an index on
         (cluster, phase) serves it however many jobs the cluster ran before)."""
         q = (
@@ -194,7 +194,7 @@ class JobsRepo(StoreBase):
         if after:
             q = q.where(t.jobs.c.id > after)
         with self.read() as conn:
-            return [dict(r) for r in conn.execute(q).mappings().all()]
+            return [typing.cast(JobRow, dict(r)) for r in conn.execute(q).mappings().all()]
 
     def get_jobs(self, conn: Connection, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows of many jobs inside ``conn``'s transaction, locked for update (PostgreSQL)."""
