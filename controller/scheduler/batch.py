@@ -299,7 +299,6 @@ class Shape:
         "replicas",
         "resources",
         "runtime",
-        "shared",
         "static",
         "static_body",
         "static_groups",
@@ -348,24 +347,10 @@ class Shape:
         self.unresolvable = True
         self.static_groups: tuple[int, dict[tuple[str, str], list[str]]] | None = None
         self.static_body: tuple[int, StaticBody] | None = None
-        self.shared = False  # the static arrays are views of a batch's arrays (``compact``)
         # Failover: the cluster the job was on when it failed (None for a first placement) and
         # the positions, in ``idx``, of that cluster's designated backups in policy order.
         self.origin: str | None = None
         self.backup_pos: Sequence[int] = ()
-
-    def compact(self) -> None:
-        """Own copies of the static arrays, when they are views of the arrays of the batch the
-        shape was evaluated with: a shape that stays (queued, or reused) keeps only its rows."""
-        if self.shared:
-            self.shared = False
-            self.idx = self.idx.copy()
-            self.cap_rows = self.cap_rows.copy()
-            self.cap_cpu = self.cap_cpu.copy()
-            self.cap_mem = self.cap_mem.copy()
-            self.static = self.static.copy()
-            self.static_total = self.static[0]
-            self.rejected = self.rejected.copy()
 
     @property
     def input_sizes(self) -> list[float] | None:
@@ -435,8 +420,6 @@ _EMPTY_F: FloatArray = np.zeros(0)
 _EMPTY_U16: npt.NDArray[np.uint16] = np.zeros(0, dtype=np.uint16)
 _EMPTY_STATIC: FloatArray = np.zeros((1, 0))
 SHAPE_CACHE = 50_000  # shapes kept for reuse (least recently used evicted)
-SCRATCH_MIN = 1 << 16  # floats: the smallest scratch buffer kept
-FINISH_BULK = 16  # from this many shapes evaluated together, their rows are gathered at once
 # The cyclic garbage collector's thresholds for a controller process (``tune_gc``).
 GC_THRESHOLDS = (100_000, 50, 100)
 
@@ -836,6 +819,7 @@ class DatasetTable:
         self.klass = np.zeros(64, dtype=np.int64)  # classification code, 0 for row 0
         self.message: list[str] = [""]
         self.sizes: list[float] = [0.0]
+        self.bits_exact = True  # every input's bytes moved to a cluster are 0 or its size
         self.hits = 0
         self.misses = 0
 
@@ -854,7 +838,10 @@ class DatasetTable:
             self.forbidden[r] = ~allowed
         self.seconds[r], self.moved[r] = dataset_transfer(ds, self.snap)
         self.klass[r] = CLASS_CODES[ds.classification]
-        self.sizes.append(float(ds.size_bytes))
+        size = float(ds.size_bytes)
+        self.sizes.append(size)
+        if not ((self.moved[r] == 0.0) | (self.moved[r] == size)).all():
+            self.bits_exact = False  # the moved bytes are not "all of it or nothing" per input
         self.message.append(message)
         self.row[ds.id] = r
         return r
@@ -909,8 +896,10 @@ class DatasetTable:
 
     def moved_bits(self, ids: IntArray) -> npt.NDArray[np.uint8] | None:
         """Per job and cluster, which inputs are moved there (bit k: input k), when a job has
-        at most eight inputs: the stored decisions keep the bytes moved as these bits."""
-        if ids.shape[1] > 8:
+        at most eight inputs and each input's bytes moved are 0 or its size: the stored
+        decisions keep the bytes moved as these bits (the sizes of the set bits added in input
+        order give exactly the bytes ``transfers`` sums, row 0 adding 0.0)."""
+        if ids.shape[1] > 8 or not self.bits_exact:
             return None
         bits = np.zeros((len(ids), self.snap.size), dtype=np.uint8)
         for k in range(ids.shape[1]):
@@ -986,7 +975,7 @@ class BatchScheduler:
         self._rows = LRU(component_cache)  # feasible mask -> (indices, capacity rows)
         self.component_cache = component_cache
         self._layout = tuple((sc.NAME, w) for sc, w in self.static_scores)
-        self._buffer: FloatArray | None = None  # ``_scratch``
+        self._lowest: dict[int, tuple[list[Running], int, float]] = {}
         self._table: DatasetTable | None = None  # per data set: residency, transfers (per generation)
         self.table_resets = 0
         self._node_shapes: tuple[int, FloatArray] | None = None
@@ -1066,68 +1055,37 @@ class BatchScheduler:
         rows_of: list[list[int]] | None = None,
     ) -> None:
         """Store each shape's static results from its row of ``feasible`` (shapes x clusters)
-        and of ``M`` (results x shapes x clusters: the weighted total, each static score, then
+        and of ``M`` (shapes x results x clusters: the weighted total, each static score, then
         the transfer seconds and bytes when locality scores, then the bits of the inputs moved
         with ``sizes``, the data-set table's sizes, and ``rows_of``, each shape's input rows),
         over its feasible clusters."""
         layout = self._layout
         P = len(layout)
-        has_transfer = M.shape[0] > P + 1
+        has_transfer = M.shape[1] > P + 1
+        rows_cache = self._rows if self.caches else None
         capacity = snap.capacity
         if has_transfer:
-            best_s = np.where(feasible, M[P + 1], np.inf).min(axis=1)
+            best = np.where(feasible, M[:, P + 1], np.inf).min(axis=1)
         gen = self.gen
-        bulk = len(shapes) >= FINISH_BULK
-        if bulk:
-            # Every shape's rows side by side: one gather for the whole batch, each shape keeps
-            # views of its slice (``Shape.compact`` copies them out when the shape is reused, so a
-            # shape that lives on does not keep its whole batch's arrays).
-            # (``take`` with flat indices: a boolean mask over two axes costs several times more)
-            ends = np.cumsum(feasible.sum(axis=1)).tolist()
-            flat = np.flatnonzero(feasible)
-            cc = flat % feasible.shape[1]
-            cap_all = capacity.take(cc, axis=0)
-            cpu_all = np.ascontiguousarray(cap_all[:, 0])
-            mem_all = np.ascontiguousarray(cap_all[:, 1])
-            static_all = M.reshape(len(M), -1).take(flat, axis=1)
-            start = 0
-            blocks = []
-            for end in ends:
-                blocks.append(
-                    (
-                        cc[start:end],
-                        cap_all[start:end],
-                        cpu_all[start:end],
-                        mem_all[start:end],
-                        static_all[:, start:end],
-                    )
-                )
-                start = end
-        else:
-            rows_cache = self._rows if self.caches else None
-            blocks = []
-            for j in range(len(shapes)):
-                f = feasible[j]
-                key = f.tobytes()
-                rows = rows_cache.get(key) if rows_cache is not None else None
-                if rows is None:
-                    idx = np.flatnonzero(f)
-                    cap_rows = capacity[idx]
-                    rows = (idx, cap_rows, cap_rows[:, 0].copy(), cap_rows[:, 1].copy())
-                    if rows_cache is not None:
-                        rows_cache.put(key, rows)
-                blocks.append((*rows, M[:, j, rows[0]]))
-        best = best_s.tolist() if has_transfer else None
         for j, shape in enumerate(shapes):
-            idx, shape.cap_rows, shape.cap_cpu, shape.cap_mem, static = blocks[j]
-            shape.idx = idx
-            shape.shared = bulk
+            f = feasible[j]
+            key = f.tobytes()
+            rows = rows_cache.get(key) if rows_cache is not None else None
+            if rows is None:
+                idx = np.flatnonzero(f)
+                cap_rows = capacity[idx]
+                rows = (idx, cap_rows, cap_rows[:, 0].copy(), cap_rows[:, 1].copy())
+                if rows_cache is not None:
+                    rows_cache.put(key, rows)
+            idx = rows[0]
+            shape.idx, shape.cap_rows, shape.cap_cpu, shape.cap_mem = rows
+            static = M[j][:, idx]
             shape.static = static
             shape.static_total = static[0]
             shape.layout = layout
             shape.has_transfer = has_transfer
-            shape.best_transfer_s = float(best[j]) if best is not None and len(idx) else 0.0
-            shape._inputs_of = (sizes, rows_of[j]) if sizes is not None and rows_of is not None else None
+            shape.best_transfer_s = float(best[j]) if has_transfer and len(idx) else 0.0
+            shape._inputs_of = None if sizes is None or rows_of is None else (sizes, rows_of[j])
             if shape.origin is not None:
                 backup_pos = []
                 position = {int(c): k for k, c in enumerate(idx)}
@@ -1170,7 +1128,7 @@ class BatchScheduler:
         transfer = state.get(LOCALITY)
         if transfer is not None:
             rows.extend(transfer)
-        self._finish([shape], snap, feasible[None, :], np.stack(rows)[:, None, :])
+        self._finish([shape], snap, feasible[None, :], np.stack(rows)[None, :, :])
 
     def evaluate_many(self, shapes: list[Shape], snap: Snapshot) -> None:
         """The static results of many shapes at once, equal to ``evaluate_static`` shape by
@@ -1232,8 +1190,9 @@ class BatchScheduler:
         if any(type(sc) is LocalityScore for sc, _ in self.static_scores):
             seconds, moved = table.transfers(ids)
         bits = table.moved_bits(ids) if seconds is not None else None
-        # results x shapes x clusters (``_finish`` gathers every shape's feasible columns at once)
-        M = self._scratch(1 + P + (2 if seconds is not None else 0) + (1 if bits is not None else 0), J, n)
+        # shapes x results x clusters: each shape's results side by side (``_finish`` takes a
+        # shape's block at once)
+        M = np.empty((J, 1 + P + (2 if seconds is not None else 0) + (1 if bits is not None else 0), n))
         total = np.zeros((J, n))
         for p, ((scorer, w), cache) in enumerate(zip(self.static_scores, self._score_caches, strict=True), 1):
             score_kind: type = type(scorer)
@@ -1256,19 +1215,19 @@ class BatchScheduler:
                     ),
                 )
                 sc = np.stack(scored)[inv]
-            M[p] = sc
+            M[:, p] = sc
             total += w * sc
         if seconds is not None and moved is not None:
-            M[P + 1] = seconds
-            M[P + 2] = moved
+            M[:, P + 1] = seconds
+            M[:, P + 2] = moved
         if bits is not None:
-            M[P + 3] = bits
+            M[:, P + 3] = bits
         unresolvable = (~resolvable).tolist()
         for j, shape in enumerate(shapes):
-            shape.rejected = rejected[j]  # a view: ``Shape.compact`` copies it when the shape stays
+            shape.rejected = rejected[j].copy()
             shape.rejected_messages = [lists[j] for lists in per_plugin]
             shape.unresolvable = unresolvable[j]
-        M[0] = total
+        M[:, 0] = total
         sizes = table.sizes
         self._finish(
             shapes,
@@ -1278,17 +1237,6 @@ class BatchScheduler:
             sizes if bits is not None else None,
             input_rows,
         )
-
-    def _scratch(self, R: int, J: int, n: int) -> FloatArray:
-        """An uninitialised R x J x n array for ``evaluate_many``'s results, reused from cycle to
-        cycle (a fresh one of this size is fresh memory, every page faulted in; ``_finish`` copies
-        out what it keeps)."""
-        need = R * J * n
-        buf = self._buffer
-        if buf is None or len(buf) < need or len(buf) > 4 * max(need, SCRATCH_MIN):
-            buf = self._buffer = np.empty(max(need, SCRATCH_MIN))
-        out: FloatArray = buf[:need].reshape(R, J, n)
-        return out
 
     @staticmethod
     def _by_key(cache: LRU, keys: list[Any], compute: Callable[[int], Any]) -> tuple[list[Any], IntArray]:
@@ -1349,6 +1297,7 @@ class BatchScheduler:
         capacity filter and the balance score run fused, in one pass over the shape's rows."""
         self._refresh(snap)
         self.cycle += 1
+        self._lowest = {}  # ``_lowest_priority``: per cluster (its running list, length seen, lowest)
         if backups is not None and backups != self.backups:
             self.backups = backups
             self.gen += 1  # backup positions are part of the static results
@@ -1442,8 +1391,6 @@ class BatchScheduler:
             if victims:
                 victims_all.extend(victims)
             scheduled += 1
-        for item in unplaced:
-            item[3].compact()  # queued on: its rows only, not the batch's arrays
         queue.requeue(unplaced)
         return BatchResult(decisions, scheduled, victims_all, unplaced)
 
@@ -1532,11 +1479,8 @@ class BatchScheduler:
         items = queue.take_all() if len(queue) <= limit else list(queue.drain(book, limit))
         to_evaluate: dict[int, Shape] = {}
         for item in items:
-            shape = item[3]
-            if shape.gen != self.gen:
-                to_evaluate[id(shape)] = shape
-            elif shape.shared:  # reused: it keeps its own rows, not its first batch's arrays
-                shape.compact()
+            if item[3].gen != self.gen:
+                to_evaluate[id(item[3])] = item[3]
         if to_evaluate:
             self.evaluate_many(list(to_evaluate.values()), snap)
         share, order, waited, now = book.dominant_share, self.order, self.ageing.wait, self._now
@@ -1658,6 +1602,24 @@ class BatchScheduler:
             held[best] += demand
 
     # ---- preemption ---------------------------------------------------------------------------
+    def _lowest_priority(self, running: dict[int, list[Running]], c: int) -> float:
+        """The lowest priority running on cluster ``c`` (infinity when none), kept per cluster for
+        the cycle and brought up to date with what was appended since (the loop appends each
+        placement; a preemption replaces the list, which is then scanned again)."""
+        jobs = running.get(c)
+        if not jobs:
+            return np.inf
+        seen = self._lowest.get(c)
+        if seen is not None and seen[0] is jobs and seen[1] <= len(jobs):
+            low, start = seen[2], seen[1]
+        else:
+            low, start = np.inf, 0
+        for r in jobs[start:]:
+            if r.priority < low:
+                low = r.priority
+        self._lowest[c] = (jobs, len(jobs), low)
+        return low
+
     def _preempt(
         self,
         shape: Shape,
@@ -1685,9 +1647,12 @@ class BatchScheduler:
                 b = lenders[tenant] = book.borrowing(tenant)
             return b
 
+        lowest = self._lowest_priority
         for j, c in enumerate(shape.idx.tolist()):
             if too_small[j]:
                 continue
+            if not reclaim and lowest(running, c) >= prio:
+                continue  # nothing running there has a lower priority: no victim (no scan)
             eligible = [
                 r
                 for r in running.get(c, ())
