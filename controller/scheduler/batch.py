@@ -819,6 +819,7 @@ class DatasetTable:
         self.klass = np.zeros(64, dtype=np.int64)  # classification code, 0 for row 0
         self.message: list[str] = [""]
         self.sizes: list[float] = [0.0]
+        self.bits_exact = True  # every input's bytes moved to a cluster are 0 or its size
         self.hits = 0
         self.misses = 0
 
@@ -837,7 +838,10 @@ class DatasetTable:
             self.forbidden[r] = ~allowed
         self.seconds[r], self.moved[r] = dataset_transfer(ds, self.snap)
         self.klass[r] = CLASS_CODES[ds.classification]
-        self.sizes.append(float(ds.size_bytes))
+        size = float(ds.size_bytes)
+        self.sizes.append(size)
+        if not ((self.moved[r] == 0.0) | (self.moved[r] == size)).all():
+            self.bits_exact = False  # the moved bytes are not "all of it or nothing" per input
         self.message.append(message)
         self.row[ds.id] = r
         return r
@@ -892,8 +896,10 @@ class DatasetTable:
 
     def moved_bits(self, ids: IntArray) -> npt.NDArray[np.uint8] | None:
         """Per job and cluster, which inputs are moved there (bit k: input k), when a job has
-        at most eight inputs: the stored decisions keep the bytes moved as these bits."""
-        if ids.shape[1] > 8:
+        at most eight inputs and each input's bytes moved are 0 or its size: the stored
+        decisions keep the bytes moved as these bits (the sizes of the set bits added in input
+        order give exactly the bytes ``transfers`` sums, row 0 adding 0.0)."""
+        if ids.shape[1] > 8 or not self.bits_exact:
             return None
         bits = np.zeros((len(ids), self.snap.size), dtype=np.uint8)
         for k in range(ids.shape[1]):
@@ -969,6 +975,7 @@ class BatchScheduler:
         self._rows = LRU(component_cache)  # feasible mask -> (indices, capacity rows)
         self.component_cache = component_cache
         self._layout = tuple((sc.NAME, w) for sc, w in self.static_scores)
+        self._lowest: dict[int, tuple[list[Running], int, float]] = {}
         self._table: DatasetTable | None = None  # per data set: residency, transfers (per generation)
         self.table_resets = 0
         self._node_shapes: tuple[int, FloatArray] | None = None
@@ -1290,6 +1297,7 @@ class BatchScheduler:
         capacity filter and the balance score run fused, in one pass over the shape's rows."""
         self._refresh(snap)
         self.cycle += 1
+        self._lowest = {}  # ``_lowest_priority``: per cluster (its running list, length seen, lowest)
         if backups is not None and backups != self.backups:
             self.backups = backups
             self.gen += 1  # backup positions are part of the static results
@@ -1594,6 +1602,24 @@ class BatchScheduler:
             held[best] += demand
 
     # ---- preemption ---------------------------------------------------------------------------
+    def _lowest_priority(self, running: dict[int, list[Running]], c: int) -> float:
+        """The lowest priority running on cluster ``c`` (infinity when none), kept per cluster for
+        the cycle and brought up to date with what was appended since (the loop appends each
+        placement; a preemption replaces the list, which is then scanned again)."""
+        jobs = running.get(c)
+        if not jobs:
+            return np.inf
+        seen = self._lowest.get(c)
+        if seen is not None and seen[0] is jobs and seen[1] <= len(jobs):
+            low, start = seen[2], seen[1]
+        else:
+            low, start = np.inf, 0
+        for r in jobs[start:]:
+            if r.priority < low:
+                low = r.priority
+        self._lowest[c] = (jobs, len(jobs), low)
+        return low
+
     def _preempt(
         self,
         shape: Shape,
@@ -1621,9 +1647,12 @@ class BatchScheduler:
                 b = lenders[tenant] = book.borrowing(tenant)
             return b
 
+        lowest = self._lowest_priority
         for j, c in enumerate(shape.idx.tolist()):
             if too_small[j]:
                 continue
+            if not reclaim and lowest(running, c) >= prio:
+                continue  # nothing running there has a lower priority: no victim (no scan)
             eligible = [
                 r
                 for r in running.get(c, ())

@@ -148,24 +148,28 @@ def encode(
     with_rows = [j for j, d in enumerate(decisions) if d.free_rows is not None and len(d.shape.idx)]
     listed_rows: npt.NDArray[np.bool_] | None = None
     if with_rows:
-        lens = np.array([len(shapes[j].idx) for j in with_rows])
-        JOB = np.repeat(np.array(with_rows), lens)
-        FREE = np.concatenate([decisions[j].free_rows for j in with_rows])
-        CAP = np.concatenate([shapes[j].cap_rows for j in with_rows])
-        DEM = np.stack([shapes[j].demand for j in with_rows])[
-            JOB_POS := np.repeat(np.arange(len(with_rows)), lens)
-        ]
-        IDX = np.concatenate([shapes[j].idx for j in with_rows])
-        CHOSEN = np.array([decisions[j].chosen for j in with_rows])[JOB_POS] == IDX
+        # One row per (job, statically feasible cluster), jobs in order; gathers by ``take``
+        # with integer positions (boolean and two-axis fancy indexing cost several times more).
+        listing = [decisions[j] for j in with_rows]
+        lens = np.array([len(d.shape.idx) for d in listing])
+        JOB_POS = np.repeat(np.arange(len(with_rows)), lens)
+        JOB = np.array(with_rows).take(JOB_POS)
+        FREE = np.concatenate([d.free_rows for d in listing])
+        CAP = np.concatenate([d.shape.cap_rows for d in listing])
+        IDX = np.concatenate([d.shape.idx for d in listing])
+        DEM = np.array([d.shape.demand_list for d in listing], dtype=np.float64).take(JOB_POS, axis=0)
+        CHOSEN = np.array([d.chosen for d in listing]).take(JOB_POS) == IDX
+        GF = G.reshape(-1)  # G is a new contiguous array: a view
+        POS = JOB * n + IDX
         codes, _, _ = dyn_filter.classify(FREE, CAP, DEM)  # type: ignore[attr-defined]
         rejected_dyn = (codes > 0) & ~CHOSEN
-        G[JOB[rejected_dyn], IDX[rejected_dyn]] = (P_DYN << 8) | codes[rejected_dyn].astype(np.uint16)
-        reason = np.array([decisions[j].job_reason is not None for j in with_rows])[JOB_POS]
+        GF[POS[rejected_dyn]] = (P_DYN << 8) | codes[rejected_dyn].astype(np.uint16)
+        reason = np.array([d.job_reason is not None for d in listing]).take(JOB_POS)
         passing = reason & (codes == 0)
-        G[JOB[passing], IDX[passing]] = (P_JOB << 8) | 1
+        GF[POS[passing]] = (P_JOB << 8) | 1
         listed_rows = (dyn_filter.fits(FREE, CAP, DEM) | CHOSEN) & ~reason  # type: ignore[attr-defined]
-        unlisted = ~listed_rows & (G[JOB, IDX] == 0)
-        G[JOB[unlisted], IDX[unlisted]] = 0xFFFF
+        unlisted = ~listed_rows & (GF.take(POS) == 0)
+        GF[POS[unlisted]] = 0xFFFF
     # One byte per cluster where the codes fit (and for the group counts of the summaries).
     hi, lo = G >> 8, G & 0xFF
     special = (G == 0) | (G == 0xFFFF)
@@ -200,6 +204,7 @@ def encode(
             detail[j] = decisions[j].job_reason is None
         keep_rows = listed_rows
         # every shape's static rows over its feasible clusters, side by side
+        kept = np.flatnonzero(keep_rows)
         statics = [shapes[j].static for j in with_rows]
         height = statics[0].shape[0]
         try:
@@ -207,27 +212,34 @@ def encode(
         except ValueError:  # shapes evaluated both ways (rows for the moved bits or not)
             height = min(s.shape[0] for s in statics)
             BLOCK = np.concatenate([s[:height] for s in statics], axis=1)
+        LISTED = BLOCK.take(kept, axis=1)
         P = len(all_names) - 1
-        columns = [BLOCK[1 + p] for p in range(P)]
-        columns.append(dyn_score.score_free(FREE, CAP, DEM))  # type: ignore[attr-defined]
-        total = np.zeros(len(FREE))
+        # Only the listed rows (element by element, so the same values as over every row)
+        columns = [LISTED[1 + p] for p in range(P)]
+        columns.append(
+            dyn_score.score_free(FREE.take(kept, axis=0), CAP.take(kept, axis=0), DEM.take(kept, axis=0))  # type: ignore[attr-defined]
+        )
+        total = np.zeros(len(kept))
         for i in order:
             total += all_weights[i] * columns[i]
-        out_cols = [_round_ints(columns[i][keep_rows]) for i in order]
-        out_cols.append(_round_ints(total[keep_rows]))
+        out_cols = [_round_ints(columns[i]) for i in order]
+        out_cols.append(_round_ints(total))
         transfers = shapes[with_rows[0]].has_transfer
         if transfers:
-            out_cols.append(_round_ints(BLOCK[P + 1][keep_rows]))
-        finite = np.ones(int(keep_rows.sum()), dtype=bool)
-        for col in out_cols:
-            finite &= np.isfinite(col)
-        row_job = JOB[keep_rows]
-        if not finite.all():
+            out_cols.append(_round_ints(LISTED[P + 1]))
+        row_job = JOB.take(kept)
+        # min and max are NaN when any value is: the per-element check only then
+        bounds = [(c.min(), c.max()) if len(c) else (0.0, 0.0) for c in out_cols]
+        finite = np.ones(len(kept), dtype=bool)
+        if not np.isfinite(np.array(bounds, dtype=np.float64)).all():
+            for col in out_cols:
+                finite &= np.isfinite(col)
             bad = set(np.unique(row_job[~finite]).tolist())
+            bounds = []
         arrays: list[np.ndarray] = []
-        for col in out_cols:
-            c = np.where(finite, col, 0.0) if not finite.all() else col
-            lo_c, hi_c = (c.min(), c.max()) if len(c) else (0.0, 0.0)
+        for k, col in enumerate(out_cols):
+            c = np.where(finite, col, 0.0) if bad else col
+            lo_c, hi_c = bounds[k] if bounds else ((c.min(), c.max()) if len(c) else (0.0, 0.0))
             if lo_c >= 0 and hi_c <= 255_000:
                 ints = c.astype(np.int64)
                 if not (ints % 1000).any():
@@ -240,25 +252,18 @@ def encode(
             else:
                 return None
         if transfers:
-            moved = BLOCK[P + 2][keep_rows]
-            codes_ok = height > P + 3 and all(shapes[j].input_sizes is not None for j in with_rows)
-            if codes_ok:
-                sizes_list: list[list[float]] = [shapes[j].input_sizes for j in with_rows]  # type: ignore[misc]
-                K = max(1, max(len(x) for x in sizes_list))
-                SZ = np.array([x + [0.0] * (K - len(x)) for x in sizes_list])[JOB_POS[keep_rows]]
-                bits = BLOCK[P + 3][keep_rows].astype(np.uint8)
-                back = np.zeros(len(moved))
-                for k in range(K):
-                    back += np.where((bits >> k) & 1, SZ[:, k], 0.0)
-                codes_ok = bool(np.array_equal(back, moved))
-            if codes_ok:
+            # The bits of the inputs moved, when every shape has them: the data-set table makes
+            # them only when each input's bytes moved are 0 or its size, so adding the sizes of
+            # the set bits in input order gives the bytes exactly (``DatasetTable.moved_bits``)
+            sizes_list = [s.input_sizes for s in (shapes[j] for j in with_rows)] if height > P + 3 else []
+            if height > P + 3 and all(x is not None for x in sizes_list):
                 col_types.append(UINT8)
-                arrays.append(bits)
+                arrays.append(LISTED[P + 3].astype(np.uint8))
                 for j, x in zip(with_rows, sizes_list, strict=True):
                     sizes_of[j] = x
             else:
                 col_types.append(FLOAT64)
-                arrays.append(moved.astype("<f8"))
+                arrays.append(LISTED[P + 2].astype("<f8"))
         record = np.dtype([(f"c{i}", _DTYPE[t]) for i, t in enumerate(col_types)])
         rec = np.empty(len(arrays[0]), dtype=record)
         for i, a in enumerate(arrays):

@@ -100,3 +100,41 @@ def test_preempted_jobs_go_back_to_pending_with_attempt_raised(tmp_path: Path) -
     assert d.cluster == HAINAN and "after preempting 1 job(s)" in d.summary
     # Nothing is lost: the victim is scheduled again when there is room (here: never on hainan).
     assert np.isclose(ctl.registry.ledger.cluster_total(HAINAN)[0], cap.cpu)
+
+
+def test_lowest_priority_follows_appends_and_replacements() -> None:
+    """``_lowest_priority`` (the preemption scan skips clusters where nothing has a lower priority)
+    is brought up to date with the placements appended during the cycle and rescans a list that
+    a preemption replaced; it equals the minimum over the list every time."""
+    bs = batch()
+    bs._lowest = {}
+    d = np.zeros(3)
+    running: dict[int, list[Running]] = {}
+    assert bs._lowest_priority(running, 3) == np.inf
+    running[3] = [Running("a", 3, 200, d, "t")]
+    assert bs._lowest_priority(running, 3) == 200
+    running[3].append(Running("b", 3, 50, d, "t"))  # a placement of the cycle
+    assert bs._lowest_priority(running, 3) == 50
+    running[3].append(Running("c", 3, 400, d, "t"))
+    assert bs._lowest_priority(running, 3) == 50
+    running[3] = [r for r in running[3] if r.job_id != "b"]  # a preemption took the 50 away
+    assert bs._lowest_priority(running, 3) == 200
+    running[3] = []
+    assert bs._lowest_priority(running, 3) == np.inf
+
+
+def test_preemption_sees_lower_priority_work_placed_by_an_earlier_cycle() -> None:
+    """A low-priority job placed by the previous cycle is a victim for a later job of higher
+    priority: the lowest-priority memo starts afresh each cycle, never stale."""
+    s, running = full_hainan([300, 300, 300])  # three quarters held by priority 300
+    bs = batch(QuotaPolicy(max_victims=8, reclaim_borrowed=False))
+    cap = s.capacity[index(HAINAN)]
+    low = job(
+        "hainan", cpu=float(cap[0] * 0.25) * 0.99, memory_gib=1.0, priority=100, constraints=ONLY_HAINAN
+    )
+    res = bs.run(enqueue(bs, [low]), s, running=running)
+    assert res.decisions[0].cluster == HAINAN  # fills the last quarter at priority 100
+    high = job("hainan", cpu=float(cap[0] * 0.2), memory_gib=1.0, priority=200, constraints=ONLY_HAINAN)
+    res = bs.run(enqueue(bs, [high], prefix="h"), s, running=running)
+    assert [v.job_id for v in res.victims] == ["j00000"]
+    assert res.decisions[0].cluster == HAINAN

@@ -130,3 +130,30 @@ def test_moved_bytes_is_the_chosen_clusters_transfer(seed: int) -> None:
             assert d.moved_bytes() == chosen.transfer_bytes
             moved += d.moved_bytes() > 0
     assert placed > 20 and moved > 10
+
+
+def test_moved_bytes_stored_as_floats_when_not_all_or_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored decisions keep the bytes moved as bits of the inputs moved only while each
+    input's bytes moved are 0 or its size (``DatasetTable.bits_exact``); a transfer model that
+    moves part of a data set makes them store the bytes themselves, and they still expand as
+    ``to_body``."""
+    from controller.scheduler import batch as batch_module
+
+    real = batch_module.dataset_transfer
+
+    def partial(ds, snap):  # type: ignore[no-untyped-def]
+        seconds, moved = real(ds, snap)
+        return seconds, moved * 0.5
+
+    monkeypatch.setattr(batch_module, "dataset_transfer", partial)
+    for bs, decisions in cycles(2, 0.0, n=200, count=1):
+        assert bs._table is not None and not bs._table.bits_exact
+        (context, blob), bodies = encode(bs, decisions)  # type: ignore[misc]
+        assert context["body"]["cols"].endswith("d")  # the bytes moved as float64
+        assert not any("sizes" in b for b in bodies)
+        for d, body in zip(decisions, bodies, strict=True):
+            _, offset, length = body["blob"]
+            got = Decision.model_validate(
+                {**context["body"], **body, "bytes": blob["data"][offset : offset + length]}
+            )
+            assert got == Decision.model_validate(d.to_body())
