@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 
 from controller.domain.decision_codec import pack_decision
@@ -120,57 +119,87 @@ def _round_ints(x: np.ndarray) -> np.ndarray:
     return np.rint(x * 1000.0)
 
 
-def encode(
-    ctx: BatchScheduler, decisions: Sequence[CompactDecision]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
-    """The columns bodies of one cycle's decisions and the parts they name (the context, the
-    packed bytes of all of them), or None when the cycle's plugins are not the ones this
-    encoder knows (the caller packs ``to_body``)."""
+class _Listing(NamedTuple):
+    """One row per (job, statically feasible cluster), jobs in order, for the jobs whose
+    decision lists clusters: the job's position in the cycle, the cluster's free capacity, its
+    capacity, the job's demand, and which rows ``to_body`` lists."""
+
+    with_rows: list[int]
+    job: np.ndarray
+    free: np.ndarray
+    cap: np.ndarray
+    dem: np.ndarray
+    listed: np.ndarray
+
+
+class _Columns(NamedTuple):
+    """The listed clusters' columns of a cycle, cut per job."""
+
+    types: list[str]
+    blobs: list[bytes]
+    bad: set[int]  # jobs with a score or time that is not finite: they store ``to_body``
+    sizes_of: list[list[float] | None]
+    detail: list[bool]
+
+
+class _Plugins(NamedTuple):
+    """What ``encode`` needs of the cycle's plugins."""
+
+    S: int  # static filters; the dynamic filter is plugin S + 1, the job-level reason S + 2
+    dyn_filter: Any
+    dyn_score: Any
+    all_names: list[str]  # the static scores, then the dynamic one
+    all_weights: list[float]
+    order: list[int]  # the scores in the order bodies list them
+
+
+def _plugins(ctx: BatchScheduler) -> _Plugins | None:
     if not ctx.fused or len(ctx.dynamic_filters) != 1 or len(ctx.dynamic_scores) != 1:
         return None
-    names = ctx.names
-    n = len(names)
-    D = len(decisions)
-    S = len(ctx.static_filters)
-    dyn_filter = ctx.dynamic_filters[0]
     dyn_score, dyn_w = ctx.dynamic_scores[0]
-    P_DYN, P_JOB = S + 1, S + 2
     all_names = [sc.NAME for sc, _ in ctx.static_scores] + [dyn_score.NAME]
     all_weights = [w for _, w in ctx.static_scores] + [dyn_w]
     order = sorted(range(len(all_names)), key=lambda i: ctx.score_order.get(all_names[i], 99))
-    plugins = [all_names[i] for i in order]
-    shapes = [d.shape for d in decisions]
+    return _Plugins(len(ctx.static_filters), ctx.dynamic_filters[0], dyn_score, all_names, all_weights, order)
 
-    # Per cluster codes: the static rejections, then the dynamic filter's and the job-level
-    # reason over each job's statically feasible clusters (``rejection_groups``), and which
-    # clusters a job lists as feasible (``feasible_mask``, when ``to_body`` lists any).
-    G = np.stack([s.rejected for s in shapes])
+
+def _listing(decisions: Sequence[CompactDecision], G: np.ndarray, n: int, pl: _Plugins) -> _Listing | None:
+    """The rows of the jobs that list clusters, and their codes written into ``G``: the dynamic
+    filter's and the job-level reason over each job's statically feasible clusters
+    (``rejection_groups``), 0xFFFF for a cluster ``to_body`` does not list."""
     with_rows = [j for j, d in enumerate(decisions) if d.free_rows is not None and len(d.shape.idx)]
-    listed_rows: npt.NDArray[np.bool_] | None = None
-    if with_rows:
-        # One row per (job, statically feasible cluster), jobs in order; gathers by ``take``
-        # with integer positions (boolean and two-axis fancy indexing cost several times more).
-        listing = [decisions[j] for j in with_rows]
-        lens = np.array([len(d.shape.idx) for d in listing])
-        JOB_POS = np.repeat(np.arange(len(with_rows)), lens)
-        JOB = np.array(with_rows).take(JOB_POS)
-        FREE = np.concatenate([d.free_rows for d in listing])
-        CAP = np.concatenate([d.shape.cap_rows for d in listing])
-        IDX = np.concatenate([d.shape.idx for d in listing])
-        DEM = np.array([d.shape.demand_list for d in listing], dtype=np.float64).take(JOB_POS, axis=0)
-        CHOSEN = np.array([d.chosen for d in listing]).take(JOB_POS) == IDX
-        GF = G.reshape(-1)  # G is a new contiguous array: a view
-        POS = JOB * n + IDX
-        codes, _, _ = dyn_filter.classify(FREE, CAP, DEM)  # type: ignore[attr-defined]
-        rejected_dyn = (codes > 0) & ~CHOSEN
-        GF[POS[rejected_dyn]] = (P_DYN << 8) | codes[rejected_dyn].astype(np.uint16)
-        reason = np.array([d.job_reason is not None for d in listing]).take(JOB_POS)
-        passing = reason & (codes == 0)
-        GF[POS[passing]] = (P_JOB << 8) | 1
-        listed_rows = (dyn_filter.fits(FREE, CAP, DEM) | CHOSEN) & ~reason  # type: ignore[attr-defined]
-        unlisted = ~listed_rows & (GF.take(POS) == 0)
-        GF[POS[unlisted]] = 0xFFFF
-    # One byte per cluster where the codes fit (and for the group counts of the summaries).
+    if not with_rows:
+        return None
+    P_DYN, P_JOB = pl.S + 1, pl.S + 2
+    # Gathers by ``take`` with integer positions (boolean and two-axis fancy indexing cost
+    # several times more).
+    listing = [decisions[j] for j in with_rows]
+    lens = np.array([len(d.shape.idx) for d in listing])
+    JOB_POS = np.repeat(np.arange(len(with_rows)), lens)
+    JOB = np.array(with_rows).take(JOB_POS)
+    FREE = np.concatenate([d.free_rows for d in listing])
+    CAP = np.concatenate([d.shape.cap_rows for d in listing])
+    IDX = np.concatenate([d.shape.idx for d in listing])
+    DEM = np.array([d.shape.demand_list for d in listing], dtype=np.float64).take(JOB_POS, axis=0)
+    CHOSEN = np.array([d.chosen for d in listing]).take(JOB_POS) == IDX
+    GF = G.reshape(-1)  # G is a new contiguous array: a view
+    POS = JOB * n + IDX
+    codes, _, _ = pl.dyn_filter.classify(FREE, CAP, DEM)
+    rejected_dyn = (codes > 0) & ~CHOSEN
+    GF[POS[rejected_dyn]] = (P_DYN << 8) | codes[rejected_dyn].astype(np.uint16)
+    reason = np.array([d.job_reason is not None for d in listing]).take(JOB_POS)
+    passing = reason & (codes == 0)
+    GF[POS[passing]] = (P_JOB << 8) | 1
+    listed_rows = (pl.dyn_filter.fits(FREE, CAP, DEM) | CHOSEN) & ~reason
+    unlisted = ~listed_rows & (GF.take(POS) == 0)
+    GF[POS[unlisted]] = 0xFFFF
+    return _Listing(with_rows, JOB, FREE, CAP, DEM, listed_rows)
+
+
+def _groups(G: np.ndarray) -> tuple[np.ndarray, bytes, list[list[tuple[int, int]]]]:
+    """One byte per cluster where the codes fit (``small``), those bytes, and each job's group
+    counts (``plugin << 8 | reason``, count) for the summaries."""
+    D = G.shape[0]
     hi, lo = G >> 8, G & 0xFF
     special = (G == 0) | (G == 0xFFFF)
     small = (special | ((hi <= 6) & (lo <= 31))).all(axis=1)
@@ -191,126 +220,180 @@ def encode(
         keep = (row != 0) & (row != 0xFFFF)
         vals, cnts = np.unique(row[keep], return_counts=True)
         per_job_groups[j] = list(zip(vals.tolist(), cnts.tolist(), strict=True))
-    g8_bytes = G8.tobytes()
+    return small, G8.tobytes(), per_job_groups
 
-    # The listed clusters' columns, for the whole cycle at once.
-    blobs: list[bytes] = [b""] * D
-    bad: set[int] = set()  # a score or time that is not finite: that job stores ``to_body``
-    col_types: list[str] = []
-    sizes_of: list[list[float] | None] = [None] * D
-    detail = [False] * D
-    if with_rows and listed_rows is not None:
-        for j in with_rows:
-            detail[j] = decisions[j].job_reason is None
-        keep_rows = listed_rows
-        # every shape's static rows over its feasible clusters, side by side
-        kept = np.flatnonzero(keep_rows)
-        statics = [shapes[j].static for j in with_rows]
-        height = statics[0].shape[0]
-        try:
-            BLOCK = np.concatenate(statics, axis=1)
-        except ValueError:  # shapes evaluated both ways (rows for the moved bits or not)
-            height = min(s.shape[0] for s in statics)
-            BLOCK = np.concatenate([s[:height] for s in statics], axis=1)
-        LISTED = BLOCK.take(kept, axis=1)
-        P = len(all_names) - 1
-        # Only the listed rows (element by element, so the same values as over every row)
-        columns = [LISTED[1 + p] for p in range(P)]
-        columns.append(
-            dyn_score.score_free(FREE.take(kept, axis=0), CAP.take(kept, axis=0), DEM.take(kept, axis=0))  # type: ignore[attr-defined]
-        )
-        total = np.zeros(len(kept))
-        for i in order:
-            total += all_weights[i] * columns[i]
-        out_cols = [_round_ints(columns[i]) for i in order]
-        out_cols.append(_round_ints(total))
-        transfers = shapes[with_rows[0]].has_transfer
-        if transfers:
-            out_cols.append(_round_ints(LISTED[P + 1]))
-        row_job = JOB.take(kept)
-        # min and max are NaN when any value is: the per-element check only then
+
+def _typed(
+    out_cols: list[np.ndarray], row_job: np.ndarray
+) -> tuple[list[str], list[np.ndarray], set[int]] | None:
+    """Each column as the narrowest type that holds it (whole units in a byte, else thousandths
+    in an int32), and the jobs with a value that is not finite; None when an int32 cannot hold
+    a column."""
+    # min and max are NaN when any value is: the per-element check only then
+    bounds = [(c.min(), c.max()) if len(c) else (0.0, 0.0) for c in out_cols]
+    finite = np.ones(len(row_job), dtype=bool)
+    bad: set[int] = set()
+    if not np.isfinite(np.array(bounds, dtype=np.float64)).all():
+        for col in out_cols:
+            finite &= np.isfinite(col)
+        bad = set(np.unique(row_job[~finite]).tolist())
+        out_cols = [np.where(finite, col, 0.0) for col in out_cols]
         bounds = [(c.min(), c.max()) if len(c) else (0.0, 0.0) for c in out_cols]
-        finite = np.ones(len(kept), dtype=bool)
-        if not np.isfinite(np.array(bounds, dtype=np.float64)).all():
-            for col in out_cols:
-                finite &= np.isfinite(col)
-            bad = set(np.unique(row_job[~finite]).tolist())
-            bounds = []
-        arrays: list[np.ndarray] = []
-        for k, col in enumerate(out_cols):
-            c = np.where(finite, col, 0.0) if bad else col
-            lo_c, hi_c = bounds[k] if bounds else ((c.min(), c.max()) if len(c) else (0.0, 0.0))
-            if lo_c >= 0 and hi_c <= 255_000:
-                ints = c.astype(np.int64)
-                if not (ints % 1000).any():
-                    col_types.append(UINT8)
-                    arrays.append((ints // 1000).astype(np.uint8))
-                    continue
-            if lo_c > -(2**31) and hi_c < 2**31:
-                col_types.append(INT32)
-                arrays.append(c.astype("<i4"))
-            else:
-                return None
-        if transfers:
-            # The bits of the inputs moved, when every shape has them: the data-set table makes
-            # them only when each input's bytes moved are 0 or its size, so adding the sizes of
-            # the set bits in input order gives the bytes exactly (``DatasetTable.moved_bits``)
-            sizes_list = [s.input_sizes for s in (shapes[j] for j in with_rows)] if height > P + 3 else []
-            if height > P + 3 and all(x is not None for x in sizes_list):
-                col_types.append(UINT8)
-                arrays.append(LISTED[P + 3].astype(np.uint8))
-                for j, x in zip(with_rows, sizes_list, strict=True):
-                    sizes_of[j] = x
-            else:
-                col_types.append(FLOAT64)
-                arrays.append(LISTED[P + 2].astype("<f8"))
-        record = np.dtype([(f"c{i}", _DTYPE[t]) for i, t in enumerate(col_types)])
-        rec = np.empty(len(arrays[0]), dtype=record)
-        for i, a in enumerate(arrays):
-            rec[f"c{i}"] = a
-        flat = rec.tobytes()
-        size = record.itemsize
-        listed_counts = np.bincount(row_job, minlength=D).tolist()
-        at = 0
-        for j in with_rows:
-            m = listed_counts[j]
-            if detail[j]:
-                blobs[j] = flat[at * size : (at + m) * size]
-            at += m
-    cols = "".join(col_types)
-    context = context_of(names, plugins, cols)
+    types: list[str] = []
+    arrays: list[np.ndarray] = []
+    for c, (lo_c, hi_c) in zip(out_cols, bounds, strict=True):
+        if lo_c >= 0 and hi_c <= 255_000:
+            ints = c.astype(np.int64)
+            if not (ints % 1000).any():
+                types.append(UINT8)
+                arrays.append((ints // 1000).astype(np.uint8))
+                continue
+        if not (lo_c > -(2**31) and hi_c < 2**31):
+            return None
+        types.append(INT32)
+        arrays.append(c.astype("<i4"))
+    return types, arrays, bad
+
+
+def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -> _Columns | None:
+    """The listed clusters' columns for the whole cycle at once (each score, the total, the
+    transfer time and the bytes moved or the bits of the inputs moved), one record per listed
+    row, cut into each job's blob; None when a column does not fit the encoding."""
+    D = len(decisions)
+    shapes = [d.shape for d in decisions]
+    with_rows = li.with_rows
+    detail = [False] * D
+    for j in with_rows:
+        detail[j] = decisions[j].job_reason is None
+    kept = np.flatnonzero(li.listed)
+    # every shape's static rows over its feasible clusters, side by side
+    statics = [shapes[j].static for j in with_rows]
+    height = statics[0].shape[0]
+    try:
+        BLOCK = np.concatenate(statics, axis=1)
+    except ValueError:  # shapes evaluated both ways (rows for the moved bits or not)
+        height = min(s.shape[0] for s in statics)
+        BLOCK = np.concatenate([s[:height] for s in statics], axis=1)
+    LISTED = BLOCK.take(kept, axis=1)
+    P = len(pl.all_names) - 1
+    # Only the listed rows (element by element, so the same values as over every row)
+    columns = [LISTED[1 + p] for p in range(P)]
+    columns.append(
+        pl.dyn_score.score_free(
+            li.free.take(kept, axis=0), li.cap.take(kept, axis=0), li.dem.take(kept, axis=0)
+        )
+    )
+    total = np.zeros(len(kept))
+    for i in pl.order:
+        total += pl.all_weights[i] * columns[i]
+    out_cols = [_round_ints(columns[i]) for i in pl.order]
+    out_cols.append(_round_ints(total))
+    transfers = shapes[with_rows[0]].has_transfer
+    if transfers:
+        out_cols.append(_round_ints(LISTED[P + 1]))
+    row_job = li.job.take(kept)
+    typed = _typed(out_cols, row_job)
+    if typed is None:
+        return None
+    types, arrays, bad = typed
+    sizes_of: list[list[float] | None] = [None] * D
+    if transfers:
+        # The bits of the inputs moved, when every shape has them: the data-set table makes
+        # them only when each input's bytes moved are 0 or its size, so adding the sizes of
+        # the set bits in input order gives the bytes exactly (``DatasetTable.moved_bits``)
+        sizes_list = [shapes[j].input_sizes for j in with_rows] if height > P + 3 else []
+        if height > P + 3 and all(x is not None for x in sizes_list):
+            types.append(UINT8)
+            arrays.append(LISTED[P + 3].astype(np.uint8))
+            for j, x in zip(with_rows, sizes_list, strict=True):
+                sizes_of[j] = x
+        else:
+            types.append(FLOAT64)
+            arrays.append(LISTED[P + 2].astype("<f8"))
+    record = np.dtype([(f"c{i}", _DTYPE[t]) for i, t in enumerate(types)])
+    rec = np.empty(len(arrays[0]), dtype=record)
+    for i, a in enumerate(arrays):
+        rec[f"c{i}"] = a
+    flat = rec.tobytes()
+    size = record.itemsize
+    blobs: list[bytes] = [b""] * D
+    listed_counts = np.bincount(row_job, minlength=D).tolist()
+    at = 0
+    for j in with_rows:
+        m = listed_counts[j]
+        if detail[j]:
+            blobs[j] = flat[at * size : (at + m) * size]
+        at += m
+    return _Columns(types, blobs, bad, sizes_of, detail)
+
+
+def _rejected(
+    d: CompactDecision,
+    groups: list[tuple[int, int]],
+    pl: _Plugins,
+    static_names: list[str],
+    dyn_entry: list[Any],
+) -> list[Any]:
+    """The ``rejected`` entry of a body: per plugin that rejected something, its name and
+    messages (None for a plugin that rejected nothing, below the last that did)."""
+    used = {code >> 8 for code, _ in groups}
+    rej: list[Any] = []
+    for p in range(1, (max(used) if used else 0) + 1):
+        if p not in used:
+            rej.append(None)
+        elif p <= pl.S:
+            rej.append([static_names[p - 1], d.shape.rejected_messages[p - 1]])
+        elif p == pl.S + 1:
+            rej.append(dyn_entry)
+        else:
+            assert d.job_reason is not None
+            rej.append([d.job_reason[0], [d.job_reason[1]]])
+    return rej
+
+
+def encode(
+    ctx: BatchScheduler, decisions: Sequence[CompactDecision]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The columns bodies of one cycle's decisions and the parts they name (the context, the
+    packed bytes of all of them), or None when the cycle's plugins are not the ones this
+    encoder knows (the caller packs ``to_body``)."""
+    pl = _plugins(ctx)
+    if pl is None:
+        return None
+    names = ctx.names
+    n = len(names)
+    D = len(decisions)
+    # Per cluster codes: the static rejections, then what ``_listing`` adds.
+    G = np.stack([d.shape.rejected for d in decisions])
+    li = _listing(decisions, G, n, pl)
+    small, g8_bytes, per_job_groups = _groups(G)
+    cols_ = _Columns([], [b""] * D, set(), [None] * D, [False] * D)
+    if li is not None:
+        got = _columns(decisions, li, pl)
+        if got is None:
+            return None
+        cols_ = got
+    context = context_of(names, [pl.all_names[i] for i in pl.order], "".join(cols_.types))
 
     bodies: list[dict[str, Any]] = []
     static_names = [f.NAME for f in ctx.static_filters]
-    dyn_entry = [dyn_filter.NAME, _dyn_messages(dyn_filter)]
+    dyn_entry = [pl.dyn_filter.NAME, _dyn_messages(pl.dyn_filter)]
     digest = context["key"]
     blob_key = secrets.token_hex(16)
     chunks: list[bytes] = []
     offset = 0
     created: dict[float, str] = {}
     for j, d in enumerate(decisions):
-        if j in bad:
+        if j in cols_.bad:
             bodies.append(pack_decision(d.to_body()))
             continue
-        shape = d.shape
         groups = per_job_groups[j]
-        used = {code >> 8 for code, _ in groups}
-        rej: list[Any] = []
-        for p in range(1, (max(used) if used else 0) + 1):
-            if p not in used:
-                rej.append(None)
-            elif p <= S:
-                rej.append([static_names[p - 1], shape.rejected_messages[p - 1]])
-            elif p == P_DYN:
-                rej.append(dyn_entry)
-            else:
-                assert d.job_reason is not None
-                rej.append([d.job_reason[0], [d.job_reason[1]]])
+        rej = _rejected(d, groups, pl, static_names, dyn_entry)
         at_text = created.get(d.t)
         if at_text is None:
             at_text = created[d.t] = datetime.fromtimestamp(d.t, UTC).isoformat()
         codes_bytes = g8_bytes[j * n : (j + 1) * n] if small[j] else G[j].astype("<u2").tobytes()
-        own = codes_bytes + blobs[j]
+        own = codes_bytes + cols_.blobs[j]
         chunks.append(own)
         body: dict[str, Any] = {
             "format": COLUMNS_FORMAT,
@@ -328,10 +411,10 @@ def encode(
         offset += len(own)
         if not small[j]:
             body["wide"] = True
-        if detail[j]:
+        if cols_.detail[j]:
             body["listed"] = True
-            if sizes_of[j] is not None:
-                body["sizes"] = sizes_of[j]
+            if cols_.sizes_of[j] is not None:
+                body["sizes"] = cols_.sizes_of[j]
         bodies.append(body)
     return [context, {"key": blob_key, "data": b"".join(chunks)}], bodies
 
