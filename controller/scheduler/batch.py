@@ -47,6 +47,7 @@ import numpy.typing as npt
 from controller.datasets import Classification, DatasetRead
 from controller.jobs import Constraints, JobCreate, Resources
 from controller.policies import QuotaPolicy
+from controller.scheduler.backfill import EndLedger, may_backfill
 from controller.scheduler.decision import COMPACT_FORMAT, ClusterScore, Decision, Rejection, render
 from controller.scheduler.framework import (
     Code,
@@ -997,6 +998,11 @@ class BatchScheduler:
         self.max_holds = MAX_HOLDS
         self.holds: dict[str, tuple[int, FloatArray, int]] = {}  # job -> (cluster, demand, cycle)
         self.fail_counts: dict[str, int] = {}
+        # Backfilling into holds (``backfill.py``): a job expected to end before a hold's shadow
+        # time may use the held part; the ledger of expected ends gives the shadow times.
+        self.backfill = True
+        self.ends = EndLedger()
+        self.shadows: dict[int, float] = {}  # held cluster -> shadow time, this cycle
         # Locality waits (delay scheduling): job -> when it first waited for a cluster holding
         # its inputs. Ski rental: a job waits at most as long as moving its inputs to the best
         # cluster free now would take more than fetching them where they are; so its input
@@ -1318,10 +1324,11 @@ class BatchScheduler:
         unschedulable = Code.Unschedulable.value
         scheduled = 0
         self._now = now
+        self._hold_shadows(free, allocated, now)
         self.ageing.trim(10 * max(limit, len(queue)))
         fused = self.fused
         for item in self._ordered(queue, snap, book, limit):
-            job_id, _, attempt, shape, _ = item
+            job_id, _, attempt, shape, estimate = item
             if shape.gen != gen:
                 self.evaluate_many([shape], snap)
             idx = shape.idx
@@ -1331,7 +1338,7 @@ class BatchScheduler:
                 unplaced.append(item)
                 continue
             own = holds.get(job_id) if holds else None
-            rows = self._rows_with_holds(job_id, idx, free, held) if holds else free[idx]
+            rows = self._rows_with_holds(job_id, idx, free, held, estimate) if holds else free[idx]
             if shape.failed_cycle == cycle and own is None:
                 self._on_fail(job_id, shape, free, held)
                 decisions.append(
@@ -1385,6 +1392,7 @@ class BatchScheduler:
                 unplaced.append(item)
                 continue
             self._reserve(job_id, attempt, shape, c, free, allocated, held, book, running)
+            self.ends.add(c, now + (estimate or 0.0), shape.demand, allocated[c])
             decisions.append(
                 CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now, epoch)
             )
@@ -1497,8 +1505,17 @@ class BatchScheduler:
         )
         return items
 
-    def _rows_with_holds(self, job_id: str, idx: IntArray, free: FloatArray, held: FloatArray) -> FloatArray:
-        """Free capacity of the shape's clusters beyond what is held, plus the job's own hold."""
+    def _hold_shadows(self, free: FloatArray, allocated: FloatArray, now: float) -> None:
+        """Each held cluster's shadow time this cycle: when its held gang is expected to fit."""
+        self.shadows = {
+            c: self.ends.shadow(c, free[c], allocated[c], d, now) for c, d, _ in self.holds.values()
+        }
+
+    def _rows_with_holds(
+        self, job_id: str, idx: IntArray, free: FloatArray, held: FloatArray, estimate: float | None = None
+    ) -> FloatArray:
+        """Free capacity of the shape's clusters beyond what is held, plus the job's own hold;
+        a job expected to end before a hold's shadow time may use that hold's part (backfill)."""
         rows: FloatArray = free[idx] - held[idx]
         own = self.holds.get(job_id)
         if own is not None:
@@ -1506,6 +1523,13 @@ class BatchScheduler:
             at = np.searchsorted(idx, own[0])
             if at < len(idx) and idx[at] == own[0]:
                 rows[at] += own[1]
+        if self.backfill:
+            for c, shadow in self.shadows.items():
+                # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
+                if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
+                    at = np.searchsorted(idx, c)
+                    if at < len(idx) and idx[at] == c:
+                        rows[at] += held[c]
         return rows
 
     @staticmethod
@@ -1572,7 +1596,8 @@ class BatchScheduler:
     def _on_fail(self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray) -> None:
         """Count a capacity failure; after ``hold_after`` of them, once the job has waited
         ``hold_after_s`` and if it has at most ``hold_max_clusters`` clusters, hold capacity for
-        it on the cluster where it would fit soonest (the largest free share of its demand)."""
+        it on the cluster where it would fit soonest: the earliest shadow time by the ledger of
+        expected ends, then the largest free share of its demand."""
         if job_id is None:
             return
         n = self.fail_counts.get(job_id, 0) + 1
@@ -1588,17 +1613,19 @@ class BatchScheduler:
             return
         taken = {h[0] for h in self.holds.values()}
         demand = shape.demand
-        best, best_ratio = -1, -np.inf
+        best, best_key = -1, (np.inf, np.inf)
         for j, c in enumerate(shape.idx):
             c = int(c)
             if c in taken or (shape.cap_rows[j] < demand).any():
                 continue
             need = demand > 0
             ratio = float((free[c][need] / demand[need]).min()) if need.any() else 1.0
-            if ratio > best_ratio:
-                best, best_ratio = c, ratio
+            shadow = self.ends.shadow(c, free[c], shape.cap_rows[j] - free[c], demand, self._now)
+            if (shadow, -ratio) < best_key:
+                best, best_key = c, (shadow, -ratio)
         if best >= 0:
             self.holds[job_id] = (best, demand.copy(), self.cycle)
+            self.shadows[best] = best_key[0]
             held[best] += demand
 
     # ---- preemption ---------------------------------------------------------------------------

@@ -220,6 +220,19 @@ def build_jobs(
     return out
 
 
+def wan_lower_bound(jobs: list[SimJob], snap: Snapshot) -> float:
+    """Bytes moved if every feasible job ran on the legal cluster (large enough for its gang)
+    that needs the fewest bytes moved, capacity ignored: no policy that obeys residency can move
+    fewer. The locality-greedy baseline places at the inputs whenever they fit, so this bound,
+    divided by its bytes, is the lowest WAN ratio any policy could reach against it."""
+    total = 0.0
+    for j in jobs:
+        ok = j.legal & (snap.capacity >= j.demand).all(axis=1)
+        if ok.any():
+            total += float(j.moved[ok].min())
+    return total
+
+
 def offered_per_resource(trace: list[TraceJob], gpu_milli: list[int]) -> tuple[np.ndarray, float]:
     """(cpu, memory, gpu) the trace offers inside its submission window [0, W], each job as if it
     started on arrival, cut at W; and W."""
@@ -517,6 +530,7 @@ def setup(
         "federation_gpus": round(float(snap.capacity[:, 2].sum()), 1),
         "target_load": target,
         "submission_window_s": max(j.trace.submit for j in jobs) if jobs else 0.0,
+        "wan_lower_bound_bytes": wan_lower_bound(jobs, snap),
     }
     return jobs, snap, meta
 

@@ -116,4 +116,25 @@ def markdown(result: dict[str, Any]) -> str:
             f"{f['p95_jct_s']['ratio']} ({f['p95_jct_s']['against']}) | {f['jain_slowdown']} | "
             f"{'met' if f['all_floors_met'] else 'NOT met'} |"
         )
+    best_wan: dict[tuple[str, float], float] = {}
+    for r in result["rows"]:
+        if r["policy"] != OURS:
+            key = (r["workload"], r["load"])
+            best_wan[key] = min(best_wan.get(key, float("inf")), float(r["wan_bytes"]))
+    setups = [s for s in result.get("setups", []) if "wan_lower_bound_bytes" in s]
+    if setups:
+        lines += [
+            "",
+            "| workload | load | jobs | infeasible | WAN lower bound TB | lower bound / best baseline's WAN |",
+            "|---|---|---|---|---|---|",
+        ]
+        workloads = {r["load"]: r["workload"] for r in result["rows"]}
+        for s in setups:
+            w = s.get("workload", workloads.get(s["target_load"], ""))
+            best = best_wan.get((w, s["target_load"]))
+            ratio = f"{s['wan_lower_bound_bytes'] / best:.3f}" if best else "-"
+            lines.append(
+                f"| {w} | {int(s['target_load'] * 100)} % | {s['jobs']} | {s['infeasible']} | "
+                f"{s['wan_lower_bound_bytes'] / 1e12:.1f} | {ratio} |"
+            )
     return "\n".join(lines) + "\n"

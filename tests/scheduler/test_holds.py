@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from controller.scheduler.backfill import EndLedger, may_backfill
 from controller.scheduler.batch import MAX_HOLDS, BatchScheduler, PendingQueue
 from tests.scheduler.helpers import batch, index, job, overcommitted, snap
 
@@ -85,3 +86,98 @@ def test_default_holds_start_the_gang_within_the_stated_bound() -> None:
     # The cost to the others: never more held than the held gang's demand (one hold here).
     assert out["max_held_cpu"] <= out["gang_cpu"] + 1e-9
     assert not bs.holds or "gang" not in bs.holds  # released when the gang started
+
+
+# ---- backfilling into the hold (controller/scheduler/backfill.py) ---------------------------------
+LONG_RUN_S = 1000.0
+
+
+def backfill_scenario(bs: BatchScheduler) -> dict[str, float]:
+    """One cluster: a long job (0.5 of it, 1,000 s, placed by the scheduler so its expected end is
+    known), then a gang of 0.8 and the flood of small jobs (0.3, 100 s, estimates exact). The gang
+    can start only when the long job ends; until then the held part may take small jobs that end
+    before it (backfill), one at a time."""
+    s = snap()
+    h = index("prov-hainan")
+    s.allocated[:] = s.capacity
+    s.allocated[h] = 0.0
+    cap = float(s.capacity[h, 0])
+    allow = {"allow_clusters": ["prov-hainan"]}
+    long = job("hainan", cpu=cap * 0.5, constraints=allow, expected_runtime_s=LONG_RUN_S)
+    gang = job("hainan", cpu=cap * 0.8, constraints=allow, expected_runtime_s=5000.0)
+    small = job("hainan", cpu=cap * 0.3, constraints=allow, expected_runtime_s=SMALL_RUN_S)
+    q = PendingQueue()
+    q.push("long", bs.shapes.intern(long))
+    ends: list[tuple[float, str, np.ndarray]] = []
+    out: dict[str, float] = {"backfilled": 0.0, "max_held_cpu": 0.0}
+    t, n_small = 0.0, 0
+    while t <= HORIZON_S:
+        for e in [e for e in ends if e[0] <= t]:
+            s.allocated[h] -= e[2]
+            ends.remove(e)
+        if t == CYCLE_S:
+            q.push("gang", bs.shapes.intern(gang))
+        if t >= CYCLE_S:
+            q.push(f"small{n_small:05d}", bs.shapes.intern(small))
+            n_small += 1
+        res = bs.run(q, s, now=t)
+        assert not overcommitted(s)
+        out["max_held_cpu"] = max(out["max_held_cpu"], sum(float(d[0]) for (_, d, _) in bs.holds.values()))
+        if "gang" in bs.holds and "hold_at" not in out:
+            out["hold_at"] = t
+            out["shadow"] = bs.shadows[h]
+            out["drain_by"] = max((e[0] for e in ends), default=t)
+        for d in res.decisions:
+            if d.chosen < 0 or d.job_id is None:
+                continue
+            run = {"long": LONG_RUN_S, "gang": 1e9}.get(d.job_id, SMALL_RUN_S)
+            ends.append((t + run, d.job_id, d.demand.copy()))
+            if d.job_id == "gang":
+                out["gang_start"] = t
+            elif "hold_at" in out and t > out["hold_at"] and "gang_start" not in out:
+                out["backfilled"] += 1
+                assert t + run <= out["shadow"]  # it ends before the gang is expected to start
+        t += CYCLE_S
+    out["gang_cpu"] = cap * 0.8
+    return out
+
+
+def test_backfill_uses_the_held_part_without_delaying_the_gang() -> None:
+    plain = batch()
+    plain.backfill = False
+    without = backfill_scenario(plain)
+    bs = batch()
+    assert bs.backfill  # on by default
+    with_bf = backfill_scenario(bs)
+    for out in (without, with_bf):
+        assert "hold_at" in out and "gang_start" in out
+        assert out["shadow"] == LONG_RUN_S  # the long job's expected end, from the ledger
+        assert out["gang_start"] <= out["drain_by"] + CYCLE_S
+        assert out["max_held_cpu"] <= out["gang_cpu"] + 1e-9
+    # Without backfilling the held part idles; with it, small jobs ran there and the gang,
+    # with exact estimates, started no later.
+    assert without["backfilled"] == 0
+    assert with_bf["backfilled"] >= 2
+    assert with_bf["gang_start"] <= without["gang_start"]
+
+
+def test_ledger_shadow_and_reconcile() -> None:
+    led = EndLedger()
+    alloc = np.array([6.0, 6.0, 0.0])
+    for end, cpu in ((100.0, 2.0), (300.0, 2.0), (200.0, 2.0)):
+        led.add(0, end, np.array([cpu, cpu, 0.0]), alloc)
+    free = np.array([4.0, 4.0, 0.0])
+    need = np.array([7.0, 7.0, 0.0])
+    assert led.shadow(0, free, alloc, need, now=50.0) == 200.0  # 4 free, +2 at 100, +2 at 200
+    assert led.shadow(0, free, alloc, np.array([3.0, 3.0, 0.0]), now=50.0) == 50.0  # fits now
+    # Work past its expected end counts as ending now (earlier shadow: fewer backfills).
+    assert led.shadow(0, free, alloc, need, now=250.0) == 250.0
+    # Only 4 allocated now: the earliest-ending entry is taken to have ended.
+    alloc4 = np.array([4.0, 4.0, 0.0])
+    free6 = np.array([6.0, 6.0, 0.0])
+    assert led.shadow(0, free6, alloc4, np.array([9.0, 9.0, 0.0]), now=50.0) == 300.0
+    assert [e for e, _ in led.entries[0]] == [200.0, 300.0]
+    # Work the ledger does not know is taken to end now.
+    assert led.shadow(1, free, alloc, need, now=50.0) == 50.0
+    assert may_backfill(0.0, 100.0, 100.0) and not may_backfill(0.0, 101.0, 100.0)
+    assert not may_backfill(0.0, None, 100.0)

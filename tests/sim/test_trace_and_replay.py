@@ -9,7 +9,7 @@ import pytest
 
 from controller.data import TRACE_CSV
 from controller.sim.baselines import KarmadaDynamicWeight, LocalityGreedy, OcmPlacement, RandomFit
-from controller.sim.replay import OURS, capacity_scale, jain, replay, setup
+from controller.sim.replay import OURS, capacity_scale, jain, replay, setup, wan_lower_bound
 from controller.sim.trace import MACHINE_MEMORY_GIB, load_trace
 from tests.scheduler.helpers import index, job, snap
 
@@ -171,6 +171,10 @@ def test_small_replay_every_policy_is_legal_and_counts_every_job(small_replay: t
         assert 0 < r.jain_slowdown <= 1
         assert r.tenant_p95_wait_max_s >= r.median_wait_s
     assert results[OURS].wan_bytes < results["random"].wan_bytes
+    # No policy that obeys residency moves fewer bytes than the capacity-free lower bound.
+    bound = meta["wan_lower_bound_bytes"]
+    assert bound == wan_lower_bound(jobs, s) and bound > 0
+    assert all(r.wan_bytes >= bound for r in results.values())
     for j in jobs:
         if j.cluster >= 0:
             assert j.legal[j.cluster]
