@@ -11,9 +11,14 @@ checks the expiry), a tenant's approved grants once. Every change to them writes
 in its own transaction; the process making the change drops what it cached at once, and every
 process's store follower reads the new ``token.*`` and ``grant.*`` audit rows at each sync
 (``follow_interval_s``, 0.5 s by default) and drops what they name. So a revocation takes
-effect at once where it was made and within one sync everywhere else. A token or grant not in
-the cache is read from the database; a submission the cached grants would refuse is checked
-against the database before it is refused (a new approval is never missed).
+effect at once where it was made and within one sync everywhere else. The staleness is bounded
+even when the follower stalls (the store away, a long scheduling cycle in the leader, which
+syncs between cycles): a process whose follower runs trusts its cache only while its last
+complete sync began at most ``max_lag_s`` ago (``cache_max_lag_s``: 2 s, or four sync
+intervals if longer); past that every token and grant is read from the database until the
+follower catches up. A token or grant not in the cache is read from the database; a
+submission the cached grants would refuse is checked against the database before it is refused
+(a new approval is never missed).
 
 Open mode: in ``dev`` with neither YIWANG_ADMIN_TOKEN nor YIWANG_AGENT_TOKEN set, a request
 without a valid token acts as the anonymous ``dev-open`` admin and bypasses every check,
@@ -27,7 +32,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -293,6 +299,12 @@ class AuthCache:
                     self.grants.clear()
 
 
+def cache_max_lag_s(settings: Settings) -> float:
+    """How long after its follower's last complete sync began a process still trusts its token
+    and grant cache (the bound on how stale an answer from the cache can be)."""
+    return max(2.0, 4 * max(settings.follow_interval_s, settings.loop_interval_s))
+
+
 class Security:
     """Authentication, grants and the audit log, over the controller's store."""
 
@@ -301,6 +313,18 @@ class Security:
         self.repo = SecurityStore(store)  # the SQL (controller/store/security.py)
         self.settings = settings
         self.cache = AuthCache()
+        # When the follower last began a complete sync (wall clock), once a follower keeps this
+        # process's cache in step (``follow``); None: the cache is always trusted (a process
+        # alone on its database, or tests that sync by hand).
+        self.synced_at: Callable[[], float] | None = None
+        self.max_lag_s = cache_max_lag_s(settings)
+
+    def follow(self, synced_at: Callable[[], float]) -> None:
+        """Trust the cache only while ``synced_at()`` is at most ``max_lag_s`` old."""
+        self.synced_at = synced_at
+
+    def cache_trusted(self) -> bool:
+        return self.synced_at is None or time.time() - self.synced_at() <= self.max_lag_s
 
     @property
     def open(self) -> bool:
@@ -337,7 +361,7 @@ class Security:
         m = TOKEN_RE.match(token)
         if m is None:
             return None
-        entry = self.cache.tokens.get(m.group(1))
+        entry = self.cache.tokens.get(m.group(1)) if self.cache_trusted() else None
         if entry is None:
             self.cache.misses += 1
             return None
@@ -409,7 +433,7 @@ class Security:
         ids = set(dataset_ids)
         if not ids:
             return set()
-        cached = self.cache.grants.get(tenant)
+        cached = self.cache.grants.get(tenant) if self.cache_trusted() else None
         if cached is not None and ids <= cached:
             self.cache.hits += 1
             return ids
@@ -422,7 +446,7 @@ class Security:
     def granted_cached(self, tenant: str, dataset_ids: Iterable[str]) -> bool:
         """Whether the cache shows an approved grant for every one of ``dataset_ids`` (False
         when it does not know: the caller then asks ``check_grants``)."""
-        cached = self.cache.grants.get(tenant)
+        cached = self.cache.grants.get(tenant) if self.cache_trusted() else None
         return cached is not None and all(d in cached for d in dataset_ids)
 
     def check_grants(self, principal: Principal, spec: JobCreate, datasets: dict[str, DatasetRead]) -> None:
