@@ -196,6 +196,7 @@ PG_CONNECT_DEFAULTS = {
     "tcp_user_timeout": "10000",
 }
 RETRY_AFTER_S = 2.0
+PG_GROUP_COMMIT_WRITERS = 2  # group-commit writer threads under PostgreSQL (GroupCommitter)
 
 
 def normalise_url(url: str) -> str:
@@ -275,14 +276,22 @@ class GroupCommitter:
     resolves each waiter. A waiter is resolved only after its row committed, so a 2xx answer
     built on it is durable (as ``insert_jobs`` guarantees for a single batch)."""
 
-    def __init__(self, store: Store, max_batch: int = 1024) -> None:
+    def __init__(self, store: Store, max_batch: int = 1024, writers: int = 1) -> None:
+        """``writers``: threads taking batches from the one queue. Under PostgreSQL, whose
+        transactions run side by side, a second writer fills and sends the next batch while the
+        first waits for its round trips and its commit; under SQLite (one writer at a time)
+        one is enough."""
         self.store = store
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[
             tuple[dict[str, Any], asyncio.AbstractEventLoop, asyncio.Future[Any]]
         ] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="yiwang-group-commit", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"yiwang-group-commit-{k}", daemon=True)
+            for k in range(writers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, row: dict[str, Any]) -> asyncio.Future[tuple[dict[str, Any], bool]]:
         loop = asyncio.get_running_loop()
@@ -566,7 +575,9 @@ class Store:
         """The store's group-commit writer (started on first use)."""
         with _id_lock:
             if self._group_commit is None:
-                self._group_commit = GroupCommitter(self)
+                self._group_commit = GroupCommitter(
+                    self, writers=1 if self.is_sqlite else PG_GROUP_COMMIT_WRITERS
+                )
             return self._group_commit
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:

@@ -140,3 +140,33 @@ def test_chain_prepared_continues_a_chain_written_by_append(tmp_path: Path) -> N
     report = verify(store)
     assert report.ok and report.rows >= 8
     store.close()
+
+
+def test_group_commit_creates_each_idempotency_key_once_whatever_the_writers(db_url: str) -> None:
+    """Under PostgreSQL two writer threads commit batches side by side: a key sent several
+    times at once still creates one job, and every other request gets that job back."""
+    import asyncio
+
+    store = Store(db_url)
+    gc = store.group_commit()
+    assert len(gc._threads) == (1 if store.is_sqlite else 2)
+    batch = rows(120, "k")
+    for k, r in enumerate(batch):
+        r["tenant"] = "guangdong"
+        r["idempotency_key"] = f"key-{k % 30}"
+        r["request_hash"] = "h"
+
+    async def submit_all() -> list[tuple[dict[str, Any], bool]]:
+        out = []
+        for k in range(0, len(batch), 40):  # three waves of concurrent requests
+            out += await asyncio.gather(*[gc.submit(dict(r)) for r in batch[k : k + 40]])
+        return out
+
+    results = asyncio.run(submit_all())
+    created = [(r["idempotency_key"], r["id"]) for r, made in results if made]
+    assert sorted(k for k, _ in created) == sorted(f"key-{k}" for k in range(30))
+    first = dict(created)
+    assert all(r["id"] == first[r["idempotency_key"]] for r, _ in results)
+    with store.read() as conn:
+        assert len(conn.execute(select(t.jobs.c.id)).all()) == 30
+    store.close()
