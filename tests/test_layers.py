@@ -23,7 +23,6 @@ LAYERS: list[tuple[str, int, list[str]]] = [
         6,
         [
             "controller.cli",
-            "controller.audit_cli",
             "controller.demo",
             "controller.drills",
             "controller.sim",
@@ -38,8 +37,11 @@ LAYERS: list[tuple[str, int, list[str]]] = [
         "services",
         4,
         [
+            # the use cases, one module each: submission, jobs (queries, cancel), scheduling
+            # (plan, the cycle), clusters, agents, datasets, policies, policy_files, read_model,
+            # monitoring, leadership (the lease and the loops), drill_reports
             "controller.services",
-            "controller.service",
+            "controller.service",  # the composition root that wires them (Controller)
             "controller.follower",
             "controller.registry",
             "controller.capacity",

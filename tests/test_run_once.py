@@ -158,7 +158,7 @@ def test_a_deposed_leader_dispatches_nothing(db_url: str) -> None:
     # Beijing still believes it leads (its local view has not caught up): the store refuses.
     with pytest.raises(StaleLeader), old.store.tx() as conn:
         old.store.check_leader(conn, old.epoch)
-    old._lead_until = time.monotonic() + 60  # pretend its local clock says it still leads
+    old.leadership.lead_until = time.monotonic() + 60  # pretend its local clock says it still leads
     with pytest.raises(StaleLeader):
         old.schedule_pending()
     assert old.store.get_job(job.id)["phase"] == "Pending"  # nothing dispatched by epoch 1

@@ -20,6 +20,8 @@ import contextlib
 import json
 import time
 
+from controller.drills.relay import pipe
+
 
 def _split(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
@@ -86,21 +88,9 @@ class Balancer:
                 ur, uw = await asyncio.wait_for(asyncio.open_connection(*b), self.timeout)
             except (OSError, TimeoutError):
                 continue
-            await asyncio.gather(_pipe(cr, uw), _pipe(ur, cw))
+            await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
             return
         cw.close()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
 
 
 async def serve(listen: tuple[str, int], lb: Balancer) -> None:

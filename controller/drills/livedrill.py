@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import secrets
 import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -23,7 +25,7 @@ import httpx
 
 from controller.drills import netns
 from controller.drills.markers import MarkerLog, marker_command, marker_env
-from controller.drills.procs import Submitter, kill_strays, wait_http
+from controller.drills.procs import Submitter, code_dir, kill_strays, wait_http
 from controller.drills.report import BudgetResult, DrillReport
 
 Say = Callable[[str], None]
@@ -67,6 +69,29 @@ class LiveDrill(abc.ABC, Generic[R]):
     last_up_wall: float
     notes: list[str]
     report: DrillReport
+
+    def __init__(
+        self, scn: Any, source: str, say: Say | None, keep_logs: Path | None, *, workdir_prefix: str
+    ) -> None:
+        """What every live drill starts with: its scenario, a fresh work folder with the marker
+        log the jobs write to, a tag for its process names, and an empty report."""
+        self.scn = scn
+        self.source = source
+        self.say = say or (lambda _m: None)
+        self.keep_logs = keep_logs
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{workdir_prefix}-{scn.name}-"))
+        self.markers_path = self.workdir / "markers.log"
+        self.markers = MarkerLog(self.markers_path, watch_pids=True)
+        self.code = code_dir()
+        self.tag = secrets.token_hex(3)
+        self.lab = None
+        self.http = None
+        self.submitter = None
+        self.agent_starts: dict[str, int] = {}
+        self.probes: dict[str, float] = {}  # probe job id -> ack wall time
+        self.last_up_wall = 0.0  # the last fault that was undone (restart, thaw, heal, site up)
+        self.notes = []
+        self.report = DrillReport(scn.name, source, datetime.now(UTC).isoformat(timespec="seconds"))
 
     # ---- what a subclass provides -----------------------------------------------------------
     @abc.abstractmethod

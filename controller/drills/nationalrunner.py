@@ -25,15 +25,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import secrets
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +38,7 @@ import httpx
 
 from controller.drills import netns
 from controller.drills.livedrill import ACTIVE, LiveDrill, Say, rounded, wall_of
-from controller.drills.markers import MarkerLog, analyse
+from controller.drills.markers import analyse
 from controller.drills.national import DB_SITES, NationalStore
 from controller.drills.national import unavailable as store_unavailable
 from controller.drills.nationalscenario import DOWN, NationalAgent, NationalScenario
@@ -49,9 +46,7 @@ from controller.drills.procs import (
     LAUNCH,
     RUNNER_CODE,
     Proc,
-    Submitter,
     child_env,
-    code_dir,
     wait_http,
 )
 from controller.drills.report import DrillReport, check_max
@@ -186,17 +181,8 @@ class NationalDrill(LiveDrill["SiteFaultRun"]):
     def __init__(
         self, scn: NationalScenario, source: str = "", say: Say | None = None, keep_logs: Path | None = None
     ) -> None:
-        self.scn = scn
-        self.source = source
-        self.say: Say = say or (lambda _m: None)
-        self.keep_logs = keep_logs
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"yiwang-ndrill-{scn.name}-"))
+        super().__init__(scn, source, say, keep_logs, workdir_prefix="yiwang-ndrill")
         os.chmod(self.workdir, 0o755)  # the store's folders below belong to postgres
-        self.markers_path = self.workdir / "markers.log"
-        self.markers = MarkerLog(self.markers_path, watch_pids=True)
-        self.code = code_dir()
-        self.tag = secrets.token_hex(3)
-        self.lab: netns.NetLab | None = None
         self.store: NationalStore | None = None
         self.controllers: dict[str, Proc] = {}
         self.ctl_ports: dict[str, int] = {}
@@ -205,18 +191,11 @@ class NationalDrill(LiveDrill["SiteFaultRun"]):
         self.lb: Proc | None = None
         self.lb_port = 0
         self.agents: dict[str, Proc] = {}
-        self.agent_starts: dict[str, int] = {}
         self.specs: dict[str, NationalAgent] = {a.cluster: a for a in scn.federation.agents}
-        self.http: httpx.Client | None = None
         self.ctl_http: dict[str, httpx.Client] = {}
-        self.submitter: Submitter | None = None
         self.isolated: IsolatedClient | None = None
-        self.probes: dict[str, float] = {}
         self.probe_sent: dict[str, float] = {}
         self.runs = [SiteFaultRun(i, f.fault, f.site, f.at_s) for i, f in enumerate(scn.timeline)]
-        self.last_up_wall = 0.0
-        self.notes: list[str] = []
-        self.report = DrillReport(scn.name, source, datetime.now(UTC).isoformat(timespec="seconds"))
 
     # ---- addresses and clients --------------------------------------------------------------
     def ctl_host(self, site: str) -> str:

@@ -21,15 +21,12 @@ Measured (wall seconds; every process runs on this machine):
 from __future__ import annotations
 
 import contextlib
-import secrets
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +34,13 @@ import httpx
 
 from controller.drills import netns
 from controller.drills.livedrill import ACTIVE, TICK_S, LiveDrill, Say, rounded, wall_of
-from controller.drills.markers import MarkerLog, analyse
+from controller.drills.markers import analyse
 from controller.drills.procs import (
     LAUNCH,
     RUNNER_CODE,
     Proc,
-    Submitter,
     agent_url_flag,
     child_env,
-    code_dir,
     wait_http,
 )
 from controller.drills.procscenario import DOWN, AgentSpec, ProcScenario
@@ -132,28 +127,15 @@ class ProcessDrill(LiveDrill[FaultRun]):
     def __init__(
         self, scn: ProcScenario, source: str = "", say: Say | None = None, keep_logs: Path | None = None
     ) -> None:
-        self.scn = scn
-        self.source = source
-        self.say: Say = say or (lambda _m: None)
-        self.keep_logs = keep_logs
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"yiwang-pdrill-{scn.name}-"))
-        self.markers_path = self.workdir / "markers.log"
-        self.markers = MarkerLog(self.markers_path, watch_pids=True)
-        self.code = code_dir()
-        self.tag = secrets.token_hex(3)
-        self.lab: netns.NetLab | None = None
+        super().__init__(scn, source, say, keep_logs, workdir_prefix="yiwang-pdrill")
         self.stack = contextlib.ExitStack()
         self.ctl: Proc | None = None
         self.ctl_starts = 0
         self.relay: Proc | None = None
         self.agents: dict[str, Proc] = {}
-        self.agent_starts: dict[str, int] = {}
         self.specs: dict[str, AgentSpec] = {a.cluster: a for a in scn.federation.agents}
         self.port = 0
         self.db_url = ""
-        self.http: httpx.Client | None = None
-        self.submitter: Submitter | None = None
-        self.probes: dict[str, float] = {}  # probe job id -> ack wall time
         self.probed: set[int] = set()  # fault runs that submitted a probe
         self.runs = [
             FaultRun(i, f.fault, f.at_s, getattr(f, "cluster", None))
@@ -161,9 +143,6 @@ class ProcessDrill(LiveDrill[FaultRun]):
         ]
         self.faults = scn.expanded_timeline()
         self.lease_s = self.grace_s = 0.0
-        self.last_up_wall = 0.0  # the last fault that was undone (restart, thaw, heal, controller up)
-        self.notes: list[str] = []
-        self.report = DrillReport(scn.name, source, datetime.now(UTC).isoformat(timespec="seconds"))
 
     # ---- addresses and clients --------------------------------------------------------------
     @property

@@ -9,7 +9,8 @@ import contextlib
 import sys
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy bytes from ``reader`` to ``writer`` until either side closes; then close ``writer``."""
     try:
         while data := await reader.read(65536):
             writer.write(data)
@@ -28,7 +29,7 @@ async def serve(path: str, host: str, port: int) -> None:
         except (OSError, TimeoutError):
             cw.close()
             return
-        await asyncio.gather(_pipe(cr, uw), _pipe(ur, cw))
+        await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
 
     server = await asyncio.start_unix_server(handle, path)
     async with server:

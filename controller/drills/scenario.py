@@ -151,67 +151,89 @@ class ScenarioError(InvalidInput):
     """A scenario file is invalid; ``errors`` lists each problem with its path."""
 
 
-def cross_check(scn: Scenario, topology: Topology | None = None) -> list[dict[str, str]]:
+Errors = list[dict[str, str]]
+
+
+def _err(errs: Errors, path: str, message: str) -> None:
+    errs.append({"path": path, "message": message})
+
+
+def _check_load(scn: Scenario, members: set[str] | None, tenants: set[str] | None, errs: Errors) -> None:
+    """Data sets on member clusters with known owners, job groups over defined data sets."""
+    ds_ids = [d.id for d in scn.load.datasets]
+    for i, d in enumerate(scn.load.datasets):
+        if ds_ids.index(d.id) != i:
+            _err(errs, f"load.datasets[{i}].id", f"data set {d.id!r} is defined twice")
+        for j, loc in enumerate(d.locations):
+            if members is not None and loc not in members:
+                _err(errs, f"load.datasets[{i}].locations[{j}]", f"cluster {loc!r} is not in the federation")
+        if tenants is not None and d.owner not in tenants:
+            _err(errs, f"load.datasets[{i}].owner", f"unknown owner {d.owner!r}")
+    names = [g.name for g in scn.load.jobs]
+    for i, g in enumerate(scn.load.jobs):
+        if names.index(g.name) != i:
+            _err(errs, f"load.jobs[{i}].name", f"job group {g.name!r} is defined twice")
+        for j, ds in enumerate(g.inputs):
+            if ds not in ds_ids:
+                _err(errs, f"load.jobs[{i}].inputs[{j}]", f"data set {ds!r} is not in load.datasets")
+        if tenants is not None and g.tenant not in tenants:
+            _err(errs, f"load.jobs[{i}].tenant", f"unknown tenant {g.tenant!r}")
+
+
+def _check_timeline(scn: Scenario, members: set[str] | None, errs: Errors) -> None:
+    """Faults in time order on member clusters; one fault at a time per cluster, a recover only
+    after one."""
+    down: dict[str, str] = {}  # cluster -> fault it is under
+    last_at = 0.0
+    for i, f in enumerate(scn.timeline):
+        if f.at_s < last_at:
+            _err(errs, f"timeline[{i}].at_s", f"faults must be in time order ({f.at_s} < {last_at})")
+        last_at = max(last_at, f.at_s)
+        cluster = getattr(f, "cluster", None)
+        if cluster is None:
+            continue
+        if members is not None and cluster not in members:
+            _err(errs, f"timeline[{i}].cluster", f"cluster {cluster!r} is not in the federation")
+        if f.fault in CLUSTER_FAULTS:
+            if cluster in down:
+                _err(errs, f"timeline[{i}].cluster", f"{cluster} is already under {down[cluster]}")
+            down[cluster] = f.fault
+        elif f.fault == "recover":
+            if cluster not in down:
+                _err(
+                    errs,
+                    f"timeline[{i}].cluster",
+                    f"nothing to recover: no kill_agent or partition of {cluster} before",
+                )
+            down.pop(cluster, None)
+
+
+def _check_budgets(scn: Scenario, errs: Errors) -> None:
+    """Budgets the timeline can measure."""
+    has_cluster_fault = any(f.fault in CLUSTER_FAULTS for f in scn.timeline)
+    has_recoverable = has_cluster_fault or any(f.fault == "kill_controller" for f in scn.timeline)
+    if scn.budgets.detection_s is not None and not has_cluster_fault:
+        _err(errs, "budgets.detection_s", "needs a kill_agent or partition fault in the timeline")
+    if (scn.budgets.rto_s is not None or scn.budgets.gbt20988_level) and not has_recoverable:
+        _err(errs, "budgets.rto_s", "needs a kill_agent, partition or kill_controller fault in the timeline")
+    if scn.budgets.gbt20988_level is not None and scn.budgets.gbt20988_level not in LEVELS:
+        _err(errs, "budgets.gbt20988_level", "unknown level")
+
+
+def cross_check(scn: Scenario, topology: Topology | None = None) -> Errors:
     """Rules that span sections: known clusters and data sets, a recover after its fault, budgets
     that the timeline can measure."""
-    errs: list[dict[str, str]] = []
-
-    def err(path: str, message: str) -> None:
-        errs.append({"path": path, "message": message})
-
+    errs: Errors = []
     known = {c.name for c in topology.clusters} if topology else None
     tenants = {c.tenant for c in topology.clusters} | {"national"} if topology else None
     members = known if scn.federation.clusters == "all" else set(scn.federation.clusters)
     if known is not None and scn.federation.clusters != "all":
         for i, c in enumerate(scn.federation.clusters):
             if c not in known:
-                err(f"federation.clusters[{i}]", f"unknown cluster {c!r}")
-    ds_ids = [d.id for d in scn.load.datasets]
-    for i, d in enumerate(scn.load.datasets):
-        if ds_ids.index(d.id) != i:
-            err(f"load.datasets[{i}].id", f"data set {d.id!r} is defined twice")
-        for j, loc in enumerate(d.locations):
-            if members is not None and loc not in members:
-                err(f"load.datasets[{i}].locations[{j}]", f"cluster {loc!r} is not in the federation")
-        if tenants is not None and d.owner not in tenants:
-            err(f"load.datasets[{i}].owner", f"unknown owner {d.owner!r}")
-    names = [g.name for g in scn.load.jobs]
-    for i, g in enumerate(scn.load.jobs):
-        if names.index(g.name) != i:
-            err(f"load.jobs[{i}].name", f"job group {g.name!r} is defined twice")
-        for j, ds in enumerate(g.inputs):
-            if ds not in ds_ids:
-                err(f"load.jobs[{i}].inputs[{j}]", f"data set {ds!r} is not in load.datasets")
-        if tenants is not None and g.tenant not in tenants:
-            err(f"load.jobs[{i}].tenant", f"unknown tenant {g.tenant!r}")
-    down: dict[str, str] = {}  # cluster -> fault it is under
-    last_at = 0.0
-    for i, f in enumerate(scn.timeline):
-        if f.at_s < last_at:
-            err(f"timeline[{i}].at_s", f"faults must be in time order ({f.at_s} < {last_at})")
-        last_at = max(last_at, f.at_s)
-        cluster = getattr(f, "cluster", None)
-        if cluster is not None and members is not None and cluster not in members:
-            err(f"timeline[{i}].cluster", f"cluster {cluster!r} is not in the federation")
-        if f.fault in CLUSTER_FAULTS and cluster is not None:
-            if cluster in down:
-                err(f"timeline[{i}].cluster", f"{cluster} is already under {down[cluster]}")
-            down[cluster] = f.fault
-        elif f.fault == "recover" and cluster is not None:
-            if cluster not in down:
-                err(
-                    f"timeline[{i}].cluster",
-                    f"nothing to recover: no kill_agent or partition of {cluster} before",
-                )
-            down.pop(cluster, None)
-    has_cluster_fault = any(f.fault in CLUSTER_FAULTS for f in scn.timeline)
-    has_recoverable = has_cluster_fault or any(f.fault == "kill_controller" for f in scn.timeline)
-    if scn.budgets.detection_s is not None and not has_cluster_fault:
-        err("budgets.detection_s", "needs a kill_agent or partition fault in the timeline")
-    if (scn.budgets.rto_s is not None or scn.budgets.gbt20988_level) and not has_recoverable:
-        err("budgets.rto_s", "needs a kill_agent, partition or kill_controller fault in the timeline")
-    if scn.budgets.gbt20988_level is not None and scn.budgets.gbt20988_level not in LEVELS:
-        err("budgets.gbt20988_level", "unknown level")
+                _err(errs, f"federation.clusters[{i}]", f"unknown cluster {c!r}")
+    _check_load(scn, members, tenants, errs)
+    _check_timeline(scn, members, errs)
+    _check_budgets(scn, errs)
     return errs
 
 

@@ -124,6 +124,14 @@ def _error_from_api_exception(exc: Any, what: str) -> KubeError:
     return KubeError(message, status)
 
 
+# verb -> (the BatchV1Api method for Jobs, the CustomObjectsApi method for everything else)
+_OBJECT_CALLS = {
+    "create": ("create_namespaced_job", "create_namespaced_custom_object"),
+    "get": ("read_namespaced_job", "get_namespaced_custom_object"),
+    "delete": ("delete_namespaced_job", "delete_namespaced_custom_object"),
+}
+
+
 class OfficialKubeClient:
     """KubeClient over the official client's ``BatchV1Api``, ``CustomObjectsApi`` and ``Watch``.
 
@@ -181,81 +189,46 @@ class OfficialKubeClient:
             raise KubeError(f"unexpected API answer of type {type(obj).__name__}", 0)
         return data
 
+    def _object_call(self, verb: str, what: str, resource: KubeResource, namespace: str, **kw: Any) -> Any:
+        """One object request: a Job through ``BatchV1Api``, any other resource through
+        ``CustomObjectsApi`` (which also needs its group, version and plural)."""
+        batch_fn, custom_fn = _OBJECT_CALLS[verb]
+        if resource == JOBS:
+            fn = getattr(self._batch, batch_fn)
+            return self._call(what, fn, namespace=namespace, _request_timeout=self._timeout, **kw)
+        fn = getattr(self._custom, custom_fn)
+        return self._call(
+            what,
+            fn,
+            group=resource.group,
+            version=resource.version,
+            namespace=namespace,
+            plural=resource.plural,
+            _request_timeout=self._timeout,
+            **kw,
+        )
+
     def create(self, resource: KubeResource, namespace: str, body: Manifest) -> Manifest:
         what = f"create {resource.kind} {namespace}/{body.get('metadata', {}).get('name')}"
+        sent: Any = body
         if resource == JOBS:
             from kubernetes.client import V1Job
 
             # Building the typed model validates the manifest client-side before it is sent.
-            job = V1Job.from_dict(body)
-            result = self._call(
-                what,
-                self._batch.create_namespaced_job,
-                namespace=namespace,
-                body=job,
-                _request_timeout=self._timeout,
-            )
-        else:
-            result = self._call(
-                what,
-                self._custom.create_namespaced_custom_object,
-                group=resource.group,
-                version=resource.version,
-                namespace=namespace,
-                plural=resource.plural,
-                body=body,
-                _request_timeout=self._timeout,
-            )
-        return self._to_manifest(result)
+            sent = V1Job.from_dict(body)
+        return self._to_manifest(self._object_call("create", what, resource, namespace, body=sent))
 
     def get(self, resource: KubeResource, namespace: str, name: str) -> Manifest:
         what = f"get {resource.kind} {namespace}/{name}"
-        if resource == JOBS:
-            result = self._call(
-                what,
-                self._batch.read_namespaced_job,
-                name=name,
-                namespace=namespace,
-                _request_timeout=self._timeout,
-            )
-        else:
-            result = self._call(
-                what,
-                self._custom.get_namespaced_custom_object,
-                group=resource.group,
-                version=resource.version,
-                namespace=namespace,
-                plural=resource.plural,
-                name=name,
-                _request_timeout=self._timeout,
-            )
-        return self._to_manifest(result)
+        return self._to_manifest(self._object_call("get", what, resource, namespace, name=name))
 
     def delete(
         self, resource: KubeResource, namespace: str, name: str, propagation_policy: str = "Background"
     ) -> None:
         what = f"delete {resource.kind} {namespace}/{name}"
-        if resource == JOBS:
-            self._call(
-                what,
-                self._batch.delete_namespaced_job,
-                name=name,
-                namespace=namespace,
-                propagation_policy=propagation_policy,
-                _request_timeout=self._timeout,
-            )
-        else:
-            self._call(
-                what,
-                self._custom.delete_namespaced_custom_object,
-                group=resource.group,
-                version=resource.version,
-                namespace=namespace,
-                plural=resource.plural,
-                name=name,
-                propagation_policy=propagation_policy,
-                _request_timeout=self._timeout,
-            )
+        self._object_call(
+            "delete", what, resource, namespace, name=name, propagation_policy=propagation_policy
+        )
 
     def _list_call(
         self, resource: KubeResource, namespace: str | None

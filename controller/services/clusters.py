@@ -74,7 +74,7 @@ class ClusterService:
         is a 422 naming each field (drain it and register its data elsewhere, or register a new
         cluster). The check runs in the transaction, the cluster's row locked, so a concurrent
         placement or data-set registration either commits first (and is seen) or sees the new
-        spec (and is refused: ``_fresh_targets``, ``add_dataset``)."""
+        spec (and is refused: ``SchedulingService.fresh_targets``, ``DatasetCatalogue.add``)."""
         body = spec.model_dump(mode="json")
         for attempt in range(2):
             try:
@@ -265,11 +265,20 @@ class ClusterService:
         pol = self.failover()
         return pol.lease_s + pol.heartbeat_grace_s
 
+    def _mark_unreachable(self, name: str) -> None:
+        """Write the cluster's Unreachable health as the leader: fenced by this process's epoch in
+        the same transaction, so a deposed leader's late verdict is refused (StaleLeader) and
+        cannot overwrite what the current leader sees."""
+        with self.store.tx() as conn:
+            self.store.check_leader(conn, self.epoch())
+            self.store.set_cluster(conn, name, health=Health.Unreachable)
+
     def expire_leases(self) -> int:
         """Mark silent clusters Unreachable after the grace (detection); once lease + grace
         have passed since the cluster's last contact, re-place its jobs. Decided per cluster
         from its last contact, never from per-job rows: the agent's own deadline is measured
-        from the same renewals, and it has stopped every attempt by then, so nothing runs twice."""
+        from the same renewals, and it has stopped every attempt by then, so nothing runs twice.
+        Both writes are the leader's, fenced by its epoch (StaleLeader when it was deposed)."""
         grace = timedelta(seconds=self.failover().heartbeat_grace_s)
         hold = timedelta(seconds=self.lease_hold_s())
         t_now = now()
@@ -283,7 +292,7 @@ class ClusterService:
                 # finished while no leader could hear of it would run it twice.
                 hb = since
             if state.health == Health.Ready and hb and t_now - hb > grace:
-                self.store.update_cluster(name, health=Health.Unreachable)
+                self._mark_unreachable(name)
                 state.health = Health.Unreachable
                 self.note_cluster(
                     name, state, f"no heartbeat for more than the grace of {grace.total_seconds():g}s"

@@ -162,7 +162,7 @@ def test_store_transition_refuses_a_reason_the_rule_does_not_allow(client: TestC
 
 def test_a_new_job_must_start_pending(app: Any) -> None:
     ctl = app.state.controller
-    row = ctl._new_job_row(JobCreate.model_validate(JOB), None)
+    row = ctl.submission.new_job_row(JobCreate.model_validate(JOB), None)
     with pytest.raises(IllegalTransition, match="from nothing"):
         ctl.store.insert_jobs([{**row, "phase": "Running"}])
     with pytest.raises(IllegalTransition, match="from nothing"):

@@ -4,6 +4,7 @@ nothing it decided reaches the store, and the new leader places the job under it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from controller.errors import StaleLeader
+from controller.service import Controller
 from controller.store import schema as t
 from controller.store.store import now
 from tests.test_run_once import CLUSTER, make_controller, tiny_job
@@ -58,6 +60,45 @@ def test_a_leader_deposed_mid_cycle_writes_nothing(db_url: str, monkeypatch: pyt
         assert new.schedule_pending() == 1
         row = new.store.get_job(job.id)
         assert (row["phase"], row["epoch"]) == ("Scheduled", 2)
+    finally:
+        old.store.close()
+        new.store.close()
+
+
+def stored_health(ctl: Controller) -> str:
+    return str({r["name"]: r for r in ctl.store.list_clusters()}[CLUSTER]["health"])
+
+
+def test_a_deposed_leaders_late_unreachable_verdict_is_refused(db_url: str) -> None:
+    """Marking a silent cluster Unreachable is a leader write too: once Gui'an has taken the
+    lease, Beijing's late verdict (its view of the cluster is stale) is refused in its own
+    transaction, and the cluster stays Ready in the store and in the new leader's view."""
+    old = make_controller(db_url, holder="beijing", leader_ttl_s=5.0)
+    new = make_controller(db_url, holder="guian", leader_ttl_s=5.0, mode="standby")
+    try:
+        old.heartbeat(CLUSTER, {"capacity": {"cpu": 64, "memory_gib": 256, "gpu": 0}})
+        with old.store.tx() as conn:
+            conn.execute(update(t.leader).values(expires_at=now() - timedelta(seconds=1)))
+        assert new.renew_leadership() and new.epoch == 2
+        new.sync_from_store()
+        assert new.registry.clusters[CLUSTER].health == "Ready"
+        # Beijing's local clock still says it leads, and its view says the cluster went silent.
+        old.leadership.lead_until = time.monotonic() + 60
+        grace = old.policies.failover.heartbeat_grace_s
+        old.lead_since = now() - timedelta(hours=1)
+        state = old.registry.clusters[CLUSTER]
+        state.last_heartbeat = now() - timedelta(seconds=grace + 1)
+        with pytest.raises(StaleLeader):
+            old.expire_leases()
+        assert stored_health(old) == "Ready"
+        assert state.health == "Ready"  # nothing written, so nothing noted in memory either
+        new.sync_from_store()
+        assert new.registry.clusters[CLUSTER].health == "Ready"
+        # The current leader's own verdict is written (the same path, its epoch current).
+        new.lead_since = now() - timedelta(hours=1)
+        new.registry.clusters[CLUSTER].last_heartbeat = now() - timedelta(seconds=grace + 1)
+        assert new.expire_leases() == 0
+        assert stored_health(new) == "Unreachable"
     finally:
         old.store.close()
         new.store.close()

@@ -22,7 +22,7 @@ def heartbeat(
     ctl: ControllerDep, cluster: str = Cluster, reported: HeartbeatReport | None = Body(default=None)
 ) -> dict[str, Any]:
     """Marks the cluster Ready and renews the leases of its attempts."""
-    return ctl.heartbeat(cluster, reported.stored() if reported is not None else None)
+    return ctl.agents.heartbeat(cluster, reported.stored() if reported is not None else None)
 
 
 @router.get("/assignments", response_model=list[Assignment])
@@ -36,7 +36,7 @@ def assignments(
 ) -> list[Assignment]:
     """The Scheduled and Running attempts on the cluster, by job id; a page shorter than
     ``limit`` is the last."""
-    return ctl.assignments(cluster, after=after, limit=limit)
+    return ctl.agents.assignments(cluster, after=after, limit=limit)
 
 
 class ReportBatch(BaseModel):
@@ -63,8 +63,8 @@ class ReportBatchResult(BaseModel):
 def reports(batch: ReportBatch, ctl: ControllerDep, cluster: str = Cluster) -> ReportBatchResult:
     """Many status reports in one transaction; the call renews the cluster's lease like a
     heartbeat. Each report's outcome is given in order (409: stop that attempt)."""
-    results = ctl.apply_reports(cluster, batch.reports)
-    renewal = ctl.heartbeat_answer()
+    results = ctl.agents.apply_reports(cluster, batch.reports)
+    renewal = ctl.agents.heartbeat_answer()
     return ReportBatchResult(
         outcomes=[
             ReportOutcome(
@@ -84,7 +84,7 @@ def reports(batch: ReportBatch, ctl: ControllerDep, cluster: str = Cluster) -> R
 @router.post("/status", response_model=JobRead)
 def report(rep: StatusReport, ctl: ControllerDep, cluster: str = Cluster) -> JobRead:
     """409 (stale attempt) tells the agent to stop that attempt."""
-    return ctl.report(cluster, rep)
+    return ctl.agents.report(cluster, rep)
 
 
 class AttemptRelease(BaseModel):
@@ -100,4 +100,4 @@ class AttemptRelease(BaseModel):
 def release(rel: AttemptRelease, ctl: ControllerDep, cluster: str = Cluster) -> JobRead:
     """The agent stopped this attempt (it lost its lease): re-queue the job (attempt + 1) now.
     409 when the attempt is no longer current (already re-placed, cancelled or finished)."""
-    return ctl.release(cluster, rel.job_id, rel.attempt, rel.epoch, rel.reason or "released")
+    return ctl.agents.release(cluster, rel.job_id, rel.attempt, rel.epoch, rel.reason or "released")

@@ -28,12 +28,12 @@ Name = Path(pattern=CLUSTER_NAME, max_length=63)
 
 @router.get("")
 def list_clusters(ctl: ControllerDep, _: ReaderP) -> dict[str, Any]:
-    return {"items": [ctl.cluster_view(s) for s in ctl.registry.clusters.values()]}
+    return {"items": [ctl.monitoring.cluster_view(s) for s in ctl.registry.clusters.values()]}
 
 
 @router.get("/{name}")
 def get_cluster(ctl: ControllerDep, _: ReaderP, name: str = Name) -> dict[str, Any]:
-    return ctl.cluster_view(ctl.cluster_state(name))
+    return ctl.monitoring.cluster_view(ctl.clusters.cluster_state(name))
 
 
 @router.get("/{name}/overview", response_model=ClusterOverview)
@@ -57,32 +57,34 @@ def register_cluster(
         raise InvalidInput(
             "the body's name must match the path", errors=[{"path": "name", "message": f"expected {name!r}"}]
         )
-    state, created = ctl.register_cluster(spec, who.audit_row("cluster.registered", f"cluster/{name}"))
+    state, created = ctl.clusters.register_cluster(
+        spec, who.audit_row("cluster.registered", f"cluster/{name}")
+    )
     if created:
         response.status_code = status.HTTP_201_CREATED
-    return ctl.cluster_view(state)
+    return ctl.monitoring.cluster_view(state)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def deregister_cluster(ctl: ControllerDep, who: AdminP, name: str = Name) -> Response:
     """Only a cluster that runs no jobs (409: drain it) and holds no catalogued data sets (409)."""
-    ctl.deregister_cluster(name, who.audit_row("cluster.deleted", f"cluster/{name}"))
+    ctl.clusters.deregister_cluster(name, who.audit_row("cluster.deleted", f"cluster/{name}"))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{name}/cordon")
 def cordon(ctl: ControllerDep, who: OpsP, name: str = Name) -> dict[str, Any]:
-    state = ctl.set_cordon(name, True, who.audit_row("cluster.cordoned", f"cluster/{name}"))
-    return ctl.cluster_view(state)
+    state = ctl.clusters.set_cordon(name, True, who.audit_row("cluster.cordoned", f"cluster/{name}"))
+    return ctl.monitoring.cluster_view(state)
 
 
 @router.post("/{name}/uncordon")
 def uncordon(ctl: ControllerDep, who: OpsP, name: str = Name) -> dict[str, Any]:
-    state = ctl.set_cordon(name, False, who.audit_row("cluster.uncordoned", f"cluster/{name}"))
-    return ctl.cluster_view(state)
+    state = ctl.clusters.set_cordon(name, False, who.audit_row("cluster.uncordoned", f"cluster/{name}"))
+    return ctl.monitoring.cluster_view(state)
 
 
 @router.post("/{name}/drain")
 def drain(ctl: ControllerDep, who: OpsP, name: str = Name) -> dict[str, Any]:
-    state, moved = ctl.drain(name, who.audit_row("cluster.drained", f"cluster/{name}"))
-    return {**ctl.cluster_view(state), "requeued_jobs": moved}
+    state, moved = ctl.clusters.drain(name, who.audit_row("cluster.drained", f"cluster/{name}"))
+    return {**ctl.monitoring.cluster_view(state), "requeued_jobs": moved}

@@ -34,7 +34,7 @@ def list_datasets(ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> Dataset
 def create_dataset(ds: DatasetCreate, ctl: ControllerDep, who: SubmitterP, response: Response) -> DatasetRead:
     """Admin for any owner; a tenant registers its own data sets only."""
     acts_for_tenant(who, ds.owner, path="owner")
-    read, created = ctl.add_dataset(
+    read, created = ctl.catalogue.add(
         ds, who.audit_row("dataset.registered", f"dataset/{ds.id}", owner=ds.owner)
     )
     if not created:
@@ -44,7 +44,7 @@ def create_dataset(ds: DatasetCreate, ctl: ControllerDep, who: SubmitterP, respo
 
 @router.get("/{ds_id}", response_model=DatasetRead)
 def get_dataset(ds_id: str, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> DatasetRead:
-    ds = ctl.get_dataset(ds_id)
+    ds = ctl.catalogue.get(ds_id)
     if not sec.can_read_dataset(who, ds):
         raise NotFound(f"data set {ds_id!r} not found")
     return ds
@@ -54,7 +54,7 @@ def get_dataset(ds_id: str, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) 
 def get_residency(ds_id: str, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> ResidencyRead:
     """The residency rule in force for the data set, in words (English and Chinese), and the
     clusters a job reading it may run on."""
-    ds = ctl.get_dataset(ds_id)
+    ds = ctl.catalogue.get(ds_id)
     if not sec.can_read_dataset(who, ds):
         raise NotFound(f"data set {ds_id!r} not found")
     return overview.residency(ctl, ds)
@@ -71,7 +71,7 @@ def request_grant(
 ) -> GrantRead:
     """The reading tenant asks the owner for access (201); an existing pending or approved
     request answers 200. Data-set ids are public in the catalogue, so asking needs no grant."""
-    grant, created = sec.request_grant(who, ctl.get_dataset(ds_id), req)
+    grant, created = sec.request_grant(who, ctl.catalogue.get(ds_id), req)
     if not created:
         response.status_code = status.HTTP_200_OK
     return grant
@@ -80,14 +80,14 @@ def request_grant(
 @router.get("/{ds_id}/grants", response_model=GrantList)
 def list_grants(ds_id: str, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) -> GrantList:
     """Admin, operator and the owner see every grant of the data set; another tenant its own."""
-    return GrantList(items=sec.list_grants(who, ctl.get_dataset(ds_id)))
+    return GrantList(items=sec.list_grants(who, ctl.catalogue.get(ds_id)))
 
 
 @router.post("/{ds_id}/grants/{grant_id}/approve", response_model=GrantRead)
 def approve_grant(
     ds_id: str, grant_id: str, ctl: ControllerDep, sec: SecurityDep, who: PrincipalDep
 ) -> GrantRead:
-    return sec.decide_grant(who, ctl.get_dataset(ds_id), grant_id, approve=True)
+    return sec.decide_grant(who, ctl.catalogue.get(ds_id), grant_id, approve=True)
 
 
 @router.post("/{ds_id}/grants/{grant_id}/reject", response_model=GrantRead)
@@ -95,7 +95,7 @@ def reject_grant(
     ds_id: str, grant_id: str, ctl: ControllerDep, sec: SecurityDep, who: PrincipalDep
 ) -> GrantRead:
     """Rejecting an approved grant withdraws it for new submissions and plans."""
-    return sec.decide_grant(who, ctl.get_dataset(ds_id), grant_id, approve=False)
+    return sec.decide_grant(who, ctl.catalogue.get(ds_id), grant_id, approve=False)
 
 
 @grants_router.get("", response_model=GrantOverviewList)

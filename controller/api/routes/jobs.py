@@ -69,7 +69,7 @@ def list_jobs(
         if tenant and tenant != who.tenant:
             return JobList(items=[], next_cursor=None)
         tenant = who.tenant
-    items = ctl.list_jobs(
+    items = ctl.jobs.list_jobs(
         phase=phase.value if phase else None, tenant=tenant, cluster=cluster, limit=limit + 1, after=after
     )
     more = len(items) > limit
@@ -80,19 +80,19 @@ def list_jobs(
 @router.get("/jobs/{job_id}", response_model=JobRead)
 def get_job(job_id: str, ctl: ControllerDep, who: ReaderP) -> JobRead:
     _visible(ctl, who, job_id)
-    return ctl.get_job(job_id)
+    return ctl.jobs.get_job(job_id)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)
 def cancel_job(job_id: str, ctl: ControllerDep, who: SubmitterP) -> JobRead:
     tenant = _visible(ctl, who, job_id)
-    return ctl.cancel(job_id, audit=who.audit_row("job.cancelled", f"job/{job_id}", job_tenant=tenant))
+    return ctl.jobs.cancel(job_id, audit=who.audit_row("job.cancelled", f"job/{job_id}", job_tenant=tenant))
 
 
 @router.get("/jobs/{job_id}/decision", response_model=Decision)
 def get_decision(job_id: str, ctl: ControllerDep, who: ReaderP) -> Decision:
     _visible(ctl, who, job_id)
-    return ctl.get_decision(job_id)
+    return ctl.jobs.get_decision(job_id)
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -100,7 +100,7 @@ def get_logs(job_id: str, ctl: ControllerDep, who: ReaderP) -> dict[str, Any]:
     """The output its executor last reported for the job ("" before any): job_id, phase,
     cluster, attempt, output."""
     _visible(ctl, who, job_id)
-    return ctl.job_logs(job_id)
+    return ctl.jobs.job_logs(job_id)
 
 
 @router.post("/plan", response_model=Decision)
@@ -109,7 +109,7 @@ def plan(spec: JobCreate, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) ->
     A tenant plans as itself only; inputs need grants as for a submission."""
     acts_for_tenant(who, spec.tenant)
     sec.check_grants(who, spec, ctl.datasets)
-    return ctl.plan(spec)
+    return ctl.scheduling.plan(spec)
 
 
 def _visible(ctl: Controller, who: Principal, job_id: str) -> str:

@@ -27,5 +27,5 @@ def put_policy(
     who: AdminP,
     body: Any = Body(...),
 ) -> dict[str, Any]:
-    model, version = ctl.put_policy(kind, body, who.audit_row("policy.changed", f"policy/{kind}"))
+    model, version = ctl.policy.put(kind, body, who.audit_row("policy.changed", f"policy/{kind}"))
     return {"kind": kind, "version": version, "policy": model.model_dump(mode="json")}

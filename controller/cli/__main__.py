@@ -1,0 +1,5 @@
+"""``python -m controller.cli``."""
+
+from controller.cli import run
+
+run()
