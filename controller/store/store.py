@@ -196,7 +196,9 @@ PG_CONNECT_DEFAULTS = {
     "tcp_user_timeout": "10000",
 }
 RETRY_AFTER_S = 2.0
-PG_GROUP_COMMIT_WRITERS = 2  # group-commit writer threads under PostgreSQL (GroupCommitter)
+# Group-commit writer threads under PostgreSQL (GroupCommitter). Two were measured on this
+# machine (issue 15): no gain in submissions/s and more API CPU per job, so one, like SQLite.
+PG_GROUP_COMMIT_WRITERS = 1
 
 
 def normalise_url(url: str) -> str:
@@ -278,9 +280,9 @@ class GroupCommitter:
 
     def __init__(self, store: Store, max_batch: int = 1024, writers: int = 1) -> None:
         """``writers``: threads taking batches from the one queue. Under PostgreSQL, whose
-        transactions run side by side, a second writer fills and sends the next batch while the
-        first waits for its round trips and its commit; under SQLite (one writer at a time)
-        one is enough."""
+        transactions run side by side, a second writer can fill and send the next batch while
+        the first waits for its commit (``PG_GROUP_COMMIT_WRITERS``; measured without gain on
+        this machine, so one); under SQLite (one writer at a time) one is enough."""
         self.store = store
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[
