@@ -28,6 +28,9 @@ Executors are synchronous; calls of an executor that does network I/O (kubernete
 federation, the other agents). ``ExecutorUnavailable`` never kills the loop: a start is retried
 next round, a poll is skipped, a stop is retried until it goes through, and the heartbeat says
 the executor is down (without capacity, so the controller does not trust stale numbers).
+
+Why one module of this length: heartbeats, assignment intake, execution and report batching share
+the agent's lease and fencing state; split apart, each part would reach into the others.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
-from controller.api.server import free_port
 from controller.bench import postgres
 from controller.data import DATA_DIR
+from controller.live import free_port
 from controller.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.api.app import create_app
-from controller.api.server import ServerThread
 from controller.client import Client
 from controller.demo.run import register_datasets, stage_data
-from controller.settings import Settings
+from controller.live import LiveController
 from tests.conftest import REPO, free_port
 
 EXAMPLES = REPO / "examples"
@@ -52,9 +50,7 @@ def one_line_error(r: subprocess.CompletedProcess[str], code: int, *needles: str
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("cli")
     db = work / "y.db"
-    app = create_app(Settings(database_url=f"sqlite:///{db}", loop_interval_s=0.1))
-    port = free_port()
-    ctl = app.state.controller
+    live = LiveController(db, loop_interval_s=0.1)
     stop = threading.Event()
 
     def agents() -> None:
@@ -65,14 +61,15 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if stop.wait(ctl.heartbeat_interval_s()):
                 return
 
-    with ServerThread(app, port):
+    with live:
+        ctl = live.controller
         beats = threading.Thread(target=agents, daemon=True)
         beats.start()
         _, source, _, _ = stage_data(work)
-        with Client(f"http://127.0.0.1:{port}") as c:
+        with Client(live.url) as c:
             register_datasets(c, source)  # the sample data sets the examples read
         try:
-            yield f"http://127.0.0.1:{port}"
+            yield live.url
         finally:
             stop.set()
             beats.join(10)

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, int, list[str]]] = [
             "controller.agent_runtime",  # one agent process (yiwang agent)
             "controller.federation",  # many agents in one process (demo, drills)
             "controller.client",  # the HTTP client of the CLI and the demo
+            "controller.live",  # live controllers for the tests, drills, demo and bench
         ],
     ),
     ("api", 5, ["controller.api"]),

@@ -1,6 +1,9 @@
 """``make bench``: scheduler throughput, API throughput, pending-queue memory, trace replay.
 
 Writes reports/bench.json and reports/bench.md. See docs/benchmarks.md for the method.
+
+Why one module of this length: the parts of ``make bench`` and the report they make together; the
+mixed-queue benchmarks are in ``bench/mixed.py``, PostgreSQL's set-up in ``bench/postgres.py``.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from controller.api.server import free_port, start_process
 from controller.bench import mixed, postgres
 from controller.jobs import JobCreate, Resources
+from controller.live import LiveController, free_port
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler, PendingQueue
 from controller.scheduler.ordering import SORTED_ORDERS
@@ -370,19 +373,19 @@ def bench_api(
             bodies = tenant_world(base["YIWANG_DATABASE_URL"], n, clients, Path(tmp) / "policies")
         else:
             bodies = templated_bodies(n, clients)
-        servers: list[subprocess.Popen[bytes]] = []
+        servers: list[LiveController] = []
         try:
             if split:
-                servers.append(start_process(free_port(), {**base, "YIWANG_HOLDER": "leader"}))
+                servers.append(LiveController(process=True, env=base, holder="leader").start())
                 for k, port in enumerate(api_ports):
                     servers.append(
-                        start_process(port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": f"api-{k}"})
+                        LiveController(
+                            port=port, process=True, env=base, role="api", holder=f"api-{k}"
+                        ).start()
                     )
             else:
                 servers.append(
-                    start_process(
-                        api_ports[0], {**base, "YIWANG_BACKGROUND": "true" if scheduling else "false"}
-                    )
+                    LiveController(port=api_ports[0], process=True, env=base, background=scheduling).start()
                 )
             cpu0 = [_cpu_seconds(s.pid) for s in servers]
             cpu: list[float] = []
@@ -410,8 +413,7 @@ def bench_api(
             pending, sched_dt = int(waited["pending"]), float(waited["seconds"])
         finally:
             for server in reversed(servers):
-                server.terminate()
-                server.wait(timeout=30)
+                server.stop(timeout_s=30)
     return {
         "jobs_per_s": round(ok / dt, 1),
         "submitted": ok,

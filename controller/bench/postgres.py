@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from controller.api.server import free_port
+from controller.live import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -19,14 +19,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from controller.api.app import create_app
-from controller.api.server import ServerThread, free_port
 from controller.client import ApiError, Client
 from controller.demo.data import DATASETS, write_all
 from controller.executors.base import ResourceAmounts
 from controller.executors.local import LocalExecutor
 from controller.federation import EmbeddedFederation
-from controller.settings import Settings
+from controller.live import LiveController
 
 PY = sys.executable
 
@@ -212,19 +210,15 @@ def run(workdir: Path = Path(".demo"), timeout_s: float = 90.0, console: Console
     shutil.rmtree(workdir, ignore_errors=True)
     data_root, source, fetch, moved = stage_data(workdir)
 
-    settings = Settings(database_url=f"sqlite:///{workdir / 'yiwang.db'}", loop_interval_s=0.1)
-    app = create_app(settings)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    ctl = app.state.controller
-    clusters = list(ctl.registry.clusters)
-    console.print(
-        f"[bold]Yiwang demo[/]: controller at {url} (SQLite {settings.database_url}), "
-        f"{len(clusters)} member clusters (1+32+N)"
-    )
-    executor = local_executors(ctl, workdir)
-
-    with ServerThread(app, port), Client(url) as client:
+    live = LiveController(workdir / "yiwang.db", name="demo", loop_interval_s=0.1)
+    with live, Client(live.url) as client:
+        url, ctl = live.url, live.controller
+        clusters = list(ctl.registry.clusters)
+        console.print(
+            f"[bold]Yiwang demo[/]: controller at {url} (SQLite {ctl.settings.database_url}), "
+            f"{len(clusters)} member clusters (1+32+N)"
+        )
+        executor = local_executors(ctl, workdir)
         fed = EmbeddedFederation(
             url, clusters, executor, poll_interval_s=0.3, data_dir=data_root, fetch=fetch
         )

@@ -9,6 +9,7 @@ their commands run as small local processes on this machine.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -18,13 +19,11 @@ from types import FrameType
 
 from rich.console import Console
 
-from controller.api.app import create_app
-from controller.api.server import ServerThread
 from controller.client import Client
 from controller.demo.data import DATASETS
 from controller.demo.run import local_executors, register_datasets, stage_data
 from controller.federation import EmbeddedFederation
-from controller.settings import Settings
+from controller.live import LiveController
 
 
 class PortInUse(Exception):
@@ -52,11 +51,14 @@ def up(
     workdir = workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)  # a fresh federation each time
     _, source, fetch, _ = stage_data(workdir)
-    settings = Settings(database_url=f"sqlite:///{workdir / 'yiwang.db'}", loop_interval_s=0.2)
-    app = create_app(settings)
-    ctl = app.state.controller
-    url = f"http://127.0.0.1:{port}"
-    token = settings.admin_token
+    # the holder Settings would pick by default: this host and process
+    live = LiveController(
+        workdir / "yiwang.db",
+        port=port,
+        name="yiwang-api",
+        loop_interval_s=0.2,
+        holder=f"{socket.gethostname()}-{os.getpid()}",
+    )
     stop = stop or threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -65,7 +67,9 @@ def up(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, on_signal)
-    server = ServerThread(app, port).start()
+    live.start()
+    ctl, url = live.controller, live.url
+    token = ctl.settings.admin_token
     fed = EmbeddedFederation(
         url,
         list(ctl.registry.clusters),
@@ -103,5 +107,5 @@ def up(
         console.print("stopping: agents, then the controller", markup=False, highlight=False)
     finally:
         fed.stop()
-        server.stop()
+        live.stop()
     return 0

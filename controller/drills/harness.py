@@ -1,5 +1,6 @@
-"""What a drill starts and breaks: a real controller on loopback that can be killed and started
-again on the same database and port, and the embedded federation with recording executors.
+"""What a drill starts and breaks: the embedded federation with recording executors (the
+controller, killed and started again on the same database and port, is
+``controller.live.LiveController``).
 
 Faults are injected from outside the agent and the federation (no hooks in their code):
 - a partition swaps the agent's HTTP client for one whose transport refuses every connection,
@@ -10,58 +11,13 @@ Faults are injected from outside the agent and the federation (no hooks in their
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import httpx
 
 from controller.agent import Agent
-from controller.api.app import create_app
-from controller.api.server import ServerThread, free_port
 from controller.drills.records import RecordingSimulatedExecutor, RecordSink
 from controller.executors.simulated import SimNode
 from controller.federation import EmbeddedFederation
-from controller.service import Controller
-from controller.settings import Settings
 from controller.topology.model import Cluster
-
-
-class LiveController:
-    """The controller's app served by uvicorn in a thread; ``kill()`` then ``start()`` is a new
-    Controller (new holder, so it must take the leader lease) on the same SQLite file and port."""
-
-    def __init__(self, db: Path, **settings: Any) -> None:
-        self.db = db
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.overrides = settings
-        self.ctl: Controller | None = None
-        self.server: ServerThread | None = None
-        self.starts = 0
-
-    @property
-    def controller(self) -> Controller:
-        if self.ctl is None:
-            raise RuntimeError("the controller is not running")
-        return self.ctl
-
-    def start(self, timeout_s: float = 20.0) -> None:
-        self.starts += 1
-        settings = Settings(
-            database_url=f"sqlite:///{self.db}",
-            holder=f"drill-controller-{self.starts}",
-            **self.overrides,
-        )
-        app = create_app(settings)
-        self.ctl = app.state.controller
-        self.server = ServerThread(app, self.port, name="drill-controller").start(timeout_s)
-
-    def kill(self) -> None:
-        """Stop serving and stop the control loop (the lifespan stops it); the database stays."""
-        if self.server is not None:
-            self.server.stop()
-        self.server = None
-        self.ctl = None
 
 
 class Unreachable(httpx.AsyncBaseTransport):

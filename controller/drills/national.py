@@ -18,6 +18,9 @@ cannot be done).
 With a ``NetLab`` each site runs in its own network namespace (``ip netns exec``) on the lab's
 bridge, and ``NetLab.partition(site)`` cuts it off for real (packets dropped); without one,
 everything listens on 127.0.0.1 with free ports.
+
+Why one module of this length: the three sites' store (etcd, Patroni, PostgreSQL, their folders,
+ports and processes) is one fixture, started and torn down together.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def unavailable(patroni: Path | None = None) -> str | None:
 
 
 def _free_port() -> int:
-    from controller.api.server import free_port
+    from controller.live import free_port
 
     return free_port()
 

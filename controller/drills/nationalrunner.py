@@ -18,6 +18,10 @@ Measured (wall seconds from the fault; every process runs on this machine):
   heal -> the site's node is the synchronous standby again), and for a cut-off Beijing the
   submissions its own controller acknowledged to a client inside Beijing after Gui'an's promotion
   (must be 0), and whether each of its acknowledgements survived.
+
+Why one module of this length: a national drill is one procedure (sites, endpoint, agents, load,
+site faults, measures) over one set of processes; the parts it shares with the process drills are in
+``livedrill``, the store in ``national``.
 """
 
 from __future__ import annotations
@@ -308,7 +312,7 @@ class NationalDrill(LiveDrill["SiteFaultRun"]):
             self.ctl_ports = {s: CTL_PORT for s in SITE_OF_CONTROLLER}
             self.lb_port = CTL_PORT
         else:
-            from controller.api.server import free_port
+            from controller.live import free_port
 
             self.ctl_ports = {s: free_port() for s in SITE_OF_CONTROLLER}
             self.lb_port = free_port()

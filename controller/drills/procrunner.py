@@ -16,6 +16,10 @@ Measured (wall seconds; every process runs on this machine):
   affected jobs that finished where they were without running again are counted apart;
 - takeover_s: controller SIGKILL -> the first job acknowledged after the restart is Scheduled
   (its event time); answering_s: SIGKILL -> /readyz answers again.
+
+Why one module of this length: a process drill is one procedure (start, load, faults, measures,
+verdict) over one set of processes; the parts it shares with the national drills are in
+``livedrill``.
 """
 
 from __future__ import annotations
@@ -237,7 +241,7 @@ class ProcessDrill(LiveDrill[FaultRun]):
                 self.workdir,
             )
         else:
-            from controller.api.server import free_port
+            from controller.live import free_port
 
             self.port = free_port()
         if f.database == "postgresql":

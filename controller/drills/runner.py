@@ -14,6 +14,10 @@ reach), stale_reports_accepted (a revoked attempt's report taken after the agent
 stale_attempts_running (an executor still runs an attempt that is no longer current),
 late_self_stops (a partitioned agent still ran an attempt after its lease ended) and
 early_replacements (a job re-placed by lease expiry before lease + grace).
+
+Why one module of this length: the in-process drill is one procedure (federation, load, faults,
+observation, measures), and the entry points that dispatch every kind of scenario file
+(``run_files``) sit beside it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import httpx
 import yaml
 
 from controller.datasets import Classification
-from controller.drills.harness import DrillFederation, LiveController
+from controller.drills.harness import DrillFederation
 from controller.drills.nationalscenario import NationalScenario, is_national_doc, parse_national_scenario
 from controller.drills.procscenario import ProcScenario, is_process_doc, parse_proc_scenario
 from controller.drills.records import ExecutionRecord, find_double_runs
@@ -46,6 +50,7 @@ from controller.drills.scenario import (
     ScenarioError,
     parse_scenario,
 )
+from controller.live import LiveController
 from controller.policies import Movement, ResidencyPolicy
 from controller.settings import REPO_POLICIES
 from controller.topology.model import Cluster, Tier, Topology
@@ -129,7 +134,10 @@ class DrillRunner:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"yiwang-drill-{scn.name}-"))
         f = scn.federation
         self.live = LiveController(
-            self.workdir / "yiwang.db", loop_interval_s=f.loop_interval_s, leader_ttl_s=f.leader_ttl_s
+            self.workdir / "yiwang.db",
+            name="drill-controller",
+            loop_interval_s=f.loop_interval_s,
+            leader_ttl_s=f.leader_ttl_s,
         )
         self.http = httpx.Client(timeout=5.0)
         self.fed: DrillFederation | None = None

@@ -22,6 +22,9 @@ Run once, also when the agent fails (docs/agents.md, "Run once"):
   session of its own) stops them all when the agent's lease deadline (``fence()``) passes, even
   if the agent is frozen, and when the agent dies; a new executor over the same directory first
   kills whatever a previous one left running there.
+
+Why one module of this length: an attempt's folder, process group, output files and stop escalation
+are one lifecycle, read best in one place.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def multi_host_url(
     hosts: list[str], user: str, password: str = "", database: str = DATABASE, **query: str
 ) -> str:
     """The controllers' URL: libpq multi-host, read-write sessions only, a short connect timeout
-    so a dead host is skipped quickly (``controller.store.store.normalise_url`` reads it)."""
+    so a dead host is skipped quickly (``controller.store.engine.normalise_url`` reads it)."""
     auth = f"{user}:{password}@" if password else f"{user}@"
     params = {"target_session_attrs": "read-write", "connect_timeout": "2", **query}
     return f"postgresql+psycopg://{auth}{','.join(hosts)}/{database}?" + "&".join(

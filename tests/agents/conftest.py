@@ -11,7 +11,7 @@ import pytest
 from controller.executors.base import Executor, ResourceAmounts
 from controller.executors.local import LocalExecutor
 from controller.federation import EmbeddedFederation
-from tests.agents.harness import LiveController
+from tests.agents.harness import LiveController, live_controller
 
 LEASE_S = 2.0
 GRACE_S = 1.0
@@ -20,7 +20,7 @@ CLUSTERS = ["prov-beijing", "prov-tianjin"]
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveController]:
-    lc = LiveController(tmp_path / "yiwang.db").start()
+    lc = live_controller(tmp_path / "yiwang.db").start()
     lc.set_failover(LEASE_S, GRACE_S)
     try:
         yield lc

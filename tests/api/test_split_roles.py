@@ -4,42 +4,26 @@ by the leader; cancels and heartbeats sent to the replica reach the leader."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from controller.api.server import free_port, start_process
-
-
-def wait_for(check: object, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+from controller.live import LiveController, wait_for
 
 
 @pytest.fixture
 def split(tmp_path: Path) -> Iterator[tuple[httpx.Client, httpx.Client]]:
-    base = {**os.environ, "YIWANG_DATABASE_URL": f"sqlite:///{tmp_path / 'split.db'}"}
-    leader_port, api_port = free_port(), free_port()
-    leader = start_process(leader_port, {**base, "YIWANG_HOLDER": "leader"})
-    api = start_process(api_port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": "api"})
+    db = tmp_path / "split.db"
+    leader = LiveController(db, process=True, holder="leader").start()
+    api = LiveController(db, process=True, role="api", holder="api").start()
     try:
-        with (
-            httpx.Client(base_url=f"http://127.0.0.1:{leader_port}", timeout=10) as lc,
-            httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as ac,
-        ):
+        with leader.http() as lc, api.http() as ac:
             yield lc, ac
     finally:
-        for proc in (api, leader):
-            proc.terminate()
-            proc.wait(timeout=30)
+        for server in (api, leader):
+            server.stop()
 
 
 def test_the_replica_takes_jobs_and_the_leader_places_them(split: tuple[httpx.Client, httpx.Client]) -> None:
@@ -52,43 +36,48 @@ def test_the_replica_takes_jobs_and_the_leader_places_them(split: tuple[httpx.Cl
     for name in names:
         assert api.post(f"/v1/agents/{name}/heartbeat").status_code == 200
     # the leader sees the heartbeats the replica received
-    wait_for(lambda: all(c["health"] == "Ready" for c in leader.get("/v1/clusters").json()["items"]))
+    wait_for(
+        "every cluster Ready on the leader",
+        lambda: all(c["health"] == "Ready" for c in leader.get("/v1/clusters").json()["items"]),
+        30,
+    )
     ids = []
     for i in range(20):
         r = api.post("/v1/jobs", json={"name": f"s{i}", "tenant": "guangdong", "resources": {"cpu": 4}})
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
-    wait_for(lambda: all(api.get(f"/v1/jobs/{j}").json()["phase"] == "Scheduled" for j in ids))
+    wait_for(
+        "every job Scheduled",
+        lambda: all(api.get(f"/v1/jobs/{j}").json()["phase"] == "Scheduled" for j in ids),
+        30,
+    )
     decision = api.get(f"/v1/jobs/{ids[0]}/decision").json()
     assert decision["cluster"] == api.get(f"/v1/jobs/{ids[0]}").json()["cluster"]
 
     def allocated(client: httpx.Client) -> float:
         return sum(c["allocated"]["cpu"] for c in client.get("/v1/clusters").json()["items"])
 
-    wait_for(lambda: allocated(api) == pytest.approx(80.0))  # the replica follows the leader's ledger
+    wait_for(
+        "80 CPUs allocated on the replica", lambda: allocated(api) == pytest.approx(80.0), 30
+    )  # the replica follows the leader's ledger
     assert allocated(leader) == pytest.approx(80.0)
     assert api.post(f"/v1/jobs/{ids[0]}/cancel").status_code == 200
-    wait_for(lambda: allocated(leader) == pytest.approx(76.0))  # the leader freed the capacity
+    wait_for(
+        "76 CPUs allocated on the leader", lambda: allocated(leader) == pytest.approx(76.0), 30
+    )  # the leader freed the capacity
 
 
 def test_the_leader_killed_mid_stream_loses_nothing_and_a_new_leader_takes_over(tmp_path: Path) -> None:
     """kill -9 of the scheduling leader while clients keep submitting to the API replica: the
     replica keeps acknowledging (it does not need the leader), a new leader takes the lease
     when the old one's expires (a higher epoch) and places every acknowledged job once."""
-    import signal
-
-    base = {
-        **os.environ,
-        "YIWANG_DATABASE_URL": f"sqlite:///{tmp_path / 'failover.db'}",
-        "YIWANG_LEADER_TTL_S": "2",
-    }
-    first_port, api_port, second_port = free_port(), free_port(), free_port()
-    first = start_process(first_port, {**base, "YIWANG_HOLDER": "leader-a"})
-    api = start_process(api_port, {**base, "YIWANG_ROLE": "api", "YIWANG_HOLDER": "api"})
-    second = None
+    db = tmp_path / "failover.db"
+    first = LiveController(db, process=True, leader_ttl_s=2, holder="leader-a").start()
+    api = LiveController(db, process=True, leader_ttl_s=2, role="api", holder="api").start()
+    second = LiveController(db, process=True, leader_ttl_s=2, holder="leader-b")
     acknowledged: list[str] = []
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as ac:
+        with api.http() as ac:
             names = [c["name"] for c in ac.get("/v1/clusters").json()["items"]]
 
             def beat() -> None:
@@ -106,26 +95,25 @@ def test_the_leader_killed_mid_stream_loses_nothing_and_a_new_leader_takes_over(
 
             beat()
             submit(30, "a")
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
+            first.kill()  # SIGKILL
             epoch_before = ac.get("/readyz").json()["epoch"]
             submit(30, "b")  # the replica still takes submissions with no leader
-            second = start_process(second_port, {**base, "YIWANG_HOLDER": "leader-b"})
+            second.start()
             beat()
 
             def all_placed() -> bool:
                 beat()
                 return all(ac.get(f"/v1/jobs/{j}").json()["phase"] == "Scheduled" for j in acknowledged)
 
-            wait_for(all_placed, timeout_s=60)
+            wait_for("every acknowledged job placed", all_placed, 60)
             # a new leader, a new epoch (the replica learns it at its next sync)
-            wait_for(lambda: ac.get("/readyz").json()["epoch"] > epoch_before, timeout_s=10)
+            wait_for(
+                "a new epoch on the replica", lambda: ac.get("/readyz").json()["epoch"] > epoch_before, 10
+            )
             for j in acknowledged:
                 events = ac.get(f"/v1/jobs/{j}").json()["events"]
                 assert [e["type"] for e in events].count("Scheduled") == 1, events
         assert len(acknowledged) == 60
     finally:
-        for proc in (second, api, first):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=30)
+        for server in (second, api, first):
+            server.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.api.server import free_port
+from controller.live import free_port
 from tests.conftest import need
 from tests.deploy.pods import REPO_ROOT, PodProcess, helm_binary, render, stack_release_values, wait_for
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.api.server import free_port
+from controller.live import free_port
 from infra.yiwang_infra.registration import AgentTokenProvider
 from infra.yiwang_infra.testing import NATIONAL_OUTPUTS
 from tests.conftest import need

@@ -14,9 +14,7 @@ import pulumi
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from controller.api.app import create_app
-from controller.api.server import ServerThread, free_port
-from controller.settings import Settings
+from controller.live import LiveController
 from controller.topology.model import load_topology
 from infra.yiwang_infra.config import cluster_entry
 from infra.yiwang_infra.registration import ControllerRegistration, RegistrationError, RegistrationProvider
@@ -29,15 +27,8 @@ TOPOLOGY = load_topology(REPO_ROOT / "policies" / "topology.yaml")
 @pytest.fixture(scope="module")
 def controller_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = tmp_path_factory.mktemp("controller") / "yiwang.db"
-    settings = Settings(
-        database_url=f"sqlite:///{db}",
-        policies_dir=REPO_ROOT / "policies",
-        admin_token=TOKEN,
-        background=False,
-    )
-    port = free_port()
-    with ServerThread(create_app(settings), port):
-        yield f"http://127.0.0.1:{port}"
+    with LiveController(db, policies_dir=REPO_ROOT / "policies", admin_token=TOKEN, background=False) as live:
+        yield live.url
 
 
 def _entry(name: str, **changes: Any) -> dict[str, Any]:

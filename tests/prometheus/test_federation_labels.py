@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from controller.topology.model import load_topology
-from tests.agents.harness import LiveController, wait_for
+from tests.agents.harness import live_controller, wait_for
 from tests.conftest import free_port, need
 from tests.deploy.pods import find, helm_binary, render, stack_release_values
 
@@ -153,7 +153,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
     tmp_path = tmp_path_factory.mktemp("federation")
     national_config = rendered_config("national", "primary", tmp_path)
     member_config = rendered_config("province", "guangdong", tmp_path)
-    live = LiveController(tmp_path / "yiwang.db").start()
+    live = live_controller(tmp_path / "yiwang.db").start()
     agent = serve_text(AGENT_METRICS)
     started: list[Prometheus] = []
     try:

@@ -25,7 +25,7 @@ from controller.capacity import (
 )
 from controller.executors.simulated import SimNode, SimulatedExecutor
 from controller.federation import EmbeddedFederation
-from tests.agents.harness import LiveController, wait_for
+from tests.agents.harness import LiveController, live_controller, wait_for
 from tests.conftest import free_port, need
 
 BJ, TJ = "prov-beijing", "prov-tianjin"
@@ -96,7 +96,7 @@ class Prometheus:
 def setup(tmp_path: Path) -> Iterator[tuple[LiveController, EmbeddedFederation, Prometheus]]:
     need(shutil.which("prometheus") is not None, "the Debian prometheus package is not installed")
     prom_port = free_port()
-    live = LiveController(
+    live = live_controller(
         tmp_path / "yiwang.db",
         prometheus_url=f"http://127.0.0.1:{prom_port}",
         capacity_refresh_s=0.3,

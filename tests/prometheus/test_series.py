@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.agents.harness import LiveController, wait_for
+from tests.agents.harness import LiveController, live_controller, wait_for
 from tests.conftest import free_port, need
 
 
@@ -69,7 +69,7 @@ class ControllerScrape:
 def scraped(tmp_path: Path) -> Iterator[tuple[LiveController, ControllerScrape]]:
     need(shutil.which("prometheus") is not None, "the Debian prometheus package is not installed")
     prom_port = free_port()
-    live = LiveController(
+    live = live_controller(
         tmp_path / "yiwang.db", series_prometheus_url=f"http://127.0.0.1:{prom_port}"
     ).start()
     prom = ControllerScrape(tmp_path, prom_port, live.port)

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from controller.api.app import create_app
-from controller.api.server import ServerThread
 from controller.cli import app as cli
 from controller.cli import main as cli_main
+from controller.live import ServerThread
 from controller.settings import Settings
 from tests.conftest import free_port
 from tests.security.conftest import ADMIN, PROBLEM, bearer, issue, job

@@ -3,23 +3,18 @@ and that an acknowledged submission survives a killed process."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from controller.live import LiveController
 from controller.store import Store
 from controller.store.migrate import downgrade, upgrade
 from controller.store.schema import metadata
 from controller.store.store import new_job_id, now
-from tests.conftest import REPO, free_port
 
 
 def job_row(tenant: str = "guangdong", key: str | None = None) -> dict[str, object]:
@@ -111,43 +106,20 @@ def test_leader_lease_fences_with_a_rising_epoch(db_url: str) -> None:
     b.close()
 
 
-SERVER = """
-import sys, uvicorn
-from controller.api.app import create_app
-from controller.settings import Settings
-app = create_app(Settings(database_url=sys.argv[1], background=False))
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="error")
-"""
-
-
 def test_acknowledged_submissions_survive_kill_9(db_url: str, tmp_path: Path) -> None:
     """Submit through a real server process, kill it with SIGKILL right after the answers, and
     find every acknowledged job in the database."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, db_url, str(port)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    server = LiveController(process=True, database_url=db_url, background=False, start_timeout_s=60)
     acked: list[str] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.1)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+        server.start()
+        with server.http() as c:
             for i in range(40):
                 r = c.post("/v1/jobs", json={"name": f"j{i}", "tenant": "hubei"})
                 assert r.status_code == 201
                 acked.append(r.json()["id"])
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        server.kill()
     store = Store(db_url, migrate=False)
     for job_id in acked:
         row = store.get_job(job_id)

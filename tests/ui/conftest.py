@@ -17,11 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.api.app import create_app
-from controller.api.server import ServerThread
+from controller.live import LiveController
 from controller.service import Controller
-from controller.settings import Settings
-from tests.conftest import REPO, free_port, need
+from tests.conftest import REPO, need
 from tests.ui import console as console_federation
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,17 +64,14 @@ ADMIN_TOKEN = "ui-test-operator-token"
 
 
 def _serve(tmp_path: Path, admin_token: str | None) -> Iterator[Live]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'yiwang.db'}", background=False, admin_token=admin_token
-    )
-    app = create_app(settings)
-    port = free_port()
-    server = ServerThread(app, port, name="ui-test-controller").start()
-    lv = Live(f"http://127.0.0.1:{port}", app.state.controller)
+    server = LiveController(
+        tmp_path / "yiwang.db", name="ui-test-controller", background=False, admin_token=admin_token
+    ).start()
+    lv = Live(server.url, server.controller)
     if admin_token:
         lv.http.headers["Authorization"] = f"Bearer {admin_token}"
     try:
-        for name in app.state.controller.registry.clusters:
+        for name in server.controller.registry.clusters:
             assert lv.http.post(f"/v1/agents/{name}/heartbeat").status_code == 200
         assert lv.http.post("/v1/datasets", json=DATASET).status_code == 201
         yield lv

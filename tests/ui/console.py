@@ -22,12 +22,10 @@ from typing import Any
 
 import httpx
 
-from controller.api.app import create_app
-from controller.api.server import ServerThread, free_port
 from controller.drills.harness import DrillFederation
 from controller.drills.runner import run_files
+from controller.live import LiveController
 from controller.service import Controller
-from controller.settings import Settings
 from controller.store.store import now
 from tests.drills.conftest import small_scenario, write
 
@@ -204,21 +202,18 @@ def fast_dir(tmp: Path) -> Path:
     return tmp
 
 
-def start(tmp: Path) -> tuple[Console, ServerThread]:
+def start(tmp: Path) -> tuple[Console, LiveController]:
     drills_dir = tmp / "drill-reports"
-    db = fast_dir(tmp) / "console.db"
-    settings = Settings(
-        database_url=f"sqlite:///{db}",
+    server = LiveController(
+        fast_dir(tmp) / "console.db",
+        name="console-controller",
         background=True,
         metrics_sample_s=0.5,
         drill_reports_dir=drills_dir,
         holder="console-test",
-    )
-    app = create_app(settings)
-    port = free_port()
-    server = ServerThread(app, port, name="console-controller").start()
-    url = f"http://127.0.0.1:{port}"
-    c = Console(url, app.state.controller, httpx.Client(base_url=url, timeout=10), None, drills_dir)  # type: ignore[arg-type]
+    ).start()
+    url = server.url
+    c = Console(url, server.controller, httpx.Client(base_url=url, timeout=10), None, drills_dir)  # type: ignore[arg-type]
     failover = c.get("/v1/policies")["failover"]
     r = c.http.put(
         "/v1/policies/failover", json={**failover, "lease_s": LEASE_S, "heartbeat_grace_s": GRACE_S}
@@ -287,7 +282,7 @@ def start(tmp: Path) -> tuple[Console, ServerThread]:
     return c, server
 
 
-def stop(c: Console, server: ServerThread) -> None:
+def stop(c: Console, server: LiveController) -> None:
     c.fed.stop()
     c.http.close()
     server.stop()

@@ -1,0 +1,183 @@
+"""The base every repository of the store builds on: transactions (``tx``: a write that returns
+only after its commit; ``read``), the bulk ``executemany``, and the time helpers.
+
+A write returns only after its transaction committed, so an API answer built on it is durable.
+A change and its audit row are written in one transaction (``audit_chain.append``): a write
+method that owns its transaction takes the row (``audit=``); one that runs in the caller's
+(``conn``) leaves the row to the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from itertools import chain
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, Engine, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.sql.dml import Insert, UpdateBase
+
+from controller.errors import StoreUnavailable
+from controller.store.engine import RETRY_AFTER_S, store_unavailable
+
+SQLITE_MAX_VARIABLES = 32_766  # SQLite's default limit since 3.32
+
+
+def utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _memo(proc: Any) -> Any:
+    """A bind processor remembering its answers (for values many rows share: instants)."""
+    seen: dict[Any, Any] = {}
+    last: list[Any] = [seen, None]  # the last value and its answer (rows often share the object)
+
+    def process(value: Any) -> Any:
+        if value is last[0]:
+            return last[1]
+        key = (value, getattr(value, "tzinfo", None))  # equal instants in other zones differ
+        out = seen.get(key, seen)
+        if out is seen:
+            out = seen[key] = proc(value)
+        last[0], last[1] = value, out
+        return out
+
+    return process
+
+
+class StoreBase:
+    """What every repository of the store shares: the engine, write transactions, reads and the
+    bulk executemany. ``Store`` (controller/store/store.py) sets these attributes up."""
+
+    url: str
+    engine: Engine
+    is_sqlite: bool
+    _write_lock: threading.Lock | None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """A write transaction. Under SQLite it starts with BEGIN IMMEDIATE: the write lock is
+        taken before the first read, so a read-then-write (a compare-and-set, a scheduling
+        cycle) is atomic against writers in other processes too, and never fails on a stale
+        snapshot. Under PostgreSQL, reads that decide a write lock their rows (FOR UPDATE)."""
+        try:
+            if self._write_lock is None:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with self._write_lock, self.engine.begin() as conn:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    yield conn
+        except (DBAPIError, PoolTimeout) as exc:
+            if store_unavailable(exc):
+                raise self.unavailable(exc) from exc
+            raise
+
+    def executemany(self, conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> None:
+        """``conn.execute(stmt, params)`` for the hot bulk writes. Under SQLite the statement is
+        compiled once and its parameters converted by the types' own bind processors (the same
+        conversions SQLAlchemy applies: DATETIME text, the engine's JSON serializer, booleans),
+        then handed to the driver's executemany: SQLAlchemy's per-row execution bookkeeping was
+        most of a cycle's write time, and it ran while holding the database's write lock.
+        Rows are grouped by their keys (one compiled statement per group)."""
+        if not params:
+            return
+        if not self.is_sqlite:
+            conn.execute(stmt, list(params))
+            return
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for p in params:
+            groups.setdefault(tuple(p), []).append(p)
+        for group in groups.values():
+            if not self._sqlite_executemany(conn, stmt, group):
+                conn.execute(stmt, group)
+
+    @staticmethod
+    def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[str, Any]]) -> bool:
+        """False (nothing written) for an INSERT that leaves out a column with a default:
+        SQLAlchemy computes those per row, so the caller takes its path."""
+        keys = list(params[0])
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
+        names = compiled.positiontup or []
+        if isinstance(stmt, Insert) and set(names) != set(keys):
+            return False
+        fixed = compiled.params
+        plan = []
+        for name in names:
+            type_ = compiled.binds[name].type
+            proc = type_.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            if proc is not None and isinstance(type_, DateTime):
+                proc = _memo(proc)  # a cycle's rows share their instants
+            plan.append((name, name in keys, proc))
+        # Column by column (the processors over whole columns), then zipped into rows.
+        columns: list[list[Any]] = []
+        for name, given, proc in plan:
+            values = [p[name] for p in params] if given else [fixed[name]] * len(params)
+            columns.append([proc(v) for v in values] if proc is not None else values)
+        sql = compiled.string
+        if not isinstance(stmt, Insert) or " VALUES (" not in sql or not names:
+            conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+            return True
+        # One multi-row INSERT per chunk instead of a statement step per row: the driver
+        # releases and re-takes the GIL around every step, and in a busy API process each
+        # re-take waits behind the event loop, all while this process holds the write lock.
+        head, group = sql.split(" VALUES ", 1)
+        per = max(1, min(500, SQLITE_MAX_VARIABLES // len(names)))
+        for k in range(0, len(params), per):
+            chunk = [c[k : k + per] for c in columns]
+            flat = tuple(chain.from_iterable(zip(*chunk, strict=True)))
+            conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk[0]))}", flat)
+        return True
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except (DBAPIError, PoolTimeout) as exc:
+            if store_unavailable(exc):
+                raise self.unavailable(exc) from exc
+            raise
+
+    @staticmethod
+    def unavailable(exc: BaseException) -> StoreUnavailable:
+        """The domain error for a store that cannot serve now (nothing was acknowledged)."""
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return StoreUnavailable(
+            f"the store is unavailable ({type(exc).__name__}: {first[0][:200] if first else ''}); "
+            "nothing was committed that this answer acknowledges: retry the same request",
+            retry_after=RETRY_AFTER_S,
+        )
+
+    def writable(self) -> bool:
+        """The store takes writes now: under PostgreSQL, the session's server is a primary (not
+        a standby, nor one being demoted); SQLite always."""
+        if self.is_sqlite:
+            return True
+        with self.read() as conn:
+            return not bool(conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar())
+
+    def sync_barrier(self, conn: Connection, table: Any, key: Any, value: Any) -> None:
+        """Make the caller's commit wait until what it read is on the synchronous standby.
+        PostgreSQL shows a commit to other sessions only once the standby has confirmed it,
+        except when that wait was cut short (a cancel, a statement timeout, the backend ended
+        while waiting): the commit is then visible on the primary alone. An answer built only on
+        a read (an idempotent replay acknowledges the stored job) therefore writes too: a no-op
+        update of the row read writes WAL, so this transaction's commit waits for the standby,
+        and with it everything before it. Nothing to do under SQLite (no replica)."""
+        if self.is_sqlite:
+            return
+        conn.execute(update(table).where(key == value).values({key.name: value}))

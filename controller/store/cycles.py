@@ -1,0 +1,220 @@
+"""The scheduling cycle's writes (placements and preemptions in a few executemany statements,
+their audit rows) and the decisions it stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+
+from controller.domain import phases
+from controller.domain.decision_codec import unpack_decision
+from controller.domain.phases import JobPhase, Reason
+from controller.store import audit_chain
+from controller.store import schema as t
+from controller.store.base import StoreBase, now
+from controller.store.jobs import ACTIVE_PHASES
+
+
+class CyclesRepo(StoreBase):
+    _contexts: dict[str, dict[str, Any]]  # decision contexts read (immutable)
+
+    def apply_cycle(
+        self,
+        conn: Connection,
+        *,
+        scheduled: Sequence[dict[str, Any]],
+        requeued: Sequence[dict[str, Any]],
+        decisions: Sequence[dict[str, Any]],
+        messages: Sequence[tuple[str, str]],
+    ) -> set[str]:
+        """Write one scheduling cycle inside ``conn``'s transaction with a few executemany
+        statements. ``scheduled``: {id, attempt, cluster, epoch, message, lease_expires_at};
+        ``requeued`` (preempted): {id, attempt, cluster, reason} back to Pending with attempt+1.
+        A job no longer in the expected phase/attempt (cancelled meanwhile) is skipped; returns
+        the ids actually changed. Decisions of skipped jobs are not written."""
+        ids = [r["id"] for r in scheduled] + [r["id"] for r in requeued]
+        current: dict[str, tuple[str, int, str | None]] = {}
+        for k in range(0, len(ids), 500):
+            q = (
+                select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster)
+                .where(t.jobs.c.id.in_(ids[k : k + 500]))
+                .order_by(t.jobs.c.id)
+                .with_for_update()
+            )
+            for row in conn.execute(q):
+                current[row.id] = (row.phase, row.attempt, row.cluster)
+        at = now()
+        ok_sched = [
+            r for r in scheduled if current.get(r["id"], ("", -1, None))[:2] == ("Pending", r["attempt"])
+        ]
+        ok_req = [
+            r
+            for r in requeued
+            if (c := current.get(r["id"])) is not None
+            and c[0] in ACTIVE_PHASES
+            and c[1] == r["attempt"]
+            and c[2] == r["cluster"]
+        ]
+        for r in ok_sched:
+            phases.transition(r["id"], JobPhase.Pending, JobPhase.Scheduled, Reason.Scheduled)
+        for r in ok_req:
+            phases.transition(r["id"], current[r["id"]][0], JobPhase.Pending, Reason.Preempted)
+        changed = {r["id"] for r in ok_sched} | {r["id"] for r in ok_req}
+        if ok_sched:
+            self.executemany(
+                conn,
+                update(t.jobs)
+                .where(t.jobs.c.id == bindparam("b_id"), t.jobs.c.phase == "Pending")
+                .values(
+                    phase="Scheduled",
+                    cluster=bindparam("b_cluster"),
+                    epoch=bindparam("b_epoch"),
+                    message=bindparam("b_message"),
+                    lease_expires_at=bindparam("b_lease"),
+                    updated_at=at,
+                ),
+                [
+                    {
+                        "b_id": r["id"],
+                        "b_cluster": r["cluster"],
+                        "b_epoch": r["epoch"],
+                        "b_message": r["message"],
+                        "b_lease": r["lease_expires_at"],
+                    }
+                    for r in ok_sched
+                ],
+            )
+        if ok_req:
+            self.executemany(
+                conn,
+                update(t.jobs)
+                .where(t.jobs.c.id == bindparam("b_id"))
+                .values(
+                    phase="Pending",
+                    cluster=None,
+                    attempt=bindparam("b_attempt"),
+                    message=bindparam("b_message"),
+                    lease_expires_at=None,
+                    updated_at=at,
+                ),
+                [{"b_id": r["id"], "b_attempt": r["attempt"] + 1, "b_message": r["reason"]} for r in ok_req],
+            )
+        events = [
+            {
+                "job_id": r["id"],
+                "at": at,
+                "type": "Scheduled",
+                "from_phase": "Pending",
+                "to_phase": "Scheduled",
+                "cluster": r["cluster"],
+                "attempt": r["attempt"],
+                "reason": r["message"],
+            }
+            for r in ok_sched
+        ] + [
+            {
+                "job_id": r["id"],
+                "at": at,
+                "type": "Preempted",
+                "from_phase": current[r["id"]][0],
+                "to_phase": "Pending",
+                "cluster": None,
+                "attempt": r["attempt"] + 1,
+                "reason": r["reason"],
+            }
+            for r in ok_req
+        ]
+        self.executemany(conn, insert(t.job_events), events)
+        rows = [d for d in decisions if d["cluster"] is None or d["job_id"] in changed]
+        self.executemany(conn, insert(t.decisions), rows)
+        if messages:
+            self.executemany(
+                conn,
+                update(t.jobs).where(t.jobs.c.id == bindparam("b_id")).values(message=bindparam("b_message")),
+                [{"b_id": i, "b_message": m} for i, m in messages],
+            )
+        return changed
+
+    def audit_placements(
+        self, conn: Connection, decisions: Sequence[dict[str, Any]], changed: set[str]
+    ) -> None:
+        """Append an audit row per placement decision written by ``apply_cycle`` (same filter),
+        inside the cycle's transaction."""
+        rows = [
+            {
+                "at": d["created_at"],
+                "actor": "scheduler",
+                "role": "system",
+                "tenant": None,
+                "action": "placement.decided",
+                "target": f"job/{d['job_id']}",
+                "detail": {
+                    "attempt": d["attempt"],
+                    "cluster": d["cluster"],
+                    "status": d["status"],
+                    "summary": str(d["body"].get("summary", ""))[:500],
+                },
+            }
+            for d in decisions
+            if d["cluster"] is None or d["job_id"] in changed
+        ]
+        audit_chain.append(conn, rows)
+
+    def latest_decision(self, job_id: str) -> dict[str, Any] | None:
+        """The job's latest stored decision body. A body in the columns format gets what it
+        names: its context's fields (``names``, ``plugins``, ``cols``) and its slice of the
+        cycle's packed columns (``bytes``), as ``Decision.model_validate`` expands it."""
+        q = (
+            select(t.decisions.c.body)
+            .where(t.decisions.c.job_id == job_id)
+            .order_by(t.decisions.c.id.desc())
+            .limit(1)
+        )
+        with self.read() as conn:
+            row = conn.execute(q).first()
+            if row is None:
+                return None
+            body = unpack_decision(dict(row[0]))
+            key = body.get("ctx")
+            if isinstance(key, str):
+                context = self._contexts.get(key)
+                if context is None:
+                    stored = conn.execute(
+                        select(t.decision_parts.c.body).where(t.decision_parts.c.key == key)
+                    ).first()
+                    context = dict(stored[0]) if stored and stored[0] else {"names": []}
+                    if len(self._contexts) > 256:
+                        self._contexts.clear()
+                    self._contexts[key] = context
+                body = {**context, **body}
+            ref = body.get("blob")
+            if isinstance(ref, list) and len(ref) == 3:
+                part, offset, length = ref
+                data = conn.execute(
+                    select(func.substr(t.decision_parts.c.data, int(offset) + 1, int(length))).where(
+                        t.decision_parts.c.key == part
+                    )
+                ).scalar()
+                body["bytes"] = bytes(data or b"")
+            return body
+
+    def put_decision_parts(self, conn: Connection, parts: Sequence[dict[str, Any]]) -> None:
+        """Store a cycle's decision parts (``{key, body}`` contexts, ``{key, data}`` packed
+        columns) in ``conn``'s transaction; a context already stored (its key is its digest)
+        is left as it is."""
+        at = now()
+        for p in parts:
+            if "body" in p:
+                found = conn.execute(
+                    select(t.decision_parts.c.key).where(t.decision_parts.c.key == p["key"])
+                ).first()
+                if found is not None:
+                    continue
+            conn.execute(
+                insert(t.decision_parts).values(
+                    key=p["key"], body=p.get("body"), data=p.get("data"), created_at=at
+                )
+            )
