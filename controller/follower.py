@@ -93,12 +93,16 @@ class StoreFollower:
         self.cluster_rows: dict[str, ClusterRow] = {}
         self.policy_versions: dict[str, int] = {}
         self.last_sync = time.time()  # wall clock of the last complete sync (start-up counts)
+        # When the last complete sync began: every change committed before it is reflected
+        # (the security caches trust themselves only while it is recent, controller/security.py).
+        self.last_sync_began = self.last_sync
         self.totals = SyncStats()  # since start, for /metrics
         # Token and grant changes (their audit rows) since start-up, for the security caches.
         self.audit_after = ctl.store.max_audit_id()
         self.security_hooks: list[Callable[[list[tuple[str, str, Any]]], None]] = []
 
     def sync(self) -> SyncStats:
+        began = time.time()
         stats = SyncStats()
         self._clusters(stats)
         self._policies(stats)
@@ -107,6 +111,7 @@ class StoreFollower:
         self._security()
         self.ctl.observed_epoch = self.ctl.store.leader_epoch()
         self.last_sync = time.time()
+        self.last_sync_began = began
         for name in stats.__dataclass_fields__:
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         return stats

@@ -11,9 +11,14 @@ checks the expiry), a tenant's approved grants once. Every change to them writes
 in its own transaction; the process making the change drops what it cached at once, and every
 process's store follower reads the new ``token.*`` and ``grant.*`` audit rows at each sync
 (``follow_interval_s``, 0.5 s by default) and drops what they name. So a revocation takes
-effect at once where it was made and within one sync everywhere else. A token or grant not in
-the cache is read from the database; a submission the cached grants would refuse is checked
-against the database before it is refused (a new approval is never missed).
+effect at once where it was made and within one sync everywhere else. The staleness is bounded
+even when the follower stalls (the store away, a long scheduling cycle in the leader, which
+syncs between cycles): a process whose follower runs trusts its cache only while its last
+complete sync began at most ``max_lag_s`` ago (``cache_max_lag_s``: 2 s, or four sync
+intervals if longer); past that every token and grant is read from the database until the
+follower catches up. A token or grant not in the cache is read from the database; a
+submission the cached grants would refuse is checked against the database before it is refused
+(a new approval is never missed).
 
 Open mode: in ``dev`` with neither YIWANG_ADMIN_TOKEN nor YIWANG_AGENT_TOKEN set, a request
 without a valid token acts as the anonymous ``dev-open`` admin and bypasses every check,
@@ -27,24 +32,22 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from controller.datasets import NAME, DatasetRead
 from controller.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from controller.jobs import JobCreate
 from controller.schemas import Instant
 from controller.settings import Settings
-from controller.store import audit_chain
-from controller.store import schema as t
-from controller.store.store import Store, new_job_id, now, utc
+from controller.store.security import SecurityStore
+from controller.store.store import Store, now, utc
 
 TOKEN_RE = re.compile(r"^yw_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
 
@@ -296,13 +299,32 @@ class AuthCache:
                     self.grants.clear()
 
 
+def cache_max_lag_s(settings: Settings) -> float:
+    """How long after its follower's last complete sync began a process still trusts its token
+    and grant cache (the bound on how stale an answer from the cache can be)."""
+    return max(2.0, 4 * max(settings.follow_interval_s, settings.loop_interval_s))
+
+
 class Security:
     """Authentication, grants and the audit log, over the controller's store."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
+        self.repo = SecurityStore(store)  # the SQL (controller/store/security.py)
         self.settings = settings
         self.cache = AuthCache()
+        # When the follower last began a complete sync (wall clock), once a follower keeps this
+        # process's cache in step (``follow``); None: the cache is always trusted (a process
+        # alone on its database, or tests that sync by hand).
+        self.synced_at: Callable[[], float] | None = None
+        self.max_lag_s = cache_max_lag_s(settings)
+
+    def follow(self, synced_at: Callable[[], float]) -> None:
+        """Trust the cache only while ``synced_at()`` is at most ``max_lag_s`` old."""
+        self.synced_at = synced_at
+
+    def cache_trusted(self) -> bool:
+        return self.synced_at is None or time.time() - self.synced_at() <= self.max_lag_s
 
     @property
     def open(self) -> bool:
@@ -339,7 +361,7 @@ class Security:
         m = TOKEN_RE.match(token)
         if m is None:
             return None
-        entry = self.cache.tokens.get(m.group(1))
+        entry = self.cache.tokens.get(m.group(1)) if self.cache_trusted() else None
         if entry is None:
             self.cache.misses += 1
             return None
@@ -366,15 +388,14 @@ class Security:
         if m is None:
             return None
         generation = self.cache.generation
-        with self.store.read() as conn:
-            row = conn.execute(select(t.api_tokens).where(t.api_tokens.c.id == m.group(1))).first()
-        if row is None or not hmac.compare_digest(hash_token(token), row.secret_hash):
+        row = self.repo.token(m.group(1))
+        if row is None or not hmac.compare_digest(hash_token(token), row["secret_hash"]):
             return None
-        expires = utc(row.expires_at)
-        if row.revoked_at is not None or (expires is not None and expires <= now()):
+        expires = utc(row["expires_at"])
+        if row["revoked_at"] is not None or (expires is not None and expires <= now()):
             return None
-        who = Principal(row.id, Role(row.role), tenant=row.tenant, cluster=row.cluster)
-        self.cache.put_token(row.id, row.secret_hash, who, expires, generation)
+        who = Principal(row["id"], Role(row["role"]), tenant=row["tenant"], cluster=row["cluster"])
+        self.cache.put_token(row["id"], row["secret_hash"], who, expires, generation)
         return who
 
     # ---- tokens -------------------------------------------------------------------------------
@@ -393,26 +414,16 @@ class Security:
             "revoked_at": None,
         }
         detail = {"role": req.role.value, "tenant": req.tenant, "cluster": req.cluster}
-        with self.store.tx() as conn:
-            conn.execute(insert(t.api_tokens).values(**row))
-            audit_chain.append(conn, [by.audit_row("token.issued", f"token/{token_id}", **detail)])
+        self.repo.insert_token(row, by.audit_row("token.issued", f"token/{token_id}", **detail))
         return TokenIssued(**_token_read(row).model_dump(), token=token)
 
     def list_tokens(self) -> list[TokenRead]:
-        with self.store.read() as conn:
-            rows = conn.execute(select(t.api_tokens).order_by(t.api_tokens.c.created_at)).mappings().all()
-        return [_token_read(r) for r in rows]
+        return [_token_read(r) for r in self.repo.tokens()]
 
     def revoke(self, by: Principal, token_id: str) -> None:
-        with self.store.tx() as conn:
-            row = conn.execute(select(t.api_tokens).where(t.api_tokens.c.id == token_id)).first()
-            if row is None:
-                raise NotFound(f"token {token_id!r} not found")
-            if row.revoked_at is None:
-                conn.execute(
-                    update(t.api_tokens).where(t.api_tokens.c.id == token_id).values(revoked_at=now())
-                )
-                audit_chain.append(conn, [by.audit_row("token.revoked", f"token/{token_id}")])
+        done = self.repo.revoke_token(token_id, now(), by.audit_row("token.revoked", f"token/{token_id}"))
+        if done is None:
+            raise NotFound(f"token {token_id!r} not found")
         self.cache.drop_token(token_id)
 
     # ---- data-set grants ----------------------------------------------------------------------
@@ -422,25 +433,20 @@ class Security:
         ids = set(dataset_ids)
         if not ids:
             return set()
-        cached = self.cache.grants.get(tenant)
+        cached = self.cache.grants.get(tenant) if self.cache_trusted() else None
         if cached is not None and ids <= cached:
             self.cache.hits += 1
             return ids
         self.cache.misses += 1
         generation = self.cache.generation
-        q = select(t.dataset_grants.c.dataset_id).where(
-            t.dataset_grants.c.tenant == tenant,
-            t.dataset_grants.c.status == GrantStatus.approved.value,
-        )
-        with self.store.read() as conn:
-            approved = frozenset(r[0] for r in conn.execute(q))
+        approved = self.repo.approved_datasets(tenant)
         self.cache.put_grants(tenant, approved, generation)
         return ids & approved
 
     def granted_cached(self, tenant: str, dataset_ids: Iterable[str]) -> bool:
         """Whether the cache shows an approved grant for every one of ``dataset_ids`` (False
         when it does not know: the caller then asks ``check_grants``)."""
-        cached = self.cache.grants.get(tenant)
+        cached = self.cache.grants.get(tenant) if self.cache_trusted() else None
         return cached is not None and all(d in cached for d in dataset_ids)
 
     def check_grants(self, principal: Principal, spec: JobCreate, datasets: dict[str, DatasetRead]) -> None:
@@ -496,7 +502,6 @@ class Security:
                 f"{tenant!r} owns data set {ds.id!r} and needs no grant",
                 errors=[{"path": "tenant", "message": "the owner needs no grant"}],
             )
-        where = (t.dataset_grants.c.dataset_id == ds.id, t.dataset_grants.c.tenant == tenant)
         fresh = {
             "status": GrantStatus.pending.value,
             "reason": req.reason,
@@ -506,57 +511,27 @@ class Security:
             "decided_at": None,
         }
         audit = by.audit_row("grant.requested", f"dataset/{ds.id}", grantee=tenant, reason=req.reason[:200])
-        try:
-            with self.store.tx() as conn:
-                row = conn.execute(select(t.dataset_grants).where(*where)).mappings().first()
-                if row is not None and row["status"] != GrantStatus.rejected.value:
-                    return _grant_read(row), False
-                if row is None:
-                    conn.execute(
-                        insert(t.dataset_grants).values(
-                            id=new_job_id(), dataset_id=ds.id, tenant=tenant, **fresh
-                        )
-                    )
-                else:
-                    conn.execute(update(t.dataset_grants).where(*where).values(**fresh))
-                stored = conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
-                audit_chain.append(conn, [{**audit, "detail": {**audit["detail"], "grant": stored["id"]}}])
-        except IntegrityError:  # a concurrent request created it first
-            with self.store.read() as conn:
-                return _grant_read(
-                    conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
-                ), False
-        return _grant_read(stored), True
+        row, created = self.repo.request_grant(ds.id, tenant, fresh, audit)
+        return _grant_read(row), created
 
     def list_grants(self, principal: Principal, ds: DatasetRead) -> list[GrantRead]:
-        q = select(t.dataset_grants).where(t.dataset_grants.c.dataset_id == ds.id)
-        if not (
+        sees_all = (
             principal.open or principal.role in (Role.admin, Role.operator) or principal.tenant == ds.owner
-        ):
-            q = q.where(t.dataset_grants.c.tenant == (principal.tenant or ""))
-        with self.store.read() as conn:
-            return [_grant_read(r) for r in conn.execute(q.order_by(t.dataset_grants.c.id)).mappings().all()]
+        )
+        rows = self.repo.grants_of(ds.id, None if sees_all else (principal.tenant or ""))
+        return [_grant_read(r) for r in rows]
 
     def grants_overview(
         self, principal: Principal, status: GrantStatus | None = None, limit: int = 1000
     ) -> list[GrantOverview]:
         """The grants the caller may see across the catalogue: all for admin and operator; for a
         tenant, those it asked for and those on data sets it owns (which it decides)."""
-        g, d = t.dataset_grants.c, t.datasets.c
-        q = (
-            select(t.dataset_grants, d.owner.label("dataset_owner"), d.classification)
-            .join(t.datasets, d.id == g.dataset_id)
-            .order_by(g.requested_at.desc(), g.id.desc())
-            .limit(limit)
-        )
-        if status is not None:
-            q = q.where(g.status == status.value)
         sees_all = principal.open or principal.role in (Role.admin, Role.operator)
-        if not sees_all:
-            mine = principal.tenant or ""
-            q = q.where((g.tenant == mine) | (d.owner == mine))
-        with self.store.read() as conn:
-            rows = conn.execute(q).mappings().all()
+        rows = self.repo.grants_overview(
+            status.value if status is not None else None,
+            limit,
+            None if sees_all else (principal.tenant or ""),
+        )
         out = []
         for r in rows:
             grant = _grant_read({k: r[k] for k in GrantRead.model_fields})
@@ -581,21 +556,17 @@ class Security:
         if not (by.open or by.role == Role.admin or (by.role == Role.tenant and by.tenant == ds.owner)):
             raise Forbidden(f"only the owner of data set {ds.id!r} ({ds.owner}) or an admin decides grants")
         status = GrantStatus.approved if approve else GrantStatus.rejected
-        where = (t.dataset_grants.c.id == grant_id, t.dataset_grants.c.dataset_id == ds.id)
-        with self.store.tx() as conn:
-            row = conn.execute(select(t.dataset_grants).where(*where)).mappings().first()
-            if row is None:
-                raise NotFound(f"grant {grant_id!r} of data set {ds.id!r} not found")
-            if row["status"] != status.value:
-                conn.execute(
-                    update(t.dataset_grants)
-                    .where(*where)
-                    .values(status=status.value, decided_by=by.id, decided_at=now())
-                )
-                action = "grant.approved" if approve else "grant.rejected"
-                audit = by.audit_row(action, f"dataset/{ds.id}", grantee=row["tenant"], grant=grant_id)
-                audit_chain.append(conn, [audit])
-            row = conn.execute(select(t.dataset_grants).where(*where)).mappings().one()
+        action = "grant.approved" if approve else "grant.rejected"
+        row = self.repo.decide_grant(
+            ds.id,
+            grant_id,
+            status.value,
+            by.id,
+            now(),
+            lambda grantee: by.audit_row(action, f"dataset/{ds.id}", grantee=grantee, grant=grant_id),
+        )
+        if row is None:
+            raise NotFound(f"grant {grant_id!r} of data set {ds.id!r} not found")
         self.cache.drop_grants(row["tenant"])
         return _grant_read(row)
 
@@ -613,21 +584,14 @@ class Security:
         exclude_action: str | None = None,
     ) -> list[AuditRead]:
         """Oldest first (``after``: ids above it), or newest first (``after``: ids below it)."""
-        a = t.audit_log.c
-        q = select(t.audit_log).order_by(a.id.desc() if newest_first else a.id).limit(limit)
-        if actor:
-            q = q.where(a.actor == actor)
-        if action:
-            q = q.where(a.action == action)
-        if target:
-            q = q.where(a.target == target)
-        if exclude_action:
-            q = q.where(a.action != exclude_action)
-        if since:
-            since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
-            q = q.where(t.audit_log.c.at >= since)
-        if after is not None:
-            q = q.where(a.id < after if newest_first else a.id > after)
-        with self.store.read() as conn:
-            rows = conn.execute(q).mappings().all()
+        rows = self.repo.audit_rows(
+            actor=actor,
+            action=action,
+            since=since,
+            limit=limit,
+            after=after,
+            target=target,
+            newest_first=newest_first,
+            exclude_action=exclude_action,
+        )
         return [AuditRead.model_validate({**r, "at": utc(r["at"])}) for r in rows]

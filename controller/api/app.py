@@ -71,8 +71,11 @@ def create_app(settings: Settings | None = None, controller: Controller | None =
     app.state.settings = settings
     app.state.controller = ctl
     app.state.security = Security(ctl.store, settings)
-    if ctl.follower is not None:  # token and grant changes made elsewhere drop what is cached
-        ctl.follower.security_hooks.append(app.state.security.cache.invalidate)
+    follower = ctl.follower
+    if follower is not None:  # token and grant changes made elsewhere drop what is cached
+        follower.security_hooks.append(app.state.security.cache.invalidate)
+        if settings.background:  # the follower runs: the cache is trusted while it keeps up
+            app.state.security.follow(lambda: follower.last_sync_began)
     app.state.denials = denials  # 401/403, counted and audited per interval (controller/denials.py)
     problems.install(app)
     for module in (jobs, clusters, datasets, policies, agents, security, console, system, ui):

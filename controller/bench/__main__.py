@@ -358,6 +358,7 @@ def bench_api(
     ``tenants``: distinct jobs with inputs, each sent with its tenant's token (grants checked;
     ``tenant_world``); otherwise the first benchmark's identical jobs in open dev mode."""
     api_ports = [free_port() for _ in range(api_replicas if split else 1)]
+    load_before = os.getloadavg()[0]  # the shared VM: what else ran meanwhile, reported beside the rate
     with tempfile.TemporaryDirectory() as tmp:
         base = {
             **os.environ,
@@ -442,6 +443,7 @@ def bench_api(
         "pending_left": pending,
         "scheduled_per_s_end_to_end": round(ok / (dt + sched_dt), 1) if pending == 0 else None,
         "scheduling": scheduling,
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
     }
 
 
@@ -577,6 +579,12 @@ def main(argv: list[str] | None = None) -> int:
         help="bound on the 10M-decision memory run (past it the 10M figure is extrapolated, and says so)",
     )
     ap.add_argument("--api-seconds", type=float, default=15.0)
+    ap.add_argument(
+        "--api-replicas",
+        type=int,
+        default=1,
+        help="API processes in front of the scheduling leader in the tenant runs (SQLite and PostgreSQL)",
+    )
     ap.add_argument("--replay-workload", action="append", choices=["gpu", "cpu"], help="default: gpu")
     ap.add_argument("--replay-load", action="append", type=float, help="default: 0.5, 0.7, 0.9")
     ap.add_argument("--replay-order", action="append", choices=list(SORTED_ORDERS), help="default: all")
@@ -621,10 +629,12 @@ def main(argv: list[str] | None = None) -> int:
             part("memory_templated", bench_memory_templated, args.data_dir)
     secs = args.api_seconds
     if "api" not in skip:
-        part("api", bench_api_median, tenants=True, seconds=secs)
+        part("api", bench_api_median, tenants=True, seconds=secs, api_replicas=args.api_replicas)
         part("api_open", bench_api, seconds=secs)
     if "api-postgresql" not in skip:
-        part("api_postgresql", bench_api_postgresql, tenants=True, seconds=secs)
+        part(
+            "api_postgresql", bench_api_postgresql, tenants=True, seconds=secs, api_replicas=args.api_replicas
+        )
     if "api-extra" not in skip:
         part("api_open_postgresql", bench_api_postgresql, seconds=secs)
         part("api_one_process", bench_api, split=False, seconds=secs)

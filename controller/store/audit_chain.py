@@ -45,7 +45,12 @@ def canonical(row: dict[str, Any]) -> bytes:
 
 
 def link(prev_hash: str, row: dict[str, Any]) -> str:
-    return sm3(prev_hash.encode() + b"\n" + canonical(row))
+    return link_canonical(prev_hash, canonical(row))
+
+
+def link_canonical(prev_hash: str, body: bytes) -> str:
+    """``link`` of a row whose canonical bytes are already computed."""
+    return sm3(prev_hash.encode() + b"\n" + body)
 
 
 def normalized(row: dict[str, Any]) -> dict[str, Any]:
@@ -60,20 +65,46 @@ def last_hash(conn: Connection) -> str:
     return str(h) if h else GENESIS
 
 
-def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chain and insert ``rows`` in the caller's transaction; returns them as inserted. This is
-    the one way an audit row is written: in the transaction of the change it records, so the
-    change and its row commit together or not at all."""
-    if not rows:
+def prepare(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bytes]]:
+    """Each row normalized, with the canonical bytes its hash will cover: everything of the
+    chain that does not depend on the row before it, so a writer can compute it before it
+    takes the database's write lock (``chain_prepared`` then only links)."""
+    out = []
+    for r in rows:
+        row = normalized(r)
+        out.append((row, canonical(row)))
+    return out
+
+
+def chain_prepared(conn: Connection, bodies: Sequence[bytes]) -> list[tuple[str, str]]:
+    """(prev_hash, hash) for rows about to be appended in ``conn``'s transaction, in order,
+    from their canonical bytes (``prepare``). Takes the chain's lock (PostgreSQL: an advisory
+    transaction lock, held to the commit; SQLite: the caller's write transaction is the lock),
+    so the caller must insert exactly these rows, in this order, in the same transaction."""
+    if not bodies:
         return []
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
     prev = last_hash(conn)
     out = []
-    for r in rows:
-        row = normalized(r)
-        row["prev_hash"] = prev
-        row["hash"] = prev = link(prev, row)
+    for body in bodies:
+        h = link_canonical(prev, body)
+        out.append((prev, h))
+        prev = h
+    return out
+
+
+def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chain and insert ``rows`` in the caller's transaction; returns them as inserted. This is
+    the one way an audit row is written (directly, or as ``prepare`` and ``chain_prepared``
+    split in two): in the transaction of the change it records, so the change and its row
+    commit together or not at all."""
+    if not rows:
+        return []
+    prepared = prepare(rows)
+    out = []
+    for (row, _), (prev, h) in zip(prepared, chain_prepared(conn, [b for _, b in prepared]), strict=True):
+        row["prev_hash"], row["hash"] = prev, h
         out.append(row)
     conn.execute(insert(t.audit_log), out)
     return out

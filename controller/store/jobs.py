@@ -17,10 +17,10 @@ from sqlalchemy import Connection, Text, cast, func, insert, select, update
 
 from controller.domain import phases
 from controller.domain.phases import JobPhase, Reason
-from controller.store import audit_chain
+from controller.store import audit_chain, ingest
 from controller.store import schema as t
 from controller.store.base import StoreBase, now
-from controller.store.group_commit import GroupCommitter
+from controller.store.group_commit import PG_GROUP_COMMIT_WRITERS, GroupCommitter
 from controller.store.records import JobEventRow, JobRow
 
 OUTPUT_EVENT = phases.EventType.Output.value  # an executor's output for an attempt; not a phase change
@@ -107,40 +107,38 @@ class JobsRepo(StoreBase):
         return out
 
     def insert_jobs_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert new jobs without idempotency keys and their 'Submitted' events in one
-        transaction, with two executemany statements (three with audit rows)."""
+        """Insert new jobs without idempotency keys, their 'Submitted' events and their audit
+        rows in one transaction; the rows are converted before it (controller/store/ingest.py),
+        so the write lock is held only for the INSERTs and the audit chain's links."""
         for r in rows:
             phases.transition(r["id"], None, r["phase"], Reason.Submitted)
         audits = [r[AUDIT_KEY] for r in rows if r.get(AUDIT_KEY)]
         if audits:
             rows = [{k: v for k, v in r.items() if k != AUDIT_KEY} for r in rows]
+        events = [
+            {
+                "job_id": r["id"],
+                "at": r["created_at"],
+                "type": "Submitted",
+                "from_phase": None,
+                "to_phase": "Pending",
+                "cluster": None,
+                "attempt": r["attempt"],
+                "reason": "job submitted",
+            }
+            for r in rows
+        ]
+        batch = ingest.JobBatch(self.engine.dialect, rows, events, audits)
         with self.tx() as conn:
-            self.executemany(conn, insert(t.jobs), rows)
-            if audits:
-                audit_chain.append(conn, audits)
-            self.executemany(
-                conn,
-                insert(t.job_events),
-                [
-                    {
-                        "job_id": r["id"],
-                        "at": r["created_at"],
-                        "type": "Submitted",
-                        "from_phase": None,
-                        "to_phase": "Pending",
-                        "cluster": None,
-                        "attempt": r["attempt"],
-                        "reason": "job submitted",
-                    }
-                    for r in rows
-                ],
-            )
+            batch.write(conn)
 
     def group_commit(self) -> GroupCommitter:
         """The store's group-commit writer (started on first use)."""
         with _id_lock:
             if self._group_commit is None:
-                self._group_commit = GroupCommitter(self)
+                self._group_commit = GroupCommitter(
+                    self, writers=1 if self.is_sqlite else PG_GROUP_COMMIT_WRITERS
+                )
             return self._group_commit
 
     def get_job(self, job_id: str) -> JobRow | None:

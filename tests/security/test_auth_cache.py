@@ -8,6 +8,7 @@ against the database first)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,63 @@ def test_a_revocation_applied_during_a_token_read_is_not_undone(
     assert b.post("/v1/jobs", json=job(), headers=gd).status_code == 201  # read before the revocation
     assert issued["id"] not in sec.cache.tokens
     assert b.post("/v1/jobs", json=job(), headers=gd).status_code == 401
+
+
+def test_a_stalled_follower_bounds_the_staleness(pair: tuple[TestClient, TestClient, FastAPI]) -> None:
+    """A process trusts its cache only while its follower's last complete sync began at most
+    max_lag_s ago: within it, a revocation made elsewhere is seen at the next sync; past it
+    (the follower stalled), every token is read again and the revoked one is refused at once."""
+    a, b, b_app = pair
+    sec = b_app.state.security
+    issued = issue(a, "tenant", tenant="guangdong")
+    gd = bearer(issued["token"])
+    synced = [time.time()]
+    sec.follow(lambda: synced[0])
+    assert b.post("/v1/jobs", json=job(), headers=gd).status_code == 201  # read once, cached
+    count = reads(b_app)
+    assert b.post("/v1/jobs", json=job(name="again"), headers=gd).status_code == 201
+    assert count[0] == 0  # the follower keeps up: the cache answers
+    assert a.delete(f"/v1/tokens/{issued['id']}", headers=bearer(ADMIN)).status_code == 204
+    # not yet synced, still within the bound: the cached token is accepted (the staleness)
+    assert b.post("/v1/jobs", json=job(name="stale"), headers=gd).status_code == 201
+    synced[0] = time.time() - sec.max_lag_s - 1  # the follower stalled past the bound
+    assert b.post("/v1/jobs", json=job(name="late"), headers=gd).status_code == 401
+    assert count[0] >= 1  # read from the database, not the cache
+    # the same for grants: a withdrawal elsewhere is refused at once past the bound
+    synced[0] = time.time()
+    hubei = bearer(issue(a, "tenant", tenant="hubei")["token"])
+    grant = a.post("/v1/datasets/gd-tax/grants", json={"tenant": "hubei"}, headers=bearer(ADMIN)).json()
+    assert (
+        a.post(f"/v1/datasets/gd-tax/grants/{grant['id']}/approve", headers=bearer(ADMIN)).status_code == 200
+    )
+    body = job("hubei", inputs=["gd-tax"])
+    assert b.post("/v1/jobs", json=body, headers=hubei).status_code == 201  # grants cached
+    assert (
+        a.post(f"/v1/datasets/gd-tax/grants/{grant['id']}/reject", headers=bearer(ADMIN)).status_code == 200
+    )
+    assert b.post("/v1/jobs", json=body, headers=hubei).status_code == 201  # within the bound
+    synced[0] = time.time() - sec.max_lag_s - 1
+    assert b.post("/v1/jobs", json=body, headers=hubei).status_code == 403
+
+
+def test_the_follower_notes_when_its_last_complete_sync_began(
+    pair: tuple[TestClient, TestClient, FastAPI],
+) -> None:
+    _, _, b_app = pair
+    follower = b_app.state.controller.follower
+    before = time.time()
+    follower.sync()
+    assert before <= follower.last_sync_began <= follower.last_sync
+
+
+def test_a_running_follower_is_what_the_cache_trusts(tmp_path: Path) -> None:
+    """With the background loops on, the app ties the cache to its follower's syncs."""
+    url = f"sqlite:///{tmp_path / 'y.db'}"
+    app = create_app(Settings(database_url=url, background=True, admin_token=ADMIN, role="api"))
+    with TestClient(app):
+        sec = app.state.security
+        assert sec.synced_at is not None
+        assert sec.synced_at() == app.state.controller.follower.last_sync_began
+        assert sec.cache_trusted()
+    off = create_app(Settings(database_url=url, background=False, admin_token=ADMIN, role="api"))
+    assert off.state.security.synced_at is None
