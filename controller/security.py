@@ -24,6 +24,9 @@ Open mode: in ``dev`` with neither YIWANG_ADMIN_TOKEN nor YIWANG_AGENT_TOKEN set
 without a valid token acts as the anonymous ``dev-open`` admin and bypasses every check,
 grants included (the demo and most tests rely on it; /readyz reports ``auth: open``). Prod
 refuses to start open (settings.py).
+
+Why one module of this length: the roles, tokens, grants and audit rules are one policy checked
+together on every request; their SQL is in ``store/security.py``.
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ from controller.bench import mixed, postgres
 from controller.jobs import JobCreate, Resources
 from controller.live import LiveController, free_port
 from controller.policies import QuotaPolicy, ResidencyPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue
+from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.ordering import SORTED_ORDERS
+from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS, DEFAULT_DATA_DIR, federation, snapshot_of
 from controller.sim.workload import InputAssigner, make_catalogue
@@ -111,7 +112,8 @@ MEMORY_CHILD = """
 import resource, sys, json
 import numpy as np
 from controller.bench.__main__ import templates
-from controller.scheduler.batch import PendingQueue, ShapeTable
+from controller.scheduler.queue import PendingQueue
+from controller.scheduler.shapes import ShapeTable
 from pathlib import Path
 topo, cat, tpl = templates(2000, 3, Path(sys.argv[2]))
 shapes = ShapeTable()

@@ -32,8 +32,10 @@ from sqlalchemy import insert
 from controller.datasets import DatasetRead
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy, ResidencyPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue, tune_gc
+from controller.scheduler.batch import BatchScheduler
+from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
+from controller.scheduler.shapes import tune_gc
 from controller.scheduler.stored import cycle_rows
 from controller.settings import REPO_POLICIES, Settings
 from controller.sim.federation import ALL_PLUGINS, federation, snapshot_of
@@ -251,7 +253,9 @@ import json, resource, sys
 from pathlib import Path
 from controller.bench.mixed import world, rss_mib
 from controller.policies import QuotaPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue, tune_gc
+from controller.scheduler.batch import BatchScheduler
+from controller.scheduler.queue import PendingQueue
+from controller.scheduler.shapes import tune_gc
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS
 from controller.sim.mixed import MixedJobs
@@ -306,7 +310,9 @@ from datetime import timedelta
 from pathlib import Path
 from controller.bench.mixed import world, rss_mib
 from controller.policies import QuotaPolicy, ResidencyPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue, tune_gc
+from controller.scheduler.batch import BatchScheduler
+from controller.scheduler.queue import PendingQueue
+from controller.scheduler.shapes import tune_gc
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
 from controller.sim.federation import ALL_PLUGINS, snapshot_of

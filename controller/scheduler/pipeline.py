@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
+from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import Snapshot
+from controller.scheduler.queue import PendingQueue, Running
 from controller.scheduler.scheduler import Scheduler
 
 # The id a single decision runs under inside the batch (a plan has no job yet); the Decision

@@ -36,7 +36,7 @@ import numpy as np
 import orjson
 
 from controller.domain.decision_codec import pack_decision
-from controller.scheduler.batch import BatchScheduler, CompactDecision
+from controller.scheduler.compact import CompactDecision, CycleContext
 from controller.scheduler.decision import COLUMNS_FORMAT
 
 UNLISTED = 255
@@ -153,7 +153,7 @@ class _Plugins(NamedTuple):
     order: list[int]  # the scores in the order bodies list them
 
 
-def _plugins(ctx: BatchScheduler) -> _Plugins | None:
+def _plugins(ctx: CycleContext) -> _Plugins | None:
     if not ctx.fused or len(ctx.dynamic_filters) != 1 or len(ctx.dynamic_scores) != 1:
         return None
     dyn_score, dyn_w = ctx.dynamic_scores[0]
@@ -352,7 +352,7 @@ def _rejected(
 
 
 def encode(
-    ctx: BatchScheduler, decisions: Sequence[CompactDecision]
+    ctx: CycleContext, decisions: Sequence[CompactDecision]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
     """The columns bodies of one cycle's decisions and the parts they name (the context, the
     packed bytes of all of them), or None when the cycle's plugins are not the ones this

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.errors import StaleLeader, StoreUnavailable
-from controller.scheduler.batch import tune_gc
+from controller.scheduler.shapes import tune_gc
 from controller.settings import Settings
 from controller.store.store import Store, now
 

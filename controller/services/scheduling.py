@@ -29,9 +29,10 @@ from controller.jobs import JobCreate
 from controller.policies import PolicySet
 from controller.registry import Health, Ledger, Registry
 from controller.scheduler import pipeline
-from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
+from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import Snapshot, demand_vector
+from controller.scheduler.queue import PendingQueue, Running
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
 from controller.services.clusters import IDENTITY_FIELDS

@@ -19,6 +19,9 @@ Jain's fairness index over tenants' mean bounded slowdown; cpu, memory and GPU u
 inside the submission window; residency violations (jobs placed where one of their inputs may
 not go; 0 for every policy here). A job that no policy can ever place (no residency-legal cluster
 is large enough for its gang) is ``infeasible``: counted, and left out of every policy's numbers.
+
+Why one module of this length: the virtual clock, the event loop and the metrics of one replay read
+as one procedure; the workload, baselines and report are their own modules.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ import yaml
 
 from controller.jobs import JobCreate, Resources
 from controller.policies import PlacementPolicy, ResidencyPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue
+from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.framework import CycleState, JobInfo, Snapshot
 from controller.scheduler.ordering import ORDER_CONSTRAINED_FIRST, SORTED_ORDERS, sort_key
 from controller.scheduler.plugins.locality import transfer_estimate
 from controller.scheduler.plugins.residency import ResidencyFilter
+from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
 from controller.settings import REPO_POLICIES
 from controller.sim.baselines import BASELINES, Baseline

@@ -9,8 +9,9 @@ import numpy as np
 from controller.datasets import Classification, DatasetRead
 from controller.jobs import JobCreate, Resources
 from controller.policies import PlacementPolicy, QuotaPolicy, ResidencyPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue
+from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.framework import Snapshot
+from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS, federation, snapshot_of
 from controller.topology.network import NetworkModel

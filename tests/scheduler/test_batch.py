@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.scheduler.batch import PendingQueue
 from controller.scheduler.decision import Decision
+from controller.scheduler.queue import PendingQueue
 from tests.scheduler.helpers import DATASETS, TOPO, batch, enqueue, job, overcommitted, snap
 
 TENANTS = sorted({c.tenant for c in TOPO.clusters})

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from controller.policies import QuotaPolicy
-from controller.scheduler.batch import PendingQueue, ShapeTable
+from controller.scheduler.queue import PendingQueue
 from controller.scheduler.quota import QuotaBook
+from controller.scheduler.shapes import ShapeTable
 from tests.scheduler.helpers import batch, enqueue, fill, job, snap
 
 CAP = [1000.0, 4000.0, 10.0]

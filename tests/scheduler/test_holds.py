@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from controller.scheduler.backfill import EndLedger, may_backfill
-from controller.scheduler.batch import MAX_HOLDS, BatchScheduler, PendingQueue
+from controller.scheduler.batch import MAX_HOLDS, BatchScheduler
+from controller.scheduler.queue import PendingQueue
 from tests.scheduler.helpers import batch, index, job, overcommitted, snap
 
 CYCLE_S = 10.0

@@ -17,7 +17,8 @@ import pytest
 
 from controller.jobs import JobCreate
 from controller.policies import PlacementPolicy, QuotaPolicy, TenantQuota
-from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
+from controller.scheduler.batch import BatchScheduler
+from controller.scheduler.queue import PendingQueue, Running
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS, snapshot_of
 from controller.sim.mixed import MixedJobs

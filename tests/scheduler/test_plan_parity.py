@@ -21,10 +21,11 @@ import pytest
 from controller.datasets import Classification, DatasetRead
 from controller.jobs import JobCreate, Resources
 from controller.policies import QuotaPolicy, ResidencyPolicy, TenantQuota
-from controller.scheduler.batch import BatchScheduler, PendingQueue, Running
+from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import Snapshot
 from controller.scheduler.pipeline import decide
+from controller.scheduler.queue import PendingQueue, Running
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS, federation, snapshot_of
 from controller.topology.model import Topology

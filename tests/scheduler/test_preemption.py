@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from controller.policies import QuotaPolicy
-from controller.scheduler.batch import Running
+from controller.scheduler.queue import Running
 from controller.settings import Settings
 from tests.scheduler.helpers import batch, enqueue, index, job, snap
 

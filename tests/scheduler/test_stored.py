@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import insert
 
 from controller.policies import PlacementPolicy
-from controller.scheduler.batch import BatchScheduler, PendingQueue
+from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.decision import COLUMNS_FORMAT, Decision
+from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import context_of, cycle_rows, encode
 from controller.sim.federation import ALL_PLUGINS
@@ -137,15 +138,15 @@ def test_moved_bytes_stored_as_floats_when_not_all_or_nothing(monkeypatch: pytes
     input's bytes moved are 0 or its size (``DatasetTable.bits_exact``); a transfer model that
     moves part of a data set makes them store the bytes themselves, and they still expand as
     ``to_body``."""
-    from controller.scheduler import batch as batch_module
+    from controller.scheduler import datatable as datatable_module
 
-    real = batch_module.dataset_transfer
+    real = datatable_module.dataset_transfer
 
     def partial(ds, snap):  # type: ignore[no-untyped-def]
         seconds, moved = real(ds, snap)
         return seconds, moved * 0.5
 
-    monkeypatch.setattr(batch_module, "dataset_transfer", partial)
+    monkeypatch.setattr(datatable_module, "dataset_transfer", partial)
     for bs, decisions in cycles(2, 0.0, n=200, count=1):
         assert bs._table is not None and not bs._table.bits_exact
         (context, blob), bodies = encode(bs, decisions)  # type: ignore[misc]

@@ -1,0 +1,153 @@
+"""Per data set of a snapshot generation: the clusters residency forbids and the time and bytes
+to bring it to each cluster, as arrays the batch cycle gathers by job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from controller.datasets import Classification, DatasetRead
+from controller.scheduler.framework import (
+    CodeArray,
+    FloatArray,
+    Snapshot,
+)
+from controller.scheduler.ordering import (
+    ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
+)
+from controller.scheduler.ordering import ORDER_DRF as ORDER_DRF
+from controller.scheduler.plugins.locality import dataset_transfer
+from controller.scheduler.plugins.residency import (
+    dataset_rule,
+    first_forbidding,
+)
+
+IntArray = npt.NDArray[np.intp]
+
+
+class DatasetTable:
+    """Per data set of the snapshot generation, one row: the clusters a job reading it may not
+    run on (residency), the reason, its classification, and the time and bytes to bring it to
+    each cluster (locality). Row 0 is no data set: it pads jobs with fewer inputs. Rows are
+    added as data sets are first read; the owner starts a new table when the generation changes
+    or the table outgrows its bound."""
+
+    def __init__(self, snap: Snapshot, gen: int) -> None:
+        self.snap = snap
+        self.gen = gen
+        self.row: dict[str, int] = {}
+        n = snap.size
+        self.forbidden = np.zeros((64, n), dtype=bool)
+        self.seconds = np.zeros((64, n))
+        self.moved = np.zeros((64, n))
+        self.klass = np.zeros(64, dtype=np.int64)  # classification code, 0 for row 0
+        self.message: list[str] = [""]
+        self.sizes: list[float] = [0.0]
+        self.bits_exact = True  # every input's bytes moved to a cluster are 0 or its size
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.message) - 1
+
+    def _add(self, ds: DatasetRead) -> int:
+        r = len(self.message)
+        if r == len(self.klass):  # grow by doubling
+            self.forbidden = np.concatenate([self.forbidden, np.zeros_like(self.forbidden)])
+            self.seconds = np.concatenate([self.seconds, np.zeros_like(self.seconds)])
+            self.moved = np.concatenate([self.moved, np.zeros_like(self.moved)])
+            self.klass = np.concatenate([self.klass, np.zeros_like(self.klass)])
+        allowed, message = dataset_rule(ds, self.snap)
+        if allowed is not None:
+            self.forbidden[r] = ~allowed
+        self.seconds[r], self.moved[r] = dataset_transfer(ds, self.snap)
+        self.klass[r] = CLASS_CODES[ds.classification]
+        size = float(ds.size_bytes)
+        self.sizes.append(size)
+        if not ((self.moved[r] == 0.0) | (self.moved[r] == size)).all():
+            self.bits_exact = False  # the moved bytes are not "all of it or nothing" per input
+        self.message.append(message)
+        self.row[ds.id] = r
+        return r
+
+    def rows(self, inputs: list[tuple[str, ...]]) -> tuple[IntArray, list[int], list[list[int]]]:
+        """Each job's inputs present in the snapshot as rows (jobs x most inputs, padded with
+        row 0), the jobs with an input the snapshot does not have, and the rows as lists."""
+        row, datasets = self.row, self.snap.datasets
+        missing: list[int] = []
+        lists: list[list[int]] = []
+        K = 1
+        for j, ids in enumerate(inputs):
+            out = []
+            for d in ids:
+                r = row.get(d)
+                if r is None:
+                    ds = datasets.get(d)
+                    if ds is None:
+                        missing.append(j)
+                        continue
+                    self.misses += 1
+                    r = self._add(ds)
+                else:
+                    self.hits += 1
+                out.append(r)
+            if len(out) > K:
+                K = len(out)
+            lists.append(out)
+        table = np.zeros((len(inputs), K), dtype=np.intp)
+        for j, out in enumerate(lists):
+            if out:
+                table[j, : len(out)] = out
+        return table, sorted(set(missing)), lists
+
+    def residency(self, ids: IntArray) -> tuple[CodeArray, list[list[str]]]:
+        codes, newly = first_forbidding(self.forbidden[ids])
+        message = self.message
+        lists: list[list[str]] = [_NO_MESSAGES] * len(ids)
+        for j in np.flatnonzero(newly.any(axis=1)).tolist():
+            lists[j] = [message[r] for r in ids[j][newly[j]].tolist()]
+        return codes, lists
+
+    def transfers(self, ids: IntArray) -> tuple[FloatArray, FloatArray]:
+        """``transfer_estimate`` for every job: the slowest input's time, the bytes summed in
+        input order."""
+        seconds = np.zeros((len(ids), self.snap.size))
+        moved = np.zeros((len(ids), self.snap.size))
+        for k in range(ids.shape[1]):
+            np.maximum(seconds, self.seconds[ids[:, k]], out=seconds)
+            moved += self.moved[ids[:, k]]
+        return seconds, moved
+
+    def moved_bits(self, ids: IntArray) -> npt.NDArray[np.uint8] | None:
+        """Per job and cluster, which inputs are moved there (bit k: input k), when a job has
+        at most eight inputs and each input's bytes moved are 0 or its size: the stored
+        decisions keep the bytes moved as these bits (the sizes of the set bits added in input
+        order give exactly the bytes ``transfers`` sums, row 0 adding 0.0)."""
+        if ids.shape[1] > 8 or not self.bits_exact:
+            return None
+        bits = np.zeros((len(ids), self.snap.size), dtype=np.uint8)
+        for k in range(ids.shape[1]):
+            bits |= (self.moved[ids[:, k]] != 0).astype(np.uint8) << k
+        return bits
+
+    def class_keys(self, ids: IntArray) -> list[int]:
+        """Each job's input classifications in order, as one integer (green's cache key)."""
+        codes = self.klass[ids]
+        weights = 4 ** np.arange(ids.shape[1], dtype=np.int64)
+        out: list[int] = (codes * weights).sum(axis=1).tolist()
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        asked = self.hits + self.misses
+        return {
+            "size": len(self),
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hits / asked, 4) if asked else None,
+        }
+
+
+_NO_MESSAGES: list[str] = []
+CLASS_CODES = {c: k for k, c in enumerate(Classification, start=1)}

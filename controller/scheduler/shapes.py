@@ -1,0 +1,384 @@
+"""Job shapes: what the static plugins read of a job (tenant, priority, inputs, constraints,
+resources, replicas, tolerance), interned in a bounded table so that jobs of one shape share the
+static filters' and scores' results for a snapshot generation (``batch.py``)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from controller.jobs import Constraints, JobCreate, Resources
+from controller.policies import QuotaPolicy
+from controller.scheduler.framework import (
+    FloatArray,
+)
+from controller.scheduler.ordering import (
+    ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
+)
+from controller.scheduler.ordering import ORDER_DRF as ORDER_DRF
+from controller.scheduler.plugins.constraints import ConstraintsPlugin
+from controller.scheduler.plugins.gang import REASON_GANG, REASON_NODE, GangFilter
+from controller.scheduler.plugins.green import GreenScore
+from controller.scheduler.plugins.health import HealthFilter
+from controller.scheduler.plugins.residency import (
+    ResidencyFilter,
+)
+from controller.scheduler.quota import effective_priority
+
+IntArray = npt.NDArray[np.intp]
+
+
+# What each built-in static plugin reads of a job: its cache key (evaluate_many). A filter's or
+# score's result is a function of the snapshot generation and this key only.
+FILTER_KEYS: dict[type, Callable[[Shape], Any]] = {
+    HealthFilter: lambda shape: (),
+    ConstraintsPlugin: lambda shape: shape.ckey,
+    ResidencyFilter: lambda shape: shape.inputs,
+    GangFilter: lambda shape: (shape.resources, shape.replicas),
+}
+GANG_MESSAGES = [REASON_GANG, REASON_NODE]
+SCORE_KEYS: set[type] = {ConstraintsPlugin, GreenScore}  # cached by constraints / tolerance and classes
+
+
+def shape_key(spec: JobCreate, priority: int | None) -> tuple[Any, ...]:
+    """What the scheduler reads of a job; jobs with equal keys get equal decisions. The runtime
+    estimate is not in it: only the order reads it, and the queue keeps it per job."""
+    c = spec.constraints
+    ckey: Any = ()
+    if c.allow_clusters or c.deny_clusters or c.prefer_clusters or c.require_labels or c.prefer_labels:
+        ckey = c.model_dump_json()
+    r = spec.resources
+    intern = sys.intern  # tenants and data set ids repeat across millions of jobs
+    return (
+        intern(spec.tenant),
+        priority,
+        tuple([intern(d) for d in spec.inputs]),
+        ckey,
+        r.cpu,
+        r.memory_gib,
+        r.gpus,
+        spec.replicas,
+        spec.delay_tolerant,
+        spec.priority_class,
+    )
+
+
+class LRU:
+    """A bounded mapping with least-recently-used eviction and hit/miss counters."""
+
+    __slots__ = ("data", "hits", "maxsize", "misses")
+
+    def __init__(self, maxsize: int) -> None:
+        self.data: OrderedDict[Any, Any] = OrderedDict()
+        self.maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Any) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self.data.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        data = self.data
+        data[key] = value
+        if len(data) > self.maxsize:
+            data.popitem(last=False)
+
+    def clear(self) -> None:
+        self.data.clear()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def stats(self) -> dict[str, Any]:
+        asked = self.hits + self.misses
+        return {
+            "size": len(self.data),
+            "max": self.maxsize,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hits / asked, 4) if asked else None,
+        }
+
+
+def _static_groups(ctx: Any, shape: Shape) -> dict[tuple[str, str], list[str]]:
+    """The static filters' rejections of a shape grouped by (plugin, reason): plugins in their
+    configured order, a plugin's reasons in the order of the first cluster each rejects, names
+    in cluster order; computed once per shape and snapshot generation."""
+    cached = shape.static_groups
+    if cached is not None and cached[0] == shape.gen:
+        return cached[1]
+    groups: dict[tuple[str, str], list[str]] = {}
+    rej = shape.rejected
+    where = np.flatnonzero(rej)
+    if len(where):
+        codes = rej[where]
+        order = np.lexsort((where, codes >> 8))
+        names, filters, messages = ctx.names, ctx.static_filters, shape.rejected_messages
+        for i, code in zip(where[order].tolist(), codes[order].tolist(), strict=True):
+            p = code >> 8
+            key = (filters[p - 1].NAME, messages[p - 1][(code & 0xFF) - 1])
+            groups.setdefault(key, []).append(names[i])
+    shape.static_groups = (shape.gen, groups)
+    return groups
+
+
+@dataclass(slots=True)
+class StaticBody:
+    """What every stored decision of a shape repeats while the snapshot generation holds: the
+    names of its statically feasible clusters, its static scores on them (raw, rounded, and
+    as JSON-ready lists) and its transfer estimates. ``CompactDecision.to_body`` slices these
+    instead of rebuilding them per job."""
+
+    names: list[str]
+    scores: list[tuple[str, float, FloatArray, FloatArray, list[float]]]  # name, w, raw, rounded, list
+    transfer_bytes: FloatArray | None
+    transfer_seconds: FloatArray | None
+    transfer_lists: tuple[list[float], list[float]] | None
+
+
+def _static_body(ctx: Any, shape: Shape) -> StaticBody:
+    cached = shape.static_body
+    if cached is not None and cached[0] == shape.gen:
+        return cached[1]
+    idx = shape.idx
+    scores = []
+    for name, w, raw in shape.static_scores:
+        rounded = np.round(raw, 3)
+        scores.append((name, w, raw, rounded, rounded.tolist()))
+    body = StaticBody([ctx.names[int(c)] for c in idx], scores, None, None, None)
+    if shape.transfer is not None:
+        seconds, moved = shape.transfer
+        body.transfer_bytes = moved
+        body.transfer_seconds = np.round(seconds, 3)
+        body.transfer_lists = (body.transfer_bytes.tolist(), body.transfer_seconds.tolist())
+    shape.static_body = (shape.gen, body)
+    return body
+
+
+_NO_CONSTRAINTS = Constraints()
+_SPEC_TEMPLATE = JobCreate(name="shape", tenant="shape")
+
+
+class Shape:
+    """A shape's scheduling-relevant fields (not the whole spec: a million pending jobs of a
+    million shapes must fit in memory) and, per snapshot generation, its static results:
+
+    - ``idx``: the statically feasible clusters (indices, ascending), ``cap_rows`` their capacity;
+    - ``static_total``, ``static_scores``: the static scores' weighted sum and each plugin's
+      scores, over ``idx``;
+    - ``rejected``: per cluster, ``plugin << 8 | code`` of the first static filter rejecting it
+      (plugin counted from 1 in the configured order, ``code`` indexing that filter's messages
+      in ``rejected_messages``), 0 where every static filter passes;
+    - ``transfer``: the input-transfer estimate (seconds, bytes) per cluster."""
+
+    __slots__ = (
+        "_demand",
+        "_inputs_of",
+        "backup_pos",
+        "best_transfer_s",
+        "cap_cpu",
+        "cap_mem",
+        "cap_rows",
+        "ckey",
+        "delay_tolerant",
+        "demand_list",
+        "failed_cycle",
+        "gen",
+        "has_transfer",
+        "idx",
+        "inputs",
+        "key",
+        "layout",
+        "origin",
+        "priority",
+        "priority_class",
+        "rejected",
+        "rejected_messages",
+        "replicas",
+        "resources",
+        "runtime",
+        "static",
+        "static_body",
+        "static_groups",
+        "static_total",
+        "tenant",
+        "unresolvable",
+    )
+
+    def __init__(self, key: tuple[Any, ...], spec: JobCreate, priority: int | None) -> None:
+        self.key: tuple[Any, ...] = key
+        self.tenant: str = key[0]
+        self.priority = priority
+        self.priority_class = spec.priority_class
+        self.inputs: tuple[str, ...] = key[2]
+        self.ckey: Any = key[3]  # the constraints as JSON, () when there are none
+        self.resources: tuple[float, float, float] = (key[4], key[5], key[6])  # gpu: fractional
+        self.replicas: int = spec.replicas
+        cpu, memory_gib, gpu = self.resources
+        replicas = self.replicas
+        self.delay_tolerant = spec.delay_tolerant
+        self.runtime = spec.expected_runtime_s  # the estimate of the first job of the shape
+        # the gang's demand (``demand_vector``) as floats; the array when first asked for
+        self.demand_list: tuple[float, float, float] = (
+            float(cpu * replicas),
+            float(memory_gib * replicas),
+            float(gpu * replicas),
+        )
+        self._demand: FloatArray | None = None
+        self.gen = -1
+        self.failed_cycle = -1
+        self.idx: IntArray = _EMPTY_IDX
+        self.cap_rows: FloatArray = _EMPTY_ROWS
+        self.cap_cpu: FloatArray = _EMPTY_F  # cap_rows' columns, contiguous
+        self.cap_mem: FloatArray = _EMPTY_F
+        self.static_total: FloatArray = _EMPTY_F
+        # rows over ``idx``: the total, each static score (``layout``: their names and
+        # weights), then, with ``has_transfer``, the transfer seconds and bytes, and, with
+        # ``input_sizes``, the bits of the inputs moved to each cluster
+        self.static: FloatArray = _EMPTY_STATIC
+        self.layout: tuple[tuple[str, float], ...] = ()
+        self.has_transfer = False
+        self._inputs_of: tuple[list[float], list[int]] | None = None  # table sizes, input rows
+        self.rejected: npt.NDArray[np.uint16] = _EMPTY_U16
+        self.rejected_messages: Sequence[list[str]] = ()
+        self.best_transfer_s = 0.0  # the least input-transfer time over ``idx``
+        self.unresolvable = True
+        self.static_groups: tuple[int, dict[tuple[str, str], list[str]]] | None = None
+        self.static_body: tuple[int, StaticBody] | None = None
+        # Failover: the cluster the job was on when it failed (None for a first placement) and
+        # the positions, in ``idx``, of that cluster's designated backups in policy order.
+        self.origin: str | None = None
+        self.backup_pos: Sequence[int] = ()
+
+    @property
+    def input_sizes(self) -> list[float] | None:
+        """The sizes of the inputs present, in input order, when ``static`` has the moved bits."""
+        of = self._inputs_of
+        return None if of is None else [of[0][r] for r in of[1]]
+
+    @property
+    def demand(self) -> FloatArray:
+        """The gang's whole demand (cpu, memory GiB, gpu)."""
+        d = self._demand
+        if d is None:
+            d = self._demand = np.array(self.demand_list, dtype=np.float64)
+        return d
+
+    @property
+    def constraints(self) -> Constraints:
+        return Constraints.model_validate_json(self.ckey) if self.ckey != () else _NO_CONSTRAINTS
+
+    @property
+    def spec(self) -> JobCreate:
+        """A spec with the shape's fields (for plugins), built on demand and not kept."""
+        cpu, memory_gib, gpu = self.resources
+        gpus = (
+            Resources(cpu=cpu, memory_gib=memory_gib, gpu=int(gpu))
+            if float(gpu).is_integer()
+            else Resources(cpu=cpu, memory_gib=memory_gib, gpu_milli=round(gpu * 1000))
+        )
+        return _SPEC_TEMPLATE.model_copy(
+            update={
+                "tenant": self.tenant,
+                "priority": self.priority if self.priority is not None else 100,
+                "priority_class": self.priority_class,
+                "resources": gpus,
+                "replicas": self.replicas,
+                "inputs": list(self.inputs),
+                "constraints": self.constraints,
+                "delay_tolerant": self.delay_tolerant,
+                "expected_runtime_s": self.runtime,
+            }
+        )
+
+    @property
+    def static_scores(self) -> list[tuple[str, float, FloatArray]]:
+        """Each static score plugin's (name, weight, scores over ``idx``)."""
+        static = self.static
+        return [(name, w, static[1 + p]) for p, (name, w) in enumerate(self.layout)]
+
+    @property
+    def transfer(self) -> tuple[FloatArray, FloatArray] | None:
+        """(seconds, bytes) to bring the inputs to each of ``idx``, when locality scores."""
+        if not self.has_transfer:
+            return None
+        P = len(self.layout)
+        return self.static[P + 1], self.static[P + 2]
+
+    @property
+    def feasible_static(self) -> npt.NDArray[np.bool_]:
+        """Per cluster: every static filter passes."""
+        out: npt.NDArray[np.bool_] = self.rejected == 0
+        return out
+
+
+_EMPTY_IDX: IntArray = np.zeros(0, dtype=np.intp)
+_EMPTY_ROWS: FloatArray = np.zeros((0, 3))
+_EMPTY_F: FloatArray = np.zeros(0)
+_EMPTY_U16: npt.NDArray[np.uint16] = np.zeros(0, dtype=np.uint16)
+_EMPTY_STATIC: FloatArray = np.zeros((1, 0))
+SHAPE_CACHE = 50_000  # shapes kept for reuse (least recently used evicted)
+# The cyclic garbage collector's thresholds for a controller process (``tune_gc``).
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """A scheduling cycle allocates a few hundred thousand short-lived containers (queue items,
+    decisions, rows); with CPython's default thresholds (700, 10, 10) the collector runs
+    hundreds of times per cycle and its older generations walk every long-lived object (the
+    shapes, the caches, the ledger): a fifth of a cycle's time on the mixed queue. Freeze
+    what exists at start-up (modules, policies, topology: never garbage) and collect the
+    young generation every 100,000 allocations instead (cycles of garbage are rare here;
+    reference counting frees the rest at once). The service calls this when its loops start;
+    ``make bench`` calls it as the leader would. Once per process."""
+    global _GC_TUNED
+    if _GC_TUNED:
+        return
+    _GC_TUNED = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+_GC_TUNED = False
+
+
+COMPONENT_CACHE = 50_000  # per plugin: static results by what they depend on
+
+
+class ShapeTable:
+    """Interns shapes, so jobs with equal keys share one spec summary and its static results.
+    Bounded (``maxsize``, least recently used evicted): a job keeps its shape while it is
+    queued; an evicted shape is made again, and evaluated again, when its key comes back."""
+
+    def __init__(self, quota: QuotaPolicy | None = None, maxsize: int = SHAPE_CACHE) -> None:
+        self.quota = quota
+        self.shapes = LRU(maxsize)
+
+    def intern(self, spec: JobCreate, origin: str | None = None) -> Shape:
+        """``origin``: the failed cluster a re-placed job comes from (failover backup groups)."""
+        priority = effective_priority(spec, self.quota)
+        key = (*shape_key(spec, priority), origin if spec.failover.policy == "backup-group" else None)
+        shapes = self.shapes
+        shape: Shape | None = shapes.get(key)
+        if shape is None:
+            shape = Shape(key, spec, priority)
+            shape.origin = key[-1]
+            shapes.put(key, shape)
+        return shape
+
+    def __len__(self) -> int:
+        return len(self.shapes)
