@@ -1521,10 +1521,12 @@ class BatchScheduler:
     ) -> FloatArray:
         """Free capacity of the shape's clusters beyond what is held, plus the job's own hold;
         a job expected to end before a hold's shadow time may use that hold's part (backfill),
-        but only as a last resort: when it fits on none of its clusters beyond the holds. A held
-        cluster is the one place a starved gang can run; a job that could run elsewhere and
-        backfills there instead lengthens the held gang's wait when it overruns its estimate,
-        and, at high load, the backlog of every gang that only that cluster can hold."""
+        but not in place of an equally local cluster: only when it fits on none of its clusters
+        beyond the holds, or when the held cluster moves fewer of its input bytes than every
+        cluster it fits on. A held cluster is the one place a starved gang can run; a job that
+        could run as well elsewhere and backfills there instead lengthens the held gang's wait
+        when it overruns its estimate, and, at high load, the backlog of every gang that only
+        that cluster can hold."""
         idx = shape.idx
         rows: FloatArray = free[idx] - held[idx]
         own = self.holds.get(job_id)
@@ -1533,13 +1535,21 @@ class BatchScheduler:
             at = np.searchsorted(idx, own[0])
             if at < len(idx) and idx[at] == own[0]:
                 rows[at] += own[1]
-        if not self.backfill or (rows + EPS >= shape.demand).all(axis=1).any():
+        if not self.backfill:
             return rows
+        fits = (rows + EPS >= shape.demand).all(axis=1)
+        moved = shape.transfer[1] if shape.transfer is not None else None
+        if not fits.any():
+            least = np.inf  # nowhere else: the held part, as a last resort
+        elif moved is None:
+            return rows
+        else:
+            least = float(moved[fits].min())
         for c, shadow in self.shadows.items():
             # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
             if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
                 at = np.searchsorted(idx, c)
-                if at < len(idx) and idx[at] == c:
+                if at < len(idx) and idx[at] == c and (moved is None or float(moved[at]) < least):
                     rows[at] += held[c]
         return rows
 
