@@ -12,9 +12,10 @@ more held than the held gangs' demand, at most one hold per cluster and ``max_ho
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from controller.scheduler.backfill import EndLedger, may_backfill
-from controller.scheduler.batch import MAX_HOLDS, BatchScheduler, PendingQueue
+from controller.scheduler.batch import MAX_HOLDS, BatchScheduler, PendingQueue, Shape
 from tests.scheduler.helpers import batch, index, job, overcommitted, snap
 
 CYCLE_S = 10.0
@@ -292,6 +293,13 @@ def test_backfill_is_a_last_resort() -> None:
     full[g] = 0.0
     rows = bs._rows_with_holds("probe", shape, full, held, SMALL_RUN_S)
     assert rows[at_h, 0] == free[h, 0]  # nowhere else: the held part is offered (backfill)
+    # Somewhere else, but the held cluster holds the job's inputs (moves fewer bytes): offered.
+    moved = np.full(len(shape.idx), 10.0**9)
+    moved[at_h] = 0.0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Shape, "transfer", property(lambda _: (np.zeros(len(moved)), moved)))
+        rows = bs._rows_with_holds("probe", shape, free, held, SMALL_RUN_S)
+    assert rows[at_h, 0] == free[h, 0]
     chosen = []
     for k in range(2):
         if k == 1:
