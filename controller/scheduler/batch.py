@@ -93,7 +93,8 @@ IntArray = npt.NDArray[np.intp]
 # FIFO; "fifo"; "sjf"; "drf": live dominant share, FIFO inside a tenant).
 # Anti-starvation holds, on by default (``hold_*`` below): a job that failed for capacity
 # ``hold_after`` times and has waited ``hold_after_s``, whose static filters leave it at most
-# ``hold_max_clusters`` clusters, gets its gang's demand held back on one of them. The cost to
+# ``hold_max_clusters`` clusters, gets its gang's demand held back on one of them (a free hold
+# goes to the longest-waiting such job at the cycle's end, ``_grant_holds``). The cost to
 # others is bounded: at most ``max_holds`` holds at once, at most one per cluster, each at most
 # the held gang's demand, and each ends when its job starts, which is at the latest when the work
 # running on that cluster at the time of the hold has finished (nothing new can take the held
