@@ -3,7 +3,9 @@ scheduler): a hold keeps a long-waiting gang's demand free on one cluster while 
 there drains, and without backfilling that held part idles until the gang starts. Here a job may
 use the held part when it is expected to end before the held gang is expected to be able to start
 (the hold's *shadow time*), so, if the estimates are right, it is gone before the gang needs the
-room.
+room. It is a last resort (``BatchScheduler._rows_with_holds``): a job that fits on another of
+its clusters goes there, unless the held cluster moves fewer of its input bytes; the held
+cluster is the one place the starved gang can run, and work there that overruns delays it.
 
 The scheduler does not see when running work will end, so it keeps its own ledger of what it
 placed: ``EndLedger`` records, per cluster, each placement's expected end (``now`` plus the job's

@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from controller.datasets import DatasetRead
 from controller.policies import QuotaPolicy
-from controller.scheduler.backfill import EndLedger, may_backfill
+from controller.scheduler.backfill import EPS, EndLedger, may_backfill
 from controller.scheduler.compact import BatchResult, CompactDecision
 from controller.scheduler.datatable import DatasetTable
 from controller.scheduler.framework import (
@@ -99,7 +99,8 @@ IntArray = npt.NDArray[np.intp]
 # FIFO; "fifo"; "sjf"; "drf": live dominant share, FIFO inside a tenant).
 # Anti-starvation holds, on by default (``hold_*`` below): a job that failed for capacity
 # ``hold_after`` times and has waited ``hold_after_s``, whose static filters leave it at most
-# ``hold_max_clusters`` clusters, gets its gang's demand held back on one of them. The cost to
+# ``hold_max_clusters`` clusters, gets its gang's demand held back on one of them (a free hold
+# goes to the longest-waiting such job at the cycle's end, ``_grant_holds``). The cost to
 # others is bounded: at most ``max_holds`` holds at once, at most one per cluster, each at most
 # the held gang's demand, and each ends when its job starts, which is at the latest when the work
 # running on that cluster at the time of the hold has finished (nothing new can take the held
@@ -201,6 +202,10 @@ class BatchScheduler:
         self.max_holds = MAX_HOLDS
         self.holds: dict[str, tuple[int, FloatArray, int]] = {}  # job -> (cluster, demand, cycle)
         self.fail_counts: dict[str, int] = {}
+        # This cycle's jobs that qualify for a hold (job -> shape): the holds free at the cycle's
+        # end go to the longest-waiting of them (``_grant_holds``), not to whichever job happens
+        # to fail first after a hold is released in the middle of a cycle.
+        self.hold_candidates: dict[str, Shape] = {}
         # Backfilling into holds (``backfill.py``): a job expected to end before a hold's shadow
         # time may use the held part; the ledger of expected ends gives the shadow times.
         self.backfill = True
@@ -541,7 +546,7 @@ class BatchScheduler:
                 unplaced.append(item)
                 continue
             own = holds.get(job_id) if holds else None
-            rows = self._rows_with_holds(job_id, idx, free, held, estimate) if holds else free[idx]
+            rows = self._rows_with_holds(job_id, shape, free, held, estimate) if holds else free[idx]
             if shape.failed_cycle == cycle and own is None:
                 self._on_fail(job_id, shape, free, held)
                 decisions.append(
@@ -602,6 +607,7 @@ class BatchScheduler:
             if victims:
                 victims_all.extend(victims)
             scheduled += 1
+        self._grant_holds(free, held)
         queue.requeue(unplaced)
         return BatchResult(decisions, scheduled, victims_all, unplaced)
 
@@ -715,10 +721,17 @@ class BatchScheduler:
         }
 
     def _rows_with_holds(
-        self, job_id: str, idx: IntArray, free: FloatArray, held: FloatArray, estimate: float | None = None
+        self, job_id: str, shape: Shape, free: FloatArray, held: FloatArray, estimate: float | None = None
     ) -> FloatArray:
         """Free capacity of the shape's clusters beyond what is held, plus the job's own hold;
-        a job expected to end before a hold's shadow time may use that hold's part (backfill)."""
+        a job expected to end before a hold's shadow time may use that hold's part (backfill),
+        but not in place of an equally local cluster: only when it fits on none of its clusters
+        beyond the holds, or when the held cluster moves fewer of its input bytes than every
+        cluster it fits on. A held cluster is the one place a starved gang can run; a job that
+        could run as well elsewhere and backfills there instead lengthens the held gang's wait
+        when it overruns its estimate, and, at high load, the backlog of every gang that only
+        that cluster can hold."""
+        idx = shape.idx
         rows: FloatArray = free[idx] - held[idx]
         own = self.holds.get(job_id)
         if own is not None:
@@ -726,13 +739,22 @@ class BatchScheduler:
             at = np.searchsorted(idx, own[0])
             if at < len(idx) and idx[at] == own[0]:
                 rows[at] += own[1]
-        if self.backfill:
-            for c, shadow in self.shadows.items():
-                # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
-                if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
-                    at = np.searchsorted(idx, c)
-                    if at < len(idx) and idx[at] == c:
-                        rows[at] += held[c]
+        if not self.backfill:
+            return rows
+        fits = (rows + EPS >= shape.demand).all(axis=1)
+        moved = shape.transfer[1] if shape.transfer is not None else None
+        if not fits.any():
+            least = np.inf  # nowhere else: the held part, as a last resort
+        elif moved is None:
+            return rows
+        else:
+            least = float(moved[fits].min())
+        for c, shadow in self.shadows.items():
+            # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
+            if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
+                at = np.searchsorted(idx, c)
+                if at < len(idx) and idx[at] == c and (moved is None or float(moved[at]) < least):
+                    rows[at] += held[c]
         return rows
 
     @staticmethod
@@ -798,9 +820,8 @@ class BatchScheduler:
 
     def _on_fail(self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray) -> None:
         """Count a capacity failure; after ``hold_after`` of them, once the job has waited
-        ``hold_after_s`` and if it has at most ``hold_max_clusters`` clusters, hold capacity for
-        it on the cluster where it would fit soonest: the earliest shadow time by the ledger of
-        expected ends, then the largest free share of its demand."""
+        ``hold_after_s`` and if it has at most ``hold_max_clusters`` clusters, the job is a
+        candidate for a hold (``_grant_holds`` at the cycle's end)."""
         if job_id is None:
             return
         n = self.fail_counts.get(job_id, 0) + 1
@@ -809,11 +830,37 @@ class BatchScheduler:
             self.hold_after is None
             or n < self.hold_after
             or job_id in self.holds
-            or len(self.holds) >= self.max_holds
             or len(shape.idx) > self.hold_max_clusters
             or self.ageing.wait(job_id, self._now) < self.hold_after_s
         ):
             return
+        self.hold_candidates[job_id] = shape
+
+    def _grant_holds(self, free: FloatArray, held: FloatArray) -> None:
+        """At the cycle's end, the free hold slots go to the candidates that have waited longest
+        (the order of the queue does not decide: under shortest-job-first, the job placed in a
+        cycle releases its hold to the next failing job *after* it in the order, so the hold
+        would walk up to ever longer jobs while short constrained gangs starve). Each hold goes
+        on the cluster where the gang would fit soonest: the earliest shadow time by the ledger
+        of expected ends, then the largest free share of its demand."""
+        candidates, self.hold_candidates = self.hold_candidates, {}
+        if not candidates or len(self.holds) >= self.max_holds:
+            return
+        wait = self.ageing.wait
+        ranked = sorted(candidates.items(), key=lambda kv: (-wait(kv[0], self._now), kv[0]))
+        for job_id, shape in ranked:
+            if len(self.holds) >= self.max_holds:
+                return
+            if job_id in self.holds:
+                continue
+            best, shadow = self._hold_cluster(shape, free)
+            if best >= 0:
+                self.holds[job_id] = (best, shape.demand.copy(), self.cycle)
+                self.shadows[best] = shadow
+                held[best] += shape.demand
+
+    def _hold_cluster(self, shape: Shape, free: FloatArray) -> tuple[int, float]:
+        """The cluster to hold for ``shape`` (-1: none; one hold per cluster) and its shadow."""
         taken = {h[0] for h in self.holds.values()}
         demand = shape.demand
         best, best_key = -1, (np.inf, np.inf)
@@ -826,10 +873,7 @@ class BatchScheduler:
             shadow = self.ends.shadow(c, free[c], shape.cap_rows[j] - free[c], demand, self._now)
             if (shadow, -ratio) < best_key:
                 best, best_key = c, (shadow, -ratio)
-        if best >= 0:
-            self.holds[job_id] = (best, demand.copy(), self.cycle)
-            self.shadows[best] = best_key[0]
-            held[best] += demand
+        return best, float(best_key[0])
 
     # ---- preemption ---------------------------------------------------------------------------
     def _lowest_priority(self, running: dict[int, list[Running]], c: int) -> float:

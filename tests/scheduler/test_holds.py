@@ -12,10 +12,12 @@ more held than the held gangs' demand, at most one hold per cluster and ``max_ho
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from controller.scheduler.backfill import EndLedger, may_backfill
 from controller.scheduler.batch import MAX_HOLDS, BatchScheduler
 from controller.scheduler.queue import PendingQueue
+from controller.scheduler.shapes import Shape
 from tests.scheduler.helpers import batch, index, job, overcommitted, snap
 
 CYCLE_S = 10.0
@@ -182,3 +184,132 @@ def test_ledger_shadow_and_reconcile() -> None:
     assert led.shadow(1, free, alloc, need, now=50.0) == 50.0
     assert may_backfill(0.0, 100.0, 100.0) and not may_backfill(0.0, 101.0, 100.0)
     assert not may_backfill(0.0, None, 100.0)
+
+
+# ---- who gets the hold (issue 16: 90 % load, sjf) -------------------------------------------------
+GANG_RUN_S = 1000.0
+GANG_EVERY_S = 200.0
+PRE_END_S = 1000.0
+
+
+def hold_chain(bs: BatchScheduler) -> dict[str, float]:
+    """One cluster, shortest-job-first: gangs of 0.6 of it (two never fit together). A long gang
+    (1,000 s, exact estimate) arrives every 200 s from t = 0, more than the cluster can run; a
+    short gang (10 s) arrives at t = 10. Work the scheduler did not place fills half the cluster
+    until t = 1,000, so every gang waits past ``hold_after_s``.
+
+    The short gang is first in the order, so it fails in each cycle *before* the held long gang
+    starts and releases its hold; if the hold went to the next job to fail after that, it would
+    always go to a long gang later in the order, and the short gang would starve for as long as
+    long gangs keep arriving."""
+    s = snap()
+    h = index("prov-hainan")
+    s.allocated[:] = s.capacity
+    s.allocated[h] = 0.0
+    cap = float(s.capacity[h, 0])
+    allow = {"allow_clusters": ["prov-hainan"]}
+    long = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=GANG_RUN_S)
+    short = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=10.0)
+    q = PendingQueue()
+    pre = np.array([cap * 0.5, 1.0, 0.0])
+    s.allocated[h] += pre
+    ends: list[tuple[float, str, np.ndarray]] = [(PRE_END_S, "pre", pre)]
+    out: dict[str, float] = {}
+    t, n_long = 0.0, 0
+    while t <= HORIZON_S * 2:
+        for e in [e for e in ends if e[0] <= t]:
+            s.allocated[h] -= e[2]
+            ends.remove(e)
+        if t >= n_long * GANG_EVERY_S:
+            q.push(f"long{n_long:03d}", bs.shapes.intern(long), runtime=GANG_RUN_S)
+            n_long += 1
+        if t == CYCLE_S:
+            q.push("short", bs.shapes.intern(short), runtime=10.0)
+        res = bs.run(q, s, now=t)
+        assert not overcommitted(s)
+        assert len(bs.holds) <= bs.max_holds
+        for d in res.decisions:
+            if d.chosen >= 0 and d.job_id is not None:
+                ends.append((t + (10.0 if d.job_id == "short" else GANG_RUN_S), d.job_id, d.demand.copy()))
+                out.setdefault(f"start_{d.job_id}", t)
+        if "short" in bs.holds and "hold_at" not in out:  # taken at the cycle's end
+            out["hold_at"] = t
+            out["drain_by"] = max((e[0] for e in ends), default=t)
+        t += CYCLE_S
+    return out
+
+
+def test_sjf_hold_goes_to_the_longest_waiting_gang() -> None:
+    bs = batch()
+    bs.order = "sjf"
+    out = hold_chain(bs)
+    # The short gang qualifies at t = 610 (hold_after_s after it came); the hold in place then
+    # (the first long gang's) is released at t = 1,000, and the short gang, waiting longest of the
+    # candidates, takes the next one at once; it starts when the work running then has finished.
+    assert "hold_at" in out and out["hold_at"] <= PRE_END_S
+    assert "start_short" in out
+    assert out["start_short"] <= out["drain_by"] + CYCLE_S
+    # Before every long gang that came after it (the first long one came before it).
+    later = [v for k, v in out.items() if k.startswith("start_long") and k != "start_long000"]
+    assert later and all(out["start_short"] <= v for v in later)
+
+
+def test_backfill_is_a_last_resort() -> None:
+    """A job that fits on another of its clusters goes there, not into the held part (the held
+    cluster is the one place the starved gang can run, and an overrun there delays it); with
+    nowhere else to go, it may still backfill."""
+    bs = batch()
+    s = snap()
+    h, g = index("prov-hainan"), index("prov-guangdong")
+    s.allocated[:] = s.capacity
+    s.allocated[h] = 0.0
+    cap = float(s.capacity[h, 0])
+    s.allocated[g] = 0.0  # the other cluster free: while it has room, no backfill
+    only_h = {"allow_clusters": ["prov-hainan"]}
+    both = {"allow_clusters": ["prov-hainan", "prov-guangdong"]}
+    q = PendingQueue()
+    q.push(
+        "long",
+        bs.shapes.intern(job("hainan", cpu=cap * 0.5, constraints=only_h, expected_runtime_s=LONG_RUN_S)),
+    )
+    q.push(
+        "gang", bs.shapes.intern(job("hainan", cpu=cap * 0.8, constraints=only_h, expected_runtime_s=5000.0))
+    )
+    t = 0.0
+    while "gang" not in bs.holds and t <= HORIZON_S:
+        bs.run(q, s, now=t)
+        t += CYCLE_S
+    assert "gang" in bs.holds and bs.holds["gang"][0] == h
+    small = job("hainan", cpu=cap * 0.3, constraints=both, expected_runtime_s=SMALL_RUN_S)
+    assert t + SMALL_RUN_S <= LONG_RUN_S  # short enough to backfill
+    # What the placement sees: the held part is not offered while the other cluster has room.
+    shape = bs.shapes.intern(small)
+    bs.evaluate_many([shape], s)
+    held = np.zeros_like(s.capacity)
+    held[h] = bs.holds["gang"][1]
+    free = s.capacity - s.allocated
+    at_h = int(np.searchsorted(shape.idx, h))
+    rows = bs._rows_with_holds("probe", shape, free, held, SMALL_RUN_S)
+    assert rows[at_h, 0] == free[h, 0] - held[h, 0]
+    full = free.copy()
+    full[g] = 0.0
+    rows = bs._rows_with_holds("probe", shape, full, held, SMALL_RUN_S)
+    assert rows[at_h, 0] == free[h, 0]  # nowhere else: the held part is offered (backfill)
+    # Somewhere else, but the held cluster holds the job's inputs (moves fewer bytes): offered.
+    moved = np.full(len(shape.idx), 10.0**9)
+    moved[at_h] = 0.0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Shape, "transfer", property(lambda _: (np.zeros(len(moved)), moved)))
+        rows = bs._rows_with_holds("probe", shape, free, held, SMALL_RUN_S)
+    assert rows[at_h, 0] == free[h, 0]
+    chosen = []
+    for k in range(2):
+        if k == 1:
+            s.allocated[g] = s.capacity[g]  # the other cluster full: the held part, as a last resort
+        q.push(f"small{k}", bs.shapes.intern(small), runtime=SMALL_RUN_S)
+        res = bs.run(q, s, now=t)
+        chosen += [d.chosen for d in res.decisions if d.job_id == f"small{k}"]
+        assert not overcommitted(s)
+        t += CYCLE_S
+    assert chosen == [g, h]
+    assert "gang" in bs.holds
