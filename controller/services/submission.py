@@ -57,6 +57,13 @@ class Submission:
         tenants = {s.spec.tenant for s in self.registry.clusters.values() if s.spec.tenant}
         return tenants | set(self.policies().quota.tenants)
 
+    def is_known_tenant(self, tenant: str) -> bool:
+        """``tenant in known_tenants()`` without building the set (it ran per request: 5 % of the
+        API's CPU): the quota policy's dict first, then the clusters."""
+        if tenant in self.policies().quota.tenants:
+            return True
+        return any(s.spec.tenant == tenant for s in self.registry.clusters.values())
+
     def check_inputs(self, spec: JobCreate) -> None:
         """Names must exist in the federation, or the job would wait forever for them."""
         errors = [
@@ -64,7 +71,7 @@ class Submission:
             for i, ds in enumerate(spec.inputs)
             if ds not in self.datasets
         ]
-        if spec.tenant not in self.known_tenants():
+        if not self.is_known_tenant(spec.tenant):
             errors.append(
                 {
                     "path": "tenant",

@@ -304,3 +304,14 @@ def test_metrics_say_when_the_shared_database_does_not_answer(ready: TestClient,
     assert "yiwang_jobs{" not in r.text
     assert 'yiwang_cluster_up{cluster="prov-xpcc"} 1.0' in r.text
     assert "yiwang_fenced_executions_total 0.0" in r.text
+
+
+def test_is_known_tenant_agrees_with_the_set_of_known_tenants(ready: TestClient, app) -> None:  # type: ignore[no-untyped-def]
+    """The per-request check (no set built) names exactly the tenants ``known_tenants`` lists: the
+    clusters' and the quota policy's."""
+    sub = app.state.controller.submission
+    known = sub.known_tenants()
+    cluster_only = {s.spec.tenant for s in sub.registry.clusters.values()} - set(sub.policies().quota.tenants)
+    assert known and cluster_only  # both sources are exercised
+    for tenant in known | {"atlantis", "", "guangdong-x"}:
+        assert sub.is_known_tenant(tenant) == (tenant in known), tenant
