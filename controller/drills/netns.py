@@ -13,6 +13,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
 
 
 def unavailable() -> str | None:
@@ -81,7 +82,24 @@ class NetLab:
         self.cut.add(cluster)
 
     def heal(self, cluster: str) -> None:
+        """Bring the link back and return once it carries packets: the hub side up with its
+        carrier (bounded wait), and the neighbour entries the cut left unresolved flushed on both
+        sides, so the next connect resolves afresh instead of failing with "No route to host"
+        while an address resolution begun during the cut runs out (seen once in CI)."""
         _ip("-n", self.hub, "link", "set", self.veth[cluster], "up")
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            r = subprocess.run(
+                ["ip", "-n", self.hub, "-o", "link", "show", "dev", self.veth[cluster]],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+            if "LOWER_UP" in r.stdout:
+                break
+            time.sleep(0.02)
+        _ip("-n", self.ns[cluster], "neigh", "flush", "dev", "eth0")
+        _ip("-n", self.hub, "neigh", "flush", "dev", "br0", "to", self.addr[cluster])
         self.cut.discard(cluster)
 
     def pids(self, ns: str) -> list[int]:
