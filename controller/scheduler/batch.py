@@ -100,15 +100,18 @@ IntArray = npt.NDArray[np.intp]
 # Anti-starvation holds, on by default (``hold_*`` below): a job that failed for capacity
 # ``hold_after`` times and has waited ``hold_after_s``, whose static filters leave it at most
 # ``hold_max_clusters`` clusters, gets its gang's demand held back on one of them (a free hold
-# goes to the longest-waiting such job at the cycle's end, ``_grant_holds``). The cost to
-# others is bounded: at most ``max_holds`` holds at once, at most one per cluster, each at most
-# the held gang's demand, and each ends when its job starts, which is at the latest when the work
-# running on that cluster at the time of the hold has finished (nothing new can take the held
-# part). tests/scheduler/test_holds.py checks this on an adversarial queue.
+# goes to the candidate with the highest expected slowdown at the cycle's end, ``_grant_holds``).
+# The cost to others is bounded: at most ``max_holds`` holds at once, at most one per cluster,
+# each at most the held gang's demand, and each ends when its job starts, which is at the latest
+# when the work running on that cluster at the time of the hold has finished (nothing new can
+# take the held part). A candidate that has waited ``hold_starving_s`` is served before every
+# other. tests/scheduler/test_holds.py checks this on adversarial queues.
 HOLD_AFTER_FAILS = 3
 HOLD_AFTER_S = 600.0
 HOLD_MAX_CLUSTERS = 5
 MAX_HOLDS = 1
+HOLD_STARVING_S = 86_400.0  # past this wait, holds go by wait alone (``_grant_holds``)
+SLOWDOWN_FLOOR_S = 10.0  # bounded slowdown: runtimes under 10 s count as 10 s (as the replay's)
 QUOTA = "quota"
 REASON_LOCALITY_WAIT = (
     "waiting for a cluster that holds its inputs: moving them to a cluster free now would take "
@@ -195,6 +198,7 @@ class BatchScheduler:
         self.hold_after: int | None = HOLD_AFTER_FAILS
         self.hold_after_s = HOLD_AFTER_S
         self.hold_max_clusters = HOLD_MAX_CLUSTERS
+        self.hold_starving_s = HOLD_STARVING_S
         self.order = ORDER_CONSTRAINED_FIRST
         self.ageing = Ageing()
         self._now = 0.0
@@ -202,10 +206,11 @@ class BatchScheduler:
         self.max_holds = MAX_HOLDS
         self.holds: dict[str, tuple[int, FloatArray, int]] = {}  # job -> (cluster, demand, cycle)
         self.fail_counts: dict[str, int] = {}
-        # This cycle's jobs that qualify for a hold (job -> shape): the holds free at the cycle's
-        # end go to the longest-waiting of them (``_grant_holds``), not to whichever job happens
-        # to fail first after a hold is released in the middle of a cycle.
-        self.hold_candidates: dict[str, Shape] = {}
+        # This cycle's jobs that qualify for a hold (job -> shape, runtime estimate): the holds
+        # free at the cycle's end go to those with the highest expected slowdown
+        # (``_grant_holds``), not to whichever job happens to fail first after a hold is
+        # released in the middle of a cycle.
+        self.hold_candidates: dict[str, tuple[Shape, float]] = {}
         # Backfilling into holds (``backfill.py``): a job expected to end before a hold's shadow
         # time may use the held part; the ledger of expected ends gives the shadow times.
         self.backfill = True
@@ -548,7 +553,7 @@ class BatchScheduler:
             own = holds.get(job_id) if holds else None
             rows = self._rows_with_holds(job_id, shape, free, held, estimate) if holds else free[idx]
             if shape.failed_cycle == cycle and own is None:
-                self._on_fail(job_id, shape, free, held)
+                self._on_fail(job_id, shape, free, held, estimate)
                 decisions.append(
                     CompactDecision(self, job_id, attempt, shape, unschedulable, free_rows=rows, t=now)
                 )
@@ -573,7 +578,7 @@ class BatchScheduler:
                     chosen, victims = self._make_room(shape, job_id, free, allocated, running, book)
                 if chosen < 0:
                     shape.failed_cycle = cycle
-                    self._on_fail(job_id, shape, free, held)
+                    self._on_fail(job_id, shape, free, held, estimate)
                     decisions.append(
                         CompactDecision(self, job_id, attempt, shape, unschedulable, free_rows=rows, t=now)
                     )
@@ -818,7 +823,9 @@ class BatchScheduler:
                 Running(job_id, c, shape.priority or 0, demand, shape.tenant, attempt)
             )
 
-    def _on_fail(self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray) -> None:
+    def _on_fail(
+        self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray, estimate: float
+    ) -> None:
         """Count a capacity failure; after ``hold_after`` of them, once the job has waited
         ``hold_after_s`` and if it has at most ``hold_max_clusters`` clusters, the job is a
         candidate for a hold (``_grant_holds`` at the cycle's end)."""
@@ -834,21 +841,41 @@ class BatchScheduler:
             or self.ageing.wait(job_id, self._now) < self.hold_after_s
         ):
             return
-        self.hold_candidates[job_id] = shape
+        self.hold_candidates[job_id] = (shape, estimate)
 
     def _grant_holds(self, free: FloatArray, held: FloatArray) -> None:
-        """At the cycle's end, the free hold slots go to the candidates that have waited longest
-        (the order of the queue does not decide: under shortest-job-first, the job placed in a
-        cycle releases its hold to the next failing job *after* it in the order, so the hold
-        would walk up to ever longer jobs while short constrained gangs starve). Each hold goes
-        on the cluster where the gang would fit soonest: the earliest shadow time by the ledger
-        of expected ends, then the largest free share of its demand."""
+        """At the cycle's end, the free hold slots go to the candidates with the highest expected
+        slowdown, ``(wait + estimate) / max(estimate, 10 s)`` (highest response ratio next,
+        Brinch Hansen 1971), not to whichever job fails first after a hold is released in the
+        middle of a cycle (under shortest-job-first the hold then walked up to ever longer gangs
+        while short constrained gangs starved). Ranking by the ratio rather than by the wait
+        alone serves a short gang before a long one that has waited as long: the hold costs
+        others the same either way, and the short gang's slowdown is the one growing fastest.
+
+        The ratio alone does not bound a long gang's wait under overload: short candidates keep
+        coming and their ratios grow faster. So a candidate that has waited ``hold_starving_s``
+        (a day by default) ranks ahead of every candidate that has not, the longest-waiting
+        first, as before: a candidate gets a hold at the latest once it has waited
+        ``hold_starving_s`` and the candidates that crossed that line before it have been
+        served, each within the hold's own bound. tests/scheduler/test_holds.py checks both
+        orders on a flood of short constrained gangs.
+
+        Each hold goes on the cluster where the gang would fit soonest: the earliest shadow time
+        by the ledger of expected ends, then the largest free share of its demand."""
         candidates, self.hold_candidates = self.hold_candidates, {}
         if not candidates or len(self.holds) >= self.max_holds:
             return
-        wait = self.ageing.wait
-        ranked = sorted(candidates.items(), key=lambda kv: (-wait(kv[0], self._now), kv[0]))
-        for job_id, shape in ranked:
+        wait, now, starving = self.ageing.wait, self._now, self.hold_starving_s
+
+        def ratio(kv: tuple[str, tuple[Shape, float]]) -> tuple[bool, float, str]:
+            job_id, (_, estimate) = kv
+            w = wait(job_id, now)
+            if w >= starving:  # the longest-waiting first, before every other candidate
+                return (False, -w, job_id)
+            return (True, -(w + estimate) / max(estimate, SLOWDOWN_FLOOR_S), job_id)
+
+        ranked = sorted(candidates.items(), key=ratio)
+        for job_id, (shape, _) in ranked:
             if len(self.holds) >= self.max_holds:
                 return
             if job_id in self.holds:

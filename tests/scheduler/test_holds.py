@@ -239,13 +239,13 @@ def hold_chain(bs: BatchScheduler) -> dict[str, float]:
     return out
 
 
-def test_sjf_hold_goes_to_the_longest_waiting_gang() -> None:
+def test_sjf_hold_goes_to_the_short_gang_not_the_next_to_fail() -> None:
     bs = batch()
     bs.order = "sjf"
     out = hold_chain(bs)
     # The short gang qualifies at t = 610 (hold_after_s after it came); the hold in place then
-    # (the first long gang's) is released at t = 1,000, and the short gang, waiting longest of the
-    # candidates, takes the next one at once; it starts when the work running then has finished.
+    # (the first long gang's) is released at t = 1,000, and the short gang, with the highest
+    # expected slowdown of the candidates, takes the next one at once; it starts when the work running then has finished.
     assert "hold_at" in out and out["hold_at"] <= PRE_END_S
     assert "start_short" in out
     assert out["start_short"] <= out["drain_by"] + CYCLE_S
@@ -313,3 +313,82 @@ def test_backfill_is_a_last_resort() -> None:
         t += CYCLE_S
     assert chosen == [g, h]
     assert "gang" in bs.holds
+
+
+# ---- the ranking of candidates: expected slowdown, and no starvation past hold_starving_s -------
+FLOOD_EVERY_S = 10.0
+FLOOD_RUN_S = 20.0
+FLOOD_LONG_RUN_S = 500.0
+STARVING_S = 1500.0
+LONG_AT_S = 200.0
+FLOOD_HORIZON_S = 2600.0
+
+
+def flood(bs: BatchScheduler) -> dict[str, float]:
+    """One cluster, shortest-job-first, an overload that never ends: a short gang (0.6 of the
+    cluster, 20 s) every 10 s, twice what the cluster can run, and a long gang (0.6, 500 s) at
+    t = 200, so the short gangs' backlog and their waits grow without bound. Every
+    gang fits only alone, and sjf puts the short gangs first, so without a hold the long gang
+    never starts; work the scheduler did not place fills half the cluster until t = 100. Jobs
+    qualify for a hold after 60 s of waiting (``hold_after_s``), so short gangs are candidates
+    from early on."""
+    bs.order = "sjf"
+    bs.hold_after_s = 60.0
+    s = snap()
+    h = index("prov-hainan")
+    s.allocated[:] = s.capacity
+    s.allocated[h] = 0.0
+    cap = float(s.capacity[h, 0])
+    allow = {"allow_clusters": ["prov-hainan"]}
+    long = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=FLOOD_LONG_RUN_S)
+    short = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=FLOOD_RUN_S)
+    pre = np.array([cap * 0.5, 1.0, 0.0])
+    s.allocated[h] += pre
+    ends: list[tuple[float, str, np.ndarray]] = [(100.0, "pre", pre)]
+    q = PendingQueue()
+    out: dict[str, float] = {"holds_to_short_gangs_first": 0.0}
+    t, n = 0.0, 0
+    while t <= FLOOD_HORIZON_S:
+        for e in [e for e in ends if e[0] <= t]:
+            s.allocated[h] -= e[2]
+            ends.remove(e)
+        if t > 0 and t >= n * FLOOD_EVERY_S:
+            q.push(f"short{n:04d}", bs.shapes.intern(short), runtime=FLOOD_RUN_S)
+            n += 1
+        if t == LONG_AT_S:
+            q.push("long", bs.shapes.intern(long), runtime=FLOOD_LONG_RUN_S)
+        res = bs.run(q, s, now=t)
+        assert not overcommitted(s)
+        for d in res.decisions:
+            if d.chosen >= 0 and d.job_id is not None:
+                run = FLOOD_LONG_RUN_S if d.job_id == "long" else FLOOD_RUN_S
+                ends.append((t + run, d.job_id, d.demand.copy()))
+                out.setdefault(f"start_{d.job_id}", t)
+        if "long" in bs.holds and "hold_at" not in out:
+            out["hold_at"] = t
+            out["drain_by"] = max((e[0] for e in ends), default=t)
+        if "hold_at" not in out and any(j.startswith("short") for j in bs.holds):
+            out["holds_to_short_gangs_first"] += 1
+        t += CYCLE_S
+    return out
+
+
+def test_holds_go_by_expected_slowdown_and_nothing_starves_past_the_line() -> None:
+    bs = batch()
+    bs.hold_starving_s = STARVING_S
+    out = flood(bs)
+    # Before the line the short gangs (their expected slowdown grows 25x faster) get the holds.
+    assert out["holds_to_short_gangs_first"] > 0
+    assert out.get("hold_at", 0.0) >= LONG_AT_S + STARVING_S
+    # Past it the long gang ranks first and starts within the hold's bound.
+    assert out["hold_at"] <= LONG_AT_S + STARVING_S + 2 * CYCLE_S
+    assert "start_long" in out and out["start_long"] <= out["drain_by"] + CYCLE_S
+
+
+def test_without_the_starving_line_a_long_gang_starves_in_an_endless_overload() -> None:
+    """The reason for the line: by expected slowdown alone the short gangs' growing waits keep
+    them ahead of the long gang for as long as they keep coming."""
+    bs = batch()
+    bs.hold_starving_s = float("inf")
+    out = flood(bs)
+    assert "start_long" not in out and "hold_at" not in out
