@@ -66,6 +66,7 @@ from controller.scheduler.ordering import ORDER_DRF as ORDER_DRF
 from controller.scheduler.ordering import (
     SORTED_ORDERS,
     Ageing,
+    age_tier,
     sort_key,
 )
 from controller.scheduler.plugins.balance import BalanceScore
@@ -100,7 +101,7 @@ IntArray = npt.NDArray[np.intp]
 # Anti-starvation holds, on by default (``hold_*`` below): a job that failed for capacity
 # ``hold_after`` times and has waited ``hold_after_s``, whose static filters leave it at most
 # ``hold_max_clusters`` clusters, gets its gang's demand held back on one of them (a free hold
-# goes to the candidate with the highest expected slowdown at the cycle's end, ``_grant_holds``).
+# goes to the oldest age tier, then the highest expected slowdown, at the cycle's end: ``hold_rank``).
 # The cost to others is bounded: at most ``max_holds`` holds at once, at most one per cluster,
 # each at most the held gang's demand, and each ends when its job starts, which is at the latest
 # when the work running on that cluster at the time of the hold has finished (nothing new can
@@ -119,6 +120,16 @@ REASON_LOCALITY_WAIT = (
 )
 PREEMPTION = "preemption"
 NO_FIT_AFTER_PREEMPTION = "no cluster can make room by preempting lower-priority work within {n} victims"
+
+
+def hold_rank(wait_s: float, estimate_s: float, starving_s: float) -> tuple[bool, float, float]:
+    """The sort key of a hold candidate (lowest first). Past ``starving_s`` of waiting: before
+    every other candidate, the longest-waiting first. Otherwise the higher age tier first (the
+    queue order's ``age_tier``: waits within a factor of two share a tier), then the higher
+    expected slowdown ``(wait + estimate) / max(estimate, 10 s)``."""
+    if wait_s >= starving_s:
+        return (False, -wait_s, 0.0)
+    return (True, -age_tier(wait_s), -(wait_s + estimate_s) / max(estimate_s, SLOWDOWN_FLOOR_S))
 
 
 def _normalize_rows(values: FloatArray, feasible: npt.NDArray[np.bool_]) -> FloatArray:
@@ -844,21 +855,21 @@ class BatchScheduler:
         self.hold_candidates[job_id] = (shape, estimate)
 
     def _grant_holds(self, free: FloatArray, held: FloatArray) -> None:
-        """At the cycle's end, the free hold slots go to the candidates with the highest expected
-        slowdown, ``(wait + estimate) / max(estimate, 10 s)`` (highest response ratio next,
-        Brinch Hansen 1971), not to whichever job fails first after a hold is released in the
-        middle of a cycle (under shortest-job-first the hold then walked up to ever longer gangs
-        while short constrained gangs starved). Ranking by the ratio rather than by the wait
-        alone serves a short gang before a long one that has waited as long: the hold costs
-        others the same either way, and the short gang's slowdown is the one growing fastest.
+        """At the cycle's end, the free hold slots go to the candidates ranked by ``hold_rank``:
+        the highest age tier first (waits within a factor of two share one, as in the queue
+        order), then the highest expected slowdown, ``(wait + estimate) / max(estimate, 10 s)``
+        (highest response ratio next, Brinch Hansen 1971), so a short constrained gang goes
+        before a long one that has waited about as long. Not to whichever job fails first after
+        a hold is released in the middle of a cycle: under shortest-job-first the hold then
+        walked up to ever longer gangs while short constrained gangs starved.
 
-        The ratio alone does not bound a long gang's wait under overload: short candidates keep
-        coming and their ratios grow faster. So a candidate that has waited ``hold_starving_s``
-        (a day by default) ranks ahead of every candidate that has not, the longest-waiting
-        first, as before: a candidate gets a hold at the latest once it has waited
-        ``hold_starving_s`` and the candidates that crossed that line before it have been
-        served, each within the hold's own bound. tests/scheduler/test_holds.py checks both
-        orders on a flood of short constrained gangs.
+        The tiers keep a long gang from waiting behind short gangs that have waited less than
+        half as long; in an overload that never ends a backlog of short gangs could still keep
+        pace with it, so a candidate that has waited ``hold_starving_s`` (a day by default) goes
+        before every other, the longest-waiting first: a candidate gets a hold at the latest once
+        it has waited that long and those that crossed the line before it have been served,
+        each within the hold's own bound. tests/scheduler/test_holds.py checks the ranking and
+        a flood of short constrained gangs.
 
         Each hold goes on the cluster where the gang would fit soonest: the earliest shadow time
         by the ledger of expected ends, then the largest free share of its demand."""
@@ -866,15 +877,9 @@ class BatchScheduler:
         if not candidates or len(self.holds) >= self.max_holds:
             return
         wait, now, starving = self.ageing.wait, self._now, self.hold_starving_s
-
-        def ratio(kv: tuple[str, tuple[Shape, float]]) -> tuple[bool, float, str]:
-            job_id, (_, estimate) = kv
-            w = wait(job_id, now)
-            if w >= starving:  # the longest-waiting first, before every other candidate
-                return (False, -w, job_id)
-            return (True, -(w + estimate) / max(estimate, SLOWDOWN_FLOOR_S), job_id)
-
-        ranked = sorted(candidates.items(), key=ratio)
+        ranked = sorted(
+            candidates.items(), key=lambda kv: (hold_rank(wait(kv[0], now), kv[1][1], starving), kv[0])
+        )
         for job_id, (shape, _) in ranked:
             if len(self.holds) >= self.max_holds:
                 return

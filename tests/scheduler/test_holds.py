@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from controller.scheduler.backfill import EndLedger, may_backfill
-from controller.scheduler.batch import MAX_HOLDS, BatchScheduler
+from controller.scheduler.batch import MAX_HOLDS, BatchScheduler, hold_rank
+from controller.scheduler.ordering import age_tier
 from controller.scheduler.queue import PendingQueue
 from controller.scheduler.shapes import Shape
 from tests.scheduler.helpers import batch, index, job, overcommitted, snap
@@ -319,9 +320,8 @@ def test_backfill_is_a_last_resort() -> None:
 FLOOD_EVERY_S = 10.0
 FLOOD_RUN_S = 20.0
 FLOOD_LONG_RUN_S = 500.0
-STARVING_S = 1500.0
 LONG_AT_S = 200.0
-FLOOD_HORIZON_S = 2600.0
+FLOOD_HORIZON_S = 2000.0
 
 
 def flood(bs: BatchScheduler) -> dict[str, float]:
@@ -369,26 +369,50 @@ def flood(bs: BatchScheduler) -> dict[str, float]:
             out["drain_by"] = max((e[0] for e in ends), default=t)
         if "hold_at" not in out and any(j.startswith("short") for j in bs.holds):
             out["holds_to_short_gangs_first"] += 1
+            for j in bs.holds:  # the latest time a short gang held while the long gang waited
+                out[f"held_{j}"] = t
         t += CYCLE_S
     return out
 
 
-def test_holds_go_by_expected_slowdown_and_nothing_starves_past_the_line() -> None:
+def test_hold_rank_age_tier_then_expected_slowdown_and_the_starving_line() -> None:
+    day = 86_400.0
+    # The same age tier (waits within a factor of two): the short gang first.
+    assert age_tier(1000.0) == age_tier(1300.0)
+    assert hold_rank(1000.0, 10.0, day) < hold_rank(1300.0, 1000.0, day)
+    # A higher tier first, whatever the slowdown: 1,000 s of waiting is tier 4, 700 s tier 3.
+    assert age_tier(1000.0) > age_tier(700.0)
+    assert hold_rank(1000.0, 5000.0, day) < hold_rank(700.0, 10.0, day)
+    # Past the line: before every candidate under it, and the longest-waiting first even where
+    # the tier and the slowdown say otherwise (both past a day, one tier, the short one waited less).
+    assert age_tier(90_000.0) == age_tier(87_000.0)
+    assert hold_rank(90_000.0, 1000.0, day) < hold_rank(87_000.0, 10.0, day)
+    assert hold_rank(day, 5000.0, day) < hold_rank(day - 1.0, 10.0, day)
+
+
+def test_a_long_gang_in_a_flood_of_short_gangs_gets_its_hold_by_age() -> None:
     bs = batch()
-    bs.hold_starving_s = STARVING_S
     out = flood(bs)
-    # Before the line the short gangs (their expected slowdown grows 25x faster) get the holds.
+    # The short gangs, ahead in the order and in expected slowdown, get the holds first ...
     assert out["holds_to_short_gangs_first"] > 0
-    assert out.get("hold_at", 0.0) >= LONG_AT_S + STARVING_S
-    # Past it the long gang ranks first and starts within the hold's bound.
-    assert out["hold_at"] <= LONG_AT_S + STARVING_S + 2 * CYCLE_S
+    # ... until the long gang's age tier passes theirs (well before the starving line) ...
+    assert "hold_at" in out and out["hold_at"] < LONG_AT_S + bs.hold_starving_s
+    # ... and it starts within the hold's bound.
     assert "start_long" in out and out["start_long"] <= out["drain_by"] + CYCLE_S
 
 
-def test_without_the_starving_line_a_long_gang_starves_in_an_endless_overload() -> None:
-    """The reason for the line: by expected slowdown alone the short gangs' growing waits keep
-    them ahead of the long gang for as long as they keep coming."""
+def test_past_the_starving_line_holds_go_to_the_longest_waiting() -> None:
+    """A line short enough to be crossed in the flood (150 s): past it, the long gang takes a
+    hold before every short gang that came after it, though those are ahead of it in the order,
+    in expected slowdown and (soon) in age tier; only short gangs that came before it, and so
+    have waited longer, may still get holds first."""
     bs = batch()
-    bs.hold_starving_s = float("inf")
+    bs.hold_starving_s = 150.0
     out = flood(bs)
-    assert "start_long" not in out and "hold_at" not in out
+    assert "hold_at" in out and "start_long" in out
+    crossed = LONG_AT_S + 150.0
+    late = [k for k, t in out.items() if k.startswith("held_short") and t >= crossed]
+    assert late  # short gangs did hold after the long gang crossed the line ...
+    arrived = {k: (int(k.removeprefix("held_short")) + 1) * FLOOD_EVERY_S for k in late}
+    assert all(a < LONG_AT_S for a in arrived.values()), arrived  # ... but only older ones
+    assert out["start_long"] <= out["drain_by"] + CYCLE_S
