@@ -22,7 +22,10 @@ is its context, stored once (another ``decision_parts`` row) and named by digest
 
 ``Decision.model_validate`` expands it into the same full decision as ``CompactDecision.to_body``
 (tests/scheduler/test_stored.py). The cluster names are written once per cycle context, not per
-job. A cycle whose plugins the encoder does not know stores ``to_body`` per job (zlib-packed)."""
+job. A cycle whose plugins the encoder does not know stores ``to_body`` per job (zlib-packed).
+
+Why one module of this length: the encoder's steps and the byte layout above are one contract
+with the decoder (``Decision.model_validate``); split, the layout would be spread over modules."""
 
 from __future__ import annotations
 

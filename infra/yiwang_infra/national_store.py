@@ -18,6 +18,10 @@ Per national cluster, in namespace ``yiwang-store``:
   an OSS bucket created here (KMS-encrypted with the cluster's key, versioned, old versions
   expire) in ack mode, the government cloud's S3-compatible object storage named in
   ``controller.store.backup`` in existing mode.
+
+Why one module of this length: one Pulumi component for one site's member of the store; its etcd,
+Patroni, load balancers, network policies and backups are declared together and read each
+other's outputs (addresses, secrets), so a reader checks the site's whole wiring in one place.
 """
 
 from __future__ import annotations
