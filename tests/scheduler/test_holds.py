@@ -16,6 +16,7 @@ import pytest
 
 from controller.scheduler.backfill import EndLedger, may_backfill
 from controller.scheduler.batch import MAX_HOLDS, BatchScheduler, hold_rank
+from controller.scheduler.framework import Snapshot
 from controller.scheduler.ordering import age_tier
 from controller.scheduler.queue import PendingQueue
 from controller.scheduler.shapes import Shape
@@ -26,13 +27,25 @@ SMALL_RUN_S = 100.0
 HORIZON_S = 3000.0
 
 
-def adversarial(bs: BatchScheduler) -> dict[str, float]:
+def hainan_only() -> tuple[Snapshot, int, float, dict[str, list[str]]]:
+    """A federation where every cluster but prov-hainan is full (what is queued there has nowhere
+    else to go): the snapshot, hainan's index, its cpu and the constraint allowing only it."""
     s = snap()
     h = index("prov-hainan")
-    s.allocated[:] = s.capacity  # every other cluster full: the flood has nowhere else to go
+    s.allocated[:] = s.capacity
     s.allocated[h] = 0.0
-    cap = float(s.capacity[h, 0])
-    allow = {"allow_clusters": ["prov-hainan"]}
+    return s, h, float(s.capacity[h, 0]), {"allow_clusters": ["prov-hainan"]}
+
+
+def release_ended(s: Snapshot, h: int, ends: list[tuple[float, str, np.ndarray]], t: float) -> None:
+    """Give back the capacity of the work in ``ends`` (end time, id, demand) that ended by ``t``."""
+    for e in [e for e in ends if e[0] <= t]:
+        s.allocated[h] -= e[2]
+        ends.remove(e)
+
+
+def adversarial(bs: BatchScheduler) -> dict[str, float]:
+    s, h, cap, allow = hainan_only()
     gang = job("hainan", cpu=cap * 0.8, constraints=allow)
     small = job("hainan", cpu=cap * 0.3, constraints=allow)
     q = PendingQueue()
@@ -46,9 +59,7 @@ def adversarial(bs: BatchScheduler) -> dict[str, float]:
     n_small = 0
     t = 0.0
     while t <= HORIZON_S:
-        for e in [e for e in ends if e[0] <= t]:
-            s.allocated[h] -= e[2]
-            ends.remove(e)
+        release_ended(s, h, ends, t)
         q.push(f"small{n_small:05d}", bs.shapes.intern(small))
         n_small += 1
         res = bs.run(q, s, now=t)
@@ -101,12 +112,7 @@ def backfill_scenario(bs: BatchScheduler) -> dict[str, float]:
     known), then a gang of 0.8 and the flood of small jobs (0.3, 100 s, estimates exact). The gang
     can start only when the long job ends; until then the held part may take small jobs that end
     before it (backfill), one at a time."""
-    s = snap()
-    h = index("prov-hainan")
-    s.allocated[:] = s.capacity
-    s.allocated[h] = 0.0
-    cap = float(s.capacity[h, 0])
-    allow = {"allow_clusters": ["prov-hainan"]}
+    s, h, cap, allow = hainan_only()
     long = job("hainan", cpu=cap * 0.5, constraints=allow, expected_runtime_s=LONG_RUN_S)
     gang = job("hainan", cpu=cap * 0.8, constraints=allow, expected_runtime_s=5000.0)
     small = job("hainan", cpu=cap * 0.3, constraints=allow, expected_runtime_s=SMALL_RUN_S)
@@ -116,9 +122,7 @@ def backfill_scenario(bs: BatchScheduler) -> dict[str, float]:
     out: dict[str, float] = {"backfilled": 0.0, "max_held_cpu": 0.0}
     t, n_small = 0.0, 0
     while t <= HORIZON_S:
-        for e in [e for e in ends if e[0] <= t]:
-            s.allocated[h] -= e[2]
-            ends.remove(e)
+        release_ended(s, h, ends, t)
         if t == CYCLE_S:
             q.push("gang", bs.shapes.intern(gang))
         if t >= CYCLE_S:
@@ -203,12 +207,7 @@ def hold_chain(bs: BatchScheduler) -> dict[str, float]:
     starts and releases its hold; if the hold went to the next job to fail after that, it would
     always go to a long gang later in the order, and the short gang would starve for as long as
     long gangs keep arriving."""
-    s = snap()
-    h = index("prov-hainan")
-    s.allocated[:] = s.capacity
-    s.allocated[h] = 0.0
-    cap = float(s.capacity[h, 0])
-    allow = {"allow_clusters": ["prov-hainan"]}
+    s, h, cap, allow = hainan_only()
     long = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=GANG_RUN_S)
     short = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=10.0)
     q = PendingQueue()
@@ -218,9 +217,7 @@ def hold_chain(bs: BatchScheduler) -> dict[str, float]:
     out: dict[str, float] = {}
     t, n_long = 0.0, 0
     while t <= HORIZON_S * 2:
-        for e in [e for e in ends if e[0] <= t]:
-            s.allocated[h] -= e[2]
-            ends.remove(e)
+        release_ended(s, h, ends, t)
         if t >= n_long * GANG_EVERY_S:
             q.push(f"long{n_long:03d}", bs.shapes.intern(long), runtime=GANG_RUN_S)
             n_long += 1
@@ -260,13 +257,9 @@ def test_backfill_is_a_last_resort() -> None:
     cluster is the one place the starved gang can run, and an overrun there delays it); with
     nowhere else to go, it may still backfill."""
     bs = batch()
-    s = snap()
-    h, g = index("prov-hainan"), index("prov-guangdong")
-    s.allocated[:] = s.capacity
-    s.allocated[h] = 0.0
-    cap = float(s.capacity[h, 0])
+    s, h, cap, only_h = hainan_only()
+    g = index("prov-guangdong")
     s.allocated[g] = 0.0  # the other cluster free: while it has room, no backfill
-    only_h = {"allow_clusters": ["prov-hainan"]}
     both = {"allow_clusters": ["prov-hainan", "prov-guangdong"]}
     q = PendingQueue()
     q.push(
@@ -334,12 +327,7 @@ def flood(bs: BatchScheduler) -> dict[str, float]:
     from early on."""
     bs.order = "sjf"
     bs.hold_after_s = 60.0
-    s = snap()
-    h = index("prov-hainan")
-    s.allocated[:] = s.capacity
-    s.allocated[h] = 0.0
-    cap = float(s.capacity[h, 0])
-    allow = {"allow_clusters": ["prov-hainan"]}
+    s, h, cap, allow = hainan_only()
     long = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=FLOOD_LONG_RUN_S)
     short = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=FLOOD_RUN_S)
     pre = np.array([cap * 0.5, 1.0, 0.0])
@@ -349,9 +337,7 @@ def flood(bs: BatchScheduler) -> dict[str, float]:
     out: dict[str, float] = {"holds_to_short_gangs_first": 0.0}
     t, n = 0.0, 0
     while t <= FLOOD_HORIZON_S:
-        for e in [e for e in ends if e[0] <= t]:
-            s.allocated[h] -= e[2]
-            ends.remove(e)
+        release_ended(s, h, ends, t)
         if t > 0 and t >= n * FLOOD_EVERY_S:
             q.push(f"short{n:04d}", bs.shapes.intern(short), runtime=FLOOD_RUN_S)
             n += 1
