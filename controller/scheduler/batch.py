@@ -112,7 +112,9 @@ HOLD_AFTER_S = 600.0
 HOLD_MAX_CLUSTERS = 5
 MAX_HOLDS = 1
 HOLD_STARVING_S = 86_400.0  # past this wait, holds go by wait alone (``_grant_holds``)
-SLOWDOWN_FLOOR_S = 10.0  # bounded slowdown: runtimes under 10 s count as 10 s (as the replay's)
+# Bounded slowdown (Feitelson et al.): runtimes under 10 s count as 10 s; the holds' ranking and the
+# replay's fairness metric (sim/replay.py) both use it.
+SLOWDOWN_FLOOR_S = 10.0
 QUOTA = "quota"
 REASON_LOCALITY_WAIT = (
     "waiting for a cluster that holds its inputs: moving them to a cluster free now would take "
@@ -218,9 +220,8 @@ class BatchScheduler:
         self.holds: dict[str, tuple[int, FloatArray, int]] = {}  # job -> (cluster, demand, cycle)
         self.fail_counts: dict[str, int] = {}
         # This cycle's jobs that qualify for a hold (job -> shape, runtime estimate): the holds
-        # free at the cycle's end go to those with the highest expected slowdown
-        # (``_grant_holds``), not to whichever job happens to fail first after a hold is
-        # released in the middle of a cycle.
+        # free at the cycle's end go to them in ``hold_rank`` order (``_grant_holds``), not to
+        # whichever job happens to fail first after a hold is released in the middle of a cycle.
         self.hold_candidates: dict[str, tuple[Shape, float]] = {}
         # Backfilling into holds (``backfill.py``): a job expected to end before a hold's shadow
         # time may use the held part; the ledger of expected ends gives the shadow times.
@@ -883,8 +884,6 @@ class BatchScheduler:
         for job_id, (shape, _) in ranked:
             if len(self.holds) >= self.max_holds:
                 return
-            if job_id in self.holds:
-                continue
             best, shadow = self._hold_cluster(shape, free)
             if best >= 0:
                 self.holds[job_id] = (best, shape.demand.copy(), self.cycle)

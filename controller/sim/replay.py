@@ -37,7 +37,7 @@ import yaml
 
 from controller.jobs import JobCreate, Resources
 from controller.policies import PlacementPolicy, ResidencyPolicy
-from controller.scheduler.batch import BatchScheduler
+from controller.scheduler.batch import SLOWDOWN_FLOOR_S, BatchScheduler
 from controller.scheduler.framework import CycleState, JobInfo, Snapshot
 from controller.scheduler.ordering import ORDER_CONSTRAINED_FIRST, SORTED_ORDERS, sort_key
 from controller.scheduler.plugins.locality import transfer_estimate
@@ -59,7 +59,6 @@ LOADS = (0.5, 0.7, 0.9)
 ESTIMATE_SIGMA = 1.0
 LOCAL_LOOKAHEAD = 64
 CYCLE_LIMIT = 5000
-SLOWDOWN_FLOOR_S = 10.0  # bounded slowdown (Feitelson et al.): runtimes under 10 s count as 10 s
 RESOURCES = ("cpu", "memory", "gpu")
 
 
