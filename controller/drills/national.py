@@ -326,7 +326,13 @@ class NationalStore:
         self._start_patroni("beijing")
         deadline = t0 + timeout_s
         if not self.wait_role("beijing", "primary", deadline - time.monotonic()):
-            raise RuntimeError(f"Beijing did not become the primary in {timeout_s:g}s ({self.logs_hint()})")
+            code = self.patroni["beijing"].popen.poll()
+            how = (
+                f"its Patroni exited with {code} after {time.monotonic() - t0:.1f}s"
+                if code is not None
+                else f"not in {timeout_s:g}s"
+            )
+            raise RuntimeError(f"Beijing did not become the primary: {how} ({self.logs_hint()})")
         self._start_patroni("guian")
         if not self.wait_role("guian", "sync", deadline - time.monotonic()):
             raise RuntimeError(
@@ -337,7 +343,14 @@ class NationalStore:
         return took
 
     def logs_hint(self) -> str:
-        return f"logs in {self.root / 'logs'}"
+        """Where the logs are, and the tail of each Patroni log: the folder is removed with the
+        drill, so a failure in CI must carry what it needs to be diagnosed."""
+        logs = self.root / "logs"
+        tails = [
+            f"--- {f.name} (last 1,500 characters)\n{f.read_text(errors='replace')[-1500:]}"
+            for f in sorted(logs.glob("patroni-*.log"))
+        ]
+        return "\n".join([f"logs in {logs}", *tails])
 
     # ---- health -----------------------------------------------------------------------------
     def rest(self, site: str, path: str, timeout_s: float = 1.0) -> tuple[int, dict[str, Any]]:
