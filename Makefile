@@ -52,13 +52,14 @@ $(HELM): tools/get-helm.sh
 	bash tools/get-helm.sh .tools
 
 # Patroni 4.1.5 for the national-store drills (etcd + Patroni + PostgreSQL, issue 12), in a venv
-# of its own built with /usr/bin/python3 (Patroni runs as the postgres user). Root only, like the
-# servers it manages; CI runs as root.
-PATRONI := .tools/patroni/bin/patroni
+# of its own built with /usr/bin/python3 (Patroni runs as the postgres user). Under /opt, beside
+# the Debian servers, not in the checkout: the postgres user cannot reach a checkout inside a
+# private folder (mktemp -d). Root only, like the servers it manages; CI runs as root.
+PATRONI := /opt/yiwang/patroni-4.1.5/bin/patroni
 $(PATRONI): tools/get-patroni.sh
 	@if [ "$$(id -u)" = 0 ]; then \
-	  echo ">> installing Patroni 4.1.5 into .tools/patroni (national-store drills)"; \
-	  bash tools/get-patroni.sh .tools/patroni; \
+	  echo ">> installing Patroni 4.1.5 into /opt/yiwang/patroni-4.1.5 (national-store drills)"; \
+	  bash tools/get-patroni.sh /opt/yiwang/patroni-4.1.5; \
 	else echo "not root: skipping Patroni (the national-store drills need root and will say so)"; fi
 
 tools: $(STAMP) system $(HELM) $(PATRONI)

@@ -57,13 +57,11 @@ Say = Callable[[str], None]
 
 
 def default_patroni() -> Path:
-    """Where ``make tools`` puts Patroni's virtualenv (``YIWANG_PATRONI`` overrides it)."""
+    """Where ``make tools`` puts Patroni's virtualenv (``YIWANG_PATRONI`` overrides it): under
+    /opt, not in the checkout, because Patroni runs as the postgres user, who cannot reach a
+    checkout inside a private folder (``mktemp -d`` makes one: mode 0700)."""
     env = os.environ.get("YIWANG_PATRONI")
-    if env:
-        return Path(env)
-    from controller.drills.procs import RUNNER_CODE
-
-    return RUNNER_CODE / ".tools" / "patroni" / "bin" / "patroni"
+    return Path(env) if env else Path(f"/opt/yiwang/patroni-{PATRONI_VERSION}/bin/patroni")
 
 
 def unavailable(patroni: Path | None = None) -> str | None:
