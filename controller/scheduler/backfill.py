@@ -58,14 +58,16 @@ class EndLedger:
     def reconcile(self, cluster: int, allocated: FloatArray) -> list[tuple[float, FloatArray]]:
         """Drop the entries likeliest to have ended (earliest expected end first) until the ledger
         holds no more than ``allocated`` of any resource; the rest, by expected end."""
-        lst = sorted(self.entries.get(cluster, []), key=lambda e: e[0])
+        lst = sorted(self.entries.get(cluster, []), key=_end)
         if not lst:
             return lst
-        total = np.sum([d for _, d in lst], axis=0)
-        drop = 0
-        while drop < len(lst) and (total > allocated + EPS).any():
-            total = total - lst[drop][1]
-            drop += 1
+        # left[k]: what the ledger holds after dropping its first k entries (sums from the last
+        # entry back); demands are not negative, so it only falls as k grows, and the first k
+        # at which it fits within ``allocated`` is the number to drop (all of them if none).
+        demands = np.array([d for _, d in lst], dtype=np.float64)
+        left = np.cumsum(demands[::-1], axis=0)[::-1]
+        over = (left > allocated + EPS).any(axis=1)
+        drop = len(lst) if over.all() else int(over.argmin())
         kept = lst[drop:]
         self.entries[cluster] = kept
         return kept
@@ -86,6 +88,10 @@ class EndLedger:
             if (avail + EPS >= demand).all():
                 return max(end, now)
         return now
+
+
+def _end(entry: tuple[float, FloatArray]) -> float:
+    return entry[0]
 
 
 def may_backfill(now: float, estimate: float | None, shadow: float) -> bool:

@@ -191,6 +191,31 @@ def test_ledger_shadow_and_reconcile() -> None:
     assert not may_backfill(0.0, None, 100.0)
 
 
+def test_reconcile_drops_what_dropping_one_at_a_time_would() -> None:
+    """``reconcile`` drops the earliest-ending entries until the ledger fits ``allocated``:
+    against the plain loop (drop one, check, repeat) on random ledgers, several resources
+    binding, and allocations from nothing to more than the ledger holds."""
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        m = int(rng.integers(1, 40))
+        entries = [
+            (float(rng.integers(0, 50)), rng.choice([0.0, 0.5, 1.0, 2.0, 4.0], size=3)) for _ in range(m)
+        ]
+        held = np.sum([d for _, d in entries], axis=0)
+        allocated = held * rng.uniform(-0.1, 1.2) if trial % 5 else np.zeros(3)
+        led = EndLedger()
+        led.entries[0] = list(entries)
+        kept = led.reconcile(0, allocated)
+        expect = sorted(entries, key=lambda e: e[0])
+        total = held.copy()
+        while expect and (total > allocated + 1e-9).any():
+            total = total - expect[0][1]
+            expect = expect[1:]
+        assert len(kept) == len(expect), (trial, allocated)
+        assert [e for e, _ in kept] == [e for e, _ in expect]
+        assert led.entries[0] == kept
+
+
 # ---- who gets the hold (issue 16: 90 % load, sjf) -------------------------------------------------
 GANG_RUN_S = 1000.0
 GANG_EVERY_S = 200.0
