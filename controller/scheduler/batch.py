@@ -310,7 +310,7 @@ class BatchScheduler:
                     rows_cache.put(key, rows)
             idx = rows[0]
             shape.idx, shape.cap_rows, shape.cap_cpu, shape.cap_mem = rows
-            static = M[j][:, idx]
+            static = M[j].take(idx, axis=1)  # take: half the time of [:, idx] on these sizes
             shape.static = static
             shape.static_total = static[0]
             shape.layout = layout
@@ -455,7 +455,7 @@ class BatchScheduler:
             M[:, P + 3] = bits
         unresolvable = (~resolvable).tolist()
         for j, shape in enumerate(shapes):
-            shape.rejected = rejected[j].copy()
+            shape.rejected = rejected[j]  # a row of this call's array (kept while its shapes are)
             shape.rejected_messages = [lists[j] for lists in per_plugin]
             shape.unresolvable = unresolvable[j]
         M[:, 0] = total
