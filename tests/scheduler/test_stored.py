@@ -66,6 +66,36 @@ def test_columns_bodies_expand_as_to_body(seed: int, wait: float) -> None:
     assert COLUMNS_FORMAT in formats
 
 
+@pytest.mark.parametrize("chunk", [1, 16, 97])
+def test_a_cycle_encoded_in_chunks_expands_the_same(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """``encode`` works ``ENCODE_CHUNK`` decisions at a time: one blob for the cycle, a context
+    per distinct digest, every body named to its own; each expands as ``to_body``."""
+    import controller.scheduler.stored as stored
+
+    monkeypatch.setattr(stored, "ENCODE_CHUNK", chunk)
+    for bs, decisions in cycles(3, 300.0, n=300, count=2):
+        encoded = encode(bs, decisions)
+        assert encoded is not None
+        parts, bodies = encoded
+        *contexts, blob = parts
+        by_key = {c["key"]: c["body"] for c in contexts}
+        assert len(by_key) == len(contexts)  # each context once
+        assert all(c["key"] == context_of(**c["body"])["key"] for c in contexts)
+        data = blob["data"]
+        end = 0
+        for d, body in zip(decisions, bodies, strict=True):
+            ref = Decision.model_validate(d.to_body())
+            if body.get("format") != COLUMNS_FORMAT:
+                assert Decision.model_validate(body) == ref
+                continue
+            key, offset, length = body["blob"]
+            assert key == blob["key"] and offset == end  # the chunks' bytes follow each other
+            end = offset + length
+            got = Decision.model_validate({**by_key[body["ctx"]], **body, "bytes": data[offset:end]})
+            assert got == ref
+        assert end == len(data)
+
+
 def test_columns_bodies_are_smaller_than_zlib_packed_to_body() -> None:
     import orjson
 
