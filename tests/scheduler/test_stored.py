@@ -108,7 +108,13 @@ def test_columns_bodies_are_smaller_than_zlib_packed_to_body() -> None:
         assert ours < packed * 1.3
 
 
-def test_a_cycle_written_to_the_store_reads_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [1024, 13])
+def test_a_cycle_written_to_the_store_reads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    import controller.scheduler.stored as stored
+
+    monkeypatch.setattr(stored, "ENCODE_CHUNK", chunk)  # 13: the cycle in chunks, one blob
     store = Store(f"sqlite:///{tmp_path}/d.db")
     (_, decisions), *_ = cycles(2, 0.0, n=120, count=1)
     rows = cycle_rows(decisions, epoch=3, lease_until=datetime.now(UTC), previous={})
