@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, text
 
 from controller.store import schema as t
+from controller.store.base import execute_many
 
 GENESIS = "0" * 64
 SEAL_ACTION = "audit.sealed"  # the one-time seal of the rows before the chain (migration 0005)
@@ -53,11 +55,25 @@ def link_canonical(prev_hash: str, body: bytes) -> str:
     return sm3(prev_hash.encode() + b"\n" + body)
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def normalized(row: dict[str, Any]) -> dict[str, Any]:
-    """The row as the database will give it back (its detail through a JSON round trip)."""
+    """The row as the database will give it back (its detail through a JSON round trip; a flat
+    detail of text keys and finite scalars comes back as it went, so it is copied)."""
     out = {k: row.get(k) for k in FIELDS}
-    out["detail"] = json.loads(json.dumps(row.get("detail") or {}, default=str))
+    detail = row.get("detail") or {}
+    if all(type(k) is str for k in detail) and all(_plain(v) for v in detail.values()):
+        out["detail"] = dict(detail)
+    else:
+        out["detail"] = json.loads(json.dumps(detail, default=str))
     return out
+
+
+def _plain(v: Any) -> bool:
+    """A value a JSON round trip gives back equal and of the same type (not NaN or infinite)."""
+    t_ = type(v)
+    return t_ in _SCALARS and (t_ is not float or math.isfinite(v))
 
 
 def last_hash(conn: Connection) -> str:
@@ -106,7 +122,7 @@ def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, A
     for (row, _), (prev, h) in zip(prepared, chain_prepared(conn, [b for _, b in prepared]), strict=True):
         row["prev_hash"], row["hash"] = prev, h
         out.append(row)
-    conn.execute(insert(t.audit_log), out)
+    execute_many(conn, insert(t.audit_log), out)
     return out
 
 

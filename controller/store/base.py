@@ -87,60 +87,9 @@ class StoreBase:
             raise
 
     def executemany(self, conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> None:
-        """``conn.execute(stmt, params)`` for the hot bulk writes. Under SQLite the statement is
-        compiled once and its parameters converted by the types' own bind processors (the same
-        conversions SQLAlchemy applies: DATETIME text, the engine's JSON serializer, booleans),
-        then handed to the driver's executemany: SQLAlchemy's per-row execution bookkeeping was
-        most of a cycle's write time, and it ran while holding the database's write lock.
-        Rows are grouped by their keys (one compiled statement per group)."""
-        if not params:
-            return
-        if not self.is_sqlite:
-            conn.execute(stmt, list(params))
-            return
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for p in params:
-            groups.setdefault(tuple(p), []).append(p)
-        for group in groups.values():
-            if not self._sqlite_executemany(conn, stmt, group):
-                conn.execute(stmt, group)
-
-    @staticmethod
-    def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[str, Any]]) -> bool:
-        """False (nothing written) for an INSERT that leaves out a column with a default:
-        SQLAlchemy computes those per row, so the caller takes its path."""
-        keys = list(params[0])
-        compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
-        names = compiled.positiontup or []
-        if isinstance(stmt, Insert) and set(names) != set(keys):
-            return False
-        fixed = compiled.params
-        plan = []
-        for name in names:
-            type_ = compiled.binds[name].type
-            proc = type_.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-            if proc is not None and isinstance(type_, DateTime):
-                proc = _memo(proc)  # a cycle's rows share their instants
-            plan.append((name, name in keys, proc))
-        # Column by column (the processors over whole columns), then zipped into rows.
-        columns: list[list[Any]] = []
-        for name, given, proc in plan:
-            values = [p[name] for p in params] if given else [fixed[name]] * len(params)
-            columns.append([proc(v) for v in values] if proc is not None else values)
-        sql = compiled.string
-        if not isinstance(stmt, Insert) or " VALUES (" not in sql or not names:
-            conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
-            return True
-        # One multi-row INSERT per chunk instead of a statement step per row: the driver
-        # releases and re-takes the GIL around every step, and in a busy API process each
-        # re-take waits behind the event loop, all while this process holds the write lock.
-        head, group = sql.split(" VALUES ", 1)
-        per = max(1, min(500, SQLITE_MAX_VARIABLES // len(names)))
-        for k in range(0, len(params), per):
-            chunk = [c[k : k + per] for c in columns]
-            flat = tuple(chain.from_iterable(zip(*chunk, strict=True)))
-            conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk[0]))}", flat)
-        return True
+        """``execute_many`` (below): the hot bulk writes, past SQLAlchemy's per-row bookkeeping
+        under SQLite."""
+        execute_many(conn, stmt, params)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -181,3 +130,61 @@ class StoreBase:
         if self.is_sqlite:
             return
         conn.execute(update(table).where(key == value).values({key.name: value}))
+
+
+def execute_many(conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> None:
+    """``conn.execute(stmt, params)`` for the hot bulk writes (``StoreBase.executemany``, the
+    audit chain's appends). Under SQLite the statement is compiled once and its parameters
+    converted by the types' own bind processors (the same conversions SQLAlchemy applies:
+    DATETIME text, the engine's JSON serializer, booleans), then handed to the driver's
+    executemany: SQLAlchemy's per-row execution bookkeeping was most of a cycle's write time,
+    and it ran while holding the database's write lock. Rows are grouped by their keys (one
+    compiled statement per group)."""
+    if not params:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(stmt, list(params))
+        return
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for p in params:
+        groups.setdefault(tuple(p), []).append(p)
+    for group in groups.values():
+        if not _sqlite_executemany(conn, stmt, group):
+            conn.execute(stmt, group)
+
+
+def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[str, Any]]) -> bool:
+    """False (nothing written) for an INSERT that leaves out a column with a default:
+    SQLAlchemy computes those per row, so the caller takes its path."""
+    keys = list(params[0])
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
+    names = compiled.positiontup or []
+    if isinstance(stmt, Insert) and set(names) != set(keys):
+        return False
+    fixed = compiled.params
+    plan = []
+    for name in names:
+        type_ = compiled.binds[name].type
+        proc = type_.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        if proc is not None and isinstance(type_, DateTime):
+            proc = _memo(proc)  # a cycle's rows share their instants
+        plan.append((name, name in keys, proc))
+    # Column by column (the processors over whole columns), then zipped into rows.
+    columns: list[list[Any]] = []
+    for name, given, proc in plan:
+        values = [p[name] for p in params] if given else [fixed[name]] * len(params)
+        columns.append([proc(v) for v in values] if proc is not None else values)
+    sql = compiled.string
+    if not isinstance(stmt, Insert) or " VALUES (" not in sql or not names:
+        conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+        return True
+    # One multi-row INSERT per chunk instead of a statement step per row: the driver
+    # releases and re-takes the GIL around every step, and in a busy API process each
+    # re-take waits behind the event loop, all while this process holds the write lock.
+    head, group = sql.split(" VALUES ", 1)
+    per = max(1, min(500, SQLITE_MAX_VARIABLES // len(names)))
+    for k in range(0, len(params), per):
+        chunk = [c[k : k + per] for c in columns]
+        flat = tuple(chain.from_iterable(zip(*chunk, strict=True)))
+        conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk[0]))}", flat)
+    return True

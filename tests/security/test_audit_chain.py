@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +353,31 @@ def test_the_seal_catches_tampering_with_the_rows_before_the_chain(db_url: str, 
 def rows_hash(store: Store, row_id: int) -> str:
     with store.read() as conn:
         return str(conn.execute(select(A.c.hash).where(A.c.id == row_id)).scalar())
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"attempt": 2, "cluster": "bj-1", "status": "Scheduled", "summary": '中文 \u2028 "q"'},
+        {"ok": True, "none": None, "f": 0.1, "big": 2**70, "neg": -1.5e-300},
+        {"nan": float("nan")},
+        {"inf": float("inf")},
+        {"nested": {"a": [1, 2]}, "t": (1, "x")},
+        {1: "int key"},
+        {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+    ],
+)
+def test_normalized_detail_is_what_a_json_round_trip_gives(detail: dict[Any, Any]) -> None:
+    """``normalized`` copies a flat detail of text keys and finite scalars instead of sending it
+    through JSON: the hash covers what the database gives back, so both must agree, value and
+    type, and everything else still takes the round trip."""
+    import json
+
+    row = {"at": datetime(2026, 1, 1, tzinfo=UTC), "actor": "a", "role": "r", "tenant": None}
+    got = audit_chain.normalized({**row, "action": "x", "target": "t", "detail": detail})["detail"]
+    want = json.loads(json.dumps(detail, default=str))
+    assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+    assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
+    assert audit_chain.canonical(
+        {**row, "action": "x", "target": "t", "detail": got}
+    ) == audit_chain.canonical({**row, "action": "x", "target": "t", "detail": want})
