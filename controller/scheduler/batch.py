@@ -124,6 +124,12 @@ PREEMPTION = "preemption"
 NO_FIT_AFTER_PREEMPTION = "no cluster can make room by preempting lower-priority work within {n} victims"
 
 
+# Shapes evaluated together (``evaluate_many``): its steps are passes over shapes x clusters arrays;
+# at 1,024 shapes (0.8 MB an array at 98 clusters) they stay in the core's cache, at a batch's
+# 10,000 each pass went to memory (make bench, scheduler: the schedule step 18 % faster).
+EVALUATE_CHUNK = 1024
+
+
 def hold_rank(wait_s: float, estimate_s: float, starving_s: float) -> tuple[bool, float, float]:
     """The sort key of a hold candidate (lowest first). Past ``starving_s`` of waiting: before
     every other candidate, the longest-waiting first. Otherwise the higher age tier first (the
@@ -371,6 +377,10 @@ class BatchScheduler:
         if not self.cached:
             for shape in shapes:
                 self.evaluate_static(shape, snap)
+            return
+        if len(shapes) > EVALUATE_CHUNK:  # in chunks whose shapes x clusters arrays stay in cache
+            for k in range(0, len(shapes), EVALUATE_CHUNK):
+                self.evaluate_many(shapes[k : k + EVALUATE_CHUNK], snap)
             return
         J, n = len(shapes), snap.size
         table = self._dataset_table(snap)

@@ -120,6 +120,22 @@ def test_cached_path_decides_as_the_reference(seed: int, wait: float) -> None:
     assert {"Scheduled", "Unschedulable", "UnschedulableAndUnresolvable"} <= statuses
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_evaluated_in_chunks_decides_as_the_reference(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """``evaluate_many`` works ``EVALUATE_CHUNK`` shapes at a time; a chunk of 37 splits every
+    cycle here, and the decisions are still the reference's."""
+    import controller.scheduler.batch as batch
+
+    monkeypatch.setattr(batch, "EVALUATE_CHUNK", 37)
+    specs = queue_specs(seed, 400)
+    policy = PlacementPolicy.model_validate({**ALL_PLUGINS.model_dump(), "locality_wait_max_s": 300.0})
+    got = decide(BatchScheduler(Scheduler.from_policy(policy), quota()), copy.deepcopy(specs), seed, 3)
+    ref = decide(BatchScheduler(Scheduler.from_policy(policy), quota(), caches=False), specs, seed, 3)
+    assert len(got) == len(ref) > 400
+    for a, b in zip(got, ref, strict=True):
+        assert a == b
+
+
 def test_caches_are_bounded_and_counted() -> None:
     bs = BatchScheduler(Scheduler.from_policy(ALL_PLUGINS), None, shape_cache=100, component_cache=50)
     specs = queue_specs(1, 600)
