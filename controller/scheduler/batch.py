@@ -573,7 +573,11 @@ class BatchScheduler:
                 unplaced.append(item)
                 continue
             own = holds.get(job_id) if holds else None
-            rows = self._rows_with_holds(job_id, shape, free, held, estimate) if holds else free[idx]
+            rows = (
+                self._rows_with_holds(job_id, shape, free, held, estimate)
+                if holds
+                else free.take(idx, axis=0)
+            )
             if shape.failed_cycle == cycle and own is None:
                 self._on_fail(job_id, shape, free, held, estimate)
                 decisions.append(
@@ -606,7 +610,7 @@ class BatchScheduler:
                     )
                     unplaced.append(item)
                     continue
-                rows = free[idx]
+                rows = free.take(idx, axis=0)
                 ok = idx == chosen
                 best = None
             pos, backup = self._choose(shape, rows, ok, best)
@@ -759,7 +763,7 @@ class BatchScheduler:
         when it overruns its estimate, and, at high load, the backlog of every gang that only
         that cluster can hold."""
         idx = shape.idx
-        rows: FloatArray = free[idx] - held[idx]
+        rows: FloatArray = free.take(idx, axis=0) - held.take(idx, axis=0)
         own = self.holds.get(job_id)
         if own is not None:
             self.holds[job_id] = (own[0], own[1], self.cycle)
