@@ -384,6 +384,8 @@ class BatchScheduler:
             return
         J, n = len(shapes), snap.size
         table = self._dataset_table(snap)
+        info = self._infos(shapes, snap)
+
         ids, missing, input_rows = table.rows([shape.inputs for shape in shapes])
         feasible = np.ones((J, n), dtype=bool)
         rejected = np.zeros((J, n), dtype=np.uint16)
@@ -410,7 +412,7 @@ class BatchScheduler:
                 results, inv = self._by_key(
                     cache,
                     [key_of(shape) for shape in shapes],
-                    lambda j, plugin=plugin: plugin.filter(CycleState(), self._info(shapes[j], snap), snap),  # type: ignore[misc]
+                    lambda j, plugin=plugin: plugin.filter(CycleState(), info(j), snap),  # type: ignore[misc]
                 )
                 codes = np.stack([r.codes for r in results])[inv]
                 lists = [results[i].messages for i in inv.tolist()]
@@ -452,7 +454,7 @@ class BatchScheduler:
                     cache,
                     keys,
                     lambda j, scorer=scorer: scorer.score(  # type: ignore[misc]
-                        CycleState(), self._info(shapes[j], snap), snap, np.ones(n, dtype=bool)
+                        CycleState(), info(j), snap, np.ones(n, dtype=bool)
                     ),
                 )
                 sc = np.stack(scored)[inv]
@@ -478,6 +480,19 @@ class BatchScheduler:
             sizes if bits is not None else None,
             input_rows,
         )
+
+    def _infos(self, shapes: list[Shape], snap: Snapshot) -> Callable[[int], JobInfo]:
+        """Shape ``j`` as the plugins see a job (``_info``), made once for every plugin that asks
+        (the constraints filter and score ask for the same first shape of each distinct key)."""
+        infos: dict[int, JobInfo] = {}
+
+        def info(j: int) -> JobInfo:
+            got = infos.get(j)
+            if got is None:
+                got = infos[j] = self._info(shapes[j], snap)
+            return got
+
+        return info
 
     @staticmethod
     def _by_key(cache: LRU, keys: list[Any], compute: Callable[[int], Any]) -> tuple[list[Any], IntArray]:
