@@ -134,6 +134,16 @@ def hold_rank(wait_s: float, estimate_s: float, starving_s: float) -> tuple[bool
     return (True, -age_tier(wait_s), -(wait_s + estimate_s) / max(estimate_s, SLOWDOWN_FLOOR_S))
 
 
+def _beyond(free: FloatArray, keep: FloatArray) -> FloatArray:
+    """Free capacity beyond what holds keep back: a hold keeps back at most what is free now, so
+    a resource whose hold exceeds its free capacity (a held gang waiting for GPUs while work
+    drains) is 0 left, not negative. A job that asks for none of that resource (a cpu-only job
+    on a cluster held for a GPU gang) still fits on the rest: it takes nothing the gang waits
+    for. Negative free capacity (an overcommitted cluster) stays as it is."""
+    out: FloatArray = free - np.minimum(np.maximum(keep, 0.0), np.maximum(free, 0.0))
+    return out
+
+
 def _normalize_rows(values: FloatArray, feasible: npt.NDArray[np.bool_]) -> FloatArray:
     """``normalize_lower_is_better`` on every row at once (the same arithmetic, element by
     element): the feasible clusters' values of a row mapped to 0..100, the lowest scoring 100."""
@@ -749,30 +759,30 @@ class BatchScheduler:
         when it overruns its estimate, and, at high load, the backlog of every gang that only
         that cluster can hold."""
         idx = shape.idx
-        rows: FloatArray = free[idx] - held[idx]
+        room = free[idx]
+        keep: FloatArray = held[idx].copy()  # what the holds keep back from this job
         own = self.holds.get(job_id)
         if own is not None:
             self.holds[job_id] = (own[0], own[1], self.cycle)
             at = np.searchsorted(idx, own[0])
             if at < len(idx) and idx[at] == own[0]:
-                rows[at] += own[1]
-        if not self.backfill:
-            return rows
-        fits = (rows + EPS >= shape.demand).all(axis=1)
-        moved = shape.transfer[1] if shape.transfer is not None else None
-        if not fits.any():
-            least = np.inf  # nowhere else: the held part, as a last resort
-        elif moved is None:
-            return rows
-        else:
-            least = float(moved[fits].min())
-        for c, shadow in self.shadows.items():
-            # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
-            if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
-                at = np.searchsorted(idx, c)
-                if at < len(idx) and idx[at] == c and (moved is None or float(moved[at]) < least):
-                    rows[at] += held[c]
-        return rows
+                keep[at] -= own[1]
+        if self.backfill:
+            fits = (_beyond(room, keep) + EPS >= shape.demand).all(axis=1)
+            moved = shape.transfer[1] if shape.transfer is not None else None
+            if not fits.any():
+                least = np.inf  # nowhere else: the held part, as a last resort
+            elif moved is None:
+                return _beyond(room, keep)
+            else:
+                least = float(moved[fits].min())
+            for c, shadow in self.shadows.items():
+                # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
+                if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
+                    at = np.searchsorted(idx, c)
+                    if at < len(idx) and idx[at] == c and (moved is None or float(moved[at]) < least):
+                        keep[at] -= held[c]
+        return _beyond(room, keep)
 
     @staticmethod
     def _admission(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from controller.jobs import JobCreate, Resources
 from controller.scheduler.backfill import EndLedger, may_backfill
 from controller.scheduler.batch import MAX_HOLDS, BatchScheduler, hold_rank
 from controller.scheduler.framework import Snapshot
@@ -284,7 +285,7 @@ def test_backfill_is_a_last_resort() -> None:
     free = s.capacity - s.allocated
     at_h = int(np.searchsorted(shape.idx, h))
     rows = bs._rows_with_holds("probe", shape, free, held, SMALL_RUN_S)
-    assert rows[at_h, 0] == free[h, 0] - held[h, 0]
+    assert rows[at_h, 0] == max(free[h, 0] - held[h, 0], 0.0)  # a hold keeps back at most what is free
     full = free.copy()
     full[g] = 0.0
     rows = bs._rows_with_holds("probe", shape, full, held, SMALL_RUN_S)
@@ -402,3 +403,54 @@ def test_past_the_starving_line_holds_go_to_the_longest_waiting() -> None:
     arrived = {k: (int(k.removeprefix("held_short")) + 1) * FLOOD_EVERY_S for k in late}
     assert all(a < LONG_AT_S for a in arrived.values()), arrived  # ... but only older ones
     assert out["start_long"] <= out["drain_by"] + CYCLE_S
+
+
+def test_a_gpu_hold_does_not_keep_cpu_only_work_off_the_cluster() -> None:
+    """A hold keeps back at most what is free: a gang held for more GPUs than are free now (it
+    waits for running work to drain) leaves 0 GPUs to others there, not a negative number, so a
+    job that asks for no GPUs still runs on the cluster's cpus beyond the gang's share, even when
+    it is too long to backfill. Before, free minus held was negative in GPUs and every cpu-only job
+    whose only cluster was held for a GPU gang waited until the gang started."""
+    bs = batch()
+    s, h, cap, only_h = hainan_only()
+    gpus = float(s.capacity[h, 2])
+    assert gpus >= 2
+    q = PendingQueue()
+    # Long work holds half the GPUs; the gang needs them all, so it waits for the drain.
+    long_work = Resources(cpu=1.0, memory_gib=1.0, gpu=int(gpus // 2))
+    gang = Resources(cpu=cap * 0.1, memory_gib=1.0, gpu=int(gpus))
+    q.push("long", bs.shapes.intern(gpu_spec(long_work, only_h, LONG_RUN_S)), runtime=LONG_RUN_S)
+    assert [d.chosen for d in bs.run(q, s, now=0.0).decisions] == [h]
+    q.push("gang", bs.shapes.intern(gpu_spec(gang, only_h, 100.0)), runtime=100.0)
+    t = CYCLE_S
+    while "gang" not in bs.holds and t <= HORIZON_S:
+        bs.run(q, s, now=t)
+        t += CYCLE_S
+    assert "gang" in bs.holds and bs.holds["gang"][0] == h
+    assert s.capacity[h, 2] - s.allocated[h, 2] < bs.holds["gang"][1][2]  # more GPUs held than free
+    # Too long to backfill (it would end after the held gang's shadow), and no GPUs.
+    cpu_only = job("hainan", cpu=cap * 0.3, constraints=only_h, expected_runtime_s=10 * LONG_RUN_S)
+    q.push("cpu-only", bs.shapes.intern(cpu_only), runtime=10 * LONG_RUN_S)
+    res = bs.run(q, s, now=t)
+    assert [d.chosen for d in res.decisions if d.job_id == "cpu-only"] == [h]
+    assert not overcommitted(s)
+    # The gang keeps its hold and its cpus: what is left beyond the hold is what it needs.
+    assert "gang" in bs.holds
+    assert s.capacity[h, 0] - s.allocated[h, 0] >= cap * 0.1
+    # A job that asks for a GPU, even a short one, does not get the GPU the gang waits for
+    # once the drain is overdue (the shadow has passed: nothing may backfill).
+    late = t + 2 * LONG_RUN_S
+    one_gpu = gpu_spec(Resources(cpu=1.0, memory_gib=1.0, gpu_milli=100), only_h, 1.0)
+    q.push("gpu-small", bs.shapes.intern(one_gpu), runtime=1.0)
+    res = bs.run(q, s, now=late)
+    assert [d.chosen for d in res.decisions if d.job_id == "gpu-small"] == [-1]
+
+
+def gpu_spec(resources: Resources, constraints: dict[str, list[str]], runtime: float) -> JobCreate:
+    return JobCreate(
+        name="j",
+        tenant="hainan",
+        resources=resources,
+        constraints=constraints,
+        expected_runtime_s=runtime,
+    )
