@@ -318,15 +318,16 @@ LONG_AT_S = 200.0
 FLOOD_HORIZON_S = 2000.0
 
 
-def flood(bs: BatchScheduler) -> dict[str, float]:
+def flood(bs: BatchScheduler, order: str = "sjf") -> dict[str, float]:
     """One cluster, shortest-job-first, an overload that never ends: a short gang (0.6 of the
     cluster, 20 s) every 10 s, twice what the cluster can run, and a long gang (0.6, 500 s) at
     t = 200, so the short gangs' backlog and their waits grow without bound. Every
     gang fits only alone, and sjf puts the short gangs first, so without a hold the long gang
     never starts; work the scheduler did not place fills half the cluster until t = 100. Jobs
     qualify for a hold after 60 s of waiting (``hold_after_s``), so short gangs are candidates
-    from early on."""
-    bs.order = "sjf"
+    from early on. ``granted_<job>``: when a short gang's hold was granted, while the long gang
+    had none."""
+    bs.order = order
     bs.hold_after_s = 60.0
     s, h, cap, allow = hainan_only()
     long = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=FLOOD_LONG_RUN_S)
@@ -358,6 +359,7 @@ def flood(bs: BatchScheduler) -> dict[str, float]:
             out["holds_to_short_gangs_first"] += 1
             for j in bs.holds:  # the latest time a short gang held while the long gang waited
                 out[f"held_{j}"] = t
+                out.setdefault(f"granted_{j}", t)
         t += CYCLE_S
     return out
 
@@ -375,12 +377,16 @@ def test_hold_rank_age_tier_then_expected_slowdown_and_the_starving_line() -> No
     assert age_tier(90_000.0) == age_tier(87_000.0)
     assert hold_rank(90_000.0, 1000.0, day) < hold_rank(87_000.0, 10.0, day)
     assert hold_rank(day, 5000.0, day) < hold_rank(day - 1.0, 10.0, day)
+    # Under sjf: the shortest expected runtime first, whatever the tier; the line still first.
+    assert hold_rank(700.0, 10.0, day, "sjf") < hold_rank(5000.0, 20.0, day, "sjf")
+    assert hold_rank(day, 5000.0, day, "sjf") < hold_rank(day - 1.0, 10.0, day, "sjf")
 
 
-def test_a_long_gang_in_a_flood_of_short_gangs_gets_its_hold_by_age() -> None:
+@pytest.mark.parametrize("order", ["constrained-first", "fifo"])
+def test_a_long_gang_in_a_flood_of_short_gangs_gets_its_hold_by_age(order: str) -> None:
     bs = batch()
-    out = flood(bs)
-    # The short gangs, ahead in the order and in expected slowdown, get the holds first ...
+    out = flood(bs, order)
+    # The short gangs that came before it get the holds first ...
     assert out["holds_to_short_gangs_first"] > 0
     # ... until the long gang's age tier passes theirs (well before the starving line) ...
     assert "hold_at" in out and out["hold_at"] < LONG_AT_S + bs.hold_starving_s
@@ -388,20 +394,33 @@ def test_a_long_gang_in_a_flood_of_short_gangs_gets_its_hold_by_age() -> None:
     assert "start_long" in out and out["start_long"] <= out["drain_by"] + CYCLE_S
 
 
+def test_under_sjf_holds_go_shortest_first_until_the_starving_line() -> None:
+    """Under the sjf order the holds keep the queue's order: every hold in the flood goes to a
+    short gang, though the long gang's age tier passes theirs (with the tiers it took a hold at
+    about t = 700: the test above); the bound for the long gang is the starving line (a day)."""
+    bs = batch()
+    out = flood(bs, "sjf")
+    assert out["holds_to_short_gangs_first"] > 0
+    assert "hold_at" not in out and "start_long" not in out
+    assert LONG_AT_S + bs.hold_starving_s > FLOOD_HORIZON_S
+
+
 def test_past_the_starving_line_holds_go_to_the_longest_waiting() -> None:
     """A line short enough to be crossed in the flood (150 s): past it, the long gang takes a
-    hold before every short gang that came after it, though those are ahead of it in the order,
-    in expected slowdown and (soon) in age tier; only short gangs that came before it, and so
-    have waited longer, may still get holds first."""
+    hold before every short gang that came after it, though those are ahead of it in the sjf
+    order; only short gangs that came before it, and so have waited longer, may still be granted
+    holds first (a hold granted before the line stays until its gang starts)."""
     bs = batch()
     bs.hold_starving_s = 150.0
     out = flood(bs)
     assert "hold_at" in out and "start_long" in out
     crossed = LONG_AT_S + 150.0
-    late = [k for k, t in out.items() if k.startswith("held_short") and t >= crossed]
-    assert late  # short gangs did hold after the long gang crossed the line ...
-    arrived = {k: (int(k.removeprefix("held_short")) + 1) * FLOOD_EVERY_S for k in late}
-    assert all(a < LONG_AT_S for a in arrived.values()), arrived  # ... but only older ones
+    late = [k for k, t in out.items() if k.startswith("granted_short") and t >= crossed + CYCLE_S]
+    arrived = {k: (int(k.removeprefix("granted_short")) + 1) * FLOOD_EVERY_S for k in late}
+    # (one arrived in the long gang's cycle, before it in the queue: equal waits, queue order)
+    assert late and all(a <= LONG_AT_S for a in arrived.values()), arrived
+    # Under sjf without the line the long gang would get no hold in the flood (the test above).
+    assert out["hold_at"] < FLOOD_HORIZON_S
     assert out["start_long"] <= out["drain_by"] + CYCLE_S
 
 
