@@ -64,6 +64,7 @@ from controller.scheduler.ordering import (
 )
 from controller.scheduler.ordering import ORDER_DRF as ORDER_DRF
 from controller.scheduler.ordering import (
+    ORDER_SJF,
     SORTED_ORDERS,
     Ageing,
     age_tier,
@@ -101,7 +102,8 @@ IntArray = npt.NDArray[np.intp]
 # Anti-starvation holds, on by default (``hold_*`` below): a job that failed for capacity
 # ``hold_after`` times and has waited ``hold_after_s``, whose static filters leave it at most
 # ``hold_max_clusters`` clusters, gets its gang's demand held back on one of them (a free hold
-# goes to the oldest age tier, then the highest expected slowdown, at the cycle's end: ``hold_rank``).
+# goes, at the cycle's end, to the oldest age tier, then the highest expected slowdown; under the
+# sjf order to the shortest expected runtime, as the queue goes: ``hold_rank``).
 # The cost to others is bounded: at most ``max_holds`` holds at once, at most one per cluster,
 # each at most the held gang's demand, and each ends when its job starts, which is at the latest
 # when the work running on that cluster at the time of the hold has finished (nothing new can
@@ -126,18 +128,35 @@ NO_FIT_AFTER_PREEMPTION = "no cluster can make room by preempting lower-priority
 
 # Shapes evaluated together (``evaluate_many``): its steps are passes over shapes x clusters arrays;
 # at 1,024 shapes (0.8 MB an array at 98 clusters) they stay in the core's cache, at a batch's
-# 10,000 each pass went to memory (make bench, scheduler: the schedule step 18 % faster).
+# 10,000 each pass went to memory (evaluate_many 13 % faster, docs/benchmarks.md).
 EVALUATE_CHUNK = 1024
 
 
-def hold_rank(wait_s: float, estimate_s: float, starving_s: float) -> tuple[bool, float, float]:
+def hold_rank(
+    wait_s: float, estimate_s: float, starving_s: float, order: str = ORDER_CONSTRAINED_FIRST
+) -> tuple[bool, float, float]:
     """The sort key of a hold candidate (lowest first). Past ``starving_s`` of waiting: before
-    every other candidate, the longest-waiting first. Otherwise the higher age tier first (the
-    queue order's ``age_tier``: waits within a factor of two share a tier), then the higher
-    expected slowdown ``(wait + estimate) / max(estimate, 10 s)``."""
+    every other candidate, the longest-waiting first. Otherwise, under the ``sjf`` order, the
+    shortest expected runtime first (the queue's own order: a hold then keeps the order the
+    operator chose instead of putting long gangs that have waited longer before short ones);
+    under every other order the higher age tier first (the queue order's ``age_tier``: waits
+    within a factor of two share a tier), then the higher expected slowdown
+    ``(wait + estimate) / max(estimate, 10 s)``."""
     if wait_s >= starving_s:
         return (False, -wait_s, 0.0)
+    if order == ORDER_SJF:
+        return (True, estimate_s, 0.0)
     return (True, -age_tier(wait_s), -(wait_s + estimate_s) / max(estimate_s, SLOWDOWN_FLOOR_S))
+
+
+def _beyond(free: FloatArray, keep: FloatArray) -> FloatArray:
+    """Free capacity beyond what holds keep back: a hold keeps back at most what is free now, so
+    a resource whose hold exceeds its free capacity (a held gang waiting for GPUs while work
+    drains) is 0 left, not negative. A job that asks for none of that resource (a cpu-only job
+    on a cluster held for a GPU gang) still fits on the rest: it takes nothing the gang waits
+    for. Negative free capacity (an overcommitted cluster) stays as it is."""
+    out: FloatArray = free - np.minimum(np.maximum(keep, 0.0), np.maximum(free, 0.0))
+    return out
 
 
 def _normalize_rows(values: FloatArray, feasible: npt.NDArray[np.bool_]) -> FloatArray:
@@ -778,30 +797,30 @@ class BatchScheduler:
         when it overruns its estimate, and, at high load, the backlog of every gang that only
         that cluster can hold."""
         idx = shape.idx
-        rows: FloatArray = free.take(idx, axis=0) - held.take(idx, axis=0)
+        room = free.take(idx, axis=0)
+        keep: FloatArray = held.take(idx, axis=0)  # what the holds keep back from this job (a copy)
         own = self.holds.get(job_id)
         if own is not None:
             self.holds[job_id] = (own[0], own[1], self.cycle)
             at = np.searchsorted(idx, own[0])
             if at < len(idx) and idx[at] == own[0]:
-                rows[at] += own[1]
-        if not self.backfill:
-            return rows
-        fits = (rows + EPS >= shape.demand).all(axis=1)
-        moved = shape.transfer[1] if shape.transfer is not None else None
-        if not fits.any():
-            least = np.inf  # nowhere else: the held part, as a last resort
-        elif moved is None:
-            return rows
-        else:
-            least = float(moved[fits].min())
-        for c, shadow in self.shadows.items():
-            # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
-            if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
-                at = np.searchsorted(idx, c)
-                if at < len(idx) and idx[at] == c and (moved is None or float(moved[at]) < least):
-                    rows[at] += held[c]
-        return rows
+                keep[at] -= own[1]
+        if self.backfill:
+            fits = (_beyond(room, keep) + EPS >= shape.demand).all(axis=1)
+            moved = shape.transfer[1] if shape.transfer is not None else None
+            if not fits.any():
+                least = np.inf  # nowhere else: the held part, as a last resort
+            elif moved is None:
+                return _beyond(room, keep)
+            else:
+                least = float(moved[fits].min())
+            for c, shadow in self.shadows.items():
+                # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
+                if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
+                    at = np.searchsorted(idx, c)
+                    if at < len(idx) and idx[at] == c and (moved is None or float(moved[at]) < least):
+                        keep[at] -= held[c]
+        return _beyond(room, keep)
 
     @staticmethod
     def _admission(
@@ -901,16 +920,25 @@ class BatchScheduler:
         each within the hold's own bound. tests/scheduler/test_holds.py checks the ranking and
         a flood of short constrained gangs.
 
+        Under the ``sjf`` order the tiers are left out: candidates go shortest expected runtime
+        first, as the queue does, and the day line is the bound. With the tiers, a backlog of
+        gangs on the one national node that can hold them (hours long on the replay's GPU trace
+        at every load) was served about oldest first, so short gangs waited behind long ones
+        for hours: at 50 % load Jain's index over tenants' mean bounded slowdown was 0.54 with
+        the tiers and 0.88 without (random placement, same order, no holds: 0.91).
+
         Each hold goes on the cluster where the gang would fit soonest: the earliest shadow time
         by the ledger of expected ends, then the largest free share of its demand."""
         candidates, self.hold_candidates = self.hold_candidates, {}
         if not candidates or len(self.holds) >= self.max_holds:
             return
-        wait, now, starving = self.ageing.wait, self._now, self.hold_starving_s
+        wait, now, starving, order = self.ageing.wait, self._now, self.hold_starving_s, self.order
+        # Ties: the cycle's queue order (candidates are collected in it).
         ranked = sorted(
-            candidates.items(), key=lambda kv: (hold_rank(wait(kv[0], now), kv[1][1], starving), kv[0])
+            enumerate(candidates.items()),
+            key=lambda pkv: (hold_rank(wait(pkv[1][0], now), pkv[1][1][1], starving, order), pkv[0]),
         )
-        for job_id, (shape, _) in ranked:
+        for _, (job_id, (shape, _)) in ranked:
             if len(self.holds) >= self.max_holds:
                 return
             best, shadow = self._hold_cluster(shape, free)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from controller.jobs import JobCreate, Resources
 from controller.scheduler.backfill import EndLedger, may_backfill
 from controller.scheduler.batch import MAX_HOLDS, BatchScheduler, hold_rank
 from controller.scheduler.framework import Snapshot
@@ -309,7 +310,7 @@ def test_backfill_is_a_last_resort() -> None:
     free = s.capacity - s.allocated
     at_h = int(np.searchsorted(shape.idx, h))
     rows = bs._rows_with_holds("probe", shape, free, held, SMALL_RUN_S)
-    assert rows[at_h, 0] == free[h, 0] - held[h, 0]
+    assert rows[at_h, 0] == max(free[h, 0] - held[h, 0], 0.0)  # a hold keeps back at most what is free
     full = free.copy()
     full[g] = 0.0
     rows = bs._rows_with_holds("probe", shape, full, held, SMALL_RUN_S)
@@ -342,15 +343,16 @@ LONG_AT_S = 200.0
 FLOOD_HORIZON_S = 2000.0
 
 
-def flood(bs: BatchScheduler) -> dict[str, float]:
+def flood(bs: BatchScheduler, order: str = "sjf") -> dict[str, float]:
     """One cluster, shortest-job-first, an overload that never ends: a short gang (0.6 of the
     cluster, 20 s) every 10 s, twice what the cluster can run, and a long gang (0.6, 500 s) at
     t = 200, so the short gangs' backlog and their waits grow without bound. Every
     gang fits only alone, and sjf puts the short gangs first, so without a hold the long gang
     never starts; work the scheduler did not place fills half the cluster until t = 100. Jobs
     qualify for a hold after 60 s of waiting (``hold_after_s``), so short gangs are candidates
-    from early on."""
-    bs.order = "sjf"
+    from early on. ``granted_<job>``: when a short gang's hold was granted, while the long gang
+    had none."""
+    bs.order = order
     bs.hold_after_s = 60.0
     s, h, cap, allow = hainan_only()
     long = job("hainan", cpu=cap * 0.6, constraints=allow, expected_runtime_s=FLOOD_LONG_RUN_S)
@@ -382,6 +384,7 @@ def flood(bs: BatchScheduler) -> dict[str, float]:
             out["holds_to_short_gangs_first"] += 1
             for j in bs.holds:  # the latest time a short gang held while the long gang waited
                 out[f"held_{j}"] = t
+                out.setdefault(f"granted_{j}", t)
         t += CYCLE_S
     return out
 
@@ -399,12 +402,16 @@ def test_hold_rank_age_tier_then_expected_slowdown_and_the_starving_line() -> No
     assert age_tier(90_000.0) == age_tier(87_000.0)
     assert hold_rank(90_000.0, 1000.0, day) < hold_rank(87_000.0, 10.0, day)
     assert hold_rank(day, 5000.0, day) < hold_rank(day - 1.0, 10.0, day)
+    # Under sjf: the shortest expected runtime first, whatever the tier; the line still first.
+    assert hold_rank(700.0, 10.0, day, "sjf") < hold_rank(5000.0, 20.0, day, "sjf")
+    assert hold_rank(day, 5000.0, day, "sjf") < hold_rank(day - 1.0, 10.0, day, "sjf")
 
 
-def test_a_long_gang_in_a_flood_of_short_gangs_gets_its_hold_by_age() -> None:
+@pytest.mark.parametrize("order", ["constrained-first", "fifo"])
+def test_a_long_gang_in_a_flood_of_short_gangs_gets_its_hold_by_age(order: str) -> None:
     bs = batch()
-    out = flood(bs)
-    # The short gangs, ahead in the order and in expected slowdown, get the holds first ...
+    out = flood(bs, order)
+    # The short gangs that came before it get the holds first ...
     assert out["holds_to_short_gangs_first"] > 0
     # ... until the long gang's age tier passes theirs (well before the starving line) ...
     assert "hold_at" in out and out["hold_at"] < LONG_AT_S + bs.hold_starving_s
@@ -412,18 +419,82 @@ def test_a_long_gang_in_a_flood_of_short_gangs_gets_its_hold_by_age() -> None:
     assert "start_long" in out and out["start_long"] <= out["drain_by"] + CYCLE_S
 
 
+def test_under_sjf_holds_go_shortest_first_until_the_starving_line() -> None:
+    """Under the sjf order the holds keep the queue's order: every hold in the flood goes to a
+    short gang, though the long gang's age tier passes theirs (with the tiers it took a hold at
+    about t = 700: the test above); the bound for the long gang is the starving line (a day)."""
+    bs = batch()
+    out = flood(bs, "sjf")
+    assert out["holds_to_short_gangs_first"] > 0
+    assert "hold_at" not in out and "start_long" not in out
+    assert LONG_AT_S + bs.hold_starving_s > FLOOD_HORIZON_S
+
+
 def test_past_the_starving_line_holds_go_to_the_longest_waiting() -> None:
     """A line short enough to be crossed in the flood (150 s): past it, the long gang takes a
-    hold before every short gang that came after it, though those are ahead of it in the order,
-    in expected slowdown and (soon) in age tier; only short gangs that came before it, and so
-    have waited longer, may still get holds first."""
+    hold before every short gang that came after it, though those are ahead of it in the sjf
+    order; only short gangs that came before it, and so have waited longer, may still be granted
+    holds first (a hold granted before the line stays until its gang starts)."""
     bs = batch()
     bs.hold_starving_s = 150.0
     out = flood(bs)
     assert "hold_at" in out and "start_long" in out
     crossed = LONG_AT_S + 150.0
-    late = [k for k, t in out.items() if k.startswith("held_short") and t >= crossed]
-    assert late  # short gangs did hold after the long gang crossed the line ...
-    arrived = {k: (int(k.removeprefix("held_short")) + 1) * FLOOD_EVERY_S for k in late}
-    assert all(a < LONG_AT_S for a in arrived.values()), arrived  # ... but only older ones
+    late = [k for k, t in out.items() if k.startswith("granted_short") and t >= crossed + CYCLE_S]
+    arrived = {k: (int(k.removeprefix("granted_short")) + 1) * FLOOD_EVERY_S for k in late}
+    # (one arrived in the long gang's cycle, before it in the queue: equal waits, queue order)
+    assert late and all(a <= LONG_AT_S for a in arrived.values()), arrived
+    # Under sjf without the line the long gang would get no hold in the flood (the test above).
+    assert out["hold_at"] < FLOOD_HORIZON_S
     assert out["start_long"] <= out["drain_by"] + CYCLE_S
+
+
+def test_a_gpu_hold_does_not_keep_cpu_only_work_off_the_cluster() -> None:
+    """A hold keeps back at most what is free: a gang held for more GPUs than are free now (it
+    waits for running work to drain) leaves 0 GPUs to others there, not a negative number, so a
+    job that asks for no GPUs still runs on the cluster's cpus beyond the gang's share, even when
+    it is too long to backfill. Before, free minus held was negative in GPUs and every cpu-only job
+    whose only cluster was held for a GPU gang waited until the gang started."""
+    bs = batch()
+    s, h, cap, only_h = hainan_only()
+    gpus = float(s.capacity[h, 2])
+    assert gpus >= 2
+    q = PendingQueue()
+    # Long work holds half the GPUs; the gang needs them all, so it waits for the drain.
+    long_work = Resources(cpu=1.0, memory_gib=1.0, gpu=int(gpus // 2))
+    gang = Resources(cpu=cap * 0.1, memory_gib=1.0, gpu=int(gpus))
+    q.push("long", bs.shapes.intern(gpu_spec(long_work, only_h, LONG_RUN_S)), runtime=LONG_RUN_S)
+    assert [d.chosen for d in bs.run(q, s, now=0.0).decisions] == [h]
+    q.push("gang", bs.shapes.intern(gpu_spec(gang, only_h, 100.0)), runtime=100.0)
+    t = CYCLE_S
+    while "gang" not in bs.holds and t <= HORIZON_S:
+        bs.run(q, s, now=t)
+        t += CYCLE_S
+    assert "gang" in bs.holds and bs.holds["gang"][0] == h
+    assert s.capacity[h, 2] - s.allocated[h, 2] < bs.holds["gang"][1][2]  # more GPUs held than free
+    # Too long to backfill (it would end after the held gang's shadow), and no GPUs.
+    cpu_only = job("hainan", cpu=cap * 0.3, constraints=only_h, expected_runtime_s=10 * LONG_RUN_S)
+    q.push("cpu-only", bs.shapes.intern(cpu_only), runtime=10 * LONG_RUN_S)
+    res = bs.run(q, s, now=t)
+    assert [d.chosen for d in res.decisions if d.job_id == "cpu-only"] == [h]
+    assert not overcommitted(s)
+    # The gang keeps its hold and its cpus: what is left beyond the hold is what it needs.
+    assert "gang" in bs.holds
+    assert s.capacity[h, 0] - s.allocated[h, 0] >= cap * 0.1
+    # A job that asks for a GPU, even a short one, does not get the GPU the gang waits for
+    # once the drain is overdue (the shadow has passed: nothing may backfill).
+    late = t + 2 * LONG_RUN_S
+    one_gpu = gpu_spec(Resources(cpu=1.0, memory_gib=1.0, gpu_milli=100), only_h, 1.0)
+    q.push("gpu-small", bs.shapes.intern(one_gpu), runtime=1.0)
+    res = bs.run(q, s, now=late)
+    assert [d.chosen for d in res.decisions if d.job_id == "gpu-small"] == [-1]
+
+
+def gpu_spec(resources: Resources, constraints: dict[str, list[str]], runtime: float) -> JobCreate:
+    return JobCreate(
+        name="j",
+        tenant="hainan",
+        resources=resources,
+        constraints=constraints,
+        expected_runtime_s=runtime,
+    )
