@@ -17,8 +17,9 @@ in bulk for the whole cycle), which holds
   three decimals, as integers of thousandths; one byte for a column of small whole numbers), the
   transfer seconds (thousandths) and the bytes moved (a bit per input, or the float).
 
-What every decision of a cycle shares (the cluster names, the score plugins, the columns' types)
-is its context, stored once (another ``decision_parts`` row) and named by digest in each body.
+What the decisions encoded together share (the cluster names, the score plugins, the columns'
+types) is their context, stored once (another ``decision_parts`` row, one per distinct digest: a
+cycle is encoded ``ENCODE_CHUNK`` decisions at a time) and named by digest in each body.
 
 ``Decision.model_validate`` expands it into the same full decision as ``CompactDecision.to_body``
 (tests/scheduler/test_stored.py). The cluster names are written once per cycle context, not per
