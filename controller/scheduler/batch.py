@@ -404,7 +404,6 @@ class BatchScheduler:
         J, n = len(shapes), snap.size
         table = self._dataset_table(snap)
         info = self._infos(shapes, snap)
-
         ids, missing, input_rows = table.rows([shape.inputs for shape in shapes])
         feasible = np.ones((J, n), dtype=bool)
         rejected = np.zeros((J, n), dtype=np.uint16)
@@ -805,22 +804,26 @@ class BatchScheduler:
             at = np.searchsorted(idx, own[0])
             if at < len(idx) and idx[at] == own[0]:
                 keep[at] -= own[1]
-        if self.backfill:
-            fits = (_beyond(room, keep) + EPS >= shape.demand).all(axis=1)
-            moved = shape.transfer[1] if shape.transfer is not None else None
-            if not fits.any():
-                least = np.inf  # nowhere else: the held part, as a last resort
-            elif moved is None:
-                return _beyond(room, keep)
-            else:
-                least = float(moved[fits].min())
-            for c, shadow in self.shadows.items():
-                # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
-                if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
-                    at = np.searchsorted(idx, c)
-                    if at < len(idx) and idx[at] == c and (moved is None or float(moved[at]) < least):
-                        keep[at] -= held[c]
-        return _beyond(room, keep)
+        rows = _beyond(room, keep)
+        if not self.backfill:
+            return rows
+        fits = (rows + EPS >= shape.demand).all(axis=1)
+        moved = shape.transfer[1] if shape.transfer is not None else None
+        if not fits.any():
+            least = np.inf  # nowhere else: the held part, as a last resort
+        elif moved is None:
+            return rows
+        else:
+            least = float(moved[fits].min())
+        backfilled = False
+        for c, shadow in self.shadows.items():
+            # never the job's own hold twice (one hold per cluster: ``held[c]`` is that hold)
+            if (own is None or c != own[0]) and may_backfill(self._now, estimate, shadow):
+                at = np.searchsorted(idx, c)
+                if at < len(idx) and idx[at] == c and (moved is None or float(moved[at]) < least):
+                    keep[at] -= held[c]
+                    backfilled = True
+        return _beyond(room, keep) if backfilled else rows
 
     @staticmethod
     def _admission(
