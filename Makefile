@@ -90,8 +90,12 @@ image:
 	base="$${BASE:-$$(bash tools/image-base.sh | tail -n 1)}" && \
 	podman build --build-arg BASE="$$base" -t $(IMAGE) -f Containerfile .
 
+# The suite on TEST_WORKERS processes (pytest-xdist; each starts its own servers on free ports;
+# worksteal: an idle worker takes tests queued on a busy one, so the long drills do not end up
+# in line behind each other). TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
 unit: tools
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -q
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test: tools lint typecheck unit
 
