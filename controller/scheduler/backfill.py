@@ -11,8 +11,10 @@ The scheduler does not see when running work will end, so it keeps its own ledge
 placed: ``EndLedger`` records, per cluster, each placement's expected end (``now`` plus the job's
 ``expected_runtime_s``) and demand. It needs no word when a job ends: the ledger of a cluster is
 reconciled against the cluster's allocated capacity (the truth, from the snapshot), dropping the
-entries likeliest to have ended (the earliest expected ends) until it holds no more than is
-allocated. Every uncertainty is settled on the side of the held gang, never of the backfill:
+entries likeliest to have ended (the earliest expected ends), each only while the ledger holds
+more than is allocated of every resource it asks for: many short cpu-only jobs that ended do not
+make it drop a GPU job whose GPUs the snapshot shows still allocated (``reconcile``). Every
+uncertainty is settled on the side of the held gang, never of the backfill:
 
 - work the ledger does not know (placed by an earlier leader, or reconciled away) and work
   running past its expected end are taken to end *now*: the shadow time comes out earlier, so
@@ -33,7 +35,7 @@ import math
 
 import numpy as np
 
-from controller.scheduler.framework import FloatArray
+from controller.scheduler.framework import BoolArray, FloatArray
 
 EPS = 1e-9
 MIN_TRIM = 64
@@ -56,19 +58,28 @@ class EndLedger:
             self._trim_at[cluster] = max(MIN_TRIM, 2 * len(self.entries[cluster]))
 
     def reconcile(self, cluster: int, allocated: FloatArray) -> list[tuple[float, FloatArray]]:
-        """Drop the entries likeliest to have ended (earliest expected end first) until the ledger
-        holds no more than ``allocated`` of any resource; the rest, by expected end."""
+        """Drop the entries likeliest to have ended; the rest, by expected end.
+
+        Earliest expected end first, an entry is dropped when the ledger holds more than
+        ``allocated`` of *every* resource the entry asks for (the surplus, before dropping it);
+        one that asks for a resource without a surplus is kept, and the walk goes on. So short
+        cpu-only entries that ended do not take a GPU entry with them while the cluster's GPUs
+        are still allocated: the GPU part of the ledger stays right, and with it the shadow times.
+        With estimates that hold and a ledger that knows all the work, exactly the entries that
+        ended are dropped (each ended entry's own demand is part of the surplus before it).
+
+        Afterwards the ledger holds no more than ``allocated`` of a resource, or, where it holds
+        more, every entry left that asks for that resource also asks for one without a surplus
+        (which of them ended the snapshot cannot tell: dropping any would take a resource that is
+        still in use). That weaker form is enough for ``shadow``: it clips the capacity the
+        ledger does not know at 0, and with estimates that hold (every entry with an expected end
+        after now still runs) a surplus only brings the shadow time earlier, the held gang's side.
+        """
         lst = sorted(self.entries.get(cluster, []), key=_end)
         if not lst:
             return lst
-        # left[k]: what the ledger holds after dropping its first k entries (sums from the last
-        # entry back); demands are not negative, so it only falls as k grows, and the first k
-        # at which it fits within ``allocated`` is the number to drop (all of them if none).
         demands = np.array([d for _, d in lst], dtype=np.float64)
-        left = np.cumsum(demands[::-1], axis=0)[::-1]
-        over = (left > allocated + EPS).any(axis=1)
-        drop = len(lst) if over.all() else int(over.argmin())
-        kept = lst[drop:]
+        kept = [e for e, drop in zip(lst, _dropped(demands, allocated), strict=True) if not drop]
         self.entries[cluster] = kept
         return kept
 
@@ -92,6 +103,35 @@ class EndLedger:
 
 def _end(entry: tuple[float, FloatArray]) -> float:
     return entry[0]
+
+
+def _dropped(demands: FloatArray, allocated: FloatArray) -> BoolArray:
+    """Which of ``demands`` (rows, by expected end) ``reconcile`` drops: row i goes when the
+    surplus before it (what the ledger holds beyond ``allocated``, less the rows dropped before
+    it) is above 0 in every resource the row asks for.
+
+    Without a loop over rows: demands are not negative, so a resource's surplus only falls along
+    the walk, and once it is gone no later row asking for it is dropped; the resource is *closed*
+    from that row on. Each pass computes the drops with the closings known so far (cumulative
+    sums), finds the earliest row at which another resource's surplus is gone, and closes it
+    there; the drops before that row are final. At most one pass per resource, and one more."""
+    n = len(demands)
+    asks = demands > 0.0
+    surplus0 = demands.sum(axis=0) - allocated
+    is_open = surplus0 > EPS
+    closed_at = np.where(is_open, n, 0)  # per resource, the first row it keeps from being dropped
+    rows = np.arange(n)[:, None]
+    while True:
+        drop: BoolArray = np.logical_not(np.any(asks & (rows >= closed_at), axis=1))
+        # surplus[i]: before row i, the rows dropped before it taken off.
+        taken = np.cumsum(demands * drop[:, None], axis=0)
+        surplus = surplus0 - (taken - demands * drop[:, None])
+        gone: BoolArray = (surplus <= EPS) & is_open
+        if not gone.any():
+            return drop
+        at = int(gone.any(axis=1).argmax())  # the earliest row at which a surplus is gone
+        closed_at = np.where(gone[at], at, closed_at)
+        is_open &= ~gone[at]
 
 
 def may_backfill(now: float, estimate: float | None, shadow: float) -> bool:

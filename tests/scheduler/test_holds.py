@@ -192,29 +192,69 @@ def test_ledger_shadow_and_reconcile() -> None:
     assert not may_backfill(0.0, None, 100.0)
 
 
+def drop_one_at_a_time(entries: list[tuple[float, np.ndarray]], allocated: np.ndarray) -> list[float]:
+    """The rule of ``reconcile`` as a plain loop: by expected end, drop an entry when the ledger
+    still holds more than ``allocated`` of every resource it asks for; the expected ends kept."""
+    surplus = np.sum([d for _, d in entries], axis=0) - allocated
+    kept = []
+    for end, d in sorted(entries, key=lambda e: e[0]):
+        if (surplus[d > 0] > 1e-9).all():
+            surplus = surplus - d
+        else:
+            kept.append(end)
+    return kept
+
+
 def test_reconcile_drops_what_dropping_one_at_a_time_would() -> None:
-    """``reconcile`` drops the earliest-ending entries until the ledger fits ``allocated``:
-    against the plain loop (drop one, check, repeat) on random ledgers, several resources
-    binding, and allocations from nothing to more than the ledger holds."""
+    """``reconcile`` (cumulative sums, a pass per resource) against the plain loop on random
+    ledgers: cpu-only and GPU entries, several resources binding, allocations from nothing to
+    more than the ledger holds. Afterwards the ledger holds more than is allocated of a resource
+    only where every entry left asking for it also asks for a resource without a surplus."""
     rng = np.random.default_rng(7)
-    for trial in range(300):
+    for trial in range(500):
         m = int(rng.integers(1, 40))
-        entries = [
-            (float(rng.integers(0, 50)), rng.choice([0.0, 0.5, 1.0, 2.0, 4.0], size=3)) for _ in range(m)
-        ]
+        entries = []
+        for _ in range(m):
+            d = rng.choice([0.0, 0.5, 1.0, 2.0, 4.0], size=3)
+            if rng.random() < 0.6:
+                d[2] = 0.0  # cpu-only
+            entries.append((float(rng.integers(0, 50)), d))
         held = np.sum([d for _, d in entries], axis=0)
-        allocated = held * rng.uniform(-0.1, 1.2) if trial % 5 else np.zeros(3)
+        allocated = held * rng.uniform(-0.1, 1.2, size=3) if trial % 5 else np.zeros(3)
         led = EndLedger()
         led.entries[0] = list(entries)
         kept = led.reconcile(0, allocated)
-        expect = sorted(entries, key=lambda e: e[0])
-        total = held.copy()
-        while expect and (total > allocated + 1e-9).any():
-            total = total - expect[0][1]
-            expect = expect[1:]
-        assert len(kept) == len(expect), (trial, allocated)
-        assert [e for e, _ in kept] == [e for e, _ in expect]
+        assert [e for e, _ in kept] == drop_one_at_a_time(entries, allocated), (trial, allocated)
+        assert [e for e, _ in kept] == sorted(e for e, _ in kept)
         assert led.entries[0] == kept
+        left = np.sum([d for _, d in kept], axis=0) if kept else np.zeros(3)
+        surplus = left - allocated > 1e-9
+        for _, d in kept:
+            assert not (surplus[d > 0]).all(), (trial, allocated)
+
+
+def test_ended_cpu_only_work_does_not_take_a_running_gpu_entry_with_it() -> None:
+    """Twenty short cpu-only entries (ends 10 to 200) and one GPU entry (end 100); at t = 50 the
+    snapshot shows the GPU entry's GPUs and five cpu-only entries' cpus still allocated (the
+    others ended early). Dropping earliest ends until the ledger fits in every resource went past
+    the GPU entry (the cpu surplus was not yet gone there), took its 2 GPUs as ending now and put
+    a GPU gang's shadow at now; the GPU entry is kept, and the shadow is its expected end."""
+    led = EndLedger()
+    cpu_only = np.array([2.0, 4.0, 0.0])
+    gpu = np.array([4.0, 16.0, 2.0])
+    led.entries[0] = [(float(end), cpu_only.copy()) for end in range(10, 210, 10)]
+    led.entries[0].append((100.0, gpu.copy()))
+    allocated = gpu + 5 * cpu_only
+    capacity = np.array([64.0, 256.0, 2.0])
+    free = capacity - allocated
+    kept = led.reconcile(0, allocated)
+    assert any(d[2] > 0 for _, d in kept)  # the GPU entry survives
+    assert np.sum([d for _, d in kept], axis=0)[2] == 2.0
+    assert led.shadow(0, free, allocated, np.array([8.0, 8.0, 2.0]), now=50.0) == 100.0
+    # With the GPU entry gone from the snapshot too, its GPUs count as free: the shadow is now.
+    alloc_cpu = 5 * cpu_only
+    assert led.shadow(0, capacity - alloc_cpu, alloc_cpu, np.array([8.0, 8.0, 2.0]), now=50.0) == 50.0
+    assert not any(d[2] > 0 for _, d in led.entries[0])
 
 
 # ---- who gets the hold (issue 16: 90 % load, sjf) -------------------------------------------------
