@@ -11,12 +11,17 @@ The scheduler does not see when running work will end, so it keeps its own ledge
 placed: ``EndLedger`` records, per cluster, each placement's expected end (``now`` plus the job's
 ``expected_runtime_s``) and demand. It needs no word when a job ends: the ledger of a cluster is
 reconciled against the cluster's allocated capacity (the truth, from the snapshot), dropping the
-entries likeliest to have ended (the earliest expected ends) until it holds no more than is
-allocated. Every uncertainty is settled on the side of the held gang, never of the backfill:
+entries likeliest to have ended (the earliest expected ends), each only while the ledger holds
+more than is allocated of every resource it asks for: many short cpu-only jobs that ended do not
+make it drop a GPU job whose GPUs the snapshot shows still allocated (``reconcile``). Every
+uncertainty is settled on the side of the held gang, never of the backfill:
 
-- work the ledger does not know (placed by an earlier leader, or reconciled away) and work
-  running past its expected end are taken to end *now*: the shadow time comes out earlier, so
-  fewer jobs backfill;
+- work the ledger does not know (placed by an earlier leader, or reconciled away) is taken to
+  end *now*: the shadow time comes out earlier, so fewer jobs backfill;
+- work running past its expected end is expected to overrun by as much again as it has so far
+  (``overrun``): taken to end now, it stopped every backfill for as long as it overran, and the
+  held cluster idled behind one long overrun; this way a backfill delays the held gang by at most
+  the blocking work's own overrun;
 - a job without an estimate of its own cannot backfill (``PendingQueue`` passes the shape's
   estimate; the job spec's default is 5 s, so submitters who leave it out get short backfills).
 
@@ -33,42 +38,60 @@ import math
 
 import numpy as np
 
-from controller.scheduler.framework import FloatArray
+from controller.scheduler.framework import BoolArray, FloatArray
 
 EPS = 1e-9
 MIN_TRIM = 64
 SAFETY = 1.0
 
 
+# A ledger entry: the expected end, the demand, and whether the work was placed on the cluster
+# while it was held for another job (a backfill, or work beside the hold): such work is held to
+# its expected end (``overrun``).
+Entry = tuple[float, FloatArray, bool]
+
+
 class EndLedger:
     """Per cluster, the expected end and demand of the work this scheduler placed there."""
 
     def __init__(self) -> None:
-        self.entries: dict[int, list[tuple[float, FloatArray]]] = {}
+        self.entries: dict[int, list[Entry]] = {}
         self._trim_at: dict[int, int] = {}
 
-    def add(self, cluster: int, end: float, demand: FloatArray, allocated: FloatArray) -> None:
-        """Record a placement; ``allocated``: the cluster's allocated capacity after it."""
+    def add(
+        self, cluster: int, end: float, demand: FloatArray, allocated: FloatArray, under_hold: bool = False
+    ) -> None:
+        """Record a placement; ``allocated``: the cluster's allocated capacity after it;
+        ``under_hold``: placed while the cluster was held for another job."""
         lst = self.entries.setdefault(cluster, [])
-        lst.append((end, demand))
+        lst.append((end, demand, under_hold))
         if len(lst) > self._trim_at.get(cluster, MIN_TRIM):
             self.reconcile(cluster, allocated)
             self._trim_at[cluster] = max(MIN_TRIM, 2 * len(self.entries[cluster]))
 
-    def reconcile(self, cluster: int, allocated: FloatArray) -> list[tuple[float, FloatArray]]:
-        """Drop the entries likeliest to have ended (earliest expected end first) until the ledger
-        holds no more than ``allocated`` of any resource; the rest, by expected end."""
+    def reconcile(self, cluster: int, allocated: FloatArray) -> list[Entry]:
+        """Drop the entries likeliest to have ended; the rest, by expected end.
+
+        Earliest expected end first, an entry is dropped when the ledger holds more than
+        ``allocated`` of *every* resource the entry asks for (the surplus, before dropping it);
+        one that asks for a resource without a surplus is kept, and the walk goes on. So short
+        cpu-only entries that ended do not take a GPU entry with them while the cluster's GPUs
+        are still allocated: the GPU part of the ledger stays right, and with it the shadow times.
+        With estimates that hold and a ledger that knows all the work, exactly the entries that
+        ended are dropped (each ended entry's own demand is part of the surplus before it).
+
+        Afterwards the ledger holds no more than ``allocated`` of a resource, or, where it holds
+        more, every entry left that asks for that resource also asks for one without a surplus
+        (which of them ended the snapshot cannot tell: dropping any would take a resource that is
+        still in use). That weaker form is enough for ``shadow``: it clips the capacity the
+        ledger does not know at 0, and with estimates that hold (every entry with an expected end
+        after now still runs) a surplus only brings the shadow time earlier, the held gang's side.
+        """
         lst = sorted(self.entries.get(cluster, []), key=_end)
         if not lst:
             return lst
-        # left[k]: what the ledger holds after dropping its first k entries (sums from the last
-        # entry back); demands are not negative, so it only falls as k grows, and the first k
-        # at which it fits within ``allocated`` is the number to drop (all of them if none).
-        demands = np.array([d for _, d in lst], dtype=np.float64)
-        left = np.cumsum(demands[::-1], axis=0)[::-1]
-        over = (left > allocated + EPS).any(axis=1)
-        drop = len(lst) if over.all() else int(over.argmin())
-        kept = lst[drop:]
+        demands = np.array([e[1] for e in lst], dtype=np.float64)
+        kept = [e for e, drop in zip(lst, _dropped(demands, allocated), strict=True) if not drop]
         self.entries[cluster] = kept
         return kept
 
@@ -76,22 +99,82 @@ class EndLedger:
         self, cluster: int, free: FloatArray, allocated: FloatArray, demand: FloatArray, now: float
     ) -> float:
         """When ``demand`` is expected to fit on ``cluster``: the free capacity now, plus what
-        the ledger expects to end, in order of expected end (work it does not know, and work past
-        its expected end, taken to end now). ``now`` when it fits already or cannot be told."""
+        the ledger expects to end, in order of expected end (work it does not know taken to end
+        now; work past its expected end as ``overrun`` says). ``now`` when it fits already or
+        cannot be told."""
         kept = self.reconcile(cluster, allocated)
-        known = np.sum([d for _, d in kept], axis=0) if kept else np.zeros_like(free)
+        known = np.sum([e[1] for e in kept], axis=0) if kept else np.zeros_like(free)
         avail = free + np.maximum(allocated - known, 0.0)
         if (avail + EPS >= demand).all():
             return now
-        for end, d in kept:
+        expected = sorted(((overrun(end, now, held), d) for end, d, held in kept), key=_first)
+        for end, d in expected:
             avail = avail + d
             if (avail + EPS >= demand).all():
-                return max(end, now)
+                return end
         return now
 
 
-def _end(entry: tuple[float, FloatArray]) -> float:
+def _end(entry: Entry) -> float:
     return entry[0]
+
+
+def _first(pair: tuple[float, FloatArray]) -> float:
+    return pair[0]
+
+
+def overrun(end: float, now: float, under_hold: bool = False) -> float:
+    """The expected end, at ``now``, of work expected to end at ``end``: ``end`` while it is
+    ahead; past it, the work is expected to overrun its estimate by as much again as it has so
+    far (``now + (now - end)``: the doubling rule of online algorithms, no constant to tune),
+    unless it was placed while the cluster was held (``under_hold``): a backfill was let in on
+    its estimate, and past it counts as ending now (EASY). Otherwise backfills that overrun
+    (the spec's 5 s default estimate on a 100 s job) would push the shadow on, let in more of
+    their kind, and the held gang would never start (tests/scheduler/test_holds.py, the flood:
+    with every overdue entry extended the gang had not started after 3,000 s).
+
+    Taking overdue work to end *now* instead stopped every backfill into the hold for as long as
+    the overrun lasted, with the rest of the held cluster idle: on the replay's GPU trace at 90 %
+    load (sjf) a 55-GPU job whose estimate was 18,411 s ran 61,169 s on national-primary, the
+    hold for a 90-GPU gang there waited 50,375 s behind it, and for the 42,800 s past its
+    expected end the other 62 GPUs took no GPU job while 129 to 273 gangs that only the national
+    nodes can hold waited (up to 62 of them small enough for those 62 GPUs). The bound it
+    keeps: a job that backfills at ``now`` ends, if its estimate holds, by ``now + (now - end)``,
+    so the held gang starts at the latest when the overrunning work has ended plus its overrun
+    (``actual_end + (actual_end - end)``), the overrun at most doubled, plus the overruns of the
+    backfills (they get no more room once past their estimates)."""
+    if end >= now:
+        return end
+    return now if under_hold else 2.0 * now - end
+
+
+def _dropped(demands: FloatArray, allocated: FloatArray) -> BoolArray:
+    """Which of ``demands`` (rows, by expected end) ``reconcile`` drops: row i goes when the
+    surplus before it (what the ledger holds beyond ``allocated``, less the rows dropped before
+    it) is above 0 in every resource the row asks for.
+
+    Without a loop over rows: demands are not negative, so a resource's surplus only falls along
+    the walk, and once it is gone no later row asking for it is dropped; the resource is *closed*
+    from that row on. Each pass computes the drops with the closings known so far (cumulative
+    sums), finds the earliest row at which another resource's surplus is gone, and closes it
+    there; the drops before that row are final. At most one pass per resource, and one more."""
+    n = len(demands)
+    asks = demands > 0.0
+    surplus0 = demands.sum(axis=0) - allocated
+    is_open = surplus0 > EPS
+    closed_at = np.where(is_open, n, 0)  # per resource, the first row it keeps from being dropped
+    rows = np.arange(n)[:, None]
+    while True:
+        drop: BoolArray = np.logical_not(np.any(asks & (rows >= closed_at), axis=1))
+        # surplus[i]: before row i, the rows dropped before it taken off.
+        taken = np.cumsum(demands * drop[:, None], axis=0)
+        surplus = surplus0 - (taken - demands * drop[:, None])
+        gone: BoolArray = (surplus <= EPS) & is_open
+        if not gone.any():
+            return drop
+        at = int(gone.any(axis=1).argmax())  # the earliest row at which a surplus is gone
+        closed_at = np.where(gone[at], at, closed_at)
+        is_open &= ~gone[at]
 
 
 def may_backfill(now: float, estimate: float | None, shadow: float) -> bool:

@@ -107,8 +107,9 @@ IntArray = npt.NDArray[np.intp]
 # The cost to others is bounded: at most ``max_holds`` holds at once, at most one per cluster,
 # each at most the held gang's demand, and each ends when its job starts, which is at the latest
 # when the work running on that cluster at the time of the hold has finished (nothing new can
-# take the held part). A candidate that has waited ``hold_starving_s`` is served before every
-# other. tests/scheduler/test_holds.py checks this on adversarial queues.
+# take the held part but a backfill, whose overrun it adds: backfill.py). A candidate that has
+# waited ``hold_starving_s`` is served before every other. tests/scheduler/test_holds.py checks
+# this on adversarial queues.
 HOLD_AFTER_FAILS = 3
 HOLD_AFTER_S = 600.0
 HOLD_MAX_CLUSTERS = 5
@@ -664,7 +665,8 @@ class BatchScheduler:
                 unplaced.append(item)
                 continue
             self._reserve(job_id, attempt, shape, c, free, allocated, held, book, running)
-            self.ends.add(c, now + (estimate or 0.0), shape.demand, allocated[c])
+            under_hold = bool(holds) and bool((held[c] > EPS).any())  # held for another job
+            self.ends.add(c, now + (estimate or 0.0), shape.demand, allocated[c], under_hold)
             decisions.append(
                 CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now, epoch)
             )

@@ -5,8 +5,9 @@ flood of small jobs (0.3 each, 100 s each, one arriving every 10 s) that keeps l
 free at all times. Without holds the gang never starts. With the default holds, the bound stated
 in ``controller/scheduler/batch.py`` must hold: the hold is taken once the gang has failed
 ``hold_after`` times and waited ``hold_after_s``; from then on it starts at the latest when the
-work running on the cluster at the time of the hold has finished (plus one cycle); at no time is
-more held than the held gangs' demand, at most one hold per cluster and ``max_holds`` in all.
+work running on the cluster at the time of the hold has finished (plus one cycle; plus the
+overruns of jobs let into the hold on their estimates, ``backfill.py``); at no time is more held
+than the held gangs' demand, at most one hold per cluster and ``max_holds`` in all.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from controller.jobs import JobCreate, Resources
-from controller.scheduler.backfill import EndLedger, may_backfill
+from controller.scheduler.backfill import EndLedger, may_backfill, overrun
 from controller.scheduler.batch import MAX_HOLDS, BatchScheduler, hold_rank
 from controller.scheduler.framework import Snapshot
 from controller.scheduler.ordering import age_tier
@@ -97,11 +98,25 @@ def test_default_holds_start_the_gang_within_the_stated_bound() -> None:
     assert "hold_at" in out and "gang_start" in out
     # Taken after hold_after failures and hold_after_s of waiting (plus one cycle), not before.
     assert bs.hold_after_s <= out["hold_at"] <= bs.hold_after_s + (bs.hold_after + 1) * CYCLE_S
-    # Started when the work running at the hold's time had finished, plus one cycle at most.
-    assert out["gang_start"] <= out["drain_by"] + CYCLE_S
+    # Started when the work running at the hold's time had finished, plus the overrun of the
+    # backfills let in before then, plus one cycle at most. The flood's jobs leave out their
+    # estimate (the spec's 5 s) and run SMALL_RUN_S: the work running at the hold's time is
+    # overdue, is expected to overrun by as much again (backfill.py ``overrun``), and small jobs
+    # backfill on their 5 s until it has ended; each delays the gang by at most its own overrun.
+    assert out["gang_start"] <= out["drain_by"] + SMALL_RUN_S + CYCLE_S
     # The cost to the others: never more held than the held gang's demand (one hold here).
     assert out["max_held_cpu"] <= out["gang_cpu"] + 1e-9
     assert not bs.holds or "gang" not in bs.holds  # released when the gang started
+
+
+def test_without_backfill_the_gang_starts_when_the_drain_ends() -> None:
+    """The hold's own bound, backfills off: started when the work running at the hold's time had
+    finished, plus one cycle at most."""
+    bs = batch()
+    bs.backfill = False
+    out = adversarial(bs)
+    assert "hold_at" in out and "gang_start" in out
+    assert out["gang_start"] <= out["drain_by"] + CYCLE_S
 
 
 # ---- backfilling into the hold (controller/scheduler/backfill.py) ---------------------------------
@@ -179,42 +194,116 @@ def test_ledger_shadow_and_reconcile() -> None:
     need = np.array([7.0, 7.0, 0.0])
     assert led.shadow(0, free, alloc, need, now=50.0) == 200.0  # 4 free, +2 at 100, +2 at 200
     assert led.shadow(0, free, alloc, np.array([3.0, 3.0, 0.0]), now=50.0) == 50.0  # fits now
-    # Work past its expected end counts as ending now (earlier shadow: fewer backfills).
-    assert led.shadow(0, free, alloc, need, now=250.0) == 250.0
+    # Work past its expected end is expected to overrun by as much again (``overrun``): at 260
+    # the entry due at 200 is expected at 320, the one due at 100 at 420; 4 + 2 (300) + 2 (320).
+    assert led.shadow(0, free, alloc, need, now=260.0) == 320.0
     # Only 4 allocated now: the earliest-ending entry is taken to have ended.
     alloc4 = np.array([4.0, 4.0, 0.0])
     free6 = np.array([6.0, 6.0, 0.0])
     assert led.shadow(0, free6, alloc4, np.array([9.0, 9.0, 0.0]), now=50.0) == 300.0
-    assert [e for e, _ in led.entries[0]] == [200.0, 300.0]
+    assert [e[0] for e in led.entries[0]] == [200.0, 300.0]
     # Work the ledger does not know is taken to end now.
     assert led.shadow(1, free, alloc, need, now=50.0) == 50.0
     assert may_backfill(0.0, 100.0, 100.0) and not may_backfill(0.0, 101.0, 100.0)
     assert not may_backfill(0.0, None, 100.0)
 
 
+def test_overdue_work_is_expected_to_overrun_by_as_much_again() -> None:
+    """A GPU entry due at 1,000 still allocated at 1,500 and at 4,000: the held gang's shadow is
+    ``now`` plus the overrun so far (2,000, then 7,000), not ``now``. Taken to end now, the shadow
+    stayed at ``now`` for as long as the overrun lasted, no job could backfill (``may_backfill``
+    asks now + estimate <= shadow), and the rest of the held cluster idled behind it."""
+    assert overrun(1000.0, 500.0) == 1000.0 and overrun(1000.0, 1000.0) == 1000.0
+    assert overrun(1000.0, 1500.0) == 2000.0
+    led = EndLedger()
+    long_gpu = np.array([4.0, 16.0, 55.0])
+    allocated = long_gpu.copy()
+    led.add(0, 1000.0, long_gpu.copy(), allocated)
+    free = np.array([60.0, 240.0, 62.0])
+    gang = np.array([8.0, 32.0, 90.0])
+    assert led.shadow(0, free, allocated, gang, now=500.0) == 1000.0
+    assert led.shadow(0, free, allocated, gang, now=1500.0) == 2000.0
+    assert led.shadow(0, free, allocated, gang, now=4000.0) == 7000.0
+    assert may_backfill(4000.0, 3000.0, 7000.0) and not may_backfill(4000.0, 3001.0, 7000.0)
+    # Ordered by the expected end with the overrun: an entry due later but not yet overdue comes
+    # before one long overdue.
+    small = np.array([1.0, 1.0, 30.0])
+    both = allocated + small
+    led.add(0, 4500.0, small.copy(), both)
+    need60 = np.array([1.0, 1.0, 60.0])
+    assert led.shadow(0, free - small, both, need60, now=4000.0) == 4500.0
+    # Work placed while the cluster was held (a backfill) is held to its estimate: past it, it
+    # counts as ending now, so backfills that overrun do not let in more backfills.
+    held = EndLedger()
+    held.add(0, 1000.0, long_gpu.copy(), allocated, under_hold=True)
+    assert held.shadow(0, free, allocated, gang, now=500.0) == 1000.0
+    assert held.shadow(0, free, allocated, gang, now=1500.0) == 1500.0
+    assert overrun(1000.0, 1500.0, under_hold=True) == 1500.0
+
+
+def drop_one_at_a_time(entries: list[tuple[float, np.ndarray, bool]], allocated: np.ndarray) -> list[float]:
+    """The rule of ``reconcile`` as a plain loop: by expected end, drop an entry when the ledger
+    still holds more than ``allocated`` of every resource it asks for; the expected ends kept."""
+    surplus = np.sum([e[1] for e in entries], axis=0) - allocated
+    kept = []
+    for end, d, _ in sorted(entries, key=lambda e: e[0]):
+        if (surplus[d > 0] > 1e-9).all():
+            surplus = surplus - d
+        else:
+            kept.append(end)
+    return kept
+
+
 def test_reconcile_drops_what_dropping_one_at_a_time_would() -> None:
-    """``reconcile`` drops the earliest-ending entries until the ledger fits ``allocated``:
-    against the plain loop (drop one, check, repeat) on random ledgers, several resources
-    binding, and allocations from nothing to more than the ledger holds."""
+    """``reconcile`` (cumulative sums, a pass per resource) against the plain loop on random
+    ledgers: cpu-only and GPU entries, several resources binding, allocations from nothing to
+    more than the ledger holds. Afterwards the ledger holds more than is allocated of a resource
+    only where every entry left asking for it also asks for a resource without a surplus."""
     rng = np.random.default_rng(7)
-    for trial in range(300):
+    for trial in range(500):
         m = int(rng.integers(1, 40))
-        entries = [
-            (float(rng.integers(0, 50)), rng.choice([0.0, 0.5, 1.0, 2.0, 4.0], size=3)) for _ in range(m)
-        ]
-        held = np.sum([d for _, d in entries], axis=0)
-        allocated = held * rng.uniform(-0.1, 1.2) if trial % 5 else np.zeros(3)
+        entries = []
+        for _ in range(m):
+            d = rng.choice([0.0, 0.5, 1.0, 2.0, 4.0], size=3)
+            if rng.random() < 0.6:
+                d[2] = 0.0  # cpu-only
+            entries.append((float(rng.integers(0, 50)), d, False))
+        held = np.sum([e[1] for e in entries], axis=0)
+        allocated = held * rng.uniform(-0.1, 1.2, size=3) if trial % 5 else np.zeros(3)
         led = EndLedger()
         led.entries[0] = list(entries)
         kept = led.reconcile(0, allocated)
-        expect = sorted(entries, key=lambda e: e[0])
-        total = held.copy()
-        while expect and (total > allocated + 1e-9).any():
-            total = total - expect[0][1]
-            expect = expect[1:]
-        assert len(kept) == len(expect), (trial, allocated)
-        assert [e for e, _ in kept] == [e for e, _ in expect]
+        assert [e[0] for e in kept] == drop_one_at_a_time(entries, allocated), (trial, allocated)
+        assert [e[0] for e in kept] == sorted(e[0] for e in kept)
         assert led.entries[0] == kept
+        left = np.sum([e[1] for e in kept], axis=0) if kept else np.zeros(3)
+        surplus = left - allocated > 1e-9
+        for _, d, _ in kept:
+            assert not (surplus[d > 0]).all(), (trial, allocated)
+
+
+def test_ended_cpu_only_work_does_not_take_a_running_gpu_entry_with_it() -> None:
+    """Twenty short cpu-only entries (ends 10 to 200) and one GPU entry (end 100); at t = 50 the
+    snapshot shows the GPU entry's GPUs and five cpu-only entries' cpus still allocated (the
+    others ended early). Dropping earliest ends until the ledger fits in every resource went past
+    the GPU entry (the cpu surplus was not yet gone there), took its 2 GPUs as ending now and put
+    a GPU gang's shadow at now; the GPU entry is kept, and the shadow is its expected end."""
+    led = EndLedger()
+    cpu_only = np.array([2.0, 4.0, 0.0])
+    gpu = np.array([4.0, 16.0, 2.0])
+    led.entries[0] = [(float(end), cpu_only.copy(), False) for end in range(10, 210, 10)]
+    led.entries[0].append((100.0, gpu.copy(), False))
+    allocated = gpu + 5 * cpu_only
+    capacity = np.array([64.0, 256.0, 2.0])
+    free = capacity - allocated
+    kept = led.reconcile(0, allocated)
+    assert any(e[1][2] > 0 for e in kept)  # the GPU entry survives
+    assert np.sum([e[1] for e in kept], axis=0)[2] == 2.0
+    assert led.shadow(0, free, allocated, np.array([8.0, 8.0, 2.0]), now=50.0) == 100.0
+    # With the GPU entry gone from the snapshot too, its GPUs count as free: the shadow is now.
+    alloc_cpu = 5 * cpu_only
+    assert led.shadow(0, capacity - alloc_cpu, alloc_cpu, np.array([8.0, 8.0, 2.0]), now=50.0) == 50.0
+    assert not any(e[1][2] > 0 for e in led.entries[0])
 
 
 # ---- who gets the hold (issue 16: 90 % load, sjf) -------------------------------------------------
@@ -481,13 +570,22 @@ def test_a_gpu_hold_does_not_keep_cpu_only_work_off_the_cluster() -> None:
     # The gang keeps its hold and its cpus: what is left beyond the hold is what it needs.
     assert "gang" in bs.holds
     assert s.capacity[h, 0] - s.allocated[h, 0] >= cap * 0.1
-    # A job that asks for a GPU, even a short one, does not get the GPU the gang waits for
-    # once the drain is overdue (the shadow has passed: nothing may backfill).
+    # Once the drain is overdue (the long work was due at LONG_RUN_S), the long work is expected
+    # to overrun by as much again (``overrun``): a GPU job expected to end within that may take
+    # a GPU the gang waits for, a longer one may not.
     late = t + 2 * LONG_RUN_S
+    overdue = late - LONG_RUN_S
+    too_long = overdue + 3 * CYCLE_S  # longer than the overrun so far, in both cycles below
+    longer = gpu_spec(Resources(cpu=1.0, memory_gib=1.0, gpu_milli=100), only_h, too_long)
+    q.push("gpu-longer", bs.shapes.intern(longer), runtime=too_long)
+    res = bs.run(q, s, now=late)
+    assert [d.chosen for d in res.decisions if d.job_id == "gpu-longer"] == [-1]
     one_gpu = gpu_spec(Resources(cpu=1.0, memory_gib=1.0, gpu_milli=100), only_h, 1.0)
     q.push("gpu-small", bs.shapes.intern(one_gpu), runtime=1.0)
-    res = bs.run(q, s, now=late)
-    assert [d.chosen for d in res.decisions if d.job_id == "gpu-small"] == [-1]
+    res = bs.run(q, s, now=late + CYCLE_S)
+    assert [d.chosen for d in res.decisions if d.job_id == "gpu-small"] == [h]
+    assert [d.chosen for d in res.decisions if d.job_id == "gpu-longer"] == [-1]
+    assert "gang" in bs.holds and not overcommitted(s)
 
 
 def gpu_spec(resources: Resources, constraints: dict[str, list[str]], runtime: float) -> JobCreate:
