@@ -198,3 +198,24 @@ def test_the_api_documents_the_batch_and_paging(tmp_path: Path) -> None:
     assert "/v1/agents/{cluster}/reports" in spec["paths"]
     params = {p["name"] for p in spec["paths"]["/v1/agents/{cluster}/assignments"]["get"]["parameters"]}
     assert {"after", "limit"} <= params
+
+
+def test_the_leaders_ledger_of_expected_ends_forgets_exactly_the_jobs_that_ended(tmp_path: Path) -> None:
+    """The scheduling cycle tells backfilling's ledger of expected ends which jobs still run (the
+    registry's ledger): a job that reported Succeeded is gone from it at the next cycle, one
+    still running stays."""
+    ctl = make_controller(f"sqlite:///{tmp_path / 'y.db'}")
+    ctl.heartbeat(CLUSTER, {"capacity": {"cpu": 64, "memory_gib": 256, "gpu": 0}})
+    ctl.submit_many([(tiny_job(i), None) for i in range(2)])
+    assert ctl.schedule_pending() == 2
+    ends = ctl.scheduling.batch_scheduler().ends
+    placed = ctl.assignments(CLUSTER)
+    assert sorted(ends._jobs or {}) == sorted(a.job_id for a in placed)
+    done, running = placed
+    report = StatusReport(job_id=done.job_id, attempt=done.attempt, epoch=done.epoch, phase="Succeeded")
+    assert ctl.apply_reports(CLUSTER, [report]) == [None]
+    ctl.submit_many([(tiny_job(9), None)])
+    assert ctl.schedule_pending() == 1
+    kept = set(ends._jobs or {})
+    assert done.job_id not in kept and running.job_id in kept and len(kept) == 2
+    ctl.store.close()

@@ -35,6 +35,7 @@ doubles, so its size stays proportional to the work allocated on each cluster.
 from __future__ import annotations
 
 import math
+from collections.abc import Container
 
 import numpy as np
 
@@ -57,17 +58,45 @@ class EndLedger:
     def __init__(self) -> None:
         self.entries: dict[int, list[Entry]] = {}
         self._trim_at: dict[int, int] = {}
+        # Once a caller says which jobs run (``retain``): each recorded job's cluster and entry.
+        self._jobs: dict[str, tuple[int, Entry]] | None = None
 
     def add(
-        self, cluster: int, end: float, demand: FloatArray, allocated: FloatArray, under_hold: bool = False
+        self,
+        cluster: int,
+        end: float,
+        demand: FloatArray,
+        allocated: FloatArray,
+        under_hold: bool = False,
+        job: str | None = None,
     ) -> None:
         """Record a placement; ``allocated``: the cluster's allocated capacity after it;
-        ``under_hold``: placed while the cluster was held for another job."""
+        ``under_hold``: placed while the cluster was held for another job; ``job``: its id."""
         lst = self.entries.setdefault(cluster, [])
-        lst.append((end, demand, under_hold))
+        entry = (end, demand, under_hold)
+        lst.append(entry)
+        if job is not None and self._jobs is not None:
+            self._jobs[job] = (cluster, entry)
         if len(lst) > self._trim_at.get(cluster, MIN_TRIM):
             self.reconcile(cluster, allocated)
             self._trim_at[cluster] = max(MIN_TRIM, 2 * len(self.entries[cluster]))
+
+    def retain(self, running: Container[str]) -> None:
+        """The jobs running now (the store's running view; the replay's running set): the entries
+        of jobs that are not among them are dropped, exactly those that ended, where the capacity
+        rule of ``reconcile`` can only guess (it takes the earliest-due entries to be the ones that
+        ended, so an overrunning job's entry went when a later one ended early). From the first
+        call on, ``add`` records each job's entry to drop it here."""
+        jobs = self._jobs
+        if jobs is None:
+            self._jobs = {}
+            return
+        dead: dict[int, set[int]] = {}
+        for job in [j for j in jobs if j not in running]:
+            cluster, entry = jobs.pop(job)
+            dead.setdefault(cluster, set()).add(id(entry))
+        for cluster, ids in dead.items():
+            self.entries[cluster] = [e for e in self.entries.get(cluster, []) if id(e) not in ids]
 
     def reconcile(self, cluster: int, allocated: FloatArray) -> list[Entry]:
         """Drop the entries likeliest to have ended; the rest, by expected end.

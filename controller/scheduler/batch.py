@@ -666,7 +666,7 @@ class BatchScheduler:
                 continue
             self._reserve(job_id, attempt, shape, c, free, allocated, held, book, running)
             under_hold = bool(holds) and bool((held[c] > EPS).any())  # held for another job
-            self.ends.add(c, now + (estimate or 0.0), shape.demand, allocated[c], under_hold)
+            self.ends.add(c, now + (estimate or 0.0), shape.demand, allocated[c], under_hold, job_id)
             decisions.append(
                 CompactDecision(self, job_id, attempt, shape, "Scheduled", c, rows, None, victims, now, epoch)
             )

@@ -194,6 +194,9 @@ class SchedulingService:
         with self.lock:
             running, usage = self.running_view(snap)
             snap.tenant_usage = usage
+            # Backfilling's ledger of expected ends drops exactly the jobs that ended (the
+            # registry's ledger holds every job placed and not yet ended)
+            batch.ends.retain(self.registry.ledger)
             result = batch.run(
                 queue,
                 snap,

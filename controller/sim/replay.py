@@ -108,6 +108,7 @@ class OursPlacer:
     queue: PendingQueue = field(default_factory=PendingQueue)
     by_id: dict[str, SimJob] = field(default_factory=dict)
     policy: PlacementPolicy = field(default_factory=lambda: ours_policy())
+    running: set[str] = field(default_factory=set)  # placed, not finished: what a controller knows
 
     def __post_init__(self) -> None:
         self.batch = BatchScheduler(Scheduler.from_policy(self.policy), None)
@@ -121,12 +122,18 @@ class OursPlacer:
     def place(self, free: np.ndarray, now: float, usage: dict[str, np.ndarray]) -> list[tuple[SimJob, int]]:
         self.snap.allocated = self.snap.capacity - free
         self.snap.tenant_usage = usage
+        # The ledger of expected ends learns which jobs ended, as the store tells a controller.
+        self.batch.ends.retain(self.running)
         result = self.batch.run(self.queue, self.snap, limit=CYCLE_LIMIT, now=now)
         out = []
         for d in result.decisions:
             if d.chosen >= 0 and d.job_id is not None:
                 out.append((self.by_id.pop(d.job_id), d.chosen))
+                self.running.add(d.job_id)
         return out
+
+    def finished(self, job: SimJob) -> None:
+        self.running.discard(job.trace.job_id)
 
     def pending(self) -> int:
         return len(self.queue)
@@ -399,6 +406,8 @@ def replay(
                 usage[j.spec.tenant] = usage[j.spec.tenant] - j.demand
                 if baseline is not None:
                     baseline.finished(j.cluster)
+                elif isinstance(placer, OursPlacer):
+                    placer.finished(j)
                 q = local.get(j.cluster)
                 if q:
                     # The member cluster starts queued jobs that fit now, looking at most

@@ -282,6 +282,34 @@ def test_reconcile_drops_what_dropping_one_at_a_time_would() -> None:
             assert not (surplus[d > 0]).all(), (trial, allocated)
 
 
+def test_the_ledger_drops_exactly_the_jobs_that_ended_once_told_what_runs() -> None:
+    """Two GPU jobs on a cluster: "long" due at 100 and overrunning, "short" due at 200 that ended
+    early. By capacity alone ``reconcile`` takes the earliest-due entry ("long") to be the one
+    that ended, and the gang's shadow comes from "short"'s overrun (due at 200: 400 at t = 300);
+    told what runs (``retain``), the ledger drops "short" and keeps "long", whose overrun is the
+    longer (due at 100: 500)."""
+    gpu = np.array([4.0, 16.0, 50.0])
+    capacity = np.array([64.0, 256.0, 100.0])
+    free = capacity - gpu  # only "long" still allocated
+    gang = np.array([8.0, 32.0, 90.0])
+    guessed = EndLedger()
+    guessed.add(0, 100.0, gpu.copy(), gpu * 2, job="long")
+    guessed.add(0, 200.0, gpu.copy(), gpu * 2, job="short")
+    assert guessed.shadow(0, free, gpu, gang, now=300.0) == 400.0  # "long" taken to have ended
+    assert [e[0] for e in guessed.entries[0]] == [200.0]
+    told = EndLedger()
+    told.retain(set())  # from now on it records which entry is whose
+    told.add(0, 100.0, gpu.copy(), gpu * 2, job="long")
+    told.add(0, 200.0, gpu.copy(), gpu * 2, job="short")
+    told.retain({"long"})
+    assert [e[0] for e in told.entries[0]] == [100.0]
+    assert told.shadow(0, free, gpu, gang, now=300.0) == overrun(100.0, 300.0) == 500.0
+    # It forgets the jobs it dropped, and entries without a job are left to ``reconcile``.
+    told.add(0, 400.0, gpu.copy(), gpu * 2)
+    told.retain(set())
+    assert [e[0] for e in told.entries[0]] == [400.0] and told._jobs == {}
+
+
 def test_ended_cpu_only_work_does_not_take_a_running_gpu_entry_with_it() -> None:
     """Twenty short cpu-only entries (ends 10 to 200) and one GPU entry (end 100); at t = 50 the
     snapshot shows the GPU entry's GPUs and five cpu-only entries' cpus still allocated (the
