@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Container
+from operator import itemgetter
 
 import numpy as np
 
@@ -44,6 +45,7 @@ from controller.scheduler.framework import BoolArray, FloatArray
 EPS = 1e-9
 MIN_TRIM = 64
 SAFETY = 1.0
+BY_END = itemgetter(0)  # sort key: entries and (expected end, demand) pairs by their end
 
 
 # A ledger entry: the expected end, the demand, and whether the work was placed on the cluster
@@ -116,7 +118,7 @@ class EndLedger:
         ledger does not know at 0, and with estimates that hold (every entry with an expected end
         after now still runs) a surplus only brings the shadow time earlier, the held gang's side.
         """
-        lst = sorted(self.entries.get(cluster, []), key=_end)
+        lst = sorted(self.entries.get(cluster, []), key=BY_END)
         if not lst:
             return lst
         demands = np.array([e[1] for e in lst], dtype=np.float64)
@@ -136,20 +138,12 @@ class EndLedger:
         avail = free + np.maximum(allocated - known, 0.0)
         if (avail + EPS >= demand).all():
             return now
-        expected = sorted(((overrun(end, now, held), d) for end, d, held in kept), key=_first)
+        expected = sorted(((overrun(end, now, held), d) for end, d, held in kept), key=BY_END)
         for end, d in expected:
             avail = avail + d
             if (avail + EPS >= demand).all():
                 return end
         return now
-
-
-def _end(entry: Entry) -> float:
-    return entry[0]
-
-
-def _first(pair: tuple[float, FloatArray]) -> float:
-    return pair[0]
 
 
 def overrun(end: float, now: float, under_hold: bool = False) -> float:

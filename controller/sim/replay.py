@@ -154,6 +154,9 @@ class BaselinePlacer:
     def name(self) -> str:
         return self.baseline.name
 
+    def finished(self, job: SimJob) -> None:
+        self.baseline.finished(job.cluster)
+
     def add(self, job: SimJob, now: float) -> None:
         self.queue.append(job)
 
@@ -404,10 +407,7 @@ def replay(
             else:
                 free[j.cluster] += j.demand
                 usage[j.spec.tenant] = usage[j.spec.tenant] - j.demand
-                if baseline is not None:
-                    baseline.finished(j.cluster)
-                elif isinstance(placer, OursPlacer):
-                    placer.finished(j)
+                placer.finished(j)
                 q = local.get(j.cluster)
                 if q:
                     # The member cluster starts queued jobs that fit now, looking at most
