@@ -40,10 +40,23 @@ CHECKPOINT_FORMAT = "yiwang-audit-checkpoint/1"
 
 
 # ---- SM2 --------------------------------------------------------------------------------------
+def _sm2(private_key: str, public_key: str) -> sm2.CryptSM2:
+    """gmssl's SM2 context with ``public_key`` (x||y, 128 hex digits) set as given.
+
+    gmssl 3.2.2's constructor does ``public_key.lstrip("04")`` when a key starts with "04", which
+    strips the leading digits of any key whose x coordinate begins with hex 04 (1 key in 256):
+    every signature made or checked with it then fails. So the key is set after construction; an
+    uncompressed point's "04" prefix (130 digits) is removed here, exactly once."""
+    if len(public_key) == 130 and public_key.startswith("04"):
+        public_key = public_key[2:]
+    c = sm2.CryptSM2(private_key=private_key, public_key="")
+    c.public_key = public_key
+    return c
+
+
 def public_key_of(private_key: str) -> str:
     """The uncompressed public key (128 hex digits) of an SM2 private key (64 hex digits)."""
-    c = sm2.CryptSM2(private_key=private_key, public_key="")
-    key: str = c._kg(int(private_key, 16), sm2.default_ecc_table["g"])
+    key: str = _sm2(private_key, "")._kg(int(private_key, 16), sm2.default_ecc_table["g"])
     return key
 
 
@@ -55,14 +68,13 @@ def new_private_key() -> str:
 
 
 def sign(private_key: str, message: bytes) -> str:
-    c = sm2.CryptSM2(private_key=private_key, public_key=public_key_of(private_key))
-    signature: str = c.sign_with_sm3(message)
+    signature: str = _sm2(private_key, public_key_of(private_key)).sign_with_sm3(message)
     return signature
 
 
 def verify_signature(public_key: str, message: bytes, signature: str) -> bool:
     try:
-        return bool(sm2.CryptSM2(private_key="", public_key=public_key).verify_with_sm3(signature, message))
+        return bool(_sm2("", public_key).verify_with_sm3(signature, message))
     except (ValueError, TypeError, IndexError):
         return False
 

@@ -39,6 +39,22 @@ def test_sm3_is_the_standard_one() -> None:
     assert audit.verify_signature(PUBLIC, b"m", sig) and not audit.verify_signature(PUBLIC, b"n", sig)
 
 
+# A private key whose public key's x coordinate begins with hex 04 (1 key in 256): gmssl's
+# constructor strips those digits, so every checkpoint signed with it failed to verify (a CI run
+# drew such a key at random).
+KEY_X_04 = "62682489c9a814a7bdf94979b713ef1ffb4c512e096c8dae63acee96698a7a72"
+
+
+def test_a_public_key_starting_with_04_signs_and_verifies() -> None:
+    public = audit.public_key_of(KEY_X_04)
+    assert public.startswith("04") and len(public) == 128
+    sig = audit.sign(KEY_X_04, b"m")
+    assert audit.verify_signature(public, b"m", sig)
+    assert audit.verify_signature("04" + public, b"m", sig)  # the uncompressed-point form
+    assert not audit.verify_signature(public, b"n", sig)
+    assert not audit.verify_signature(PUBLIC, b"m", sig)  # another key
+
+
 def drop_triggers(conn: Connection) -> None:
     """What a database superuser can do: drop the append-only triggers of both audit tables."""
     for table in ("audit_log", "audit_checkpoints"):
