@@ -125,16 +125,23 @@ def markdown(result: dict[str, Any]) -> str:
     if setups:
         lines += [
             "",
-            "| workload | load | jobs | infeasible | WAN lower bound TB | lower bound / best baseline's WAN |",
-            "|---|---|---|---|---|---|",
+            "| workload | load | jobs | infeasible | WAN lower bound TB | lower bound / best baseline's WAN "
+            "| busiest pool: load of the jobs confined to it |",
+            "|---|---|---|---|---|---|---|",
         ]
         workloads = {r["load"]: r["workload"] for r in result["rows"]}
         for s in setups:
             w = s.get("workload", workloads.get(s["target_load"], ""))
             best = best_wan.get((w, s["target_load"]))
             ratio = f"{s['wan_lower_bound_bytes'] / best:.3f}" if best else "-"
+            pool = s.get("busiest_pool")
+            busiest = (
+                f"{pool['load']:.2f} of its {pool['resource']} ({', '.join(pool['clusters'])}; {pool['jobs']} jobs)"
+                if pool
+                else "-"
+            )
             lines.append(
                 f"| {w} | {int(s['target_load'] * 100)} % | {s['jobs']} | {s['infeasible']} | "
-                f"{s['wan_lower_bound_bytes'] / 1e12:.1f} | {ratio} |"
+                f"{s['wan_lower_bound_bytes'] / 1e12:.1f} | {ratio} | {busiest} |"
             )
     return "\n".join(lines) + "\n"

@@ -9,7 +9,16 @@ import pytest
 
 from controller.data import TRACE_CSV
 from controller.sim.baselines import KarmadaDynamicWeight, LocalityGreedy, OcmPlacement, RandomFit
-from controller.sim.replay import OURS, capacity_scale, jain, replay, setup, wan_lower_bound
+from controller.sim.replay import (
+    OURS,
+    RESOURCES,
+    busiest_pool,
+    capacity_scale,
+    jain,
+    replay,
+    setup,
+    wan_lower_bound,
+)
 from controller.sim.trace import MACHINE_MEMORY_GIB, load_trace
 from tests.scheduler.helpers import index, job, snap
 
@@ -179,6 +188,34 @@ def test_small_replay_every_policy_is_legal_and_counts_every_job(small_replay: t
         if j.cluster >= 0:
             assert j.legal[j.cluster]
             assert j.start >= j.trace.submit and j.finish == pytest.approx(j.start + j.trace.duration)
+
+
+def test_the_busiest_pool_is_the_plain_loops(small_replay: tuple) -> None:
+    """``busiest_pool`` (set inclusion and sums as matrices) against a plain loop over the
+    distinct sets of clusters the jobs may run on."""
+    jobs, s, meta = small_replay
+    feasible = [j for j in jobs if j.feasible]
+    window = max(j.trace.submit for j in feasible)
+    sets = {tuple(j.legal & (s.capacity >= j.demand).all(axis=1)) for j in feasible}
+    best = (0.0, "", 0)
+    for S in sets:
+        inside = [
+            j
+            for j in feasible
+            if all(b for a, b in zip(j.legal & (s.capacity >= j.demand).all(axis=1), S, strict=True) if a)
+        ]
+        work = sum(
+            j.demand * max(0.0, min(j.trace.submit + j.trace.duration, window) - j.trace.submit)
+            for j in inside
+        )
+        cap = s.capacity[np.array(S)].sum(axis=0) * window
+        for r in range(3):
+            if cap[r] > 0 and work[r] / cap[r] > best[0]:
+                best = (work[r] / cap[r], RESOURCES[r], len(inside))
+    got = busiest_pool(jobs, s)
+    assert got == meta["busiest_pool"]
+    assert got["load"] == pytest.approx(best[0], abs=1e-3) and got["resource"] == best[1]
+    assert got["jobs"] == best[2] and got["load"] > 0
 
 
 def test_unplaced_jobs_are_counted_censored_at_the_end(small_replay: tuple) -> None:
