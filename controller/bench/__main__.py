@@ -476,8 +476,10 @@ def bench_replay(
     workloads: list[str] | None = None,
     loads: list[float] | None = None,
     orders: list[str] | None = None,
+    plan: bool = False,
 ) -> dict[str, Any]:
-    """Policy x order x load (x workload) on the trace replay (controller/sim/report.py)."""
+    """Policy x order x load (x workload) on the trace replay (controller/sim/report.py);
+    ``plan``: every pool of clusters bounded by the load too (``replay.setup(plan=True)``)."""
     from controller.sim.replay import LOADS
     from controller.sim.report import run_matrix
 
@@ -488,6 +490,7 @@ def bench_replay(
         trace=trace or data_dir / "alibaba_v2017_batch_task.csv",
         limit=limit,
         progress=lambda line: print("replay", line, flush=True),
+        plan=plan,
     )
 
 
@@ -590,6 +593,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replay-workload", action="append", choices=["gpu", "cpu"], help="default: gpu")
     ap.add_argument("--replay-load", action="append", type=float, help="default: 0.5, 0.7, 0.9")
     ap.add_argument("--replay-order", action="append", choices=list(SORTED_ORDERS), help="default: all")
+    ap.add_argument(
+        "--replay-plan",
+        action="store_true",
+        help="grow the clusters of overloaded pools (the national nodes) until none is above the load",
+    )
     args = ap.parse_args(argv)
     if args.only:
         skip = set(PARTS) - set(args.only)
@@ -651,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
             args.replay_workload,
             args.replay_load,
             args.replay_order,
+            args.replay_plan,
         )
     report["bench_seconds"] = round(time.perf_counter() - t0, 1)
     report["self_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -8,6 +8,7 @@ Capacity can be scaled by one factor (see ``scaled``) to set the load of a trace
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,15 @@ ALL_PLUGINS = PlacementPolicy(
 DEFAULT_DATA_DIR = DATA_DIR  # vendored in controller/data/
 
 
-def federation(data_dir: Path = DEFAULT_DATA_DIR, ministries: int = 64, scale: float = 1.0) -> Topology:
+def federation(
+    data_dir: Path = DEFAULT_DATA_DIR,
+    ministries: int = 64,
+    scale: float = 1.0,
+    grow: Mapping[str, float] | None = None,
+) -> Topology:
+    """The 1+32+N federation (``ministries`` departments, synthetic ones past the real list),
+    every cluster's capacity times ``scale``, and the clusters named in ``grow`` times their
+    factor on top (the replay's capacity plan: ``replay.setup(plan=True)``)."""
     real = min(ministries, len(MINISTRIES))
     topo, _ = build(data_dir, ministries=real)
     clusters: list[dict[str, Any]] = topo["clusters"]  # the generator's plain documents
@@ -63,13 +72,14 @@ def federation(data_dir: Path = DEFAULT_DATA_DIR, ministries: int = 64, scale: f
                     "latency_ms": rtt_ms_for_distance(km),
                 }
             )
-    if scale != 1.0:
+    if scale != 1.0 or grow:
         for cl in clusters:
+            f = scale * (grow or {}).get(cl["name"], 1.0)
             cap: dict[str, float] = cl["capacity"]
             cl["capacity"] = {
-                "cpu": max(1.0, round(cap["cpu"] * scale, 1)),
-                "memory_gib": max(1.0, round(cap["memory_gib"] * scale, 1)),
-                "gpu": round(cap["gpu"] * scale),
+                "cpu": max(1.0, round(cap["cpu"] * f, 1)),
+                "memory_gib": max(1.0, round(cap["memory_gib"] * f, 1)),
+                "gpu": round(cap["gpu"] * f),
             }
     return Topology.model_validate(topo)
 

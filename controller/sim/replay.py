@@ -60,6 +60,8 @@ ESTIMATE_SIGMA = 1.0
 LOCAL_LOOKAHEAD = 64
 CYCLE_LIMIT = 5000
 RESOURCES = ("cpu", "memory", "gpu")
+PLAN_STEPS = 8  # ``setup(plan=True)``: at most this many growth steps
+PLAN_SLACK = 0.02  # a pool within 2 % of the target is at the target
 
 
 def ours_policy() -> PlacementPolicy:
@@ -261,9 +263,24 @@ def busiest_pool(jobs: list[SimJob], snap: Snapshot) -> dict[str, Any]:
     confined to the two national nodes (gangs larger than any province, and national data) offer
     1.52 times their GPUs at the 50 % setting and 3.49 times at 90 %; at 70 % the national nodes
     with prov-guangdong, 1.41 times (docs/benchmarks.md)."""
+    pool = _busiest(jobs, snap)
+    if pool is None:
+        return {"load": 0.0, "resource": "", "clusters": [], "jobs": 0}
+    load, resource, clusters, n = pool
+    names = [snap.names[int(c)] for c in clusters]
+    return {
+        "load": round(load, 3),
+        "resource": RESOURCES[resource],
+        "clusters": names if len(names) <= 8 else [f"{len(names)} clusters"],
+        "jobs": n,
+    }
+
+
+def _busiest(jobs: list[SimJob], snap: Snapshot) -> tuple[float, int, np.ndarray, int] | None:
+    """``busiest_pool``'s (load, resource index, cluster indices, jobs confined); None: no job."""
     feasible = [j for j in jobs if j.feasible]
     if not feasible:
-        return {"load": 0.0, "resource": "", "clusters": [], "jobs": 0}
+        return None
     window = max(max(j.trace.submit for j in feasible), 1.0)
     sets: dict[bytes, int] = {}
     work: list[np.ndarray] = []
@@ -289,13 +306,7 @@ def busiest_pool(jobs: list[SimJob], snap: Snapshot) -> dict[str, Any]:
     cap = M.astype(np.float64) @ snap.capacity  # per set: its capacity
     load = np.divide(confined, cap * window, out=np.zeros_like(confined), where=cap > 0)
     b, r = np.unravel_index(int(load.argmax()), load.shape)
-    names = [snap.names[int(c)] for c in np.flatnonzero(M[b])]
-    return {
-        "load": round(float(load[b, r]), 3),
-        "resource": RESOURCES[int(r)],
-        "clusters": names if len(names) <= 8 else [f"{len(names)} clusters"],
-        "jobs": int(np.array(counts)[inside[:, b]].sum()),
-    }
+    return float(load[b, r]), int(r), np.flatnonzero(M[b]), int(np.array(counts)[inside[:, b]].sum())
 
 
 def offered_per_resource(trace: list[TraceJob], gpu_milli: list[int]) -> tuple[np.ndarray, float]:
@@ -562,9 +573,16 @@ def setup(
     data_dir: Path = DEFAULT_DATA_DIR,
     target: float = TARGET_UTILISATION,
     gpu_fraction: float = GPU_JOB_FRACTION,
+    plan: bool = False,
 ) -> tuple[list[SimJob], Snapshot, dict[str, Any]]:
     """The replay's jobs and federation: the trace (GPU demand on ``gpu_fraction`` of its jobs,
-    ``gpu.py``), capacity scaled so the scarcest resource's offered load is ``target``."""
+    ``gpu.py``), capacity scaled so the scarcest resource's offered load is ``target``.
+
+    ``plan``: then, as a capacity plan would, the clusters of the busiest pool (``busiest_pool``)
+    are grown until no pool is loaded above ``target`` (each step multiplies the busiest pool's
+    clusters by its load over the target; growing them can make more gangs feasible, so it
+    repeats, at most ``PLAN_STEPS`` times). The data sets stay where the uniform scale put them.
+    The federation-wide load then comes out below ``target`` (``meta["offered_load"]``)."""
     trace = load_trace(trace_path or data_dir / "alibaba_v2017_batch_task.csv", limit=limit)
     gpu_milli = trace_gpu(trace, gpu_fraction)
     base = federation(data_dir, ministries=ministries)
@@ -582,6 +600,21 @@ def setup(
         if feasible == counted:
             break
         counted = feasible
+    grown: dict[str, float] = {}
+    for _ in range(PLAN_STEPS if plan else 0):
+        pool = _busiest(jobs, snap)
+        if pool is None or pool[0] <= target * (1.0 + PLAN_SLACK):
+            break
+        for c in pool[2]:
+            name = snap.names[int(c)]
+            grown[name] = grown.get(name, 1.0) * pool[0] / target
+        topo = federation(data_dir, ministries=ministries, scale=scale, grow=grown)
+        snap = snapshot_of(topo, NetworkModel(topo), datasets=cat.datasets, residency=ResidencyPolicy())
+        jobs = build_jobs(trace, cat, snap, gpu_milli)
+    offered, window = offered_per_resource(
+        [j.trace for j in jobs if j.feasible], [gpu_milli[k] for k, j in enumerate(jobs) if j.feasible]
+    )
+    cap = snap.capacity.sum(axis=0) * window
     meta = {
         "jobs": len(jobs),
         "gpu_jobs": sum(1 for g in gpu_milli if g),
@@ -596,6 +629,8 @@ def setup(
         "submission_window_s": max(j.trace.submit for j in jobs) if jobs else 0.0,
         "wan_lower_bound_bytes": wan_lower_bound(jobs, snap),
         "busiest_pool": busiest_pool(jobs, snap),
+        "offered_load": round(float(np.divide(offered, cap, out=np.zeros(3), where=cap > 0).max()), 3),
+        "plan": {name: round(f, 3) for name, f in grown.items()},
     }
     return jobs, snap, meta
 

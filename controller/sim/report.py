@@ -31,13 +31,14 @@ def run_matrix(
     trace: Path | None = None,
     limit: int | None = None,
     progress: Callable[[str], None] | None = None,
+    plan: bool = False,
 ) -> dict[str, Any]:
     names = list(policies or [OURS, *BASELINES])
     rows: list[Row] = []
     setups: list[dict[str, Any]] = []
     for w in workloads:
         for load in loads:
-            kw: dict[str, Any] = {"limit": limit, "target": load, "gpu_fraction": WORKLOADS[w]}
+            kw: dict[str, Any] = {"limit": limit, "target": load, "gpu_fraction": WORKLOADS[w], "plan": plan}
             if trace is not None:
                 kw["trace_path"] = trace
             jobs, snap, meta = setup(**kw)

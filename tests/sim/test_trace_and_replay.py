@@ -11,6 +11,7 @@ from controller.data import TRACE_CSV
 from controller.sim.baselines import KarmadaDynamicWeight, LocalityGreedy, OcmPlacement, RandomFit
 from controller.sim.replay import (
     OURS,
+    PLAN_SLACK,
     RESOURCES,
     busiest_pool,
     capacity_scale,
@@ -216,6 +217,22 @@ def test_the_busiest_pool_is_the_plain_loops(small_replay: tuple) -> None:
     assert got == meta["busiest_pool"]
     assert got["load"] == pytest.approx(best[0], abs=1e-3) and got["resource"] == best[1]
     assert got["jobs"] == best[2] and got["load"] > 0
+
+
+def test_a_capacity_plan_bounds_the_busiest_pool() -> None:
+    """``setup(plan=True)`` grows the clusters of overloaded pools until none is loaded above the
+    target (within its slack); without it the first 3,000 jobs overload the national nodes."""
+    _, _, uniform = setup(limit=3000, target=0.9)
+    assert uniform["busiest_pool"]["load"] > 1.0 and uniform["plan"] == {}
+    jobs, s, planned = setup(limit=3000, target=0.9, plan=True)
+    assert planned["busiest_pool"]["load"] <= 0.9 * (1 + PLAN_SLACK)
+    assert planned["plan"] and all(f > 1.0 for f in planned["plan"].values())
+    assert {"national-primary", "national-backup"} <= set(planned["plan"])
+    # The rest of the federation is as the uniform scale made it; the federation as a whole is a
+    # pool too, so it is at most at the target.
+    assert planned["capacity_scale"] == uniform["capacity_scale"]
+    assert planned["offered_load"] <= 0.9 * (1 + PLAN_SLACK)
+    assert busiest_pool(jobs, s) == planned["busiest_pool"]
 
 
 def test_unplaced_jobs_are_counted_censored_at_the_end(small_replay: tuple) -> None:
