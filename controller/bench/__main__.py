@@ -557,12 +557,32 @@ def summary_md(report: dict[str, Any]) -> str:
         from controller.sim.report import markdown
 
         lines += ["", markdown(report["replay"])]
+    if "replay_plan" in report:
+        from controller.sim.report import markdown
+
+        lines += [
+            "",
+            "Trace replay, every pool of clusters bounded by the load (the national nodes grown as a "
+            "capacity plan would: `replay.setup(plan=True)`):",
+            "",
+            markdown(report["replay_plan"]),
+        ]
     lines.append("")
     lines.append(f"`make bench` took {report.get('bench_seconds')} s.")
     return "\n".join(lines) + "\n"
 
 
-PARTS = ["scheduler", "templated", "scaling", "memory", "api", "api-postgresql", "api-extra", "replay"]
+PARTS = [
+    "scheduler",
+    "templated",
+    "scaling",
+    "memory",
+    "api",
+    "api-postgresql",
+    "api-extra",
+    "replay",
+    "replay-plan",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -593,11 +613,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replay-workload", action="append", choices=["gpu", "cpu"], help="default: gpu")
     ap.add_argument("--replay-load", action="append", type=float, help="default: 0.5, 0.7, 0.9")
     ap.add_argument("--replay-order", action="append", choices=list(SORTED_ORDERS), help="default: all")
-    ap.add_argument(
-        "--replay-plan",
-        action="store_true",
-        help="grow the clusters of overloaded pools (the national nodes) until none is above the load",
-    )
     args = ap.parse_args(argv)
     if args.only:
         skip = set(PARTS) - set(args.only)
@@ -659,7 +674,18 @@ def main(argv: list[str] | None = None) -> int:
             args.replay_workload,
             args.replay_load,
             args.replay_order,
-            args.replay_plan,
+        )
+    if "replay-plan" not in skip:  # the same matrix with every pool bounded by the load
+        part(
+            "replay_plan",
+            bench_replay,
+            args.trace,
+            args.data_dir,
+            args.trace_limit,
+            args.replay_workload,
+            args.replay_load,
+            args.replay_order,
+            plan=True,
         )
     report["bench_seconds"] = round(time.perf_counter() - t0, 1)
     report["self_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
