@@ -298,12 +298,13 @@ def _busiest(jobs: list[SimJob], snap: Snapshot) -> tuple[float, int, np.ndarray
         counts[k] += 1
         span = max(0.0, min(j.trace.submit + j.trace.duration, window) - j.trace.submit)
         work[k] = work[k] + j.demand * span
-    M = np.array(members)  # sets x clusters
+    M = np.array(members, dtype=np.float64)  # sets x clusters, 0/1
     W = np.array(work)  # sets x resources
-    # inside[a, b]: set a is a subset of set b
-    inside = ~(M[:, None, :] & ~M[None, :, :]).any(axis=2)
+    # inside[a, b]: set a is a subset of set b (all of a's clusters are in b: |a & b| = |a|)
+    sizes = M.sum(axis=1)
+    inside = sizes[:, None] == M @ M.T
     confined = inside.T.astype(np.float64) @ W  # per set: the work of the jobs confined to it
-    cap = M.astype(np.float64) @ snap.capacity  # per set: its capacity
+    cap = M @ snap.capacity  # per set: its capacity
     load = np.divide(confined, cap * window, out=np.zeros_like(confined), where=cap > 0)
     b, r = np.unravel_index(int(load.argmax()), load.shape)
     return float(load[b, r]), int(r), np.flatnonzero(M[b]), int(np.array(counts)[inside[:, b]].sum())
