@@ -248,9 +248,6 @@ def wan_lower_bound(jobs: list[SimJob], snap: Snapshot) -> float:
     return total
 
 
-RESOURCES = ("cpu", "memory", "gpu")
-
-
 def busiest_pool(jobs: list[SimJob], snap: Snapshot) -> dict[str, Any]:
     """The most loaded pool of clusters: over the distinct sets of clusters the feasible jobs may
     run on (legal and large enough for the gang), the offered load, per resource, of the jobs
