@@ -664,29 +664,20 @@ def main(argv: list[str] | None = None) -> int:
         part("api_open_postgresql", bench_api_postgresql, seconds=secs)
         part("api_one_process", bench_api, split=False, seconds=secs)
         part("api_ingest_only", bench_api, scheduling=False, split=False, seconds=secs)
-    if "replay" not in skip:
-        part(
-            "replay",
-            bench_replay,
-            args.trace,
-            args.data_dir,
-            args.trace_limit,
-            args.replay_workload,
-            args.replay_load,
-            args.replay_order,
-        )
-    if "replay-plan" not in skip:  # the same matrix with every pool bounded by the load
-        part(
-            "replay_plan",
-            bench_replay,
-            args.trace,
-            args.data_dir,
-            args.trace_limit,
-            args.replay_workload,
-            args.replay_load,
-            args.replay_order,
-            plan=True,
-        )
+    # The replay's matrix on the uniform settings, then with every pool bounded by the load.
+    for name, key, plan in (("replay", "replay", False), ("replay-plan", "replay_plan", True)):
+        if name not in skip:
+            part(
+                key,
+                bench_replay,
+                args.trace,
+                args.data_dir,
+                args.trace_limit,
+                args.replay_workload,
+                args.replay_load,
+                args.replay_order,
+                plan=plan,
+            )
     report["bench_seconds"] = round(time.perf_counter() - t0, 1)
     report["self_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
