@@ -553,13 +553,11 @@ def summary_md(report: dict[str, Any]) -> str:
     ):
         if key in report:
             lines.append(_api_line(name, report[key]))
-    if "replay" in report:
-        from controller.sim.report import markdown
+    from controller.sim.report import markdown
 
+    if "replay" in report:
         lines += ["", markdown(report["replay"])]
     if "replay_plan" in report:
-        from controller.sim.report import markdown
-
         lines += [
             "",
             "Trace replay, every pool of clusters bounded by the load (the national nodes grown as a "

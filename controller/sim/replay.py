@@ -230,9 +230,20 @@ def build_jobs(
         legal = residency.filter(CycleState(), info, snap).codes == 0
         seconds, moved = transfer_estimate(info, snap)
         demand = info.demand
-        flex = int((legal & (snap.capacity >= demand).all(axis=1)).sum())
+        flex = int(_holders(legal, demand, snap).sum())
         out.append(SimJob(t, spec, info, demand, legal, seconds, moved, flex, k))
     return out
+
+
+def _holders(legal: np.ndarray, demand: np.ndarray, snap: Snapshot) -> np.ndarray:
+    """The clusters a job may run on: residency-legal and large enough for its gang."""
+    ok: np.ndarray = legal & (snap.capacity >= demand).all(axis=1)
+    return ok
+
+
+def _span(job: TraceJob, window: float) -> float:
+    """The seconds a job runs inside the submission window [0, ``window``] if started on arrival."""
+    return max(0.0, min(job.submit + job.duration, window) - job.submit)
 
 
 def wan_lower_bound(jobs: list[SimJob], snap: Snapshot) -> float:
@@ -242,7 +253,7 @@ def wan_lower_bound(jobs: list[SimJob], snap: Snapshot) -> float:
     divided by its bytes, is the lowest WAN ratio any policy could reach against it."""
     total = 0.0
     for j in jobs:
-        ok = j.legal & (snap.capacity >= j.demand).all(axis=1)
+        ok = _holders(j.legal, j.demand, snap)
         if ok.any():
             total += float(j.moved[ok].min())
     return total
@@ -260,11 +271,17 @@ def busiest_pool(jobs: list[SimJob], snap: Snapshot) -> dict[str, Any]:
     confined to the two national nodes (gangs larger than any province, and national data) offer
     1.52 times their GPUs at the 50 % setting and 3.49 times at 90 %; at 70 % the national nodes
     with prov-guangdong, 1.41 times (docs/benchmarks.md)."""
-    pool = _busiest(jobs, snap)
+    return _pool_summary(_busiest(jobs, snap), snap.names)
+
+
+def _pool_summary(
+    pool: tuple[float, int, np.ndarray, int] | None, cluster_names: list[str]
+) -> dict[str, Any]:
+    """``busiest_pool``'s report of a ``_busiest`` result."""
     if pool is None:
         return {"load": 0.0, "resource": "", "clusters": [], "jobs": 0}
     load, resource, clusters, n = pool
-    names = [snap.names[int(c)] for c in clusters]
+    names = [cluster_names[int(c)] for c in clusters]
     return {
         "load": round(load, 3),
         "resource": RESOURCES[resource],
@@ -284,7 +301,7 @@ def _busiest(jobs: list[SimJob], snap: Snapshot) -> tuple[float, int, np.ndarray
     members: list[np.ndarray] = []
     counts: list[int] = []
     for j in feasible:
-        ok = j.legal & (snap.capacity >= j.demand).all(axis=1)
+        ok = _holders(j.legal, j.demand, snap)
         key = np.packbits(ok).tobytes()
         k = sets.get(key)
         if k is None:
@@ -293,8 +310,7 @@ def _busiest(jobs: list[SimJob], snap: Snapshot) -> tuple[float, int, np.ndarray
             work.append(np.zeros(3))
             counts.append(0)
         counts[k] += 1
-        span = max(0.0, min(j.trace.submit + j.trace.duration, window) - j.trace.submit)
-        work[k] = work[k] + j.demand * span
+        work[k] = work[k] + j.demand * _span(j.trace, window)
     M = np.array(members, dtype=np.float64)  # sets x clusters, 0/1
     W = np.array(work)  # sets x resources
     # inside[a, b]: set a is a subset of set b (all of a's clusters are in b: |a & b| = |a|)
@@ -313,8 +329,7 @@ def offered_per_resource(trace: list[TraceJob], gpu_milli: list[int]) -> tuple[n
     window = max(max((j.submit for j in trace), default=1.0), 1.0)
     offered = np.zeros(3)
     for j, g in zip(trace, gpu_milli, strict=True):
-        span = max(0.0, min(j.submit + j.duration, window) - j.submit)
-        offered += np.array([j.cpu, j.memory_gib, g / 1000.0]) * j.replicas * span
+        offered += np.array([j.cpu, j.memory_gib, g / 1000.0]) * j.replicas * _span(j, window)
     return offered, window
 
 
@@ -599,8 +614,8 @@ def setup(
             break
         counted = feasible
     grown: dict[str, float] = {}
+    pool = _busiest(jobs, snap)
     for _ in range(PLAN_STEPS if plan else 0):
-        pool = _busiest(jobs, snap)
         if pool is None or pool[0] <= target * (1.0 + PLAN_SLACK):
             break
         for c in pool[2]:
@@ -609,6 +624,7 @@ def setup(
         topo = federation(data_dir, ministries=ministries, scale=scale, grow=grown)
         snap = snapshot_of(topo, NetworkModel(topo), datasets=cat.datasets, residency=ResidencyPolicy())
         jobs = build_jobs(trace, cat, snap, gpu_milli)
+        pool = _busiest(jobs, snap)
     offered, window = offered_per_resource(
         [j.trace for j in jobs if j.feasible], [gpu_milli[k] for k, j in enumerate(jobs) if j.feasible]
     )
@@ -626,7 +642,7 @@ def setup(
         "target_load": target,
         "submission_window_s": max(j.trace.submit for j in jobs) if jobs else 0.0,
         "wan_lower_bound_bytes": wan_lower_bound(jobs, snap),
-        "busiest_pool": busiest_pool(jobs, snap),
+        "busiest_pool": _pool_summary(pool, snap.names),
         "offered_load": round(float(np.divide(offered, cap, out=np.zeros(3), where=cap > 0).max()), 3),
         "plan": {name: round(f, 3) for name, f in grown.items()},
     }
