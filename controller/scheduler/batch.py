@@ -59,6 +59,7 @@ from controller.scheduler.framework import (
     Snapshot,
     is_dynamic,
 )
+from controller.scheduler.kernels import fit_balance
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -632,7 +633,7 @@ class BatchScheduler:
                 unplaced.append(item)
                 continue
             victims: list[Victim] = []
-            if ok is not None and not (ok[best] if best is not None else ok.any()):
+            if not (best >= 0 if best is not None else ok is None or ok.any()):
                 chosen = -1
                 if preempt_on and running is not None:
                     chosen, victims = self._make_room(shape, job_id, free, allocated, running, book)
@@ -681,26 +682,22 @@ class BatchScheduler:
     def _fit(
         self, shape: Shape, rows: FloatArray, fused: bool
     ) -> tuple[npt.NDArray[np.bool_] | None, int | None]:
-        """The dynamic filters on the free ``rows``: the feasible mask (None: no dynamic filter)
-        and, fused, the best-scoring position already found (None: ``_choose`` scores).
+        """The dynamic filters on the free ``rows``: the feasible mask (None: no dynamic filter,
+        or fused without designated backups) and, fused, the best-scoring position already found
+        (-1: none fits; None: ``_choose`` scores).
 
         Fused (the shipped capacity filter and balance score, a job without GPUs): both in one
-        pass with the plugins' arithmetic; free >= demand on every resource is
-        (free - demand) >= 0 on every resource, and element by element (a reduction over an axis
-        of two or three costs more than the arithmetic)."""
+        compiled pass with the plugins' arithmetic (``kernels.fit_balance``); the mask only when
+        ``_choose`` reads it (a re-placed job's designated backups)."""
         demand = shape.demand
         if fused:
-            minimum = np.minimum
-            after = rows - demand
-            left_cpu, left_mem = after[:, 0], after[:, 1]
-            ok = minimum(minimum(left_cpu, left_mem), after[:, 2]) >= 0.0
-            balance = (
-                minimum(np.maximum(minimum(left_cpu / shape.cap_cpu, left_mem / shape.cap_mem), 0.0), 1.0)
-                * 100.0
+            best = fit_balance(
+                rows, demand, shape.cap_cpu, shape.cap_mem, shape.static_total, self.dynamic_scores[0][1]
             )
-            w = self.dynamic_scores[0][1]
-            total = shape.static_total + (balance if w == 1.0 else w * balance)
-            return ok, int(np.where(ok, total, -np.inf).argmax())
+            ok: npt.NDArray[np.bool_] | None = None
+            if shape.backup_pos:
+                ok = np.asarray(((rows - demand) >= 0.0).all(axis=1))
+            return ok, best
         mask: npt.NDArray[np.bool_] | None = None
         for f in self.dynamic_filters:
             m = f.fits(rows, shape.cap_rows, demand)  # type: ignore[attr-defined]

@@ -1,0 +1,74 @@
+"""The compiled kernels against the plugins' own numpy kernels, row for row (controller/scheduler/kernels.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.scheduler.kernels import fit_balance
+from controller.scheduler.plugins.balance import BalanceScore
+from controller.scheduler.plugins.capacity import CapacityFilter
+
+
+def reference(rows: np.ndarray, cap: np.ndarray, demand: np.ndarray, static: np.ndarray, w: float) -> int:
+    """What the batch loop computed before the kernel: the capacity filter's mask and the balance
+    score (the plugins), the first highest total among the rows that fit, -1 when none does."""
+    with np.errstate(all="ignore"):
+        ok = CapacityFilter().fits(rows, cap, demand)
+        total = static + w * BalanceScore().score_free(rows, cap, demand)
+        best = int(np.where(ok, total, -np.inf).argmax())
+    return best if ok[best] else -1
+
+
+def case(rng: np.random.Generator, n: int, tight: bool) -> tuple[np.ndarray, ...]:
+    cap = rng.choice([8.0, 16.0, 64.0, 256.0], size=(n, 1)) * np.array([1.0, 4.0, 0.0])
+    free = cap * rng.uniform(-0.1, 1.0, size=(n, 3))
+    demand = np.array([rng.uniform(0.1, 40.0 if tight else 4.0), rng.uniform(0.1, 100.0), 0.0])
+    static = rng.choice([0.0, 12.5, 50.0, 87.5], size=n) if rng.random() < 0.5 else rng.uniform(0, 300, size=n)
+    return free, cap, demand, static
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fit_balance_equals_the_plugins(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 7, 33, 98):
+        for tight in (False, True):
+            free, cap, demand, static = case(rng, n, tight)
+            w = 1.0 if seed % 2 else 0.5
+            got = fit_balance(free, demand, cap[:, 0].copy(), cap[:, 1].copy(), static, w)
+            assert got == reference(free, cap, demand, static, w)
+
+
+def test_fit_balance_ties_and_degenerate_rows() -> None:
+    cap = np.array([[8.0, 32.0, 0.0]] * 4)
+    free = np.array([[4.0, 16.0, 0.0]] * 4)
+    demand = np.array([1.0, 1.0, 0.0])
+    static = np.zeros(4)
+
+    def both(free: np.ndarray, cap: np.ndarray, static: np.ndarray) -> tuple[int, int]:
+        got = fit_balance(free, demand, cap[:, 0].copy(), cap[:, 1].copy(), static, 1.0)
+        return got, reference(free, cap, demand, static, 1.0)
+
+    assert both(free, cap, static) == (0, 0)  # ties: the first
+    assert fit_balance(free[:0], demand, cap[:0, 0].copy(), cap[:0, 1].copy(), static[:0], 1.0) == -1
+    nothing = free.copy()
+    nothing[:, 0] = 0.5
+    assert both(nothing, cap, static) == (-1, -1)  # fits nowhere
+    nan = free.copy()
+    nan[0, 0] = np.nan  # a NaN free row never fits
+    assert both(nan, cap, static) == (1, 1)
+    nan_score = static.copy()
+    nan_score[2] = np.nan  # a NaN total is the maximum (np.argmax), the first one
+    nan_score[3] = np.nan
+    assert both(free, cap, nan_score) == (2, 2)
+    minus_inf = np.full(4, -np.inf)
+    minus_inf[3] = 0.0
+    assert both(nothing, cap, minus_inf) == (-1, -1)
+    zero_cap = cap.copy()
+    zero_cap[1, 0] = 0.0  # an infinite share (0 capacity): clipped to 100 as numpy does
+    assert both(free, zero_cap, static) == (1, 1)
+    exact = free.copy()
+    exact[2] = [1.0, 1.0, 0.0]  # demand equal to free: fits, balance 0
+    high = static.copy()
+    high[2] = 1000.0
+    assert both(exact, cap, high) == (2, 2)
