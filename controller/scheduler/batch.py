@@ -59,7 +59,7 @@ from controller.scheduler.framework import (
     Snapshot,
     is_dynamic,
 )
-from controller.scheduler.kernels import fit_balance
+from controller.scheduler.kernels import fit_balance, normalize_rows
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -158,20 +158,6 @@ def _beyond(free: FloatArray, keep: FloatArray) -> FloatArray:
     on a cluster held for a GPU gang) still fits on the rest: it takes nothing the gang waits
     for. Negative free capacity (an overcommitted cluster) stays as it is."""
     out: FloatArray = free - np.minimum(np.maximum(keep, 0.0), np.maximum(free, 0.0))
-    return out
-
-
-def _normalize_rows(values: FloatArray, feasible: npt.NDArray[np.bool_]) -> FloatArray:
-    """``normalize_lower_is_better`` on every row at once (the same arithmetic, element by
-    element): the feasible clusters' values of a row mapped to 0..100, the lowest scoring 100."""
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        lo = np.where(feasible, values, np.inf).min(axis=1, keepdims=True)
-        hi = np.where(feasible, values, -np.inf).max(axis=1, keepdims=True)
-        span = hi - lo
-        out: FloatArray = np.where(feasible, 100.0 * (hi - values) / span, 0.0)
-    flat = (span <= 1e-12)[:, 0]
-    if flat.any():
-        out[flat] = np.where(feasible[flat], 100.0, 0.0)
     return out
 
 
@@ -461,7 +447,7 @@ class BatchScheduler:
             score_kind: type = type(scorer)
             if score_kind is LocalityScore:
                 assert seconds is not None and moved is not None
-                sc = 0.5 * _normalize_rows(seconds, feasible) + 0.5 * _normalize_rows(moved, feasible)
+                sc = 0.5 * normalize_rows(seconds, feasible) + 0.5 * normalize_rows(moved, feasible)
             else:
                 if score_kind is GreenScore:  # it reads delay tolerance and the inputs' classifications
                     keys: list[Any] = [

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from controller.scheduler.framework import FloatArray
+from controller.scheduler.framework import BoolArray, FloatArray
 
 
 def _compiled(fn: Callable[..., Any]) -> Any:
@@ -99,3 +99,33 @@ def fit_balance(
     False): ``rows`` is free capacity (cpu, memory, GPUs) of the job's feasible clusters,
     ``cap_cpu``/``cap_mem`` their capacities, ``static_total`` their weighted static scores."""
     return int(_fit_balance(rows, demand, cap_cpu, cap_mem, static_total, float(weight)))
+
+
+@_compiled
+def _normalize(values: FloatArray, feasible: BoolArray, out: FloatArray) -> None:
+    for j in range(values.shape[0]):
+        lo, hi = np.inf, -np.inf
+        for c in range(values.shape[1]):
+            if feasible[j, c]:
+                lo = _minimum(lo, values[j, c])
+                hi = _maximum(hi, values[j, c])
+        span = hi - lo
+        flat = span <= 1e-12
+        for c in range(values.shape[1]):
+            if not feasible[j, c]:
+                out[j, c] = 0.0
+            elif flat:
+                out[j, c] = 100.0
+            else:
+                out[j, c] = 100.0 * (hi - values[j, c]) / span
+
+
+def normalize_rows(values: FloatArray, feasible: BoolArray) -> FloatArray:
+    """``normalize_lower_is_better`` on every row of ``values`` (jobs x clusters) at once: a
+    row's feasible values mapped to 0..100, its lowest scoring 100 (a row whose feasible values
+    are all equal: 100 each), the rest 0. The numpy of the same, element by element:
+    ``lo``/``hi`` the feasible minimum and maximum (NaN when one is NaN, as ``np.min``),
+    ``100 * (hi - v) / (hi - lo)``, a span of at most 1e-12 counting as flat."""
+    out = np.empty(values.shape, dtype=np.float64)
+    _normalize(np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(feasible), out)
+    return out

@@ -281,13 +281,10 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
         BLOCK = np.concatenate([s[:height] for s in statics], axis=1)
     LISTED = BLOCK.take(kept, axis=1)
     P = len(pl.all_names) - 1
-    # Only the listed rows (element by element, so the same values as over every row)
     columns = [LISTED[1 + p] for p in range(P)]
-    columns.append(
-        pl.dyn_score.score_free(
-            li.free.take(kept, axis=0), li.cap.take(kept, axis=0), li.dem.take(kept, axis=0)
-        )
-    )
+    # Over every row, then the listed ones: element by element, so the same values, and one
+    # gather of the result instead of three of the inputs (most rows are listed)
+    columns.append(pl.dyn_score.score_free(li.free, li.cap, li.dem).take(kept))
     total = np.zeros(len(kept))
     for i in pl.order:
         total += pl.all_weights[i] * columns[i]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.scheduler.kernels import fit_balance
+from controller.scheduler.kernels import fit_balance, normalize_rows
 from controller.scheduler.plugins.balance import BalanceScore
 from controller.scheduler.plugins.capacity import CapacityFilter
 
@@ -24,7 +24,9 @@ def case(rng: np.random.Generator, n: int, tight: bool) -> tuple[np.ndarray, ...
     cap = rng.choice([8.0, 16.0, 64.0, 256.0], size=(n, 1)) * np.array([1.0, 4.0, 0.0])
     free = cap * rng.uniform(-0.1, 1.0, size=(n, 3))
     demand = np.array([rng.uniform(0.1, 40.0 if tight else 4.0), rng.uniform(0.1, 100.0), 0.0])
-    static = rng.choice([0.0, 12.5, 50.0, 87.5], size=n) if rng.random() < 0.5 else rng.uniform(0, 300, size=n)
+    static = (
+        rng.choice([0.0, 12.5, 50.0, 87.5], size=n) if rng.random() < 0.5 else rng.uniform(0, 300, size=n)
+    )
     return free, cap, demand, static
 
 
@@ -72,3 +74,38 @@ def test_fit_balance_ties_and_degenerate_rows() -> None:
     high = static.copy()
     high[2] = 1000.0
     assert both(exact, cap, high) == (2, 2)
+
+
+def reference_normalize(values: np.ndarray, feasible: np.ndarray) -> np.ndarray:
+    """The numpy the batch scheduler ran before the kernel (and, row by row, the locality
+    plugin's ``normalize_lower_is_better``)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        lo = np.where(feasible, values, np.inf).min(axis=1, keepdims=True)
+        hi = np.where(feasible, values, -np.inf).max(axis=1, keepdims=True)
+        span = hi - lo
+        out = np.where(feasible, 100.0 * (hi - values) / span, 0.0)
+    flat = (span <= 1e-12)[:, 0]
+    if flat.any():
+        out[flat] = np.where(feasible[flat], 100.0, 0.0)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_normalize_rows_equals_numpy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    J, n = 64, 98
+    values = (
+        rng.choice([0.0, 1.5, 2e9, 7.25], size=(J, n)) if seed % 2 else rng.exponential(30.0, size=(J, n))
+    )
+    feasible = rng.random((J, n)) < rng.uniform(0.0, 1.0, size=(J, 1))
+    values[0] = 3.0  # flat
+    feasible[1] = False  # nothing feasible
+    feasible[2] = False
+    feasible[2, 5] = True  # one cluster
+    values[3, 7] = np.nan  # NaN where feasible or not
+    feasible[3, 7] = bool(seed % 3)
+    values[4, :10] = np.inf  # unreachable transfers
+    values[5, 1] = -np.inf
+    values[6] = np.linspace(0.0, 1e-13, n)  # a span under the flat line
+    got = normalize_rows(values, feasible)
+    np.testing.assert_array_equal(got, reference_normalize(values, feasible))
