@@ -84,16 +84,23 @@ def _ranked(
     feasible: list[dict[str, Any]] = [
         {
             "cluster": c,
-            "total": totals[i],
-            "scores": {p: scores[k][i] for k, p in enumerate(plugins)},
-            "transfer_bytes": moved[i],
-            "transfer_seconds": seconds[i],
+            "total": _number(totals[i]),
+            "scores": {p: _number(scores[k][i]) for k, p in enumerate(plugins)},
+            "transfer_bytes": _number(moved[i]),
+            "transfer_seconds": _number(seconds[i]),
         }
         for i, c in enumerate(clusters)
     ]
     order = {c: i for i, c in enumerate(clusters)}
-    feasible.sort(key=lambda f: (-f["total"], order[f["cluster"]]))
+    # a total that is not a number ranks last
+    feasible.sort(key=lambda f: (-f["total"] if f["total"] == f["total"] else np.inf, order[f["cluster"]]))
     return feasible
+
+
+def _number(x: float | None) -> float:
+    """A stored score: JSON has no infinity or NaN, and a packed body (``pack_decision``) stores
+    them as null; they read back as NaN (not a number) instead of failing the whole read."""
+    return np.nan if x is None else x
 
 
 def expand_compact(body: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ rows, and tests/scheduler/test_parity.py checks whole cycles against the plugins
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -129,3 +129,230 @@ def normalize_rows(values: FloatArray, feasible: BoolArray) -> FloatArray:
     out = np.empty(values.shape, dtype=np.float64)
     _normalize(np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(feasible), out)
     return out
+
+
+# ---- the stored decisions' columns (controller/scheduler/stored.py) --------------------------
+# Over one row per (decision, statically feasible cluster) of a chunk of a cycle's decisions, with
+# the shipped capacity filter and balance score (the encoder runs only for those: ``ctx.fused``).
+
+
+@_compiled
+def _listing(
+    G: Any,
+    free: FloatArray,
+    cap: FloatArray,
+    idx: Any,
+    job: Any,
+    job_pos: Any,
+    demand: FloatArray,
+    chosen: Any,
+    reason: BoolArray,
+    p_dyn: int,
+    p_job: int,
+    listed: BoolArray,
+) -> None:
+    for t in range(idx.shape[0]):
+        w, j, c = job_pos[t], job[t], idx[t]
+        dc, dm, dg = demand[w, 0], demand[w, 1], demand[w, 2]
+        fc, fm, fg = free[t, 0], free[t, 1], free[t, 2]
+        code = 0  # CapacityFilter.classify: the later rule wins
+        if fg < dg:
+            code = 3
+        if fm < dm:
+            code = 2
+        if fc < dc:
+            code = 1
+        if cap[t, 0] < dc or cap[t, 1] < dm or cap[t, 2] < dg:
+            code = 4
+        is_chosen = chosen[w] == c
+        if code > 0 and not is_chosen:
+            G[j, c] = (p_dyn << 8) | code
+        if reason[w] and code == 0:
+            G[j, c] = (p_job << 8) | 1
+        fits = fc >= dc and fm >= dm and fg >= dg  # CapacityFilter.fits
+        ok = (fits or is_chosen) and not reason[w]
+        listed[t] = ok
+        if not ok and G[j, c] == 0:
+            G[j, c] = 0xFFFF
+
+
+def listing_codes(
+    G: Any,
+    free: FloatArray,
+    cap: FloatArray,
+    idx: Any,
+    job: Any,
+    job_pos: Any,
+    demand: FloatArray,
+    chosen: Any,
+    reason: BoolArray,
+    p_dyn: int,
+    p_job: int,
+) -> BoolArray:
+    """Per row (``job[t]``'s decision, cluster ``idx[t]``, its free capacity ``free[t]`` and
+    capacity ``cap[t]``; ``job_pos[t]`` indexes the per-decision ``demand``, ``chosen`` cluster
+    and whether a job-level ``reason`` rejects it): the capacity filter's code written into
+    ``G`` (decisions x clusters, ``p_dyn << 8 | code``) where it rejects a cluster other than the
+    chosen one; ``p_job << 8 | 1`` where a job-level reason rejects a cluster that fits; 0xFFFF
+    for a cluster not listed and not otherwise coded. Returns which rows are listed: the job fits
+    there (or it is the chosen cluster) and no job-level reason rejects it."""
+    listed = np.empty(len(idx), dtype=np.bool_)
+    _listing(G, free, cap, idx, job, job_pos, demand, chosen, reason, p_dyn, p_job, listed)
+    return listed
+
+
+@_compiled
+def _groups(G: Any, small: BoolArray, G8: Any, out_job: Any, out_code: Any, out_count: Any) -> int:
+    D, n = G.shape
+    counts = np.zeros(256, dtype=np.int64)
+    k = 0
+    for j in range(D):
+        fits = True
+        for c in range(n):
+            g = G[j, c]
+            if g != 0 and g != 0xFFFF and ((g >> 8) > 6 or (g & 0xFF) > 31):
+                fits = False
+                break
+        small[j] = fits
+        if not fits:
+            for c in range(n):
+                G8[j, c] = 0
+            continue
+        counts[:] = 0
+        for c in range(n):
+            g = G[j, c]
+            b = 255 if g == 0xFFFF else ((g >> 8) << 5) | (g & 0xFF)
+            G8[j, c] = b
+            counts[b] += 1
+        for b in range(1, 255):
+            if counts[b] > 0:
+                out_job[k] = j
+                out_code[k] = ((b >> 5) << 8) | (b & 31)
+                out_count[k] = counts[b]
+                k += 1
+    return k
+
+
+def group_counts(G: Any) -> tuple[BoolArray, Any, Any, Any, Any]:
+    """For each decision's codes (a row of ``G``, ``plugin << 8 | reason``, 0 listed, 0xFFFF not
+    listed): whether every code fits a byte (``plugin << 5 | reason``: plugin <= 6, reason <=
+    31; ``small``), those bytes (0xFFFF as 255; a row that does not fit: zeros), and, for the
+    rows that fit, each code's count: (decision, code, count) in decision then code order."""
+    D, n = G.shape
+    small = np.empty(D, dtype=np.bool_)
+    G8 = np.empty((D, n), dtype=np.uint8)
+    size = D * min(n, 254)
+    jobs, codes, counts = (np.empty(size, dtype=np.int64) for _ in range(3))
+    k = int(_groups(G, small, G8, jobs, codes, counts))
+    return small, G8, jobs[:k], codes[:k], counts[:k]
+
+
+@_compiled
+def _columns(
+    block: FloatArray,
+    kept: Any,
+    free: FloatArray,
+    cap: FloatArray,
+    job_pos: Any,
+    demand: FloatArray,
+    P: int,
+    order: Any,
+    weights: FloatArray,
+    transfers: bool,
+    out: FloatArray,
+    finite: BoolArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    whole: BoolArray,
+) -> None:
+    n_all = P + 1
+    C = out.shape[0]
+    values = np.empty(n_all)
+    for i in range(C):
+        lo[i] = np.inf
+        hi[i] = -np.inf
+        whole[i] = True
+    for k in range(kept.shape[0]):
+        t = kept[k]
+        for p in range(P):
+            values[p] = block[1 + p, t]
+        w = job_pos[t]
+        dc, dm, dg = demand[w, 0], demand[w, 1], demand[w, 2]
+        # BalanceScore.score_free
+        share = _minimum((free[t, 0] - dc) / cap[t, 0], (free[t, 1] - dm) / cap[t, 1])
+        if dg > 0:
+            cap_gpu = cap[t, 2] if cap[t, 2] > 0 else 1.0
+            share = _minimum(share, (free[t, 2] - dg) / cap_gpu)
+        values[P] = _minimum(_maximum(share, 0.0), 1.0) * 100.0
+        total = 0.0
+        ok = True
+        for i in range(n_all):
+            x = values[order[i]]
+            total += weights[order[i]] * x
+            r = np.rint(x * 1000.0)
+            out[i, k] = r
+            ok = ok and np.isfinite(r)
+        r = np.rint(total * 1000.0)
+        out[n_all, k] = r
+        ok = ok and np.isfinite(r)
+        if transfers:
+            r = np.rint(block[P + 1, t] * 1000.0)
+            out[n_all + 1, k] = r
+            ok = ok and np.isfinite(r)
+        finite[k] = ok
+        if not ok:
+            continue
+        for i in range(C):
+            r = out[i, k]
+            if r < lo[i]:
+                lo[i] = r
+            if r > hi[i]:
+                hi[i] = r
+            # a multiple of 1000 (what matters: values in 0..255,000, where r / 1000 is an
+            # integer exactly when it is one; fmod costs twenty times more)
+            if whole[i] and np.floor(r / 1000.0) * 1000.0 != r:
+                whole[i] = False
+
+
+def score_columns(
+    block: FloatArray,
+    kept: Any,
+    free: FloatArray,
+    cap: FloatArray,
+    job_pos: Any,
+    demand: FloatArray,
+    P: int,
+    order: Sequence[int],
+    weights: Sequence[float],
+    transfers: bool,
+) -> tuple[FloatArray, BoolArray, FloatArray, FloatArray, BoolArray]:
+    """The listed rows' columns in thousandths (``np.rint(x * 1000)``), one row per column: each
+    score in ``order`` (the ``P`` static scores from ``block``'s rows 1..P, then the balance
+    score, as ``BalanceScore.score_free``), the weighted total (summed in ``order``), and with
+    ``transfers`` the transfer seconds (``block`` row P + 1); per listed row whether every value
+    is finite; and per column, over the finite rows, the least and greatest value and whether
+    every value is a whole multiple of 1000."""
+    C = P + 2 + (1 if transfers else 0)
+    K = len(kept)
+    out = np.empty((C, K))
+    finite = np.empty(K, dtype=np.bool_)
+    lo, hi = np.empty(C), np.empty(C)
+    whole = np.empty(C, dtype=np.bool_)
+    _columns(
+        block,
+        kept,
+        free,
+        cap,
+        job_pos,
+        demand,
+        P,
+        np.asarray(order, dtype=np.int64),
+        np.asarray(weights, dtype=np.float64),
+        transfers,
+        out,
+        finite,
+        lo,
+        hi,
+        whole,
+    )
+    return out, finite, lo, hi, whole

@@ -42,6 +42,7 @@ import orjson
 from controller.domain.decision_codec import pack_decision
 from controller.scheduler.compact import CompactDecision, CycleContext
 from controller.scheduler.decision import COLUMNS_FORMAT
+from controller.scheduler.kernels import group_counts, listing_codes, score_columns
 
 UNLISTED = 255
 ENCODE_CHUNK = 1024  # decisions encoded together (``encode``)
@@ -119,21 +120,18 @@ def cycle_rows(
     return CycleRows(scheduled, rows, messages, parts)
 
 
-def _round_ints(x: np.ndarray) -> np.ndarray:
-    """Thousandths as integers: ``np.round(x, 3) == result / 1000`` exactly."""
-    return np.rint(x * 1000.0)
-
-
 class _Listing(NamedTuple):
     """One row per (job, statically feasible cluster), jobs in order, for the jobs whose
-    decision lists clusters: the job's position in the cycle, the cluster's free capacity, its
-    capacity, the job's demand, and which rows ``to_body`` lists."""
+    decision lists clusters: the job's position in the cycle, its position among those jobs
+    (``demand``'s row), the cluster's free capacity and its capacity, and which rows ``to_body``
+    lists."""
 
     with_rows: list[int]
     job: np.ndarray
+    job_pos: np.ndarray
     free: np.ndarray
     cap: np.ndarray
-    dem: np.ndarray
+    demand: np.ndarray
     listed: np.ndarray
 
 
@@ -171,13 +169,10 @@ def _plugins(ctx: CycleContext) -> _Plugins | None:
 def _listing(decisions: Sequence[CompactDecision], G: np.ndarray, n: int, pl: _Plugins) -> _Listing | None:
     """The rows of the jobs that list clusters, and their codes written into ``G``: the dynamic
     filter's and the job-level reason over each job's statically feasible clusters
-    (``rejection_groups``), 0xFFFF for a cluster ``to_body`` does not list."""
+    (``rejection_groups``), 0xFFFF for a cluster ``to_body`` does not list (``listing_codes``)."""
     with_rows = [j for j, d in enumerate(decisions) if d.free_rows is not None and len(d.shape.idx)]
     if not with_rows:
         return None
-    P_DYN, P_JOB = pl.S + 1, pl.S + 2
-    # Gathers by ``take`` with integer positions (boolean and two-axis fancy indexing cost
-    # several times more).
     listing = [decisions[j] for j in with_rows]
     lens = np.array([len(d.shape.idx) for d in listing])
     JOB_POS = np.repeat(np.arange(len(with_rows)), lens)
@@ -185,41 +180,20 @@ def _listing(decisions: Sequence[CompactDecision], G: np.ndarray, n: int, pl: _P
     FREE = np.concatenate([d.free_rows for d in listing])
     CAP = np.concatenate([d.shape.cap_rows for d in listing])
     IDX = np.concatenate([d.shape.idx for d in listing])
-    DEM = np.array([d.shape.demand_list for d in listing], dtype=np.float64).take(JOB_POS, axis=0)
-    CHOSEN = np.array([d.chosen for d in listing]).take(JOB_POS) == IDX
-    GF = G.reshape(-1)  # G is a new contiguous array: a view
-    POS = JOB * n + IDX
-    codes, _, _ = pl.dyn_filter.classify(FREE, CAP, DEM)
-    rejected_dyn = (codes > 0) & ~CHOSEN
-    GF[POS[rejected_dyn]] = (P_DYN << 8) | codes[rejected_dyn].astype(np.uint16)
-    reason = np.array([d.job_reason is not None for d in listing]).take(JOB_POS)
-    passing = reason & (codes == 0)
-    GF[POS[passing]] = (P_JOB << 8) | 1
-    listed_rows = (pl.dyn_filter.fits(FREE, CAP, DEM) | CHOSEN) & ~reason
-    unlisted = ~listed_rows & (GF.take(POS) == 0)
-    GF[POS[unlisted]] = 0xFFFF
-    return _Listing(with_rows, JOB, FREE, CAP, DEM, listed_rows)
+    DEM = np.array([d.shape.demand_list for d in listing], dtype=np.float64)
+    CHOSEN = np.array([d.chosen for d in listing])
+    REASON = np.array([d.job_reason is not None for d in listing])
+    listed = listing_codes(G, FREE, CAP, IDX, JOB, JOB_POS, DEM, CHOSEN, REASON, pl.S + 1, pl.S + 2)
+    return _Listing(with_rows, JOB, JOB_POS, FREE, CAP, DEM, listed)
 
 
 def _groups(G: np.ndarray) -> tuple[np.ndarray, bytes, list[list[tuple[int, int]]]]:
     """One byte per cluster where the codes fit (``small``), those bytes, and each job's group
-    counts (``plugin << 8 | reason``, count) for the summaries."""
-    D = G.shape[0]
-    hi, lo = G >> 8, G & 0xFF
-    special = (G == 0) | (G == 0xFFFF)
-    small = (special | ((hi <= 6) & (lo <= 31))).all(axis=1)
-    G8 = np.where(G == 0xFFFF, UNLISTED, (hi << 5) | lo).astype(np.uint8)
-    G8[~small] = 0
-    counts = np.bincount(
-        (np.arange(D, dtype=np.int64)[:, None] * 256 + G8).ravel(), minlength=D * 256
-    ).reshape(D, 256)
-    counts[:, 0] = 0
-    counts[:, UNLISTED] = 0
-    group_jobs, group_codes = np.nonzero(counts)
-    group_counts = counts[group_jobs, group_codes].tolist()
-    per_job_groups: list[list[tuple[int, int]]] = [[] for _ in range(D)]
-    for jj, code, cnt in zip(group_jobs.tolist(), group_codes.tolist(), group_counts, strict=True):
-        per_job_groups[jj].append(((code >> 5) << 8 | (code & 31), cnt))
+    counts (``plugin << 8 | reason``, count) for the summaries (``group_counts``)."""
+    small, G8, jobs, codes, counts = group_counts(G)
+    per_job_groups: list[list[tuple[int, int]]] = [[] for _ in range(G.shape[0])]
+    for jj, code, cnt in zip(jobs.tolist(), codes.tolist(), counts.tolist(), strict=True):
+        per_job_groups[jj].append((code, cnt))
     for j in np.flatnonzero(~small).tolist():  # two bytes per cluster: count those apart
         row = G[j]
         keep = (row != 0) & (row != 0xFFFF)
@@ -229,34 +203,35 @@ def _groups(G: np.ndarray) -> tuple[np.ndarray, bytes, list[list[tuple[int, int]
 
 
 def _typed(
-    out_cols: list[np.ndarray], row_job: np.ndarray
+    out: np.ndarray,
+    finite: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    whole: np.ndarray,
+    row_job: np.ndarray,
 ) -> tuple[list[str], list[np.ndarray], set[int]] | None:
-    """Each column as the narrowest type that holds it (whole units in a byte, else thousandths
-    in an int32), and the jobs with a value that is not finite; None when an int32 cannot hold
-    a column."""
-    # min and max are NaN when any value is: the per-element check only then
-    bounds = [(c.min(), c.max()) if len(c) else (0.0, 0.0) for c in out_cols]
-    finite = np.ones(len(row_job), dtype=bool)
+    """Each column (a row of ``out``, thousandths) as the narrowest type that holds it (whole
+    units in a byte, else thousandths in an int32), and the jobs with a value that is not
+    finite (their values stored as 0); None when an int32 cannot hold a column. ``lo``, ``hi``
+    and ``whole`` are over the finite rows (``score_columns``)."""
     bad: set[int] = set()
-    if not np.isfinite(np.array(bounds, dtype=np.float64)).all():
-        for col in out_cols:
-            finite &= np.isfinite(col)
+    if len(finite) == 0:
+        lo = hi = np.zeros(len(out))
+    elif not finite.all():
         bad = set(np.unique(row_job[~finite]).tolist())
-        out_cols = [np.where(finite, col, 0.0) for col in out_cols]
-        bounds = [(c.min(), c.max()) if len(c) else (0.0, 0.0) for c in out_cols]
+        out[:, ~finite] = 0.0
+        lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
     types: list[str] = []
     arrays: list[np.ndarray] = []
-    for c, (lo_c, hi_c) in zip(out_cols, bounds, strict=True):
-        if lo_c >= 0 and hi_c <= 255_000:
-            ints = c.astype(np.int64)
-            if not (ints % 1000).any():
-                types.append(UINT8)
-                arrays.append((ints // 1000).astype(np.uint8))
-                continue
+    for c, lo_c, hi_c, whole_c in zip(out, lo.tolist(), hi.tolist(), whole.tolist(), strict=True):
+        if lo_c >= 0 and hi_c <= 255_000 and whole_c:
+            types.append(UINT8)
+            arrays.append(c / 1000.0)  # whole units: exact for multiples of 1000
+            continue
         if not (lo_c > -(2**31) and hi_c < 2**31):
             return None
         types.append(INT32)
-        arrays.append(c.astype("<i4"))
+        arrays.append(c)  # whole thousandths: the int32 field takes them exactly
     return types, arrays, bad
 
 
@@ -279,22 +254,13 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
     except ValueError:  # shapes evaluated both ways (rows for the moved bits or not)
         height = min(s.shape[0] for s in statics)
         BLOCK = np.concatenate([s[:height] for s in statics], axis=1)
-    LISTED = BLOCK.take(kept, axis=1)
     P = len(pl.all_names) - 1
-    columns = [LISTED[1 + p] for p in range(P)]
-    # Over every row, then the listed ones: element by element, so the same values, and one
-    # gather of the result instead of three of the inputs (most rows are listed)
-    columns.append(pl.dyn_score.score_free(li.free, li.cap, li.dem).take(kept))
-    total = np.zeros(len(kept))
-    for i in pl.order:
-        total += pl.all_weights[i] * columns[i]
-    out_cols = [_round_ints(columns[i]) for i in pl.order]
-    out_cols.append(_round_ints(total))
     transfers = shapes[with_rows[0]].has_transfer
-    if transfers:
-        out_cols.append(_round_ints(LISTED[P + 1]))
+    out, finite, lo, hi, whole = score_columns(
+        BLOCK, kept, li.free, li.cap, li.job_pos, li.demand, P, pl.order, pl.all_weights, transfers
+    )
     row_job = li.job.take(kept)
-    typed = _typed(out_cols, row_job)
+    typed = _typed(out, finite, lo, hi, whole, row_job)
     if typed is None:
         return None
     types, arrays, bad = typed
@@ -306,14 +272,14 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
         sizes_list = [shapes[j].input_sizes for j in with_rows] if height > P + 3 else []
         if height > P + 3 and all(x is not None for x in sizes_list):
             types.append(UINT8)
-            arrays.append(LISTED[P + 3].astype(np.uint8))
+            arrays.append(BLOCK[P + 3].take(kept))
             for j, x in zip(with_rows, sizes_list, strict=True):
                 sizes_of[j] = x
         else:
             types.append(FLOAT64)
-            arrays.append(LISTED[P + 2].astype("<f8"))
+            arrays.append(BLOCK[P + 2].take(kept))
     record = np.dtype([(f"c{i}", _DTYPE[t]) for i, t in enumerate(types)])
-    rec = np.empty(len(arrays[0]), dtype=record)
+    rec = np.empty(len(kept), dtype=record)
     for i, a in enumerate(arrays):
         rec[f"c{i}"] = a
     flat = rec.tobytes()

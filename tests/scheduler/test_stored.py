@@ -194,3 +194,74 @@ def test_moved_bytes_stored_as_floats_when_not_all_or_nothing(monkeypatch: pytes
                 {**context["body"], **body, "bytes": blob["data"][offset : offset + length]}
             )
             assert got == Decision.model_validate(d.to_body())
+
+
+def _expand(context: dict, blob: dict, body: dict) -> Decision:
+    from controller.domain.decision_codec import unpack_decision
+
+    if body.get("format") != COLUMNS_FORMAT:
+        return Decision.model_validate(unpack_decision(body))
+    _, offset, length = body["blob"]
+    return Decision.model_validate(
+        {**context["body"], **body, "bytes": blob["data"][offset : offset + length]}
+    )
+
+
+def _not_finite_as_nan(d: Decision) -> str:
+    import json
+
+    def num(x: float) -> float | str:
+        return x if np.isfinite(x) else "NaN"
+
+    feasible = sorted(  # the order of a score that is not a number is not kept
+        (
+            {**f.model_dump(), "total": num(f.total), "scores": {k: num(v) for k, v in f.scores.items()}}
+            for f in d.feasible
+        ),
+        key=lambda f: f["cluster"],
+    )
+    return json.dumps(
+        {**d.model_dump(mode="json", exclude={"feasible"}), "feasible": feasible}, sort_keys=True
+    )
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_decision_with_a_score_that_is_not_finite_is_stored_whole(value: float) -> None:
+    """The columns hold finite thousandths: a decision with a score that is not finite stores its
+    ``to_body`` (packed); the others of the chunk keep the columns, their values unchanged."""
+    ((bs, decisions),) = cycles(2, 0.0, count=1)
+    placed = [d for d in decisions if d.chosen >= 0 and len(d.shape.idx) > 1]
+    target = placed[len(placed) // 2]
+    static = target.shape.static.copy()
+    static[1, -1] = value  # its first static score on its last feasible cluster
+    target.shape.static = static
+    encoded = encode(bs, decisions)
+    assert encoded is not None
+    (context, blob), bodies = encoded
+    formats = {}
+    for d, body in zip(decisions, bodies, strict=True):
+        formats[id(d)] = body.get("format")
+        got, ref = _expand(context, blob, body), Decision.model_validate(d.to_body())
+        if d.shape is target.shape:  # JSON has no inf or NaN: they read back as NaN
+            assert _not_finite_as_nan(got) == _not_finite_as_nan(ref)
+            assert any(np.isnan(f.total) for f in got.feasible)
+        else:
+            assert got == ref
+        assert body["summary"] == d.summary()
+    assert formats[id(target)] != COLUMNS_FORMAT
+    others = [d for d in decisions if d.shape is not target.shape and d.free_rows is not None]
+    assert others and all(formats[id(d)] == COLUMNS_FORMAT for d in others)
+
+
+def test_a_column_beyond_an_int32_is_not_encoded() -> None:
+    """Thousandths beyond an int32 (a transfer of 25 days: 2.2e9 ms) do not fit the columns: the
+    encoder says so and the cycle stores every decision's ``to_body``, which expands the same."""
+    ((bs, decisions),) = cycles(3, 0.0, count=1)
+    target = next(d for d in decisions if d.chosen >= 0 and d.shape.has_transfer)
+    static = target.shape.static.copy()
+    static[len(target.shape.layout) + 1, 0] = 2.2e6  # transfer seconds
+    target.shape.static = static
+    assert encode(bs, decisions) is None
+    out = cycle_rows(decisions, epoch=1, lease_until=datetime.now(UTC), previous={})
+    for d, row in zip(decisions, out.decisions, strict=True):
+        assert _expand({}, {}, row["body"]) == Decision.model_validate(d.to_body())
