@@ -378,27 +378,20 @@ def _encode_chunk(
     static_names = [f.NAME for f in ctx.static_filters]
     dyn_entry = [pl.dyn_filter.NAME, _dyn_messages(pl.dyn_filter)]
     digest = context["key"]
-    created: dict[float, str] = {}
     for j, d in enumerate(decisions):
         if j in cols_.bad:
             bodies.append(pack_decision(d.to_body()))
             continue
         groups = per_job_groups[j]
         rej = _rejected(d, groups, pl, static_names, dyn_entry)
-        at_text = created.get(d.t)
-        if at_text is None:
-            at_text = created[d.t] = datetime.fromtimestamp(d.t, UTC).isoformat()
         codes_bytes = g8_bytes[j * n : (j + 1) * n] if small[j] else G[j].astype("<u2").tobytes()
         own = codes_bytes + cols_.blobs[j]
         chunks.append(own)
+        # the job, attempt, status, cluster and time are the decision row's own columns
+        # (``latest_decision`` reads them from there)
         body: dict[str, Any] = {
             "format": COLUMNS_FORMAT,
-            "job_id": d.job_id,
-            "attempt": d.attempt,
-            "status": d.status,
-            "cluster": d.cluster,
             "summary": _summary(d, groups, rej, n),
-            "created_at": at_text,
             "epoch": d.epoch,
             "ctx": digest,
             "rejected": rej,

@@ -14,7 +14,7 @@ from controller.domain.decision_codec import unpack_decision
 from controller.domain.phases import JobPhase, Reason
 from controller.store import audit_chain
 from controller.store import schema as t
-from controller.store.base import StoreBase, now
+from controller.store.base import StoreBase, now, utc
 from controller.store.jobs import ACTIVE_PHASES
 
 
@@ -166,18 +166,27 @@ class CyclesRepo(StoreBase):
     def latest_decision(self, job_id: str) -> dict[str, Any] | None:
         """The job's latest stored decision body. A body in the columns format gets what it
         names: its context's fields (``names``, ``plugins``, ``cols``) and its slice of the
-        cycle's packed columns (``bytes``), as ``Decision.model_validate`` expands it."""
+        cycle's packed columns (``bytes``), as ``Decision.model_validate`` expands it; and the
+        row's own columns (job, attempt, status, cluster, time), which it does not repeat."""
+        d = t.decisions.c
         q = (
-            select(t.decisions.c.body)
-            .where(t.decisions.c.job_id == job_id)
-            .order_by(t.decisions.c.id.desc())
+            select(d.body, d.job_id, d.attempt, d.status, d.cluster, d.created_at)
+            .where(d.job_id == job_id)
+            .order_by(d.id.desc())
             .limit(1)
         )
         with self.read() as conn:
             row = conn.execute(q).first()
             if row is None:
                 return None
-            body = unpack_decision(dict(row[0]))
+            columns = {
+                "job_id": row.job_id,
+                "attempt": row.attempt,
+                "status": row.status,
+                "cluster": row.cluster,
+                "created_at": utc(row.created_at),
+            }
+            body = {**columns, **unpack_decision(dict(row.body))}
             key = body.get("ctx")
             if isinstance(key, str):
                 context = self._contexts.get(key)

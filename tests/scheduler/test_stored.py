@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,6 +26,17 @@ from controller.sim.federation import ALL_PLUGINS
 from controller.store import schema as t
 from controller.store.store import Store
 from tests.scheduler.test_parity import federation_state, queue_specs, quota, running_view
+
+
+def row_of(d: Any) -> dict[str, Any]:
+    """The decision row's own columns, as ``cycle_rows`` writes them (the body leaves them out)."""
+    return {
+        "job_id": d.job_id,
+        "attempt": d.attempt,
+        "status": d.status,
+        "cluster": d.cluster,
+        "created_at": datetime.fromtimestamp(d.t, UTC),
+    }
 
 
 def cycles(seed: int, wait: float, n: int = 300, count: int = 3) -> list[tuple[BatchScheduler, list]]:
@@ -59,7 +71,7 @@ def test_columns_bodies_expand_as_to_body(seed: int, wait: float) -> None:
             ref = Decision.model_validate(d.to_body())
             _, offset, length = body["blob"]
             got = Decision.model_validate(
-                {**context["body"], **body, "bytes": data[offset : offset + length]}
+                {**row_of(d), **context["body"], **body, "bytes": data[offset : offset + length]}
             )
             assert got == ref
             assert body["summary"] == d.summary() == ref.summary
@@ -91,7 +103,9 @@ def test_a_cycle_encoded_in_chunks_expands_the_same(monkeypatch: pytest.MonkeyPa
             key, offset, length = body["blob"]
             assert key == blob["key"] and offset == end  # the chunks' bytes follow each other
             end = offset + length
-            got = Decision.model_validate({**by_key[body["ctx"]], **body, "bytes": data[offset:end]})
+            got = Decision.model_validate(
+                {**row_of(d), **by_key[body["ctx"]], **body, "bytes": data[offset:end]}
+            )
             assert got == ref
         assert end == len(data)
 
@@ -191,19 +205,19 @@ def test_moved_bytes_stored_as_floats_when_not_all_or_nothing(monkeypatch: pytes
         for d, body in zip(decisions, bodies, strict=True):
             _, offset, length = body["blob"]
             got = Decision.model_validate(
-                {**context["body"], **body, "bytes": blob["data"][offset : offset + length]}
+                {**row_of(d), **context["body"], **body, "bytes": blob["data"][offset : offset + length]}
             )
             assert got == Decision.model_validate(d.to_body())
 
 
-def _expand(context: dict, blob: dict, body: dict) -> Decision:
+def _expand(d: Any, context: dict, blob: dict, body: dict) -> Decision:
     from controller.domain.decision_codec import unpack_decision
 
     if body.get("format") != COLUMNS_FORMAT:
         return Decision.model_validate(unpack_decision(body))
     _, offset, length = body["blob"]
     return Decision.model_validate(
-        {**context["body"], **body, "bytes": blob["data"][offset : offset + length]}
+        {**row_of(d), **context["body"], **body, "bytes": blob["data"][offset : offset + length]}
     )
 
 
@@ -241,7 +255,7 @@ def test_a_decision_with_a_score_that_is_not_finite_is_stored_whole(value: float
     formats = {}
     for d, body in zip(decisions, bodies, strict=True):
         formats[id(d)] = body.get("format")
-        got, ref = _expand(context, blob, body), Decision.model_validate(d.to_body())
+        got, ref = _expand(d, context, blob, body), Decision.model_validate(d.to_body())
         if d.shape is target.shape:  # JSON has no inf or NaN: they read back as NaN
             assert _not_finite_as_nan(got) == _not_finite_as_nan(ref)
             assert any(np.isnan(f.total) for f in got.feasible)
@@ -264,4 +278,4 @@ def test_a_column_beyond_an_int32_is_not_encoded() -> None:
     assert encode(bs, decisions) is None
     out = cycle_rows(decisions, epoch=1, lease_until=datetime.now(UTC), previous={})
     for d, row in zip(decisions, out.decisions, strict=True):
-        assert _expand({}, {}, row["body"]) == Decision.model_validate(d.to_body())
+        assert _expand(d, {}, {}, row["body"]) == Decision.model_validate(d.to_body())
