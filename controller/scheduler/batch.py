@@ -69,7 +69,7 @@ from controller.scheduler.ordering import (
     SORTED_ORDERS,
     Ageing,
     age_tier,
-    sort_key,
+    sorted_positions,
 )
 from controller.scheduler.plugins.balance import BalanceScore
 from controller.scheduler.plugins.capacity import CapacityFilter
@@ -749,19 +749,21 @@ class BatchScheduler:
                 to_evaluate[id(item[3])] = item[3]
         if to_evaluate:
             self.evaluate_many(list(to_evaluate.values()), snap)
-        share, order, waited, now = book.dominant_share, self.order, self.ageing.wait, self._now
-        items.sort(
-            key=lambda it: sort_key(
-                order,
-                it[3].priority or 0,
-                waited(it[0], now),
-                len(it[3].idx),
-                share(it[3].tenant),
-                it[4],
-                it[1],
-            )
+        waited, now = self.ageing.wait, self._now
+        shapes = [it[3] for it in items]
+        shares = {s.tenant: 0.0 for s in shapes}
+        for tenant in shares:
+            shares[tenant] = book.dominant_share(tenant)
+        positions = sorted_positions(
+            self.order,
+            [s.priority or 0 for s in shapes],
+            [waited(it[0], now) for it in items],  # also starts the clock of a job seen first
+            [len(s.idx) for s in shapes],
+            [shares[s.tenant] for s in shapes],
+            [it[4] for it in items],
+            [it[1] for it in items],
         )
-        return items
+        return [items[i] for i in positions]
 
     def _hold_shadows(self, free: FloatArray, allocated: FloatArray, now: float) -> None:
         """Each held cluster's shadow time this cycle: when its held gang is expected to fit."""

@@ -39,7 +39,7 @@ from controller.jobs import JobCreate, Resources
 from controller.policies import PlacementPolicy, ResidencyPolicy
 from controller.scheduler.batch import SLOWDOWN_FLOOR_S, BatchScheduler
 from controller.scheduler.framework import CycleState, JobInfo, Snapshot
-from controller.scheduler.ordering import ORDER_CONSTRAINED_FIRST, SORTED_ORDERS, sort_key
+from controller.scheduler.ordering import ORDER_CONSTRAINED_FIRST, SORTED_ORDERS, sorted_positions
 from controller.scheduler.plugins.locality import transfer_estimate
 from controller.scheduler.plugins.residency import ResidencyFilter
 from controller.scheduler.queue import PendingQueue
@@ -172,17 +172,17 @@ class BaselinePlacer:
         total = self.snap.capacity.sum(axis=0)
         shares = {t: tenant_share(usage, total, t) for t in {j.spec.tenant for j in self.queue}}
         order = self.order
-        self.queue.sort(
-            key=lambda j: sort_key(
-                order,
-                j.spec.priority,
-                now - j.trace.submit,
-                j.flexibility,
-                shares[j.spec.tenant],
-                j.spec.expected_runtime_s,
-                j.seq,
-            )
+        queue = self.queue
+        positions = sorted_positions(
+            order,
+            [j.spec.priority for j in queue],
+            [now - j.trace.submit for j in queue],
+            [j.flexibility for j in queue],
+            [shares[j.spec.tenant] for j in queue],
+            [j.spec.expected_runtime_s for j in queue],
+            [j.seq for j in queue],
         )
+        self.queue = [queue[i] for i in positions]
         placed, keep = [], []
         for job in self.queue[:CYCLE_LIMIT]:
             c = self.baseline.choose(job.spec, job.demand, free, self.snap, job.legal, job.moved, job.seconds)
