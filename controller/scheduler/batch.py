@@ -59,7 +59,7 @@ from controller.scheduler.framework import (
     Snapshot,
     is_dynamic,
 )
-from controller.scheduler.kernels import fit_balance, normalize_rows
+from controller.scheduler.kernels import fit_balance, normalize_rows, reserve
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -393,6 +393,8 @@ class BatchScheduler:
         table = self._dataset_table(snap)
         info = self._infos(shapes, snap)
         ids, missing, input_rows = table.rows([shape.inputs for shape in shapes])
+        # every shape's gang demand; a shape's ``demand`` is its row (one array for all of them)
+        demands = np.array([shape.demand_list for shape in shapes], dtype=np.float64).reshape(J, 3)
         feasible = np.ones((J, n), dtype=bool)
         rejected = np.zeros((J, n), dtype=np.uint16)
         resolvable = np.zeros(J, dtype=bool)
@@ -408,9 +410,8 @@ class BatchScheduler:
                     lists[j] = [REASON_MISSING.format(id=gone)]
                 plugin_unresolvable: npt.NDArray[np.bool_] | bool = True
             elif kind is GangFilter:
-                demand = np.array([shape.demand_list for shape in shapes]).reshape(J, 3)
                 per_replica = np.array([shape.resources for shape in shapes], dtype=np.float64).reshape(J, 3)
-                codes = gang_many(per_replica, demand, self._nodes(snap), snap.capacity)
+                codes = gang_many(per_replica, demands, self._nodes(snap), snap.capacity)
                 lists = [GANG_MESSAGES] * J
                 plugin_unresolvable = True
             else:  # health, constraints: once per distinct key
@@ -473,6 +474,8 @@ class BatchScheduler:
             M[:, P + 3] = bits
         unresolvable = (~resolvable).tolist()
         for j, shape in enumerate(shapes):
+            if shape._demand is None:
+                shape._demand = demands[j]
             shape.rejected = rejected[j]  # a row of this call's array (kept while its shapes are)
             shape.rejected_messages = [lists[j] for lists in per_plugin]
             shape.unresolvable = unresolvable[j]
@@ -865,8 +868,7 @@ class BatchScheduler:
             self.fail_counts.pop(job_id, None)
         self.ageing.forget(job_id)
         demand = shape.demand
-        free[c] -= demand
-        allocated[c] += demand
+        reserve(free, allocated, c, demand)
         book.admit(shape.tenant, shape.demand_list)
         if running is not None:
             running.setdefault(c, []).append(

@@ -131,6 +131,19 @@ def normalize_rows(values: FloatArray, feasible: BoolArray) -> FloatArray:
     return out
 
 
+@_compiled
+def _reserve(free: FloatArray, allocated: FloatArray, c: int, demand: FloatArray) -> None:
+    for r in range(3):
+        free[c, r] -= demand[r]
+        allocated[c, r] += demand[r]
+
+
+def reserve(free: FloatArray, allocated: FloatArray, c: int, demand: FloatArray) -> None:
+    """A placement on cluster ``c``: ``free[c] -= demand`` and ``allocated[c] += demand`` (in
+    place; one call instead of two numpy row updates, a third of the time)."""
+    _reserve(free, allocated, c, demand)
+
+
 # ---- the stored decisions' columns (controller/scheduler/stored.py) --------------------------
 # Over one row per (decision, statically feasible cluster) of a chunk of a cycle's decisions, with
 # the shipped capacity filter and balance score (the encoder runs only for those: ``ctx.fused``).

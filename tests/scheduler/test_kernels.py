@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.scheduler.kernels import fit_balance, normalize_rows
+from controller.scheduler.kernels import fit_balance, normalize_rows, reserve
 from controller.scheduler.plugins.balance import BalanceScore
 from controller.scheduler.plugins.capacity import CapacityFilter
 
@@ -109,3 +109,15 @@ def test_normalize_rows_equals_numpy(seed: int) -> None:
     values[6] = np.linspace(0.0, 1e-13, n)  # a span under the flat line
     got = normalize_rows(values, feasible)
     np.testing.assert_array_equal(got, reference_normalize(values, feasible))
+
+
+def test_reserve_takes_the_demand_from_one_cluster() -> None:
+    rng = np.random.default_rng(0)
+    free, allocated = rng.random((5, 3)), rng.random((5, 3))
+    want_free, want_alloc = free.copy(), allocated.copy()
+    demand = np.array([0.25, 1.5, 0.0])
+    want_free[3] -= demand
+    want_alloc[3] += demand
+    reserve(free, allocated, 3, demand)
+    np.testing.assert_array_equal(free, want_free)
+    np.testing.assert_array_equal(allocated, want_alloc)
