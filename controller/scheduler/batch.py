@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from controller.datasets import DatasetRead
+from controller.jobs import Constraints
 from controller.policies import QuotaPolicy
 from controller.scheduler.backfill import EPS, EndLedger, may_backfill
 from controller.scheduler.compact import BatchResult, CompactDecision
@@ -73,6 +74,7 @@ from controller.scheduler.ordering import (
 )
 from controller.scheduler.plugins.balance import BalanceScore
 from controller.scheduler.plugins.capacity import CapacityFilter
+from controller.scheduler.plugins.constraints import ConstraintsPlugin
 from controller.scheduler.plugins.gang import GangFilter, node_matrix
 from controller.scheduler.plugins.gang import filter_many as gang_many
 from controller.scheduler.plugins.green import GreenScore
@@ -159,6 +161,39 @@ def _beyond(free: FloatArray, keep: FloatArray) -> FloatArray:
     for. Negative free capacity (an overcommitted cluster) stays as it is."""
     out: FloatArray = free - np.minimum(np.maximum(keep, 0.0), np.maximum(free, 0.0))
     return out
+
+
+def _parsed_constraints(shapes: list[Shape]) -> Callable[[int], Constraints]:
+    """Shape ``j``'s constraints, parsed once per distinct value (the constraints filter and
+    score ask for the same first shape of each)."""
+    parsed: dict[Any, Constraints] = {}
+
+    def constraints(j: int) -> Constraints:
+        got = parsed.get(shapes[j].ckey)
+        if got is None:
+            got = parsed[shapes[j].ckey] = shapes[j].constraints
+        return got
+
+    return constraints
+
+
+def _per_key(
+    plugin: Any,
+    score: bool,
+    info: Callable[[int], JobInfo],
+    constraints: Callable[[int], Constraints],
+    snap: Snapshot,
+) -> Callable[[int], Any]:
+    """The plugin's filter (or score) of shape ``j`` (for ``_by_key``): the constraints plugin
+    from the parsed constraints alone (all it reads of a job), the others from the job as the
+    plugins see it (``_info``)."""
+    if type(plugin) is ConstraintsPlugin:
+        if score:
+            return lambda j: plugin.score_constraints(constraints(j), snap)
+        return lambda j: plugin.filter_constraints(constraints(j), snap)
+    if score:
+        return lambda j: plugin.score(CycleState(), info(j), snap, np.ones(snap.size, dtype=bool))
+    return lambda j: plugin.filter(CycleState(), info(j), snap)
 
 
 class BatchScheduler:
@@ -391,7 +426,7 @@ class BatchScheduler:
             return
         J, n = len(shapes), snap.size
         table = self._dataset_table(snap)
-        info = self._infos(shapes, snap)
+        info, constraints = self._infos(shapes, snap), _parsed_constraints(shapes)
         ids, missing, input_rows = table.rows([shape.inputs for shape in shapes])
         # every shape's gang demand; a shape's ``demand`` is its row (one array for all of them)
         demands = np.array([shape.demand_list for shape in shapes], dtype=np.float64).reshape(J, 3)
@@ -416,11 +451,8 @@ class BatchScheduler:
                 plugin_unresolvable = True
             else:  # health, constraints: once per distinct key
                 key_of = FILTER_KEYS[kind]
-                results, inv = self._by_key(
-                    cache,
-                    [key_of(shape) for shape in shapes],
-                    lambda j, plugin=plugin: plugin.filter(CycleState(), info(j), snap),  # type: ignore[misc]
-                )
+                compute = _per_key(plugin, False, info, constraints, snap)
+                results, inv = self._by_key(cache, [key_of(shape) for shape in shapes], compute)
                 codes = np.stack([r.codes for r in results])[inv]
                 lists = [results[i].messages for i in inv.tolist()]
                 plugin_unresolvable = np.array([r.unresolvable for r in results], dtype=bool)[inv]
@@ -457,13 +489,7 @@ class BatchScheduler:
                     ]
                 else:  # ConstraintsPlugin: the constraints
                     keys = [shape.ckey for shape in shapes]
-                scored, inv = self._by_key(
-                    cache,
-                    keys,
-                    lambda j, scorer=scorer: scorer.score(  # type: ignore[misc]
-                        CycleState(), info(j), snap, np.ones(n, dtype=bool)
-                    ),
-                )
+                scored, inv = self._by_key(cache, keys, _per_key(scorer, True, info, constraints, snap))
                 sc = np.stack(scored)[inv]
             M[:, p] = sc
             total += w * sc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from controller.jobs import Constraints
 from controller.scheduler.framework import (
     BoolArray,
     CycleState,
@@ -23,7 +24,10 @@ class ConstraintsPlugin:
     NAME = NAME
 
     def filter(self, state: CycleState, job: JobInfo, snap: Snapshot) -> FilterResult:
-        c = job.spec.constraints
+        return self.filter_constraints(job.spec.constraints, snap)
+
+    def filter_constraints(self, c: Constraints, snap: Snapshot) -> FilterResult:
+        """``filter`` from the constraints alone (all it reads of a job)."""
         codes = np.zeros(snap.size, dtype=np.int16)
         if c.require_labels:
             for i, labels in enumerate(snap.labels):
@@ -42,7 +46,10 @@ class ConstraintsPlugin:
         return FilterResult(codes, [REASON_NOT_ALLOWED, REASON_DENIED, REASON_LABELS], unresolvable=True)
 
     def score(self, state: CycleState, job: JobInfo, snap: Snapshot, feasible: BoolArray) -> FloatArray:
-        c = job.spec.constraints
+        return self.score_constraints(job.spec.constraints, snap)
+
+    def score_constraints(self, c: Constraints, snap: Snapshot) -> FloatArray:
+        """``score`` from the constraints alone (all it reads of a job)."""
         out = np.zeros(snap.size)
         for name in c.prefer_clusters:
             i = snap.index.get(name)
