@@ -780,9 +780,7 @@ class BatchScheduler:
             self.evaluate_many(list(to_evaluate.values()), snap)
         waited, now = self.ageing.wait, self._now
         shapes = [it[3] for it in items]
-        shares = {s.tenant: 0.0 for s in shapes}
-        for tenant in shares:
-            shares[tenant] = book.dominant_share(tenant)
+        shares = {t: book.dominant_share(t) for t in dict.fromkeys(s.tenant for s in shapes)}
         positions = sorted_positions(
             self.order,
             [s.priority or 0 for s in shapes],

@@ -78,14 +78,13 @@ def sorted_positions(
     by one ``np.lexsort`` over the columns instead of a key tuple built and compared per job."""
     if order not in SORTED_ORDERS:
         raise ValueError(f"unknown order {order!r}; one of {', '.join(SORTED_ORDERS)}")
-    first = np.negative(np.asarray(priority, dtype=np.int64))
     keys: list[np.ndarray] = [np.asarray(seq, dtype=np.int64)]  # np.lexsort: the last key is the primary
     if order != ORDER_FIFO:
         keys.append(np.asarray(expected_s, dtype=np.float64))
     if order == ORDER_CONSTRAINED_FIRST:
         tiers = np.negative(np.array([age_tier(w) for w in wait_s], dtype=np.int64))
         keys += [np.asarray(share, dtype=np.float64), np.asarray(flexibility, dtype=np.int64), tiers]
-    keys.append(first)
+    keys.append(np.negative(np.asarray(priority, dtype=np.int64)))
     out: list[int] = np.lexsort(keys).tolist()
     return out
 
