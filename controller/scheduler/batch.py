@@ -706,9 +706,8 @@ class BatchScheduler:
         ``_choose`` reads it (a re-placed job's designated backups)."""
         demand = shape.demand
         if fused:
-            best = fit_balance(
-                rows, demand, shape.cap_cpu, shape.cap_mem, shape.static_total, self.dynamic_scores[0][1]
-            )
+            weight = float(self.dynamic_scores[0][1])
+            best: int = fit_balance(rows, demand, shape.cap_cpu, shape.cap_mem, shape.static_total, weight)
             ok: npt.NDArray[np.bool_] | None = None
             if shape.backup_pos:
                 ok = np.asarray(((rows - demand) >= 0.0).all(axis=1))

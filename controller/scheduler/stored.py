@@ -42,7 +42,7 @@ import orjson
 from controller.domain.decision_codec import pack_decision
 from controller.scheduler.compact import CompactDecision, CycleContext
 from controller.scheduler.decision import COLUMNS_FORMAT
-from controller.scheduler.kernels import group_counts, listing_codes, score_columns
+from controller.scheduler.kernels import Columns, Rows, group_counts, listing_codes, score_columns
 
 UNLISTED = 255
 ENCODE_CHUNK = 1024  # decisions encoded together (``encode``)
@@ -121,17 +121,11 @@ def cycle_rows(
 
 
 class _Listing(NamedTuple):
-    """One row per (job, statically feasible cluster), jobs in order, for the jobs whose
-    decision lists clusters: the job's position in the cycle, its position among those jobs
-    (``demand``'s row), the cluster's free capacity and its capacity, and which rows ``to_body``
-    lists."""
+    """The jobs whose decision lists clusters (their positions in the cycle), their rows (one per
+    statically feasible cluster, ``kernels.Rows``) and which rows ``to_body`` lists."""
 
     with_rows: list[int]
-    job: np.ndarray
-    job_pos: np.ndarray
-    free: np.ndarray
-    cap: np.ndarray
-    demand: np.ndarray
+    rows: Rows
     listed: np.ndarray
 
 
@@ -176,15 +170,17 @@ def _listing(decisions: Sequence[CompactDecision], G: np.ndarray, n: int, pl: _P
     listing = [decisions[j] for j in with_rows]
     lens = np.array([len(d.shape.idx) for d in listing])
     JOB_POS = np.repeat(np.arange(len(with_rows)), lens)
-    JOB = np.array(with_rows).take(JOB_POS)
-    FREE = np.concatenate([d.free_rows for d in listing])
-    CAP = np.concatenate([d.shape.cap_rows for d in listing])
-    IDX = np.concatenate([d.shape.idx for d in listing])
-    DEM = np.array([d.shape.demand_list for d in listing], dtype=np.float64)
-    CHOSEN = np.array([d.chosen for d in listing])
-    REASON = np.array([d.job_reason is not None for d in listing])
-    listed = listing_codes(G, FREE, CAP, IDX, JOB, JOB_POS, DEM, CHOSEN, REASON, pl.S + 1, pl.S + 2)
-    return _Listing(with_rows, JOB, JOB_POS, FREE, CAP, DEM, listed)
+    rows = Rows(
+        job=np.array(with_rows).take(JOB_POS),
+        job_pos=JOB_POS,
+        idx=np.concatenate([d.shape.idx for d in listing]),
+        free=np.concatenate([d.free_rows for d in listing]),
+        cap=np.concatenate([d.shape.cap_rows for d in listing]),
+        demand=np.array([d.shape.demand_list for d in listing], dtype=np.float64),
+        chosen=np.array([d.chosen for d in listing]),
+        reason=np.array([d.job_reason is not None for d in listing]),
+    )
+    return _Listing(with_rows, rows, listing_codes(G, rows, pl.S + 1, pl.S + 2))
 
 
 def _groups(G: np.ndarray) -> tuple[np.ndarray, bytes, list[list[tuple[int, int]]]]:
@@ -202,18 +198,12 @@ def _groups(G: np.ndarray) -> tuple[np.ndarray, bytes, list[list[tuple[int, int]
     return small, G8.tobytes(), per_job_groups
 
 
-def _typed(
-    out: np.ndarray,
-    finite: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    whole: np.ndarray,
-    row_job: np.ndarray,
-) -> tuple[list[str], list[np.ndarray], set[int]] | None:
-    """Each column (a row of ``out``, thousandths) as the narrowest type that holds it (whole
-    units in a byte, else thousandths in an int32), and the jobs with a value that is not
-    finite (their values stored as 0); None when an int32 cannot hold a column. ``lo``, ``hi``
-    and ``whole`` are over the finite rows (``score_columns``)."""
+def _typed(cols: Columns, row_job: np.ndarray) -> tuple[list[str], list[np.ndarray], set[int]] | None:
+    """Each column (a row of ``cols.values``, thousandths) as the narrowest type that holds it
+    (whole units in a byte, else thousandths in an int32), and the jobs with a value that is not
+    finite (their values stored as 0); None when an int32 cannot hold a column. The bounds and
+    wholeness in ``cols`` are over the finite rows (``score_columns``)."""
+    out, finite, lo, hi = cols.values, cols.finite, cols.lo, cols.hi
     bad: set[int] = set()
     if len(finite) == 0:
         lo = hi = np.zeros(len(out))
@@ -223,7 +213,7 @@ def _typed(
         lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
     types: list[str] = []
     arrays: list[np.ndarray] = []
-    for c, lo_c, hi_c, whole_c in zip(out, lo.tolist(), hi.tolist(), whole.tolist(), strict=True):
+    for c, lo_c, hi_c, whole_c in zip(out, lo.tolist(), hi.tolist(), cols.whole.tolist(), strict=True):
         if lo_c >= 0 and hi_c <= 255_000 and whole_c:
             types.append(UINT8)
             arrays.append(c / 1000.0)  # whole units: exact for multiples of 1000
@@ -256,11 +246,9 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
         BLOCK = np.concatenate([s[:height] for s in statics], axis=1)
     P = len(pl.all_names) - 1
     transfers = shapes[with_rows[0]].has_transfer
-    out, finite, lo, hi, whole = score_columns(
-        BLOCK, kept, li.free, li.cap, li.job_pos, li.demand, P, pl.order, pl.all_weights, transfers
-    )
-    row_job = li.job.take(kept)
-    typed = _typed(out, finite, lo, hi, whole, row_job)
+    cols = score_columns(BLOCK, kept, li.rows, P, pl.order, pl.all_weights, transfers)
+    row_job = li.rows.job.take(kept)
+    typed = _typed(cols, row_job)
     if typed is None:
         return None
     types, arrays, bad = typed
