@@ -121,3 +121,27 @@ def test_reserve_takes_the_demand_from_one_cluster() -> None:
     reserve(free, allocated, 3, demand)
     np.testing.assert_array_equal(free, want_free)
     np.testing.assert_array_equal(allocated, want_alloc)
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where numba finds no directory to cache machine code in (it raises at decoration), the
+    kernels are compiled per process instead of failing the import."""
+    from controller.scheduler import kernels
+
+    calls: list[dict] = []
+
+    def njit(**options: object):  # numba's njit(**options)(fn), refusing to cache
+        calls.append(options)
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return lambda fn: fn
+
+    monkeypatch.setattr(kernels, "njit", njit)
+
+    def double(x: float) -> float:
+        return 2 * x
+
+    compiled = kernels._compiled(double)
+    assert compiled(2.0) == 4.0
+    assert [c.get("cache") for c in calls] == [True, None]
+    assert all(c["error_model"] == "numpy" and c["nogil"] for c in calls)
