@@ -17,7 +17,7 @@ all: test
 
 $(BASE_STAMP): pyproject.toml $(LOCK)
 	@echo ">> installing Yiwang into .venv with its runtime dependencies only (FastAPI, uvicorn, SQLAlchemy,"
-	@echo ">> pydantic, numpy, httpx, ...): what the controller, the CLI, 'yiwang up' and 'yiwang demo' need"
+	@echo ">> pydantic, numpy, numba, httpx, ...): what the controller, the CLI, 'yiwang up' and 'yiwang demo' need"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check --progress-bar on -c $(LOCK) -e .
 	touch $(BASE_STAMP)
