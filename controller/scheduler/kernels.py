@@ -328,3 +328,34 @@ def score_columns(
     order_ = np.asarray(order, dtype=np.int64)
     _columns(block, kept, rows, P, order_, np.asarray(weights, dtype=np.float64), transfers, tuple(out))
     return out
+
+
+DISPATCHERS = (fit_balance, _normalize, reserve, _listing, _groups, _columns)
+
+
+def warm_up() -> None:
+    """Compile every kernel (or load it from the disk cache) for the argument types the scheduler
+    passes, before the first cycle: compiling takes seconds and holds the GIL, and in a process
+    that also serves the API and hosts agents (``yiwang up``, the demo) their heartbeats would
+    wait for it. tests/scheduler/test_kernels.py checks that a cycle and its stored decisions
+    compile nothing more."""
+    free, demand, column = np.zeros((2, 3)), np.zeros(3), np.zeros(2)
+    fit_balance(free, demand, column.copy(), column.copy(), column.copy(), 1.0)
+    normalize_rows(np.zeros((1, 2)), np.ones((1, 2), dtype=np.bool_))
+    reserve(free, free.copy(), 0, demand)
+    G = np.zeros((1, 2), dtype=np.uint16)
+    ints = np.zeros(2, dtype=np.int64)
+    rows = Rows(
+        ints,
+        ints.copy(),
+        ints.copy(),
+        free,
+        free.copy(),
+        np.zeros((1, 3)),
+        ints[:1].copy(),
+        np.zeros(1, np.bool_),
+    )
+    listing_codes(G, rows, 1, 2)
+    group_counts(G)
+    for transfers in (False, True):
+        score_columns(np.zeros((6, 2)), ints.copy(), rows, 3, [0, 1, 2, 3], [1.0] * 4, transfers)

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.errors import StaleLeader, StoreUnavailable
+from controller.scheduler.kernels import warm_up
 from controller.scheduler.shapes import tune_gc
 from controller.settings import Settings
 from controller.store.store import Store, now
@@ -122,6 +123,7 @@ class ControlLoops:
 
     def start(self) -> None:
         tune_gc()
+        warm_up()  # the scheduler's compiled kernels, before any loop or heartbeat waits on them
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="yiwang-control-loop", daemon=True)
             self._thread.start()

@@ -145,3 +145,42 @@ def test_kernels_compile_without_a_writable_cache(monkeypatch: pytest.MonkeyPatc
     assert compiled(2.0) == 4.0
     assert [c.get("cache") for c in calls] == [True, None]
     assert all(c["error_model"] == "numpy" and c["nogil"] for c in calls)
+
+
+WARM_UP_CHECK = """
+from controller.scheduler import kernels
+from controller.scheduler.stored import encode
+from tests.scheduler.test_stored import cycles
+
+assert all(len(d.signatures) == 0 for d in kernels.DISPATCHERS)  # a fresh process
+kernels.warm_up()
+before = {d.py_func.__name__: len(d.signatures) for d in kernels.DISPATCHERS}
+for wait in (0.0, 300.0):
+    for bs, decisions in cycles(4, wait, n=200, count=2):
+        assert encode(bs, decisions) is not None
+after = {d.py_func.__name__: len(d.signatures) for d in kernels.DISPATCHERS}
+assert after == before, (before, after)
+assert all(n >= 1 for n in after.values()), after
+print("ok")
+"""
+
+
+def test_warm_up_compiles_what_a_cycle_and_its_stored_decisions_use() -> None:
+    """After ``warm_up`` a scheduling cycle and the encoding of its decisions compile nothing more
+    (each kernel's compiled signatures stay as they were; in a fresh process, where nothing else
+    compiled them first): the first cycle of a controller does not stop its process for the
+    compiler."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_UP_CHECK],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
