@@ -132,6 +132,11 @@ def reserve(free: FloatArray, allocated: FloatArray, c: int, demand: FloatArray)
 # the shipped capacity filter and balance score (the encoder runs only for those: ``ctx.fused``).
 
 
+# A cluster a decision does not list: its code in two bytes, and in one (``group_counts``)
+UNLISTED_WIDE = 0xFFFF
+UNLISTED = 255
+
+
 class Rows(NamedTuple):
     """One row per (decision, statically feasible cluster) of a chunk of decisions, decisions in
     order: the decision's position in the chunk (``job``) and among the decisions with rows
@@ -174,7 +179,7 @@ def _listing(G: Any, rows: Rows, p_dyn: int, p_job: int, listed: BoolArray) -> N
         ok = (fits or is_chosen) and not rejected
         listed[t] = ok
         if not ok and G[j, c] == 0:
-            G[j, c] = 0xFFFF
+            G[j, c] = UNLISTED_WIDE
 
 
 def listing_codes(G: Any, rows: Rows, p_dyn: int, p_job: int) -> BoolArray:
@@ -197,7 +202,7 @@ def _groups(G: Any, small: BoolArray, G8: Any, out_job: Any, out_code: Any, out_
         fits = True
         for c in range(n):
             g = G[j, c]
-            if g != 0 and g != 0xFFFF and ((g >> 8) > 6 or (g & 0xFF) > 31):
+            if g != 0 and g != UNLISTED_WIDE and ((g >> 8) > 6 or (g & 0xFF) > 31):
                 fits = False
                 break
         small[j] = fits
@@ -208,10 +213,10 @@ def _groups(G: Any, small: BoolArray, G8: Any, out_job: Any, out_code: Any, out_
         counts[:] = 0
         for c in range(n):
             g = G[j, c]
-            b = 255 if g == 0xFFFF else ((g >> 8) << 5) | (g & 0xFF)
+            b = UNLISTED if g == UNLISTED_WIDE else ((g >> 8) << 5) | (g & 0xFF)
             G8[j, c] = b
             counts[b] += 1
-        for b in range(1, 255):
+        for b in range(1, UNLISTED):  # neither listed (0) nor unlisted
             if counts[b] > 0:
                 out_job[k] = j
                 out_code[k] = ((b >> 5) << 8) | (b & 31)

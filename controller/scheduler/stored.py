@@ -42,9 +42,15 @@ import orjson
 from controller.domain.decision_codec import pack_decision
 from controller.scheduler.compact import CompactDecision, CycleContext
 from controller.scheduler.decision import COLUMNS_FORMAT
-from controller.scheduler.kernels import Columns, Rows, group_counts, listing_codes, score_columns
+from controller.scheduler.kernels import (
+    UNLISTED_WIDE,
+    Columns,
+    Rows,
+    group_counts,
+    listing_codes,
+    score_columns,
+)
 
-UNLISTED = 255
 ENCODE_CHUNK = 1024  # decisions encoded together (``encode``)
 # dtype codes of the packed columns
 INT32, UINT8, FLOAT64 = "i", "b", "d"
@@ -144,7 +150,6 @@ class _Plugins(NamedTuple):
 
     S: int  # static filters; the dynamic filter is plugin S + 1, the job-level reason S + 2
     dyn_filter: Any
-    dyn_score: Any
     all_names: list[str]  # the static scores, then the dynamic one
     all_weights: list[float]
     order: list[int]  # the scores in the order bodies list them
@@ -157,7 +162,7 @@ def _plugins(ctx: CycleContext) -> _Plugins | None:
     all_names = [sc.NAME for sc, _ in ctx.static_scores] + [dyn_score.NAME]
     all_weights = [w for _, w in ctx.static_scores] + [dyn_w]
     order = sorted(range(len(all_names)), key=lambda i: ctx.score_order.get(all_names[i], 99))
-    return _Plugins(len(ctx.static_filters), ctx.dynamic_filters[0], dyn_score, all_names, all_weights, order)
+    return _Plugins(len(ctx.static_filters), ctx.dynamic_filters[0], all_names, all_weights, order)
 
 
 def _listing(decisions: Sequence[CompactDecision], G: np.ndarray, n: int, pl: _Plugins) -> _Listing | None:
@@ -192,7 +197,7 @@ def _groups(G: np.ndarray) -> tuple[np.ndarray, bytes, list[list[tuple[int, int]
         per_job_groups[jj].append((code, cnt))
     for j in np.flatnonzero(~small).tolist():  # two bytes per cluster: count those apart
         row = G[j]
-        keep = (row != 0) & (row != 0xFFFF)
+        keep = (row != 0) & (row != UNLISTED_WIDE)
         vals, cnts = np.unique(row[keep], return_counts=True)
         per_job_groups[j] = list(zip(vals.tolist(), cnts.tolist(), strict=True))
     return small, G8.tobytes(), per_job_groups
