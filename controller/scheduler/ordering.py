@@ -1,7 +1,7 @@
 """Queue order inside a scheduling cycle, and ageing: shared by the batch scheduler and by the
 trace replay's baselines, so that a comparison can hold the order fixed and vary the placement.
 
-Orders (``sort_key``), each after priority:
+Orders (``sorted_positions``), each after priority:
 
 - ``fifo``: submission order.
 - ``sjf``: shortest expected runtime first (the submitter's ``expected_runtime_s``), then FIFO.
@@ -35,33 +35,12 @@ SORTED_ORDERS = (ORDER_FIFO, ORDER_SJF, ORDER_CONSTRAINED_FIRST)
 ORDERS = (*SORTED_ORDERS, ORDER_DRF)
 AGE_UNIT_S = 60.0
 
-SortKey = tuple[float, ...]
-
 
 def age_tier(wait_s: float) -> int:
     """Grows with the wait, one step each time the wait (plus a minute) doubles."""
     if wait_s <= 0:
         return 0
     return int(math.log2(1.0 + wait_s / AGE_UNIT_S))
-
-
-def sort_key(
-    order: str,
-    priority: int,
-    wait_s: float,
-    flexibility: int,
-    share: float,
-    expected_s: float,
-    seq: int,
-) -> SortKey:
-    """The sort key of one pending job under ``order`` (smaller goes first)."""
-    if order == ORDER_FIFO:
-        return (-priority, seq)
-    if order == ORDER_SJF:
-        return (-priority, expected_s, seq)
-    if order == ORDER_CONSTRAINED_FIRST:
-        return (-priority, -age_tier(wait_s), flexibility, share, expected_s, seq)
-    raise ValueError(f"unknown order {order!r}; one of {', '.join(SORTED_ORDERS)}")
 
 
 def sorted_positions(
@@ -73,9 +52,11 @@ def sorted_positions(
     expected_s: Sequence[float],
     seq: Sequence[int],
 ) -> list[int]:
-    """The jobs' positions in the order ``sort_key`` puts them in (one column per field of the
-    key, job by job; the same order: the sequence numbers are distinct, so the order is total),
-    by one ``np.lexsort`` over the columns instead of a key tuple built and compared per job."""
+    """The jobs' positions in the cycle's order: under ``order``, the key (smaller first)
+    ``fifo``: (-priority, seq); ``sjf``: (-priority, expected_s, seq); ``constrained-first``:
+    (-priority, -age_tier(wait_s), flexibility, share, expected_s, seq). The sequence numbers are
+    distinct, so the order is total. One ``np.lexsort`` over the columns, not a key tuple built
+    and compared per job (tests/scheduler/test_ordering.py holds it to those tuples)."""
     if order not in SORTED_ORDERS:
         raise ValueError(f"unknown order {order!r}; one of {', '.join(SORTED_ORDERS)}")
     keys: list[np.ndarray] = [np.asarray(seq, dtype=np.int64)]  # np.lexsort: the last key is the primary

@@ -1,13 +1,32 @@
 """The cycle's order: ``sorted_positions`` (one lexsort over columns, what the batch scheduler
-and the replay's baselines sort by) puts jobs in exactly the order of ``sort_key`` (the order's
-definition, a key tuple per job), ties included."""
+and the replay's baselines sort by) puts jobs in exactly the order of ``sort_key`` below (the
+order's definition, a key tuple per job, as the scheduler sorted before), ties included."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from controller.scheduler.ordering import SORTED_ORDERS, sort_key, sorted_positions
+from controller.scheduler.ordering import (
+    ORDER_CONSTRAINED_FIRST,
+    ORDER_FIFO,
+    ORDER_SJF,
+    SORTED_ORDERS,
+    age_tier,
+    sorted_positions,
+)
+
+
+def sort_key(
+    order: str, priority: int, wait_s: float, flexibility: int, share: float, expected_s: float, seq: int
+) -> tuple[float, ...]:
+    """The sort key of one pending job under ``order`` (smaller goes first)."""
+    if order == ORDER_FIFO:
+        return (-priority, seq)
+    if order == ORDER_SJF:
+        return (-priority, expected_s, seq)
+    assert order == ORDER_CONSTRAINED_FIRST
+    return (-priority, -age_tier(wait_s), flexibility, share, expected_s, seq)
 
 
 @pytest.mark.parametrize("order", SORTED_ORDERS)
