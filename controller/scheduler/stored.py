@@ -48,6 +48,7 @@ from controller.scheduler.kernels import (
     Rows,
     group_counts,
     listing_codes,
+    pack_blobs,
     score_columns,
 )
 
@@ -100,11 +101,12 @@ def cycle_rows(
         summary = body["summary"]
         if d.chosen < 0 and previous.get(job_id) == summary:
             continue
+        cluster = d.cluster
         rows.append(
             {
                 "job_id": d.job_id,
                 "attempt": d.attempt,
-                "cluster": d.cluster,
+                "cluster": cluster,
                 "status": d.status,
                 "body": body,
                 "created_at": at,
@@ -117,7 +119,7 @@ def cycle_rows(
                 {
                     "id": job_id,
                     "attempt": d.attempt,
-                    "cluster": d.cluster,
+                    "cluster": cluster,
                     "epoch": epoch,
                     "message": summary,
                     "lease_expires_at": lease_until,
@@ -136,10 +138,13 @@ class _Listing(NamedTuple):
 
 
 class _Columns(NamedTuple):
-    """The listed clusters' columns of a cycle, cut per job."""
+    """The listed clusters' columns of a chunk: one record per listed row, the records of the
+    chunk's decisions back to back (``records``, bytes), and how many bytes each decision has
+    there (``spans``)."""
 
     types: list[str]
-    blobs: list[bytes]
+    records: np.ndarray
+    spans: np.ndarray
     bad: set[int]  # jobs with a score or time that is not finite: they store ``to_body``
     sizes_of: list[list[float] | None]
     detail: list[bool]
@@ -188,7 +193,7 @@ def _listing(decisions: Sequence[CompactDecision], G: np.ndarray, n: int, pl: _P
     return _Listing(with_rows, rows, listing_codes(G, rows, pl.S + 1, pl.S + 2))
 
 
-def _groups(G: np.ndarray) -> tuple[np.ndarray, bytes, list[list[tuple[int, int]]]]:
+def _groups(G: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[tuple[int, int]]]]:
     """One byte per cluster where the codes fit (``small``), those bytes, and each job's group
     counts (``plugin << 8 | reason``, count) for the summaries (``group_counts``)."""
     small, G8, jobs, codes, counts = group_counts(G)
@@ -200,7 +205,7 @@ def _groups(G: np.ndarray) -> tuple[np.ndarray, bytes, list[list[tuple[int, int]
         keep = (row != 0) & (row != UNLISTED_WIDE)
         vals, cnts = np.unique(row[keep], return_counts=True)
         per_job_groups[j] = list(zip(vals.tolist(), cnts.tolist(), strict=True))
-    return small, G8.tobytes(), per_job_groups
+    return small, G8, per_job_groups
 
 
 def _typed(cols: Columns, row_job: np.ndarray) -> tuple[list[str], list[np.ndarray], set[int]] | None:
@@ -275,17 +280,37 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
     rec = np.empty(len(kept), dtype=record)
     for i, a in enumerate(arrays):
         rec[f"c{i}"] = a
-    flat = rec.tobytes()
-    size = record.itemsize
-    blobs: list[bytes] = [b""] * D
-    listed_counts = np.bincount(row_job, minlength=D).tolist()
-    at = 0
-    for j in with_rows:
-        m = listed_counts[j]
-        if detail[j]:
-            blobs[j] = flat[at * size : (at + m) * size]
-        at += m
-    return _Columns(types, blobs, bad, sizes_of, detail)
+    # A decision with a job-level reason (not ``detail``) lists no cluster: it has no records.
+    spans = np.bincount(row_job, minlength=D) * record.itemsize
+    return _Columns(types, rec.view(np.uint8), spans, bad, sizes_of, detail)
+
+
+def _explained(
+    d: CompactDecision,
+    groups: list[tuple[int, int]],
+    pl: _Plugins,
+    static_names: list[str],
+    dyn_entry: list[Any],
+    n: int,
+    seen: dict[Any, tuple[list[Any], str]],
+) -> tuple[list[Any], str]:
+    """A body's ``rejected`` entry and its summary. Both follow from the decision's group counts,
+    chosen cluster, job-level reason, failover origin and the static plugins' messages it uses;
+    decisions equal in those share them (``seen``: about half of a chunk's decisions repeat
+    another's), except those that preempted (their victims are named)."""
+    key = None
+    if not d.victims:
+        messages = d.shape.rejected_messages
+        used = tuple([tuple(messages[(code >> 8) - 1]) for code, _ in groups if (code >> 8) <= pl.S])
+        key = (tuple(groups), d.chosen, d.job_reason, d.shape.origin, used)
+        got = seen.get(key)
+        if got is not None:
+            return got
+    rej = _rejected(d, groups, pl, static_names, dyn_entry)
+    got = (rej, _summary(d, groups, rej, n))
+    if key is not None:
+        seen[key] = got
+    return got
 
 
 def _rejected(
@@ -331,9 +356,11 @@ def encode(
     contexts: dict[str, dict[str, Any]] = {}
     chunks: list[bytes] = []
     bodies: list[dict[str, Any]] = []
+    seen: dict[Any, tuple[list[Any], str]] = {}
     offset = 0
     for start in range(0, len(decisions), ENCODE_CHUNK):
-        got = _encode_chunk(ctx, pl, decisions[start : start + ENCODE_CHUNK], blob_key, offset, chunks)
+        chunk = decisions[start : start + ENCODE_CHUNK]
+        got = _encode_chunk(ctx, pl, chunk, blob_key, offset, chunks, seen)
         if got is None:
             return None
         context, part_bodies, offset = got
@@ -349,6 +376,7 @@ def _encode_chunk(
     blob_key: str,
     offset: int,
     chunks: list[bytes],
+    seen: dict[Any, tuple[list[Any], str]],
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int] | None:
     """``encode`` for some of a cycle's decisions: their context, their bodies (naming their
     bytes in ``blob_key`` from ``offset`` on, appended to ``chunks``) and the next offset."""
@@ -356,10 +384,11 @@ def _encode_chunk(
     n = len(names)
     D = len(decisions)
     # Per cluster codes: the static rejections, then what ``_listing`` adds.
-    G = np.stack([d.shape.rejected for d in decisions])
+    G = np.concatenate([d.shape.rejected for d in decisions]).reshape(D, n)
     li = _listing(decisions, G, n, pl)
-    small, g8_bytes, per_job_groups = _groups(G)
-    cols_ = _Columns([], [b""] * D, set(), [None] * D, [False] * D)
+    small, G8, per_job_groups = _groups(G)
+    no_records = np.zeros(0, dtype=np.uint8)
+    cols_ = _Columns([], no_records, np.zeros(D, dtype=np.int64), set(), [None] * D, [False] * D)
     if li is not None:
         got = _columns(decisions, li, pl)
         if got is None:
@@ -371,26 +400,27 @@ def _encode_chunk(
     static_names = [f.NAME for f in ctx.static_filters]
     dyn_entry = [pl.dyn_filter.NAME, _dyn_messages(pl.dyn_filter)]
     digest = context["key"]
+    keep = np.ones(D, dtype=np.bool_)
+    keep[list(cols_.bad)] = False  # those store ``to_body`` and nothing in the blob
+    data, lengths = pack_blobs(G, small, G8, cols_.records, cols_.spans, keep)
+    chunks.append(data)
+    sizes = lengths.tolist()
+    starts = (offset + np.cumsum(lengths) - lengths).tolist()
     for j, d in enumerate(decisions):
         if j in cols_.bad:
             bodies.append(pack_decision(d.to_body()))
             continue
-        groups = per_job_groups[j]
-        rej = _rejected(d, groups, pl, static_names, dyn_entry)
-        codes_bytes = g8_bytes[j * n : (j + 1) * n] if small[j] else G[j].astype("<u2").tobytes()
-        own = codes_bytes + cols_.blobs[j]
-        chunks.append(own)
+        rej, summary = _explained(d, per_job_groups[j], pl, static_names, dyn_entry, n, seen)
         # the job, attempt, status, cluster and time are the decision row's own columns
         # (``latest_decision`` reads them from there)
         body: dict[str, Any] = {
             "format": COLUMNS_FORMAT,
-            "summary": _summary(d, groups, rej, n),
+            "summary": summary,
             "epoch": d.epoch,
             "ctx": digest,
             "rejected": rej,
-            "blob": [blob_key, offset, len(own)],
+            "blob": [blob_key, starts[j], sizes[j]],
         }
-        offset += len(own)
         if not small[j]:
             body["wide"] = True
         if cols_.detail[j]:
@@ -398,7 +428,7 @@ def _encode_chunk(
             if cols_.sizes_of[j] is not None:
                 body["sizes"] = cols_.sizes_of[j]
         bodies.append(body)
-    return context, bodies, offset
+    return context, bodies, offset + len(data)
 
 
 _DTYPE = {UINT8: "u1", INT32: "<i4", FLOAT64: "<f8"}

@@ -78,6 +78,26 @@ def test_columns_bodies_expand_as_to_body(seed: int, wait: float) -> None:
     assert COLUMNS_FORMAT in formats
 
 
+def test_decisions_alike_but_for_their_reasons_keep_their_own_summaries() -> None:
+    """``encode`` reuses a summary between decisions with the same group counts, chosen
+    cluster, job-level reason and origin only when the plugins' messages they cite are the
+    same too: decisions whose summaries differ only in the reasons' text (another data set in
+    a residency message) each get their own."""
+    import re
+
+    alike = 0
+    for seed in range(5):
+        for bs, decisions in cycles(seed, 0.0):
+            encoded = encode(bs, decisions)
+            assert encoded is not None
+            by_shape: dict[str, set[str]] = {}
+            for d, body in zip(decisions, encoded[1], strict=True):
+                assert body["summary"] == d.summary()
+                by_shape.setdefault(re.sub(r"\(.*?\)", "()", body["summary"]), set()).add(body["summary"])
+            alike += sum(len(s) > 1 for s in by_shape.values())
+    assert alike > 0  # the queues have such decisions: the rule above was exercised
+
+
 @pytest.mark.parametrize("chunk", [1, 16, 97])
 def test_a_cycle_encoded_in_chunks_expands_the_same(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     """``encode`` works ``ENCODE_CHUNK`` decisions at a time: one blob for the cycle, a context
