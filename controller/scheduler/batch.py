@@ -343,15 +343,15 @@ class BatchScheduler:
         has_transfer = M.shape[1] > P + 1
         rows_cache = self._rows if self.caches else None
         capacity = snap.capacity
-        if has_transfer:
-            best = np.where(feasible, M[:, P + 1], np.inf).min(axis=1)
+        best = np.where(feasible, M[:, P + 1], np.inf).min(axis=1).tolist() if has_transfer else None
         gen = self.gen
+        n = feasible.shape[1]
+        masks = feasible.tobytes()  # row j's bytes: a shape's feasible set, the rows' cache key
         for j, shape in enumerate(shapes):
-            f = feasible[j]
-            key = f.tobytes()
+            key = masks[j * n : (j + 1) * n]
             rows = rows_cache.get(key) if rows_cache is not None else None
             if rows is None:
-                idx = np.flatnonzero(f)
+                idx = np.flatnonzero(feasible[j])
                 cap_rows = capacity[idx]
                 rows = (idx, cap_rows, cap_rows[:, 0].copy(), cap_rows[:, 1].copy())
                 if rows_cache is not None:
@@ -363,7 +363,7 @@ class BatchScheduler:
             shape.static_total = static[0]
             shape.layout = layout
             shape.has_transfer = has_transfer
-            shape.best_transfer_s = float(best[j]) if has_transfer and len(idx) else 0.0
+            shape.best_transfer_s = best[j] if best is not None and len(idx) else 0.0
             shape._inputs_of = None if sizes is None or rows_of is None else (sizes, rows_of[j])
             if shape.origin is not None:
                 backup_pos = []
@@ -456,7 +456,7 @@ class BatchScheduler:
                 codes = np.stack([r.codes for r in results])[inv]
                 lists = [results[i].messages for i in inv.tolist()]
                 plugin_unresolvable = np.array([r.unresolvable for r in results], dtype=bool)[inv]
-            if any(len(m) > 255 for m in lists):  # the packed code holds 255 reasons a plugin
+            if max(map(len, lists), default=0) > 255:  # the packed code holds 255 reasons a plugin
                 for one in shapes:
                     self.evaluate_static(one, snap)
                 return
@@ -499,11 +499,12 @@ class BatchScheduler:
         if bits is not None:
             M[:, P + 3] = bits
         unresolvable = (~resolvable).tolist()
+        messages = list(zip(*per_plugin, strict=True))  # per shape, each plugin's messages
         for j, shape in enumerate(shapes):
             if shape._demand is None:
                 shape._demand = demands[j]
             shape.rejected = rejected[j]  # a row of this call's array (kept while its shapes are)
-            shape.rejected_messages = [lists[j] for lists in per_plugin]
+            shape.rejected_messages = messages[j]
             shape.unresolvable = unresolvable[j]
         M[:, 0] = total
         sizes = table.sizes
@@ -534,14 +535,9 @@ class BatchScheduler:
         """The result for each distinct key (from ``cache``, or ``compute(j)`` for the first
         shape ``j`` with that key) and each shape's position among them."""
         position: dict[Any, int] = {}
-        firsts: list[int] = []
-        inv: list[int] = []
-        for j, k in enumerate(keys):
-            i = position.get(k)
-            if i is None:
-                i = position[k] = len(firsts)
-                firsts.append(j)
-            inv.append(i)
+        # a key's position: the number of distinct keys before its first shape
+        inv = np.array([position.setdefault(k, len(position)) for k in keys], dtype=np.intp)
+        firsts = np.unique(inv, return_index=True)[1].tolist()  # each key's first shape
         results: list[Any] = []
         for k, j in zip(position, firsts, strict=True):
             r = cache.get(k)
@@ -549,7 +545,7 @@ class BatchScheduler:
                 r = compute(j)
                 cache.put(k, r)
             results.append(r)
-        return results, np.array(inv, dtype=np.intp)
+        return results, inv
 
     def _dataset_table(self, snap: Snapshot) -> DatasetTable:
         t = self._table

@@ -3,6 +3,7 @@ to bring it to each cluster, as arrays the batch cycle gathers by job."""
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -75,32 +76,44 @@ class DatasetTable:
     def rows(self, inputs: list[tuple[str, ...]]) -> tuple[IntArray, list[int], list[list[int]]]:
         """Each job's inputs present in the snapshot as rows (jobs x most inputs, padded with
         row 0), the jobs with an input the snapshot does not have, and the rows as lists."""
-        row, datasets = self.row, self.snap.datasets
+        get = self.row.get
         missing: list[int] = []
         lists: list[list[int]] = []
-        K = 1
+        found = 0
         for j, ids in enumerate(inputs):
-            out = []
-            for d in ids:
-                r = row.get(d)
-                if r is None:
-                    ds = datasets.get(d)
-                    if ds is None:
-                        missing.append(j)
-                        continue
-                    self.misses += 1
-                    r = self._add(ds)
-                else:
-                    self.hits += 1
-                out.append(r)
-            if len(out) > K:
-                K = len(out)
-            lists.append(out)
-        table = np.zeros((len(inputs), K), dtype=np.intp)
-        for j, out in enumerate(lists):
-            if out:
-                table[j, : len(out)] = out
+            out = [get(d) for d in ids]
+            if None in out:
+                lists.append(self._add_rows(j, ids, missing))
+            else:
+                found += len(out)
+                lists.append(out)  # type: ignore[arg-type]  # no None in it
+        self.hits += found
+        lens = np.fromiter(map(len, lists), dtype=np.intp, count=len(lists))
+        table = np.zeros((len(inputs), max(1, int(lens.max(initial=0)))), dtype=np.intp)
+        total = int(lens.sum())
+        if total:  # every job's rows from column 0 on, in one assignment
+            starts = np.cumsum(lens) - lens
+            within = np.arange(total) - np.repeat(starts, lens)
+            table[np.repeat(np.arange(len(lists)), lens), within] = list(chain.from_iterable(lists))
         return table, sorted(set(missing)), lists
+
+    def _add_rows(self, j: int, ids: tuple[str, ...], missing: list[int]) -> list[int]:
+        """``rows`` for a job with an input not in the table yet: the rows of its inputs the
+        snapshot has (added as first read), ``j`` noted in ``missing`` for each it has not."""
+        out = []
+        for d in ids:
+            r = self.row.get(d)
+            if r is None:
+                ds = self.snap.datasets.get(d)
+                if ds is None:
+                    missing.append(j)
+                    continue
+                self.misses += 1
+                r = self._add(ds)
+            else:
+                self.hits += 1
+            out.append(r)
+        return out
 
     def residency(self, ids: IntArray) -> tuple[CodeArray, list[list[str]]]:
         codes, newly = first_forbidding(self.forbidden[ids])
