@@ -40,9 +40,10 @@ from operator import itemgetter
 
 import numpy as np
 
-from controller.scheduler.framework import BoolArray, FloatArray
+from controller.scheduler.framework import FloatArray
+from controller.scheduler.kernels import LEDGER_EPS, ledger_drops
 
-EPS = 1e-9
+EPS = LEDGER_EPS
 MIN_TRIM = 64
 SAFETY = 1.0
 BY_END = itemgetter(0)  # sort key: entries and (expected end, demand) pairs by their end
@@ -121,8 +122,8 @@ class EndLedger:
         lst = sorted(self.entries.get(cluster, []), key=BY_END)
         if not lst:
             return lst
-        demands = np.array([e[1] for e in lst], dtype=np.float64)
-        kept = [e for e, drop in zip(lst, _dropped(demands, allocated), strict=True) if not drop]
+        demands = np.concatenate([e[1] for e in lst], dtype=np.float64).reshape(len(lst), -1)
+        kept = [e for e, drop in zip(lst, ledger_drops(demands, allocated).tolist(), strict=True) if not drop]
         self.entries[cluster] = kept
         return kept
 
@@ -169,35 +170,6 @@ def overrun(end: float, now: float, under_hold: bool = False) -> float:
     if end >= now:
         return end
     return now if under_hold else 2.0 * now - end
-
-
-def _dropped(demands: FloatArray, allocated: FloatArray) -> BoolArray:
-    """Which of ``demands`` (rows, by expected end) ``reconcile`` drops: row i goes when the
-    surplus before it (what the ledger holds beyond ``allocated``, less the rows dropped before
-    it) is above 0 in every resource the row asks for.
-
-    Without a loop over rows: demands are not negative, so a resource's surplus only falls along
-    the walk, and once it is gone no later row asking for it is dropped; the resource is *closed*
-    from that row on. Each pass computes the drops with the closings known so far (cumulative
-    sums), finds the earliest row at which another resource's surplus is gone, and closes it
-    there; the drops before that row are final. At most one pass per resource, and one more."""
-    n = len(demands)
-    asks = demands > 0.0
-    surplus0 = demands.sum(axis=0) - allocated
-    is_open = surplus0 > EPS
-    closed_at = np.where(is_open, n, 0)  # per resource, the first row it keeps from being dropped
-    rows = np.arange(n)[:, None]
-    while True:
-        drop: BoolArray = np.logical_not(np.any(asks & (rows >= closed_at), axis=1))
-        # surplus[i]: before row i, the rows dropped before it taken off.
-        taken = np.cumsum(demands * drop[:, None], axis=0)
-        surplus = surplus0 - (taken - demands * drop[:, None])
-        gone: BoolArray = (surplus <= EPS) & is_open
-        if not gone.any():
-            return drop
-        at = int(gone.any(axis=1).argmax())  # the earliest row at which a surplus is gone
-        closed_at = np.where(gone[at], at, closed_at)
-        is_open &= ~gone[at]
 
 
 def may_backfill(now: float, estimate: float | None, shadow: float) -> bool:

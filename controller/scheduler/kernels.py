@@ -133,6 +133,49 @@ def reserve(free: FloatArray, allocated: FloatArray, c: int, demand: FloatArray)
 
 
 # A cluster a decision does not list: its code in two bytes, and in one (``group_counts``)
+LEDGER_EPS = 1e-9  # backfill.EPS: a surplus at or below it is gone
+
+
+@_compiled
+def _ledger_drops(demands: FloatArray, surplus0: FloatArray, drop: BoolArray) -> None:
+    n, R = demands.shape
+    closed = np.zeros(R, dtype=np.bool_)  # a surplus gone from the start closes at row 0
+    taken = np.zeros(R)  # what the rows dropped before row i add up to, summed in row order
+    for i in range(n):
+        while True:
+            goes = True
+            for r in range(R):
+                if demands[i, r] > 0.0 and closed[r]:
+                    goes = False
+            closing = False
+            for r in range(R):
+                if not closed[r]:
+                    own = demands[i, r] if goes else 0.0
+                    # the surplus before row i as numpy's cumulative sums give it
+                    if surplus0[r] - ((taken[r] + own) - own) <= LEDGER_EPS:
+                        closed[r] = True
+                        closing = True
+            if not closing:
+                break
+        drop[i] = goes
+        if goes:
+            for r in range(R):
+                taken[r] += demands[i, r]
+
+
+def ledger_drops(demands: FloatArray, allocated: FloatArray) -> BoolArray:
+    """Which of a ledger's ``demands`` (rows, by expected end) ``EndLedger.reconcile`` drops: row
+    i goes when the surplus before it (what the ledger holds beyond ``allocated``, less the rows
+    dropped before it) is above ``LEDGER_EPS`` in every resource the row asks for. Once a
+    resource's surplus is gone it stays gone (demands are not negative): no later row asking for
+    it goes. One pass over the rows, with the surplus before each row computed as the row
+    sums of the earlier vectorised form gave it (``surplus0 - (taken + own - own)``), so the
+    rows dropped are the same to the last bit (tests/scheduler/test_kernels.py)."""
+    drop = np.empty(len(demands), dtype=np.bool_)
+    _ledger_drops(demands, demands.sum(axis=0) - allocated, drop)
+    return drop
+
+
 UNLISTED_WIDE = 0xFFFF
 UNLISTED = 255
 
@@ -379,7 +422,7 @@ def score_columns(
     return out
 
 
-DISPATCHERS = (fit_balance, _normalize, reserve, _listing, _groups, _pack, _columns)
+DISPATCHERS = (fit_balance, _normalize, reserve, _ledger_drops, _listing, _groups, _pack, _columns)
 
 
 def warm_up() -> None:
@@ -392,6 +435,7 @@ def warm_up() -> None:
     fit_balance(free, demand, column.copy(), column.copy(), column.copy(), 1.0)
     normalize_rows(np.zeros((1, 2)), np.ones((1, 2), dtype=np.bool_))
     reserve(free, free.copy(), 0, demand)
+    ledger_drops(free, demand)
     G = np.zeros((1, 2), dtype=np.uint16)
     ints = np.zeros(2, dtype=np.int64)
     rows = Rows(

@@ -177,6 +177,67 @@ def test_pack_blobs_equals_the_bytes_joined_in_python(seed: int) -> None:
     assert data == b"".join(expected)
 
 
+EPS = 1e-9
+
+
+def dropped_numpy(demands: np.ndarray, allocated: np.ndarray) -> np.ndarray:
+    """The vectorised form ``ledger_drops`` replaced, the reference it is held to: which of
+    ``demands`` (rows, by expected end) ``reconcile`` drops: row i goes when the
+    surplus before it (what the ledger holds beyond ``allocated``, less the rows dropped before
+    it) is above 0 in every resource the row asks for.
+
+    Without a loop over rows: demands are not negative, so a resource's surplus only falls along
+    the walk, and once it is gone no later row asking for it is dropped; the resource is *closed*
+    from that row on. Each pass computes the drops with the closings known so far (cumulative
+    sums), finds the earliest row at which another resource's surplus is gone, and closes it
+    there; the drops before that row are final. At most one pass per resource, and one more."""
+    n = len(demands)
+    asks = demands > 0.0
+    surplus0 = demands.sum(axis=0) - allocated
+    is_open = surplus0 > EPS
+    closed_at = np.where(is_open, n, 0)  # per resource, the first row it keeps from being dropped
+    rows = np.arange(n)[:, None]
+    while True:
+        drop = np.logical_not(np.any(asks & (rows >= closed_at), axis=1))
+        # surplus[i]: before row i, the rows dropped before it taken off.
+        taken = np.cumsum(demands * drop[:, None], axis=0)
+        surplus = surplus0 - (taken - demands * drop[:, None])
+        gone = (surplus <= EPS) & is_open
+        if not gone.any():
+            return drop
+        at = int(gone.any(axis=1).argmax())  # the earliest row at which a surplus is gone
+        closed_at = np.where(gone[at], at, closed_at)
+        is_open &= ~gone[at]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_ledger_drops_equals_the_vectorised_form(seed: int) -> None:
+    """On ledgers of whole, halved and decimal demands (sums that round), GPU and cpu-only rows,
+    with the allocated capacity below, at and just around what the rows add up to."""
+    from controller.scheduler.kernels import ledger_drops
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    kind = seed % 3
+    if kind == 0:
+        demands = rng.integers(0, 9, (n, 3)).astype(float) / 2
+    elif kind == 1:
+        demands = rng.choice([0.0, 0.1, 0.2, 0.3, 0.7, 1.1], (n, 3))
+    else:
+        demands = rng.random((n, 3)) * rng.choice([0.0, 1.0], (n, 3), p=[0.3, 0.7])
+    total = demands.sum(axis=0)
+    for allocated in (
+        total * rng.random(3),
+        total.copy(),
+        total - EPS,
+        total + EPS,
+        total - demands[: n // 2].sum(axis=0),
+        np.zeros(3),
+    ):
+        got = ledger_drops(demands, allocated)
+        assert got.tolist() == dropped_numpy(demands, allocated).tolist()
+
+
 WARM_UP_CHECK = """
 from controller.scheduler import kernels
 from controller.scheduler.stored import encode
