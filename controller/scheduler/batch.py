@@ -60,7 +60,7 @@ from controller.scheduler.framework import (
     Snapshot,
     is_dynamic,
 )
-from controller.scheduler.kernels import fit_balance, normalize_rows, reserve
+from controller.scheduler.kernels import fit_balance, normalize_rows, reprieve, reserve
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -1033,16 +1033,15 @@ class BatchScheduler:
             ]
             if not eligible:
                 continue
-            room = free[c] + sum((r.demand for r in eligible), np.zeros(3))
-            if (room < shape.demand).any():
-                continue
-            chosen: list[Running] = []
             # Reprieve from the highest priority down: keep every victim we can.
-            for r in sorted(eligible, key=lambda r: (-r.priority, r.job_id)):
-                if ((room - r.demand) >= shape.demand).all():
-                    room = room - r.demand
-                else:
-                    chosen.append(r)
+            order = sorted(range(len(eligible)), key=lambda i: (-eligible[i].priority, eligible[i].job_id))
+            demands = np.concatenate([r.demand for r in eligible], dtype=np.float64).reshape(
+                len(eligible), -1
+            )
+            victim = reprieve(free[c], demands, np.array(order, dtype=np.int64), shape.demand)
+            if victim is None:  # not even all of them make room
+                continue
+            chosen = [eligible[i] for i, v in zip(order, victim[order].tolist(), strict=True) if v]
             if not chosen or len(chosen) > max_victims:
                 continue
             rank = (max(r.priority for r in chosen), len(chosen), sum(r.priority for r in chosen), c)

@@ -176,6 +176,41 @@ def ledger_drops(demands: FloatArray, allocated: FloatArray) -> BoolArray:
     return drop
 
 
+@_compiled
+def _reprieve(
+    room0: FloatArray, demands: FloatArray, order: Any, need: FloatArray, victim: BoolArray
+) -> bool:
+    k, R = demands.shape
+    room = np.zeros(R)
+    for i in range(k):  # summed in list order from zeros, as Python's sum over the rows
+        for r in range(R):
+            room[r] += demands[i, r]
+    for r in range(R):
+        room[r] = room0[r] + room[r]
+        if room[r] < need[r]:
+            return False
+    for i in order:
+        keeps = True
+        for r in range(R):
+            if not room[r] - demands[i, r] >= need[r]:
+                keeps = False
+        victim[i] = not keeps
+        if keeps:
+            for r in range(R):
+                room[r] = room[r] - demands[i, r]
+    return True
+
+
+def reprieve(free: FloatArray, demands: FloatArray, order: Any, need: FloatArray) -> BoolArray | None:
+    """Preemption on one cluster: None when ``free`` plus every candidate's demand (``demands``,
+    a row each) is less than ``need`` in some resource; else which candidates are victims:
+    walking them in ``order`` (highest priority first), each is reprieved while the room left
+    without it still holds ``need``. The arithmetic of the numpy it replaced, operation for
+    operation (tests/scheduler/test_kernels.py)."""
+    victim = np.zeros(len(demands), dtype=np.bool_)
+    return victim if _reprieve(free, demands, order, need, victim) else None
+
+
 UNLISTED_WIDE = 0xFFFF
 UNLISTED = 255
 
@@ -422,7 +457,7 @@ def score_columns(
     return out
 
 
-DISPATCHERS = (fit_balance, _normalize, reserve, _ledger_drops, _listing, _groups, _pack, _columns)
+DISPATCHERS = (fit_balance, _normalize, reserve, _ledger_drops, _reprieve, _listing, _groups, _pack, _columns)
 
 
 def warm_up() -> None:
@@ -436,6 +471,7 @@ def warm_up() -> None:
     normalize_rows(np.zeros((1, 2)), np.ones((1, 2), dtype=np.bool_))
     reserve(free, free.copy(), 0, demand)
     ledger_drops(free, demand)
+    reprieve(demand, free, np.zeros(2, dtype=np.int64), demand)
     G = np.zeros((1, 2), dtype=np.uint16)
     ints = np.zeros(2, dtype=np.int64)
     rows = Rows(

@@ -238,6 +238,47 @@ def test_ledger_drops_equals_the_vectorised_form(seed: int) -> None:
         assert got.tolist() == dropped_numpy(demands, allocated).tolist()
 
 
+def reprieve_numpy(
+    free: np.ndarray, demands: list[np.ndarray], order: list[int], need: np.ndarray
+) -> list[int] | None:
+    """The numpy the preemption step ran before ``reprieve``: the reference it is held to."""
+    room = free + sum(demands, np.zeros(3))
+    if (room < need).any():
+        return None
+    chosen = []
+    for i in order:
+        if ((room - demands[i]) >= need).all():
+            room = room - demands[i]
+        else:
+            chosen.append(i)
+    return chosen
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_reprieve_equals_the_numpy_it_replaced(seed: int) -> None:
+    """Victims chosen the same, in the same order, on candidates of whole, halved and decimal
+    demands (sums that round), GPU and cpu-only, with need below, at and above the room."""
+    from controller.scheduler.kernels import reprieve
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 40))
+    values = [0.0, 0.1, 0.2, 0.5, 0.7, 1.0, 2.0, 4.0] if seed % 2 else [0.0, 1.0, 2.0, 8.0, 0.5]
+    demands = [rng.choice(values, 3) for _ in range(k)]
+    free = rng.choice(values, 3)
+    room = free + sum(demands, np.zeros(3))
+    order = rng.permutation(k).tolist()
+    # needs at the boundaries: exactly the room, the room less a candidate (reprieved just so)
+    boundaries = [room - demands[i] for i in order[:4]] + [room - demands[order[0]] - demands[order[1 % k]]]
+    for need in (room * rng.random(3), room.copy(), room + 0.1, np.array(demands[0]), room / 2, *boundaries):
+        got = reprieve(free, np.array(demands), np.array(order, dtype=np.int64), need)
+        expected = reprieve_numpy(free, demands, order, need)
+        if expected is None:
+            assert got is None
+        else:
+            assert got is not None
+            assert [i for i in order if got[i]] == expected
+
+
 WARM_UP_CHECK = """
 from controller.scheduler import kernels
 from controller.scheduler.stored import encode
