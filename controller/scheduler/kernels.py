@@ -1,5 +1,6 @@
-"""Compiled kernels of the batch loop's per-job steps and of the stored decisions' encoder (numba,
-compiled on first use and cached on disk beside this module). The two called once per job
+"""Compiled kernels of the batch loop's per-job steps, of its ledger of expected ends and its
+preemption, and of the stored decisions' encoder (numba, compiled on first use and cached on disk
+beside this module). The two called once per job
 (``fit_balance``, ``reserve``) are called as compiled, without a Python wrapper (a call costs
 about 0.15 µs more through one); the others through a typed wrapper that allocates their output.
 
@@ -7,10 +8,12 @@ A job's dynamic step runs on its few dozen statically feasible clusters: as nump
 dozen array operations costs about a microsecond of call overhead for a few nanoseconds of
 arithmetic; compiled, the whole step is one pass over the rows (docs/benchmarks.md, issue 15).
 
-Each kernel does the plugins' arithmetic in the plugins' order, element by element, so its
-result is the one numpy gives (IEEE, no fast-math; NaN handled as ``np.minimum`` and
-``np.argmax`` handle it); tests/scheduler/test_kernels.py checks that on random and degenerate
-rows, and tests/scheduler/test_parity.py checks whole cycles against the plugins' own kernels.
+Each kernel does the arithmetic of the numpy it replaced (the plugins', the ledger's, the
+preemption's) in the same order, element by element, so its result is the one numpy gives (IEEE,
+no fast-math; NaN handled as ``np.minimum`` and ``np.argmax`` handle it);
+tests/scheduler/test_kernels.py checks that on random, degenerate and boundary rows against the
+numpy forms, and tests/scheduler/test_parity.py checks whole cycles against the plugins' own
+kernels.
 """
 
 from __future__ import annotations
@@ -132,7 +135,6 @@ def reserve(free: FloatArray, allocated: FloatArray, c: int, demand: FloatArray)
 # the shipped capacity filter and balance score (the encoder runs only for those: ``ctx.fused``).
 
 
-# A cluster a decision does not list: its code in two bytes, and in one (``group_counts``)
 LEDGER_EPS = 1e-9  # backfill.EPS: a surplus at or below it is gone
 
 
@@ -211,6 +213,7 @@ def reprieve(free: FloatArray, demands: FloatArray, order: Any, need: FloatArray
     return victim if _reprieve(free, demands, order, need, victim) else None
 
 
+# A cluster a decision does not list: its code in two bytes, and in one (``group_counts``)
 UNLISTED_WIDE = 0xFFFF
 UNLISTED = 255
 
