@@ -290,6 +290,23 @@ before = {d.py_func.__name__: len(d.signatures) for d in kernels.DISPATCHERS}
 for wait in (0.0, 300.0):
     for bs, decisions in cycles(4, wait, n=200, count=2):
         assert encode(bs, decisions) is not None
+# the ledger's reconcile and preemption, as the scheduler calls them
+import numpy as np
+import controller.scheduler.batch as batch
+from controller.scheduler.backfill import EndLedger
+ledger, allocated = EndLedger(), np.zeros((2, 3))
+for i in range(100):
+    ledger.add(1, float(i), np.array([1.0, 2.0, 0.0]), allocated[1])
+ledger.reconcile(1, allocated[1])
+preempted = [0]
+reprieve = batch.reprieve
+def counted(*args):
+    preempted[0] += 1
+    return reprieve(*args)
+batch.reprieve = counted
+for seed in range(4):
+    cycles(seed, 0.0, n=600, count=1)
+assert preempted[0] > 0  # the queues preempt
 after = {d.py_func.__name__: len(d.signatures) for d in kernels.DISPATCHERS}
 assert after == before, (before, after)
 assert all(n >= 1 for n in after.values()), after
