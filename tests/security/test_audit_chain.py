@@ -6,13 +6,16 @@ superuser with the append-only triggers dropped. On SQLite and PostgreSQL, throu
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
@@ -28,6 +31,42 @@ from controller.store.migrate import current_revision, downgrade, upgrade
 
 KEY = audit.new_private_key()
 PUBLIC = audit.public_key_of(KEY)
+
+
+def reference_canonical(row: dict[str, Any]) -> bytes:
+    """The canonical bytes as defined: the standard library's sorted, compact JSON in UTF-8."""
+    doc = {k: row.get(k) for k in audit_chain.FIELDS}
+    doc["at"] = row["at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# every code point but the surrogates: control characters, quotes, backslashes, U+2028, non-BMP
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    detail=st.dictionaries(TEXT, VALUES, max_size=5),
+    text=TEXT,
+    tenant=st.none() | TEXT,
+    micros=st.integers(min_value=0, max_value=10**15),
+)
+def test_canonical_bytes_are_the_standard_librarys(
+    detail: dict[str, Any], text: str, tenant: str | None, micros: int
+) -> None:
+    """``canonical`` takes orjson for documents it writes byte for byte as the standard library
+    does and the standard library for the rest: on any row (any text but lone surrogates,
+    whole numbers beyond 64 bits, floats, nested lists and objects) the bytes are the
+    definition's, so a chain written either way verifies."""
+    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    row = {"at": at, "actor": text, "role": "system", "tenant": tenant, "action": "a." + text, "target": text}
+    row["detail"] = detail
+    assert audit_chain.canonical(row) == reference_canonical(row)
 
 
 def test_sm3_is_the_standard_one() -> None:
