@@ -130,9 +130,7 @@ def reserve(free: FloatArray, allocated: FloatArray, c: int, demand: FloatArray)
         allocated[c, r] += demand[r]
 
 
-# ---- the stored decisions' columns (controller/scheduler/stored.py) --------------------------
-# Over one row per (decision, statically feasible cluster) of a chunk of a cycle's decisions, with
-# the shipped capacity filter and balance score (the encoder runs only for those: ``ctx.fused``).
+# ---- the ledger of expected ends and preemption (controller/scheduler/backfill.py, batch.py) ---
 
 
 LEDGER_EPS = 1e-9  # backfill.EPS: a surplus at or below it is gone
@@ -211,6 +209,11 @@ def reprieve(free: FloatArray, demands: FloatArray, order: Any, need: FloatArray
     operation (tests/scheduler/test_kernels.py)."""
     victim = np.zeros(len(demands), dtype=np.bool_)
     return victim if _reprieve(free, demands, order, need, victim) else None
+
+
+# ---- the stored decisions' columns (controller/scheduler/stored.py) --------------------------
+# Over one row per (decision, statically feasible cluster) of a chunk of a cycle's decisions, with
+# the shipped capacity filter and balance score (the encoder runs only for those: ``ctx.fused``).
 
 
 # A cluster a decision does not list: its code in two bytes, and in one (``group_counts``)
