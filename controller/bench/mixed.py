@@ -33,9 +33,9 @@ from controller.datasets import DatasetRead
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler
+from controller.scheduler.process import tune_process
 from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
-from controller.scheduler.process import tune_process
 from controller.scheduler.stored import cycle_rows
 from controller.settings import REPO_POLICIES, Settings
 from controller.sim.federation import ALL_PLUGINS, federation, snapshot_of
