@@ -119,7 +119,7 @@ def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict
                 changed = store.apply_cycle(
                     conn, scheduled=out.scheduled, requeued=[], decisions=[], messages=out.messages
                 )
-                store.audit_placements(conn, out.decisions, changed)
+                store.audit_placements(conn, out.decisions, changed, out.summaries)
             t5 = time.perf_counter()
             if (snap.allocated > snap.capacity + 1e-6).any():
                 raise SystemExit("overcommitted a cluster: the batch loop is broken")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -30,4 +31,30 @@ def unpack_decision(stored: dict[str, Any]) -> dict[str, Any]:
     if stored.get("format") != PACKED_DECISION:
         return stored
     body: dict[str, Any] = orjson.loads(zlib.decompress(base64.b64decode(stored["z"])))
+    return body
+
+
+def resolve_parts(
+    body: dict[str, Any],
+    context: Callable[[str], dict[str, Any]],
+    piece: Callable[[str, int, int], bytes],
+) -> dict[str, Any]:
+    """A stored body in the columns format with what it names filled in, as
+    ``Decision.model_validate`` expands it: its context's fields (``ctx``: ``names``,
+    ``plugins``, ``cols``), its slice of the cycle's packed columns (``blob``: ``bytes``) and its
+    explanation (``why``: ``rejected`` and ``summary``, shared by the cycle's decisions that
+    explain alike). ``context(key)`` reads a part's JSON, ``piece(key, offset, length)`` a slice
+    of a part's bytes. Other bodies come back as they are."""
+    key = body.get("ctx")
+    if isinstance(key, str):
+        body = {**context(key), **body}
+    ref = body.get("blob")
+    if isinstance(ref, list) and len(ref) == 3:
+        body["bytes"] = piece(str(ref[0]), int(ref[1]), int(ref[2]))
+    why = body.get("why")
+    if isinstance(why, list) and len(why) == 3:
+        raw = piece(str(why[0]), int(why[1]), int(why[2]))
+        explained = orjson.loads(raw) if raw else {}
+        body["rejected"] = explained.get("rejected", [])
+        body["summary"] = explained.get("summary", "")
     return body

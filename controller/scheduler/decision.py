@@ -12,7 +12,10 @@ import numpy as np
 from pydantic import BaseModel, model_validator
 
 COMPACT_FORMAT = "yiwang.decision.compact/1"
-COLUMNS_FORMAT = "yiwang.decision.columns/1"  # controller/scheduler/stored.py; needs "names"
+# controller/scheduler/stored.py writes it; read with its parts filled in (``resolve_parts``).
+# /2 names its explanation (``why``); /1 (written before) held it in the body: both read the same.
+COLUMNS_FORMAT = "yiwang.decision.columns/2"
+COLUMNS_FORMATS = frozenset({COLUMNS_FORMAT, "yiwang.decision.columns/1"})
 
 
 class ClusterScore(BaseModel):
@@ -66,7 +69,7 @@ class Decision(BaseModel):
         """The batch loop stores decisions compactly (see scheduler/batch.py); expand them."""
         if isinstance(data, dict) and data.get("format") == COMPACT_FORMAT:
             return expand_compact(data)
-        if isinstance(data, dict) and data.get("format") == COLUMNS_FORMAT:
+        if isinstance(data, dict) and data.get("format") in COLUMNS_FORMATS:
             return expand_columns(data)
         return data
 

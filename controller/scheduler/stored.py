@@ -4,9 +4,9 @@
 ``make bench`` times as "decisions stored as in production").
 
 The stored decisions of a cycle are built together, in numpy over every decision's clusters at
-once, in the columns format (``COLUMNS_FORMAT``): per job a small JSON body with the summary and
-the reasons, naming its slice of the cycle's packed bytes (one ``decision_parts`` row written
-in bulk for the whole cycle), which holds
+once, in the columns format (``COLUMNS_FORMAT``): per job a small JSON body naming its slice of
+the cycle's packed bytes (one ``decision_parts`` row written in bulk for the whole cycle) and its
+explanation (the summary and the plugins' reasons, ``why``), which holds
 
 - per cluster (in the order of the cycle's context, ``decision_contexts``), one code: 0 for a
   cluster listed as feasible, ``plugin << 5 | reason`` for a cluster a filter rejected (the
@@ -21,7 +21,12 @@ What the decisions encoded together share (the cluster names, the score plugins,
 types) is their context, stored once (another ``decision_parts`` row, one per distinct digest: a
 cycle is encoded ``ENCODE_CHUNK`` decisions at a time) and named by digest in each body.
 
-``Decision.model_validate`` expands it into the same full decision as ``CompactDecision.to_body``
+The explanations (``rejected`` and the summary, as JSON) are a third part per cycle, each
+distinct one written once: about three in four decisions of a cycle explain as another does, and
+inline they were two thirds of a body's bytes (433 of the bytes a row wrote on the mixed queue).
+
+Read back with its parts filled in (``decision_codec.resolve_parts``), ``Decision.model_validate``
+expands it into the same full decision as ``CompactDecision.to_body``
 (tests/scheduler/test_stored.py). The cluster names are written once per cycle context, not per
 job. A cycle whose plugins the encoder does not know stores ``to_body`` per job (zlib-packed).
 
@@ -62,6 +67,15 @@ class CycleRows(NamedTuple):
     decisions: list[dict[str, Any]]  # rows of the decisions table
     messages: list[tuple[str, str]]  # (job id, summary) of jobs left Pending
     parts: list[dict[str, Any]]  # rows of decision_parts the decisions name (Store.put_decision_parts)
+    summaries: list[str]  # each decision row's summary (the audit's, Store.audit_placements)
+
+
+class Encoded(NamedTuple):
+    """A cycle's stored decisions in the columns format (``encode``)."""
+
+    parts: list[dict[str, Any]]  # the contexts, then the packed columns, then the explanations
+    bodies: list[dict[str, Any]]  # per decision
+    summaries: list[str]  # per decision
 
 
 def context_of(names: Sequence[str], plugins: Sequence[str] = (), cols: str = "") -> dict[str, Any]:
@@ -84,23 +98,25 @@ def cycle_rows(
     rows: list[dict[str, Any]] = []
     messages: list[tuple[str, str]] = []
     parts: list[dict[str, Any]] = []
+    summaries: list[str] = []  # per row
     if not decisions:
-        return CycleRows(scheduled, rows, messages, parts)
+        return CycleRows(scheduled, rows, messages, parts, summaries)
     ctx = decisions[0].ctx
     encoded = encode(ctx, decisions)
     if encoded is not None:
-        parts, bodies = encoded
+        parts, bodies, said = encoded
     else:
         bodies = [pack_decision(d.to_body()) for d in decisions]
+        said = [body["summary"] for body in bodies]
     instants: dict[float, datetime] = {}  # a cycle's decisions share their instant
-    for d, body in zip(decisions, bodies, strict=True):
+    for d, body, summary in zip(decisions, bodies, said, strict=True):
         job_id = d.job_id or ""
         at = instants.get(d.t)
         if at is None:
             at = instants[d.t] = datetime.fromtimestamp(d.t, UTC)
-        summary = body["summary"]
         if d.chosen < 0 and previous.get(job_id) == summary:
             continue
+        summaries.append(summary)
         cluster = d.cluster
         rows.append(
             {
@@ -125,7 +141,7 @@ def cycle_rows(
                     "lease_expires_at": lease_until,
                 }
             )
-    return CycleRows(scheduled, rows, messages, parts)
+    return CycleRows(scheduled, rows, messages, parts, summaries)
 
 
 class _Listing(NamedTuple):
@@ -285,32 +301,50 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
     return _Columns(types, rec.view(np.uint8), spans, bad, sizes_of, detail)
 
 
-def _explained(
-    d: CompactDecision,
-    groups: list[tuple[int, int]],
-    pl: _Plugins,
-    static_names: list[str],
-    dyn_entry: list[Any],
-    n: int,
-    seen: dict[Any, tuple[list[Any], str]],
-) -> tuple[list[Any], str]:
-    """A body's ``rejected`` entry and its summary. Both follow from the decision's group counts,
-    chosen cluster, job-level reason, failover origin and the static plugins' messages it uses;
-    decisions equal in those share them (``seen``: about half of a chunk's decisions repeat
-    another's), except those that preempted (their victims are named)."""
-    key = None
-    if not d.victims:
-        messages = d.shape.rejected_messages
-        used = tuple([tuple(messages[(code >> 8) - 1]) for code, _ in groups if (code >> 8) <= pl.S])
-        key = (tuple(groups), d.chosen, d.job_reason, d.shape.origin, used)
-        got = seen.get(key)
-        if got is not None:
-            return got
-    rej = _rejected(d, groups, pl, static_names, dyn_entry)
-    got = (rej, _summary(d, groups, rej, n))
-    if key is not None:
-        seen[key] = got
-    return got
+class _Explanations:
+    """A cycle's explanations (a body's ``rejected`` entry and its summary), each distinct one
+    written once, as JSON, into one part (``key``); a body names its own by ``[key, offset,
+    length]`` (``why``). A decision's explanation follows from its group counts, chosen cluster,
+    job-level reason, failover origin and the static plugins' messages it uses; decisions equal
+    in those share it (``seen``: on the mixed queue about three in four repeat another's), except
+    those that preempted (their victims are named)."""
+
+    def __init__(self) -> None:
+        self.key = secrets.token_hex(16)
+        self.data: list[bytes] = []
+        self.offset = 0
+        self.seen: dict[Any, tuple[list[Any], str]] = {}
+
+    def of(
+        self,
+        d: CompactDecision,
+        groups: list[tuple[int, int]],
+        pl: _Plugins,
+        static_names: list[str],
+        dyn_entry: list[Any],
+        n: int,
+    ) -> tuple[list[Any], str]:
+        """The decision's ``why`` reference and its summary."""
+        key = None
+        if not d.victims:
+            messages = d.shape.rejected_messages
+            used = tuple([tuple(messages[(code >> 8) - 1]) for code, _ in groups if (code >> 8) <= pl.S])
+            key = (tuple(groups), d.chosen, d.job_reason, d.shape.origin, used)
+            got = self.seen.get(key)
+            if got is not None:
+                return got
+        rejected = _rejected(d, groups, pl, static_names, dyn_entry)
+        summary = _summary(d, groups, rejected, n)
+        raw = orjson.dumps({"rejected": rejected, "summary": summary})
+        got = ([self.key, self.offset, len(raw)], summary)
+        self.data.append(raw)
+        self.offset += len(raw)
+        if key is not None:
+            self.seen[key] = got
+        return got
+
+    def part(self) -> dict[str, Any]:
+        return {"key": self.key, "data": b"".join(self.data)}
 
 
 def _rejected(
@@ -337,12 +371,10 @@ def _rejected(
     return rej
 
 
-def encode(
-    ctx: CycleContext, decisions: Sequence[CompactDecision]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
-    """The columns bodies of one cycle's decisions and the parts they name (the contexts, the
-    packed bytes of all of them), or None when the cycle's plugins are not the ones this
-    encoder knows (the caller packs ``to_body``).
+def encode(ctx: CycleContext, decisions: Sequence[CompactDecision]) -> Encoded | None:
+    """The columns bodies of one cycle's decisions, their summaries and the parts they name (the
+    contexts, the packed bytes of all of them, the explanations), or None when the cycle's
+    plugins are not the ones this encoder knows (the caller packs ``to_body``).
 
     Encoded ``ENCODE_CHUNK`` decisions at a time: every step is a pass over arrays of one row
     per (decision, listed cluster), and for a chunk those stay in the core's cache (a cycle of
@@ -356,17 +388,19 @@ def encode(
     contexts: dict[str, dict[str, Any]] = {}
     chunks: list[bytes] = []
     bodies: list[dict[str, Any]] = []
-    seen: dict[Any, tuple[list[Any], str]] = {}
+    summaries: list[str] = []
+    why = _Explanations()
     offset = 0
     for start in range(0, len(decisions), ENCODE_CHUNK):
         chunk = decisions[start : start + ENCODE_CHUNK]
-        got = _encode_chunk(ctx, pl, chunk, blob_key, offset, chunks, seen)
+        got = _encode_chunk(ctx, pl, chunk, blob_key, offset, chunks, why, summaries)
         if got is None:
             return None
         context, part_bodies, offset = got
         contexts.setdefault(context["key"], context)
         bodies += part_bodies
-    return [*contexts.values(), {"key": blob_key, "data": b"".join(chunks)}], bodies
+    parts = [*contexts.values(), {"key": blob_key, "data": b"".join(chunks)}, why.part()]
+    return Encoded(parts, bodies, summaries)
 
 
 def _encode_chunk(
@@ -376,10 +410,12 @@ def _encode_chunk(
     blob_key: str,
     offset: int,
     chunks: list[bytes],
-    seen: dict[Any, tuple[list[Any], str]],
+    why: _Explanations,
+    summaries: list[str],
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int] | None:
     """``encode`` for some of a cycle's decisions: their context, their bodies (naming their
-    bytes in ``blob_key`` from ``offset`` on, appended to ``chunks``) and the next offset."""
+    bytes in ``blob_key`` from ``offset`` on, appended to ``chunks``, and their explanations in
+    ``why``) and the next offset; their summaries appended to ``summaries``."""
     names = ctx.names
     n = len(names)
     D = len(decisions)
@@ -408,18 +444,20 @@ def _encode_chunk(
     starts = (offset + np.cumsum(lengths) - lengths).tolist()
     for j, d in enumerate(decisions):
         if j in cols_.bad:
-            bodies.append(pack_decision(d.to_body()))
+            packed = pack_decision(d.to_body())
+            bodies.append(packed)
+            summaries.append(packed["summary"])
             continue
-        rej, summary = _explained(d, per_job_groups[j], pl, static_names, dyn_entry, n, seen)
+        ref, summary = why.of(d, per_job_groups[j], pl, static_names, dyn_entry, n)
+        summaries.append(summary)
         # the job, attempt, status, cluster and time are the decision row's own columns
         # (``latest_decision`` reads them from there)
         body: dict[str, Any] = {
             "format": COLUMNS_FORMAT,
-            "summary": summary,
             "epoch": d.epoch,
             "ctx": digest,
-            "rejected": rej,
             "blob": [blob_key, starts[j], sizes[j]],
+            "why": ref,
         }
         if not small[j]:
             body["wide"] = True

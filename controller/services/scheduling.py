@@ -210,7 +210,7 @@ class SchedulingService:
             for _ in result.decisions:
                 observe(elapsed / max(len(result.decisions), 1))
         lease_until = now() + timedelta(seconds=self.policies().failover.lease_s)
-        scheduled, decisions, messages, parts = cycle_rows(
+        scheduled, decisions, messages, parts, summaries = cycle_rows(
             result.decisions,
             epoch=self.leadership.epoch,
             lease_until=lease_until,
@@ -232,7 +232,7 @@ class SchedulingService:
                 changed = self.store.apply_cycle(
                     conn, scheduled=scheduled, requeued=requeued, decisions=decisions, messages=messages
                 )
-                self.store.audit_placements(conn, decisions, changed)
+                self.store.audit_placements(conn, decisions, changed, summaries)
             # Committed: only now the ledger. A commit that failed (a failover) must not leave
             # reservations behind for jobs that are still Pending in the store; one whose outcome
             # is unknown reaches the ledger through the follower, from its Scheduled events.

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from controller.domain import phases
-from controller.domain.decision_codec import unpack_decision
+from controller.domain.decision_codec import resolve_parts, unpack_decision
 from controller.domain.phases import JobPhase, Reason
 from controller.store import audit_chain
 from controller.store import schema as t
@@ -139,10 +139,14 @@ class CyclesRepo(StoreBase):
         return changed
 
     def audit_placements(
-        self, conn: Connection, decisions: Sequence[dict[str, Any]], changed: set[str]
+        self,
+        conn: Connection,
+        decisions: Sequence[dict[str, Any]],
+        changed: set[str],
+        summaries: Sequence[str],
     ) -> None:
         """Append an audit row per placement decision written by ``apply_cycle`` (same filter),
-        inside the cycle's transaction."""
+        inside the cycle's transaction; ``summaries``: each decision's (``CycleRows``)."""
         rows = [
             {
                 "at": d["created_at"],
@@ -155,19 +159,20 @@ class CyclesRepo(StoreBase):
                     "attempt": d["attempt"],
                     "cluster": d["cluster"],
                     "status": d["status"],
-                    "summary": str(d["body"].get("summary", ""))[:500],
+                    "summary": summary[:500],
                 },
             }
-            for d in decisions
+            for d, summary in zip(decisions, summaries, strict=True)
             if d["cluster"] is None or d["job_id"] in changed
         ]
         audit_chain.append(conn, rows)
 
     def latest_decision(self, job_id: str) -> dict[str, Any] | None:
-        """The job's latest stored decision body. A body in the columns format gets what it
-        names: its context's fields (``names``, ``plugins``, ``cols``) and its slice of the
-        cycle's packed columns (``bytes``), as ``Decision.model_validate`` expands it; and the
-        row's own columns (job, attempt, status, cluster, time), which it does not repeat."""
+        """The job's latest stored decision body, with the row's own columns (job, attempt,
+        status, cluster, time: the body does not repeat them) and, for a body in the columns
+        format, what it names in ``decision_parts`` (``resolve_parts``: its context, its slice
+        of the cycle's packed columns, its explanation), as ``Decision.model_validate``
+        expands it."""
         d = t.decisions.c
         q = (
             select(d.body, d.job_id, d.attempt, d.status, d.cluster, d.created_at)
@@ -175,6 +180,7 @@ class CyclesRepo(StoreBase):
             .order_by(d.id.desc())
             .limit(1)
         )
+        parts = t.decision_parts.c
         with self.read() as conn:
             row = conn.execute(q).first()
             if row is None:
@@ -186,29 +192,24 @@ class CyclesRepo(StoreBase):
                 "cluster": row.cluster,
                 "created_at": utc(row.created_at),
             }
-            body = {**columns, **unpack_decision(dict(row.body))}
-            key = body.get("ctx")
-            if isinstance(key, str):
-                context = self._contexts.get(key)
-                if context is None:
-                    stored = conn.execute(
-                        select(t.decision_parts.c.body).where(t.decision_parts.c.key == key)
-                    ).first()
-                    context = dict(stored[0]) if stored and stored[0] else {"names": []}
+
+            def context(key: str) -> dict[str, Any]:
+                found = self._contexts.get(key)
+                if found is None:
+                    stored = conn.execute(select(parts.body).where(parts.key == key)).first()
+                    found = dict(stored[0]) if stored and stored[0] else {"names": []}
                     if len(self._contexts) > 256:
                         self._contexts.clear()
-                    self._contexts[key] = context
-                body = {**context, **body}
-            ref = body.get("blob")
-            if isinstance(ref, list) and len(ref) == 3:
-                part, offset, length = ref
+                    self._contexts[key] = found
+                return found
+
+            def piece(key: str, offset: int, length: int) -> bytes:
                 data = conn.execute(
-                    select(func.substr(t.decision_parts.c.data, int(offset) + 1, int(length))).where(
-                        t.decision_parts.c.key == part
-                    )
+                    select(func.substr(parts.data, offset + 1, length)).where(parts.key == key)
                 ).scalar()
-                body["bytes"] = bytes(data or b"")
-            return body
+                return bytes(data or b"")
+
+            return resolve_parts({**columns, **unpack_decision(dict(row.body))}, context, piece)
 
     def put_decision_parts(self, conn: Connection, parts: Sequence[dict[str, Any]]) -> None:
         """Store a cycle's decision parts (``{key, body}`` contexts, ``{key, data}`` packed

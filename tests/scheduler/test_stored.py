@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from sqlalchemy import insert
 
@@ -21,7 +22,7 @@ from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.decision import COLUMNS_FORMAT, Decision
 from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
-from controller.scheduler.stored import context_of, cycle_rows, encode
+from controller.scheduler.stored import Encoded, context_of, cycle_rows, encode
 from controller.sim.federation import ALL_PLUGINS
 from controller.store import schema as t
 from controller.store.store import Store
@@ -37,6 +38,26 @@ def row_of(d: Any) -> dict[str, Any]:
         "cluster": d.cluster,
         "created_at": datetime.fromtimestamp(d.t, UTC),
     }
+
+
+def expanded(parts: list[dict[str, Any]], d: Any, body: dict[str, Any]) -> Decision:
+    """A stored body read back as the store reads it (``latest_decision``): the row's columns,
+    unpacked, with the parts it names filled in from ``parts``."""
+    from controller.domain.decision_codec import resolve_parts, unpack_decision
+
+    by_key = {p["key"]: p for p in parts}
+    full = resolve_parts(
+        {**row_of(d), **unpack_decision(body)},
+        lambda key: by_key[key]["body"],
+        lambda key, offset, length: by_key[key]["data"][offset : offset + length],
+    )
+    return Decision.model_validate(full)
+
+
+def encoded(bs: BatchScheduler, decisions: list) -> Encoded:
+    got = encode(bs, decisions)
+    assert got is not None
+    return got
 
 
 def cycles(seed: int, wait: float, n: int = 300, count: int = 3) -> list[tuple[BatchScheduler, list]]:
@@ -60,41 +81,40 @@ def cycles(seed: int, wait: float, n: int = 300, count: int = 3) -> list[tuple[B
 def test_columns_bodies_expand_as_to_body(seed: int, wait: float) -> None:
     formats = set()
     for bs, decisions in cycles(seed, wait):
-        encoded = encode(bs, decisions)
-        assert encoded is not None
-        (context, blob), bodies = encoded
+        parts, bodies, summaries = encoded(bs, decisions)
+        context, blob, why = parts
         assert context["body"]["names"] == bs.names
         assert context["key"] == context_of(**context["body"])["key"]
-        data = blob["data"]
-        for d, body in zip(decisions, bodies, strict=True):
+        assert {b["blob"][0] for b in bodies} == {blob["key"]}
+        assert {b["why"][0] for b in bodies} == {why["key"]}
+        for d, body, summary in zip(decisions, bodies, summaries, strict=True):
             formats.add(body.get("format"))
             ref = Decision.model_validate(d.to_body())
-            _, offset, length = body["blob"]
-            got = Decision.model_validate(
-                {**row_of(d), **context["body"], **body, "bytes": data[offset : offset + length]}
-            )
-            assert got == ref
-            assert body["summary"] == d.summary() == ref.summary
+            assert "summary" not in body and "rejected" not in body  # named, not repeated
+            assert expanded(parts, d, body) == ref
+            assert summary == d.summary() == ref.summary
     assert COLUMNS_FORMAT in formats
 
 
 def test_decisions_alike_but_for_their_reasons_keep_their_own_summaries() -> None:
-    """``encode`` reuses a summary between decisions with the same group counts, chosen
+    """``encode`` shares an explanation between decisions with the same group counts, chosen
     cluster, job-level reason and origin only when the plugins' messages they cite are the
     same too: decisions whose summaries differ only in the reasons' text (another data set in
-    a residency message) each get their own."""
+    a residency message) each get their own; and each distinct explanation is written once."""
     import re
 
     alike = 0
     for seed in range(5):
         for bs, decisions in cycles(seed, 0.0):
-            encoded = encode(bs, decisions)
-            assert encoded is not None
+            parts, bodies, summaries = encoded(bs, decisions)
             by_shape: dict[str, set[str]] = {}
-            for d, body in zip(decisions, encoded[1], strict=True):
-                assert body["summary"] == d.summary()
-                by_shape.setdefault(re.sub(r"\(.*?\)", "()", body["summary"]), set()).add(body["summary"])
+            for d, body, summary in zip(decisions, bodies, summaries, strict=True):
+                assert summary == d.summary() == expanded(parts, d, body).summary
+                by_shape.setdefault(re.sub(r"\(.*?\)", "()", summary), set()).add(summary)
             alike += sum(len(s) > 1 for s in by_shape.values())
+            refs = {tuple(b["why"]) for b in bodies}
+            assert len(refs) == len(set(summaries)) < len(bodies)  # shared, each written once
+            assert sum(r[2] for r in refs) == len(parts[-1]["data"])
     assert alike > 0  # the queues have such decisions: the rule above was exercised
 
 
@@ -106,10 +126,8 @@ def test_a_cycle_encoded_in_chunks_expands_the_same(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(stored, "ENCODE_CHUNK", chunk)
     for bs, decisions in cycles(3, 300.0, n=300, count=2):
-        encoded = encode(bs, decisions)
-        assert encoded is not None
-        parts, bodies = encoded
-        *contexts, blob = parts
+        parts, bodies, _ = encoded(bs, decisions)
+        *contexts, blob, _why = parts
         by_key = {c["key"]: c["body"] for c in contexts}
         assert len(by_key) == len(contexts)  # each context once
         assert all(c["key"] == context_of(**c["body"])["key"] for c in contexts)
@@ -122,11 +140,9 @@ def test_a_cycle_encoded_in_chunks_expands_the_same(monkeypatch: pytest.MonkeyPa
                 continue
             key, offset, length = body["blob"]
             assert key == blob["key"] and offset == end  # the chunks' bytes follow each other
+            assert body["ctx"] in by_key
             end = offset + length
-            got = Decision.model_validate(
-                {**row_of(d), **by_key[body["ctx"]], **body, "bytes": data[offset:end]}
-            )
-            assert got == ref
+            assert expanded(parts, d, body) == ref
         assert end == len(data)
 
 
@@ -136,8 +152,9 @@ def test_columns_bodies_are_smaller_than_zlib_packed_to_body() -> None:
     from controller.domain.decision_codec import pack_decision
 
     for bs, decisions in cycles(1, 0.0, n=400, count=1):
-        (_, blob), bodies = encode(bs, decisions)  # type: ignore[misc]
-        ours = np.mean([len(orjson.dumps(b)) for b in bodies]) + len(blob["data"]) / len(bodies)
+        (_, blob, why), bodies, _ = encoded(bs, decisions)
+        shared = len(blob["data"]) + len(why["data"])
+        ours = np.mean([len(orjson.dumps(b)) for b in bodies]) + shared / len(bodies)
         packed = np.mean([len(orjson.dumps(pack_decision(d.to_body()))) for d in decisions])
         assert ours < packed * 1.3
 
@@ -219,26 +236,11 @@ def test_moved_bytes_stored_as_floats_when_not_all_or_nothing(monkeypatch: pytes
     monkeypatch.setattr(datatable_module, "dataset_transfer", partial)
     for bs, decisions in cycles(2, 0.0, n=200, count=1):
         assert bs._table is not None and not bs._table.bits_exact
-        (context, blob), bodies = encode(bs, decisions)  # type: ignore[misc]
-        assert context["body"]["cols"].endswith("d")  # the bytes moved as float64
+        parts, bodies, _ = encoded(bs, decisions)
+        assert parts[0]["body"]["cols"].endswith("d")  # the bytes moved as float64
         assert not any("sizes" in b for b in bodies)
         for d, body in zip(decisions, bodies, strict=True):
-            _, offset, length = body["blob"]
-            got = Decision.model_validate(
-                {**row_of(d), **context["body"], **body, "bytes": blob["data"][offset : offset + length]}
-            )
-            assert got == Decision.model_validate(d.to_body())
-
-
-def _expand(d: Any, context: dict, blob: dict, body: dict) -> Decision:
-    from controller.domain.decision_codec import unpack_decision
-
-    if body.get("format") != COLUMNS_FORMAT:
-        return Decision.model_validate(unpack_decision(body))
-    _, offset, length = body["blob"]
-    return Decision.model_validate(
-        {**row_of(d), **context["body"], **body, "bytes": blob["data"][offset : offset + length]}
-    )
+            assert expanded(parts, d, body) == Decision.model_validate(d.to_body())
 
 
 def _not_finite_as_nan(d: Decision) -> str:
@@ -269,19 +271,17 @@ def test_a_decision_with_a_score_that_is_not_finite_is_stored_whole(value: float
     static = target.shape.static.copy()
     static[1, -1] = value  # its first static score on its last feasible cluster
     target.shape.static = static
-    encoded = encode(bs, decisions)
-    assert encoded is not None
-    (context, blob), bodies = encoded
+    parts, bodies, summaries = encoded(bs, decisions)
     formats = {}
-    for d, body in zip(decisions, bodies, strict=True):
+    for d, body, summary in zip(decisions, bodies, summaries, strict=True):
         formats[id(d)] = body.get("format")
-        got, ref = _expand(d, context, blob, body), Decision.model_validate(d.to_body())
+        got, ref = expanded(parts, d, body), Decision.model_validate(d.to_body())
         if d.shape is target.shape:  # JSON has no inf or NaN: they read back as NaN
             assert _not_finite_as_nan(got) == _not_finite_as_nan(ref)
             assert any(np.isnan(f.total) for f in got.feasible)
         else:
             assert got == ref
-        assert body["summary"] == d.summary()
+        assert summary == d.summary()
     assert formats[id(target)] != COLUMNS_FORMAT
     others = [d for d in decisions if d.shape is not target.shape and d.free_rows is not None]
     assert others and all(formats[id(d)] == COLUMNS_FORMAT for d in others)
@@ -298,4 +298,26 @@ def test_a_column_beyond_an_int32_is_not_encoded() -> None:
     assert encode(bs, decisions) is None
     out = cycle_rows(decisions, epoch=1, lease_until=datetime.now(UTC), previous={})
     for d, row in zip(decisions, out.decisions, strict=True):
-        assert _expand(d, {}, {}, row["body"]) == Decision.model_validate(d.to_body())
+        assert expanded([], d, row["body"]) == Decision.model_validate(d.to_body())
+
+
+def test_a_body_stored_before_the_explanations_were_parts_reads_the_same() -> None:
+    """Rows written in the first columns format (``.../1``) hold their explanation inline; they
+    expand as they did, beside the rows that name theirs."""
+    ((bs, decisions),) = cycles(1, 0.0, n=120, count=1)
+    parts, bodies, _ = encoded(bs, decisions)
+    why = {p["key"]: p["data"] for p in parts if "data" in p}
+    checked = 0
+    for d, body in zip(decisions, bodies, strict=True):
+        if body.get("format") != COLUMNS_FORMAT:
+            continue
+        key, offset, length = body.pop("why")
+        old = {
+            **body,
+            **orjson.loads(why[key][offset : offset + length]),
+            "format": "yiwang.decision.columns/1",
+        }
+        assert expanded(parts, d, old) == expanded(parts, d, {**body, "why": [key, offset, length]})
+        assert expanded(parts, d, old) == Decision.model_validate(d.to_body())
+        checked += 1
+    assert checked > 50
