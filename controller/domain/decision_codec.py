@@ -46,8 +46,7 @@ def resolve_parts(
     explain alike). ``context(key)`` reads a part's JSON, ``piece(key, offset, length)`` a slice
     of a part's bytes. Other bodies come back as they are."""
     key = body.get("ctx")
-    if isinstance(key, str):
-        body = {**context(key), **body}
+    body = {**context(key), **body} if isinstance(key, str) else dict(body)
     ref = body.get("blob")
     if isinstance(ref, list) and len(ref) == 3:
         body["bytes"] = piece(str(ref[0]), int(ref[1]), int(ref[2]))

@@ -147,8 +147,6 @@ def test_a_cycle_encoded_in_chunks_expands_the_same(monkeypatch: pytest.MonkeyPa
 
 
 def test_columns_bodies_are_smaller_than_zlib_packed_to_body() -> None:
-    import orjson
-
     from controller.domain.decision_codec import pack_decision
 
     for bs, decisions in cycles(1, 0.0, n=400, count=1):
