@@ -33,9 +33,9 @@ from controller.datasets import DatasetRead
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler
-from controller.scheduler.process import tune_process
 from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
+from controller.scheduler.shapes import tune_gc
 from controller.scheduler.stored import cycle_rows
 from controller.settings import REPO_POLICIES, Settings
 from controller.sim.federation import ALL_PLUGINS, federation, snapshot_of
@@ -81,7 +81,7 @@ def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict
     topo, cat, net = world(data_dir)
     gen = MixedJobs(topo, cat, seed=5)
     bs = BatchScheduler(Scheduler.from_policy(ALL_PLUGINS), QuotaPolicy())
-    tune_process()  # as the service does when its loops start
+    tune_gc()  # as the service does when its loops start
     stages: dict[str, list[float]] = {"intern": [], "schedule": [], "build": [], "write": [], "rest": []}
     totals: list[float] = []
     cpu: list[float] = []  # CPU seconds of this process in the timed section
@@ -255,7 +255,7 @@ from controller.bench.mixed import world, rss_mib
 from controller.policies import QuotaPolicy
 from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.queue import PendingQueue
-from controller.scheduler.process import tune_process
+from controller.scheduler.shapes import tune_gc
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS
 from controller.sim.mixed import MixedJobs
@@ -263,7 +263,7 @@ n = int(sys.argv[1])
 topo, cat, net = world(Path(sys.argv[2]))
 gen = MixedJobs(topo, cat, seed=21)
 bs = BatchScheduler(Scheduler.from_policy(ALL_PLUGINS), QuotaPolicy())
-tune_process()
+tune_gc()
 before = rss_mib()
 q = PendingQueue()
 i = 0
@@ -312,7 +312,7 @@ from controller.bench.mixed import world, rss_mib
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.queue import PendingQueue
-from controller.scheduler.process import tune_process
+from controller.scheduler.shapes import tune_gc
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
 from controller.sim.federation import ALL_PLUGINS, snapshot_of
@@ -322,7 +322,7 @@ total, seconds = int(sys.argv[1]), float(sys.argv[3])
 topo, cat, net = world(Path(sys.argv[2]))
 gen = MixedJobs(topo, cat, seed=31)
 bs = BatchScheduler(Scheduler.from_policy(ALL_PLUGINS), QuotaPolicy())
-tune_process()
+tune_gc()
 done, points, t0 = 0, [], time.perf_counter()
 marks = {250_000 * k for k in range(1, 401)}
 while done < total and time.perf_counter() - t0 < seconds:

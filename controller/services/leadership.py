@@ -23,7 +23,7 @@ from typing import Any
 
 from controller.errors import StaleLeader, StoreUnavailable
 from controller.scheduler.kernels import warm_up
-from controller.scheduler.process import tune_process
+from controller.scheduler.shapes import tune_gc
 from controller.settings import Settings
 from controller.store.store import Store, now
 
@@ -122,7 +122,7 @@ class ControlLoops:
         self._store_down_logged: dict[str, float] = {}
 
     def start(self) -> None:
-        tune_process()
+        tune_gc()
         warm_up()  # the scheduler's compiled kernels, before any loop or heartbeat waits on them
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="yiwang-control-loop", daemon=True)
