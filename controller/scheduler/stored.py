@@ -104,12 +104,12 @@ def cycle_rows(
     ctx = decisions[0].ctx
     encoded = encode(ctx, decisions)
     if encoded is not None:
-        parts, bodies, said = encoded
+        parts, bodies, every_summary = encoded
     else:
         bodies = [pack_decision(d.to_body()) for d in decisions]
-        said = [body["summary"] for body in bodies]
+        every_summary = [body["summary"] for body in bodies]
     instants: dict[float, datetime] = {}  # a cycle's decisions share their instant
-    for d, body, summary in zip(decisions, bodies, said, strict=True):
+    for d, body, summary in zip(decisions, bodies, every_summary, strict=True):
         job_id = d.job_id or ""
         at = instants.get(d.t)
         if at is None:
