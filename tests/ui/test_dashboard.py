@@ -197,11 +197,17 @@ def test_auto_refresh_pauses_while_the_tab_is_hidden(tab: Page) -> None:
     page.clock.install()
     page.add_init_script(
         """window.__polls = 0;
+        window.__shown = 0;
         const realFetch = window.fetch;
         window.fetch = (url, init) => {
             if (String(url).endsWith('/v1/clusters')) window.__polls += 1;
             return realFetch(url, init);
-        };"""
+        };
+        document.addEventListener('DOMContentLoaded', () => {
+            new MutationObserver(() => { window.__shown += 1; }).observe(
+                document.getElementById('refresh-state'),
+                {childList: true, characterData: true, subtree: true});
+        });"""
     )
     tab.open("#/federation")
     expect(page.locator("article.tile")).to_have_count(CLUSTERS)
@@ -222,9 +228,13 @@ def test_auto_refresh_pauses_while_the_tab_is_hidden(tab: Page) -> None:
             hidden,
         )
 
-    before = polls()
+    before, shown = polls(), page.evaluate("window.__shown")
     page.clock.run_for(5_100)
     assert polls() == before + 1, "a visible tab refreshes every 5 s"
+    # The refresh's requests run on the real network; it is over when it shows the state again.
+    # Not waited for, the refresh on showing the tab below could find it still in flight and
+    # (rightly) wait for it instead of polling again.
+    page.wait_for_function(f"window.__shown > {shown}")
     expect(page.locator("#refresh-state")).to_contain_text("updated")
 
     set_hidden(True)
