@@ -5,6 +5,7 @@ that creates nothing. Each view is also photographed at 1280 and 390 px into rep
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from playwright.sync_api import expect
@@ -233,8 +234,12 @@ def test_auto_refresh_pauses_while_the_tab_is_hidden(tab: Page) -> None:
     assert polls() == before + 1, "a visible tab refreshes every 5 s"
     # The refresh's requests run on the real network; it is over when it shows the state again.
     # Not waited for, the refresh on showing the tab below could find it still in flight and
-    # (rightly) wait for it instead of polling again.
-    page.wait_for_function(f"window.__shown > {shown}")
+    # (rightly) wait for it instead of polling again. Polled from here on the wall clock: the
+    # page's own timers are the fake clock's.
+    deadline = time.monotonic() + 10
+    while page.evaluate("window.__shown") <= shown and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert page.evaluate("window.__shown") > shown, "the poll's refresh finished"
     expect(page.locator("#refresh-state")).to_contain_text("updated")
 
     set_hidden(True)
