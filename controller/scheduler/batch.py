@@ -245,7 +245,9 @@ class BatchScheduler:
         self.component_cache = component_cache
         self._layout = tuple((sc.NAME, w) for sc, w in self.static_scores)
         self._lowest: dict[int, tuple[list[Running], int, float]] = {}
-        self._table: DatasetTable | None = None  # per data set: residency, transfers (per generation)
+        # per data set: residency, transfers (while what they read is unchanged: ``_table_key``)
+        self._table: DatasetTable | None = None
+        self._table_key: tuple[Any, ...] | None = None
         self.table_resets = 0
         self._node_shapes: tuple[int, FloatArray] | None = None
         self.names: list[str] = []
@@ -308,6 +310,16 @@ class BatchScheduler:
             len(snap.datasets),
             id(snap.network),
             id(snap.residency),
+        )
+        # What the data-set table reads (``dataset_rule``, ``dataset_transfer``): not the health
+        # or capacity, which agents' heartbeats change; the table outlives those generations.
+        self._table_key = (
+            fp[0],
+            snap.tenants.tobytes(),
+            snap.national.tobytes(),
+            fp[4],
+            fp[5],
+            fp[6],
         )
         if fp != self._fingerprint:
             self._fingerprint = fp
@@ -549,10 +561,11 @@ class BatchScheduler:
 
     def _dataset_table(self, snap: Snapshot) -> DatasetTable:
         t = self._table
-        if t is None or t.gen != self.gen or len(t) > self.component_cache:
-            if t is not None and t.gen == self.gen:
+        if t is None or t.key != self._table_key or len(t) > self.component_cache:
+            if t is not None and t.key == self._table_key:
                 self.table_resets += 1
-            t = self._table = DatasetTable(snap, self.gen)
+            t = self._table = DatasetTable(snap, self._table_key)
+        t.snap = snap  # an equal snapshot in what the table reads; new data sets come from this one
         return t
 
     def _nodes(self, snap: Snapshot) -> FloatArray:

@@ -1,5 +1,5 @@
-"""Per data set of a snapshot generation: the clusters residency forbids and the time and bytes
-to bring it to each cluster, as arrays the batch cycle gathers by job."""
+"""Per data set: the clusters residency forbids and the time and bytes to bring it to each
+cluster, as arrays the batch cycle gathers by job."""
 
 from __future__ import annotations
 
@@ -32,12 +32,13 @@ class DatasetTable:
     """Per data set of the snapshot generation, one row: the clusters a job reading it may not
     run on (residency), the reason, its classification, and the time and bytes to bring it to
     each cluster (locality). Row 0 is no data set: it pads jobs with fewer inputs. Rows are
-    added as data sets are first read; the owner starts a new table when the generation changes
-    or the table outgrows its bound."""
+    added as data sets are first read; the owner starts a new table when what the rows read
+    changes (``key``: the clusters' names and owners, the data sets, the network, the residency
+    policy; not their health or capacity) or the table outgrows its bound."""
 
-    def __init__(self, snap: Snapshot, gen: int) -> None:
+    def __init__(self, snap: Snapshot, key: Any) -> None:
         self.snap = snap
-        self.gen = gen
+        self.key = key
         self.row: dict[str, int] = {}
         n = snap.size
         self.forbidden = np.zeros((64, n), dtype=bool)

@@ -150,3 +150,70 @@ def test_caches_are_bounded_and_counted() -> None:
     roomy = BatchScheduler(Scheduler.from_policy(ALL_PLUGINS), None)
     decide(roomy, specs, 1, 2)
     assert roomy.cache_stats()["datasets"]["hit_rate"] > 0.8
+
+
+def test_the_data_set_table_outlives_heartbeats_but_not_what_it_reads() -> None:
+    """The data-set table (residency, transfers per data set) is kept while the clusters' names
+    and owners, the catalogue, the network and the residency policy are the same; a heartbeat's
+    capacity or health makes a new generation without rebuilding it. A tighter residency policy
+    or a new data set rebuilds it, and every cycle decides as the reference."""
+    from controller.datasets import Classification
+    from controller.policies import Movement, ResidencyPolicy
+
+    tighter = ResidencyPolicy(
+        movement={
+            Classification.core: Movement.none,
+            Classification.important: Movement.owner_or_national,
+            Classification.general: Movement.owner_or_national,
+        }
+    )
+    some = next(iter(CAT.datasets.values()))
+    extra = some.model_copy(update={"id": "ds-new-00001", "classification": Classification.general})
+    steps: list[tuple[str, Any]] = [
+        ("base", None),
+        ("heartbeat", None),  # a cluster's capacity and another's health change
+        ("tighter residency", tighter),
+        ("a new data set", tighter),
+    ]
+    policy = PlacementPolicy.model_validate({**ALL_PLUGINS.model_dump(), "locality_wait_max_s": 0.0})
+    got_bs = BatchScheduler(Scheduler.from_policy(policy), quota())
+    ref_bs = BatchScheduler(Scheduler.from_policy(policy), quota(), caches=False)
+    tables = []
+    general_moved = 0
+    for step, (what, residency) in enumerate(steps):
+        specs = queue_specs(10 + step, 200)
+        if what == "a new data set":
+            specs = [s.model_copy(update={"inputs": ["ds-new-00001"]}) for s in specs[:50]] + specs[50:]
+        out = []
+        for bs in (got_bs, ref_bs):
+            snap = federation_state(step)
+            if residency is not None:
+                snap.residency = residency
+            if what == "a new data set":
+                snap.datasets = {**CAT.datasets, extra.id: extra}
+            if what == "heartbeat":
+                snap.capacity[2, 0] -= 3.0
+                snap.ready[4] = False
+                snap.not_ready_reason[4] = "Unreachable"
+            q = PendingQueue()
+            for i, spec in enumerate(specs):
+                q.push(f"job-{step}-{i:04d}", bs.shapes.intern(spec), runtime=spec.expected_runtime_s)
+            res = bs.run(q, snap, limit=len(specs), running={}, now=1000.0 + step)
+            out.append([(d.job_id, d.status, d.cluster, d.to_body(), d.summary()) for d in res.decisions])
+            if bs is got_bs:
+                tables.append(bs._table)
+                if residency is tighter:  # general data now stays with its owner or the national nodes
+                    for d in res.decisions:
+                        reads = [snap.datasets[i] for i in d.shape.inputs if i in snap.datasets]
+                        if d.chosen >= 0 and any(ds.classification == Classification.general for ds in reads):
+                            general_moved += 1
+                            c = snap.clusters[d.chosen]
+                            assert all(
+                                ds.owner == c.tenant or c.tier.value == "national" or c.name in ds.locations
+                                for ds in reads
+                                if ds.classification != Classification.core
+                            ), (d.job_id, c.name)
+        assert out[0] == out[1], what
+    assert tables[1] is tables[0]  # kept across the heartbeat's generation
+    assert tables[2] is not tables[1] and tables[3] is not tables[2]
+    assert general_moved > 0  # the tighter rule was exercised
