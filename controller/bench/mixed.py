@@ -118,7 +118,7 @@ def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict
             t3 = time.perf_counter()
             with store.tx() as conn:
                 store.put_decision_parts(conn, out.parts)
-                store.executemany(conn, insert(t.decisions), out.decisions)
+                store.insert_decisions(conn, out.decisions)
             t4 = time.perf_counter()
             c4 = time.process_time()
             # The rest of the cycle's writes (job rows, events, audit), reported apart.

@@ -5,6 +5,7 @@ their audit rows) and the decisions it stores.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
@@ -128,8 +129,7 @@ class CyclesRepo(StoreBase):
             for r in ok_req
         ]
         self.executemany(conn, insert(t.job_events), events)
-        rows = [d for d in decisions if d["cluster"] is None or d["job_id"] in changed]
-        self.executemany(conn, insert(t.decisions), rows)
+        self.insert_decisions(conn, [d for d in decisions if d["cluster"] is None or d["job_id"] in changed])
         if messages:
             self.executemany(
                 conn,
@@ -137,6 +137,12 @@ class CyclesRepo(StoreBase):
                 [{"b_id": i, "b_message": m} for i, m in messages],
             )
         return changed
+
+    def insert_decisions(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert a cycle's decision rows in job id order: ids are time-ordered, so the rows'
+        job id index grows at its right edge in sequence (in the cycle's order its pages split
+        half full at random places, and more of them are written)."""
+        self.executemany(conn, insert(t.decisions), sorted(rows, key=itemgetter("job_id")))
 
     def audit_placements(
         self,
