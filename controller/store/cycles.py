@@ -77,16 +77,19 @@ class CyclesRepo(StoreBase):
                     lease_expires_at=bindparam("b_lease"),
                     updated_at=at,
                 ),
-                [
-                    {
-                        "b_id": r["id"],
-                        "b_cluster": r["cluster"],
-                        "b_epoch": r["epoch"],
-                        "b_message": r["message"],
-                        "b_lease": r["lease_expires_at"],
-                    }
-                    for r in ok_sched
-                ],
+                sorted(  # in id order: the rows' pages in sequence (``insert_decisions``)
+                    [
+                        {
+                            "b_id": r["id"],
+                            "b_cluster": r["cluster"],
+                            "b_epoch": r["epoch"],
+                            "b_message": r["message"],
+                            "b_lease": r["lease_expires_at"],
+                        }
+                        for r in ok_sched
+                    ],
+                    key=itemgetter("b_id"),
+                ),
             )
         if ok_req:
             self.executemany(
@@ -134,7 +137,7 @@ class CyclesRepo(StoreBase):
             self.executemany(
                 conn,
                 update(t.jobs).where(t.jobs.c.id == bindparam("b_id")).values(message=bindparam("b_message")),
-                [{"b_id": i, "b_message": m} for i, m in messages],
+                [{"b_id": i, "b_message": m} for i, m in sorted(messages)],
             )
         return changed
 

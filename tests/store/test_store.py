@@ -248,3 +248,28 @@ def test_decision_bodies_are_stored_packed_and_read_back_whole() -> None:
     assert len(json.dumps(packed)) * 2 < len(json.dumps(body))
     assert unpack_decision(packed) == body
     assert unpack_decision(body) == body
+
+
+def test_every_sqlite_connection_is_durable_with_a_larger_page_cache(tmp_path: Path) -> None:
+    """Each pooled connection gets the pragmas: WAL, a full fsync at commit, foreign keys, and a
+    page cache of ``SQLITE_CACHE_KIB`` (a cycle's writes re-read pages with SQLite's 2 MiB)."""
+    from controller.store.engine import SQLITE_CACHE_KIB
+
+    store = Store(f"sqlite:///{tmp_path}/p.db")
+    try:
+        conns = [store.engine.connect() for _ in range(3)]  # distinct pooled connections
+        for conn in conns:
+            got = {
+                p: conn.exec_driver_sql(f"PRAGMA {p}").scalar()
+                for p in ("journal_mode", "synchronous", "foreign_keys", "cache_size")
+            }
+            assert got == {
+                "journal_mode": "wal",
+                "synchronous": 2,
+                "foreign_keys": 1,
+                "cache_size": -SQLITE_CACHE_KIB,
+            }
+        for conn in conns:
+            conn.close()
+    finally:
+        store.close()
