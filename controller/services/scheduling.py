@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from controller.capacity import CapacityTracker
 from controller.datasets import DatasetRead
@@ -37,7 +38,7 @@ from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
 from controller.services.clusters import IDENTITY_FIELDS
 from controller.services.leadership import Leadership
-from controller.services.read_model import ReadModel
+from controller.services.read_model import PENDING_SPEC_CACHE, ReadModel
 from controller.settings import Settings
 from controller.store.store import Store, now
 
@@ -167,16 +168,10 @@ class SchedulingService:
         rows = self.store.pending_heads(limit or self.settings.schedule_batch, with_spec=False)
         if not rows:
             return 0
-        specs: dict[str, JobCreate] = {}
-        missing = []
-        for row in rows:
-            cached = self.read_model.pending_specs.get(row["id"])
-            if cached is None:
-                missing.append(row["id"])
-            else:
-                specs[row["id"]] = cached
-        for job_id, text in self.store.job_specs_json(missing).items():
-            specs[job_id] = JobCreate.model_validate_json(text)
+        specs = self.pending_specs_of(rows)
+        rows = [r for r in rows if r["id"] in specs]
+        if not rows:
+            return 0
         batch = self.batch_scheduler()
         snap = self.snapshot()
         queue = PendingQueue()
@@ -260,6 +255,51 @@ class SchedulingService:
         if requeued:
             self.wake()
         return placed
+
+    def pending_specs_of(self, rows: list[dict[str, Any]]) -> dict[str, JobCreate]:
+        """The specs of the pending ``rows``: this process's cache, else read from the store and
+        validated once, then kept like this process's own submissions (specs of jobs submitted
+        through another process, an API replica or a previous leader: a job that waits is not
+        read again). A job whose stored spec is not valid here fails (``fail_invalid``) and is
+        left out."""
+        cache = self.read_model.pending_specs
+        specs: dict[str, JobCreate] = {}
+        missing = []
+        for row in rows:
+            cached = cache.get(row["id"])
+            if cached is None:
+                missing.append(row["id"])
+            else:
+                specs[row["id"]] = cached
+        invalid: dict[str, str] = {}
+        for job_id, text in self.store.job_specs_json(missing).items():
+            try:
+                spec = specs[job_id] = JobCreate.model_validate_json(text)
+            except ValidationError as exc:  # stored by an older version, or by hand
+                invalid[job_id] = str(exc).replace("\n", "; ")[:500]
+                continue
+            if len(cache) < PENDING_SPEC_CACHE:
+                cache[job_id] = spec
+        if invalid:
+            self.fail_invalid(invalid)
+        return specs
+
+    def fail_invalid(self, invalid: dict[str, str]) -> None:
+        """Pending jobs whose stored spec this controller cannot read fail with the reason (left
+        Pending, each would come back at the head of every cycle and never run)."""
+        with self.store.tx() as conn:
+            self.store.check_leader(conn, self.leadership.epoch)
+            for job_id, why in invalid.items():
+                log.error("failing job %s: its stored spec is not valid: %s", job_id, why)
+                self.store.transition(
+                    conn,
+                    job_id,
+                    expect_phases=["Pending"],
+                    expect_attempt=None,
+                    values={"phase": "Failed", "message": f"its stored spec is not valid: {why}"},
+                    event_type="Failed",
+                    reason="its stored spec is not valid",
+                )
 
     def fresh_targets(
         self,
