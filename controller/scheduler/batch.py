@@ -302,25 +302,13 @@ class BatchScheduler:
 
     # ---- static, once per shape and snapshot generation -----------------------------------
     def _refresh(self, snap: Snapshot) -> None:
-        fp = (
-            tuple(snap.names),
-            snap.ready.tobytes(),
-            snap.cordoned.tobytes(),
-            snap.capacity.tobytes(),
-            len(snap.datasets),
-            id(snap.network),
-            id(snap.residency),
-        )
-        # What the data-set table reads (``dataset_rule``, ``dataset_transfer``): not the health
-        # or capacity, which agents' heartbeats change; the table outlives those generations.
-        self._table_key = (
-            fp[0],
-            snap.tenants.tobytes(),
-            snap.national.tobytes(),
-            fp[4],
-            fp[5],
-            fp[6],
-        )
+        names = tuple(snap.names)
+        # What the data-set table reads (``dataset_rule``, ``dataset_transfer``): the clusters'
+        # names and owners, the catalogue, the network and the residency policy, not the health
+        # or capacity that agents' heartbeats change; the table outlives those generations.
+        reads = (len(snap.datasets), id(snap.network), id(snap.residency))
+        self._table_key = (names, snap.tenants.tobytes(), snap.national.tobytes(), *reads)
+        fp = (names, snap.ready.tobytes(), snap.cordoned.tobytes(), snap.capacity.tobytes(), *reads)
         if fp != self._fingerprint:
             self._fingerprint = fp
             self.gen += 1

@@ -29,12 +29,12 @@ IntArray = npt.NDArray[np.intp]
 
 
 class DatasetTable:
-    """Per data set of the snapshot generation, one row: the clusters a job reading it may not
-    run on (residency), the reason, its classification, and the time and bytes to bring it to
-    each cluster (locality). Row 0 is no data set: it pads jobs with fewer inputs. Rows are
-    added as data sets are first read; the owner starts a new table when what the rows read
-    changes (``key``: the clusters' names and owners, the data sets, the network, the residency
-    policy; not their health or capacity) or the table outgrows its bound."""
+    """Per data set, one row: the clusters a job reading it may not run on (residency), the
+    reason, its classification, and the time and bytes to bring it to each cluster (locality).
+    Row 0 is no data set: it pads jobs with fewer inputs. Rows are added as data sets are first
+    read; the owner starts a new table when what the rows read changes (``key``: the clusters'
+    names and owners, the data sets, the network, the residency policy; not their health or
+    capacity) or the table outgrows its bound."""
 
     def __init__(self, snap: Snapshot, key: Any) -> None:
         self.snap = snap
