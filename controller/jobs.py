@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
@@ -172,3 +172,19 @@ class JobRead(BaseModel):
 class JobList(BaseModel):
     items: list[JobRead]
     next_cursor: str | None
+
+
+def spec_as_stored(raw: dict[str, Any]) -> JobCreate:
+    """A stored spec as it is stored, when this version does not accept it (written by another
+    version, or by hand; its job fails when a cycle reads it): built without validation, each
+    nested model from its stored fields, so the job can still be read and listed. Serialised,
+    it shows the stored values (pydantic warns where a value is not of its field's type)."""
+    fields: dict[str, Any] = {}
+    for name, field in JobCreate.model_fields.items():
+        if name not in raw:
+            continue
+        value, kind = raw[name], field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and isinstance(value, dict):
+            value = kind.model_construct(**{k: v for k, v in value.items() if k in kind.model_fields})
+        fields[name] = value
+    return JobCreate.model_construct(**fields)

@@ -67,3 +67,29 @@ def test_a_stored_spec_this_version_cannot_read_fails_its_job_not_the_cycle(tmp_
     finally:
         ctl.stop()
         ctl.store.close()
+
+
+def test_a_job_whose_stored_spec_is_not_valid_here_can_still_be_read(tmp_path: Path) -> None:
+    """Reading and listing jobs do not fail on such a row: the spec is shown as stored, and after a
+    cycle the job is Failed with the reason."""
+    from fastapi.testclient import TestClient
+
+    from controller.api.app import create_app
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/y.db", background=False))
+    ctl: Controller = app.state.controller
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for name in ctl.registry.clusters:
+            assert c.post(f"/v1/agents/{name}/heartbeat").status_code == 200
+        bad = job_row(body("bad", 99_999))
+        ctl.store.insert_jobs_bulk([bad])
+        got = c.get(f"/v1/jobs/{bad['id']}")
+        assert got.status_code == 200, got.text
+        assert got.json()["spec"]["resources"]["cpu"] == 99_999 and got.json()["phase"] == "Pending"
+        listed = c.get("/v1/jobs")
+        assert listed.status_code == 200 and [j["id"] for j in listed.json()["items"]] == [bad["id"]]
+        ctl.schedule_pending()
+        failed = c.get(f"/v1/jobs/{bad['id']}").json()
+        assert failed["phase"] == "Failed" and "stored spec is not valid" in failed["message"]
+        assert [e["type"] for e in failed["events"]][-1] == "Failed"
+    ctl.store.close()

@@ -202,7 +202,7 @@ def _seed_store(store: Store, cat: Catalogue) -> None:
 
 
 def bench_cycle_scaling(
-    data_dir: Path, sizes: tuple[int, ...] = (1_000, 10_000, 30_000, 100_000), reps: int = 5
+    data_dir: Path, sizes: tuple[int, ...] = (1_000, 10_000, 30_000, 100_000), reps: int = 9
 ) -> dict[str, Any]:
     """``Controller.schedule_pending`` (the production cycle: pending head read, specs parsed,
     snapshot, batch loop, stored decisions, job rows, events and audit rows written in one
