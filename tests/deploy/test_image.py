@@ -21,6 +21,7 @@ from tests.conftest import need
 from tests.deploy.pods import REPO_ROOT, PodProcess, helm_binary, render, stack_release_values, wait_for
 
 IMAGE = "localhost/yiwang:test"
+HOST_LOOPBACK = "10.0.2.2"  # slirp4netns allow_host_loopback: the host's 127.0.0.1 seen from the container
 
 
 def dangling_images() -> set[str]:
@@ -33,9 +34,6 @@ def dangling_images() -> set[str]:
         check=False,
     )
     return set(out.stdout.split())
-
-
-HOST_LOOPBACK = "10.0.2.2"  # slirp4netns allow_host_loopback: the host's 127.0.0.1 seen from the container
 
 
 @pytest.mark.slow
