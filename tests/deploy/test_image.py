@@ -24,18 +24,6 @@ IMAGE = "localhost/yiwang:test"
 HOST_LOOPBACK = "10.0.2.2"  # slirp4netns allow_host_loopback: the host's 127.0.0.1 seen from the container
 
 
-def dangling_images() -> set[str]:
-    """The ids of the untagged images no other image is built on."""
-    out = subprocess.run(
-        ["podman", "images", "-q", "--no-trunc", "--filter", "dangling=true"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return set(out.stdout.split())
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_image_runs_the_controller_as_its_chart_says(fresh_postgres: str, tmp_path: Path) -> None:
@@ -53,7 +41,6 @@ def test_image_runs_the_controller_as_its_chart_says(fresh_postgres: str, tmp_pa
     )
     assert base.returncode == 0, base.stderr[-3000:]
     base_image = base.stdout.strip().splitlines()[-1]
-    dangling_before = dangling_images()
     build = subprocess.run(
         ["podman", "build", "--build-arg", f"BASE={base_image}", "-t", IMAGE, "-f", "Containerfile", "."],
         cwd=REPO_ROOT,
@@ -63,12 +50,6 @@ def test_image_runs_the_controller_as_its_chart_says(fresh_postgres: str, tmp_pa
         check=False,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    # The image this build replaced under the tag, and its build stage's image, are left untagged
-    # (about 1.3 GB a run): removed, so reruns on one machine do not fill its disk. The cached
-    # layers the next build reuses are other images' parents, not dangling, and stay.
-    left = sorted(dangling_images() - dangling_before)
-    if left:
-        subprocess.run(["podman", "rmi", *left], capture_output=True, timeout=120, check=False)
 
     national = stack_release_values("national", "primary")
     docs = render(
