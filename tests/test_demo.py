@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -21,7 +22,10 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert "mean(age) by district:" in text
     # Residency at work, and the unplaceable jobs explained.
     assert "sc-age-by-district: 1/42 clusters are available; chose prov-sichuan" in text
-    assert "sh-join-core-and-important: 0/42 clusters are available: 41 residency" in text
+    # 41 clusters refuse it for residency, 40 when one of them is counted under health first (a
+    # heartbeat late on a loaded machine: a CI run saw national-backup miss one)
+    join = next(line for line in text.splitlines() if "sh-join-core-and-important: 0/42 clusters" in line)
+    assert re.search(r"available: 4[01] residency", join), join
     assert "xj-too-big: 0/42 clusters are available: 42 " in text
     assert "10 jobs ran to completion, 2 could not be placed" in text
     # Every process ran exactly once: one attempt directory per placed job.
