@@ -71,6 +71,11 @@ class ReadModel:
             return demand_vector(full), self.priority_of(full)
         return demand, priority
 
+    def keep_spec(self, job_id: str, spec: JobCreate) -> None:
+        """Keep a pending job's validated spec for the cycles that will read it (bounded)."""
+        if len(self.pending_specs) < PENDING_SPEC_CACHE:
+            self.pending_specs[job_id] = spec
+
     def note_terms(self, job_id: str, spec: JobCreate) -> None:
         if len(self.job_terms) < JOB_TERMS_CACHE:
             d = demand_vector(spec)

@@ -38,7 +38,7 @@ from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
 from controller.services.clusters import IDENTITY_FIELDS
 from controller.services.leadership import Leadership
-from controller.services.read_model import PENDING_SPEC_CACHE, ReadModel
+from controller.services.read_model import ReadModel
 from controller.settings import Settings
 from controller.store.store import Store, now
 
@@ -278,8 +278,7 @@ class SchedulingService:
             except ValidationError as exc:  # stored by an older version, or by hand
                 invalid[job_id] = str(exc).replace("\n", "; ")[:500]
                 continue
-            if len(cache) < PENDING_SPEC_CACHE:
-                cache[job_id] = spec
+            self.read_model.keep_spec(job_id, spec)
         if invalid:
             self.fail_invalid(invalid)
         return specs

@@ -21,7 +21,7 @@ from controller.jobs import JobCreate, JobRead
 from controller.policies import PolicySet
 from controller.registry import Registry
 from controller.services.jobs import JobQueries
-from controller.services.read_model import PENDING_SPEC_CACHE, ReadModel
+from controller.services.read_model import ReadModel
 from controller.settings import Settings
 from controller.store.store import AUDIT_KEY, Store, new_job_id, now
 
@@ -148,12 +148,8 @@ class Submission:
         stored, created = await self.store.group_commit().submit(row)
         if created:
             self.read_model.note_terms(str(row["id"]), spec)
-        if (
-            created
-            and self.settings.role == "all"
-            and len(self.read_model.pending_specs) < PENDING_SPEC_CACHE
-        ):
-            self.read_model.pending_specs[str(row["id"])] = spec
+        if created and self.settings.role == "all":
+            self.read_model.keep_spec(str(row["id"]), spec)
         self.wake()
         if not created:
             if stored["request_hash"] != spec_hash(spec):
