@@ -8,7 +8,8 @@
   decisions; ``events.py``: the change feed and event history; ``audit.py``: audit log reads
   (``audit_chain.py`` appends);
 - ``clusters.py``, ``datasets.py``, ``policies.py``; ``leadership.py``: the lease, its epoch,
-  ``check_leader``; ``group_commit.py``: the submissions' group commit.
+  ``check_leader``; ``group_commit.py``: the submissions' group commit; ``combine.py``: the
+  heartbeats' combined commits.
 
 The names callers import from this module (``new_job_id``, ``now``, ``ACTIVE_PHASES``, ...) are
 re-exported here.
@@ -21,7 +22,8 @@ from typing import Any
 
 from controller.store.audit import AuditRepo
 from controller.store.base import SQLITE_MAX_VARIABLES, StoreBase, now, utc
-from controller.store.clusters import ClustersRepo
+from controller.store.clusters import ClustersRepo, later_contact
+from controller.store.combine import Combiner
 from controller.store.cycles import CyclesRepo
 from controller.store.datasets import DatasetsRepo
 from controller.store.engine import (
@@ -90,6 +92,7 @@ class Store(
         # SQLite allows one writer; serialising writers here avoids busy retries.
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._group_commit: GroupCommitter | None = None
+        self._heartbeats = Combiner(self._write_heartbeats, merge=later_contact)
         self._contexts: dict[str, dict[str, Any]] = {}  # decision contexts read (immutable)
         if migrate:
             from controller.store.migrate import upgrade

@@ -1,0 +1,130 @@
+"""Combined commits (controller/store/combine.py): concurrent writes in one transaction, each
+caller back only after a transaction holding its item committed; and heartbeats through them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from controller.store import Store
+from controller.store.clusters import later_contact
+from controller.store.combine import Combiner
+from controller.store.store import now, utc
+
+CAP = {"capacity": {"cpu": 64, "memory_gib": 256, "gpu": 0}}
+
+
+def wait_until(cond: object, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_callers_queued_behind_a_write_share_the_next_transaction() -> None:
+    written: list[dict[int, int]] = []
+    committed: set[int] = set()
+    first_in = threading.Event()
+    release = threading.Event()
+
+    def write(batch: dict[int, int]) -> None:
+        if not written:
+            first_in.set()
+            release.wait(10)
+        written.append(dict(batch))
+        committed.update(batch)
+
+    c: Combiner[int, int] = Combiner(write)
+    back: dict[int, bool] = {}
+
+    def put(k: int) -> None:
+        c.put(k, k * 10)
+        back[k] = k in committed  # returned only once its item committed
+
+    first = threading.Thread(target=put, args=(0,))
+    first.start()
+    assert first_in.wait(10)
+    rest = [threading.Thread(target=put, args=(k,)) for k in range(1, 20)]
+    for t in rest:
+        t.start()
+    wait_until(lambda: c.queued() == 19)  # all waiting on the first write
+    release.set()
+    for t in [first, *rest]:
+        t.join(10)
+    assert written == [{0: 0}, {k: k * 10 for k in range(1, 20)}]
+    assert back == {k: True for k in range(20)}
+    assert (c.batches, c.items) == (2, 20)
+
+
+def test_a_failed_transaction_fails_every_caller_in_it_and_not_the_next() -> None:
+    first_in = threading.Event()
+    release = threading.Event()
+    calls: list[dict[str, int]] = []
+
+    def write(batch: dict[str, int]) -> None:
+        calls.append(dict(batch))
+        if len(calls) == 1:
+            first_in.set()
+            release.wait(10)
+        if len(calls) == 2:
+            raise RuntimeError("database gone")
+
+    c: Combiner[str, int] = Combiner(write)
+    errors: dict[str, str] = {}
+
+    def put(k: str) -> None:
+        try:
+            c.put(k, 1)
+        except RuntimeError as exc:
+            errors[k] = str(exc)
+
+    threads = [threading.Thread(target=put, args=(k,)) for k in ("a", "b", "c")]
+    threads[0].start()
+    assert first_in.wait(10)
+    for t in threads[1:]:
+        t.start()
+    wait_until(lambda: c.queued() == 2)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert errors == {"b": "database gone", "c": "database gone"}  # "a" committed first
+    c.put("d", 1)  # the next transaction goes through
+    assert calls[-1] == {"d": 1}
+
+
+def test_the_later_heartbeat_of_a_cluster_wins_within_a_batch() -> None:
+    t0 = now()
+    early, late = (t0, {"n": 1}), (t0 + timedelta(seconds=2), {"n": 2})
+    assert later_contact(early, late) == late
+    assert later_contact(late, early) == late  # arrived out of order: still the later contact
+
+
+@pytest.mark.parametrize("threads", [42])
+def test_concurrent_heartbeats_all_land_in_fewer_transactions(db_url: str, threads: int) -> None:
+    store = Store(db_url)
+    names = [f"prov-c{k:02d}" for k in range(threads)]
+    store.insert_missing_clusters({n: {"name": n} for n in names})
+    at = {n: now() + timedelta(seconds=k) for k, n in enumerate(names)}
+    gate = threading.Barrier(threads)
+    seen: dict[str, tuple[str, datetime | None]] = {}
+
+    def beat(n: str) -> None:
+        gate.wait(10)
+        store.heartbeat(n, CAP, at[n])
+        row = next(r for r in store.list_clusters() if r["name"] == n)
+        seen[n] = (row["health"], utc(row["last_heartbeat"]))  # read back as soon as it returned
+
+    workers = [threading.Thread(target=beat, args=(n,)) for n in names]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    assert seen == {n: ("Ready", at[n]) for n in names}  # each committed before it returned
+    rows = {r["name"]: r for r in store.list_clusters()}
+    assert all(rows[n]["reported"] == CAP for n in names)
+    assert store._heartbeats.items == threads
+    assert store._heartbeats.batches < threads
+    store.close()
