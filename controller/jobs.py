@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from controller.datasets import DATASET_ID, NAME
 from controller.domain.phases import TERMINAL, TRANSITIONS, JobPhase, check_transition
@@ -188,3 +188,13 @@ def spec_as_stored(raw: dict[str, Any]) -> JobCreate:
             value = kind.model_construct(**{k: v for k, v in value.items() if k in kind.model_fields})
         fields[name] = value
     return JobCreate.model_construct(**fields)
+
+
+def stored_spec(raw: dict[str, Any]) -> JobCreate:
+    """A stored spec, validated; one this version does not accept as it is stored
+    (``spec_as_stored``): one such row must not make its job, every listing it is in, or its
+    cluster's assignments unreadable."""
+    try:
+        return JobCreate.model_validate(raw)
+    except ValidationError:
+        return spec_as_stored(raw)

@@ -93,3 +93,33 @@ def test_a_job_whose_stored_spec_is_not_valid_here_can_still_be_read(tmp_path: P
         assert failed["phase"] == "Failed" and "stored spec is not valid" in failed["message"]
         assert [e["type"] for e in failed["events"]][-1] == "Failed"
     ctl.store.close()
+
+
+def test_a_placed_job_whose_stored_spec_is_not_valid_here_stays_in_its_assignments(tmp_path: Path) -> None:
+    """After an upgrade that tightens the schema, a job placed before it is still handed to its
+    cluster's agent as stored: one such row must not make the cluster's assignment call fail (the
+    agent would stop nothing and start nothing) nor drop the job from the list (the agent would
+    stop it)."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import update
+
+    from controller.api.app import create_app
+    from controller.store import schema as t
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/y.db", background=False))
+    ctl: Controller = app.state.controller
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for name in ctl.registry.clusters:
+            assert c.post(f"/v1/agents/{name}/heartbeat").status_code == 200
+        old, fine = job_row(body("old", 8)), job_row(body("fine", 1))
+        ctl.store.insert_jobs_bulk([old, fine])
+        assert ctl.schedule_pending() == 2
+        cluster = ctl.get_job(old["id"]).cluster
+        stored = {**old["spec"], "resources": {"cpu": 99_999, "memory_gib": 1}}  # not valid here
+        with ctl.store.tx() as conn:
+            conn.execute(update(t.jobs).where(t.jobs.c.id == old["id"]).values(spec=stored))
+        got = c.get(f"/v1/agents/{cluster}/assignments")
+        assert got.status_code == 200, got.text
+        listed = {a["job_id"]: a for a in got.json()}
+        assert listed[old["id"]]["spec"]["resources"]["cpu"] == 99_999
+    ctl.store.close()

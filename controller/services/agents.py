@@ -19,7 +19,7 @@ from controller.assignments import Assignment, StatusReport
 from controller.domain.phases import TERMINAL, JobPhase, Reason, check_transition, requeue_values
 from controller.errors import NotFound, StaleAttempt, YiwangError
 from controller.history import Counters
-from controller.jobs import JobCreate, JobRead
+from controller.jobs import JobRead, stored_spec
 from controller.policies import FailoverPolicy
 from controller.registry import ClusterState, Health, Registry
 from controller.store.store import ACTIVE_PHASES, Store, now
@@ -98,7 +98,7 @@ class AgentProtocol:
         lease_until = (state.last_heartbeat or now()) + timedelta(seconds=self.failover().lease_s)
         out = []
         for row in self.store.active_on_cluster(cluster, after=after, limit=limit):
-            spec = JobCreate.model_validate(row["spec"])
+            spec = stored_spec(row["spec"])
             out.append(
                 Assignment(
                     job_id=row["id"],

@@ -11,11 +11,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.domain.phases import JobPhase, Reason, check_transition
 from controller.errors import Conflict, NotFound
-from controller.jobs import JobCreate, JobEvent, JobRead, spec_as_stored
+from controller.jobs import JobEvent, JobRead, stored_spec
 from controller.registry import Registry
 from controller.scheduler.decision import Decision
 from controller.services.read_model import ReadModel
@@ -42,7 +40,7 @@ class JobQueries:
         )
         return JobRead(
             id=row["id"],
-            spec=self.spec_of(row["spec"]),
+            spec=stored_spec(row["spec"]),
             phase=JobPhase(row["phase"]),
             cluster=row["cluster"],
             attempt=row["attempt"],
@@ -52,15 +50,6 @@ class JobQueries:
             message=row["message"] or "",
             events=events,
         )
-
-    @staticmethod
-    def spec_of(raw: dict[str, Any]) -> JobCreate:
-        """The stored spec; one this version does not accept as it is stored (``spec_as_stored``):
-        one such row must not make its job, or every listing it is in, unreadable."""
-        try:
-            return JobCreate.model_validate(raw)
-        except ValidationError:
-            return spec_as_stored(raw)
 
     def get_job(self, job_id: str) -> JobRead:
         row = self.store.get_job(job_id)
