@@ -6,9 +6,13 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from controller.service import Controller
+from controller.settings import Settings
 from controller.store import Store
 from controller.store.clusters import later_contact
 from controller.store.combine import Combiner
@@ -128,3 +132,34 @@ def test_concurrent_heartbeats_all_land_in_fewer_transactions(db_url: str, threa
     assert store._heartbeats.items == threads
     assert store._heartbeats.batches < threads
     store.close()
+
+
+def test_a_heartbeat_does_not_wait_for_a_scheduling_cycle(tmp_path: Path) -> None:
+    """A cycle holds the controller's lock through its evaluation (0.5 s and more for 10,000 jobs);
+    a renewal is committed and answered meanwhile, and the registry shows the new contact."""
+    ctl = Controller(Settings(database_url=f"sqlite:///{tmp_path / 'y.db'}", background=False))
+    try:
+        held, done = threading.Event(), threading.Event()
+
+        def cycle() -> None:
+            with ctl.lock:  # as schedule_pending holds it while it evaluates
+                held.set()
+                done.wait(30)
+
+        holder = threading.Thread(target=cycle)
+        holder.start()
+        assert held.wait(10)
+        answered: list[dict[str, Any]] = []
+        beat = threading.Thread(target=lambda: answered.append(ctl.heartbeat("prov-hubei", CAP)))
+        beat.start()
+        beat.join(5)
+        still_held, got = holder.is_alive(), list(answered)  # before the lock is let go
+        done.set()
+        holder.join(10)
+        beat.join(10)
+        assert still_held and got, "the heartbeat waited for the cycle's lock"
+        state = ctl.registry.clusters["prov-hubei"]
+        assert state.health == "Ready" and state.reported == CAP
+    finally:
+        ctl.stop()
+        ctl.store.close()
