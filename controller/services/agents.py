@@ -76,12 +76,11 @@ class AgentProtocol:
         }
 
     @staticmethod
-    def contact(state: ClusterState, at: datetime, reported: dict[str, Any] | None) -> None:
+    def contact(state: ClusterState, at: datetime) -> None:
         """A committed contact in the registry: without the controller's lock, which a scheduling
         cycle holds for the whole of its evaluation and write (0.5 s and more for 10,000 jobs), so
         renewals never queue behind a cycle. Each field is replaced whole, and health last: who
         sees the cluster Ready also sees this contact (``expire_leases`` reads them unlocked)."""
-        state.reported = reported
         state.last_heartbeat = at
         state.health = Health.Ready
 
@@ -92,7 +91,8 @@ class AgentProtocol:
         t_now = now()
         was = state.health
         self.store.heartbeat(cluster, reported, t_now)
-        self.contact(state, t_now, reported)
+        state.reported = reported
+        self.contact(state, t_now)
         if was != Health.Ready:
             self.note_cluster(cluster, state, "its agent's heartbeat arrived")
             self.wake()
@@ -196,7 +196,7 @@ class AgentProtocol:
                 self.store.touch_cluster(conn, cluster, t_now)
         if renew:
             was = state.health
-            self.contact(state, t_now, state.reported)
+            self.contact(state, t_now)
             if was != Health.Ready:
                 self.note_cluster(cluster, state, "its agent reported")
             finished = finished or was != Health.Ready
