@@ -72,11 +72,12 @@ ENTRY_POINTS = {
     "policy generate + check": """
 from controller.cli import main
 import tempfile, shutil, pathlib
-d = pathlib.Path(tempfile.mkdtemp())
-for f in ("residency.yaml", "placement.yaml", "quota.yaml"):
-    shutil.copy(pathlib.Path("policies") / f, d / f)
-assert main(["policy", "generate", "--out", str(d)]) == 0
-assert main(["policy", "check", str(d)]) == 0
+with tempfile.TemporaryDirectory() as tmp:
+    d = pathlib.Path(tmp)
+    for f in ("residency.yaml", "placement.yaml", "quota.yaml"):
+        shutil.copy(pathlib.Path("policies") / f, d / f)
+    assert main(["policy", "generate", "--out", str(d)]) == 0
+    assert main(["policy", "check", str(d)]) == 0
 """,
     "simulated federation, trace, replay setup, DR levels": """
 from controller.sim.federation import federation
@@ -89,7 +90,8 @@ assert len(jobs) == 50 and LEVELS
     "demo": """
 from controller.cli import main
 import tempfile
-assert main(["demo", "--workdir", tempfile.mkdtemp()]) == 0
+with tempfile.TemporaryDirectory() as d:
+    assert main(["demo", "--workdir", d]) == 0
 """,
 }
 
