@@ -28,6 +28,8 @@ REASON_AGENT_KILLED = "AgentKilled"
 
 # An agent's calls in flight at once: its renewal, its step's call, a release or a stop's report.
 AGENT_CONNECTIONS = 4
+# How long the first heartbeats are tried again before the agents start regardless.
+FIRST_CONTACT_S = 20.0
 
 
 class EmbeddedFederation:
@@ -93,8 +95,18 @@ class EmbeddedFederation:
                     self.metrics_servers[name] = serve_metrics(
                         self.registries[name], self.metrics_ports[name]
                     )
-            # First heartbeats before anything else, so every cluster is Ready together.
-            await asyncio.gather(*(a.heartbeat() for a in self.agents.values()))
+            # First heartbeats before anything else, so every cluster is Ready together; one that
+            # failed (a renewal timed out while 42 connections opened on a loaded machine) is
+            # tried again, for at most FIRST_CONTACT_S (start() gives up at its own timeout).
+            waiting = list(self.agents.values())
+            deadline = asyncio.get_running_loop().time() + FIRST_CONTACT_S
+            while waiting and not self._stop.is_set():
+                done = await asyncio.gather(*(a.heartbeat() for a in waiting))
+                waiting = [a for a, ok in zip(waiting, done, strict=True) if not ok]
+                if waiting and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.2)
+                else:
+                    break
             for name in self.agents:
                 self._start_agent(name)
             self._ready.set()
