@@ -96,17 +96,17 @@ class EmbeddedFederation:
                         self.registries[name], self.metrics_ports[name]
                     )
             # First heartbeats before anything else, so every cluster is Ready together; one that
-            # failed (a renewal timed out while 42 connections opened on a loaded machine) is
-            # tried again, for at most FIRST_CONTACT_S (start() gives up at its own timeout).
+            # failed (on a loaded machine, say) is tried again every 0.2 s for at most
+            # FIRST_CONTACT_S (start() gives up at its own timeout).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + FIRST_CONTACT_S
             waiting = list(self.agents.values())
-            deadline = asyncio.get_running_loop().time() + FIRST_CONTACT_S
-            while waiting and not self._stop.is_set():
+            while True:
                 done = await asyncio.gather(*(a.heartbeat() for a in waiting))
                 waiting = [a for a, ok in zip(waiting, done, strict=True) if not ok]
-                if waiting and asyncio.get_running_loop().time() < deadline:
-                    await asyncio.sleep(0.2)
-                else:
+                if not waiting or self._stop.is_set() or loop.time() >= deadline:
                     break
+                await asyncio.sleep(0.2)
             for name in self.agents:
                 self._start_agent(name)
             self._ready.set()
