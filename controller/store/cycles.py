@@ -37,16 +37,7 @@ class CyclesRepo(StoreBase):
         A job no longer in the expected phase/attempt (cancelled meanwhile) is skipped; returns
         the ids actually changed. Decisions of skipped jobs are not written."""
         ids = [r["id"] for r in scheduled] + [r["id"] for r in requeued]
-        current: dict[str, tuple[str, int, str | None]] = {}
-        for k in range(0, len(ids), 500):
-            q = (
-                select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster)
-                .where(t.jobs.c.id.in_(ids[k : k + 500]))
-                .order_by(t.jobs.c.id)
-                .with_for_update()
-            )
-            for row in conn.execute(q):
-                current[row.id] = (row.phase, row.attempt, row.cluster)
+        current = self._phases_of(conn, ids)
         at = now()
         ok_sched = [
             r for r in scheduled if current.get(r["id"], ("", -1, None))[:2] == ("Pending", r["attempt"])
@@ -140,6 +131,32 @@ class CyclesRepo(StoreBase):
                 [{"b_id": i, "b_message": m} for i, m in sorted(messages)],
             )
         return changed
+
+    def _phases_of(self, conn: Connection, ids: Sequence[str]) -> dict[str, tuple[str, int, str | None]]:
+        """(phase, attempt, cluster) of each of ``ids`` that exists, in ``conn``'s transaction,
+        the rows locked for update under PostgreSQL (SQLite's write transaction already excludes
+        other writers). Under SQLite one plain statement per 500 ids through the driver: built
+        and read through SQLAlchemy's expressions and rows, this read cost about 10 µs a job of
+        a 10,000-job cycle, a fifth of ``apply_cycle``."""
+        current: dict[str, tuple[str, int, str | None]] = {}
+        for k in range(0, len(ids), 500):
+            chunk = list(ids[k : k + 500])
+            if self.is_sqlite:
+                marks = ",".join("?" * len(chunk))
+                rows = conn.exec_driver_sql(
+                    f"SELECT id, phase, attempt, cluster FROM jobs WHERE id IN ({marks})", tuple(chunk)
+                ).all()
+            else:
+                q = (
+                    select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster)
+                    .where(t.jobs.c.id.in_(chunk))
+                    .order_by(t.jobs.c.id)
+                    .with_for_update()
+                )
+                rows = conn.execute(q).all()
+            for job_id, phase, attempt, cluster in rows:
+                current[job_id] = (phase, attempt, cluster)
+        return current
 
     def insert_decisions(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Insert a cycle's decision rows in job id order: ids are time-ordered, so the rows'
