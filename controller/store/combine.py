@@ -17,8 +17,17 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-# Failed batches remembered for their waiters (a waiter reads its batch's outcome after waking).
-_KEEP_ERRORS = 64
+
+class _Batch:
+    """One transaction's items' shared outcome: whether its write ended, and what it raised.
+    Each caller holds the record of the batch its item joined, so it reads that batch's outcome
+    however many batches are written before it wakes."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.error: BaseException | None = None
 
 
 class Combiner(Generic[K, V]):
@@ -34,10 +43,8 @@ class Combiner(Generic[K, V]):
         self._merge = merge
         self._cond = threading.Condition()
         self._pending: dict[K, V] = {}
-        self._open = 0  # the batch items join now
-        self._done = -1  # the last batch whose write ended
+        self._open = _Batch()  # the batch items join now
         self._writing = False
-        self._errors: dict[int, BaseException] = {}
         self.batches = 0  # transactions written (for tests and measurements)
         self.items = 0
 
@@ -46,14 +53,15 @@ class Combiner(Generic[K, V]):
             old = self._pending.get(key)
             self._pending[key] = value if old is None or self._merge is None else self._merge(old, value)
             mine = self._open
-            while self._done < mine and self._writing:
+            while not mine.done and self._writing:
                 self._cond.wait()
-            if self._done >= mine:
-                self._raise_for(mine)
+            if mine.done:
+                if mine.error is not None:
+                    raise mine.error
                 return
             # No write in flight and this item's batch unwritten: write it (with all queued since).
             batch, self._pending = self._pending, {}
-            self._open += 1
+            self._open = _Batch()
             self._writing = True
         error: BaseException | None = None
         try:
@@ -62,13 +70,9 @@ class Combiner(Generic[K, V]):
             error = exc
         with self._cond:
             self._writing = False
-            self._done = mine
+            mine.done, mine.error = True, error
             self.batches += 1
             self.items += len(batch)
-            if error is not None:
-                self._errors[mine] = error
-                for old_batch in [b for b in self._errors if b < mine - _KEEP_ERRORS]:
-                    del self._errors[old_batch]
             self._cond.notify_all()
         if error is not None:
             raise error
@@ -77,8 +81,3 @@ class Combiner(Generic[K, V]):
         """Items waiting for the next transaction."""
         with self._cond:
             return len(self._pending)
-
-    def _raise_for(self, batch: int) -> None:
-        error = self._errors.get(batch)
-        if error is not None:
-            raise error

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from controller.service import Controller
 from controller.settings import Settings
 from controller.store import Store
@@ -95,6 +97,66 @@ def test_a_failed_transaction_fails_every_caller_in_it_and_not_the_next() -> Non
     assert errors == {"b": "database gone", "c": "database gone"}  # "a" committed first
     c.put("d", 1)  # the next transaction goes through
     assert calls[-1] == {"d": 1}
+
+
+def test_a_caller_that_wakes_late_still_gets_its_transactions_failure() -> None:
+    """A caller of a failed transaction raises its error however many transactions are written
+    before it wakes (the first version kept the errors of the last 64 failed transactions only:
+    a caller that woke after more had failed returned as if its item had committed)."""
+    first_in = threading.Event()
+    release = threading.Event()
+    late = threading.Event()  # holds the late caller between its wake-up and its check
+
+    def write(batch: dict[str, int]) -> None:
+        if "w" in batch:
+            first_in.set()
+            release.wait(10)
+        if "late" in batch or any(k.startswith("x") for k in batch):
+            raise RuntimeError("database gone")
+
+    c: Combiner[str, int] = Combiner(write)
+    held: list[bool] = []
+
+    class SlowToWake(threading.Condition):
+        def wait(self, timeout: float | None = None) -> bool:
+            woke = super().wait(timeout)
+            if threading.current_thread().name == "late" and not held:
+                held.append(True)
+                self.release()  # another caller takes over, and many transactions go by
+                late.wait(10)
+                self.acquire()
+            return woke
+
+    c._cond = SlowToWake()
+    outcome: dict[str, str] = {}
+
+    def put(k: str) -> None:
+        try:
+            c.put(k, 1)
+            outcome[k] = "returned"
+        except RuntimeError as exc:
+            outcome[k] = str(exc)
+
+    writer = threading.Thread(target=put, args=("w",))
+    writer.start()
+    assert first_in.wait(10)
+    slow = threading.Thread(target=put, args=("late",), name="late")
+    slow.start()
+    wait_until(lambda: c.queued() == 1)
+    other = threading.Thread(target=put, args=("other",))
+    other.start()
+    wait_until(lambda: c.queued() == 2)
+    release.set()  # "other" writes the failed batch holding "late"; "late" is held
+    other.join(10)
+    assert outcome.get("other") == "database gone"
+    for k in range(100):  # a hundred more transactions fail before "late" looks at its own
+        with pytest.raises(RuntimeError):
+            c.put(f"x{k}", 1)
+    late.set()
+    for t in (writer, slow):
+        t.join(10)
+    assert outcome == {"w": "returned", "other": "database gone", "late": "database gone"}
+    assert held == [True]
 
 
 def test_the_later_heartbeat_of_a_cluster_wins_within_a_batch() -> None:
