@@ -516,6 +516,12 @@ def summary_md(report: dict[str, Any]) -> str:
             f"µs per decision {s['us_per_decision']}; with the rest of the cycle's writes "
             f"{s['with_rest_of_cycle_writes_decisions_per_s']}/s)",
         ]
+    if "scheduler_shipped" in report:
+        s = report["scheduler_shipped"]
+        lines.append(
+            f"- the same under the shipped policies (tenant quotas, locality wait "
+            f"{s['locality_wait_max_s']:g} s): {s['decisions_per_s']} (µs per decision {s['us_per_decision']})"
+        )
     if "scheduler_templated" in report:
         s = report["scheduler_templated"]
         lines.append(
@@ -572,6 +578,7 @@ def summary_md(report: dict[str, Any]) -> str:
 
 PARTS = [
     "scheduler",
+    "scheduler-shipped",
     "templated",
     "scaling",
     "memory",
@@ -629,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if "scheduler" not in skip:
         part("scheduler", mixed.bench_scheduler, args.data_dir)
+    if "scheduler-shipped" not in skip:  # the same queue under the repository's own policies
+        part("scheduler_shipped", mixed.bench_scheduler, args.data_dir, policies="shipped")
     if "templated" not in skip:
         part("scheduler_templated", bench_scheduler_templated, args.data_dir)
     if "scaling" not in skip:

@@ -37,6 +37,7 @@ from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.shapes import tune_gc
 from controller.scheduler.stored import cycle_rows
+from controller.services.policy_files import load_policy_set
 from controller.settings import REPO_POLICIES, Settings
 from controller.sim.federation import ALL_PLUGINS, federation, snapshot_of
 from controller.sim.mixed import MixedJobs
@@ -74,17 +75,31 @@ def job_row(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict[str, Any]:
+def bench_scheduler(
+    data_dir: Path, runs: int = 10, batch: int = 10_000, policies: str = "all-plugins"
+) -> dict[str, Any]:
     """Fully mixed queue, decisions stored as in production, one thread. One ``BatchScheduler``
     across batches (as the service keeps it), a fresh empty federation and ``batch`` new
     distinct jobs per batch; the first batch is reported apart (cold caches). As on a leader,
     the policies' objects are kept between cycles, and each batch's snapshot is a new generation
-    (one cluster's allocatable differs, as an agent's heartbeat reports)."""
+    (one cluster's allocatable differs, as an agent's heartbeat reports).
+
+    ``policies``: ``all-plugins`` (the floor's figure since issue 15: every filter and score,
+    no tenant quota, no locality wait, the default residency policy) or ``shipped`` (the
+    repository's ``policies/``: placement with its locality wait, tenant quotas with borrowing
+    limits and reclaim, residency), which a deployed leader runs."""
     topo, cat, net = world(data_dir)
     gen = MixedJobs(topo, cat, seed=5)
-    bs = BatchScheduler(Scheduler.from_policy(ALL_PLUGINS), QuotaPolicy())
+    if policies == "shipped":
+        files = load_policy_set(REPO_POLICIES)
+        placement, quota, residency = files.placement, files.quota, files.residency
+    elif policies == "all-plugins":
+        # the leader keeps its policies' objects between cycles
+        placement, quota, residency = ALL_PLUGINS, QuotaPolicy(), ResidencyPolicy()
+    else:
+        raise ValueError(f"policies: all-plugins or shipped, not {policies!r}")
+    bs = BatchScheduler(Scheduler.from_policy(placement), quota)
     tune_gc()  # as the service does when its loops start
-    residency = ResidencyPolicy()  # the leader keeps its policies' objects between cycles
     stages: dict[str, list[float]] = {"intern": [], "schedule": [], "build": [], "write": [], "rest": []}
     totals: list[float] = []
     cpu: list[float] = []  # CPU seconds of this process in the timed section
@@ -174,7 +189,9 @@ def bench_scheduler(data_dir: Path, runs: int = 10, batch: int = 10_000) -> dict
         "scheduled_per_batch": scheduled,
         "clusters": len(topo.clusters),
         "caches": bs.cache_stats() if hasattr(bs, "cache_stats") else None,
-        "plugins": {"filters": ALL_PLUGINS.filters, "scores": [s.name for s in ALL_PLUGINS.scores]},
+        "plugins": {"filters": placement.filters, "scores": [s.name for s in placement.scores]},
+        "policies": policies,
+        "locality_wait_max_s": placement.locality_wait_max_s,
         "queue": "every job distinct: controller/sim/mixed.py",
     }
 
