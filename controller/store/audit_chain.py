@@ -34,7 +34,8 @@ _SM3 = hashlib.new("sm3")  # never updated: each digest starts from a copy of it
 
 def sm3(data: bytes) -> str:
     """SM3 of ``data``, hex. From a copy of an empty hash object: ``hashlib.new("sm3")`` looks
-    the algorithm up in OpenSSL on every call, a third of the time of a digest of an audit row."""
+    the algorithm up in OpenSSL on every call, about a fifth of the time of an audit row's digest
+    (5.0 against 3.9 µs for 400 bytes)."""
     h = _SM3.copy()
     h.update(data)
     return h.hexdigest()
