@@ -23,7 +23,9 @@ longer than any transaction of ours; an id whose transaction rolled back never a
 
 Reads and the in-memory updates happen under the controller's lock, the lock its own write
 paths hold while they change the same views after committing, so a sync cannot undo a change
-this process made meanwhile.
+this process made meanwhile. A cluster's contact (health, last heartbeat, report) is the
+exception: heartbeats and reports apply it without the controller's lock, under the registry's
+``contacts`` lock, so a sync keeps a contact newer than the row it read.
 """
 
 from __future__ import annotations
@@ -156,9 +158,17 @@ class StoreFollower:
                     stats.clusters_changed += 1
                 state.cordoned = bool(row["cordoned"])
                 state.draining = bool(row["draining"])
-                state.health = row["health"]
-                state.last_heartbeat = utc(row["last_heartbeat"])
-                state.reported = sanitize_reported(row["reported"])
+                contact = utc(row["last_heartbeat"])
+                with registry.contacts:
+                    # A contact this process applied after these rows were read (heartbeats and
+                    # reports update the registry without the controller's lock) is newer than
+                    # the row: keep it, and its health and report, rather than go back.
+                    if state.last_heartbeat is None or (
+                        contact is not None and contact >= state.last_heartbeat
+                    ):
+                        state.health = row["health"]
+                        state.last_heartbeat = contact
+                        state.reported = sanitize_reported(row["reported"])
             if rebuild:
                 registry.rebuild_network()
             self.cluster_rows = rows

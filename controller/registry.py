@@ -3,6 +3,7 @@ allocation ledger. In memory for speed, written through to the store."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -90,6 +91,10 @@ class Registry:
     clusters: dict[str, ClusterState] = field(default_factory=dict)
     network: NetworkModel | None = None
     ledger: Ledger = field(default_factory=lambda: Ledger())
+    # Guards each cluster's contact (health, last_heartbeat, reported) between a contact this
+    # process applies without the controller's lock (``AgentProtocol.contact``) and the store
+    # follower's sync, which must not put back the older contact it read before that one.
+    contacts: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def rebuild_network(self) -> None:
         specs = [s.spec for s in self.clusters.values()]

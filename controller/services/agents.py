@@ -25,6 +25,7 @@ from controller.registry import ClusterState, Health, Registry
 from controller.store.store import ACTIVE_PHASES, Store, now
 
 log = logging.getLogger("yiwang.controller")
+_KEEP: Any = object()  # ``contact`` without a report: the cluster's last report stays
 
 
 class AgentProtocol:
@@ -75,14 +76,21 @@ class AgentProtocol:
             "heartbeat_interval_s": self.heartbeat_interval_s(),
         }
 
-    @staticmethod
-    def contact(state: ClusterState, at: datetime) -> None:
-        """A committed contact in the registry: without the controller's lock, which a scheduling
-        cycle holds for the whole of its evaluation and write (0.5 s and more for 10,000 jobs), so
-        renewals never queue behind a cycle. Each field is replaced whole, and health last: who
-        sees the cluster Ready also sees this contact (``expire_leases`` reads them unlocked)."""
-        state.last_heartbeat = at
-        state.health = Health.Ready
+    def contact(self, state: ClusterState, at: datetime, reported: Any = _KEEP) -> None:
+        """A committed contact in the registry (with the heartbeat's report, when given): not
+        under the controller's lock, which a scheduling cycle holds for the whole of its
+        evaluation and write (0.5 s and more for 10,000 jobs), so renewals never queue behind a
+        cycle; under the registry's contact lock, which the store follower's sync also takes to
+        apply the cluster rows it read, keeping a contact newer than the row (without it, a sync
+        that read the rows just before this contact committed put the older contact back: a
+        cluster that had just renewed showed as not Ready until its next renewal). Each field is
+        replaced whole, and health last: who sees the cluster Ready also sees this contact
+        (``expire_leases`` reads them unlocked)."""
+        with self.registry.contacts:
+            if reported is not _KEEP:
+                state.reported = reported
+            state.last_heartbeat = at
+            state.health = Health.Ready
 
     def heartbeat(self, cluster: str, reported: dict[str, Any] | None) -> dict[str, Any]:
         """The cluster's contact: it is Ready, and its agent holds its attempts for ``lease_s``
@@ -91,8 +99,7 @@ class AgentProtocol:
         t_now = now()
         was = state.health
         self.store.heartbeat(cluster, reported, t_now)
-        state.reported = reported
-        self.contact(state, t_now)
+        self.contact(state, t_now, reported)
         if was != Health.Ready:
             self.note_cluster(cluster, state, "its agent's heartbeat arrived")
             self.wake()

@@ -326,3 +326,37 @@ def test_sync_is_visible_in_metrics(pair: tuple[Controller, Controller]) -> None
     )
     assert age < 60
     assert "yiwang_store_sync_events_total 1.0" in fresh
+
+
+def test_a_sync_that_read_the_rows_before_a_heartbeat_keeps_that_heartbeat(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats update the registry without the controller's lock; a sync that read the
+    cluster rows just before one committed must not put the older contact back (the demo saw
+    40 of 42 clusters Ready right after every first heartbeat had been answered). A verdict
+    another process wrote about the same contact (Unreachable) is still applied."""
+    ctl = Controller(Settings(database_url=db_url, background=False, holder="leader"))
+    try:
+        name = "prov-guangdong"
+        state = ctl.registry.clusters[name]
+        assert state.health != Health.Ready and state.last_heartbeat is None
+        stale = ctl.store.list_clusters()  # read by a sync before the heartbeat commits
+        report = {"capacity": {"cpu": 64, "memory_gib": 256, "gpu": 0}}
+        ctl.heartbeat(name, report)
+        contact = state.last_heartbeat
+        assert state.health == Health.Ready and contact is not None
+        monkeypatch.setattr(ctl.store, "list_clusters", lambda: stale)
+        ctl.sync_from_store()  # ... and applies those rows after it
+        assert (state.health, state.last_heartbeat, state.reported) == (Health.Ready, contact, report)
+        monkeypatch.undo()
+        ctl.sync_from_store()  # the committed row: the same contact
+        assert (state.health, state.last_heartbeat) == (Health.Ready, contact)
+        with ctl.store.tx() as conn:  # another process's verdict about that contact
+            ctl.store.set_cluster(conn, name, health=Health.Unreachable)
+        ctl.sync_from_store()
+        assert (state.health, state.last_heartbeat) == (Health.Unreachable, contact)
+        ctl.heartbeat(name, report)  # a later contact makes it Ready again, through any sync
+        ctl.sync_from_store()
+        assert state.health == Health.Ready and state.last_heartbeat > contact
+    finally:
+        ctl.store.close()
