@@ -95,20 +95,24 @@ class EmbeddedFederation:
                     self.metrics_servers[name] = serve_metrics(
                         self.registries[name], self.metrics_ports[name]
                     )
-            # First heartbeats before anything else, so every cluster is Ready together; one that
-            # failed (on a loaded machine, say) is tried again every 0.2 s for at most
-            # FIRST_CONTACT_S (start() gives up at its own timeout).
+            # First heartbeats before start() returns, so every cluster is Ready together. An
+            # agent whose first heartbeat was answered starts its loop at once (it renews on its
+            # own schedule from then on); one whose heartbeat failed is tried again every 0.2 s,
+            # for at most FIRST_CONTACT_S, then started regardless (its loop retries with backoff).
             loop = asyncio.get_running_loop()
             deadline = loop.time() + FIRST_CONTACT_S
             waiting = list(self.agents.values())
             while True:
                 done = await asyncio.gather(*(a.heartbeat() for a in waiting))
+                for agent, ok in zip(waiting, done, strict=True):
+                    if ok:
+                        self._start_agent(agent.cluster)
                 waiting = [a for a, ok in zip(waiting, done, strict=True) if not ok]
                 if not waiting or self._stop.is_set() or loop.time() >= deadline:
                     break
                 await asyncio.sleep(0.2)
-            for name in self.agents:
-                self._start_agent(name)
+            for agent in waiting:
+                self._start_agent(agent.cluster)
             self._ready.set()
             await self._stop.wait()
             for ev in self._agent_stops.values():
