@@ -245,10 +245,11 @@ class ClusterService:
                     contact = self.store.cluster_contact_for_update(conn, name)
                     if contact is not None and contact > silent_since:
                         state = self.registry.clusters.get(name)
-                        if state is not None and (
-                            state.last_heartbeat is None or state.last_heartbeat < contact
-                        ):
-                            state.last_heartbeat = contact
+                        with self.registry.contacts:  # never back past a contact applied meanwhile
+                            if state is not None and (
+                                state.last_heartbeat is None or state.last_heartbeat < contact
+                            ):
+                                state.last_heartbeat = contact
                         return 0
                 moved = self._requeue(conn, rows, event, reason)
             for job_id in moved:  # committed: only now the ledger
@@ -266,13 +267,19 @@ class ClusterService:
         pol = self.failover()
         return pol.lease_s + pol.heartbeat_grace_s
 
-    def _mark_unreachable(self, name: str) -> None:
+    def _mark_unreachable(self, name: str, seen: datetime | None) -> tuple[bool, datetime | None]:
         """Write the cluster's Unreachable health as the leader: fenced by this process's epoch in
         the same transaction, so a deposed leader's late verdict is refused (StaleLeader) and
-        cannot overwrite what the current leader sees."""
+        cannot overwrite what the current leader sees; and only while its last committed contact
+        is still ``seen``, the one judged too old (a heartbeat can commit between the judgement
+        and this write: received by another controller process, or by this one, whose heartbeats
+        do not take the controller's lock). Whether it was marked, and if not, the contact the
+        store holds (None when the cluster's row is gone)."""
         with self.store.tx() as conn:
             self.store.check_leader(conn, self.epoch())
-            self.store.set_cluster(conn, name, health=Health.Unreachable)
+            if self.store.mark_unreachable(conn, name, seen):
+                return True, None
+            return False, self.store.cluster_contact_for_update(conn, name)
 
     def expire_leases(self) -> int:
         """Mark silent clusters Unreachable after the grace (detection); once lease + grace
@@ -286,15 +293,25 @@ class ClusterService:
         moved = 0
         since = self.lead_since()
         for name, state in list(self.registry.clusters.items()):
-            hb = state.last_heartbeat
+            hb = seen = state.last_heartbeat  # the contact judged (read once: contacts move)
             if hb is not None and since is not None and since > hb:
                 # Silent since before this leader took over: count from the takeover. Re-placing
                 # later than the agent's own deadline is always safe; re-placing work that
                 # finished while no leader could hear of it would run it twice.
                 hb = since
             if state.health == Health.Ready and hb and t_now - hb > grace:
-                self._mark_unreachable(name)
-                state.health = Health.Unreachable
+                marked, later = self._mark_unreachable(name, seen)
+                with self.registry.contacts:
+                    if not marked:  # the cluster renewed after all: catch the view up
+                        if later is not None and (
+                            state.last_heartbeat is None or state.last_heartbeat < later
+                        ):
+                            state.last_heartbeat = later
+                        continue
+                    if state.last_heartbeat == seen:  # unless a contact reached it since
+                        state.health = Health.Unreachable
+                if state.health != Health.Unreachable:
+                    continue
                 self.note_cluster(
                     name, state, f"no heartbeat for more than the grace of {grace.total_seconds():g}s"
                 )

@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from controller.domain.phases import Health
 from controller.store import audit_chain
 from controller.store import schema as t
 from controller.store.base import StoreBase, now, utc
@@ -142,4 +143,17 @@ class ClustersRepo(StoreBase):
 
     def set_cluster(self, conn: Connection, name: str, **values: Any) -> bool:
         res = conn.execute(update(t.clusters).where(t.clusters.c.name == name).values(**values))
+        return bool(res.rowcount)
+
+    def mark_unreachable(self, conn: Connection, name: str, seen: datetime | None) -> bool:
+        """The cluster Unreachable, unless a contact later than ``seen`` (the last one the caller
+        judged too old) has committed meanwhile: a heartbeat that lands between the judgement
+        and this write keeps the cluster Ready. Whether it was marked."""
+        c = t.clusters.c
+        fresh = (
+            c.last_heartbeat.is_(None)
+            if seen is None
+            else or_(c.last_heartbeat.is_(None), c.last_heartbeat <= seen)
+        )
+        res = conn.execute(update(t.clusters).where(c.name == name, fresh).values(health=Health.Unreachable))
         return bool(res.rowcount)

@@ -94,11 +94,60 @@ def test_a_deposed_leaders_late_unreachable_verdict_is_refused(db_url: str) -> N
         assert state.health == "Ready"  # nothing written, so nothing noted in memory either
         new.sync_from_store()
         assert new.registry.clusters[CLUSTER].health == "Ready"
-        # The current leader's own verdict is written (the same path, its epoch current).
+        # The current leader's own verdict is written (the same path, its epoch current), the
+        # cluster silent in the store too (a verdict is written only about the last committed
+        # contact: test_a_heartbeat_landing_before_the_verdict_keeps_the_cluster_ready).
         new.lead_since = now() - timedelta(hours=1)
-        new.registry.clusters[CLUSTER].last_heartbeat = now() - timedelta(seconds=grace + 1)
+        silent_since = now() - timedelta(seconds=grace + 1)
+        with new.store.tx() as conn:
+            conn.execute(
+                update(t.clusters).where(t.clusters.c.name == CLUSTER).values(last_heartbeat=silent_since)
+            )
+        new.registry.clusters[CLUSTER].last_heartbeat = silent_since
         assert new.expire_leases() == 0
         assert stored_health(new) == "Unreachable"
+        assert new.registry.clusters[CLUSTER].health == "Unreachable"
     finally:
         old.store.close()
         new.store.close()
+
+
+def test_a_heartbeat_landing_before_the_verdict_keeps_the_cluster_ready(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats commit and update the registry without the controller's lock: one that lands
+    between the leader's judgement (no contact for longer than the grace) and its write of the
+    verdict keeps the cluster Ready, in the store and in the registry; without a contact in
+    between, the verdict stands."""
+    ctl = make_controller(db_url, holder="beijing", leader_ttl_s=5.0)
+    try:
+        report = {"capacity": {"cpu": 64, "memory_gib": 256, "gpu": 0}}
+        ctl.heartbeat(CLUSTER, report)
+        grace = ctl.policies.failover.heartbeat_grace_s
+        ctl.lead_since = now() - timedelta(hours=1)
+        state = ctl.registry.clusters[CLUSTER]
+
+        def go_silent() -> None:
+            silent_since = now() - timedelta(seconds=grace + 1)
+            with ctl.store.tx() as conn:
+                conn.execute(
+                    update(t.clusters).where(t.clusters.c.name == CLUSTER).values(last_heartbeat=silent_since)
+                )
+            state.last_heartbeat = silent_since
+
+        go_silent()
+        real = ctl.clusters._mark_unreachable
+
+        def heartbeat_first(name: str, seen: Any) -> tuple[bool, Any]:
+            ctl.heartbeat(CLUSTER, report)  # lands after the judgement, before the verdict
+            return real(name, seen)
+
+        monkeypatch.setattr(ctl.clusters, "_mark_unreachable", heartbeat_first)
+        assert ctl.expire_leases() == 0
+        assert stored_health(ctl) == "Ready" and state.health == "Ready"
+        monkeypatch.undo()
+        go_silent()
+        assert ctl.expire_leases() == 0
+        assert stored_health(ctl) == "Unreachable" and state.health == "Unreachable"
+    finally:
+        ctl.store.close()
