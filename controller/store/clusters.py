@@ -150,10 +150,12 @@ class ClustersRepo(StoreBase):
         judged too old) has committed meanwhile: a heartbeat that lands between the judgement
         and this write keeps the cluster Ready. Whether it was marked."""
         c = t.clusters.c
-        fresh = (
+        unrenewed = (
             c.last_heartbeat.is_(None)
             if seen is None
             else or_(c.last_heartbeat.is_(None), c.last_heartbeat <= seen)
         )
-        res = conn.execute(update(t.clusters).where(c.name == name, fresh).values(health=Health.Unreachable))
+        res = conn.execute(
+            update(t.clusters).where(c.name == name, unrenewed).values(health=Health.Unreachable)
+        )
         return bool(res.rowcount)
