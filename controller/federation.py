@@ -104,10 +104,13 @@ class EmbeddedFederation:
             waiting = list(self.agents.values())
             while True:
                 done = await asyncio.gather(*(a.heartbeat() for a in waiting))
+                failed = []
                 for agent, ok in zip(waiting, done, strict=True):
                     if ok:
                         self._start_agent(agent.cluster)
-                waiting = [a for a, ok in zip(waiting, done, strict=True) if not ok]
+                    else:
+                        failed.append(agent)
+                waiting = failed
                 if not waiting or self._stop.is_set() or loop.time() >= deadline:
                     break
                 await asyncio.sleep(0.2)

@@ -96,6 +96,13 @@ class Registry:
     # follower's sync, which must not put back the older contact it read before that one.
     contacts: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def advance_contact(self, state: ClusterState, at: datetime | None) -> None:
+        """The cluster's last contact moved forward to ``at`` (a contact the store holds that this
+        view has not seen), never back past one applied meanwhile."""
+        with self.contacts:
+            if at is not None and (state.last_heartbeat is None or state.last_heartbeat < at):
+                state.last_heartbeat = at
+
     def rebuild_network(self) -> None:
         specs = [s.spec for s in self.clusters.values()]
         names = {c.name for c in specs}

@@ -245,11 +245,8 @@ class ClusterService:
                     contact = self.store.cluster_contact_for_update(conn, name)
                     if contact is not None and contact > silent_since:
                         state = self.registry.clusters.get(name)
-                        with self.registry.contacts:  # never back past a contact applied meanwhile
-                            if state is not None and (
-                                state.last_heartbeat is None or state.last_heartbeat < contact
-                            ):
-                                state.last_heartbeat = contact
+                        if state is not None:
+                            self.registry.advance_contact(state, contact)
                         return 0
                 moved = self._requeue(conn, rows, event, reason)
             for job_id in moved:  # committed: only now the ledger
@@ -301,13 +298,10 @@ class ClusterService:
                 hb = since
             if state.health == Health.Ready and hb and t_now - hb > grace:
                 marked, later = self._mark_unreachable(name, seen)
+                if not marked:  # the cluster renewed after all: catch the view up
+                    self.registry.advance_contact(state, later)
+                    continue
                 with self.registry.contacts:
-                    if not marked:  # the cluster renewed after all: catch the view up
-                        if later is not None and (
-                            state.last_heartbeat is None or state.last_heartbeat < later
-                        ):
-                            state.last_heartbeat = later
-                        continue
                     if state.last_heartbeat == seen:  # unless a contact reached it since
                         state.health = Health.Unreachable
                 if state.health != Health.Unreachable:
