@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from controller.domain import phases
-from controller.domain.decision_codec import resolve_parts, unpack_decision
+from controller.domain.decision_codec import resolve_parts, unpack_decision, unpack_frame
 from controller.domain.phases import JobPhase, Reason
 from controller.store import audit_chain
 from controller.store import schema as t
@@ -21,6 +21,7 @@ from controller.store.jobs import ACTIVE_PHASES
 
 class CyclesRepo(StoreBase):
     _contexts: dict[str, dict[str, Any]]  # decision contexts read (immutable)
+    _frames: dict[str, bytes]  # packed decision columns read, decompressed (immutable; at most 4)
 
     def apply_cycle(
         self,
@@ -197,8 +198,9 @@ class CyclesRepo(StoreBase):
         """The job's latest stored decision body, with the row's own columns (job, attempt,
         status, cluster, time: the body does not repeat them) and, for a body in the columns
         format, what it names in ``decision_parts`` (``resolve_parts``: its context, its slice
-        of the cycle's packed columns, its explanation), as ``Decision.model_validate``
-        expands it."""
+        of its chunk's packed columns, decompressed, or of a cycle's uncompressed ones as rows
+        written before stored them, its explanation), as ``Decision.model_validate`` expands
+        it."""
         d = t.decisions.c
         q = (
             select(d.body, d.job_id, d.attempt, d.status, d.cluster, d.created_at)
@@ -235,7 +237,17 @@ class CyclesRepo(StoreBase):
                 ).scalar()
                 return bytes(data or b"")
 
-            return resolve_parts({**columns, **unpack_decision(dict(row.body))}, context, piece)
+            def frame(key: str) -> bytes:
+                found = self._frames.get(key)
+                if found is None:
+                    stored = conn.execute(select(parts.data).where(parts.key == key)).scalar()
+                    found = unpack_frame(bytes(stored)) if stored else b""
+                    if len(self._frames) >= 4:  # a chunk is about 1.2 MB decompressed
+                        self._frames.clear()
+                    self._frames[key] = found
+                return found
+
+            return resolve_parts({**columns, **unpack_decision(dict(row.body))}, context, piece, frame)
 
     def put_decision_parts(self, conn: Connection, parts: Sequence[dict[str, Any]]) -> None:
         """Store a cycle's decision parts (``{key, body}`` contexts, ``{key, data}`` packed

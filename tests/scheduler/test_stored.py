@@ -9,7 +9,6 @@ cycle written to a real store reads back the same."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import orjson
 import pytest
 from sqlalchemy import insert
 
+from controller.domain.decision_codec import FRAME, unpack_frame
 from controller.policies import PlacementPolicy
 from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.decision import COLUMNS_FORMAT, Decision
@@ -43,13 +43,14 @@ def row_of(d: Any) -> dict[str, Any]:
 def expanded(parts: list[dict[str, Any]], d: Any, body: dict[str, Any]) -> Decision:
     """A stored body read back as the store reads it (``latest_decision``): the row's columns,
     unpacked, with the parts it names filled in from ``parts``."""
-    from controller.domain.decision_codec import resolve_parts, unpack_decision
+    from controller.domain.decision_codec import resolve_parts, unpack_decision, unpack_frame
 
     by_key = {p["key"]: p for p in parts}
     full = resolve_parts(
         {**row_of(d), **unpack_decision(body)},
         lambda key: by_key[key]["body"],
         lambda key, offset, length: by_key[key]["data"][offset : offset + length],
+        lambda key: unpack_frame(by_key[key]["data"]),
     )
     return Decision.model_validate(full)
 
@@ -86,6 +87,9 @@ def test_columns_bodies_expand_as_to_body(seed: int, wait: float) -> None:
         assert context["body"]["names"] == bs.names
         assert context["key"] == context_of(**context["body"])["key"]
         assert {b["blob"][0] for b in bodies} == {blob["key"]}
+        assert {b["blob"][3] for b in bodies} == {FRAME}
+        # the chunk's bytes are a zstd frame, smaller than what it holds
+        assert len(blob["data"]) < len(unpack_frame(blob["data"]))
         assert {b["why"][0] for b in bodies} == {why["key"]}
         for d, body, summary in zip(decisions, bodies, summaries, strict=True):
             formats.add(body.get("format"))
@@ -120,30 +124,32 @@ def test_decisions_alike_but_for_their_reasons_keep_their_own_summaries() -> Non
 
 @pytest.mark.parametrize("chunk", [1, 16, 97])
 def test_a_cycle_encoded_in_chunks_expands_the_same(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
-    """``encode`` works ``ENCODE_CHUNK`` decisions at a time: one blob for the cycle, a context
-    per distinct digest, every body named to its own; each expands as ``to_body``."""
+    """``encode`` works ``ENCODE_CHUNK`` decisions at a time: a frame of packed bytes per chunk,
+    a context per distinct digest, every body named to its own; each expands as ``to_body``."""
     import controller.scheduler.stored as stored
 
     monkeypatch.setattr(stored, "ENCODE_CHUNK", chunk)
     for bs, decisions in cycles(3, 300.0, n=300, count=2):
         parts, bodies, _ = encoded(bs, decisions)
-        *contexts, blob, _why = parts
+        contexts = [p for p in parts if "body" in p]
+        *frames, _why = [p for p in parts if "data" in p]
+        assert len(frames) == -(-len(decisions) // chunk)  # one a chunk
         by_key = {c["key"]: c["body"] for c in contexts}
         assert len(by_key) == len(contexts)  # each context once
         assert all(c["key"] == context_of(**c["body"])["key"] for c in contexts)
-        data = blob["data"]
-        end = 0
-        for d, body in zip(decisions, bodies, strict=True):
+        ends = {f["key"]: 0 for f in frames}
+        for j, (d, body) in enumerate(zip(decisions, bodies, strict=True)):
             ref = Decision.model_validate(d.to_body())
             if body.get("format") != COLUMNS_FORMAT:
                 assert Decision.model_validate(body) == ref
                 continue
-            key, offset, length = body["blob"]
-            assert key == blob["key"] and offset == end  # the chunks' bytes follow each other
+            key, offset, length, codec = body["blob"]
+            # a body names its own chunk's frame; in it the decisions' bytes follow each other
+            assert key == frames[j // chunk]["key"] and offset == ends[key] and codec == FRAME
             assert body["ctx"] in by_key
-            end = offset + length
+            ends[key] = offset + length
             assert expanded(parts, d, body) == ref
-        assert end == len(data)
+        assert ends == {f["key"]: len(unpack_frame(f["data"])) for f in frames}
 
 
 def test_columns_bodies_are_smaller_than_zlib_packed_to_body() -> None:
@@ -157,16 +163,35 @@ def test_columns_bodies_are_smaller_than_zlib_packed_to_body() -> None:
         assert ours < packed * 1.3
 
 
+def as_written_before_frames(rows: list[dict[str, Any]], parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every other columns body of ``rows`` rewritten as rows stored before the chunks' bytes were
+    zstd frames: naming a slice of an uncompressed part (a copy of its frame's bytes under
+    another key); the parts to add."""
+    frames = {p["key"]: p["data"] for p in parts if "data" in p and p["data"][:4] == b"\x28\xb5\x2f\xfd"}
+    plain = {key: {"key": "u" + key[1:], "data": unpack_frame(data)} for key, data in frames.items()}
+    for row in rows[::2]:
+        ref = row["body"].get("blob")
+        if ref is not None:
+            key, offset, length, _ = ref
+            row["body"] = {**row["body"], "blob": [plain[key]["key"], offset, length]}
+    return list(plain.values())
+
+
 @pytest.mark.parametrize("chunk", [1024, 13])
 def test_a_cycle_written_to_the_store_reads_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+    db_url: str, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
+    """On SQLite and PostgreSQL, a cycle's decisions read back from the store as ``to_body``, both
+    those naming a slice of a chunk's zstd frame and those written before, naming a slice of a
+    cycle's uncompressed bytes."""
     import controller.scheduler.stored as stored
 
-    monkeypatch.setattr(stored, "ENCODE_CHUNK", chunk)  # 13: the cycle in chunks, one blob
-    store = Store(f"sqlite:///{tmp_path}/d.db")
+    monkeypatch.setattr(stored, "ENCODE_CHUNK", chunk)  # 13: the cycle in chunks, a frame each
+    store = Store(db_url)
     (_, decisions), *_ = cycles(2, 0.0, n=120, count=1)
     rows = cycle_rows(decisions, epoch=3, lease_until=datetime.now(UTC), previous={})
+    older = as_written_before_frames(rows.decisions, rows.parts)
+    assert older and any(len(r["body"].get("blob", ())) == 3 for r in rows.decisions)
     at = datetime.now(UTC)
     with store.tx() as conn:
         conn.execute(
@@ -188,10 +213,12 @@ def test_a_cycle_written_to_the_store_reads_back(
                 for d in decisions
             ],
         )
-        store.put_decision_parts(conn, rows.parts)
+        store.put_decision_parts(conn, [*rows.parts, *older])
         store.put_decision_parts(conn, rows.parts[:1])  # the context again: nothing new
         store.executemany(conn, insert(t.decisions), rows.decisions)
     by_id = {d.job_id: d for d in decisions}
+    framed = sum(len(r["body"].get("blob", ())) == 4 for r in rows.decisions)
+    assert framed > 20
     for row in rows.decisions:
         body = store.latest_decision(row["job_id"])
         assert body is not None
