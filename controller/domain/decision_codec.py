@@ -8,14 +8,18 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import zstandard
 
 PACKED_DECISION = "yiwang.decision.zlib/1"
-# A part whose bytes are one zstd frame (``pack_frame``): a body's ``blob`` reference names it
-# with this fourth element, and its offset and length are in the frame's decompressed bytes.
+# A part whose bytes are one zstd frame of a chunk's packed columns (``pack_frame``): a body's
+# ``blob`` reference names it with this fourth element; its offset and length are in the bytes
+# ``unpack_frame`` gives back (each decision's codes, then its records, decision after decision).
 FRAME = "zstd"
-FRAME_LEVEL = 1  # zstd's level 1: a cycle's packed columns 2.9x smaller at about 4 us a decision
+FRAME_LEVEL = 1  # zstd's level 1
+FRAME_MAGIC = b"YWC1"
 
 
 def pack_decision(body: dict[str, Any]) -> dict[str, Any]:
@@ -39,14 +43,70 @@ def unpack_decision(stored: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def pack_frame(data: bytes, compressor: zstandard.ZstdCompressor | None = None) -> bytes:
-    """``data`` as one zstd frame (its size recorded in the frame's header)."""
-    return (compressor or zstandard.ZstdCompressor(level=FRAME_LEVEL)).compress(data)
+def pack_frame(
+    code_len: npt.NDArray[np.uint32],
+    rec_count: npt.NDArray[np.uint32],
+    itemsizes: list[int],
+    codes: bytes,
+    columns: list[bytes],
+    compressor: zstandard.ZstdCompressor | None = None,
+) -> bytes:
+    """A chunk of decisions' packed bytes as one zstd frame, stored column by column: a header
+    (``FRAME_MAGIC``, the decisions, the records, the columns, each column's item size, each
+    decision's code bytes and record count), every decision's codes back to back, then each
+    column's values for every record. Laid out so, like values sit together: on the mixed
+    queue the frame is 4.0 times smaller than the decisions' bytes (2.9 when compressed as
+    written decision by decision) and compresses faster. ``unpack_frame`` restores the bytes
+    decision by decision, so the bodies' offsets and the decoder are the same either way."""
+    D, K = len(code_len), len(itemsizes)
+    R = int(rec_count.sum())
+    head = np.array([D, R, K, *itemsizes], dtype="<u4").tobytes()
+    payload = b"".join(
+        [
+            FRAME_MAGIC,
+            head,
+            code_len.astype("<u4").tobytes(),
+            rec_count.astype("<u4").tobytes(),
+            codes,
+            *columns,
+        ]
+    )
+    return (compressor or zstandard.ZstdCompressor(level=FRAME_LEVEL)).compress(payload)
 
 
 def unpack_frame(frame: bytes) -> bytes:
-    """The bytes ``pack_frame`` packed."""
-    return zstandard.ZstdDecompressor().decompress(frame)
+    """The bytes ``pack_frame`` packed, decision by decision: each decision's codes followed by
+    its records (each record its columns' values side by side)."""
+    data = zstandard.ZstdDecompressor().decompress(frame)
+    if data[:4] != FRAME_MAGIC:
+        raise ValueError("not a frame of packed decision columns")
+    D, R, K = (int(x) for x in np.frombuffer(data, dtype="<u4", count=3, offset=4))
+    at = 16
+    itemsizes = np.frombuffer(data, dtype="<u4", count=K, offset=at).tolist()
+    at += 4 * K
+    code_len = np.frombuffer(data, dtype="<u4", count=D, offset=at).tolist()
+    at += 4 * D
+    rec_count = np.frombuffer(data, dtype="<u4", count=D, offset=at).tolist()
+    at += 4 * D
+    codes = data[at : at + sum(code_len)]
+    at += len(codes)
+    record = np.dtype([(f"c{k}", f"V{size}") for k, size in enumerate(itemsizes)]) if K else None
+    records = b""
+    if record is not None and R:
+        rec = np.empty(R, dtype=record)
+        for k, size in enumerate(itemsizes):
+            rec[f"c{k}"] = np.frombuffer(data, dtype=f"V{size}", count=R, offset=at)
+            at += size * R
+        records = rec.tobytes()
+    width = record.itemsize if record is not None else 0
+    out: list[bytes] = []
+    c = r = 0
+    for cl, rc in zip(code_len, rec_count, strict=True):
+        out.append(codes[c : c + cl])
+        out.append(records[r * width : (r + rc) * width])
+        c += cl
+        r += rc
+    return b"".join(out)
 
 
 def resolve_parts(

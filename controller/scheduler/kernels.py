@@ -324,50 +324,6 @@ def group_counts(G: Any) -> tuple[BoolArray, Any, Any, Any, Any]:
 
 
 @_compiled
-def _pack(
-    G: Any, small: BoolArray, G8: Any, records: Any, spans: Any, keep: BoolArray, out: Any, lengths: Any
-) -> int:
-    D, n = G.shape
-    at = 0
-    src = 0
-    for j in range(D):
-        span = spans[j]
-        if not keep[j]:
-            lengths[j] = 0
-            src += span
-            continue
-        start = at
-        if small[j]:
-            out[at : at + n] = G8[j]
-            at += n
-        else:  # two bytes a cluster, little-endian
-            for c in range(n):
-                g = G[j, c]
-                out[at] = g & 0xFF
-                out[at + 1] = g >> 8
-                at += 2
-        out[at : at + span] = records[src : src + span]
-        at += span
-        src += span
-        lengths[j] = at - start
-    return at
-
-
-def pack_blobs(
-    G: Any, small: BoolArray, G8: Any, records: Any, spans: Any, keep: BoolArray
-) -> tuple[bytes, Any]:
-    """A chunk's packed bytes and each decision's length in them: per decision kept, in order,
-    its codes (its row of ``G8`` where ``small``, else its row of ``G`` as two little-endian
-    bytes a cluster) followed by its ``spans[j]`` bytes of ``records`` (the decisions' records
-    back to back, in order; a decision not kept writes nothing and its records are skipped)."""
-    D, n = G.shape
-    out = np.empty(2 * D * n + len(records), dtype=np.uint8)
-    lengths = np.empty(D, dtype=np.int64)
-    size = int(_pack(G, small, G8, records, spans, keep, out, lengths))
-    return out[:size].tobytes(), lengths
-
-
-@_compiled
 def _columns(
     block: FloatArray,
     kept: Any,
@@ -463,7 +419,7 @@ def score_columns(
     return out
 
 
-DISPATCHERS = (fit_balance, _normalize, reserve, _ledger_drops, _reprieve, _listing, _groups, _pack, _columns)
+DISPATCHERS = (fit_balance, _normalize, reserve, _ledger_drops, _reprieve, _listing, _groups, _columns)
 
 
 def warm_up() -> None:
@@ -491,7 +447,6 @@ def warm_up() -> None:
         np.zeros(1, np.bool_),
     )
     listing_codes(G, rows, 1, 2)
-    small, G8, *_ = group_counts(G)
-    pack_blobs(G, small, G8, np.zeros(2, dtype=np.uint8), ints[:1].copy(), np.ones(1, dtype=np.bool_))
+    group_counts(G)
     for transfers in (False, True):
         score_columns(np.zeros((6, 2)), ints.copy(), rows, 3, [0, 1, 2, 3], [1.0] * 4, transfers)

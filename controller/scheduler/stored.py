@@ -54,7 +54,6 @@ from controller.scheduler.kernels import (
     Rows,
     group_counts,
     listing_codes,
-    pack_blobs,
     score_columns,
 )
 
@@ -156,12 +155,12 @@ class _Listing(NamedTuple):
 
 class _Columns(NamedTuple):
     """The listed clusters' columns of a chunk: one record per listed row, the records of the
-    chunk's decisions back to back (``records``, bytes), and how many bytes each decision has
-    there (``spans``)."""
+    chunk's decisions back to back (``columns``, each in its stored type), and how many records
+    each decision has there (``counts``)."""
 
     types: list[str]
-    records: np.ndarray
-    spans: np.ndarray
+    columns: list[np.ndarray]
+    counts: np.ndarray
     bad: set[int]  # jobs with a score or time that is not finite: they store ``to_body``
     sizes_of: list[list[float] | None]
     detail: list[bool]
@@ -293,13 +292,10 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
         else:
             types.append(FLOAT64)
             arrays.append(BLOCK[P + 2].take(kept))
-    record = np.dtype([(f"c{i}", _DTYPE[t]) for i, t in enumerate(types)])
-    rec = np.empty(len(kept), dtype=record)
-    for i, a in enumerate(arrays):
-        rec[f"c{i}"] = a
+    columns = [a.astype(_DTYPE[t]) for a, t in zip(arrays, types, strict=True)]
     # A decision with a job-level reason (not ``detail``) lists no cluster: it has no records.
-    spans = np.bincount(row_job, minlength=D) * record.itemsize
-    return _Columns(types, rec.view(np.uint8), spans, bad, sizes_of, detail)
+    counts = np.bincount(row_job, minlength=D)
+    return _Columns(types, columns, counts, bad, sizes_of, detail)
 
 
 class _Explanations:
@@ -396,12 +392,12 @@ def encode(ctx: CycleContext, decisions: Sequence[CompactDecision]) -> Encoded |
     compressor = zstandard.ZstdCompressor(level=FRAME_LEVEL)  # one per call: not shared by threads
     for start in range(0, len(decisions), ENCODE_CHUNK):
         chunk = decisions[start : start + ENCODE_CHUNK]
-        got = _encode_chunk(ctx, pl, chunk, why, summaries)
+        got = _encode_chunk(ctx, pl, chunk, why, summaries, compressor)
         if got is None:
             return None
         context, part_bodies, data_key, data = got
         contexts.setdefault(context["key"], context)
-        frames.append({"key": data_key, "data": pack_frame(data, compressor)})
+        frames.append({"key": data_key, "data": data})
         bodies += part_bodies
     parts = [*contexts.values(), *frames, why.part()]
     return Encoded(parts, bodies, summaries)
@@ -413,10 +409,11 @@ def _encode_chunk(
     decisions: Sequence[CompactDecision],
     why: _Explanations,
     summaries: list[str],
+    compressor: zstandard.ZstdCompressor,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str, bytes] | None:
     """``encode`` for some of a cycle's decisions: their context, their bodies (naming their
     bytes in the chunk's packed bytes, a part of its own, and their explanations in ``why``),
-    that part's key and its bytes (not yet compressed); their summaries appended to
+    that part's key and its bytes (a frame, ``_frame``); their summaries appended to
     ``summaries``."""
     names = ctx.names
     n = len(names)
@@ -425,8 +422,7 @@ def _encode_chunk(
     G = np.concatenate([d.shape.rejected for d in decisions]).reshape(D, n)
     li = _listing(decisions, G, n, pl)
     small, G8, per_job_groups = _groups(G)
-    no_records = np.zeros(0, dtype=np.uint8)
-    cols_ = _Columns([], no_records, np.zeros(D, dtype=np.int64), set(), [None] * D, [False] * D)
+    cols_ = _Columns([], [], np.zeros(D, dtype=np.int64), set(), [None] * D, [False] * D)
     if li is not None:
         got = _columns(decisions, li, pl)
         if got is None:
@@ -441,7 +437,7 @@ def _encode_chunk(
     data_key = secrets.token_hex(16)
     keep = np.ones(D, dtype=np.bool_)
     keep[list(cols_.bad)] = False  # those store ``to_body`` and nothing in the blob
-    data, lengths = pack_blobs(G, small, G8, cols_.records, cols_.spans, keep)
+    frame, lengths = _frame(G, small, G8, cols_, keep, compressor)
     sizes = lengths.tolist()
     starts = (np.cumsum(lengths) - lengths).tolist()
     for j, d in enumerate(decisions):
@@ -468,7 +464,39 @@ def _encode_chunk(
             if cols_.sizes_of[j] is not None:
                 body["sizes"] = cols_.sizes_of[j]
         bodies.append(body)
-    return context, bodies, data_key, data
+    return context, bodies, data_key, frame
+
+
+def _frame(
+    G: np.ndarray,
+    small: np.ndarray,
+    G8: np.ndarray,
+    cols: _Columns,
+    keep: np.ndarray,
+    compressor: zstandard.ZstdCompressor,
+) -> tuple[bytes, np.ndarray]:
+    """A chunk's packed bytes as a frame (``decision_codec.pack_frame``) and each decision's
+    length in the bytes it unpacks to: per decision kept, its codes (its row of ``G8`` where
+    ``small``, else its row of ``G`` as two little-endian bytes a cluster) and its records; a
+    decision not kept has none."""
+    n = G.shape[1]
+    columns = cols.columns
+    code_len = np.where(keep, np.where(small, n, 2 * n), 0).astype(np.uint32)
+    rec_count = np.where(keep, cols.counts, 0).astype(np.uint32)
+    if not keep.all() and columns:
+        rows = np.repeat(keep, cols.counts)
+        columns = [c[rows] for c in columns]
+    wide = keep & ~small
+    if not wide.any():
+        codes = G8[keep].tobytes()
+    else:
+        codes = b"".join(
+            (G[j].astype("<u2") if wide[j] else G8[j]).tobytes() for j in np.flatnonzero(keep).tolist()
+        )
+    itemsizes = [c.dtype.itemsize for c in columns]
+    lengths = code_len.astype(np.int64) + rec_count.astype(np.int64) * sum(itemsizes)
+    packed = pack_frame(code_len, rec_count, itemsizes, codes, [c.tobytes() for c in columns], compressor)
+    return packed, lengths
 
 
 _DTYPE = {UINT8: "u1", INT32: "<i4", FLOAT64: "<f8"}

@@ -147,36 +147,6 @@ def test_kernels_compile_without_a_writable_cache(monkeypatch: pytest.MonkeyPatc
     assert all(c["error_model"] == "numpy" and c["nogil"] for c in calls)
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_pack_blobs_equals_the_bytes_joined_in_python(seed: int) -> None:
-    """Per decision kept: its codes (a byte a cluster, or two little-endian where its row does
-    not fit a byte) then its records; a decision not kept writes nothing and its records are
-    skipped, so the next decision's records are still its own."""
-    from controller.scheduler.kernels import group_counts, pack_blobs
-
-    rng = np.random.default_rng(seed)
-    D, n = 40, 9
-    codes = np.array([0, 0x0101, 0x0203, 0xFFFF, 0x0701, 0x0140], dtype=np.uint16)  # the last two: wide
-    G = rng.choice(codes, (D, n), p=[0.4, 0.2, 0.2, 0.16, 0.02, 0.02])
-    small, G8, *_ = group_counts(G)
-    assert small.any() and not small.all()  # both widths are exercised
-    spans = rng.integers(0, 4, D) * 5
-    records = rng.integers(0, 256, int(spans.sum()), dtype=np.uint8)
-    keep = rng.random(D) > 0.2
-    data, lengths = pack_blobs(G, small, G8, records, spans, keep)
-    expected, at = [], 0
-    for j in range(D):
-        own = records[at : at + spans[j]].tobytes()
-        at += spans[j]
-        if not keep[j]:
-            assert lengths[j] == 0
-            continue
-        codes = G8[j].tobytes() if small[j] else G[j].astype("<u2").tobytes()
-        expected.append(codes + own)
-        assert lengths[j] == len(codes + own)
-    assert data == b"".join(expected)
-
-
 EPS = 1e-9
 
 

@@ -152,6 +152,59 @@ def test_a_cycle_encoded_in_chunks_expands_the_same(monkeypatch: pytest.MonkeyPa
         assert ends == {f["key"]: len(unpack_frame(f["data"])) for f in frames}
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_frame_unpacks_to_each_decisions_bytes_joined_in_python(seed: int) -> None:
+    """A chunk's frame (stored column by column) unpacks, per decision kept, to its codes (a byte
+    a cluster, or two little-endian where its row does not fit a byte) then its records, each
+    record its columns side by side; a decision not kept has nothing and its records are
+    skipped, so the next decision's records are still its own; the lengths say where each
+    decision's bytes are."""
+    import zstandard
+
+    from controller.scheduler.kernels import group_counts
+    from controller.scheduler.stored import _Columns, _frame
+
+    rng = np.random.default_rng(seed)
+    D, n = 40, 9
+    codes = np.array([0, 0x0101, 0x0203, 0xFFFF, 0x0701, 0x0140], dtype=np.uint16)  # the last two: wide
+    G = rng.choice(codes, (D, n), p=[0.4, 0.2, 0.2, 0.16, 0.02, 0.02])
+    small, G8, *_ = group_counts(G)
+    assert small.any() and not small.all()  # both widths are exercised
+    counts = rng.integers(0, 4, D)
+    record = np.dtype([("c0", "<i4"), ("c1", "u1"), ("c2", "<f8")])
+    records = np.zeros(int(counts.sum()), dtype=record)
+    for name in record.names or ():
+        records[name] = rng.integers(0, 200, len(records))
+    keep = rng.random(D) > 0.2
+    columns = [np.ascontiguousarray(records[name]) for name in record.names or ()]
+    cols = _Columns(["i", "b", "d"], columns, counts, set(), [None] * D, [False] * D)
+    frame, lengths = _frame(G, small, G8, cols, keep, zstandard.ZstdCompressor(level=1))
+    expected, at = [], 0
+    for j in range(D):
+        own = records[at : at + counts[j]].tobytes()
+        at += counts[j]
+        if not keep[j]:
+            assert lengths[j] == 0
+            continue
+        code = G8[j].tobytes() if small[j] else G[j].astype("<u2").tobytes()
+        expected.append(code + own)
+        assert lengths[j] == len(code + own)
+    assert unpack_frame(frame) == b"".join(expected)
+
+
+def test_a_frame_of_a_chunk_without_records_unpacks_to_its_codes() -> None:
+    import zstandard
+
+    from controller.scheduler.kernels import group_counts
+    from controller.scheduler.stored import _Columns, _frame
+
+    G = np.array([[0, 0x0101], [0x0203, 0]], dtype=np.uint16)
+    small, G8, *_ = group_counts(G)
+    cols = _Columns([], [], np.zeros(2, dtype=np.int64), set(), [None] * 2, [False] * 2)
+    frame, lengths = _frame(G, small, G8, cols, np.ones(2, dtype=bool), zstandard.ZstdCompressor(level=1))
+    assert unpack_frame(frame) == G8.tobytes() and lengths.tolist() == [2, 2]
+
+
 def test_columns_bodies_are_smaller_than_zlib_packed_to_body() -> None:
     from controller.domain.decision_codec import pack_decision
 
