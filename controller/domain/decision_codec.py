@@ -14,9 +14,10 @@ import orjson
 import zstandard
 
 PACKED_DECISION = "yiwang.decision.zlib/1"
-# A part whose bytes are one zstd frame of a chunk's packed columns (``pack_frame``): a body's
-# ``blob`` reference names it with this fourth element; its offset and length are in the bytes
-# ``unpack_frame`` gives back (each decision's codes, then its records, decision after decision).
+# A part whose bytes are one zstd frame: a chunk's packed columns (``pack_frame``) or a cycle's
+# explanations (``pack_bytes``). A body's ``blob`` or ``why`` reference names it with this fourth
+# element; its offset and length are in the bytes ``unpack_frame`` gives back (for packed
+# columns each decision's codes, then its records, decision after decision).
 FRAME = "zstd"
 FRAME_LEVEL = 1  # zstd's level 1
 FRAME_MAGIC = b"YWC1"
@@ -74,12 +75,18 @@ def pack_frame(
     return (compressor or zstandard.ZstdCompressor(level=FRAME_LEVEL)).compress(payload)
 
 
+def pack_bytes(data: bytes, compressor: zstandard.ZstdCompressor | None = None) -> bytes:
+    """``data`` as one zstd frame (a cycle's explanations: JSON)."""
+    return (compressor or zstandard.ZstdCompressor(level=FRAME_LEVEL)).compress(data)
+
+
 def unpack_frame(frame: bytes) -> bytes:
     """The bytes ``pack_frame`` packed, decision by decision: each decision's codes followed by
-    its records (each record its columns' values side by side)."""
+    its records (each record its columns' values side by side); of a frame ``pack_bytes`` made
+    (no ``FRAME_MAGIC`` first: JSON), its bytes as they are."""
     data = zstandard.ZstdDecompressor().decompress(frame)
     if data[:4] != FRAME_MAGIC:
-        raise ValueError("not a frame of packed decision columns")
+        return data
     D, R, K = (int(x) for x in np.frombuffer(data, dtype="<u4", count=3, offset=4))
     at = 16
     itemsizes = np.frombuffer(data, dtype="<u4", count=K, offset=at).tolist()
@@ -134,8 +141,13 @@ def resolve_parts(
         offset, length = int(ref[1]), int(ref[2])
         body["bytes"] = frame(str(ref[0]))[offset : offset + length]
     why = body.get("why")
-    if isinstance(why, list) and len(why) == 3:
-        raw = piece(str(why[0]), int(why[1]), int(why[2]))
+    if isinstance(why, list) and len(why) in (3, 4):
+        if len(why) == 3:
+            raw = piece(str(why[0]), int(why[1]), int(why[2]))
+        elif why[3] == FRAME and frame is not None:
+            raw = frame(str(why[0]))[int(why[1]) : int(why[1]) + int(why[2])]
+        else:
+            raise ValueError("a body naming a zstd frame is read with frame()")
         explained = orjson.loads(raw) if raw else {}
         body["rejected"] = explained.get("rejected", [])
         body["summary"] = explained.get("summary", "")

@@ -21,7 +21,7 @@ from controller.store.jobs import ACTIVE_PHASES
 
 class CyclesRepo(StoreBase):
     _contexts: dict[str, dict[str, Any]]  # decision contexts read (immutable)
-    _frames: dict[str, bytes]  # packed decision columns read, decompressed (immutable; at most 4)
+    _frames: dict[str, bytes]  # decision parts' zstd frames read, decompressed (immutable; at most 4)
 
     def apply_cycle(
         self,

@@ -94,7 +94,7 @@ class Store(
         self._group_commit: GroupCommitter | None = None
         self._heartbeats = Combiner(self._write_heartbeats, merge=later_contact)
         self._contexts: dict[str, dict[str, Any]] = {}  # decision contexts read (immutable)
-        self._frames: dict[str, bytes] = {}  # packed decision columns read, decompressed (at most 4)
+        self._frames: dict[str, bytes] = {}  # decision parts' zstd frames read, decompressed (at most 4)
         if migrate:
             from controller.store.migrate import upgrade
 

@@ -118,7 +118,7 @@ def test_decisions_alike_but_for_their_reasons_keep_their_own_summaries() -> Non
             alike += sum(len(s) > 1 for s in by_shape.values())
             refs = {tuple(b["why"]) for b in bodies}
             assert len(refs) == len(set(summaries)) < len(bodies)  # shared, each written once
-            assert sum(r[2] for r in refs) == len(parts[-1]["data"])
+            assert sum(r[2] for r in refs) == len(unpack_frame(parts[-1]["data"]))
     assert alike > 0  # the queues have such decisions: the rule above was exercised
 
 
@@ -223,10 +223,11 @@ def as_written_before_frames(rows: list[dict[str, Any]], parts: list[dict[str, A
     frames = {p["key"]: p["data"] for p in parts if "data" in p and p["data"][:4] == b"\x28\xb5\x2f\xfd"}
     plain = {key: {"key": "u" + key[1:], "data": unpack_frame(data)} for key, data in frames.items()}
     for row in rows[::2]:
-        ref = row["body"].get("blob")
-        if ref is not None:
-            key, offset, length, _ = ref
-            row["body"] = {**row["body"], "blob": [plain[key]["key"], offset, length]}
+        for field in ("blob", "why"):
+            ref = row["body"].get(field)
+            if ref is not None:
+                key, offset, length, _ = ref
+                row["body"] = {**row["body"], field: [plain[key]["key"], offset, length]}
     return list(plain.values())
 
 
@@ -384,18 +385,18 @@ def test_a_body_stored_before_the_explanations_were_parts_reads_the_same() -> No
     expand as they did, beside the rows that name theirs."""
     ((bs, decisions),) = cycles(1, 0.0, n=120, count=1)
     parts, bodies, _ = encoded(bs, decisions)
-    why = {p["key"]: p["data"] for p in parts if "data" in p}
+    why = {p["key"]: unpack_frame(p["data"]) for p in parts if "data" in p}
     checked = 0
     for d, body in zip(decisions, bodies, strict=True):
         if body.get("format") != COLUMNS_FORMAT:
             continue
-        key, offset, length = body.pop("why")
+        key, offset, length, codec = body.pop("why")
         old = {
             **body,
             **orjson.loads(why[key][offset : offset + length]),
             "format": "yiwang.decision.columns/1",
         }
-        assert expanded(parts, d, old) == expanded(parts, d, {**body, "why": [key, offset, length]})
+        assert expanded(parts, d, old) == expanded(parts, d, {**body, "why": [key, offset, length, codec]})
         assert expanded(parts, d, old) == Decision.model_validate(d.to_body())
         checked += 1
     assert checked > 50
