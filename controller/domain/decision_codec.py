@@ -124,31 +124,37 @@ def resolve_parts(
 ) -> dict[str, Any]:
     """A stored body in the columns format with what it names filled in, as
     ``Decision.model_validate`` expands it: its context's fields (``ctx``: ``names``,
-    ``plugins``, ``cols``), its slice of the cycle's packed columns (``blob``: ``bytes``) and its
+    ``plugins``, ``cols``), its slice of the packed columns (``blob``: ``bytes``) and its
     explanation (``why``: ``rejected`` and ``summary``, shared by the cycle's decisions that
     explain alike). ``context(key)`` reads a part's JSON, ``piece(key, offset, length)`` a slice
-    of a part's bytes, ``frame(key)`` the decompressed bytes of a part stored as a zstd frame
-    (a ``blob`` reference of four elements, the fourth ``FRAME``: the offset and length are in
-    those bytes). Other bodies come back as they are."""
+    of a part's bytes, ``frame(key)`` the bytes of a part stored as a zstd frame, decompressed
+    (``unpack_frame``). Other bodies come back as they are."""
     key = body.get("ctx")
     body = {**context(key), **body} if isinstance(key, str) else dict(body)
-    ref = body.get("blob")
-    if isinstance(ref, list) and len(ref) == 3:
-        body["bytes"] = piece(str(ref[0]), int(ref[1]), int(ref[2]))
-    elif isinstance(ref, list) and len(ref) == 4 and ref[3] == FRAME:
-        if frame is None:
-            raise ValueError("a body naming a zstd frame is read with frame()")
-        offset, length = int(ref[1]), int(ref[2])
-        body["bytes"] = frame(str(ref[0]))[offset : offset + length]
-    why = body.get("why")
-    if isinstance(why, list) and len(why) in (3, 4):
-        if len(why) == 3:
-            raw = piece(str(why[0]), int(why[1]), int(why[2]))
-        elif why[3] == FRAME and frame is not None:
-            raw = frame(str(why[0]))[int(why[1]) : int(why[1]) + int(why[2])]
-        else:
-            raise ValueError("a body naming a zstd frame is read with frame()")
+    data = _named(body.get("blob"), piece, frame)
+    if data is not None:
+        body["bytes"] = data
+    raw = _named(body.get("why"), piece, frame)
+    if raw is not None:
         explained = orjson.loads(raw) if raw else {}
         body["rejected"] = explained.get("rejected", [])
         body["summary"] = explained.get("summary", "")
     return body
+
+
+def _named(
+    ref: Any, piece: Callable[[str, int, int], bytes], frame: Callable[[str], bytes] | None
+) -> bytes | None:
+    """The bytes a reference names: ``[key, offset, length]`` a slice of a part's bytes (rows
+    written before the parts were frames), ``[key, offset, length, FRAME]`` a slice of a
+    frame's bytes; None for no reference."""
+    if not isinstance(ref, list) or len(ref) not in (3, 4):
+        return None
+    key, offset, length = str(ref[0]), int(ref[1]), int(ref[2])
+    if len(ref) == 3:
+        return piece(key, offset, length)
+    if ref[3] != FRAME:
+        raise ValueError(f"a stored decision names a part in an unknown codec: {ref[3]!r}")
+    if frame is None:
+        raise ValueError("a body naming a zstd frame is read with frame()")
+    return frame(key)[offset : offset + length]

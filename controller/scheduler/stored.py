@@ -5,8 +5,9 @@
 
 The stored decisions of a cycle are built together, in numpy over every decision's clusters at
 once, in the columns format (``COLUMNS_FORMAT``): per job a small JSON body naming its slice of
-its chunk's packed bytes (one ``decision_parts`` row per ``ENCODE_CHUNK`` decisions, a zstd frame:
-the slice is in the frame's decompressed bytes) and its explanation (the summary and the plugins' reasons, ``why``), which holds
+its chunk's packed bytes (one ``decision_parts`` row per ``ENCODE_CHUNK`` decisions, a zstd
+frame: the slice is in the frame's decompressed bytes) and its explanation (the summary and the
+plugins' reasons, ``why``), which holds
 
 - per cluster (in the order of the cycle's context, ``decision_contexts``), one code: 0 for a
   cluster listed as feasible, ``plugin << 5 | reason`` for a cluster a filter rejected (the
@@ -301,9 +302,9 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
 class _Explanations:
     """A cycle's explanations (a body's ``rejected`` entry and its summary), each distinct one
     written once, as JSON, into one part (``key``, a zstd frame); a body names its own by
-    ``[key, offset, length, FRAME]`` (``why``: the offset and length in the frame's bytes). A decision's explanation follows from its group counts, chosen cluster,
-    job-level reason, failover origin and the static plugins' messages it uses; decisions equal
-    in those share it (``seen``: on the mixed queue about three in four repeat another's), except
+    ``[key, offset, length, FRAME]`` (``why``: the offset and length in the frame's bytes). A
+    decision's explanation follows from its group counts, chosen cluster, job-level reason,
+    failover origin and the static plugins' messages it uses; decisions equal in those share it (``seen``: on the mixed queue about three in four repeat another's), except
     those that preempted (their victims are named)."""
 
     def __init__(self) -> None:
@@ -377,9 +378,10 @@ def encode(ctx: CycleContext, decisions: Sequence[CompactDecision]) -> Encoded |
     Encoded ``ENCODE_CHUNK`` decisions at a time: every step is a pass over arrays of one row
     per (decision, listed cluster), and for a chunk those stay in the core's cache (a cycle of
     10,000 decisions makes arrays of 30 MB, each pass a trip to memory). Each chunk's packed
-    bytes are a part of their own, one zstd frame (``decision_codec.pack_frame``): about 1.2 KB
-    a decision on the mixed queue, 2.9 times fewer compressed, and those bytes were most of
-    what a cycle writes and commits (a reader decompresses the chunk of the decision it reads).
+    bytes are a part of their own, one zstd frame stored column by column (``_frame``): about
+    1.2 KB a decision on the mixed queue, 4 times fewer compressed, and those bytes were most
+    of what a cycle writes and commits (a reader decompresses the chunk of the decision it
+    reads).
     Each chunk names its own context (the columns' types can differ between chunks; equal
     contexts are one part, by digest)."""
     pl = _plugins(ctx)

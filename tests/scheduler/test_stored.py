@@ -400,3 +400,20 @@ def test_a_body_stored_before_the_explanations_were_parts_reads_the_same() -> No
         assert expanded(parts, d, old) == Decision.model_validate(d.to_body())
         checked += 1
     assert checked > 50
+
+
+def test_a_reference_in_an_unknown_codec_is_refused_not_read_as_bytes() -> None:
+    """A body naming its bytes in a codec this reader does not know is refused, never sliced as
+    if the part held plain bytes; a frame reference read without ``frame`` likewise."""
+    from controller.domain.decision_codec import resolve_parts
+
+    parts = {"k": b"0123456789"}
+
+    def piece(key: str, offset: int, length: int) -> bytes:
+        return parts[key][offset : offset + length]
+
+    assert resolve_parts({"blob": ["k", 2, 3]}, dict, piece)["bytes"] == b"234"
+    with pytest.raises(ValueError, match="unknown codec"):
+        resolve_parts({"blob": ["k", 2, 3, "lz4"]}, dict, piece, lambda key: parts[key])
+    with pytest.raises(ValueError, match="frame"):
+        resolve_parts({"why": ["k", 0, 2, FRAME]}, dict, piece)
