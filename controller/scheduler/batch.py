@@ -334,28 +334,19 @@ class BatchScheduler:
         rows_of: list[list[int]] | None = None,
     ) -> None:
         """Store each shape's static results from its row of ``feasible`` (shapes x clusters)
-        and of ``M`` (results x shapes x clusters: the weighted total, each static score, then
+        and of ``M`` (shapes x results x clusters: the weighted total, each static score, then
         the transfer seconds and bytes when locality scores, then the bits of the inputs moved
         with ``sizes``, the data-set table's sizes, and ``rows_of``, each shape's input rows),
-        over its feasible clusters.
-
-        The results over every shape's feasible clusters are gathered in one step, into one
-        array (results x feasible (shape, cluster) pairs, shape by shape); each shape's
-        ``static`` is its columns of it (a view: the shapes of a call keep that array)."""
+        over its feasible clusters."""
         layout = self._layout
         P = len(layout)
-        R = M.shape[0]
-        has_transfer = R > P + 1
+        has_transfer = M.shape[1] > P + 1
         rows_cache = self._rows if self.caches else None
         capacity = snap.capacity
-        best = np.where(feasible, M[P + 1], np.inf).min(axis=1).tolist() if has_transfer else None
+        best = np.where(feasible, M[:, P + 1], np.inf).min(axis=1).tolist() if has_transfer else None
         gen = self.gen
-        J, n = feasible.shape
+        n = feasible.shape[1]
         masks = feasible.tobytes()  # row j's bytes: a shape's feasible set, the rows' cache key
-        pairs = np.flatnonzero(feasible)  # (shape, cluster) pairs, shape by shape
-        ST = M.reshape(R, J * n).take(pairs, axis=1)
-        ends = np.cumsum(feasible.sum(axis=1)).tolist()
-        start = 0
         for j, shape in enumerate(shapes):
             key = masks[j * n : (j + 1) * n]
             rows = rows_cache.get(key) if rows_cache is not None else None
@@ -367,9 +358,7 @@ class BatchScheduler:
                     rows_cache.put(key, rows)
             idx = rows[0]
             shape.idx, shape.cap_rows, shape.cap_cpu, shape.cap_mem = rows
-            end = ends[j]
-            static = ST[:, start:end]
-            start = end
+            static = M[j].take(idx, axis=1)  # take: half the time of [:, idx] on these sizes
             shape.static = static
             shape.static_total = static[0]
             shape.layout = layout
@@ -418,7 +407,7 @@ class BatchScheduler:
         transfer = state.get(LOCALITY)
         if transfer is not None:
             rows.extend(transfer)
-        self._finish([shape], snap, feasible[None, :], np.stack(rows)[:, None, :])
+        self._finish([shape], snap, feasible[None, :], np.stack(rows)[None, :, :])
 
     def evaluate_many(self, shapes: list[Shape], snap: Snapshot) -> None:
         """The static results of many shapes at once, equal to ``evaluate_static`` shape by
@@ -483,9 +472,9 @@ class BatchScheduler:
         if any(type(sc) is LocalityScore for sc, _ in self.static_scores):
             seconds, moved = table.transfers(ids)
         bits = table.moved_bits(ids) if seconds is not None else None
-        # results x shapes x clusters: each result one contiguous block (``_finish`` gathers
-        # every shape's feasible clusters from it in one step)
-        M = np.empty((1 + P + (2 if seconds is not None else 0) + (1 if bits is not None else 0), J, n))
+        # shapes x results x clusters: each shape's results side by side (``_finish`` takes a
+        # shape's block at once)
+        M = np.empty((J, 1 + P + (2 if seconds is not None else 0) + (1 if bits is not None else 0), n))
         total = np.zeros((J, n))
         for p, ((scorer, w), cache) in enumerate(zip(self.static_scores, self._score_caches, strict=True), 1):
             score_kind: type = type(scorer)
@@ -502,13 +491,13 @@ class BatchScheduler:
                     keys = [shape.ckey for shape in shapes]
                 scored, inv = self._by_key(cache, keys, _per_key(scorer, True, info, constraints, snap))
                 sc = np.stack(scored)[inv]
-            M[p] = sc
+            M[:, p] = sc
             total += w * sc
         if seconds is not None and moved is not None:
-            M[P + 1] = seconds
-            M[P + 2] = moved
+            M[:, P + 1] = seconds
+            M[:, P + 2] = moved
         if bits is not None:
-            M[P + 3] = bits
+            M[:, P + 3] = bits
         unresolvable = (~resolvable).tolist()
         messages = list(zip(*per_plugin, strict=True))  # per shape, each plugin's messages
         for j, shape in enumerate(shapes):
@@ -517,7 +506,7 @@ class BatchScheduler:
             shape.rejected = rejected[j]  # a row of this call's array (kept while its shapes are)
             shape.rejected_messages = messages[j]
             shape.unresolvable = unresolvable[j]
-        M[0] = total
+        M[:, 0] = total
         sizes = table.sizes
         self._finish(
             shapes,
