@@ -72,11 +72,11 @@ def pack_frame(
             *columns,
         ]
     )
-    return (compressor or zstandard.ZstdCompressor(level=FRAME_LEVEL)).compress(payload)
+    return pack_bytes(payload, compressor)
 
 
 def pack_bytes(data: bytes, compressor: zstandard.ZstdCompressor | None = None) -> bytes:
-    """``data`` as one zstd frame (a cycle's explanations: JSON)."""
+    """``data`` as one zstd frame (a cycle's explanations, JSON; ``pack_frame``'s payload)."""
     return (compressor or zstandard.ZstdCompressor(level=FRAME_LEVEL)).compress(data)
 
 

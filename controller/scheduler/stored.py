@@ -304,7 +304,8 @@ class _Explanations:
     written once, as JSON, into one part (``key``, a zstd frame); a body names its own by
     ``[key, offset, length, FRAME]`` (``why``: the offset and length in the frame's bytes). A
     decision's explanation follows from its group counts, chosen cluster, job-level reason,
-    failover origin and the static plugins' messages it uses; decisions equal in those share it (``seen``: on the mixed queue about three in four repeat another's), except
+    failover origin and the static plugins' messages it uses; decisions equal in those share it
+    (``seen``: on the mixed queue about three in four repeat another's), except
     those that preempted (their victims are named)."""
 
     def __init__(self) -> None:
@@ -381,9 +382,8 @@ def encode(ctx: CycleContext, decisions: Sequence[CompactDecision]) -> Encoded |
     bytes are a part of their own, one zstd frame stored column by column (``_frame``): about
     1.2 KB a decision on the mixed queue, 4 times fewer compressed, and those bytes were most
     of what a cycle writes and commits (a reader decompresses the chunk of the decision it
-    reads).
-    Each chunk names its own context (the columns' types can differ between chunks; equal
-    contexts are one part, by digest)."""
+    reads). Each chunk names its own context (the columns' types can differ between chunks;
+    equal contexts are one part, by digest)."""
     pl = _plugins(ctx)
     if pl is None:
         return None
