@@ -33,6 +33,7 @@ from controller.datasets import DatasetRead
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler
+from controller.scheduler.collector import COLLECTOR
 from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.shapes import tune_gc
@@ -123,17 +124,20 @@ def bench_scheduler(
             lease_until = now() + timedelta(seconds=30)
             c0 = time.process_time()
             t0 = time.perf_counter()
-            queue = PendingQueue()
-            for row, spec in zip(rows, specs, strict=True):
-                queue.push(row["id"], bs.shapes.intern(spec), runtime=spec.expected_runtime_s)
-            t1 = time.perf_counter()
-            result = bs.run(queue, snap, limit=batch, running={})
-            t2 = time.perf_counter()
-            out = cycle_rows(result.decisions, epoch=1, lease_until=lease_until, previous={})
-            t3 = time.perf_counter()
-            with store.tx() as conn:
-                store.put_decision_parts(conn, out.parts)
-                store.insert_decisions(conn, out.decisions)
+            # as ``schedule_pending`` runs a cycle (collector.py): its end, a freeze and at
+            # times a full collection, inside the timed section
+            with COLLECTOR.cycle():
+                queue = PendingQueue()
+                for row, spec in zip(rows, specs, strict=True):
+                    queue.push(row["id"], bs.shapes.intern(spec), runtime=spec.expected_runtime_s)
+                t1 = time.perf_counter()
+                result = bs.run(queue, snap, limit=batch, running={})
+                t2 = time.perf_counter()
+                out = cycle_rows(result.decisions, epoch=1, lease_until=lease_until, previous={})
+                t3 = time.perf_counter()
+                with store.tx() as conn:
+                    store.put_decision_parts(conn, out.parts)
+                    store.insert_decisions(conn, out.decisions)
             t4 = time.perf_counter()
             c4 = time.process_time()
             # The rest of the cycle's writes (job rows, events, audit), reported apart.
@@ -189,6 +193,7 @@ def bench_scheduler(
         "scheduled_per_batch": scheduled,
         "clusters": len(topo.clusters),
         "caches": bs.cache_stats() if hasattr(bs, "cache_stats") else None,
+        "collector": COLLECTOR.stats(),
         "plugins": {"filters": placement.filters, "scores": [s.name for s in placement.scores]},
         "policies": policies,
         "locality_wait_max_s": placement.locality_wait_max_s,
@@ -343,6 +348,7 @@ from pathlib import Path
 from controller.bench.mixed import world, rss_mib
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler
+from controller.scheduler.collector import COLLECTOR
 from controller.scheduler.queue import PendingQueue
 from controller.scheduler.shapes import tune_gc
 from controller.scheduler.scheduler import Scheduler
@@ -362,8 +368,9 @@ while done < total and time.perf_counter() - t0 < seconds:
     for i, spec in enumerate(gen.construct(10_000)):
         q.push(f"{done + i:022x}", bs.shapes.intern(spec), runtime=spec.expected_runtime_s)
     snap = snapshot_of(topo, net, datasets=cat.datasets, residency=ResidencyPolicy())
-    res = bs.run(q, snap, limit=10_000, running={})
-    cycle_rows(res.decisions, epoch=1, lease_until=now() + timedelta(seconds=30), previous={})
+    with COLLECTOR.cycle():  # as schedule_pending runs a cycle
+        res = bs.run(q, snap, limit=10_000, running={})
+        cycle_rows(res.decisions, epoch=1, lease_until=now() + timedelta(seconds=30), previous={})
     done += 10_000
     if done in marks:
         del q, res, snap

@@ -356,6 +356,11 @@ def tune_gc() -> None:
 _GC_TUNED = False
 
 
+def gc_tuned() -> bool:
+    """Whether this process ran ``tune_gc`` (a controller process; ``collector.py`` acts only then)."""
+    return _GC_TUNED
+
+
 COMPONENT_CACHE = 50_000  # per plugin: static results by what they depend on
 
 

@@ -31,6 +31,7 @@ from controller.policies import PolicySet
 from controller.registry import Health, Ledger, Registry
 from controller.scheduler import pipeline
 from controller.scheduler.batch import BatchScheduler
+from controller.scheduler.collector import COLLECTOR
 from controller.scheduler.decision import Decision
 from controller.scheduler.framework import Snapshot, demand_vector
 from controller.scheduler.queue import PendingQueue, Running
@@ -162,9 +163,14 @@ class SchedulingService:
         FIFO; see scheduler/batch.py). Capacity is reserved in the cycle's snapshot as decisions
         are made, so a burst never overcommits; quota, preemption and gang fit apply. The cycle's
         writes go to the store in one transaction with bulk statements; each stored decision is
-        compact and the API expands it into the full explained Decision."""
+        compact and the API expands it into the full explained Decision. The cycle runs with
+        the garbage collector off, what survives it frozen (``collector.py``)."""
         if not self.leadership.leading():
             return 0
+        with COLLECTOR.cycle():
+            return self._schedule_pending(limit)
+
+    def _schedule_pending(self, limit: int | None) -> int:
         rows = self.store.pending_heads(limit or self.settings.schedule_batch, with_spec=False)
         if not rows:
             return 0

@@ -1,0 +1,108 @@
+"""The leader's garbage collector around its scheduling cycles.
+
+A cycle keeps most of what it allocates alive until it ends (queue items, shapes, compact
+decisions, the stored rows), and CPython's collector walks every container that survives in its
+young generation: with the leader's thresholds (``shapes.tune_gc``) a cycle of 10,000 distinct
+jobs still paid three to four microseconds a decision in collections that found almost nothing
+(docs/benchmarks.md). Garbage that only the collector can free (reference cycles) is rare here;
+reference counting frees the rest the moment it is dropped.
+
+So in a tuned controller process a cycle runs with the collector off, and what survives it is
+moved to the permanent generation (``gc.freeze``: the young generations are joined to it, which
+does not walk them). Objects frozen and later dropped are freed by reference counting as ever;
+only reference cycles among them wait for the next full collection, which unfreezes, collects
+everything and freezes again: after ``full_every`` cycles or ``full_after_s`` seconds, whichever
+comes first. Its cost (one walk of the heap) is paid at the end of the cycle that triggers it,
+so the benchmarks that time cycles include it. (Counting the frozen objects to trigger it on
+growth instead would walk them all: ``gc.get_freeze_count`` is a walk of the list, about 70 ms
+at the benchmark's 870,000 objects.)
+
+Processes that never ran ``tune_gc`` (a test run, the CLI) are left as they are: ``cycle`` is
+then a no-op."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from controller.scheduler import shapes
+
+FULL_EVERY = 1_000  # cycles between full collections, at most
+FULL_AFTER_S = 600.0  # seconds between full collections, at most
+
+
+class CycleCollector:
+    """Runs scheduling cycles with the collector off (see the module docstring). One per
+    process, since the collector is: ``COLLECTOR``."""
+
+    def __init__(self, full_every: int = FULL_EVERY, full_after_s: float = FULL_AFTER_S) -> None:
+        self.full_every = full_every
+        self.full_after_s = full_after_s
+        self._lock = threading.Lock()
+        self._depth = 0  # cycles running now (threads may overlap: the collector is off while any runs)
+        self._was_enabled = True
+        self.ended = 0  # cycles ended, in all
+        self.cycles = 0  # since the last full collection
+        self.last_full = time.monotonic()
+        self.full_collections = 0
+        self.full_seconds = 0.0
+        self.collected = 0  # objects the full collections found unreachable
+
+    def active(self) -> bool:
+        return shapes.gc_tuned()
+
+    @contextmanager
+    def cycle(self) -> Iterator[None]:
+        if not self.active():
+            yield
+            return
+        with self._lock:
+            if self._depth == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._end_cycle()
+                    if self._was_enabled:
+                        gc.enable()
+
+    def _end_cycle(self) -> None:
+        gc.freeze()
+        self.ended += 1
+        self.cycles += 1
+        if self.cycles >= self.full_every or time.monotonic() - self.last_full >= self.full_after_s:
+            self.full()
+
+    def full(self) -> int:
+        """One full collection of everything, frozen objects included; then freeze again."""
+        t0 = time.perf_counter()
+        gc.unfreeze()
+        found = gc.collect()
+        gc.freeze()
+        self.full_seconds += time.perf_counter() - t0
+        self.full_collections += 1
+        self.collected += found
+        self.cycles = 0
+        self.last_full = time.monotonic()
+        return found
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "active": self.active(),
+            "cycles": self.ended,
+            "full_collections": self.full_collections,
+            "full_seconds": round(self.full_seconds, 3),
+            "collected": self.collected,
+        }
+
+
+COLLECTOR = CycleCollector()
