@@ -234,6 +234,7 @@ def bench_cycle_scaling(
     pending), then tops the queue up to ``n`` again."""
     from controller.service import Controller
 
+    tune_gc()  # as the service does when its loops start (and with it, collector.py)
     topo, cat, _ = world(data_dir)
     gen = MixedJobs(topo, cat, seed=9)
     out: dict[str, Any] = {}
