@@ -3,19 +3,21 @@
 A cycle keeps most of what it allocates alive until it ends (queue items, shapes, compact
 decisions, the stored rows), and CPython's collector walks every container that survives in its
 young generation: with the leader's thresholds (``shapes.tune_gc``) a cycle of 10,000 distinct
-jobs still paid three to four microseconds a decision in collections that found almost nothing
-(docs/benchmarks.md). Garbage that only the collector can free (reference cycles) is rare here;
+jobs still paid 2 to 5 microseconds a decision (4 to 6 % of the cycle) in collections that
+found almost nothing (docs/benchmarks.md). Garbage that only the collector can free (reference cycles) is rare here;
 reference counting frees the rest the moment it is dropped.
 
-So in a tuned controller process a cycle runs with the collector off, and what survives it is
-moved to the permanent generation (``gc.freeze``: the young generations are joined to it, which
-does not walk them). Objects frozen and later dropped are freed by reference counting as ever;
-only reference cycles among them wait for the next full collection, which unfreezes, collects
-everything and freezes again: after ``full_every`` cycles or ``full_after_s`` seconds, whichever
-comes first. Its cost (one walk of the heap) is paid at the end of the cycle that triggers it,
-so the benchmarks that time cycles include it. (Counting the frozen objects to trigger it on
-growth instead would walk them all: ``gc.get_freeze_count`` is a walk of the list, about 70 ms
-at the benchmark's 870,000 objects.)
+So in a tuned controller process a cycle with jobs to decide runs with the collector off, and
+what survives it is moved to the permanent generation (``gc.freeze``: the young generations are
+joined to it, which does not walk them). Objects frozen and later dropped are freed by reference
+counting as ever; only reference cycles among them (the cycle's own, or another thread's made
+while the cycle ran) wait for the next full collection, which unfreezes, collects everything and
+freezes again: after ``full_every`` cycles or ``full_after_s`` seconds, whichever comes first.
+That is about as often as the tuned thresholds alone ran a full collection (every 5,000 young
+collections); it walks the whole heap: 0.7 to 0.9 s at the benchmark leader's 700,000 objects
+(a test run on the other core). It is paid at the end of the cycle that triggers it, so the
+benchmarks that time cycles include it. (Counting the frozen objects to trigger it on growth
+instead would walk them all: ``gc.get_freeze_count`` walks the list, about 70 ms there.)
 
 Processes that never ran ``tune_gc`` (a test run, the CLI) are left as they are: ``cycle`` is
 then a no-op."""

@@ -163,17 +163,19 @@ class SchedulingService:
         FIFO; see scheduler/batch.py). Capacity is reserved in the cycle's snapshot as decisions
         are made, so a burst never overcommits; quota, preemption and gang fit apply. The cycle's
         writes go to the store in one transaction with bulk statements; each stored decision is
-        compact and the API expands it into the full explained Decision. The cycle runs with
-        the garbage collector off, what survives it frozen (``collector.py``)."""
+        compact and the API expands it into the full explained Decision. A cycle with jobs to
+        decide runs with the garbage collector off, what survives it frozen (``collector.py``);
+        an idle tick does not touch the collector."""
         if not self.leadership.leading():
             return 0
-        with COLLECTOR.cycle():
-            return self._schedule_pending(limit)
-
-    def _schedule_pending(self, limit: int | None) -> int:
         rows = self.store.pending_heads(limit or self.settings.schedule_batch, with_spec=False)
         if not rows:
             return 0
+        with COLLECTOR.cycle():
+            return self._schedule(rows)
+
+    def _schedule(self, rows: list[dict[str, Any]]) -> int:
+        """``schedule_pending`` for the pending head ``rows`` it read."""
         specs = self.pending_specs_of(rows)
         rows = [r for r in rows if r["id"] in specs]
         if not rows:

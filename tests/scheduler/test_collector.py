@@ -125,6 +125,9 @@ def test_the_leaders_cycle_runs_with_the_collector_off(tuned: None, tmp_path: Pa
     try:
         for name in ctl.registry.clusters:
             ctl.heartbeat(name, None)
+        ended = COLLECTOR.ended
+        assert ctl.schedule_pending() == 0
+        assert COLLECTOR.ended == ended  # an idle tick: nothing to decide, the collector untouched
         body = {"name": "one", "tenant": "hubei", "resources": {"cpu": 1, "memory_gib": 1}}
         ctl.store.insert_jobs_bulk([job_row(body)])
         seen: list[bool] = []
