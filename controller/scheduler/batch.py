@@ -60,7 +60,7 @@ from controller.scheduler.framework import (
     Snapshot,
     is_dynamic,
 )
-from controller.scheduler.kernels import fit_balance, normalize_rows, reprieve, reserve
+from controller.scheduler.kernels import fit_balance, normalize_rows, reprieve, reserve, triples
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -429,7 +429,7 @@ class BatchScheduler:
         info, constraints = self._infos(shapes, snap), _parsed_constraints(shapes)
         ids, missing, input_rows = table.rows([shape.inputs for shape in shapes])
         # every shape's gang demand; a shape's ``demand`` is its row (one array for all of them)
-        demands = np.array([shape.demand_list for shape in shapes], dtype=np.float64).reshape(J, 3)
+        demands = triples([shape.demand_list for shape in shapes], J)
         feasible = np.ones((J, n), dtype=bool)
         rejected = np.zeros((J, n), dtype=np.uint16)
         resolvable = np.zeros(J, dtype=bool)
@@ -445,7 +445,7 @@ class BatchScheduler:
                     lists[j] = [REASON_MISSING.format(id=gone)]
                 plugin_unresolvable: npt.NDArray[np.bool_] | bool = True
             elif kind is GangFilter:
-                per_replica = np.array([shape.resources for shape in shapes], dtype=np.float64).reshape(J, 3)
+                per_replica = triples([shape.resources for shape in shapes], J)
                 codes = gang_many(per_replica, demands, self._nodes(snap), snap.capacity)
                 lists = [GANG_MESSAGES] * J
                 plugin_unresolvable = True

@@ -56,6 +56,7 @@ from controller.scheduler.kernels import (
     group_counts,
     listing_codes,
     score_columns,
+    triples,
 )
 
 ENCODE_CHUNK = 1024  # decisions encoded together (``encode``)
@@ -203,7 +204,7 @@ def _listing(decisions: Sequence[CompactDecision], G: np.ndarray, n: int, pl: _P
         idx=np.concatenate([d.shape.idx for d in listing]),
         free=np.concatenate([d.free_rows for d in listing]),
         cap=np.concatenate([d.shape.cap_rows for d in listing]),
-        demand=np.array([d.shape.demand_list for d in listing], dtype=np.float64),
+        demand=triples([d.shape.demand_list for d in listing], len(listing)),
         chosen=np.array([d.chosen for d in listing]),
         reason=np.array([d.job_reason is not None for d in listing]),
     )

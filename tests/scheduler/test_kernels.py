@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.scheduler.kernels import fit_balance, normalize_rows, reserve
+from controller.scheduler.kernels import fit_balance, normalize_rows, reserve, triples
 from controller.scheduler.plugins.balance import BalanceScore
 from controller.scheduler.plugins.capacity import CapacityFilter
 
@@ -303,3 +303,16 @@ def test_warm_up_compiles_what_a_cycle_and_its_stored_decisions_use() -> None:
         check=False,
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1024])
+def test_triples_are_what_np_array_makes_of_the_tuples(n: int) -> None:
+    rng = np.random.default_rng(n)
+    values = [
+        (float(rng.integers(1, 64)) * 0.5, int(rng.integers(1, 32)), float(rng.random()) if k % 3 else 0)
+        for k in range(n)
+    ]
+    got = triples(values, n)
+    want = np.array(values, dtype=np.float64).reshape(n, 3)
+    assert got.dtype == np.float64 and got.shape == (n, 3) and got.flags["C_CONTIGUOUS"]
+    assert np.array_equal(got, want)
