@@ -360,11 +360,13 @@ class BatchScheduler:
             shape.idx, shape.cap_rows, shape.cap_cpu, shape.cap_mem = rows
             static = M[j].take(idx, axis=1)  # take: half the time of [:, idx] on these sizes
             shape.static = static
-            shape.static_total = static[0]
             shape.layout = layout
             shape.has_transfer = has_transfer
             shape.best_transfer_s = best[j] if best is not None and len(idx) else 0.0
-            shape._inputs_of = None if sizes is None or rows_of is None else (sizes, rows_of[j])
+            if sizes is None or rows_of is None:
+                shape._sizes = shape._input_rows = None
+            else:
+                shape._sizes, shape._input_rows = sizes, rows_of[j]
             if shape.origin is not None:
                 backup_pos = []
                 position = {int(c): k for k, c in enumerate(idx)}

@@ -186,7 +186,8 @@ class Shape:
 
     __slots__ = (
         "_demand",
-        "_inputs_of",
+        "_input_rows",
+        "_sizes",
         "backup_pos",
         "best_transfer_s",
         "cap_cpu",
@@ -208,12 +209,10 @@ class Shape:
         "rejected",
         "rejected_messages",
         "replicas",
-        "resources",
         "runtime",
         "static",
         "static_body",
         "static_groups",
-        "static_total",
         "tenant",
         "unresolvable",
     )
@@ -225,9 +224,8 @@ class Shape:
         self.priority_class = spec.priority_class
         self.inputs: tuple[str, ...] = key[2]
         self.ckey: Any = key[3]  # the constraints as JSON, () when there are none
-        self.resources: tuple[float, float, float] = (key[4], key[5], key[6])  # gpu: fractional
         self.replicas: int = spec.replicas
-        cpu, memory_gib, gpu = self.resources
+        cpu, memory_gib, gpu = key[4], key[5], key[6]
         replicas = self.replicas
         self.delay_tolerant = spec.delay_tolerant
         self.runtime = spec.expected_runtime_s  # the estimate of the first job of the shape
@@ -244,14 +242,16 @@ class Shape:
         self.cap_rows: FloatArray = _EMPTY_ROWS
         self.cap_cpu: FloatArray = _EMPTY_F  # cap_rows' columns, contiguous
         self.cap_mem: FloatArray = _EMPTY_F
-        self.static_total: FloatArray = _EMPTY_F
         # rows over ``idx``: the total, each static score (``layout``: their names and
         # weights), then, with ``has_transfer``, the transfer seconds and bytes, and, with
         # ``input_sizes``, the bits of the inputs moved to each cluster
         self.static: FloatArray = _EMPTY_STATIC
         self.layout: tuple[tuple[str, float], ...] = ()
         self.has_transfer = False
-        self._inputs_of: tuple[list[float], list[int]] | None = None  # table sizes, input rows
+        # the data-set table's sizes and the inputs' rows in it (``input_sizes``); fields of their
+        # own, not a pair: a shape evicted from the table frees each object it holds, cold
+        self._sizes: list[float] | None = None
+        self._input_rows: list[int] | None = None
         self.rejected: npt.NDArray[np.uint16] = _EMPTY_U16
         self.rejected_messages: Sequence[list[str]] = ()
         self.best_transfer_s = 0.0  # the least input-transfer time over ``idx``
@@ -266,8 +266,19 @@ class Shape:
     @property
     def input_sizes(self) -> list[float] | None:
         """The sizes of the inputs present, in input order, when ``static`` has the moved bits."""
-        of = self._inputs_of
-        return None if of is None else [of[0][r] for r in of[1]]
+        sizes, rows = self._sizes, self._input_rows
+        return None if sizes is None or rows is None else [sizes[r] for r in rows]
+
+    @property
+    def resources(self) -> tuple[float, float, float]:
+        """Per replica: cpu, memory GiB, GPUs (fractional), from the key (not kept apart)."""
+        key = self.key
+        return (key[4], key[5], key[6])
+
+    @property
+    def static_total(self) -> FloatArray:
+        """The static scores' weighted sum over ``idx`` (the first row of ``static``)."""
+        return self.static[0]
 
     @property
     def demand(self) -> FloatArray:
