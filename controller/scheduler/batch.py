@@ -447,7 +447,7 @@ class BatchScheduler:
                     lists[j] = [REASON_MISSING.format(id=gone)]
                 plugin_unresolvable: npt.NDArray[np.bool_] | bool = True
             elif kind is GangFilter:
-                per_replica = triples([shape.resources for shape in shapes], J)
+                per_replica = triples([(s.cpu, s.memory_gib, s.gpu) for s in shapes], J)
                 codes = gang_many(per_replica, demands, self._nodes(snap), snap.capacity)
                 lists = [GANG_MESSAGES] * J
                 plugin_unresolvable = True
@@ -706,7 +706,7 @@ class BatchScheduler:
         demand = shape.demand
         if fused:
             weight = float(self.dynamic_scores[0][1])
-            best: int = fit_balance(rows, demand, shape.cap_cpu, shape.cap_mem, shape.static_total, weight)
+            best: int = fit_balance(rows, demand, shape.cap_cpu, shape.cap_mem, shape.static[0], weight)
             ok: npt.NDArray[np.bool_] | None = None
             if shape.backup_pos:
                 ok = np.asarray(((rows - demand) >= 0.0).all(axis=1))

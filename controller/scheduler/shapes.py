@@ -194,15 +194,18 @@ class Shape:
         "cap_mem",
         "cap_rows",
         "ckey",
+        "cpu",
         "delay_tolerant",
         "demand_list",
         "failed_cycle",
         "gen",
+        "gpu",
         "has_transfer",
         "idx",
         "inputs",
         "key",
         "layout",
+        "memory_gib",
         "origin",
         "priority",
         "priority_class",
@@ -225,7 +228,8 @@ class Shape:
         self.inputs: tuple[str, ...] = key[2]
         self.ckey: Any = key[3]  # the constraints as JSON, () when there are none
         self.replicas: int = spec.replicas
-        cpu, memory_gib, gpu = key[4], key[5], key[6]
+        # per replica (the key's own values, not copies; gpu fractional)
+        self.cpu, self.memory_gib, self.gpu = cpu, memory_gib, gpu = key[4], key[5], key[6]
         replicas = self.replicas
         self.delay_tolerant = spec.delay_tolerant
         self.runtime = spec.expected_runtime_s  # the estimate of the first job of the shape
@@ -271,9 +275,8 @@ class Shape:
 
     @property
     def resources(self) -> tuple[float, float, float]:
-        """Per replica: cpu, memory GiB, GPUs (fractional), from the key (not kept apart)."""
-        key = self.key
-        return (key[4], key[5], key[6])
+        """Per replica: cpu, memory GiB, GPUs (fractional)."""
+        return (self.cpu, self.memory_gib, self.gpu)
 
     @property
     def static_total(self) -> FloatArray:
