@@ -4,8 +4,8 @@ A cycle keeps most of what it allocates alive until it ends (queue items, shapes
 decisions, the stored rows), and CPython's collector walks every container that survives in its
 young generation: with the leader's thresholds (``shapes.tune_gc``) a cycle of 10,000 distinct
 jobs still paid 2 to 5 microseconds a decision (4 to 6 % of the cycle) in collections that
-found almost nothing (docs/benchmarks.md). Garbage that only the collector can free (reference cycles) is rare here;
-reference counting frees the rest the moment it is dropped.
+found almost nothing (docs/benchmarks.md). Garbage that only the collector can free (reference
+cycles) is rare here; reference counting frees the rest the moment it is dropped.
 
 So in a tuned controller process a cycle with jobs to decide runs with the collector off, and
 what survives it is moved to the permanent generation (``gc.freeze``: the young generations are
