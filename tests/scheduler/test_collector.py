@@ -29,19 +29,22 @@ def cyclic_garbage() -> weakref.ref[Node]:
 @pytest.fixture
 def tuned(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     enabled = gc.isenabled()
+    gc.enable()  # the tests start from the collector on, whatever ran before in this process
     monkeypatch.setattr(shapes, "_GC_TUNED", True)
     yield
     gc.unfreeze()
     if enabled:
         gc.enable()
+    else:
+        gc.disable()
 
 
 def test_a_process_not_tuned_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shapes, "_GC_TUNED", False)
     c = CycleCollector()
-    assert gc.isenabled()
+    before = gc.isenabled()
     with c.cycle():
-        assert gc.isenabled()
+        assert gc.isenabled() == before
         ref = cyclic_garbage()
     gc.collect()
     assert ref() is None
