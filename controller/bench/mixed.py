@@ -33,10 +33,9 @@ from controller.datasets import DatasetRead
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler
-from controller.scheduler.collector import COLLECTOR
+from controller.scheduler.collector import COLLECTOR, tune_gc
 from controller.scheduler.queue import PendingQueue
 from controller.scheduler.scheduler import Scheduler
-from controller.scheduler.shapes import tune_gc
 from controller.scheduler.stored import cycle_rows
 from controller.services.policy_files import load_policy_set
 from controller.settings import REPO_POLICIES, Settings
@@ -293,7 +292,7 @@ from controller.bench.mixed import world, rss_mib
 from controller.policies import QuotaPolicy
 from controller.scheduler.batch import BatchScheduler
 from controller.scheduler.queue import PendingQueue
-from controller.scheduler.shapes import tune_gc
+from controller.scheduler.collector import tune_gc
 from controller.scheduler.scheduler import Scheduler
 from controller.sim.federation import ALL_PLUGINS
 from controller.sim.mixed import MixedJobs
@@ -349,9 +348,8 @@ from pathlib import Path
 from controller.bench.mixed import world, rss_mib
 from controller.policies import QuotaPolicy, ResidencyPolicy
 from controller.scheduler.batch import BatchScheduler
-from controller.scheduler.collector import COLLECTOR
+from controller.scheduler.collector import COLLECTOR, tune_gc
 from controller.scheduler.queue import PendingQueue
-from controller.scheduler.shapes import tune_gc
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduler.stored import cycle_rows
 from controller.sim.federation import ALL_PLUGINS, snapshot_of

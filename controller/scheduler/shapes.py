@@ -4,7 +4,6 @@ static filters' and scores' results for a snapshot generation (``batch.py``)."""
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -345,34 +344,6 @@ _EMPTY_F: FloatArray = np.zeros(0)
 _EMPTY_U16: npt.NDArray[np.uint16] = np.zeros(0, dtype=np.uint16)
 _EMPTY_STATIC: FloatArray = np.zeros((1, 0))
 SHAPE_CACHE = 50_000  # shapes kept for reuse (least recently used evicted)
-# The cyclic garbage collector's thresholds for a controller process (``tune_gc``).
-GC_THRESHOLDS = (100_000, 50, 100)
-
-
-def tune_gc() -> None:
-    """A scheduling cycle allocates a few hundred thousand short-lived containers (queue items,
-    decisions, rows); with CPython's default thresholds (700, 10, 10) the collector runs
-    hundreds of times per cycle and its older generations walk every long-lived object (the
-    shapes, the caches, the ledger): a fifth of a cycle's time on the mixed queue. Freeze
-    what exists at start-up (modules, policies, topology: never garbage) and collect the
-    young generation every 100,000 allocations instead (cycles of garbage are rare here;
-    reference counting frees the rest at once). The service calls this when its loops start;
-    ``make bench`` calls it as the leader would. Once per process."""
-    global _GC_TUNED
-    if _GC_TUNED:
-        return
-    _GC_TUNED = True
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-_GC_TUNED = False
-
-
-def gc_tuned() -> bool:
-    """Whether this process ran ``tune_gc`` (a controller process; ``collector.py`` acts only then)."""
-    return _GC_TUNED
 
 
 COMPONENT_CACHE = 50_000  # per plugin: static results by what they depend on

@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any
 
 from controller.errors import StaleLeader, StoreUnavailable
+from controller.scheduler.collector import tune_gc
 from controller.scheduler.kernels import warm_up
-from controller.scheduler.shapes import tune_gc
 from controller.settings import Settings
 from controller.store.store import Store, now
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.scheduler import shapes
+from controller.scheduler import collector
 from controller.scheduler.collector import CycleCollector
 
 
@@ -30,7 +30,7 @@ def cyclic_garbage() -> weakref.ref[Node]:
 def tuned(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     enabled = gc.isenabled()
     gc.enable()  # the tests start from the collector on, whatever ran before in this process
-    monkeypatch.setattr(shapes, "_GC_TUNED", True)
+    monkeypatch.setattr(collector, "_GC_TUNED", True)
     yield
     gc.unfreeze()
     if enabled:
@@ -40,7 +40,7 @@ def tuned(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_a_process_not_tuned_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shapes, "_GC_TUNED", False)
+    monkeypatch.setattr(collector, "_GC_TUNED", False)
     c = CycleCollector()
     before = gc.isenabled()
     with c.cycle():
