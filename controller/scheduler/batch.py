@@ -60,7 +60,7 @@ from controller.scheduler.framework import (
     Snapshot,
     is_dynamic,
 )
-from controller.scheduler.kernels import fit_balance, normalize_rows, reprieve, reserve, triples
+from controller.scheduler.kernels import fit_balance, locality, reprieve, reserve, triples
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -469,20 +469,25 @@ class BatchScheduler:
                 feasible &= ~newly
             per_plugin.append(lists)
         P = len(self.static_scores)
-        seconds: FloatArray | None = None
-        moved: FloatArray | None = None
-        if any(type(sc) is LocalityScore for sc, _ in self.static_scores):
-            seconds, moved = table.transfers(ids)
-        bits = table.moved_bits(ids) if seconds is not None else None
+        p_locality = next(
+            (p for p, (sc, _) in enumerate(self.static_scores, 1) if type(sc) is LocalityScore), 0
+        )
+        # the bits of the inputs moved (``kernels.locality``): at most eight inputs, each moved
+        # whole or not at all (``DatasetTable.bits_exact``)
+        bits = p_locality > 0 and ids.shape[1] <= 8 and table.bits_exact
         # shapes x results x clusters: each shape's results side by side (``_finish`` takes a
-        # shape's block at once)
-        M = np.empty((J, 1 + P + (2 if seconds is not None else 0) + (1 if bits is not None else 0), n))
+        # shape's block at once): the total, each static score, then with locality the transfer
+        # seconds and bytes, and the bits of the inputs moved
+        M = np.empty((J, 1 + P + (2 if p_locality else 0) + (1 if bits else 0), n))
+        if p_locality:  # its score and the transfer rows, one pass per shape (``kernels.locality``)
+            locality(ids, table.seconds, table.moved, feasible, bits, M, p_locality, P)
         total = np.zeros((J, n))
         for p, ((scorer, w), cache) in enumerate(zip(self.static_scores, self._score_caches, strict=True), 1):
             score_kind: type = type(scorer)
             if score_kind is LocalityScore:
-                assert seconds is not None and moved is not None
-                sc = 0.5 * normalize_rows(seconds, feasible) + 0.5 * normalize_rows(moved, feasible)
+                sc = M[:, p_locality]
+                if p != p_locality:  # the plugin listed twice: the same score again
+                    M[:, p] = sc
             else:
                 if score_kind is GreenScore:  # it reads delay tolerance and the inputs' classifications
                     keys: list[Any] = [
@@ -493,13 +498,8 @@ class BatchScheduler:
                     keys = [shape.ckey for shape in shapes]
                 scored, inv = self._by_key(cache, keys, _per_key(scorer, True, info, constraints, snap))
                 sc = np.stack(scored)[inv]
-            M[:, p] = sc
+                M[:, p] = sc
             total += w * sc
-        if seconds is not None and moved is not None:
-            M[:, P + 1] = seconds
-            M[:, P + 2] = moved
-        if bits is not None:
-            M[:, P + 3] = bits
         unresolvable = (~resolvable).tolist()
         messages = list(zip(*per_plugin, strict=True))  # per shape, each plugin's messages
         for j, shape in enumerate(shapes):
@@ -515,7 +515,7 @@ class BatchScheduler:
             snap,
             feasible,
             M,
-            sizes if bits is not None else None,
+            sizes if bits else None,
             input_rows,
         )
 

@@ -12,7 +12,6 @@ import numpy.typing as npt
 from controller.datasets import Classification, DatasetRead
 from controller.scheduler.framework import (
     CodeArray,
-    FloatArray,
     Snapshot,
 )
 from controller.scheduler.ordering import (
@@ -123,28 +122,6 @@ class DatasetTable:
         for j in np.flatnonzero(newly.any(axis=1)).tolist():
             lists[j] = [message[r] for r in ids[j][newly[j]].tolist()]
         return codes, lists
-
-    def transfers(self, ids: IntArray) -> tuple[FloatArray, FloatArray]:
-        """``transfer_estimate`` for every job: the slowest input's time, the bytes summed in
-        input order."""
-        seconds = np.zeros((len(ids), self.snap.size))
-        moved = np.zeros((len(ids), self.snap.size))
-        for k in range(ids.shape[1]):
-            np.maximum(seconds, self.seconds[ids[:, k]], out=seconds)
-            moved += self.moved[ids[:, k]]
-        return seconds, moved
-
-    def moved_bits(self, ids: IntArray) -> npt.NDArray[np.uint8] | None:
-        """Per job and cluster, which inputs are moved there (bit k: input k), when a job has
-        at most eight inputs and each input's bytes moved are 0 or its size: the stored
-        decisions keep the bytes moved as these bits (the sizes of the set bits added in input
-        order give exactly the bytes ``transfers`` sums, row 0 adding 0.0)."""
-        if ids.shape[1] > 8 or not self.bits_exact:
-            return None
-        bits = np.zeros((len(ids), self.snap.size), dtype=np.uint8)
-        for k in range(ids.shape[1]):
-            bits |= (self.moved[ids[:, k]] != 0).astype(np.uint8) << k
-        return bits
 
     def class_keys(self, ids: IntArray) -> list[int]:
         """Each job's input classifications in order, as one integer (green's cache key)."""

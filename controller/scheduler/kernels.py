@@ -101,22 +101,29 @@ def fit_balance(
 
 
 @_compiled
+def _normalize_row(values: FloatArray, feasible: BoolArray, out: FloatArray) -> None:
+    """``_normalize`` of one row (``locality``'s two rows of a job)."""
+    n = values.shape[0]
+    lo, hi = np.inf, -np.inf
+    for c in range(n):
+        if feasible[c]:
+            lo = _minimum(lo, values[c])
+            hi = _maximum(hi, values[c])
+    span = hi - lo
+    flat = span <= 1e-12
+    for c in range(n):
+        if not feasible[c]:
+            out[c] = 0.0
+        elif flat:
+            out[c] = 100.0
+        else:
+            out[c] = 100.0 * (hi - values[c]) / span
+
+
+@_compiled
 def _normalize(values: FloatArray, feasible: BoolArray, out: FloatArray) -> None:
     for j in range(values.shape[0]):
-        lo, hi = np.inf, -np.inf
-        for c in range(values.shape[1]):
-            if feasible[j, c]:
-                lo = _minimum(lo, values[j, c])
-                hi = _maximum(hi, values[j, c])
-        span = hi - lo
-        flat = span <= 1e-12
-        for c in range(values.shape[1]):
-            if not feasible[j, c]:
-                out[j, c] = 0.0
-            elif flat:
-                out[j, c] = 100.0
-            else:
-                out[j, c] = 100.0 * (hi - values[j, c]) / span
+        _normalize_row(values[j], feasible[j], out[j])
 
 
 def normalize_rows(values: FloatArray, feasible: BoolArray) -> FloatArray:
@@ -128,6 +135,64 @@ def normalize_rows(values: FloatArray, feasible: BoolArray) -> FloatArray:
     out = np.empty(values.shape, dtype=np.float64)
     _normalize(np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(feasible), out)
     return out
+
+
+@_compiled
+def _locality(
+    ids: Any,
+    seconds: FloatArray,
+    moved: FloatArray,
+    feasible: BoolArray,
+    bits: bool,
+    M: FloatArray,
+    p: int,
+    P: int,
+) -> None:
+    J, K = ids.shape
+    n = seconds.shape[1]
+    a = np.empty(n)
+    b = np.empty(n)
+    for j in range(J):
+        for c in range(n):
+            s = 0.0
+            m = 0.0
+            code = 0
+            for k in range(K):
+                r = ids[j, k]
+                s = _maximum(s, seconds[r, c])
+                m += moved[r, c]
+                if bits and moved[r, c] != 0.0:
+                    code |= 1 << k
+            M[j, P + 1, c] = s
+            M[j, P + 2, c] = m
+            if bits:
+                M[j, P + 3, c] = code
+        _normalize_row(M[j, P + 1], feasible[j], a)
+        _normalize_row(M[j, P + 2], feasible[j], b)
+        for c in range(n):
+            M[j, p, c] = 0.5 * a[c] + 0.5 * b[c]
+
+
+def locality(
+    ids: Any,
+    seconds: FloatArray,
+    moved: FloatArray,
+    feasible: BoolArray,
+    bits: bool,
+    M: FloatArray,
+    p: int,
+    P: int,
+) -> None:
+    """The locality score's rows of ``M`` (jobs x results x clusters) for every job at once, in
+    one pass per job: row ``P + 1`` the transfer seconds (the slowest input's, ``np.maximum``
+    from 0 over the inputs in order), row ``P + 2`` the bytes moved (summed in input order from
+    0), with ``bits`` row ``P + 3`` the bits of the inputs moved (bit k: input k's bytes moved
+    are not 0; at most eight inputs), and row ``p`` the score, ``0.5 * normalize(seconds) +
+    0.5 * normalize(bytes)`` over the feasible clusters (``normalize_rows``). ``ids``: each
+    job's inputs as rows of ``seconds`` and ``moved`` (data sets x clusters; row 0 pads, all 0).
+    The same values as ``DatasetTable.transfers``, ``moved_bits`` and ``normalize_rows`` in
+    numpy (tests/scheduler/test_kernels.py)."""
+    _locality(np.ascontiguousarray(ids, dtype=np.intp), seconds, moved, feasible, bits, M, p, P)
 
 
 @_compiled
@@ -428,7 +493,17 @@ def score_columns(
     return out
 
 
-DISPATCHERS = (fit_balance, _normalize, reserve, _ledger_drops, _reprieve, _listing, _groups, _columns)
+DISPATCHERS = (
+    fit_balance,
+    _normalize,
+    _locality,
+    reserve,
+    _ledger_drops,
+    _reprieve,
+    _listing,
+    _groups,
+    _columns,
+)
 
 
 def warm_up() -> None:
@@ -440,6 +515,17 @@ def warm_up() -> None:
     free, demand, column = np.zeros((2, 3)), np.zeros(3), np.zeros(2)
     fit_balance(free, demand, column.copy(), column.copy(), column.copy(), 1.0)
     normalize_rows(np.zeros((1, 2)), np.ones((1, 2), dtype=np.bool_))
+    for bits in (False, True):
+        locality(
+            np.zeros((1, 1), np.intp),
+            np.zeros((1, 2)),
+            np.zeros((1, 2)),
+            np.ones((1, 2), np.bool_),
+            bits,
+            np.zeros((1, 5, 2)),
+            1,
+            1,
+        )
     reserve(free, free.copy(), 0, demand)
     ledger_drops(free, demand)
     reprieve(demand, free, np.zeros(2, dtype=np.int64), demand)

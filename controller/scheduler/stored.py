@@ -284,7 +284,7 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
     if transfers:
         # The bits of the inputs moved, when every shape has them: the data-set table makes
         # them only when each input's bytes moved are 0 or its size, so adding the sizes of
-        # the set bits in input order gives the bytes exactly (``DatasetTable.moved_bits``)
+        # the set bits in input order gives the bytes exactly (``kernels.locality``)
         sizes_list = [shapes[j].input_sizes for j in with_rows] if height > P + 3 else []
         if height > P + 3 and all(x is not None for x in sizes_list):
             types.append(UINT8)

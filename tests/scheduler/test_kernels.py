@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.scheduler.kernels import fit_balance, normalize_rows, reserve, triples
+from controller.scheduler.kernels import fit_balance, locality, normalize_rows, reserve, triples
 from controller.scheduler.plugins.balance import BalanceScore
 from controller.scheduler.plugins.capacity import CapacityFilter
 
@@ -109,6 +109,46 @@ def test_normalize_rows_equals_numpy(seed: int) -> None:
     values[6] = np.linspace(0.0, 1e-13, n)  # a span under the flat line
     got = normalize_rows(values, feasible)
     np.testing.assert_array_equal(got, reference_normalize(values, feasible))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_locality_equals_the_numpy_it_replaced(seed: int) -> None:
+    """``kernels.locality`` against the numpy the batch scheduler ran before it: the data-set
+    table's transfer seconds (the maximum) and bytes (the sum) gathered by job, the bits of the
+    inputs moved, then ``0.5 * normalize_rows`` of each; on tables with padding, unreachable (inf) and NaN times, -0.0 and bytes that are not
+    all or nothing, up to eight inputs a job and more."""
+    rng = np.random.default_rng(seed)
+    R, n, J = 12, 98, 80
+    K = (1, 3, 8, 9)[seed % 4]
+    seconds = rng.exponential(50.0, size=(R, n)) * (rng.random((R, n)) < 0.7)
+    moved = rng.choice([0.0, 5e9, 1.25e6], size=(R, n))
+    seconds[0] = moved[0] = 0.0  # row 0 pads
+    seconds[3, :7] = np.inf
+    seconds[4, 9] = np.nan
+    seconds[5, 2] = -0.0
+    moved[6, 11] = np.nan
+    ids = rng.integers(0, R, size=(J, K))
+    ids[0] = 0  # a job without inputs
+    feasible = rng.random((J, n)) < rng.uniform(0.0, 1.0, size=(J, 1))
+    feasible[1] = False
+    P, p = 3, 2
+    for bits in (False, True) if K <= 8 else (False,):
+        M = np.full((J, 1 + P + 2 + int(bits), n), -7.0)
+        locality(ids, seconds, moved, feasible, bits, M, p, P)
+        want_s, want_m = np.zeros((J, n)), np.zeros((J, n))
+        want_bits = np.zeros((J, n), dtype=np.uint8)
+        for k in range(K):
+            np.maximum(want_s, seconds[ids[:, k]], out=want_s)
+            want_m += moved[ids[:, k]]
+            want_bits |= (moved[ids[:, k]] != 0).astype(np.uint8) << k
+        want = 0.5 * reference_normalize(want_s, feasible) + 0.5 * reference_normalize(want_m, feasible)
+        np.testing.assert_array_equal(M[:, P + 1], want_s)
+        np.testing.assert_array_equal(M[:, P + 2], want_m)
+        np.testing.assert_array_equal(M[:, p], want)
+        if bits:
+            np.testing.assert_array_equal(M[:, P + 3], want_bits)
+        untouched = [r for r in range(M.shape[1]) if r not in (p, P + 1, P + 2, P + 3)]
+        assert (M[:, untouched] == -7.0).all()
 
 
 def test_reserve_takes_the_demand_from_one_cluster() -> None:
