@@ -408,55 +408,70 @@ def _columns(
     transfers: bool,
     out: Any,
 ) -> None:
+    # Column by column (each a pass over the kept rows, reading one row of ``block`` and writing
+    # one of ``values``): row by row every value was a cache line of its own (23 % slower).
     values, lo, hi, whole, finite = out
-    free, cap, demand = rows.free, rows.cap, rows.demand
+    free, cap, demand, job_pos = rows.free, rows.cap, rows.demand, rows.job_pos
     n_all = P + 1
     C = lo.shape[0]
-    for i in range(C):
-        lo[i] = np.inf
-        hi[i] = -np.inf
-        whole[i] = True
-    score = np.empty(n_all)
-    for k in range(kept.shape[0]):
+    K = kept.shape[0]
+    balance = np.empty(K)
+    for k in range(K):  # BalanceScore.score_free
         t = kept[k]
-        for p in range(P):
-            score[p] = block[1 + p, t]
-        w = rows.job_pos[t]
+        w = job_pos[t]
         dc, dm, dg = demand[w, 0], demand[w, 1], demand[w, 2]
-        # BalanceScore.score_free
         share = _minimum((free[t, 0] - dc) / cap[t, 0], (free[t, 1] - dm) / cap[t, 1])
         if dg > 0:
             cap_gpu = cap[t, 2] if cap[t, 2] > 0 else 1.0
             share = _minimum(share, (free[t, 2] - dg) / cap_gpu)
-        score[P] = _minimum(_maximum(share, 0.0), 1.0) * 100.0
-        total = 0.0
-        ok = True
-        for i in range(n_all):
-            x = score[order[i]]
-            total += weights[order[i]] * x
-            r = np.rint(x * 1000.0)
-            values[i, k] = r
-            ok = ok and np.isfinite(r)
-        r = np.rint(total * 1000.0)
-        values[n_all, k] = r
-        ok = ok and np.isfinite(r)
-        if transfers:
-            r = np.rint(block[P + 1, t] * 1000.0)
-            values[n_all + 1, k] = r
-            ok = ok and np.isfinite(r)
-        finite[k] = ok
-        if not ok:
-            continue
-        for i in range(C):
-            r = values[i, k]
-            if r < lo[i]:
-                lo[i] = r
-            if r > hi[i]:
-                hi[i] = r
+        balance[k] = _minimum(_maximum(share, 0.0), 1.0) * 100.0
+    total = np.zeros(K)  # each row's weighted sum, its scores added in ``order``
+    for i in range(n_all):
+        p = order[i]
+        weight = weights[p]
+        column = values[i]
+        if p == P:
+            for k in range(K):
+                x = balance[k]
+                total[k] += weight * x
+                column[k] = np.rint(x * 1000.0)
+        else:
+            source = block[1 + p]
+            for k in range(K):
+                x = source[kept[k]]
+                total[k] += weight * x
+                column[k] = np.rint(x * 1000.0)
+    column = values[n_all]
+    for k in range(K):
+        column[k] = np.rint(total[k] * 1000.0)
+    if transfers:
+        column = values[n_all + 1]
+        source = block[P + 1]
+        for k in range(K):
+            column[k] = np.rint(source[kept[k]] * 1000.0)
+    for k in range(K):
+        finite[k] = True
+    for i in range(C):
+        column = values[i]
+        for k in range(K):
+            if not np.isfinite(column[k]):
+                finite[k] = False
+    for i in range(C):  # over the finite rows
+        column = values[i]
+        least, most, whole_i = np.inf, -np.inf, True
+        for k in range(K):
+            if not finite[k]:
+                continue
+            r = column[k]
+            if r < least:
+                least = r
+            if r > most:
+                most = r
             # a multiple of 1000 (what matters: values in 0..255,000, where r / 1000 is an
             # integer exactly when it is one; fmod costs twenty times more)
-            if whole[i] and np.floor(r / 1000.0) * 1000.0 != r:
-                whole[i] = False
+            if whole_i and np.floor(r / 1000.0) * 1000.0 != r:
+                whole_i = False
+        lo[i], hi[i], whole[i] = least, most, whole_i
 
 
 class Columns(NamedTuple):

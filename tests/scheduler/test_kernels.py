@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.scheduler.kernels import fit_balance, locality, normalize_rows, reserve, triples
+from controller.scheduler.kernels import (
+    Rows,
+    fit_balance,
+    locality,
+    normalize_rows,
+    reserve,
+    score_columns,
+    triples,
+)
 from controller.scheduler.plugins.balance import BalanceScore
 from controller.scheduler.plugins.capacity import CapacityFilter
 
@@ -356,3 +364,61 @@ def test_triples_are_what_np_array_makes_of_the_tuples(n: int) -> None:
     want = np.array(values, dtype=np.float64).reshape(n, 3)
     assert got.dtype == np.float64 and got.shape == (n, 3) and got.flags["C_CONTIGUOUS"]
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_score_columns_equals_the_plugins_arithmetic(seed: int) -> None:
+    """``score_columns`` (the stored decisions' listed columns) against the same values made row
+    by row with the balance plugin's own ``score_free``: each score and the weighted total (added
+    in the bodies' order) in thousandths, the transfer seconds, which rows are finite, and the
+    bounds and wholeness of each column over the finite rows; GPU demands, a NaN, an infinite
+    transfer, scores of whole units and not."""
+    rng = np.random.default_rng(seed)
+    jobs, per, P = 40, 12, 3
+    T = jobs * per
+    job_pos = np.repeat(np.arange(jobs), per)
+    free = rng.uniform(-2.0, 64.0, size=(T, 3))
+    free[31, 0] = np.nan  # and in the balance score
+    cap = rng.uniform(8.0, 128.0, size=(T, 3))
+    cap[::7, 2] = 0.0  # clusters without GPUs
+    demand = np.stack([rng.uniform(0.5, 8.0, jobs), rng.uniform(1.0, 32.0, jobs), np.zeros(jobs)], axis=1)
+    demand[::5, 2] = 2.0
+    block = np.vstack(
+        [np.zeros(T), rng.integers(0, 101, size=(P, T)).astype(float), rng.exponential(40.0, T)]
+    )
+    if seed % 2:
+        block[2] = rng.uniform(0.0, 100.0, T)  # a score that is not whole
+    for p in range(1, P + 1):  # a NaN in every score
+        block[p, 17 * p] = np.nan
+    block[P + 1, 23] = np.inf
+    kept = np.sort(rng.choice(T, size=T - 50, replace=False)).astype(np.intp)
+    ints = np.zeros(jobs, dtype=np.intp)
+    rows = Rows(
+        job_pos.copy(), job_pos, np.zeros(T, dtype=np.intp), free, cap, demand, ints, np.zeros(jobs, bool)
+    )
+    order = list(rng.permutation(P + 1))
+    weights = list(rng.uniform(0.5, 2.0, P + 1))
+    for transfers in (False, True):
+        got = score_columns(block, kept, rows, P, order, weights, transfers)
+        balance = BalanceScore()
+        want = []
+        for t in kept.tolist():
+            w = job_pos[t]
+            scores = [*block[1 : 1 + P, t], balance.score_free(free[t : t + 1], cap[t : t + 1], demand[w])[0]]
+            total = 0.0
+            row = []
+            for i in order:
+                total += weights[i] * scores[i]
+                row.append(np.rint(scores[i] * 1000.0))
+            row.append(np.rint(total * 1000.0))
+            if transfers:
+                row.append(np.rint(block[P + 1, t] * 1000.0))
+            want.append(row)
+        values = np.array(want).T
+        np.testing.assert_array_equal(got.values, values)
+        finite = np.isfinite(values).all(axis=0)
+        np.testing.assert_array_equal(got.finite, finite)
+        assert not finite.all()
+        np.testing.assert_array_equal(got.lo, values[:, finite].min(axis=1))
+        np.testing.assert_array_equal(got.hi, values[:, finite].max(axis=1))
+        np.testing.assert_array_equal(got.whole, (values[:, finite] % 1000.0 == 0).all(axis=1))
