@@ -102,7 +102,11 @@ def fit_balance(
 
 @_compiled
 def _normalize_row(values: FloatArray, feasible: BoolArray, out: FloatArray) -> None:
-    """``_normalize`` of one row (``locality``'s two rows of a job)."""
+    """``normalize_lower_is_better`` of a row of ``values`` (one job's, over the clusters): its
+    feasible values mapped to 0..100, its lowest scoring 100 (a row whose feasible values are
+    all equal: 100 each), the rest 0. The numpy of the same, element by element: ``lo``/``hi``
+    the feasible minimum and maximum (NaN when one is NaN, as ``np.min``), ``100 * (hi - v) /
+    (hi - lo)``, a span of at most 1e-12 counting as flat."""
     n = values.shape[0]
     lo, hi = np.inf, -np.inf
     for c in range(n):
@@ -118,23 +122,6 @@ def _normalize_row(values: FloatArray, feasible: BoolArray, out: FloatArray) -> 
             out[c] = 100.0
         else:
             out[c] = 100.0 * (hi - values[c]) / span
-
-
-@_compiled
-def _normalize(values: FloatArray, feasible: BoolArray, out: FloatArray) -> None:
-    for j in range(values.shape[0]):
-        _normalize_row(values[j], feasible[j], out[j])
-
-
-def normalize_rows(values: FloatArray, feasible: BoolArray) -> FloatArray:
-    """``normalize_lower_is_better`` on every row of ``values`` (jobs x clusters) at once: a
-    row's feasible values mapped to 0..100, its lowest scoring 100 (a row whose feasible values
-    are all equal: 100 each), the rest 0. The numpy of the same, element by element:
-    ``lo``/``hi`` the feasible minimum and maximum (NaN when one is NaN, as ``np.min``),
-    ``100 * (hi - v) / (hi - lo)``, a span of at most 1e-12 counting as flat."""
-    out = np.empty(values.shape, dtype=np.float64)
-    _normalize(np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(feasible), out)
-    return out
 
 
 @_compiled
@@ -188,10 +175,10 @@ def locality(
     from 0 over the inputs in order), row ``P + 2`` the bytes moved (summed in input order from
     0), with ``bits`` row ``P + 3`` the bits of the inputs moved (bit k: input k's bytes moved
     are not 0; at most eight inputs), and row ``p`` the score, ``0.5 * normalize(seconds) +
-    0.5 * normalize(bytes)`` over the feasible clusters (``normalize_rows``). ``ids``: each
+    0.5 * normalize(bytes)`` over the feasible clusters (``_normalize_row``). ``ids``: each
     job's inputs as rows of ``seconds`` and ``moved`` (data sets x clusters; row 0 pads, all 0).
-    The same values as ``DatasetTable.transfers``, ``moved_bits`` and ``normalize_rows`` in
-    numpy (tests/scheduler/test_kernels.py)."""
+    The same values as the numpy it replaced (the rows gathered by job, ``np.maximum`` and sums
+    over the inputs, the bits, the normalisation row by row: tests/scheduler/test_kernels.py)."""
     _locality(np.ascontiguousarray(ids, dtype=np.intp), seconds, moved, feasible, bits, M, p, P)
 
 
@@ -510,7 +497,6 @@ def score_columns(
 
 DISPATCHERS = (
     fit_balance,
-    _normalize,
     _locality,
     reserve,
     _ledger_drops,
@@ -529,7 +515,6 @@ def warm_up() -> None:
     compile nothing more."""
     free, demand, column = np.zeros((2, 3)), np.zeros(3), np.zeros(2)
     fit_balance(free, demand, column.copy(), column.copy(), column.copy(), 1.0)
-    normalize_rows(np.zeros((1, 2)), np.ones((1, 2), dtype=np.bool_))
     for bits in (False, True):
         locality(
             np.zeros((1, 1), np.intp),

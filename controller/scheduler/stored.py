@@ -282,9 +282,9 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
     types, arrays, bad = typed
     sizes_of: list[list[float] | None] = [None] * D
     if transfers:
-        # The bits of the inputs moved, when every shape has them: the data-set table makes
-        # them only when each input's bytes moved are 0 or its size, so adding the sizes of
-        # the set bits in input order gives the bytes exactly (``kernels.locality``)
+        # The bits of the inputs moved, when every shape has them: the evaluation makes them
+        # only when each input's bytes moved are 0 or its size (``kernels.locality``), so
+        # adding the sizes of the set bits in input order gives the bytes exactly
         sizes_list = [shapes[j].input_sizes for j in with_rows] if height > P + 3 else []
         if height > P + 3 and all(x is not None for x in sizes_list):
             types.append(UINT8)

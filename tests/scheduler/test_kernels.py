@@ -7,9 +7,9 @@ import pytest
 
 from controller.scheduler.kernels import (
     Rows,
+    _normalize_row,
     fit_balance,
     locality,
-    normalize_rows,
     reserve,
     score_columns,
     triples,
@@ -82,6 +82,15 @@ def test_fit_balance_ties_and_degenerate_rows() -> None:
     high = static.copy()
     high[2] = 1000.0
     assert both(exact, cap, high) == (2, 2)
+
+
+def normalize_rows(values: np.ndarray, feasible: np.ndarray) -> np.ndarray:
+    """The kernel's normalisation (``kernels._normalize_row``, what ``locality`` runs on each
+    job's transfer seconds and bytes) on every row."""
+    out = np.empty_like(values)
+    for j in range(values.shape[0]):
+        _normalize_row(values[j], feasible[j], out[j])
+    return out
 
 
 def reference_normalize(values: np.ndarray, feasible: np.ndarray) -> np.ndarray:
