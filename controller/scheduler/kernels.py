@@ -2,7 +2,8 @@
 preemption, and of the stored decisions' encoder (numba, compiled on first use and cached on disk
 beside this module). The two called once per job
 (``fit_balance``, ``reserve``) are called as compiled, without a Python wrapper (a call costs
-about 0.15 µs more through one); the others through a typed wrapper that allocates their output.
+about 0.15 µs more through one), and so is ``locality``, which writes into the evaluation's
+array; the others through a typed wrapper that allocates their output.
 
 A job's dynamic step runs on its few dozen statically feasible clusters: as numpy, each of its
 dozen array operations costs about a microsecond of call overhead for a few nanoseconds of
@@ -125,7 +126,7 @@ def _normalize_row(values: FloatArray, feasible: BoolArray, out: FloatArray) -> 
 
 
 @_compiled
-def _locality(
+def locality(
     ids: Any,
     seconds: FloatArray,
     moved: FloatArray,
@@ -135,6 +136,16 @@ def _locality(
     p: int,
     P: int,
 ) -> None:
+    """The locality score's rows of ``M`` (jobs x results x clusters) for every job at once, in
+    one pass per job: row ``P + 1`` the transfer seconds (the slowest input's, ``np.maximum``
+    from 0 over the inputs in order), row ``P + 2`` the bytes moved (summed in input order from
+    0), with ``bits`` row ``P + 3`` the bits of the inputs moved (bit k: input k's bytes moved
+    are not 0; at most eight inputs), and row ``p`` the score, ``0.5 * normalize(seconds) +
+    0.5 * normalize(bytes)`` over the feasible clusters (``_normalize_row``). ``ids``: each
+    job's inputs (``np.intp``) as rows of ``seconds`` and ``moved`` (data sets x clusters; row 0
+    pads, all 0). The same values as the numpy it replaced (the rows gathered by job,
+    ``np.maximum`` and sums over the inputs, the bits, the normalisation row by row:
+    tests/scheduler/test_kernels.py)."""
     J, K = ids.shape
     n = seconds.shape[1]
     a = np.empty(n)
@@ -158,28 +169,6 @@ def _locality(
         _normalize_row(M[j, P + 2], feasible[j], b)
         for c in range(n):
             M[j, p, c] = 0.5 * a[c] + 0.5 * b[c]
-
-
-def locality(
-    ids: Any,
-    seconds: FloatArray,
-    moved: FloatArray,
-    feasible: BoolArray,
-    bits: bool,
-    M: FloatArray,
-    p: int,
-    P: int,
-) -> None:
-    """The locality score's rows of ``M`` (jobs x results x clusters) for every job at once, in
-    one pass per job: row ``P + 1`` the transfer seconds (the slowest input's, ``np.maximum``
-    from 0 over the inputs in order), row ``P + 2`` the bytes moved (summed in input order from
-    0), with ``bits`` row ``P + 3`` the bits of the inputs moved (bit k: input k's bytes moved
-    are not 0; at most eight inputs), and row ``p`` the score, ``0.5 * normalize(seconds) +
-    0.5 * normalize(bytes)`` over the feasible clusters (``_normalize_row``). ``ids``: each
-    job's inputs as rows of ``seconds`` and ``moved`` (data sets x clusters; row 0 pads, all 0).
-    The same values as the numpy it replaced (the rows gathered by job, ``np.maximum`` and sums
-    over the inputs, the bits, the normalisation row by row: tests/scheduler/test_kernels.py)."""
-    _locality(np.ascontiguousarray(ids, dtype=np.intp), seconds, moved, feasible, bits, M, p, P)
 
 
 @_compiled
@@ -497,7 +486,7 @@ def score_columns(
 
 DISPATCHERS = (
     fit_balance,
-    _locality,
+    locality,
     reserve,
     _ledger_drops,
     _reprieve,
