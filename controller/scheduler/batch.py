@@ -37,6 +37,7 @@ classes they would pass that state around on every job.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -60,7 +61,7 @@ from controller.scheduler.framework import (
     Snapshot,
     is_dynamic,
 )
-from controller.scheduler.kernels import fit_balance, locality, reprieve, reserve, triples
+from controller.scheduler.kernels import fit_balance, gather_static, locality, reprieve, reserve, triples
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -96,6 +97,7 @@ from controller.scheduler.shapes import (
     SHAPE_CACHE,
     Shape,
     ShapeTable,
+    StaticStore,
 )
 
 IntArray = npt.NDArray[np.intp]
@@ -134,6 +136,10 @@ NO_FIT_AFTER_PREEMPTION = "no cluster can make room by preempting lower-priority
 # at 1,024 shapes (0.8 MB an array at 98 clusters) they stay in the core's cache, at a batch's
 # 10,000 each pass went to memory (evaluate_many 13 % faster, docs/benchmarks.md).
 EVALUATE_CHUNK = 1024
+# The static rows' store (``shapes.StaticStore``) starts a new evaluation epoch at a cycle's start
+# once it holds this many values (64 MB) even if the snapshot did not change: the shapes
+# evaluated before are evaluated again when next read.
+STATIC_STORE_VALUES = 8_000_000
 
 
 def hold_rank(
@@ -253,6 +259,7 @@ class BatchScheduler:
         self.names: list[str] = []
         self.index: dict[str, int] = {}
         self.gen = 0
+        self._store: StaticStore | None = None  # this epoch's static rows (``_new_epoch``)
         self.cycle = 0
         self._fingerprint: tuple[Any, ...] | None = None
         # Anti-starvation holds (kube-scheduler's nominated node, Slurm's backfill reservation):
@@ -309,14 +316,27 @@ class BatchScheduler:
         reads = (len(snap.datasets), id(snap.network), id(snap.residency))
         self._table_key = (names, snap.tenants.tobytes(), snap.national.tobytes(), *reads)
         fp = (names, snap.ready.tobytes(), snap.cordoned.tobytes(), snap.capacity.tobytes(), *reads)
-        if fp != self._fingerprint:
+        if fp != self._fingerprint or (self._store is not None and self._store.used > STATIC_STORE_VALUES):
             self._fingerprint = fp
-            self.gen += 1
+            self._new_epoch()
             self.names = snap.names
             self.index = snap.index
             # Component results hold for one generation (they read the snapshot).
             for c in (*self._filter_caches, *self._score_caches, self._rows):
                 c.clear()
+
+    def _new_epoch(self) -> None:
+        """A new evaluation epoch: every shape is evaluated again before it is read, into a new
+        store of static rows. The old store is retired (its shapes cannot read it); its block
+        is the new store's when nothing holds a view of it (a fresh block of tens of megabytes
+        costs a page fault every 4 KiB, about 2–3 µs each on this VM)."""
+        self.gen += 1
+        old = self._store
+        if old is None:
+            return
+        block = old.retire()
+        # the only references: ``block`` here and getrefcount's argument
+        self._store = StaticStore(block) if block is not None and sys.getrefcount(block) <= 2 else None
 
     @staticmethod
     def _info(shape: Shape, snap: Snapshot) -> JobInfo:
@@ -347,6 +367,11 @@ class BatchScheduler:
         gen = self.gen
         n = feasible.shape[1]
         masks = feasible.tobytes()  # row j's bytes: a shape's feasible set, the rows' cache key
+        store = self._store
+        if store is None or store.block is None:
+            store = self._store = StaticStore(np.empty(max(1 << 16, 512 * len(shapes))))
+        offsets = [0]
+        every_idx = []
         for j, shape in enumerate(shapes):
             key = masks[j * n : (j + 1) * n]
             rows = rows_cache.get(key) if rows_cache is not None else None
@@ -358,8 +383,9 @@ class BatchScheduler:
                     rows_cache.put(key, rows)
             idx = rows[0]
             shape.idx, shape.cap_rows, shape.cap_cpu, shape.cap_mem = rows
-            static = M[j].take(idx, axis=1)  # take: half the time of [:, idx] on these sizes
-            shape.static = static
+            every_idx.append(idx)
+            offsets.append(offsets[-1] + len(idx))
+            shape.store = store
             shape.layout = layout
             shape.has_transfer = has_transfer
             shape.best_transfer_s = best[j] if best is not None and len(idx) else 0.0
@@ -378,6 +404,13 @@ class BatchScheduler:
             elif shape.backup_pos:
                 shape.backup_pos = ()
             shape.gen = gen
+        # every shape's rows over its feasible clusters into the store, in one call
+        H = M.shape[1]
+        start = store.take(H * offsets[-1])
+        assert store.block is not None
+        gather_static(M, np.concatenate(every_idx), np.array(offsets, dtype=np.intp), store.block, start)
+        for shape, offset in zip(shapes, offsets, strict=False):
+            shape.pos = start + H * offset
 
     def evaluate_static(self, shape: Shape, snap: Snapshot) -> None:
         """One shape through every static plugin (the reference path)."""
@@ -590,7 +623,7 @@ class BatchScheduler:
         self._lowest = {}  # ``_lowest_priority``: per cluster (its running list, length seen, lowest)
         if backups is not None and backups != self.backups:
             self.backups = backups
-            self.gen += 1  # backup positions are part of the static results
+            self._new_epoch()  # backup positions are part of the static results
         if book is None:
             book = QuotaBook(self.quota, snap.capacity.sum(axis=0), list(snap.tenants), snap.tenant_usage)
         free = snap.capacity - snap.allocated
@@ -706,7 +739,13 @@ class BatchScheduler:
         demand = shape.demand
         if fused:
             weight = float(self.dynamic_scores[0][1])
-            best: int = fit_balance(rows, demand, shape.cap_cpu, shape.cap_mem, shape.static[0], weight)
+            store = shape.store
+            totals = store.block if store is not None else None
+            if totals is None:
+                totals, at = shape.static_total, 0
+            else:
+                at = shape.pos  # a shape's first static row is where its block starts
+            best: int = fit_balance(rows, demand, shape.cap_cpu, shape.cap_mem, totals, at, weight)
             ok: npt.NDArray[np.bool_] | None = None
             if shape.backup_pos:
                 ok = np.asarray(((rows - demand) >= 0.0).all(axis=1))

@@ -68,7 +68,8 @@ def fit_balance(
     demand: FloatArray,
     cap_cpu: FloatArray,
     cap_mem: FloatArray,
-    static_total: FloatArray,
+    totals: FloatArray,
+    start: int,
     weight: float,
 ) -> int:
     """The capacity filter and the balance score of a job without GPUs, fused: the position of
@@ -76,7 +77,8 @@ def fit_balance(
     first), -1 when it fits on none. The same as the numpy
     ``np.where(fits, total, -inf).argmax()`` followed by ``fits[best]`` (``-1`` when that is
     False): ``rows`` is free capacity (cpu, memory, GPUs) of the job's feasible clusters,
-    ``cap_cpu``/``cap_mem`` their capacities, ``static_total`` their weighted static scores."""
+    ``cap_cpu``/``cap_mem`` their capacities, ``totals[start:start + len(rows)]`` their weighted
+    static scores (a shape's first static row, in the epoch's store: ``shapes.StaticStore``)."""
     n = rows.shape[0]
     if n == 0:
         return -1
@@ -91,7 +93,7 @@ def fit_balance(
         if ok:
             share = _minimum(left_cpu / cap_cpu[i], left_mem / cap_mem[i])
             balance = _minimum(_maximum(share, 0.0), 1.0) * 100.0
-            value = static_total[i] + (balance if weight == 1.0 else weight * balance)
+            value = totals[start + i] + (balance if weight == 1.0 else weight * balance)
             if value != value:  # np.argmax: the first NaN is the maximum
                 return i
         else:
@@ -169,6 +171,42 @@ def locality(
         _normalize_row(M[j, P + 2], feasible[j], b)
         for c in range(n):
             M[j, p, c] = 0.5 * a[c] + 0.5 * b[c]
+
+
+@_compiled
+def gather_static(M: FloatArray, idx: Any, offsets: Any, block: FloatArray, start: int) -> None:
+    """Each shape's static rows over its feasible clusters into the epoch's store: shape ``j``'s
+    rows of ``M`` (shapes x results x clusters) at its clusters ``idx[offsets[j]:offsets[j + 1]]``
+    as a C-ordered (results, clusters) block at ``block[start + H * offsets[j]:]`` (``H`` the
+    results; ``M[j].take(its idx, axis=1)``, for every shape of a chunk in one call)."""
+    J, H, _ = M.shape
+    for j in range(J):
+        o0, o1 = offsets[j], offsets[j + 1]
+        k = o1 - o0
+        at = start + H * o0
+        for h in range(H):
+            for i in range(k):
+                block[at + h * k + i] = M[j, h, idx[o0 + i]]
+
+
+@_compiled
+def _static_rows(block: FloatArray, starts: Any, lens: Any, out: FloatArray) -> None:
+    at = 0
+    for j in range(starts.shape[0]):
+        a, k = starts[j], lens[j]
+        for h in range(out.shape[0]):
+            for i in range(k):
+                out[h, at + i] = block[a + h * k + i]
+        at += k
+
+
+def static_rows(block: FloatArray, height: int, starts: Any, lens: Any) -> FloatArray:
+    """The first ``height`` rows of the shapes' blocks in the store (``gather_static``: shape
+    ``j``'s a ``lens[j]``-wide C-ordered block at ``starts[j]``), side by side in turn (the
+    encoder's static rows of a chunk of decisions)."""
+    out = np.empty((height, int(lens.sum())))
+    _static_rows(block, starts, lens, out)
+    return out
 
 
 @_compiled
@@ -487,6 +525,8 @@ def score_columns(
 DISPATCHERS = (
     fit_balance,
     locality,
+    gather_static,
+    _static_rows,
     reserve,
     _ledger_drops,
     _reprieve,
@@ -503,7 +543,7 @@ def warm_up() -> None:
     wait for it. tests/scheduler/test_kernels.py checks that a cycle and its stored decisions
     compile nothing more."""
     free, demand, column = np.zeros((2, 3)), np.zeros(3), np.zeros(2)
-    fit_balance(free, demand, column.copy(), column.copy(), column.copy(), 1.0)
+    fit_balance(free, demand, column.copy(), column.copy(), column.copy(), 0, 1.0)
     for bits in (False, True):
         locality(
             np.zeros((1, 1), np.intp),
@@ -516,6 +556,9 @@ def warm_up() -> None:
             1,
         )
     reserve(free, free.copy(), 0, demand)
+    ints = np.zeros(2, dtype=np.intp)
+    gather_static(np.zeros((1, 2, 2)), ints, ints, np.zeros(8), 0)
+    static_rows(np.zeros(8), 1, ints, ints)
     ledger_drops(free, demand)
     reprieve(demand, free, np.zeros(2, dtype=np.int64), demand)
     G = np.zeros((1, 2), dtype=np.uint16)

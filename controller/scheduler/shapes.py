@@ -18,6 +18,7 @@ from controller.policies import QuotaPolicy
 from controller.scheduler.framework import (
     FloatArray,
 )
+from controller.scheduler.kernels import static_rows
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -154,17 +155,53 @@ def _static_body(ctx: Any, shape: Shape) -> StaticBody:
         return cached[1]
     idx = shape.idx
     scores = []
+    # copies, not views of the epoch's store (kept on the shape, a view would keep the store)
     for name, w, raw in shape.static_scores:
         rounded = np.round(raw, 3)
-        scores.append((name, w, raw, rounded, rounded.tolist()))
+        scores.append((name, w, raw.copy(), rounded, rounded.tolist()))
     body = StaticBody([ctx.names[int(c)] for c in idx], scores, None, None, None)
     if shape.transfer is not None:
         seconds, moved = shape.transfer
-        body.transfer_bytes = moved
+        body.transfer_bytes = moved.copy()
         body.transfer_seconds = np.round(seconds, 3)
         body.transfer_lists = (body.transfer_bytes.tolist(), body.transfer_seconds.tolist())
     shape.static_body = (shape.gen, body)
     return body
+
+
+class StaticStore:
+    """The static rows of every shape evaluated in one evaluation epoch, one flat array: each
+    shape's rows (the total, each static score, the transfer seconds and bytes, the bits of the
+    inputs moved) over its feasible clusters, as a C-ordered block from ``Shape.pos`` on, the
+    shapes' blocks back to back. A shape keeps this store and its position and reads its rows as
+    a view (``Shape.static``); a shape's block is contiguous, so what reads several shapes' rows
+    (the encoder) reads a run of memory each. The scheduler starts a store per epoch
+    (``BatchScheduler._new_epoch``) and retires the old one: no shape keeps a view, so nothing
+    pins a retired block (a shape whose epoch is past is evaluated again before it is read)."""
+
+    __slots__ = ("block", "used")
+
+    def __init__(self, block: FloatArray) -> None:
+        self.block: FloatArray | None = block
+        self.used = 0
+
+    def take(self, size: int) -> int:
+        """Room for ``size`` more values (the block doubled as needed); where they start."""
+        block = self.block
+        assert block is not None, "a retired store"
+        start = self.used
+        if start + size > len(block):
+            grown = np.empty(max(2 * len(block), start + size))
+            grown[:start] = block[:start]
+            self.block = block = grown
+        self.used = start + size
+        return start
+
+    def retire(self) -> FloatArray | None:
+        """End this store's epoch; its block (for another store, when nothing else holds it)."""
+        block = self.block
+        self.block = None
+        return block
 
 
 _NO_CONSTRAINTS = Constraints()
@@ -206,15 +243,16 @@ class Shape:
         "layout",
         "memory_gib",
         "origin",
+        "pos",
         "priority",
         "priority_class",
         "rejected",
         "rejected_messages",
         "replicas",
         "runtime",
-        "static",
         "static_body",
         "static_groups",
+        "store",
         "tenant",
         "unresolvable",
     )
@@ -245,10 +283,12 @@ class Shape:
         self.cap_rows: FloatArray = _EMPTY_ROWS
         self.cap_cpu: FloatArray = _EMPTY_F  # cap_rows' columns, contiguous
         self.cap_mem: FloatArray = _EMPTY_F
-        # rows over ``idx``: the total, each static score (``layout``: their names and
-        # weights), then, with ``has_transfer``, the transfer seconds and bytes, and, with
-        # ``input_sizes``, the bits of the inputs moved to each cluster
-        self.static: FloatArray = _EMPTY_STATIC
+        # rows over ``idx`` (``static``, in the epoch's ``store`` from ``pos`` on): the
+        # total, each static score (``layout``: their names and weights), then, with
+        # ``has_transfer``, the transfer seconds and bytes, and, with ``input_sizes``, the bits
+        # of the inputs moved to each cluster
+        self.store: StaticStore | None = None
+        self.pos = 0
         self.layout: tuple[tuple[str, float], ...] = ()
         self.has_transfer = False
         # the data-set table's sizes and the inputs' rows in it (``input_sizes``): two fields,
@@ -276,6 +316,23 @@ class Shape:
     def resources(self) -> tuple[float, float, float]:
         """Per replica: cpu, memory GiB, GPUs (fractional)."""
         return (self.cpu, self.memory_gib, self.gpu)
+
+    @property
+    def static(self) -> FloatArray:
+        """The static rows over ``idx`` (a view of the epoch's store)."""
+        store = self.store
+        if store is None:
+            return _EMPTY_STATIC
+        block = store.block
+        if block is None:
+            raise RuntimeError("a shape's static rows were read after its evaluation epoch ended")
+        height, k = self.static_height, len(self.idx)
+        return block[self.pos : self.pos + height * k].reshape(height, k)
+
+    @property
+    def static_height(self) -> int:
+        """The number of static rows (``static``)."""
+        return 1 + len(self.layout) + (2 if self.has_transfer else 0) + (0 if self._sizes is None else 1)
 
     @property
     def static_total(self) -> FloatArray:
@@ -372,3 +429,21 @@ class ShapeTable:
 
     def __len__(self) -> int:
         return len(self.shapes)
+
+
+def static_block(shapes: Sequence[Shape]) -> FloatArray:
+    """The static rows of ``shapes`` side by side, each shape's columns in turn, at the smallest
+    height among them (shapes evaluated with and without the bits of the inputs moved): one
+    copy out of the epoch's store when they share it (``kernels.static_rows``), else their rows
+    joined."""
+    first = shapes[0]
+    store, transfer = first.store, first.has_transfer
+    block = store.block if store is not None else None
+    if block is None or any(s.store is not store or s.has_transfer is not transfer for s in shapes):
+        height = min(s.static_height for s in shapes)
+        return np.concatenate([s.static[:height] for s in shapes], axis=1)
+    bits = all(s._sizes is not None for s in shapes)
+    height = 1 + len(first.layout) + (2 if transfer else 0) + (1 if bits else 0)
+    lens = np.fromiter((len(s.idx) for s in shapes), dtype=np.intp, count=len(shapes))
+    starts = np.fromiter((s.pos for s in shapes), dtype=np.intp, count=len(shapes))
+    return static_rows(block, height, starts, lens)

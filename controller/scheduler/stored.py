@@ -58,6 +58,7 @@ from controller.scheduler.kernels import (
     score_columns,
     triples,
 )
+from controller.scheduler.shapes import static_block
 
 ENCODE_CHUNK = 1024  # decisions encoded together (``encode``)
 # dtype codes of the packed columns
@@ -265,13 +266,8 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
         detail[j] = decisions[j].job_reason is None
     kept = np.flatnonzero(li.listed)
     # every shape's static rows over its feasible clusters, side by side
-    statics = [shapes[j].static for j in with_rows]
-    height = statics[0].shape[0]
-    try:
-        BLOCK = np.concatenate(statics, axis=1)
-    except ValueError:  # shapes evaluated both ways (rows for the moved bits or not)
-        height = min(s.shape[0] for s in statics)
-        BLOCK = np.concatenate([s[:height] for s in statics], axis=1)
+    BLOCK = static_block([shapes[j] for j in with_rows])
+    height = BLOCK.shape[0]
     P = len(pl.all_names) - 1
     transfers = shapes[with_rows[0]].has_transfer
     cols = score_columns(BLOCK, kept, li.rows, P, pl.order, pl.all_weights, transfers)

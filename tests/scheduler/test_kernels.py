@@ -45,7 +45,7 @@ def test_fit_balance_equals_the_plugins(seed: int) -> None:
         for tight in (False, True):
             free, cap, demand, static = case(rng, n, tight)
             w = 1.0 if seed % 2 else 0.5
-            got = fit_balance(free, demand, cap[:, 0].copy(), cap[:, 1].copy(), static, w)
+            got = fit_balance(free, demand, cap[:, 0].copy(), cap[:, 1].copy(), np.r_[7.0, static], 1, w)
             assert got == reference(free, cap, demand, static, w)
 
 
@@ -56,11 +56,11 @@ def test_fit_balance_ties_and_degenerate_rows() -> None:
     static = np.zeros(4)
 
     def both(free: np.ndarray, cap: np.ndarray, static: np.ndarray) -> tuple[int, int]:
-        got = fit_balance(free, demand, cap[:, 0].copy(), cap[:, 1].copy(), static, 1.0)
+        got = fit_balance(free, demand, cap[:, 0].copy(), cap[:, 1].copy(), static, 0, 1.0)
         return got, reference(free, cap, demand, static, 1.0)
 
     assert both(free, cap, static) == (0, 0)  # ties: the first
-    assert fit_balance(free[:0], demand, cap[:0, 0].copy(), cap[:0, 1].copy(), static[:0], 1.0) == -1
+    assert fit_balance(free[:0], demand, cap[:0, 0].copy(), cap[:0, 1].copy(), static[:0], 0, 1.0) == -1
     nothing = free.copy()
     nothing[:, 0] = 0.5
     assert both(nothing, cap, static) == (-1, -1)  # fits nowhere

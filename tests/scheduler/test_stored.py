@@ -347,9 +347,7 @@ def test_a_decision_with_a_score_that_is_not_finite_is_stored_whole(value: float
     ((bs, decisions),) = cycles(2, 0.0, count=1)
     placed = [d for d in decisions if d.chosen >= 0 and len(d.shape.idx) > 1]
     target = placed[len(placed) // 2]
-    static = target.shape.static.copy()
-    static[1, -1] = value  # its first static score on its last feasible cluster
-    target.shape.static = static
+    target.shape.static[1, -1] = value  # its first static score on its last feasible cluster
     parts, bodies, summaries = encoded(bs, decisions)
     formats = {}
     for d, body, summary in zip(decisions, bodies, summaries, strict=True):
@@ -371,9 +369,7 @@ def test_a_column_beyond_an_int32_is_not_encoded() -> None:
     encoder says so and the cycle stores every decision's ``to_body``, which expands the same."""
     ((bs, decisions),) = cycles(3, 0.0, count=1)
     target = next(d for d in decisions if d.chosen >= 0 and d.shape.has_transfer)
-    static = target.shape.static.copy()
-    static[len(target.shape.layout) + 1, 0] = 2.2e6  # transfer seconds
-    target.shape.static = static
+    target.shape.static[len(target.shape.layout) + 1, 0] = 2.2e6  # transfer seconds
     assert encode(bs, decisions) is None
     out = cycle_rows(decisions, epoch=1, lease_until=datetime.now(UTC), previous={})
     for d, row in zip(decisions, out.decisions, strict=True):
