@@ -2,8 +2,8 @@
 preemption, and of the stored decisions' encoder (numba, compiled on first use and cached on disk
 beside this module). The two called once per job
 (``fit_balance``, ``reserve``) are called as compiled, without a Python wrapper (a call costs
-about 0.15 µs more through one), and so is ``locality``, which writes into the evaluation's
-array; the others through a typed wrapper that allocates their output.
+about 0.15 µs more through one), and so are ``locality`` and ``gather_static``, which write
+into the arrays they are given; the others through a typed wrapper that allocates their output.
 
 A job's dynamic step runs on its few dozen statically feasible clusters: as numpy, each of its
 dozen array operations costs about a microsecond of call overhead for a few nanoseconds of
