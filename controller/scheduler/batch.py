@@ -409,7 +409,7 @@ class BatchScheduler:
         start = store.take(H * offsets[-1])
         assert store.block is not None
         gather_static(M, np.concatenate(every_idx), np.array(offsets, dtype=np.intp), store.block, start)
-        for shape, offset in zip(shapes, offsets, strict=False):
+        for shape, offset in zip(shapes, offsets[:-1], strict=True):
             shape.pos = start + H * offset
 
     def evaluate_static(self, shape: Shape, snap: Snapshot) -> None:
