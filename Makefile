@@ -1,7 +1,12 @@
 # Two commands set everything up and run: `make demo` (or `make up`) and `make test`.
 # `make demo`/`make up` install the base package only; `make test` adds the dev and infra extras and
 # (as root) the Debian packages the tests use.
-PY ?= python3
+# The interpreter of .venv: Debian's python3.11 where it can make a venv (the one the image runs,
+# Containerfile: built with profile-guided optimisation and LTO, libpython linked in; a pure-Python
+# loop runs about 1.5x faster on it than on a default source build such as pyenv's, which is
+# what `make bench` measured before, docs/benchmarks.md), else python3 on PATH (3.11).
+# An existing .venv is kept: `make clean` first to change it.
+PY ?= $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/null && echo /usr/bin/python3.11 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.base-stamp

@@ -506,7 +506,13 @@ def _api_line(name: str, a: dict[str, Any]) -> str:
 
 
 def summary_md(report: dict[str, Any]) -> str:
-    lines = ["# Benchmark summary", "", f"Machine: {report['machine']}", ""]
+    lines = [
+        "# Benchmark summary",
+        "",
+        f"Machine: {report['machine']}",
+        f"Python: {report.get('python', '?')}",
+        "",
+    ]
     if "scheduler" in report:
         s = report["scheduler"]
         lines += [
@@ -626,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     report: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}, {platform.platform()}",
+        # the interpreter behind the venv: its build moves every figure (docs/benchmarks.md, Machine)
+        "python": os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
     }
 
     def part(key: str, fn: Any, *a: Any, **kw: Any) -> None:
