@@ -16,9 +16,13 @@ HELM := .tools/bin/helm
 LOCK := requirements/constraints.txt
 DEBS := postgresql etcd-server prometheus prometheus-alertmanager chromium fonts-wqy-microhei
 
-.PHONY: all demo up test lint typecheck unit bench system tools clean image lock screenshots
+.PHONY: all demo up test lint typecheck unit bench system tools clean image lock screenshots python
 
 all: test
+
+# The interpreter a new .venv is made with (see PY above)
+python:
+	@echo $(PY)
 
 $(BASE_STAMP): pyproject.toml $(LOCK)
 	@echo ">> installing Yiwang into .venv with its runtime dependencies only (FastAPI, uvicorn, SQLAlchemy,"

@@ -107,3 +107,24 @@ def test_entry_points_never_open_the_outside_folder(name: str) -> None:
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "OPENED OUTSIDE" not in r.stderr
+
+
+def test_the_venv_is_made_with_the_interpreter_the_image_runs() -> None:
+    """``make`` makes ``.venv`` with Debian's python3.11 where it can make a venv (the image's
+    interpreter, Containerfile: PGO and LTO; docs/benchmarks.md, the interpreter), else with
+    ``python3``; and this suite runs on the interpreter ``make`` chose."""
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
+    chosen = subprocess.run(
+        ["make", "-s", "--no-print-directory", "python"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    debian = Path("/usr/bin/python3.11")
+    usable = (
+        debian.exists()
+        and subprocess.run([str(debian), "-c", "import ensurepip, venv"], capture_output=True).returncode == 0
+    )
+    assert chosen == (str(debian) if usable else "python3")
+    assert "python3-venv" in (repo / "Containerfile").read_text()  # the image's is Debian's too
+    if usable and Path(sys.prefix) == repo / ".venv":
+        assert os.path.realpath(sys._base_executable) == str(debian)
