@@ -7,6 +7,7 @@ points, run in a fresh interpreter with the same hook, complete.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -113,8 +114,6 @@ def test_the_venv_is_made_with_the_interpreter_the_image_runs() -> None:
     """``make`` makes ``.venv`` with Debian's python3.11 where it can make a venv (the image's
     interpreter, Containerfile: PGO and LTO; docs/benchmarks.md, the interpreter), else with
     ``python3``; and this suite runs on the interpreter ``make`` chose."""
-    import os
-
     repo = Path(__file__).resolve().parents[1]
     chosen = subprocess.run(
         ["make", "-s", "--no-print-directory", "python"], cwd=repo, capture_output=True, text=True, check=True

@@ -739,13 +739,8 @@ class BatchScheduler:
         demand = shape.demand
         if fused:
             weight = float(self.dynamic_scores[0][1])
-            store = shape.store
-            totals = store.block if store is not None else None
-            if totals is None:
-                totals, at = shape.static_total, 0
-            else:
-                at = shape.pos  # a shape's first static row is where its block starts
-            best: int = fit_balance(rows, demand, shape.cap_cpu, shape.cap_mem, totals, at, weight)
+            block, at = shape.static_at  # its first static row, the total, read in place
+            best: int = fit_balance(rows, demand, shape.cap_cpu, shape.cap_mem, block, at, weight)
             ok: npt.NDArray[np.bool_] | None = None
             if shape.backup_pos:
                 ok = np.asarray(((rows - demand) >= 0.0).all(axis=1))

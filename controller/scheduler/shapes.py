@@ -169,6 +169,12 @@ def _static_body(ctx: Any, shape: Shape) -> StaticBody:
     return body
 
 
+def static_height(scores: int, transfer: bool, bits: bool) -> int:
+    """The static rows of a shape: the total, each static score, with ``transfer`` the transfer
+    seconds and bytes, with ``bits`` the bits of the inputs moved."""
+    return 1 + scores + (2 if transfer else 0) + (1 if bits else 0)
+
+
 class StaticStore:
     """The static rows of every shape evaluated in one evaluation epoch, one flat array: each
     shape's rows (the total, each static score, the transfer seconds and bytes, the bits of the
@@ -320,19 +326,28 @@ class Shape:
     @property
     def static(self) -> FloatArray:
         """The static rows over ``idx`` (a view of the epoch's store)."""
-        store = self.store
-        if store is None:
+        if self.store is None:
             return _EMPTY_STATIC
-        block = store.block
-        if block is None:
-            raise RuntimeError("a shape's static rows were read after its evaluation epoch ended")
+        block, pos = self.static_at
         height, k = self.static_height, len(self.idx)
-        return block[self.pos : self.pos + height * k].reshape(height, k)
+        return block[pos : pos + height * k].reshape(height, k)
+
+    @property
+    def static_at(self) -> tuple[FloatArray, int]:
+        """The epoch's store and where this shape's rows start in it (its first row, the
+        static total, first); raises for a shape not evaluated in this epoch."""
+        store = self.store
+        block = store.block if store is not None else None
+        if block is None:
+            raise RuntimeError(
+                "a shape's static rows were read after its evaluation epoch ended (or before it was evaluated)"
+            )
+        return block, self.pos
 
     @property
     def static_height(self) -> int:
         """The number of static rows (``static``)."""
-        return 1 + len(self.layout) + (2 if self.has_transfer else 0) + (0 if self._sizes is None else 1)
+        return static_height(len(self.layout), self.has_transfer, self._sizes is not None)
 
     @property
     def static_total(self) -> FloatArray:
@@ -442,8 +457,7 @@ def static_block(shapes: Sequence[Shape]) -> FloatArray:
     if block is None or any(s.store is not store or s.has_transfer is not transfer for s in shapes):
         height = min(s.static_height for s in shapes)
         return np.concatenate([s.static[:height] for s in shapes], axis=1)
-    bits = all(s._sizes is not None for s in shapes)
-    height = 1 + len(first.layout) + (2 if transfer else 0) + (1 if bits else 0)
+    height = static_height(len(first.layout), transfer, all(s._sizes is not None for s in shapes))
     lens = np.fromiter((len(s.idx) for s in shapes), dtype=np.intp, count=len(shapes))
     starts = np.fromiter((s.pos for s in shapes), dtype=np.intp, count=len(shapes))
     return static_rows(block, height, starts, lens)
