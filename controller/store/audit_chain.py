@@ -133,6 +133,16 @@ def prepare(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bytes]
     return out
 
 
+def lock(conn: Connection) -> None:
+    """Take the chain's lock in ``conn``'s transaction, held to its commit (PostgreSQL: an
+    advisory transaction lock, re-entrant; SQLite: the write transaction already is the lock).
+    A transaction that will append audit rows after changes other writers may also make (a new
+    job's idempotency key) takes it first: taken in the middle, it closes a cycle with a writer
+    that holds it and waits for the same key, and PostgreSQL aborts one of the two."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
+
+
 def chain_prepared(conn: Connection, bodies: Sequence[bytes]) -> list[tuple[str, str]]:
     """(prev_hash, hash) for rows about to be appended in ``conn``'s transaction, in order,
     from their canonical bytes (``prepare``). Takes the chain's lock (PostgreSQL: an advisory
@@ -140,8 +150,7 @@ def chain_prepared(conn: Connection, bodies: Sequence[bytes]) -> list[tuple[str,
     so the caller must insert exactly these rows, in this order, in the same transaction."""
     if not bodies:
         return []
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
+    lock(conn)
     prev = last_hash(conn)
     out = []
     for body in bodies:

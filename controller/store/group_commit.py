@@ -97,7 +97,10 @@ class GroupCommitter:
             for (_, loop, fut), res, err in zip(batch, results, errors, strict=True):
                 by_loop.setdefault(loop, []).append((fut, res, err))
             for loop, items in by_loop.items():
-                loop.call_soon_threadsafe(self._resolve_all, items)
+                try:
+                    loop.call_soon_threadsafe(self._resolve_all, items)
+                except RuntimeError:  # the loop closed while its batch committed: no one waits
+                    continue
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
         keyed = [r for r in rows if r.get("idempotency_key")]

@@ -68,6 +68,9 @@ class JobsRepo(StoreBase):
         idempotency key exists comes back as the stored job with created=False."""
         out: list[tuple[dict[str, Any], bool]] = []
         with self.tx() as conn:
+            if any(row.get(AUDIT_KEY) for row in rows):
+                # the chain's lock before the first key: see ``audit_chain.lock``
+                audit_chain.lock(conn)
             for row in rows:
                 existing = None
                 if row.get("idempotency_key"):

@@ -171,3 +171,51 @@ def test_group_commit_creates_each_idempotency_key_once_whatever_the_writers(db_
     with store.read() as conn:
         assert len(conn.execute(select(t.jobs.c.id)).all()) == 30
     store.close()
+
+
+def test_a_keyed_insert_takes_the_chain_lock_before_its_key(fresh_postgres: str) -> None:
+    """Two writers inserting the same idempotency key, each appending audit rows: the one
+    holding the chain's lock must not wait for a key the other inserted while it waits for
+    the lock (a deadlock PostgreSQL breaks by aborting one). The other writer here holds the
+    lock first and inserts the key once ``insert_jobs`` waits: both must commit, the key once."""
+    import threading
+
+    from sqlalchemy import text
+
+    store = Store(fresh_postgres)
+    mine, theirs = rows(2, "dl")
+    for r in (mine, theirs):
+        r.update(tenant="guangdong", idempotency_key="the-key", request_hash="h")
+    assert mine.get(AUDIT_KEY)
+    got: list[Any] = []
+
+    def insert_mine() -> None:
+        try:
+            got.append(store.insert_jobs([mine]))
+        except Exception as exc:  # reported below, with the test's own failure
+            got.append(exc)
+
+    with store.engine.connect() as other:
+        tx = other.begin()
+        other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit_chain.ADVISORY_LOCK})
+        thread = threading.Thread(target=insert_mine)
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        with store.engine.connect() as probe:
+            for _ in range(500):
+                if probe.execute(text(waiting)).scalar():
+                    break
+                threading.Event().wait(0.01)
+            else:
+                raise AssertionError("insert_jobs never waited for the chain's lock")
+        other.execute(insert(t.jobs).values(**{k: v for k, v in theirs.items() if k != AUDIT_KEY}))
+        audit_chain.append(other, [theirs[AUDIT_KEY]])
+        tx.commit()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert not isinstance(got[0], Exception), f"insert_jobs failed: {got[0]!r}"
+    [(row, created)] = got[0]
+    assert (row["id"], created) == (theirs["id"], False)
+    with store.read() as conn:
+        assert conn.execute(select(t.jobs.c.id)).scalars().all() == [theirs["id"]]
+    store.close()
