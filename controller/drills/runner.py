@@ -5,7 +5,9 @@ Measured (times from the fault's injection, on ``time.monotonic``):
 - detection_s: until the API shows the faulted cluster ``Unreachable``;
 - rto_s: until every affected job (Scheduled/Running on the cluster at the fault; every active
   job for ``kill_controller``) runs again as a new attempt or elsewhere, or has finished; a job
-  that legally cannot move (residency) and waits with that reason is counted apart, not in RTO;
+  that legally cannot move (residency) and waits with that reason is counted apart, not in RTO,
+  and so is a job of a cluster fault that finished where it was without running again (its
+  success reached the controller as the fault struck: nothing was recovered);
 - jobs_lost: acknowledged jobs (201 from POST /v1/jobs) that are gone or do not end Succeeded,
   except those Pending with a residency reason;
 - jobs_run_twice: jobs of which two executions overlapped in time, from the executors' records.
@@ -89,15 +91,22 @@ class FaultRun:
     recovered: dict[str, float] = field(default_factory=dict)  # job id -> seconds after injection
     residency_waits: set[str] = field(default_factory=set)
     moved_to: dict[str, str] = field(default_factory=dict)  # job id -> cluster it went to
+    finished_in_place: set[str] = field(default_factory=set)  # Succeeded there, never ran again
     last_heartbeat_wall: float | None = None  # the cluster's last heartbeat the controller took
     filler_ids: list[str] = field(default_factory=list)
 
+    def outstanding(self) -> list[str]:
+        """Affected jobs neither recovered, nor waiting for residency, nor finished in place."""
+        apart = self.residency_waits | self.finished_in_place
+        return [j for j in self.affected if j not in self.recovered and j not in apart]
+
     @property
     def rto_s(self) -> float | None:
-        pending = [j for j in self.affected if j not in self.recovered and j not in self.residency_waits]
-        if pending or self.injected_mono is None:
+        if self.outstanding() or self.injected_mono is None:
             return None
         counted = [t for j, t in self.recovered.items() if j not in self.residency_waits]
+        if not counted and self.finished_in_place:
+            return None  # nothing ran again: there is no recovery to time
         return max(counted, default=0.0)
 
     def as_dict(self) -> dict[str, Any]:
@@ -112,6 +121,7 @@ class FaultRun:
             "rto_s": _r(self.rto_s) if self.fault in (*CLUSTER_FAULTS, "kill_controller") else None,
             "affected_jobs": len(self.affected),
             "recovered_jobs": len([j for j in self.recovered if j not in self.residency_waits]),
+            "finished_in_place": len(self.finished_in_place),
             "waiting_for_residency": sorted(self.residency_waits),
             "moved_to": dict(sorted(self.moved_to.items())),
             "filler_jobs": self.filler_ids,
@@ -379,7 +389,7 @@ class DrillRunner:
                     run.detected_s = since
                     run.last_heartbeat_wall = _parse_wall(cl.get("last_heartbeat"))
             for job_id, before in run.affected.items():
-                if job_id in run.recovered:
+                if job_id in run.recovered or job_id in run.finished_in_place:
                     continue
                 now = self.jobs.get(job_id)
                 if now is None:
@@ -387,7 +397,9 @@ class DrillRunner:
                 if run.fault in CLUSTER_FAULTS and self.waits_for_residency(now):
                     run.residency_waits.add(job_id)
                 moved = now["attempt"] > before["attempt"] or now["cluster"] != before["cluster"]
-                if now["phase"] == "Succeeded" or (
+                if now["phase"] == "Succeeded" and not moved and run.fault in CLUSTER_FAULTS:
+                    run.finished_in_place.add(job_id)
+                elif now["phase"] == "Succeeded" or (
                     now["phase"] == "Running" and (moved or run.fault == "kill_controller")
                 ):
                     run.recovered[job_id] = since
@@ -422,9 +434,7 @@ class DrillRunner:
                 continue
             if run.fault in CLUSTER_FAULTS and run.detected_s is None:
                 return False
-            if run.rto_s is None and any(
-                j not in run.recovered and j not in run.residency_waits for j in run.affected
-            ):
+            if run.rto_s is None and run.outstanding():
                 return False
         for job_id in self.acknowledged:
             j = self.jobs.get(job_id)
@@ -570,11 +580,12 @@ class DrillRunner:
         if detections and None in detections:
             m["detection_note"] = "a faulted cluster was never seen Unreachable"
         if rtos and None in rtos:
-            not_back = sum(
-                len([j for j in r.affected if j not in r.recovered and j not in r.residency_waits])
-                for r in rto_runs
+            not_back = sum(len(r.outstanding()) for r in rto_runs)
+            m["rto_note"] = (
+                f"{not_back} affected job(s) never ran again"
+                if not_back
+                else "every affected job finished where it was as the fault struck: nothing ran again"
             )
-            m["rto_note"] = f"{not_back} affected job(s) never ran again"
         invariants = {
             "residency_violations": len(violations),
             "stale_reports_accepted": len(accepted),

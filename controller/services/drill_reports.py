@@ -44,6 +44,7 @@ class DrillFault(BaseModel):
     rto_s: float | None = None
     affected_jobs: int | None = None
     recovered_jobs: int | None = None
+    finished_in_place: int = 0
     waiting_for_residency: list[str] = []
     moved_to: dict[str, str] = {}
 

@@ -172,16 +172,29 @@ def run_drills(folder: Path, work: Path) -> threading.Thread:
     work.mkdir(parents=True, exist_ok=True)
     # Timers and budgets with room for a machine busy with a browser and 42 other agents.
     federation = {**small_scenario()["federation"], "lease_s": 3.0, "heartbeat_grace_s": 2.0}
+    # Jobs of 10 s (500 s at the time scale of 0.02), not 3 s: on a busy machine the fault has
+    # come 2 s late, and jobs that finish where they are as it strikes move nowhere.
+    load = small_scenario()["load"]
+    load["jobs"][0]["expected_runtime_s"] = 500
     files = [
         write(
             work,
-            small_scenario(federation=federation, budgets={"detection_s": 10.0, "rto_s": 30.0}),
+            small_scenario(
+                federation=federation,
+                load=load,
+                budgets={"detection_s": 10.0, "rto_s": 30.0},
+                settle_timeout_s=40,
+            ),
             "small-kill.yaml",
         ),
         write(
             work,
             small_scenario(
-                name="tight-rto", federation=federation, budgets={"detection_s": 10.0, "rto_s": 0.001}
+                name="tight-rto",
+                federation=federation,
+                load=load,
+                budgets={"detection_s": 10.0, "rto_s": 0.001},
+                settle_timeout_s=40,
             ),
             "tight-rto.yaml",
         ),

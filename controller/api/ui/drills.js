@@ -186,7 +186,7 @@ export function detail(ctx, name) {
         f.skipped ? h("p", { class: "muted" }, `Skipped: ${f.skipped}`) : h("dl", { class: "facts" },
           h("div", {}, h("dt", {}, "Detected after"), h("dd", { "data-field": "detection" }, f.detection_s === null || f.detection_s === undefined ? "–" : `${num(f.detection_s, 2)} s`)),
           h("div", {}, h("dt", {}, "Every affected job running again after (RTO)"), h("dd", { "data-field": "rto" }, f.rto_s === null || f.rto_s === undefined ? "–" : `${num(f.rto_s, 2)} s`)),
-          h("div", {}, h("dt", {}, "Affected jobs"), h("dd", {}, `${f.affected_jobs ?? "–"} (${f.recovered_jobs ?? 0} recovered)`)),
+          h("div", {}, h("dt", {}, "Affected jobs"), h("dd", {}, `${f.affected_jobs ?? "–"} (${f.recovered_jobs ?? 0} recovered${f.finished_in_place ? `, ${f.finished_in_place} finished in place` : ""})`)),
           h("div", {}, h("dt", {}, "Moved to"), h("dd", { "data-field": "moved" }, moved.length ? Object.entries(dest).map(([c, n]) => `${c} ×${n}`).join(", ") : "–")),
           f.waiting_for_residency && f.waiting_for_residency.length
             ? h("div", {}, h("dt", {}, "Waiting (residency)"), h("dd", {}, `${f.waiting_for_residency.length} job(s) may not move`)) : null));
