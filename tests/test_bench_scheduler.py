@@ -22,3 +22,28 @@ def test_bench_scheduler_runs_under_either_policy_set(policies: str, wait: float
 def test_bench_scheduler_refuses_an_unknown_policy_set() -> None:
     with pytest.raises(ValueError, match="all-plugins or shipped"):
         bench_scheduler(DEFAULT_DATA_DIR, runs=1, batch=10, policies="fast")
+
+
+def test_the_10m_memory_figure_is_a_fit_with_its_band_not_two_points() -> None:
+    """A leader whose memory is flat except for an arena step between two points: the line
+    through every point past the warm-up stays near flat, its band covers the flat truth; a
+    memory that grows a fixed amount per million is extrapolated exactly, with no band."""
+    from controller.bench.mixed import extrapolate_10m
+
+    flat = [
+        [250_000 * k, 400.0 + (12.0 if k >= 7 else 0.0) + (1.5 if k % 2 else -1.5), 0.0] for k in range(1, 8)
+    ]
+    got = extrapolate_10m(flat)
+    assert got["fit_points"] == 6 and got["fit_span"] == [500_000, 1_750_000]  # the warm-up left out
+    two_points = flat[-1][1] + (flat[-1][1] - flat[3][1]) / 0.75 * (10 - 1.75)  # the old estimate
+    assert got["after_10m_mib"] < two_points
+    lo, hi = got["after_10m_band_mib"]
+    assert lo < 412.0 < hi and lo <= got["after_10m_mib"] <= hi
+
+    growing = [[250_000 * k, 300.0 + 8.0 * k / 4, 0.0] for k in range(1, 9)]
+    exact = extrapolate_10m(growing)
+    assert exact["after_10m_mib"] == 380.0 and exact["slope_mib_per_million"] == 8.0
+    assert exact["after_10m_band_mib"] == [380.0, 380.0]
+
+    short = extrapolate_10m([[250_000, 390.0, 0.0], [500_000, 395.0, 0.0]])
+    assert short["fit_points"] == 2 and short["after_10m_mib"] == 390.0 + 5.0 * (10 - 0.25) / 0.25

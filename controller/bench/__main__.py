@@ -545,11 +545,19 @@ def summary_md(report: dict[str, Any]) -> str:
         if m.get("after_10m_decisions_mib") is None:
             tail = f"not reached within --memory-seconds (points: {d.get('points')})"
         else:
-            how = "measured" if m.get("after_10m_measured") else "extrapolated from the measured slope"
+            if m.get("after_10m_measured"):
+                how = "measured"
+            else:
+                lo, hi = d.get("fit_span", [0, 0])
+                how = (
+                    f"extrapolated: a line through {d.get('fit_points')} points from {lo:,} to {hi:,}"
+                    f" decisions, {d.get('after_10m_band_mib')} MiB at two standard errors"
+                )
+            band = m.get("ratio_10m_to_1m_band")
             tail = (
                 f"memory.after_1m_decisions_mib {m.get('after_1m_decisions_mib')}, "
                 f"memory.after_10m_decisions_mib **{m.get('after_10m_decisions_mib')}** ({how}; "
-                f"ratio {m.get('ratio_10m_to_1m')})"
+                f"ratio {m.get('ratio_10m_to_1m')}{f', {band[0]}–{band[1]}' if band else ''})"
             )
         lines.append(f"- memory.pending_1m_distinct_mib: **{m.get('pending_1m_distinct_mib')}**; {tail}")
     if "memory_templated" in report:
@@ -611,8 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--memory-seconds",
         type=float,
-        default=180.0,
-        help="bound on the 10M-decision memory run (past it the 10M figure is extrapolated, and says so)",
+        default=360.0,
+        help="bound on the 10M-decision memory run (past it the 10M figure is extrapolated, with its band, and says so)",
     )
     ap.add_argument("--api-seconds", type=float, default=15.0)
     ap.add_argument(
@@ -660,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
             "after_10m_decisions_mib": decisions.get("after_10m_mib"),
             "after_10m_measured": decisions.get("after_10m_measured"),
             "ratio_10m_to_1m": decisions.get("ratio_10m_to_1m"),
+            "ratio_10m_to_1m_band": decisions.get("ratio_10m_to_1m_band"),
             "pending_1m_distinct": distinct,
             "decisions": decisions,
         }

@@ -15,12 +15,14 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -380,11 +382,42 @@ print(json.dumps({"points": points, "decisions": done}))
 """
 
 
+def extrapolate_10m(points: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """The resident set after 10,000,000 decisions from a run that stopped earlier: a least-squares
+    line through the points at or past 500,000 decisions (the first batches fill the caches;
+    all points when fewer than three are that far), with the band of two standard errors of its
+    slope, the points and the span it rests on. Two points an RSS step apart (the allocator takes
+    memory in arenas) gave a slope several times too steep; a fit over the whole span, with its
+    band, says how far the figure can be trusted."""
+    used = [p for p in points if p[0] >= 500_000]
+    if len(used) < 3:
+        used = list(points)
+    x = np.array([p[0] for p in used], dtype=float) / 1e6
+    y = np.array([p[1] for p in used], dtype=float)
+    slope, intercept = np.polyfit(x, y, 1)
+    at10 = float(intercept + slope * 10.0)
+    se_slope = se_at10 = 0.0
+    if len(used) > 2:  # the residuals' spread; the line's standard error at 10M
+        resid = y - (slope * x + intercept)
+        s2 = float(resid @ resid) / (len(used) - 2)
+        sxx = float((x - x.mean()) @ (x - x.mean()))
+        se_slope = math.sqrt(s2 / sxx)
+        se_at10 = math.sqrt(s2 / len(used) + s2 * (10.0 - float(x.mean())) ** 2 / sxx)
+    return {
+        "slope_mib_per_million": round(float(slope), 2),
+        "slope_stderr_mib_per_million": round(se_slope, 2),
+        "after_10m_mib": round(at10, 1),
+        "after_10m_band_mib": [round(at10 - 2 * se_at10, 1), round(at10 + 2 * se_at10, 1)],
+        "fit_points": len(used),
+        "fit_span": [int(used[0][0]), int(used[-1][0])],
+    }
+
+
 def bench_memory_decisions(data_dir: Path, total: int = 10_000_000, seconds: float = 240.0) -> dict[str, Any]:
     """A leader's memory as it places ``total`` distinct jobs (batches of 10,000 on a fresh
     federation, decisions built as stored, then dropped), bounded by ``seconds``: the RSS after
-    every million. When the bound stops it first, the 10M figure is extrapolated from the
-    slope and marked so."""
+    every 250,000. When the bound stops it first, the 10M figure is extrapolated
+    (``extrapolate_10m``) and marked so."""
     out = subprocess.run(
         [sys.executable, "-c", MEMORY_DECISIONS_CHILD, str(total), str(data_dir), str(seconds)],
         capture_output=True,
@@ -400,13 +433,12 @@ def bench_memory_decisions(data_dir: Path, total: int = 10_000_000, seconds: flo
         res["after_10m_mib"] = after[10_000_000]
         res["after_10m_measured"] = True
     elif len(points) >= 2:
-        # the slope from the first point at or past one million (or the first) to the last
-        start = next((p for p in points if p[0] >= 1_000_000 and p is not points[-1]), points[0])
-        (x0, y0, _), (x1, y1, _) = start, points[-1]
-        slope = (y1 - y0) / (x1 - x0) * 1_000_000
-        res["slope_mib_per_million"] = round(slope, 2)
-        res["after_10m_mib"] = round(y1 + slope * (10_000_000 - x1) / 1_000_000, 1)
+        res.update(extrapolate_10m(points))
         res["after_10m_measured"] = False
     if res.get("after_1m_mib") and res.get("after_10m_mib"):
         res["ratio_10m_to_1m"] = round(res["after_10m_mib"] / res["after_1m_mib"], 3)
+        if "after_10m_band_mib" in res:
+            res["ratio_10m_to_1m_band"] = [
+                round(b / res["after_1m_mib"], 3) for b in res["after_10m_band_mib"]
+            ]
     return res
