@@ -5,6 +5,11 @@ Each row stores ``prev_hash`` (the hash of the row before it, in id order) and
 advisory transaction lock; SQLite: its single writer), so the chain follows the ids. Changing,
 deleting, inserting or reordering a row breaks a link that ``controller.audit.verify`` finds; a
 full rewrite of the chain (SM3 needs no key) is caught by the SM2-signed checkpoints.
+
+A transaction appends its audit rows after its other writes: the chain's lock is the last lock
+it takes, held to its commit. A writer holding it then never waits for a row another writer
+holds while that one waits for the lock (two replicas' transactions each holding what the other
+needs: PostgreSQL aborts one, and its client gets a 503).
 """
 
 from __future__ import annotations
@@ -133,16 +138,6 @@ def prepare(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bytes]
     return out
 
 
-def lock(conn: Connection) -> None:
-    """Take the chain's lock in ``conn``'s transaction, held to its commit (PostgreSQL: an
-    advisory transaction lock, re-entrant; SQLite: the write transaction already is the lock).
-    A transaction that will append audit rows after changes other writers may also make (a new
-    job's idempotency key) takes it first: taken in the middle, it closes a cycle with a writer
-    that holds it and waits for the same key, and PostgreSQL aborts one of the two."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
-
-
 def chain_prepared(conn: Connection, bodies: Sequence[bytes]) -> list[tuple[str, str]]:
     """(prev_hash, hash) for rows about to be appended in ``conn``'s transaction, in order,
     from their canonical bytes (``prepare``). Takes the chain's lock (PostgreSQL: an advisory
@@ -150,7 +145,8 @@ def chain_prepared(conn: Connection, bodies: Sequence[bytes]) -> list[tuple[str,
     so the caller must insert exactly these rows, in this order, in the same transaction."""
     if not bodies:
         return []
-    lock(conn)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
     prev = last_hash(conn)
     out = []
     for body in bodies:

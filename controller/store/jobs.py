@@ -66,12 +66,22 @@ class JobsRepo(StoreBase):
         """Insert new jobs (each row may carry idempotency_key/request_hash) with their
         'Submitted' events, in one transaction. Returns (row, created) in order; a row whose
         idempotency key exists comes back as the stored job with created=False."""
-        out: list[tuple[dict[str, Any], bool]] = []
+        out: list[tuple[dict[str, Any], bool] | None] = [None] * len(rows)
+        # Keys in one order (tenant, key) in every writer: two batches holding the same keys in
+        # other orders would each insert one and wait for the other's (a deadlock under
+        # PostgreSQL, which aborts one). Unkeyed rows after them, in the order given.
+        order = sorted(
+            range(len(rows)),
+            key=lambda i: (
+                (0, rows[i]["tenant"], rows[i]["idempotency_key"], i)
+                if rows[i].get("idempotency_key")
+                else (1, "", "", i)
+            ),
+        )
+        audits: list[dict[str, Any]] = []
         with self.tx() as conn:
-            if any(row.get(AUDIT_KEY) for row in rows):
-                # the chain's lock before the first key: see ``audit_chain.lock``
-                audit_chain.lock(conn)
-            for row in rows:
+            for pos in order:
+                row = rows[pos]
                 existing = None
                 if row.get("idempotency_key"):
                     existing = (
@@ -87,13 +97,13 @@ class JobsRepo(StoreBase):
                 if existing is not None:
                     # a replay acknowledges the stored job: only once it is on both sites
                     self.sync_barrier(conn, t.jobs, t.jobs.c.id, existing["id"])
-                    out.append((dict(existing), False))
+                    out[pos] = (dict(existing), False)
                     continue
                 phases.transition(row["id"], None, row["phase"], Reason.Submitted)
                 audit = row.get(AUDIT_KEY)
                 conn.execute(insert(t.jobs).values(**{k: v for k, v in row.items() if k != AUDIT_KEY}))
                 if audit:
-                    audit_chain.append(conn, [audit])
+                    audits.append(audit)
                 conn.execute(
                     insert(t.job_events).values(
                         job_id=row["id"],
@@ -106,8 +116,10 @@ class JobsRepo(StoreBase):
                         reason="job submitted",
                     )
                 )
-                out.append((row, True))
-        return out
+                out[pos] = (row, True)
+            # The audit rows last: the chain's lock is the transaction's last (``audit_chain``)
+            audit_chain.append(conn, audits)
+        return [o for o in out if o is not None]
 
     def insert_jobs_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert new jobs without idempotency keys, their 'Submitted' events and their audit

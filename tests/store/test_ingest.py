@@ -173,49 +173,53 @@ def test_group_commit_creates_each_idempotency_key_once_whatever_the_writers(db_
     store.close()
 
 
-def test_a_keyed_insert_takes_the_chain_lock_before_its_key(fresh_postgres: str) -> None:
-    """Two writers inserting the same idempotency key, each appending audit rows: the one
-    holding the chain's lock must not wait for a key the other inserted while it waits for
-    the lock (a deadlock PostgreSQL breaks by aborting one). The other writer here holds the
-    lock first and inserts the key once ``insert_jobs`` waits: both must commit, the key once."""
+def test_a_keyed_insert_takes_the_chain_lock_last(fresh_postgres: str) -> None:
+    """A batch with a new job and a replayed key (whose row it touches, ``sync_barrier``) while
+    another writer holds that row and then appends its audit row (a cancel): the batch must
+    not hold the chain's lock while it waits for the row (a deadlock PostgreSQL breaks by
+    aborting one, a 503 to its client). Both commit; the replay returns the stored job."""
     import threading
 
-    from sqlalchemy import text
+    from sqlalchemy import text, update
 
     store = Store(fresh_postgres)
-    mine, theirs = rows(2, "dl")
-    for r in (mine, theirs):
-        r.update(tenant="guangdong", idempotency_key="the-key", request_hash="h")
-    assert mine.get(AUDIT_KEY)
+    old, new = rows(2, "dl")
+    for r, key in ((old, "b-old"), (new, "a-new")):  # the new key sorts first: inserted first
+        r.update(tenant="guangdong", idempotency_key=key, request_hash="h")
+    assert old.get(AUDIT_KEY) and new.get(AUDIT_KEY)
+    [(_, made)] = store.insert_jobs([dict(old)])
+    assert made
+    replay = {**rows(1, "again")[0], "tenant": "guangdong", "idempotency_key": "b-old", "request_hash": "h"}
     got: list[Any] = []
 
-    def insert_mine() -> None:
+    def insert_batch() -> None:
         try:
-            got.append(store.insert_jobs([mine]))
+            got.append(store.insert_jobs([replay, new]))
         except Exception as exc:  # reported below, with the test's own failure
             got.append(exc)
 
     with store.engine.connect() as other:
         tx = other.begin()
-        other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit_chain.ADVISORY_LOCK})
-        thread = threading.Thread(target=insert_mine)
+        other.execute(update(t.jobs).where(t.jobs.c.id == old["id"]).values(message="cancelling"))
+        thread = threading.Thread(target=insert_batch)
         thread.start()
-        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
         with store.engine.connect() as probe:
             for _ in range(500):
                 if probe.execute(text(waiting)).scalar():
                     break
                 threading.Event().wait(0.01)
             else:
-                raise AssertionError("insert_jobs never waited for the chain's lock")
-        other.execute(insert(t.jobs).values(**{k: v for k, v in theirs.items() if k != AUDIT_KEY}))
-        audit_chain.append(other, [theirs[AUDIT_KEY]])
+                raise AssertionError("the batch never waited for the row the other writer holds")
+        audit_chain.append(other, [{**old[AUDIT_KEY], "action": "job.cancelled"}])
         tx.commit()
     thread.join(30)
     assert not thread.is_alive()
     assert not isinstance(got[0], Exception), f"insert_jobs failed: {got[0]!r}"
-    [(row, created)] = got[0]
-    assert (row["id"], created) == (theirs["id"], False)
+    [(again, replayed), (fresh, created)] = got[0]  # in the order given
+    assert (again["id"], replayed) == (old["id"], False)
+    assert (fresh["id"], created) == (new["id"], True)
     with store.read() as conn:
-        assert conn.execute(select(t.jobs.c.id)).scalars().all() == [theirs["id"]]
+        assert sorted(conn.execute(select(t.jobs.c.id)).scalars().all()) == sorted([old["id"], new["id"]])
+    assert verify(store).ok
     store.close()
