@@ -40,7 +40,11 @@ class ClustersRepo(StoreBase):
         wanted = sorted(set(names))
         if not wanted:
             return {}
-        q = select(t.clusters.c.name, t.clusters.c.spec).where(t.clusters.c.name.in_(wanted))
+        q = (
+            select(t.clusters.c.name, t.clusters.c.spec)
+            .where(t.clusters.c.name.in_(wanted))
+            .order_by(t.clusters.c.name)  # locked in name order, whoever locks several
+        )
         q = q.with_for_update() if lock == "update" else q.with_for_update(read=True, key_share=True)
         return {r.name: dict(r.spec) if isinstance(r.spec, dict) else {} for r in conn.execute(q)}
 

@@ -38,7 +38,7 @@ class CyclesRepo(StoreBase):
         A job no longer in the expected phase/attempt (cancelled meanwhile) is skipped; returns
         the ids actually changed. Decisions of skipped jobs are not written."""
         ids = [r["id"] for r in scheduled] + [r["id"] for r in requeued]
-        current = self._phases_of(conn, ids)
+        current = self._phases_of(conn, sorted(ids))  # rows locked in id order, as every writer
         at = now()
         ok_sched = [
             r for r in scheduled if current.get(r["id"], ("", -1, None))[:2] == ("Pending", r["attempt"])

@@ -210,10 +210,18 @@ class JobsRepo(StoreBase):
             return [typing.cast(JobRow, dict(r)) for r in conn.execute(q).mappings().all()]
 
     def get_jobs(self, conn: Connection, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Rows of many jobs inside ``conn``'s transaction, locked for update (PostgreSQL)."""
+        """Rows of many jobs inside ``conn``'s transaction, locked for update (PostgreSQL), in
+        id order like every writer of many jobs (two writers locking the same rows in other
+        orders can each wait for the other)."""
         out: dict[str, dict[str, Any]] = {}
-        for k in range(0, len(job_ids), 500):
-            q = select(t.jobs).where(t.jobs.c.id.in_(job_ids[k : k + 500])).with_for_update()
+        ids = sorted(set(job_ids))
+        for k in range(0, len(ids), 500):
+            q = (
+                select(t.jobs)
+                .where(t.jobs.c.id.in_(ids[k : k + 500]))
+                .order_by(t.jobs.c.id)
+                .with_for_update()
+            )
             out.update({r["id"]: dict(r) for r in conn.execute(q).mappings()})
         return out
 

@@ -1,8 +1,9 @@
 """Replicas on PostgreSQL under contention: the scheduling leader and two API replicas as real
 processes on one PostgreSQL database; clients send the same Idempotency-Keys to different
-replicas at once, cancel jobs while the leader places them, and read. No answer is a 5xx (a
-deadlock between replicas' transactions would surface as a 503), each key makes one job, and
-every job ends placed or cancelled."""
+replicas at once, cancel jobs while the leader places them and while agents report batches of
+them Running and Succeeded (in any order), and read. No answer is a 5xx (a deadlock between
+replicas' transactions would surface as a 503), each key makes one job, and every job ends
+Succeeded or Cancelled."""
 
 from __future__ import annotations
 
@@ -86,8 +87,40 @@ def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
                             f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text[:300]}"
                         )
 
+    done = threading.Event()
+
+    def agents_loop(seed: int) -> None:
+        """Report what is placed as an agent would, a batch per cluster, in shuffled order."""
+        rng = random.Random(seed)
+        with httpx.Client(timeout=30) as http:
+            while not done.is_set():
+                base = replicas[rng.randrange(len(replicas))].url
+                items = http.get(f"{base}/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()[
+                    "items"
+                ]
+                by_cluster: dict[str, list[dict[str, object]]] = defaultdict(list)
+                for j in items:
+                    if j["phase"] in ("Scheduled", "Running") and j["cluster"]:
+                        nxt = "Running" if j["phase"] == "Scheduled" else "Succeeded"
+                        report = {
+                            "job_id": j["id"],
+                            "attempt": j["attempt"],
+                            "epoch": j["epoch"],
+                            "phase": nxt,
+                        }
+                        by_cluster[j["cluster"]].append(report)
+                for cluster, reports in by_cluster.items():
+                    rng.shuffle(reports)
+                    r = http.post(f"{base}/v1/agents/{cluster}/reports", json={"reports": reports})
+                    with lock:
+                        statuses[r.status_code] += 1
+                        if r.status_code >= 500:
+                            errors.append(f"reports from {cluster}: {r.status_code} {r.text[:300]}")
+                done.wait(0.05)
+
     threads = [threading.Thread(target=client_loop, args=(seed,)) for seed in range(8)]
-    for t in threads:
+    reporters = [threading.Thread(target=agents_loop, args=(100 + k,)) for k in range(2)]
+    for t in threads + reporters:
         t.start()
     for t in threads:
         t.join(240)
@@ -103,12 +136,18 @@ def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
         for name in names:
             clients[0].post(f"/v1/agents/{name}/heartbeat")
         phases = {j: clients[2].get(f"/v1/jobs/{j}").json()["phase"] for j in made}
-        return all(p in ("Scheduled", "Cancelled") for p in phases.values())
+        return all(p in ("Succeeded", "Cancelled") for p in phases.values())
 
-    wait_for("every job placed or cancelled", settled, 60, every_s=0.5)
+    try:
+        wait_for("every job Succeeded or Cancelled", settled, 90, every_s=0.5)
+    finally:
+        done.set()
+        for t in reporters:
+            t.join(30)
+    assert not errors, f"{len(errors)} answers were 5xx: {errors[:5]}"
     listed = clients[0].get("/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()["items"]
     assert sorted(j["id"] for j in listed) == sorted(made)
-    for j in cancelled:
+    for j in cancelled:  # a cancel that answered 200 stays
         assert clients[1].get(f"/v1/jobs/{j}").json()["phase"] == "Cancelled"
     for c in clients:
         c.close()
