@@ -40,6 +40,77 @@ def body(key: int) -> dict[str, object]:
     return {"name": f"k{key}", "tenant": "guangdong", "resources": {"cpu": 0.5 + key % 3}}
 
 
+class Traffic:
+    """What the clients and agents sent and got, shared by their threads."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self.statuses: dict[int, int] = defaultdict(int)
+        self.errors: list[str] = []
+        self.ids_by_key: dict[int, set[str]] = defaultdict(set)
+        self.cancelled: set[str] = set()
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def note(self, r: httpx.Response) -> None:
+        with self.lock:
+            self.statuses[r.status_code] += 1
+            if r.status_code >= 500:
+                self.errors.append(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text[:300]}")
+
+    def client(self, seed: int) -> None:
+        """Submissions with shared keys (70 %), cancels of known jobs, reads; a random replica each."""
+        rng = random.Random(seed)
+        with httpx.Client(timeout=30) as http:
+            for _ in range(60):
+                base, roll = rng.choice(self.urls), rng.random()
+                if roll < 0.7:
+                    key = rng.randrange(KEYS)
+                    r = http.post(
+                        f"{base}/v1/jobs", json=body(key), headers={"Idempotency-Key": f"key-{key}"}
+                    )
+                    if r.status_code in (200, 201):
+                        with self.lock:
+                            self.ids_by_key[key].add(r.json()["id"])
+                elif roll < 0.85:
+                    with self.lock:
+                        known = sorted({j for ids in self.ids_by_key.values() for j in ids})
+                    if not known:
+                        continue
+                    job = rng.choice(known)
+                    r = http.post(f"{base}/v1/jobs/{job}/cancel")
+                    if r.status_code == 200:
+                        with self.lock:
+                            self.cancelled.add(job)
+                else:
+                    r = http.get(f"{base}/v1/jobs", params={"tenant": "guangdong", "limit": 50})
+                self.note(r)
+
+    def agent(self, seed: int) -> None:
+        """Report what is placed as agents would: a batch per cluster, in shuffled order, moving
+        each job one step (Scheduled to Running, Running to Succeeded)."""
+        rng = random.Random(seed)
+        with httpx.Client(timeout=30) as http:
+            while not self.done.is_set():
+                base = rng.choice(self.urls)
+                page = http.get(f"{base}/v1/jobs", params={"tenant": "guangdong", "limit": 500})
+                by_cluster: dict[str, list[dict[str, object]]] = defaultdict(list)
+                for j in page.json()["items"]:
+                    if j["phase"] in ("Scheduled", "Running") and j["cluster"]:
+                        step = "Running" if j["phase"] == "Scheduled" else "Succeeded"
+                        report = {
+                            "job_id": j["id"],
+                            "attempt": j["attempt"],
+                            "epoch": j["epoch"],
+                            "phase": step,
+                        }
+                        by_cluster[j["cluster"]].append(report)
+                for cluster, reports in by_cluster.items():
+                    rng.shuffle(reports)
+                    self.note(http.post(f"{base}/v1/agents/{cluster}/reports", json={"reports": reports}))
+                self.done.wait(0.05)
+
+
 @pytest.mark.timeout(300)
 def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
     replicas: list[LiveController],
@@ -48,85 +119,18 @@ def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
     names = [c["name"] for c in clients[0].get("/v1/clusters").json()["items"]]
     for name in names:
         assert clients[1].post(f"/v1/agents/{name}/heartbeat").status_code == 200
-    statuses: dict[int, int] = defaultdict(int)
-    errors: list[str] = []
-    ids_by_key: dict[int, set[str]] = defaultdict(set)
-    cancelled: set[str] = set()
-    lock = threading.Lock()
-
-    def client_loop(seed: int) -> None:
-        rng = random.Random(seed)
-        with httpx.Client(timeout=30) as http:
-            for _ in range(60):
-                base = replicas[rng.randrange(len(replicas))].url
-                roll = rng.random()
-                if roll < 0.7:
-                    key = rng.randrange(KEYS)
-                    r = http.post(
-                        f"{base}/v1/jobs", json=body(key), headers={"Idempotency-Key": f"key-{key}"}
-                    )
-                    if r.status_code in (200, 201):
-                        with lock:
-                            ids_by_key[key].add(r.json()["id"])
-                elif roll < 0.85:
-                    with lock:
-                        known = sorted({j for s in ids_by_key.values() for j in s})
-                    if not known:
-                        continue
-                    job = rng.choice(known)
-                    r = http.post(f"{base}/v1/jobs/{job}/cancel")
-                    if r.status_code == 200:
-                        with lock:
-                            cancelled.add(job)
-                else:
-                    r = http.get(f"{base}/v1/jobs", params={"tenant": "guangdong", "limit": 50})
-                with lock:
-                    statuses[r.status_code] += 1
-                    if r.status_code >= 500:
-                        errors.append(
-                            f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text[:300]}"
-                        )
-
-    done = threading.Event()
-
-    def agents_loop(seed: int) -> None:
-        """Report what is placed as an agent would, a batch per cluster, in shuffled order."""
-        rng = random.Random(seed)
-        with httpx.Client(timeout=30) as http:
-            while not done.is_set():
-                base = replicas[rng.randrange(len(replicas))].url
-                items = http.get(f"{base}/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()[
-                    "items"
-                ]
-                by_cluster: dict[str, list[dict[str, object]]] = defaultdict(list)
-                for j in items:
-                    if j["phase"] in ("Scheduled", "Running") and j["cluster"]:
-                        nxt = "Running" if j["phase"] == "Scheduled" else "Succeeded"
-                        report = {
-                            "job_id": j["id"],
-                            "attempt": j["attempt"],
-                            "epoch": j["epoch"],
-                            "phase": nxt,
-                        }
-                        by_cluster[j["cluster"]].append(report)
-                for cluster, reports in by_cluster.items():
-                    rng.shuffle(reports)
-                    r = http.post(f"{base}/v1/agents/{cluster}/reports", json={"reports": reports})
-                    with lock:
-                        statuses[r.status_code] += 1
-                        if r.status_code >= 500:
-                            errors.append(f"reports from {cluster}: {r.status_code} {r.text[:300]}")
-                done.wait(0.05)
-
-    threads = [threading.Thread(target=client_loop, args=(seed,)) for seed in range(8)]
-    reporters = [threading.Thread(target=agents_loop, args=(100 + k,)) for k in range(2)]
-    for t in threads + reporters:
+    traffic = Traffic([s.url for s in replicas])
+    threads = [threading.Thread(target=traffic.client, args=(seed,)) for seed in range(8)]
+    agents = [threading.Thread(target=traffic.agent, args=(100 + k,)) for k in range(2)]
+    for t in threads + agents:
         t.start()
     for t in threads:
         t.join(240)
     assert not any(t.is_alive() for t in threads), "a client hung"
+    errors, statuses = traffic.errors, traffic.statuses
     assert not errors, f"{len(errors)} answers were 5xx (statuses {dict(statuses)}): {errors[:5]}"
     assert sum(statuses.values()) > 300 and statuses[201] > 0
+    ids_by_key = traffic.ids_by_key
     assert all(len(ids) == 1 for ids in ids_by_key.values()), {
         k: v for k, v in ids_by_key.items() if len(v) > 1
     }
@@ -141,13 +145,13 @@ def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
     try:
         wait_for("every job Succeeded or Cancelled", settled, 90, every_s=0.5)
     finally:
-        done.set()
-        for t in reporters:
+        traffic.done.set()
+        for t in agents:
             t.join(30)
     assert not errors, f"{len(errors)} answers were 5xx: {errors[:5]}"
     listed = clients[0].get("/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()["items"]
     assert sorted(j["id"] for j in listed) == sorted(made)
-    for j in cancelled:  # a cancel that answered 200 stays
+    for j in traffic.cancelled:  # a cancel that answered 200 stays
         assert clients[1].get(f"/v1/jobs/{j}").json()["phase"] == "Cancelled"
     for c in clients:
         c.close()
