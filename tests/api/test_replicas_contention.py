@@ -1,5 +1,5 @@
-"""Replicas on PostgreSQL under contention: the scheduling leader and two API replicas as real
-processes on one PostgreSQL database; clients send the same Idempotency-Keys to different
+"""Replicas under contention: the scheduling leader and two API replicas as real processes on
+one database (a SQLite file; PostgreSQL); clients send the same Idempotency-Keys to different
 replicas at once, cancel jobs while the leader places them and while agents report batches of
 them Running and Succeeded (in any order), and read. No answer is a 5xx (a deadlock between
 replicas' transactions would surface as a 503), each key makes one job, and every job ends
@@ -11,6 +11,7 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,9 +21,13 @@ from controller.live import LiveController, wait_for
 KEYS = 40
 
 
-@pytest.fixture
-def replicas(fresh_postgres: str) -> Iterator[list[LiveController]]:
-    url = fresh_postgres.replace("postgresql://", "postgresql+psycopg://", 1)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[LiveController]]:
+    """The leader and two API replicas, as processes, on one database of each kind."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'yiwang.db'}"
+    else:
+        url = request.getfixturevalue("fresh_postgres").replace("postgresql://", "postgresql+psycopg://", 1)
     leader = LiveController(process=True, database_url=url, holder="leader").start()
     servers = [leader]
     try:
