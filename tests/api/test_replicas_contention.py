@@ -1,7 +1,7 @@
 """Replicas under contention: the scheduling leader and two API replicas as real processes on
 one database (a SQLite file; PostgreSQL); clients send the same Idempotency-Keys to different
-replicas at once, cancel jobs while the leader places them and while agents report batches of
-them Running and Succeeded (in any order), and read. No answer is a 5xx (a deadlock between
+replicas at once, cancel jobs while the leader places them, while agents report batches of
+them Running and Succeeded (in any order) and while an operator drains clusters, and read. No answer is a 5xx (a deadlock between
 replicas' transactions would surface as a 503), each key makes one job, and every job ends
 Succeeded or Cancelled."""
 
@@ -56,6 +56,7 @@ class Traffic:
         self.cancelled: set[str] = set()
         self.lock = threading.Lock()
         self.done = threading.Event()
+        self.drains = 0
 
     def note(self, r: httpx.Response) -> None:
         with self.lock:
@@ -115,6 +116,26 @@ class Traffic:
                     self.note(http.post(f"{base}/v1/agents/{cluster}/reports", json={"reports": reports}))
                 self.done.wait(0.05)
 
+    def operator(self, seed: int) -> None:
+        """Drain a cluster that runs jobs now and then (its jobs back to Pending, a new attempt)
+        and put it back in service, through a random replica."""
+        rng = random.Random(seed)
+        with httpx.Client(timeout=30) as http:
+            while not self.done.wait(0.5):
+                base = rng.choice(self.urls)
+                page = http.get(f"{base}/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()
+                busy = sorted({j["cluster"] for j in page["items"] if j["phase"] in ("Scheduled", "Running")})
+                if not busy:
+                    continue
+                name = rng.choice(busy)
+                r = http.post(f"{base}/v1/clusters/{name}/drain")
+                self.note(r)
+                if r.status_code == 200:
+                    with self.lock:
+                        self.drains += 1
+                self.done.wait(0.2)
+                self.note(http.post(f"{rng.choice(self.urls)}/v1/clusters/{name}/uncordon"))
+
 
 @pytest.mark.timeout(300)
 def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
@@ -127,6 +148,7 @@ def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
     traffic = Traffic([s.url for s in replicas])
     threads = [threading.Thread(target=traffic.client, args=(seed,)) for seed in range(8)]
     agents = [threading.Thread(target=traffic.agent, args=(100 + k,)) for k in range(2)]
+    agents.append(threading.Thread(target=traffic.operator, args=(200,)))
     for t in threads + agents:
         t.start()
     for t in threads:
@@ -156,6 +178,7 @@ def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
     assert not errors, f"{len(errors)} answers were 5xx: {errors[:5]}"
     listed = clients[0].get("/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()["items"]
     assert sorted(j["id"] for j in listed) == sorted(made)
+    assert traffic.drains > 0 and any(j["attempt"] > 1 for j in listed)  # drained jobs ran again
     for j in traffic.cancelled:  # a cancel that answered 200 stays
         assert clients[1].get(f"/v1/jobs/{j}").json()["phase"] == "Cancelled"
     for c in clients:
