@@ -183,3 +183,66 @@ def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
         assert clients[1].get(f"/v1/jobs/{j}").json()["phase"] == "Cancelled"
     for c in clients:
         c.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_replica_killed_mid_stream_loses_no_acknowledged_job(replicas: list[LiveController]) -> None:
+    """kill -9 of an API replica while clients submit keyed jobs through both replicas; a
+    client whose request got no answer retries the same key on the other replica. Every
+    acknowledged job exists, each key made one job, and the leader places them all."""
+    _, first, second = replicas  # the leader places; clients use the two API replicas
+    acked: dict[str, str] = {}  # key -> job id from a 2xx
+    lock = threading.Lock()
+    unanswered = 0
+    failures: list[str] = []
+
+    def submit(seed: int) -> None:
+        nonlocal unanswered
+        rng = random.Random(seed)
+        with httpx.Client(timeout=30) as http:
+            for i in range(40):
+                key = f"s{seed}-{i}"
+                targets = [first.url, second.url] if rng.random() < 0.5 else [second.url, first.url]
+                for base in targets + [second.url] * 5:  # the survivor, until it answers
+                    try:
+                        r = http.post(
+                            f"{base}/v1/jobs",
+                            json={"name": key, "tenant": "guangdong", "resources": {"cpu": 0.1}},
+                            headers={"Idempotency-Key": key},
+                        )
+                    except httpx.TransportError:
+                        with lock:
+                            unanswered += 1
+                        continue
+                    if r.status_code in (200, 201):
+                        with lock:
+                            if acked.setdefault(key, r.json()["id"]) != r.json()["id"]:
+                                failures.append(f"{key}: two jobs")
+                        break
+                    if r.status_code != 503:
+                        failures.append(f"{key}: {r.status_code} {r.text[:200]}")
+                        break
+                else:
+                    failures.append(f"{key}: never acknowledged")
+
+    threads = [threading.Thread(target=submit, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    wait_for("a third of the jobs acknowledged", lambda: len(acked) >= 80, 60)
+    first.kill()  # SIGKILL, requests in flight
+    for t in threads:
+        t.join(240)
+    assert not failures, failures[:5]
+    assert len(acked) == 240 and unanswered > 0  # the kill cut requests off, and they were retried
+    with httpx.Client(base_url=second.url, timeout=30) as api:
+        names = [c["name"] for c in api.get("/v1/clusters").json()["items"]]
+
+        def placed() -> bool:
+            for name in names:
+                api.post(f"/v1/agents/{name}/heartbeat")
+            items = api.get("/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()["items"]
+            return len(items) == 240 and all(j["phase"] == "Scheduled" for j in items)
+
+        wait_for("every acknowledged job placed, once", placed, 60, every_s=0.5)
+        items = api.get("/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()["items"]
+        assert sorted(j["id"] for j in items) == sorted(acked.values())
