@@ -223,3 +223,39 @@ def test_a_keyed_insert_takes_the_chain_lock_last(fresh_postgres: str) -> None:
         assert sorted(conn.execute(select(t.jobs.c.id)).scalars().all()) == sorted([old["id"], new["id"]])
     assert verify(store).ok
     store.close()
+
+
+def test_the_group_committer_outlives_a_closed_event_loop() -> None:
+    """A batch that commits after its waiters' event loop closed (a client gone, a test's
+    loop ended) is dropped quietly; the writer thread lives on for the next submissions."""
+    import asyncio
+    import threading
+
+    from controller.store.group_commit import GroupCommitter
+
+    class SlowWriter:
+        def __init__(self) -> None:
+            self.release = threading.Event()
+
+        def insert_jobs(self, rows: Any) -> list[tuple[dict[str, Any], bool]]:
+            self.release.wait(10)
+            return [(r, True) for r in rows]
+
+        def insert_jobs_bulk(self, rows: Any) -> None:
+            self.release.wait(10)
+
+    writer = SlowWriter()
+    gc = GroupCommitter(writer)
+
+    async def submit_only() -> None:
+        gc.submit({"id": "a", "tenant": "t"})  # not awaited: the loop closes with it pending
+
+    asyncio.run(submit_only())
+    writer.release.set()
+
+    async def submit_and_wait() -> tuple[dict[str, Any], bool]:
+        return await asyncio.wait_for(gc.submit({"id": "b", "tenant": "t"}), 10)
+
+    row, created = asyncio.run(submit_and_wait())
+    assert (row["id"], created) == ("b", True)
+    assert all(t.is_alive() for t in gc._threads)
