@@ -385,8 +385,8 @@ print(json.dumps({"points": points, "decisions": done}))
 def extrapolate_10m(points: Sequence[Sequence[float]]) -> dict[str, Any]:
     """The resident set after 10,000,000 decisions from a run that stopped earlier: a least-squares
     line through the points at or past 500,000 decisions (the first batches fill the caches;
-    all points when fewer than three are that far), with the band of two standard errors of its
-    slope, the points and the span it rests on. Two points an RSS step apart (the allocator takes
+    all points when fewer than three are that far), with the band of two standard errors of the
+    line at 10M, the points and the span it rests on. Two points an RSS step apart (the allocator takes
     memory in arenas) gave a slope several times too steep; a fit over the whole span, with its
     band, says how far the figure can be trusted."""
     used = [p for p in points if p[0] >= 500_000]

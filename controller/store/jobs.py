@@ -65,7 +65,9 @@ class JobsRepo(StoreBase):
     def insert_jobs(self, rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
         """Insert new jobs (each row may carry idempotency_key/request_hash) with their
         'Submitted' events, in one transaction. Returns (row, created) in order; a row whose
-        idempotency key exists comes back as the stored job with created=False."""
+        idempotency key exists comes back as the stored job with created=False. Keyed rows are
+        written in (tenant, key) order and the audit rows after every job, so that writers side
+        by side take their locks in one order (``audit_chain``)."""
         out: list[tuple[dict[str, Any], bool] | None] = [None] * len(rows)
         # Keys in one order (tenant, key) in every writer: two batches holding the same keys in
         # other orders would each insert one and wait for the other's (a deadlock under
@@ -119,7 +121,9 @@ class JobsRepo(StoreBase):
                 out[pos] = (row, True)
             # The audit rows last: the chain's lock is the transaction's last (``audit_chain``)
             audit_chain.append(conn, audits)
-        return [o for o in out if o is not None]
+        done = [o for o in out if o is not None]
+        assert len(done) == len(rows), "every row is inserted or replayed"
+        return done
 
     def insert_jobs_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert new jobs without idempotency keys, their 'Submitted' events and their audit
