@@ -1,9 +1,9 @@
 """Replicas under contention: the scheduling leader and two API replicas as real processes on
-one database (a SQLite file; PostgreSQL); clients send the same Idempotency-Keys to different
-replicas at once, cancel jobs while the leader places them, while agents report batches of
-them Running and Succeeded (in any order) and while an operator drains clusters, and read. No answer is a 5xx (a deadlock between
-replicas' transactions would surface as a 503), each key makes one job, and every job ends
-Succeeded or Cancelled."""
+one database (a SQLite file; PostgreSQL). Clients send the same Idempotency-Keys to different
+replicas at once and cancel jobs, while the leader places them, agents report batches of them
+Running and Succeeded (in any order) and an operator drains clusters. No answer is a 5xx (a
+deadlock between replicas' transactions would surface as a 503), each key makes one job, and
+every job ends Succeeded or Cancelled."""
 
 from __future__ import annotations
 
@@ -39,6 +39,14 @@ def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Li
     finally:
         for server in reversed(servers):
             server.stop()
+
+
+def jobs(http: httpx.Client, base: str = "") -> list[dict[str, object]]:
+    """The tenant's jobs (every job these tests make fits one page)."""
+    items: list[dict[str, object]] = http.get(
+        f"{base}/v1/jobs", params={"tenant": "guangdong", "limit": 500}
+    ).json()["items"]
+    return items
 
 
 def body(key: int) -> dict[str, object]:
@@ -99,9 +107,8 @@ class Traffic:
         with httpx.Client(timeout=30) as http:
             while not self.done.is_set():
                 base = rng.choice(self.urls)
-                page = http.get(f"{base}/v1/jobs", params={"tenant": "guangdong", "limit": 500})
                 by_cluster: dict[str, list[dict[str, object]]] = defaultdict(list)
-                for j in page.json()["items"]:
+                for j in jobs(http, base):
                     if j["phase"] in ("Scheduled", "Running") and j["cluster"]:
                         step = "Running" if j["phase"] == "Scheduled" else "Succeeded"
                         report = {
@@ -123,8 +130,9 @@ class Traffic:
         with httpx.Client(timeout=30) as http:
             while not self.done.wait(0.5):
                 base = rng.choice(self.urls)
-                page = http.get(f"{base}/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()
-                busy = sorted({j["cluster"] for j in page["items"] if j["phase"] in ("Scheduled", "Running")})
+                busy = sorted(
+                    {str(j["cluster"]) for j in jobs(http, base) if j["phase"] in ("Scheduled", "Running")}
+                )
                 if not busy:
                     continue
                 name = rng.choice(busy)
@@ -176,7 +184,7 @@ def test_replicas_under_contention_answer_no_5xx_and_make_each_key_once(
         for t in agents:
             t.join(30)
     assert not errors, f"{len(errors)} answers were 5xx: {errors[:5]}"
-    listed = clients[0].get("/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()["items"]
+    listed = jobs(clients[0])
     assert sorted(j["id"] for j in listed) == sorted(made)
     assert traffic.drains > 0 and any(j["attempt"] > 1 for j in listed)  # drained jobs ran again
     for j in traffic.cancelled:  # a cancel that answered 200 stays
@@ -240,9 +248,9 @@ def test_a_replica_killed_mid_stream_loses_no_acknowledged_job(replicas: list[Li
         def placed() -> bool:
             for name in names:
                 api.post(f"/v1/agents/{name}/heartbeat")
-            items = api.get("/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()["items"]
+            items = jobs(api)
             return len(items) == 240 and all(j["phase"] == "Scheduled" for j in items)
 
         wait_for("every acknowledged job placed, once", placed, 60, every_s=0.5)
-        items = api.get("/v1/jobs", params={"tenant": "guangdong", "limit": 500}).json()["items"]
+        items = jobs(api)
         assert sorted(j["id"] for j in items) == sorted(acked.values())

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from controller.drills.runner import DrillRunner
 from controller.drills.scenario import parse_scenario
@@ -16,45 +19,45 @@ def job(job_id: str, phase: str, cluster: str, attempt: int) -> dict[str, Any]:
     return {"id": job_id, "phase": phase, "cluster": cluster, "attempt": attempt, "message": ""}
 
 
-def test_a_job_that_finished_in_place_is_not_timed_as_recovered() -> None:
-    runner = DrillRunner(parse_scenario(small_scenario()))
-    try:
-        [run] = runner.runs
-        run.injected_mono, run.detected_s = time.monotonic() - 2.0, 1.0
-        for j in ("a", "b", "c"):
-            run.affected[j] = job(j, "Running", "prov-hainan", 1)
-        runner.jobs = {
-            "a": job("a", "Succeeded", "prov-hainan", 1),  # its success reached us as the fault struck
-            "b": job("b", "Running", "national-backup", 2),
-            "c": job("c", "Running", "prov-hainan", 1),  # not yet moved
-        }
-        runner.observe(None)
-        assert run.finished_in_place == {"a"} and set(run.recovered) == {"b"}
-        assert run.moved_to == {"b": "national-backup"}
-        assert run.outstanding() == ["c"] and run.rto_s is None and not runner.settled()
-
-        runner.jobs["c"] = job("c", "Succeeded", "national-backup", 2)
-        runner.observe(None)
-        assert run.outstanding() == [] and run.rto_s is not None and run.rto_s >= 2.0
-        body = run.as_dict()
-        assert (body["affected_jobs"], body["recovered_jobs"], body["finished_in_place"]) == (3, 2, 1)
-        assert body["moved_to"] == {"b": "national-backup", "c": "national-backup"}
-        assert runner.settled()
-    finally:
-        shutil.rmtree(runner.workdir, ignore_errors=True)
+@pytest.fixture
+def runner() -> Iterator[DrillRunner]:
+    """A runner of the small scenario, never started: the tests set what it observed."""
+    r = DrillRunner(parse_scenario(small_scenario()))
+    yield r
+    shutil.rmtree(r.workdir, ignore_errors=True)
 
 
-def test_a_fault_whose_jobs_all_finished_in_place_measures_no_rto() -> None:
+def test_a_job_that_finished_in_place_is_not_timed_as_recovered(runner: DrillRunner) -> None:
+    [run] = runner.runs
+    run.injected_mono, run.detected_s = time.monotonic() - 2.0, 1.0
+    for j in ("a", "b", "c"):
+        run.affected[j] = job(j, "Running", "prov-hainan", 1)
+    runner.jobs = {
+        "a": job("a", "Succeeded", "prov-hainan", 1),  # its success reached us as the fault struck
+        "b": job("b", "Running", "national-backup", 2),
+        "c": job("c", "Running", "prov-hainan", 1),  # not yet moved
+    }
+    runner.observe(None)
+    assert run.finished_in_place == {"a"} and set(run.recovered) == {"b"}
+    assert run.moved_to == {"b": "national-backup"}
+    assert run.outstanding() == ["c"] and run.rto_s is None and not runner.settled()
+
+    runner.jobs["c"] = job("c", "Succeeded", "national-backup", 2)
+    runner.observe(None)
+    assert run.outstanding() == [] and run.rto_s is not None and run.rto_s >= 2.0
+    body = run.as_dict()
+    assert (body["affected_jobs"], body["recovered_jobs"], body["finished_in_place"]) == (3, 2, 1)
+    assert body["moved_to"] == {"b": "national-backup", "c": "national-backup"}
+    assert runner.settled()
+
+
+def test_a_fault_whose_jobs_all_finished_in_place_measures_no_rto(runner: DrillRunner) -> None:
     """Nothing ran again, so there is no recovery to time: the RTO is unmeasured (a budget on it
     then fails as unmeasured), not 0."""
-    runner = DrillRunner(parse_scenario(small_scenario()))
-    try:
-        [run] = runner.runs
-        run.injected_mono = time.monotonic()
-        run.affected["a"] = job("a", "Running", "prov-hainan", 1)
-        runner.jobs = {"a": job("a", "Succeeded", "prov-hainan", 1)}
-        runner.observe(None)
-        assert run.finished_in_place == {"a"} and run.outstanding() == []
-        assert run.rto_s is None and run.as_dict()["rto_s"] is None
-    finally:
-        shutil.rmtree(runner.workdir, ignore_errors=True)
+    [run] = runner.runs
+    run.injected_mono = time.monotonic()
+    run.affected["a"] = job("a", "Running", "prov-hainan", 1)
+    runner.jobs = {"a": job("a", "Succeeded", "prov-hainan", 1)}
+    runner.observe(None)
+    assert run.finished_in_place == {"a"} and run.outstanding() == []
+    assert run.rto_s is None and run.as_dict()["rto_s"] is None

@@ -182,6 +182,8 @@ def test_a_keyed_insert_takes_the_chain_lock_last(fresh_postgres: str) -> None:
 
     from sqlalchemy import text, update
 
+    from controller.live import wait_for
+
     store = Store(fresh_postgres)
     old, new = rows(2, "dl")
     for r, key in ((old, "b-old"), (new, "a-new")):  # the new key sorts first: inserted first
@@ -205,12 +207,12 @@ def test_a_keyed_insert_takes_the_chain_lock_last(fresh_postgres: str) -> None:
         thread.start()
         waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
         with store.engine.connect() as probe:
-            for _ in range(500):
-                if probe.execute(text(waiting)).scalar():
-                    break
-                threading.Event().wait(0.01)
-            else:
-                raise AssertionError("the batch never waited for the row the other writer holds")
+            wait_for(
+                "the batch waiting for the row the other writer holds",
+                lambda: probe.execute(text(waiting)).scalar(),
+                5,
+                every_s=0.01,
+            )
         audit_chain.append(other, [{**old[AUDIT_KEY], "action": "job.cancelled"}])
         tx.commit()
     thread.join(30)
