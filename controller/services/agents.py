@@ -22,9 +22,10 @@ from controller.history import Counters
 from controller.jobs import JobRead, stored_spec
 from controller.policies import FailoverPolicy
 from controller.registry import ClusterState, Health, Registry
-from controller.store.store import ACTIVE_PHASES, Store, now
+from controller.store.store import ACTIVE_PHASES, Change, Store, now
 
 log = logging.getLogger("yiwang.controller")
+TERMINAL_VALUES = frozenset(p.value for p in TERMINAL)
 _KEEP: Any = object()  # ``contact`` without a report: the cluster's last report stays
 
 
@@ -176,18 +177,25 @@ class AgentProtocol:
         error (StaleAttempt: stop that attempt). ``renew``: the call is also the cluster's
         contact, like a heartbeat, so an agent busy reporting never looks silent.
 
+        The jobs' rows are read once, locked (``get_jobs``); each report is checked against its
+        row as the reports before it in the call left it (a Running and a Succeeded of one job
+        in one call apply in turn), and the changes are written together (``transition_many``:
+        one UPDATE and one INSERT of events for the whole call, not three statements a report).
+
         A report of an attempt that is no longer current (re-placed, cancelled) is refused and
         recorded as a fenced execution: an event on the job and ``yiwang_fenced_executions_total``."""
         state = self.cluster_state(cluster)
         outcomes: list[YiwangError | None] = [None] * len(reports)
-        finished = False
+        finished: list[tuple[str, str]] = []  # (job id, terminal phase)
         t_now = now()
         with self.lock, self.store.tx() as conn:
             rows = self.store.get_jobs(conn, list(dict.fromkeys(r.job_id for r in reports)))
+            changes: list[Change] = []
+            outputs: list[tuple[str, str, int, str]] = []
             for i, rep in enumerate(reports):
                 row = rows.get(rep.job_id)
                 try:
-                    target = self._apply_report(conn, cluster, rep, row)
+                    change = self._change_of(cluster, rep, row)
                 except StaleAttempt as exc:
                     outcomes[i] = exc
                     if row is not None and self._is_fenced(cluster, rep, row):
@@ -196,26 +204,38 @@ class AgentProtocol:
                 except YiwangError as exc:
                     outcomes[i] = exc
                     continue
-                if row is not None and target is not None:
-                    row["phase"] = target.value
-                    finished = finished or target in TERMINAL
+                if change is None:  # a repeat: nothing to write
+                    continue
+                assert row is not None
+                changes.append(change)
+                row["phase"] = change.phase  # the next report of this job in the call sees it
+                if rep.output_tail.strip():
+                    outputs.append((rep.job_id, cluster, rep.attempt, rep.output_tail))
+                if change.phase in TERMINAL_VALUES:
+                    finished.append((rep.job_id, change.phase))
+            self.store.transition_many(conn, changes)
+            if outputs:
+                self.store.add_outputs(conn, outputs)
+            for job_id, phase in finished:
+                self.registry.ledger.pop(job_id)
+                self.forget_terms(job_id, phase)
             if renew:
                 self.store.touch_cluster(conn, cluster, t_now)
+        wake = bool(finished)
         if renew:
             was = state.health
             self.contact(state, t_now)
             if was != Health.Ready:
                 self.note_cluster(cluster, state, "its agent reported")
-            finished = finished or was != Health.Ready
-        if finished:
+            wake = wake or was != Health.Ready
+        if wake:
             self.wake()
         return outcomes
 
-    def _apply_report(
-        self, conn: Any, cluster: str, rep: StatusReport, row: dict[str, Any] | None
-    ) -> JobPhase | None:
-        """One report inside the caller's transaction; the phase it moved the job to, or None
-        when it changed nothing (a repeat)."""
+    @staticmethod
+    def _change_of(cluster: str, rep: StatusReport, row: dict[str, Any] | None) -> Change | None:
+        """The change one report makes to its job's row as read (None: a repeat, nothing to
+        change); ``NotFound``, ``StaleAttempt`` or ``IllegalTransition`` when it is refused."""
         if row is None:
             raise NotFound(f"job {rep.job_id!r} not found")
         if row["cluster"] != cluster or row["attempt"] != rep.attempt or row["epoch"] != rep.epoch:
@@ -236,26 +256,17 @@ class AgentProtocol:
         tail = [line for line in rep.output_tail.splitlines() if line.strip()]
         if tail:
             message = f"{message}; output: {' | '.join(tail[-3:])[-500:]}"
-        values: dict[str, Any] = {"phase": target.value, "message": message}
-        if target in TERMINAL:
-            values["lease_expires_at"] = None
-        ok = self.store.transition(
-            conn,
-            rep.job_id,
-            expect_phases=[current.value],
-            expect_attempt=rep.attempt,
-            values=values,
+        return Change(
+            job_id=rep.job_id,
+            from_phase=current.value,
+            attempt=rep.attempt,
+            phase=target.value,
+            message=message,
+            clear_lease=target in TERMINAL,
+            cluster=row["cluster"],
             event_type=target.value,
             reason=message,
         )
-        if not ok:
-            raise StaleAttempt(f"job {rep.job_id} changed meanwhile; stop it")
-        if rep.output_tail.strip():
-            self.store.add_output(conn, rep.job_id, cluster, rep.attempt, rep.output_tail)
-        if target in TERMINAL:
-            self.registry.ledger.pop(rep.job_id)
-            self.forget_terms(rep.job_id, target.value)
-        return target
 
     @staticmethod
     def _is_fenced(cluster: str, rep: StatusReport, row: dict[str, Any]) -> bool:

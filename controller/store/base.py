@@ -86,10 +86,10 @@ class StoreBase:
                 raise self.unavailable(exc) from exc
             raise
 
-    def executemany(self, conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> None:
+    def executemany(self, conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> int:
         """``execute_many`` (below): the hot bulk writes, past SQLAlchemy's per-row bookkeeping
-        under SQLite."""
-        execute_many(conn, stmt, params)
+        under SQLite; the rows the statements matched, all executions together."""
+        return execute_many(conn, stmt, params)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -132,35 +132,38 @@ class StoreBase:
         conn.execute(update(table).where(key == value).values({key.name: value}))
 
 
-def execute_many(conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> None:
+def execute_many(conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> int:
     """``conn.execute(stmt, params)`` for the hot bulk writes (``StoreBase.executemany``, the
     audit chain's appends). Under SQLite the statement is compiled once and its parameters
     converted by the types' own bind processors (the same conversions SQLAlchemy applies:
     DATETIME text, the engine's JSON serializer, booleans), then handed to the driver's
     executemany: SQLAlchemy's per-row execution bookkeeping was most of a cycle's write time,
     and it ran while holding the database's write lock. Rows are grouped by their keys (one
-    compiled statement per group)."""
+    compiled statement per group, the groups in the order of their first rows; within a group
+    the rows keep their order). Returns the rows matched, all executions together (both drivers
+    sum an executemany's counts)."""
     if not params:
-        return
+        return 0
     if conn.dialect.name != "sqlite":
-        conn.execute(stmt, list(params))
-        return
+        return int(conn.execute(stmt, list(params)).rowcount)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for p in params:
         groups.setdefault(tuple(p), []).append(p)
+    matched = 0
     for group in groups.values():
-        if not _sqlite_executemany(conn, stmt, group):
-            conn.execute(stmt, group)
+        got = _sqlite_executemany(conn, stmt, group)
+        matched += int(conn.execute(stmt, group).rowcount) if got is None else got
+    return matched
 
 
-def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[str, Any]]) -> bool:
-    """False (nothing written) for an INSERT that leaves out a column with a default:
-    SQLAlchemy computes those per row, so the caller takes its path."""
+def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[str, Any]]) -> int | None:
+    """The rows matched; None (nothing written) for an INSERT that leaves out a column with a
+    default: SQLAlchemy computes those per row, so the caller takes its path."""
     keys = list(params[0])
     compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
     names = compiled.positiontup or []
     if isinstance(stmt, Insert) and set(names) != set(keys):
-        return False
+        return None
     fixed = compiled.params
     plan = []
     for name in names:
@@ -176,15 +179,16 @@ def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[st
         columns.append([proc(v) for v in values] if proc is not None else values)
     sql = compiled.string
     if not isinstance(stmt, Insert) or " VALUES (" not in sql or not names:
-        conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
-        return True
+        return int(conn.exec_driver_sql(sql, list(zip(*columns, strict=True))).rowcount)
     # One multi-row INSERT per chunk instead of a statement step per row: the driver
     # releases and re-takes the GIL around every step, and in a busy API process each
     # re-take waits behind the event loop, all while this process holds the write lock.
     head, group = sql.split(" VALUES ", 1)
     per = max(1, min(500, SQLITE_MAX_VARIABLES // len(names)))
+    matched = 0
     for k in range(0, len(params), per):
         chunk = [c[k : k + per] for c in columns]
         flat = tuple(chain.from_iterable(zip(*chunk, strict=True)))
-        conn.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(chunk[0]))}", flat)
-    return True
+        sql_k = f"{head} VALUES {', '.join([group] * len(chunk[0]))}"
+        matched += int(conn.exec_driver_sql(sql_k, flat).rowcount)
+    return matched

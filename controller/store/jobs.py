@@ -11,9 +11,9 @@ import threading
 import time
 import typing
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Text, cast, func, insert, select, update
+from sqlalchemy import Boolean, Connection, Text, bindparam, case, cast, func, insert, null, select, update
 
 from controller.domain import phases
 from controller.domain.phases import JobPhase, Reason
@@ -26,6 +26,21 @@ from controller.store.records import JobEventRow, JobRow
 OUTPUT_EVENT = phases.EventType.Output.value  # an executor's output for an attempt; not a phase change
 
 ACTIVE_PHASES = (JobPhase.Scheduled.value, JobPhase.Running.value)
+
+
+class Change(NamedTuple):
+    """One phase change of a job whose row the transaction holds (``transition_many``): the
+    phase and attempt read there, the new phase, message and lease, and its event."""
+
+    job_id: str
+    from_phase: str
+    attempt: int
+    phase: str
+    message: str
+    clear_lease: bool  # the job ends: its lease goes (else the lease stays as it is)
+    cluster: str | None
+    event_type: str
+    reason: str
 
 
 # A job row may carry its audit_log row under this key: written in the job's transaction.
@@ -314,6 +329,87 @@ class JobsRepo(StoreBase):
             )
         )
         return True
+
+    def transition_many(self, conn: Connection, changes: Sequence[Change]) -> None:
+        """``transition`` for many jobs whose rows ``conn``'s transaction already holds locked
+        (``get_jobs``; under SQLite the write transaction itself), each change computed from the
+        row as read there: one executemany UPDATE (compare-and-set on phase and attempt, in the
+        order given, so two changes of one job apply in turn) and one executemany INSERT of their
+        events, instead of three statements a job. Every change is checked against the rule
+        table first (``IllegalTransition``: nothing written). A compare-and-set that matches
+        fewer rows than changes means a row moved under the lock: ``RuntimeError``, and the
+        caller's transaction rolls back whole."""
+        if not changes:
+            return
+        for c in changes:
+            phases.transition(c.job_id, c.from_phase, c.phase, c.event_type)
+        at = now()
+        matched = self.executemany(
+            conn,
+            update(t.jobs)
+            .where(
+                t.jobs.c.id == bindparam("b_id"),
+                t.jobs.c.phase == bindparam("b_from"),
+                t.jobs.c.attempt == bindparam("b_attempt"),
+            )
+            .values(
+                phase=bindparam("b_phase"),
+                message=bindparam("b_message"),
+                # one statement for every change (their order is kept: two changes of a job)
+                lease_expires_at=case(
+                    (bindparam("b_clear", type_=Boolean()), null()), else_=t.jobs.c.lease_expires_at
+                ),
+                updated_at=at,
+            ),
+            [
+                {
+                    "b_id": c.job_id,
+                    "b_from": c.from_phase,
+                    "b_attempt": c.attempt,
+                    "b_phase": c.phase,
+                    "b_message": c.message,
+                    "b_clear": c.clear_lease,
+                }
+                for c in changes
+            ],
+        )
+        if matched != len(changes):
+            raise RuntimeError(f"{len(changes) - matched} of {len(changes)} locked job rows moved meanwhile")
+        events = [
+            {
+                "job_id": c.job_id,
+                "at": at,
+                "type": c.event_type,
+                "from_phase": c.from_phase,
+                "to_phase": c.phase,
+                "cluster": c.cluster,
+                "attempt": c.attempt,
+                "reason": c.reason,
+            }
+            for c in changes
+        ]
+        self.executemany(conn, insert(t.job_events), events)
+
+    def add_outputs(self, conn: Connection, outputs: Sequence[tuple[str, str, int, str]]) -> None:
+        """``add_output`` for many (job id, cluster, attempt, text), in one executemany."""
+        at = now()
+        self.executemany(
+            conn,
+            insert(t.job_events),
+            [
+                {
+                    "job_id": job_id,
+                    "at": at,
+                    "type": OUTPUT_EVENT,
+                    "from_phase": None,
+                    "to_phase": None,
+                    "cluster": cluster,
+                    "attempt": attempt,
+                    "reason": text,
+                }
+                for job_id, cluster, attempt, text in outputs
+            ],
+        )
 
     def add_output(self, conn: Connection, job_id: str, cluster: str, attempt: int, text: str) -> None:
         """Record the output an executor reported for an attempt (``jobs logs``); kept as an event
