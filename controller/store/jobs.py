@@ -80,65 +80,105 @@ class JobsRepo(StoreBase):
     def insert_jobs(self, rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
         """Insert new jobs (each row may carry idempotency_key/request_hash) with their
         'Submitted' events, in one transaction. Returns (row, created) in order; a row whose
-        idempotency key exists comes back as the stored job with created=False. Keyed rows are
-        written in (tenant, key) order and the audit rows after every job, so that writers side
-        by side take their locks in one order (``audit_chain``)."""
+        idempotency key exists (stored before, or earlier in ``rows``) comes back as the stored
+        job with created=False.
+
+        Lock order (``audit_chain``): keyed rows are written in (tenant, key) order, a replay's
+        row lock (``sync_barrier``) taken in its place in that order, so that writers side by
+        side take their locks in one order; unkeyed rows after them, in the order given; the
+        audit rows last. The existing keys are found in one read (no locks), and the new rows
+        between two replays are inserted together (one multi-row INSERT, not a statement a
+        row): a batch of new keys is a few statements."""
         out: list[tuple[dict[str, Any], bool] | None] = [None] * len(rows)
-        # Keys in one order (tenant, key) in every writer: two batches holding the same keys in
-        # other orders would each insert one and wait for the other's (a deadlock under
-        # PostgreSQL, which aborts one). Unkeyed rows after them, in the order given.
-        order = sorted(
-            range(len(rows)),
-            key=lambda i: (
-                (0, rows[i]["tenant"], rows[i]["idempotency_key"], i)
-                if rows[i].get("idempotency_key")
-                else (1, "", "", i)
-            ),
+        keyed = sorted(
+            (i for i, r in enumerate(rows) if r.get("idempotency_key")),
+            key=lambda i: (rows[i]["tenant"], rows[i]["idempotency_key"], i),
         )
+        plain = [i for i, r in enumerate(rows) if not r.get("idempotency_key")]
         audits: list[dict[str, Any]] = []
+        new: list[dict[str, Any]] = []  # every new row, in write order (their events)
         with self.tx() as conn:
-            for pos in order:
-                row = rows[pos]
-                existing = None
-                if row.get("idempotency_key"):
-                    existing = (
-                        conn.execute(
-                            select(t.jobs).where(
-                                t.jobs.c.tenant == row["tenant"],
-                                t.jobs.c.idempotency_key == row["idempotency_key"],
-                            )
-                        )
-                        .mappings()
-                        .first()
-                    )
+            stored = self._by_keys(conn, [(rows[i]["tenant"], rows[i]["idempotency_key"]) for i in keyed])
+            first: dict[tuple[str, str], int] = {}  # a key's first row in this call
+            run: list[dict[str, Any]] = []  # new rows not yet written
+            for i in keyed:
+                row = rows[i]
+                k = (row["tenant"], row["idempotency_key"])
+                existing = stored.get(k)
                 if existing is not None:
+                    self._insert_rows(conn, run, audits)
+                    run = []
                     # a replay acknowledges the stored job: only once it is on both sites
                     self.sync_barrier(conn, t.jobs, t.jobs.c.id, existing["id"])
-                    out[pos] = (dict(existing), False)
-                    continue
-                phases.transition(row["id"], None, row["phase"], Reason.Submitted)
-                audit = row.get(AUDIT_KEY)
-                conn.execute(insert(t.jobs).values(**{k: v for k, v in row.items() if k != AUDIT_KEY}))
-                if audit:
-                    audits.append(audit)
-                conn.execute(
-                    insert(t.job_events).values(
-                        job_id=row["id"],
-                        at=row["created_at"],
-                        type="Submitted",
-                        from_phase=None,
-                        to_phase="Pending",
-                        cluster=None,
-                        attempt=row["attempt"],
-                        reason="job submitted",
-                    )
-                )
-                out[pos] = (row, True)
+                    out[i] = (dict(existing), False)
+                elif k in first:  # the same key twice in one call: created once
+                    out[i] = (rows[first[k]], False)
+                else:
+                    first[k] = i
+                    run.append(row)
+                    new.append(row)
+                    out[i] = (row, True)
+            run += [rows[i] for i in plain]
+            new += [rows[i] for i in plain]
+            for i in plain:
+                out[i] = (rows[i], True)
+            self._insert_rows(conn, run, audits)
+            self.executemany(
+                conn,
+                insert(t.job_events),
+                [
+                    {
+                        "job_id": row["id"],
+                        "at": row["created_at"],
+                        "type": "Submitted",
+                        "from_phase": None,
+                        "to_phase": "Pending",
+                        "cluster": None,
+                        "attempt": row["attempt"],
+                        "reason": "job submitted",
+                    }
+                    for row in new
+                ],
+            )
             # The audit rows last: the chain's lock is the transaction's last (``audit_chain``)
             audit_chain.append(conn, audits)
         done = [o for o in out if o is not None]
         assert len(done) == len(rows), "every row is inserted or replayed"
         return done
+
+    def _by_keys(self, conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+        """The stored jobs of these (tenant, idempotency key)s, read without locks."""
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, key in keys:
+            by_tenant.setdefault(tenant, []).append(key)
+        out: dict[tuple[str, str], Any] = {}
+        for tenant, ks in by_tenant.items():
+            for k in range(0, len(ks), 500):
+                q = select(t.jobs).where(
+                    t.jobs.c.tenant == tenant, t.jobs.c.idempotency_key.in_(ks[k : k + 500])
+                )
+                for r in conn.execute(q).mappings():
+                    out[(tenant, r["idempotency_key"])] = r
+        return out
+
+    def _insert_rows(self, conn: Connection, run: list[dict[str, Any]], audits: list[dict[str, Any]]) -> None:
+        """New job rows in the order given (their phase checked), their audit rows kept for the
+        end of the transaction."""
+        for row in run:
+            phases.transition(row["id"], None, row["phase"], Reason.Submitted)
+            audit = row.get(AUDIT_KEY)
+            if audit:
+                audits.append(audit)
+        # ``executemany`` groups rows by their columns; rows written in the order given (the
+        # lock order) take one call per stretch of rows with the same columns
+        stretch: list[dict[str, Any]] = []
+        for row in run:
+            values = {k: v for k, v in row.items() if k != AUDIT_KEY}
+            if stretch and values.keys() != stretch[0].keys():
+                self.executemany(conn, insert(t.jobs), stretch)
+                stretch = []
+            stretch.append(values)
+        self.executemany(conn, insert(t.jobs), stretch)
 
     def insert_jobs_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert new jobs without idempotency keys, their 'Submitted' events and their audit

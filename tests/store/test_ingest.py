@@ -173,6 +173,36 @@ def test_group_commit_creates_each_idempotency_key_once_whatever_the_writers(db_
     store.close()
 
 
+def test_one_call_with_new_stored_repeated_and_unkeyed_rows(db_url: str) -> None:
+    """``insert_jobs`` reads the stored keys at once and writes new rows in stretches between
+    replays: every row answers in its place (new, the stored job, the first row of a key
+    repeated in the call), each new job has its event and audit row, and nothing else is
+    written."""
+    store = Store(db_url)
+    (before,) = rows(1, "old")
+    before.update(tenant="hubei", idempotency_key="k-5", request_hash="h")
+    store.insert_jobs([before])
+    batch = rows(8, "n")
+    keys = ["k-9", None, "k-5", "k-1", "k-9", None, "k-3", "k-5"]  # k-5 stored, k-9 twice
+    for r, key in zip(batch, keys, strict=True):
+        r["tenant"] = "hubei"
+        r["idempotency_key"], r["request_hash"] = key, "h" if key else None
+    got = store.insert_jobs(batch)
+    ids = [r["id"] for r, _ in got]
+    assert [made for _, made in got] == [True, True, False, True, False, True, True, False]
+    assert ids[2] == ids[7] == before["id"] and ids[4] == ids[0] == batch[0]["id"]
+    new = {batch[i]["id"] for i in (0, 1, 3, 5, 6)}
+    with store.read() as conn:
+        stored = {r.id for r in conn.execute(select(t.jobs.c.id))}
+        events = [r.job_id for r in conn.execute(select(t.job_events.c.job_id))]
+        audited = [r.target for r in conn.execute(select(t.audit_log.c.target))]
+    assert stored == new | {before["id"]}
+    assert sorted(events) == sorted(new | {before["id"]})
+    assert sorted(audited) == sorted(f"job/{i}" for i in new | {before["id"]})
+    assert verify(store).ok
+    store.close()
+
+
 def test_a_keyed_insert_takes_the_chain_lock_last(fresh_postgres: str) -> None:
     """A batch with a new job and a replayed key (whose row it touches, ``sync_barrier``) while
     another writer holds that row and then appends its audit row (a cancel): the batch must
