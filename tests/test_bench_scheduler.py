@@ -47,3 +47,13 @@ def test_the_10m_memory_figure_is_a_fit_with_its_band_not_two_points() -> None:
 
     short = extrapolate_10m([[250_000, 390.0, 0.0], [500_000, 395.0, 0.0]])
     assert short["fit_points"] == 2 and short["after_10m_mib"] == 390.0 + 5.0 * (10 - 0.25) / 0.25
+
+
+def test_bench_reports_takes_every_report_of_every_placed_job() -> None:
+    """The reports benchmark on a small queue: every placed job reported Running then
+    Succeeded, each report taken (the benchmark refuses to report a rate otherwise)."""
+    from controller.bench.lifecycle import bench_reports
+
+    r = bench_reports(DEFAULT_DATA_DIR, jobs=600)
+    assert r["jobs_placed"] >= 500 and r["reports"] == 2 * r["jobs_placed"]
+    assert r["reports_per_s"] > 0 and r["store"] == "sqlite"

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from controller.bench import mixed, postgres
+from controller.bench import lifecycle, mixed, postgres
 from controller.jobs import JobCreate, Resources
 from controller.live import LiveController, free_port
 from controller.policies import QuotaPolicy, ResidencyPolicy
@@ -262,7 +262,7 @@ ADMIN_TOKEN = "bench-admin-token-0123456789"
 
 
 def tenant_world(
-    url: str, n: int, clients: int, policies: Path, seed: int = 13
+    url: str, n: int, clients: int, policies: Path, seed: int = 13, keyed: bool = False
 ) -> list[list[tuple[bytes, bytes]]]:
     """Prepare a tenant-token run before the servers start: the replay's data-set catalogue on
     the shipped topology, a tenant token per tenant, and an approved grant for every (tenant,
@@ -271,7 +271,8 @@ def tenant_world(
     for the cluster holding its inputs is the policy, not throughput, and "every job scheduled"
     is the measure). Returns each client's (body, header) list: distinct jobs
     (controller/sim/mixed.py, sizes a hundredth so that all fit at once), each sent with its
-    tenant's token."""
+    tenant's token and, ``keyed``, an Idempotency-Key of its own (as a client that retries
+    safely sends it: the keyed write path, each key looked up before its job is created)."""
     from sqlalchemy import insert
 
     from controller.jobs import JobCreate
@@ -327,8 +328,12 @@ def tenant_world(
     per = n // clients
     return [
         [
-            (json.dumps(b).encode(), f"Authorization: Bearer {tokens[b['tenant']]}\r\n".encode())
-            for b in bodies[c * per : (c + 1) * per]
+            (
+                json.dumps(b).encode(),
+                f"Authorization: Bearer {tokens[b['tenant']]}\r\n".encode()
+                + (f"Idempotency-Key: bench-{c}-{i}\r\n".encode() if keyed else b""),
+            )
+            for i, b in enumerate(bodies[c * per : (c + 1) * per])
         ]
         for c in range(clients)
     ]
@@ -349,6 +354,7 @@ def bench_api(
     api_replicas: int = 1,
     database_url: str | None = None,
     tenants: bool = False,
+    keyed: bool = False,
 ) -> dict[str, Any]:
     """Durable submissions per second through POST /v1/jobs on real uvicorn processes (SQLite,
     WAL, synchronous=FULL), with every job also scheduled.
@@ -358,7 +364,8 @@ def bench_api(
     on the same database, places them; ``split=False``: one process does both.
     ``scheduling=False``: one process with its scheduling loop off (ingest alone).
     ``tenants``: distinct jobs with inputs, each sent with its tenant's token (grants checked;
-    ``tenant_world``); otherwise the first benchmark's identical jobs in open dev mode."""
+    ``tenant_world``; ``keyed``: each with an Idempotency-Key too); otherwise the first
+    benchmark's identical jobs in open dev mode."""
     api_ports = [free_port() for _ in range(api_replicas if split else 1)]
     load_before = os.getloadavg()[0]  # the shared VM: what else ran meanwhile, reported beside the rate
     with tempfile.TemporaryDirectory() as tmp:
@@ -372,7 +379,9 @@ def bench_api(
             base["YIWANG_ADMIN_TOKEN"] = ADMIN_TOKEN
             admin = f"Authorization: Bearer {ADMIN_TOKEN}\r\n".encode()
             base["YIWANG_POLICIES_DIR"] = f"{tmp}/policies"
-            bodies = tenant_world(base["YIWANG_DATABASE_URL"], n, clients, Path(tmp) / "policies")
+            bodies = tenant_world(
+                base["YIWANG_DATABASE_URL"], n, clients, Path(tmp) / "policies", keyed=keyed
+            )
         else:
             bodies = templated_bodies(n, clients)
         servers: list[LiveController] = []
@@ -423,6 +432,7 @@ def bench_api(
         "error_samples": [e.decode(errors="replace") for e in errors],
         "seconds": round(dt, 2),
         "jobs": "distinct, with inputs, tenant tokens, grants checked"
+        + (", an Idempotency-Key each" if keyed else "")
         if tenants
         else "identical, open dev mode",
         "clients": clients,
@@ -569,12 +579,23 @@ def summary_md(report: dict[str, Any]) -> str:
     for key, name in (
         ("api", "api.jobs_per_s (tenant tokens, distinct jobs with inputs, grants checked; SQLite)"),
         ("api_postgresql", "api.jobs_per_s on PostgreSQL (same jobs)"),
+        ("api_keyed", "api.jobs_per_s_keyed (the same, each with an Idempotency-Key; SQLite)"),
         ("api_open", "api.jobs_per_s_open (open dev mode, identical jobs; SQLite)"),
         ("api_one_process", "api, one process doing both (open mode)"),
         ("api_ingest_only", "api ingest alone (open mode, scheduling loop off)"),
     ):
         if key in report:
             lines.append(_api_line(name, report[key]))
+    for key, name in (("reports", "SQLite"), ("reports_postgresql", "PostgreSQL")):
+        r = report.get(key)
+        if r and "reports_per_s" in r:
+            lines.append(
+                f"- agents.reports_per_s on {name} (status reports through apply_reports, "
+                f"{r['batch']} a call, {r['reports']:,} reports of {r['jobs_placed']:,} mixed jobs): "
+                f"**{r['reports_per_s']}** (median call {r['median_call_reports_per_s']}/s)"
+            )
+        elif r:
+            lines.append(f"- agents.reports_per_s on {name}: skipped ({r.get('skipped')})")
     from controller.sim.report import markdown
 
     if "replay" in report:
@@ -600,6 +621,8 @@ PARTS = [
     "memory",
     "api",
     "api-postgresql",
+    "api-keyed",
+    "reports",
     "api-extra",
     "replay",
     "replay-plan",
@@ -639,7 +662,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         skip = set(PARTS) - set(args.only)
     else:  # --skip api skips every API run, as it did; api-extra runs only when asked for
-        skip = set(args.skip) | {"api-extra"} | ({"api-postgresql"} if "api" in args.skip else set())
+        skip = (
+            set(args.skip)
+            | {"api-extra"}
+            | ({"api-postgresql", "api-keyed"} if "api" in args.skip else set())
+        )
     t0 = time.perf_counter()
     report: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}, {platform.platform()}",
@@ -687,6 +714,18 @@ def main(argv: list[str] | None = None) -> int:
         part(
             "api_postgresql", bench_api_postgresql, tenants=True, seconds=secs, api_replicas=args.api_replicas
         )
+    if "api-keyed" not in skip:
+        part(
+            "api_keyed",
+            bench_api_median,
+            tenants=True,
+            keyed=True,
+            seconds=secs,
+            api_replicas=args.api_replicas,
+        )
+    if "reports" not in skip:
+        part("reports", lifecycle.bench_reports, args.data_dir)
+        part("reports_postgresql", lifecycle.bench_reports_postgresql, args.data_dir)
     if "api-extra" not in skip:
         part("api_open_postgresql", bench_api_postgresql, seconds=secs)
         part("api_one_process", bench_api, split=False, seconds=secs)

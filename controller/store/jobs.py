@@ -13,7 +13,19 @@ import typing
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Boolean, Connection, Text, bindparam, case, cast, func, insert, null, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    null,
+    select,
+    update,
+)
 
 from controller.domain import phases
 from controller.domain.phases import JobPhase, Reason
@@ -147,7 +159,9 @@ class JobsRepo(StoreBase):
         return done
 
     def _by_keys(self, conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-        """The stored jobs of these (tenant, idempotency key)s, read without locks."""
+        """The stored jobs of these (tenant, idempotency key)s, read without locks: one statement
+        per tenant (and 500 keys), ``tenant = ? AND idempotency_key IN (...)``, which the
+        (tenant, key) index answers (a row-value ``IN`` of pairs scans the table under SQLite)."""
         by_tenant: dict[str, list[str]] = {}
         for tenant, key in keys:
             by_tenant.setdefault(tenant, []).append(key)
