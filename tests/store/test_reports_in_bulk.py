@@ -104,11 +104,10 @@ def test_a_row_moved_under_the_lock_rolls_the_whole_call_back(db_url: str) -> No
     def change(job_id: str, frm: str, attempt: int) -> Change:
         return Change(job_id, frm, attempt, "Running", "started", False, CLUSTER, "Running", "started")
 
-    with pytest.raises(RuntimeError, match="1 of 2 locked job rows moved"):
-        with ctl.store.tx() as conn:
-            ctl.store.transition_many(
-                conn, [change(a, "Scheduled", job_a.attempt), change(b, "Scheduled", job_b.attempt + 5)]
-            )
+    with pytest.raises(RuntimeError, match="1 of 2 locked job rows moved"), ctl.store.tx() as conn:
+        ctl.store.transition_many(
+            conn, [change(a, "Scheduled", job_a.attempt), change(b, "Scheduled", job_b.attempt + 5)]
+        )
     assert ctl.get_job(a).phase == "Scheduled" and ctl.get_job(b).phase == "Scheduled"
     assert ("Running", "Scheduled", "Running") not in _events(ctl, a)
     ctl.store.close()
@@ -120,8 +119,7 @@ def test_an_illegal_change_writes_nothing(db_url: str) -> None:
     ctl = _controller(db_url)
     (a,) = _placed(ctl, 1)
     bad = Change(a, "Scheduled", ctl.get_job(a).attempt, "Pending", "x", False, CLUSTER, "Running", "x")
-    with pytest.raises(IllegalTransition):
-        with ctl.store.tx() as conn:
-            ctl.store.transition_many(conn, [bad])
+    with pytest.raises(IllegalTransition), ctl.store.tx() as conn:
+        ctl.store.transition_many(conn, [bad])
     assert ctl.get_job(a).phase == "Scheduled"
     ctl.store.close()
