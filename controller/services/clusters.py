@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from controller.domain.phases import Reason, requeue_values
+from controller.domain.phases import Reason
 from controller.errors import Conflict, InvalidInput, NotFound
 from controller.history import Counters
 from controller.policies import FailoverPolicy
@@ -196,21 +196,9 @@ class ClusterService:
 
     def _requeue(self, conn: Any, rows: Sequence[Mapping[str, Any]], event: str, reason: str) -> list[str]:
         """Send the given active jobs back to Pending with their attempt raised, in ``conn``'s
-        transaction (compare-and-set each); the ids moved."""
-        moved = []
-        for row in rows:
-            ok = self.store.transition(
-                conn,
-                row["id"],
-                expect_phases=[row["phase"]],
-                expect_attempt=row["attempt"],
-                values=requeue_values(row["attempt"], reason),
-                event_type=event,
-                reason=reason,
-            )
-            if ok:
-                moved.append(row["id"])
-        return moved
+        transaction (each only while still in the phase and attempt given:
+        ``Store.requeue_many``); the ids moved."""
+        return self.store.requeue_many(conn, rows, event, reason)
 
     def requeue_cluster_jobs(
         self,

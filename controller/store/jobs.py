@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -443,6 +443,60 @@ class JobsRepo(StoreBase):
             for c in changes
         ]
         self.executemany(conn, insert(t.job_events), events)
+
+    def requeue_many(
+        self, conn: Connection, rows: Sequence[Mapping[str, Any]], event_type: str, reason: str
+    ) -> list[str]:
+        """Send active jobs back to Pending with their attempt raised (off their cluster, the
+        lease gone), inside ``conn``'s transaction: each job of ``rows`` (id, phase, attempt)
+        that is still in that phase and attempt, its row locked here (``get_jobs``); one
+        executemany UPDATE and one INSERT of events for all of them (a drained or failed
+        cluster's thousands of jobs are a few statements, not three each). The ids moved."""
+        current = self.get_jobs(conn, [r["id"] for r in rows])
+        moving = []
+        for r in rows:
+            c = current.get(r["id"])
+            if c is not None and (c["phase"], c["attempt"]) == (r["phase"], r["attempt"]):
+                phases.transition(r["id"], c["phase"], JobPhase.Pending.value, event_type)
+                moving.append(c)
+                del current[r["id"]]  # a job listed twice moves once
+        if not moving:
+            return []
+        at = now()
+        matched = self.executemany(
+            conn,
+            update(t.jobs)
+            .where(t.jobs.c.id == bindparam("b_id"), t.jobs.c.attempt == bindparam("b_attempt"))
+            .values(
+                phase=JobPhase.Pending.value,
+                cluster=None,
+                attempt=bindparam("b_next"),
+                message=reason,
+                lease_expires_at=None,
+                updated_at=at,
+            ),
+            [{"b_id": c["id"], "b_attempt": c["attempt"], "b_next": c["attempt"] + 1} for c in moving],
+        )
+        if matched != len(moving):
+            raise RuntimeError(f"{len(moving) - matched} of {len(moving)} locked job rows moved meanwhile")
+        self.executemany(
+            conn,
+            insert(t.job_events),
+            [
+                {
+                    "job_id": c["id"],
+                    "at": at,
+                    "type": event_type,
+                    "from_phase": c["phase"],
+                    "to_phase": JobPhase.Pending.value,
+                    "cluster": None,
+                    "attempt": c["attempt"] + 1,
+                    "reason": reason,
+                }
+                for c in moving
+            ],
+        )
+        return [c["id"] for c in moving]
 
     def add_outputs(self, conn: Connection, outputs: Sequence[tuple[str, str, int, str]]) -> None:
         """``add_output`` for many (job id, cluster, attempt, text), in one executemany."""

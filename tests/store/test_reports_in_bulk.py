@@ -123,3 +123,26 @@ def test_an_illegal_change_writes_nothing(db_url: str) -> None:
         ctl.store.transition_many(conn, [bad])
     assert ctl.get_job(a).phase == "Scheduled"
     ctl.store.close()
+
+
+def test_requeue_many_moves_the_jobs_still_as_read_and_skips_the_rest(db_url: str) -> None:
+    """A drained or failed cluster's jobs go back to Pending in bulk (``requeue_many``): each
+    job still in the phase and attempt it was listed with moves once (attempt raised, off the
+    cluster, lease gone, an event); one that finished or moved on since is left as it is."""
+    ctl = _controller(db_url)
+    a, b, c = _placed(ctl, 3)
+    assert ctl.apply_reports(CLUSTER, [_report(ctl, b, "Running"), _report(ctl, c, "Running")]) == [
+        None,
+        None,
+    ]
+    listed = [{"id": j, "phase": ctl.get_job(j).phase, "attempt": ctl.get_job(j).attempt} for j in (a, b, c)]
+    assert ctl.apply_reports(CLUSTER, [_report(ctl, c, "Succeeded")]) == [None]  # finished since
+    with ctl.store.tx() as conn:
+        moved = ctl.store.requeue_many(conn, [*listed, listed[0]], "Drained", "cluster drained")
+    assert moved == [a, b]
+    for j, frm in ((a, "Scheduled"), (b, "Running")):
+        job = ctl.get_job(j)
+        assert (job.phase, job.attempt, job.cluster, job.message) == ("Pending", 2, None, "cluster drained")
+        assert _lease(ctl, j) is None and _events(ctl, j)[-1] == ("Drained", frm, "Pending")
+    assert ctl.get_job(c).phase == "Succeeded" and _events(ctl, c)[-1][0] == "Succeeded"
+    ctl.store.close()
