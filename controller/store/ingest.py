@@ -25,7 +25,7 @@ from controller.store.bulk import PreparedRows
 
 
 class JobBatch:
-    """New job rows (without idempotency keys), their events and their audit rows, converted
+    """New job rows, their events and their audit rows, converted
     for the driver; ``write`` inserts them in the caller's transaction. The caller checks the
     phase changes (``phases.transition``) and builds the events."""
 

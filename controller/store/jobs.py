@@ -65,6 +65,20 @@ _last_us = 0
 _id_random = random.Random(secrets.randbits(64))
 
 
+def _submitted(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A new job's 'Submitted' event."""
+    return {
+        "job_id": row["id"],
+        "at": row["created_at"],
+        "type": "Submitted",
+        "from_phase": None,
+        "to_phase": "Pending",
+        "cluster": None,
+        "attempt": row["attempt"],
+        "reason": "job submitted",
+    }
+
+
 def new_job_id() -> str:
     """Time-ordered, unique id: 14 hex digits of microseconds, then 8 random hex digits."""
     global _last_us
@@ -98,65 +112,72 @@ class JobsRepo(StoreBase):
         Lock order (``audit_chain``): keyed rows are written in (tenant, key) order, a replay's
         row lock (``sync_barrier``) taken in its place in that order, so that writers side by
         side take their locks in one order; unkeyed rows after them, in the order given; the
-        audit rows last. The existing keys are found in one read (no locks), and the new rows
-        between two replays are inserted together (one multi-row INSERT, not a statement a
-        row): a batch of new keys is a few statements."""
+        audit rows last.
+
+        The common case, no key stored yet, is written as ``insert_jobs_bulk`` writes: the
+        rows converted before the transaction (``ingest.JobBatch``), and in it one read of the
+        keys (no locks) and three multi-row INSERTs. When a key is stored, the new rows between
+        two replays are inserted together, converted in the transaction."""
         out: list[tuple[dict[str, Any], bool] | None] = [None] * len(rows)
         keyed = sorted(
             (i for i, r in enumerate(rows) if r.get("idempotency_key")),
             key=lambda i: (rows[i]["tenant"], rows[i]["idempotency_key"], i),
         )
-        plain = [i for i, r in enumerate(rows) if not r.get("idempotency_key")]
-        audits: list[dict[str, Any]] = []
-        new: list[dict[str, Any]] = []  # every new row, in write order (their events)
+        first: dict[tuple[str, str], int] = {}  # a key's first row in this call creates it
+        repeats: dict[int, int] = {}  # a later row with that key: the first's position
+        candidates: list[int] = []  # the rows that create a job unless their key is stored
+        for i in keyed:
+            k = (rows[i]["tenant"], rows[i]["idempotency_key"])
+            if k in first:
+                repeats[i] = first[k]
+            else:
+                first[k] = i
+                candidates.append(i)
+        keys = [(rows[i]["tenant"], rows[i]["idempotency_key"]) for i in candidates]
+        candidates += [i for i, r in enumerate(rows) if not r.get("idempotency_key")]
+        for i in candidates:
+            phases.transition(rows[i]["id"], None, rows[i]["phase"], Reason.Submitted)
+        batch = self._job_batch([rows[i] for i in candidates])
         with self.tx() as conn:
-            stored = self._by_keys(conn, [(rows[i]["tenant"], rows[i]["idempotency_key"]) for i in keyed])
-            first: dict[tuple[str, str], int] = {}  # a key's first row in this call
-            run: list[dict[str, Any]] = []  # new rows not yet written
-            for i in keyed:
-                row = rows[i]
-                k = (row["tenant"], row["idempotency_key"])
-                existing = stored.get(k)
-                if existing is not None:
-                    self._insert_rows(conn, run, audits)
-                    run = []
-                    # a replay acknowledges the stored job: only once it is on both sites
-                    self.sync_barrier(conn, t.jobs, t.jobs.c.id, existing["id"])
-                    out[i] = (dict(existing), False)
-                elif k in first:  # the same key twice in one call: created once
-                    out[i] = (rows[first[k]], False)
-                else:
-                    first[k] = i
-                    run.append(row)
-                    new.append(row)
-                    out[i] = (row, True)
-            run += [rows[i] for i in plain]
-            new += [rows[i] for i in plain]
-            for i in plain:
+            stored = self._by_keys(conn, keys)
+            if not stored:
+                batch.write(conn)
+            else:
+                audits: list[dict[str, Any]] = []
+                run: list[dict[str, Any]] = []  # new rows not yet written
+                new: list[dict[str, Any]] = []
+                for i in candidates:
+                    existing = stored.get((rows[i]["tenant"], rows[i]["idempotency_key"]))
+                    if existing is not None:
+                        self._insert_rows(conn, run, audits)
+                        run = []
+                        # a replay acknowledges the stored job: only once it is on both sites
+                        self.sync_barrier(conn, t.jobs, t.jobs.c.id, existing["id"])
+                        out[i] = (dict(existing), False)
+                    else:
+                        run.append(rows[i])
+                        new.append(rows[i])
+                self._insert_rows(conn, run, audits)
+                self.executemany(conn, insert(t.job_events), [_submitted(row) for row in new])
+                # The audit rows last: the chain's lock is the transaction's last (``audit_chain``)
+                audit_chain.append(conn, audits)
+        for i in candidates:
+            if out[i] is None:
                 out[i] = (rows[i], True)
-            self._insert_rows(conn, run, audits)
-            self.executemany(
-                conn,
-                insert(t.job_events),
-                [
-                    {
-                        "job_id": row["id"],
-                        "at": row["created_at"],
-                        "type": "Submitted",
-                        "from_phase": None,
-                        "to_phase": "Pending",
-                        "cluster": None,
-                        "attempt": row["attempt"],
-                        "reason": "job submitted",
-                    }
-                    for row in new
-                ],
-            )
-            # The audit rows last: the chain's lock is the transaction's last (``audit_chain``)
-            audit_chain.append(conn, audits)
+        for i, j in repeats.items():
+            got = out[j]
+            assert got is not None
+            out[i] = (got[0], False)
         done = [o for o in out if o is not None]
         assert len(done) == len(rows), "every row is inserted or replayed"
         return done
+
+    def _job_batch(self, rows: Sequence[dict[str, Any]]) -> ingest.JobBatch:
+        """New rows (their phases checked), their 'Submitted' events and their audit rows,
+        converted for the driver (no lock needed)."""
+        audits = [r[AUDIT_KEY] for r in rows if r.get(AUDIT_KEY)]
+        plain = [{k: v for k, v in r.items() if k != AUDIT_KEY} for r in rows] if audits else rows
+        return ingest.JobBatch(self.engine.dialect, plain, [_submitted(r) for r in rows], audits)
 
     def _by_keys(self, conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
         """The stored jobs of these (tenant, idempotency key)s, read without locks: one statement
@@ -176,10 +197,9 @@ class JobsRepo(StoreBase):
         return out
 
     def _insert_rows(self, conn: Connection, run: list[dict[str, Any]], audits: list[dict[str, Any]]) -> None:
-        """New job rows in the order given (their phase checked), their audit rows kept for the
-        end of the transaction."""
+        """New job rows (their phases checked before) in the order given, their audit rows kept
+        for the end of the transaction."""
         for row in run:
-            phases.transition(row["id"], None, row["phase"], Reason.Submitted)
             audit = row.get(AUDIT_KEY)
             if audit:
                 audits.append(audit)
@@ -200,23 +220,7 @@ class JobsRepo(StoreBase):
         so the write lock is held only for the INSERTs and the audit chain's links."""
         for r in rows:
             phases.transition(r["id"], None, r["phase"], Reason.Submitted)
-        audits = [r[AUDIT_KEY] for r in rows if r.get(AUDIT_KEY)]
-        if audits:
-            rows = [{k: v for k, v in r.items() if k != AUDIT_KEY} for r in rows]
-        events = [
-            {
-                "job_id": r["id"],
-                "at": r["created_at"],
-                "type": "Submitted",
-                "from_phase": None,
-                "to_phase": "Pending",
-                "cluster": None,
-                "attempt": r["attempt"],
-                "reason": "job submitted",
-            }
-            for r in rows
-        ]
-        batch = ingest.JobBatch(self.engine.dialect, rows, events, audits)
+        batch = self._job_batch(rows)
         with self.tx() as conn:
             batch.write(conn)
 
