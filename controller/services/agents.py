@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from controller.assignments import Assignment, StatusReport
 from controller.domain.phases import TERMINAL, JobPhase, Reason, check_transition, requeue_values
@@ -26,7 +29,52 @@ from controller.store.store import ACTIVE_PHASES, Change, Store, now
 
 log = logging.getLogger("yiwang.controller")
 TERMINAL_VALUES = frozenset(p.value for p in TERMINAL)
-_KEEP: Any = object()  # ``contact`` without a report: the cluster's last report stays
+_KEEP: Any = object()
+# Attempts whose serialised assignment is kept (``AssignmentCache``): about 0.5 KB each
+ASSIGNMENT_CACHE = 50_000  # ``contact`` without a report: the cluster's last report stays
+
+
+_INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+_ASSIGNMENTS: TypeAdapter[list[Assignment]] = TypeAdapter(list[Assignment])
+
+
+class AssignmentCache:
+    """Each attempt's assignment serialised without its lease, by (job, attempt, epoch,
+    cluster): what ``assignments_json`` joins. Bounded (least recently listed out first) and
+    locked (the route's calls run on several threads)."""
+
+    def __init__(self, maxsize: int = ASSIGNMENT_CACHE) -> None:
+        self.data: OrderedDict[tuple[str, int, int, str], bytes] = OrderedDict()
+        self.maxsize = maxsize
+        self.lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def entry(a: Assignment) -> bytes:
+        """The assignment as a JSON object without ``lease_expires_at`` and its closing brace."""
+        return a.model_dump_json(exclude={"lease_expires_at"}).encode()[:-1]
+
+    def get_many(self, keys: list[tuple[str, int, int, str]]) -> list[bytes | None]:
+        with self.lock:
+            data = self.data
+            out = [data.get(k) for k in keys]
+            for k, e in zip(keys, out, strict=True):
+                if e is not None:
+                    data.move_to_end(k)
+            found = sum(e is not None for e in out)
+            self.hits += found
+            self.misses += len(out) - found
+            return out
+
+    def put_many(self, entries: dict[tuple[str, int, int, str], bytes]) -> None:
+        with self.lock:
+            data = self.data
+            data.update(entries)
+            while len(data) > self.maxsize:
+                data.popitem(last=False)
 
 
 class AgentProtocol:
@@ -55,6 +103,7 @@ class AgentProtocol:
         self.get_job = get_job
         self.wake = wake
         self.fenced_reports = 0  # agents' reports of attempts that were re-placed (refused)
+        self.cache = AssignmentCache()
 
     def cluster_state(self, name: str) -> ClusterState:
         state = self.registry.clusters.get(name)
@@ -110,25 +159,51 @@ class AgentProtocol:
         """Current attempts placed on the cluster, by job id, one page at a time (``after``: the
         last id of the previous page): the agent starts those it is not running and stops any
         it runs that are not listed (cancelled, drained or re-placed). Only Scheduled and Running
-        jobs are read, however many the cluster ran before."""
+        jobs are read, however many the cluster ran before. (The route answers the same list
+        as JSON through ``assignments_json``.)"""
+        return _ASSIGNMENTS.validate_json(self.assignments_json(cluster, after=after, limit=limit))
+
+    def assignments_json(self, cluster: str, *, after: str | None = None, limit: int = 500) -> bytes:
+        """``assignments`` as the JSON array the route answers. An agent lists every attempt on
+        its cluster at each poll (every half second): built afresh, each was a spec read, parsed
+        and validated, an ``Assignment`` made and serialised, about every attempt of the
+        federation twice a second. What an attempt's entry says besides the lease never changes
+        for its (job, attempt, epoch, cluster) (a spec is immutable; a re-placement is a new
+        attempt), so each entry is kept serialised (``AssignmentCache``, bounded) and a poll
+        reads the page's ids and the specs of the attempts it has not seen, then joins the
+        entries with this poll's lease."""
         state = self.cluster_state(cluster)
         lease_until = (state.last_heartbeat or now()) + timedelta(seconds=self.failover().lease_s)
-        out = []
-        for row in self.store.active_on_cluster(cluster, after=after, limit=limit):
-            spec = stored_spec(row["spec"])
-            out.append(
-                Assignment(
-                    job_id=row["id"],
-                    attempt=row["attempt"],
-                    epoch=row["epoch"] or self.epoch(),
-                    cluster=cluster,
-                    tenant=row["tenant"],
-                    spec=spec,
-                    lease_expires_at=lease_until,
-                    inputs={d: f"yiwang://{cluster}/datasets/{d}" for d in spec.inputs},
+        rows = self.store.active_on_cluster(cluster, after=after, limit=limit, with_spec=False)
+        epoch = self.epoch()
+        keys = [(row["id"], row["attempt"], row["epoch"] or epoch, cluster) for row in rows]
+        tenants = {row["id"]: row["tenant"] for row in rows}
+        entries = self.cache.get_many(keys)
+        missing = [k for k, e in zip(keys, entries, strict=True) if e is None]
+        if missing:
+            specs = self.store.specs_of([k[0] for k in missing])
+            made: dict[tuple[str, int, int, str], bytes] = {}
+            for job_id, attempt, ep, _ in missing:
+                raw = specs.get(job_id)
+                if raw is None:  # the job was removed between the two reads: not listed
+                    continue
+                spec = stored_spec(raw)
+                made[(job_id, attempt, ep, cluster)] = AssignmentCache.entry(
+                    Assignment(
+                        job_id=job_id,
+                        attempt=attempt,
+                        epoch=ep,
+                        cluster=cluster,
+                        tenant=tenants[job_id],
+                        spec=spec,
+                        lease_expires_at=lease_until,
+                        inputs={d: f"yiwang://{cluster}/datasets/{d}" for d in spec.inputs},
+                    )
                 )
-            )
-        return out
+            self.cache.put_many(made)
+            entries = [e if e is not None else made.get(k) for k, e in zip(keys, entries, strict=True)]
+        tail = b',"lease_expires_at":' + _INSTANT.dump_json(lease_until) + b"}"
+        return b"[" + b",".join([e + tail for e in entries if e is not None]) + b"]"
 
     def release(self, cluster: str, job_id: str, attempt: int, epoch: int, reason: str) -> JobRead:
         """An agent gives back an attempt it stopped (lost its lease): the job goes back to

@@ -66,7 +66,9 @@ _id_random = random.Random(secrets.randbits(64))
 
 
 def _submitted(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A new job's 'Submitted' event."""
+    """A new job's 'Submitted' event, its phase checked against the rule table (every new row's
+    event is built here, before anything of the call is written)."""
+    phases.transition(row["id"], None, row["phase"], Reason.Submitted)
     return {
         "job_id": row["id"],
         "at": row["created_at"],
@@ -135,9 +137,7 @@ class JobsRepo(StoreBase):
                 candidates.append(i)
         keys = [(rows[i]["tenant"], rows[i]["idempotency_key"]) for i in candidates]
         candidates += [i for i, r in enumerate(rows) if not r.get("idempotency_key")]
-        for i in candidates:
-            phases.transition(rows[i]["id"], None, rows[i]["phase"], Reason.Submitted)
-        batch = self._job_batch([rows[i] for i in candidates])
+        batch = self._job_batch([rows[i] for i in candidates])  # their phases checked
         with self.tx() as conn:
             stored = self._by_keys(conn, keys)
             if not stored:
@@ -173,8 +173,8 @@ class JobsRepo(StoreBase):
         return done
 
     def _job_batch(self, rows: Sequence[dict[str, Any]]) -> ingest.JobBatch:
-        """New rows (their phases checked), their 'Submitted' events and their audit rows,
-        converted for the driver (no lock needed)."""
+        """New rows, their 'Submitted' events (``_submitted``: their phases checked) and their
+        audit rows, converted for the driver (no lock needed)."""
         audits = [r[AUDIT_KEY] for r in rows if r.get(AUDIT_KEY)]
         plain = [{k: v for k, v in r.items() if k != AUDIT_KEY} for r in rows] if audits else rows
         return ingest.JobBatch(self.engine.dialect, plain, [_submitted(r) for r in rows], audits)
@@ -202,8 +202,8 @@ class JobsRepo(StoreBase):
         return out
 
     def _insert_rows(self, conn: Connection, run: list[dict[str, Any]], audits: list[dict[str, Any]]) -> None:
-        """New job rows (their phases checked before) in the order given, their audit rows kept
-        for the end of the transaction."""
+        """New job rows (their phases checked by ``_job_batch``) in the order given, their audit
+        rows kept for the end of the transaction."""
         for row in run:
             audit = row.get(AUDIT_KEY)
             if audit:
@@ -223,9 +223,7 @@ class JobsRepo(StoreBase):
         """Insert new jobs without idempotency keys, their 'Submitted' events and their audit
         rows in one transaction; the rows are converted before it (controller/store/ingest.py),
         so the write lock is held only for the INSERTs and the audit chain's links."""
-        for r in rows:
-            phases.transition(r["id"], None, r["phase"], Reason.Submitted)
-        batch = self._job_batch(rows)
+        batch = self._job_batch(rows)  # their phases checked
         with self.tx() as conn:
             batch.write(conn)
 
@@ -277,11 +275,15 @@ class JobsRepo(StoreBase):
         with self.read() as conn:
             return [typing.cast(JobRow, dict(r)) for r in conn.execute(q).mappings().all()]
 
-    def active_on_cluster(self, cluster: str, *, after: str | None = None, limit: int = 500) -> list[JobRow]:
+    def active_on_cluster(
+        self, cluster: str, *, after: str | None = None, limit: int = 500, with_spec: bool = True
+    ) -> list[JobRow]:
         """The Scheduled and Running jobs on one cluster, by id, one page at a time (an index on
-        (cluster, phase) serves it however many jobs the cluster ran before)."""
+        (cluster, phase) serves it however many jobs the cluster ran before). ``with_spec``
+        False: the id, tenant, phase, attempt and epoch only (``specs_of`` reads the specs)."""
+        c = t.jobs.c
         q = (
-            select(t.jobs)
+            (select(t.jobs) if with_spec else select(c.id, c.tenant, c.phase, c.attempt, c.epoch))
             .where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
             .order_by(t.jobs.c.id)
             .limit(limit)
@@ -289,7 +291,20 @@ class JobsRepo(StoreBase):
         if after:
             q = q.where(t.jobs.c.id > after)
         with self.read() as conn:
-            return [typing.cast(JobRow, dict(r)) for r in conn.execute(q).mappings().all()]
+            if with_spec:
+                return [typing.cast(JobRow, dict(r)) for r in conn.execute(q).mappings().all()]
+            # an agent's every poll reads these: plain tuples, not SQLAlchemy's mappings
+            names = ("id", "tenant", "phase", "attempt", "epoch")
+            return [typing.cast(JobRow, dict(zip(names, r, strict=True))) for r in conn.execute(q).all()]
+
+    def specs_of(self, job_ids: Sequence[str]) -> dict[str, Any]:
+        """The stored specs of these jobs (those that exist), by id."""
+        out: dict[str, Any] = {}
+        with self.read() as conn:
+            for k in range(0, len(job_ids), 500):
+                q = select(t.jobs.c.id, t.jobs.c.spec).where(t.jobs.c.id.in_(job_ids[k : k + 500]))
+                out.update({r.id: r.spec for r in conn.execute(q)})
+        return out
 
     def get_jobs(self, conn: Connection, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows of many jobs inside ``conn``'s transaction, locked for update (PostgreSQL), in

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.deps import Agent, ControllerDep
@@ -33,10 +33,13 @@ def assignments(
         str | None, Query(max_length=128, description="last job id of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-) -> list[Assignment]:
+) -> Response:
     """The Scheduled and Running attempts on the cluster, by job id; a page shorter than
-    ``limit`` is the last."""
-    return ctl.agents.assignments(cluster, after=after, limit=limit)
+    ``limit`` is the last. (Answered as the JSON ``assignments_json`` joins from each attempt's
+    entry kept serialised; the schema is ``response_model``'s.)"""
+    return Response(
+        ctl.agents.assignments_json(cluster, after=after, limit=limit), media_type="application/json"
+    )
 
 
 class ReportBatch(BaseModel):
