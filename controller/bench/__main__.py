@@ -592,7 +592,8 @@ def summary_md(report: dict[str, Any]) -> str:
             lines.append(
                 f"- agents.reports_per_s on {name} (status reports through apply_reports, "
                 f"{r['batch']} a call, {r['reports']:,} reports of {r['jobs_placed']:,} mixed jobs): "
-                f"**{r['reports_per_s']}** (median call {r['median_call_reports_per_s']}/s)"
+                f"**{r['reports_per_s']}** (median call {r['median_call_reports_per_s']}/s); an agent's poll "
+                f"{r.get('poll_us_per_assignment')} µs per assignment listed"
             )
         elif r:
             lines.append(f"- agents.reports_per_s on {name}: skipped ({r.get('skipped')})")

@@ -9,7 +9,9 @@ embedded federation (1+32+64 clusters), ``jobs`` distinct jobs of the mixed queu
 (``controller/sim/mixed.py``, every size a hundredth so that all are placed) submitted, scheduled
 and listed per cluster as agents pull them; then, cluster by cluster, the reports an agent sends
 (``REPORT_BATCH`` a call, as ``controller/agent.py`` sends them): every job Running, then every
-job Succeeded. Timed: each ``apply_reports`` call (one transaction, committed before it returns).
+job Succeeded. Timed: each ``apply_reports`` call (one transaction, committed before it returns); before them,
+five rounds of every agent listing its assignments (``assignments_json``: the JSON the route
+answers an agent's poll with; the leader's side only).
 """
 
 from __future__ import annotations
@@ -39,6 +41,20 @@ def _listed(ctl: Any, cluster: str) -> list[Assignment]:
         after = page[-1].job_id
 
 
+def _poll_seconds(ctl: Any) -> float:
+    """One round of every agent's poll: each cluster's whole listing, as JSON, 500 a page (the
+    next page's cursor cut from the bytes: what the agent spends parsing is not the leader's)."""
+    t0 = time.perf_counter()
+    for cluster in ctl.registry.clusters:
+        after = None
+        while True:
+            body = ctl.agents.assignments_json(cluster, after=after, limit=REPORT_BATCH)
+            if body.count(b'"job_id":') < REPORT_BATCH:  # the leader's side only: no parsing
+                break
+            after = body.rsplit(b'"job_id":"', 1)[1].split(b'"', 1)[0].decode()
+    return time.perf_counter() - t0
+
+
 def bench_reports(data_dir: Path, database_url: str | None = None, jobs: int = 20_000) -> dict[str, Any]:
     """Reports per second through ``Controller.apply_reports`` (see the module's docstring)."""
     from controller.service import Controller
@@ -66,6 +82,7 @@ def bench_reports(data_dir: Path, database_url: str | None = None, jobs: int = 2
             pass
         by_cluster = {c: _listed(ctl, c) for c in ctl.registry.clusters}
         placed = sum(map(len, by_cluster.values()))
+        polls = [_poll_seconds(ctl) for _ in range(5)]  # every agent's listing, as it polls
         per_call: list[float] = []  # seconds per report, per call
         taken = 0
         t_all = 0.0
@@ -91,6 +108,9 @@ def bench_reports(data_dir: Path, database_url: str | None = None, jobs: int = 2
         raise SystemExit(f"reports lost: {taken} of {2 * placed} taken, phases {counts}")
     return {
         "reports_per_s": round(2 * placed / t_all),
+        # every cluster's agent listing its assignments once (as each does every 0.5 s), µs per
+        # assignment listed: the median of 5 rounds (the entries serialised by the first)
+        "poll_us_per_assignment": round(statistics.median(polls) / placed * 1e6, 1),
         "median_call_reports_per_s": round(1 / statistics.median(per_call)),
         "reports": 2 * placed,
         "jobs_placed": placed,
