@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from controller.assignments import Assignment, StatusReport
-from controller.domain.phases import TERMINAL, JobPhase, Reason, check_transition, requeue_values
+from controller.domain.phases import TERMINAL, JobPhase, Reason, requeue_values
+from controller.domain.phases import transition as phase_rule
 from controller.errors import NotFound, StaleAttempt, YiwangError
 from controller.history import Counters
 from controller.jobs import JobRead, stored_spec
@@ -28,16 +29,12 @@ from controller.registry import ClusterState, Health, Registry
 from controller.store.store import ACTIVE_PHASES, Change, Store, now
 
 log = logging.getLogger("yiwang.controller")
+_KEEP: Any = object()  # ``contact`` without a report: the cluster's last report stays
 TERMINAL_VALUES = frozenset(p.value for p in TERMINAL)
-_KEEP: Any = object()
 # Attempts whose serialised assignment is kept (``AssignmentCache``): 814 bytes each on the mixed
 # queue, about 1.1 KB with its key and links, so at most about 55 MB
-ASSIGNMENT_CACHE = 50_000  # ``contact`` without a report: the cluster's last report stays
-
-
+ASSIGNMENT_CACHE = 50_000
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
-
-
 _ASSIGNMENTS: TypeAdapter[list[Assignment]] = TypeAdapter(list[Assignment])
 
 
@@ -325,7 +322,8 @@ class AgentProtocol:
             raise StaleAttempt(f"job {rep.job_id} is already {current.value}; stop it")
         if current == target:
             return None
-        check_transition(rep.job_id, current, target)
+        # the rule table, with the event the change records (``transition_many`` checks it again)
+        phase_rule(rep.job_id, current.value, target.value, target.value)
         message = (
             rep.message or {"Running": "started", "Succeeded": "completed", "Failed": "failed"}[rep.phase]
         )
