@@ -262,6 +262,11 @@ class AgentProtocol:
         finished: list[tuple[str, str]] = []  # (job id, terminal phase)
         t_now = now()
         with self.lock, self.store.tx() as conn:
+            if renew:
+                # The cluster's row before its jobs' rows, the order a drain and a lease expiry
+                # take them in (the other way round, a drain and a report batch of the cluster
+                # could each hold what the other waits for: a deadlock under PostgreSQL)
+                self.store.touch_cluster(conn, cluster, t_now)
             rows = self.store.get_jobs(conn, list(dict.fromkeys(r.job_id for r in reports)))
             changes: list[Change] = []
             outputs: list[tuple[str, str, int, str]] = []
@@ -292,8 +297,6 @@ class AgentProtocol:
             for job_id, phase in finished:
                 self.registry.ledger.pop(job_id)
                 self.forget_terms(job_id, phase)
-            if renew:
-                self.store.touch_cluster(conn, cluster, t_now)
         wake = bool(finished)
         if renew:
             was = state.health

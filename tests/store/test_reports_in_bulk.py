@@ -7,6 +7,8 @@ moved under the lock."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import select
 
@@ -145,4 +147,54 @@ def test_requeue_many_moves_the_jobs_still_as_read_and_skips_the_rest(db_url: st
         assert (job.phase, job.attempt, job.cluster, job.message) == ("Pending", 2, None, "cluster drained")
         assert _lease(ctl, j) is None and _events(ctl, j)[-1] == ("Drained", frm, "Pending")
     assert ctl.get_job(c).phase == "Succeeded" and _events(ctl, c)[-1][0] == "Succeeded"
+    ctl.store.close()
+
+
+def test_a_report_batch_takes_its_clusters_row_before_its_jobs_rows(fresh_postgres: str) -> None:
+    """A drain (and a lease expiry) locks the cluster's row, then its jobs' rows; a report
+    batch of that cluster must take them in the same order, or each could hold what the other
+    waits for (PostgreSQL aborts one: a 503). Here another transaction holds the cluster's row
+    as a drain does; while the batch waits for it, the batch must hold none of its jobs' rows
+    (the drain's next step, locking them, goes through at once). Then both commit."""
+    import threading
+
+    from sqlalchemy import text, update
+
+    from controller.live import wait_for
+
+    ctl = _controller(fresh_postgres)
+    a, b = _placed(ctl, 2)
+    reports = [_report(ctl, a, "Running"), _report(ctl, b, "Running")]
+    got: list[Any] = []
+
+    def report() -> None:
+        try:
+            got.append(ctl.apply_reports(CLUSTER, reports))
+        except Exception as exc:  # reported below, with the test's own failure
+            got.append(exc)
+
+    with ctl.store.engine.connect() as drain:
+        tx = drain.begin()
+        drain.execute(update(t.clusters).where(t.clusters.c.name == CLUSTER).values(cordoned=True))
+        thread = threading.Thread(target=report)
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
+        with ctl.store.engine.connect() as probe:
+            wait_for(
+                "the report batch waiting for the cluster's row",
+                lambda: probe.execute(text(waiting)).scalar(),
+                5,
+                every_s=0.01,
+            )
+        # the drain's next step: its jobs' rows, without waiting (NOWAIT fails if the batch holds one)
+        locked = drain.execute(
+            select(t.jobs.c.id).where(t.jobs.c.id.in_([a, b])).with_for_update(nowait=True)
+        ).all()
+        assert len(locked) == 2
+        drain.execute(update(t.clusters).where(t.clusters.c.name == CLUSTER).values(cordoned=False))
+        tx.commit()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert got == [[None, None]], got
+    assert ctl.get_job(a).phase == ctl.get_job(b).phase == "Running"
     ctl.store.close()
