@@ -218,7 +218,7 @@ class ClusterService:
         rows: list[JobRow] = []
         after: str | None = None
         while True:
-            page = self.store.active_on_cluster(name, after=after, limit=1000)
+            page = self.store.active_on_cluster(name, after=after, limit=1000, with_spec=False)
             rows += page
             if len(page) < 1000:
                 break
