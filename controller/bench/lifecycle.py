@@ -1,4 +1,5 @@
-"""The agents' side of a job's life at scale: status reports per second.
+"""The agents' side of a job's life at scale: status reports per second, and what each agent's
+assignment poll costs the leader.
 
 Every placed job comes back to the leader at least twice (Running, then Succeeded or Failed),
 so the rate at which the leader takes agents' reports bounds how many jobs a federation finishes,
@@ -9,9 +10,9 @@ embedded federation (1+32+64 clusters), ``jobs`` distinct jobs of the mixed queu
 (``controller/sim/mixed.py``, every size a hundredth so that all are placed) submitted, scheduled
 and listed per cluster as agents pull them; then, cluster by cluster, the reports an agent sends
 (``REPORT_BATCH`` a call, as ``controller/agent.py`` sends them): every job Running, then every
-job Succeeded. Timed: each ``apply_reports`` call (one transaction, committed before it returns); before them,
-five rounds of every agent listing its assignments (``assignments_json``: the JSON the route
-answers an agent's poll with; the leader's side only).
+job Succeeded. Timed: each ``apply_reports`` call (one transaction, committed before it
+returns); before them, five rounds of every agent listing its assignments
+(``assignments_json``: the JSON the route answers an agent's poll with; the leader's side only).
 """
 
 from __future__ import annotations
