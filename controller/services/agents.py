@@ -9,6 +9,7 @@ read a job back and wake the scheduling loop."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -16,26 +17,34 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from controller.assignments import Assignment, StatusReport
 from controller.domain.phases import TERMINAL, JobPhase, Reason, requeue_values
 from controller.domain.phases import transition as phase_rule
 from controller.errors import NotFound, StaleAttempt, YiwangError
 from controller.history import Counters
-from controller.jobs import JobRead, stored_spec
+from controller.jobs import JobCreate, JobRead, stored_spec
 from controller.policies import FailoverPolicy
 from controller.registry import ClusterState, Health, Registry
 from controller.store.store import ACTIVE_PHASES, Change, Store, now
 
 log = logging.getLogger("yiwang.controller")
 _KEEP: Any = object()  # ``contact`` without a report: the cluster's last report stays
-TERMINAL_VALUES = frozenset(p.value for p in TERMINAL)
 # Attempts whose serialised assignment is kept (``AssignmentCache``): 814 bytes each on the mixed
 # queue, about 1.1 KB with its key and links, so at most about 55 MB
 ASSIGNMENT_CACHE = 50_000
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)
 _ASSIGNMENTS: TypeAdapter[list[Assignment]] = TypeAdapter(list[Assignment])
+
+
+def _stored_spec_json(text: str) -> JobCreate:
+    """``stored_spec`` of a spec read as JSON text: parsed and validated in one pass, and only
+    a spec this version does not accept as stored decoded apart."""
+    try:
+        return JobCreate.model_validate_json(text)
+    except ValidationError:
+        return stored_spec(json.loads(text))
 
 
 class AssignmentCache:
@@ -179,13 +188,13 @@ class AgentProtocol:
         entries = self.cache.get_many(keys)
         missing = [k for k, e in zip(keys, entries, strict=True) if e is None]
         if missing:
-            specs = self.store.specs_of([k[0] for k in missing])
+            specs = self.store.job_specs_json([k[0] for k in missing])
             made: dict[tuple[str, int, int, str], bytes] = {}
             for job_id, attempt, ep, _ in missing:
-                raw = specs.get(job_id)
-                if raw is None:  # the job was removed between the two reads: not listed
+                text = specs.get(job_id)
+                if text is None:  # the job was removed between the two reads: not listed
                     continue
-                spec = stored_spec(raw)
+                spec = _stored_spec_json(text)
                 made[(job_id, attempt, ep, cluster)] = AssignmentCache.entry(
                     Assignment(
                         job_id=job_id,
@@ -289,7 +298,7 @@ class AgentProtocol:
                 row["phase"] = change.phase  # the next report of this job in the call sees it
                 if rep.output_tail.strip():
                     outputs.append((rep.job_id, cluster, rep.attempt, rep.output_tail))
-                if change.phase in TERMINAL_VALUES:
+                if JobPhase(change.phase).is_terminal():
                     finished.append((rep.job_id, change.phase))
             self.store.transition_many(conn, changes)
             if outputs:

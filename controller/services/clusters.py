@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -182,7 +182,7 @@ class ClusterService:
             with self.store.tx() as conn:
                 if not self.store.set_cluster(conn, name, cordoned=True, draining=True):
                     raise NotFound(f"cluster {name!r} not found")
-                moved = self._requeue(
+                moved = self.store.requeue_many(
                     conn, self.store.active_on_cluster_locked(conn, name), Reason.Drained, reason
                 )
                 audit_chain.record(conn, audit, requeued_jobs=len(moved))
@@ -193,12 +193,6 @@ class ClusterService:
         if moved:
             self.wake()
         return state, len(moved)
-
-    def _requeue(self, conn: Any, rows: Sequence[Mapping[str, Any]], event: str, reason: str) -> list[str]:
-        """Send the given active jobs back to Pending with their attempt raised, in ``conn``'s
-        transaction (each only while still in the phase and attempt given:
-        ``Store.requeue_many``); the ids moved."""
-        return self.store.requeue_many(conn, rows, event, reason)
 
     def requeue_cluster_jobs(
         self,
@@ -236,7 +230,7 @@ class ClusterService:
                         if state is not None:
                             self.registry.advance_contact(state, contact)
                         return 0
-                moved = self._requeue(conn, rows, event, reason)
+                moved = self.store.requeue_many(conn, rows, event, reason)
             for job_id in moved:  # committed: only now the ledger
                 self.registry.ledger.pop(job_id)
         if event == Reason.LeaseExpired:

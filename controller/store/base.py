@@ -138,22 +138,29 @@ def execute_many(conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, 
     converted by the types' own bind processors (the same conversions SQLAlchemy applies:
     DATETIME text, the engine's JSON serializer, booleans), then handed to the driver's
     executemany: SQLAlchemy's per-row execution bookkeeping was most of a cycle's write time,
-    and it ran while holding the database's write lock. Rows are grouped by their keys (one
-    compiled statement per group, the groups in the order of their first rows; within a group
-    the rows keep their order). Returns the rows matched, all executions together (both drivers
-    sum an executemany's counts)."""
-    if not params:
-        return 0
-    if conn.dialect.name != "sqlite":
-        return int(conn.execute(stmt, list(params)).rowcount)
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for p in params:
-        groups.setdefault(tuple(p), []).append(p)
+    and it ran while holding the database's write lock. The rows are written in the order given
+    (the callers' lock orders, a job's changes in turn, the audit chain's order): one execution
+    per stretch of consecutive rows with the same keys. Returns the rows matched, all
+    executions together (both drivers sum an executemany's counts)."""
     matched = 0
-    for group in groups.values():
-        got = _sqlite_executemany(conn, stmt, group)
-        matched += int(conn.execute(stmt, group).rowcount) if got is None else got
+    for stretch in _stretches(params):
+        if conn.dialect.name != "sqlite":
+            matched += int(conn.execute(stmt, stretch).rowcount)
+            continue
+        got = _sqlite_executemany(conn, stmt, stretch)
+        matched += int(conn.execute(stmt, stretch).rowcount) if got is None else got
     return matched
+
+
+def _stretches(params: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``params`` cut where a row's keys differ from the row before's."""
+    out: list[list[dict[str, Any]]] = []
+    for p in params:
+        if out and p.keys() == out[-1][0].keys():
+            out[-1].append(p)
+        else:
+            out.append([p])
+    return out
 
 
 def _sqlite_executemany(conn: Connection, stmt: UpdateBase, params: list[dict[str, Any]]) -> int | None:

@@ -218,20 +218,8 @@ class JobsRepo(StoreBase):
     def _insert_rows(self, conn: Connection, run: list[dict[str, Any]], audits: list[dict[str, Any]]) -> None:
         """New job rows (their phases checked by ``_job_batch``) in the order given, their audit
         rows kept for the end of the transaction."""
-        for row in run:
-            audit = row.get(AUDIT_KEY)
-            if audit:
-                audits.append(audit)
-        # ``executemany`` groups rows by their columns; rows written in the order given (the
-        # lock order) take one call per stretch of rows with the same columns
-        stretch: list[dict[str, Any]] = []
-        for row in run:
-            values = {k: v for k, v in row.items() if k != AUDIT_KEY}
-            if stretch and values.keys() != stretch[0].keys():
-                self.executemany(conn, insert(t.jobs), stretch)
-                stretch = []
-            stretch.append(values)
-        self.executemany(conn, insert(t.jobs), stretch)
+        audits += [row[AUDIT_KEY] for row in run if row.get(AUDIT_KEY)]
+        self.executemany(conn, insert(t.jobs), [{k: v for k, v in r.items() if k != AUDIT_KEY} for r in run])
 
     def insert_jobs_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert new jobs without idempotency keys, their 'Submitted' events and their audit
@@ -294,7 +282,7 @@ class JobsRepo(StoreBase):
     ) -> list[JobRow]:
         """The Scheduled and Running jobs on one cluster, by id, one page at a time (an index on
         (cluster, phase) serves it however many jobs the cluster ran before). ``with_spec``
-        False: the id, tenant, phase, attempt and epoch only (``specs_of`` reads the specs)."""
+        False: the id, tenant, phase, attempt and epoch only (``job_specs_json`` reads the specs)."""
         if not with_spec:
             return self._active_ids(cluster, after, limit)
         q = (
@@ -319,15 +307,6 @@ class JobsRepo(StoreBase):
                 typing.cast(JobRow, dict(zip(_ACTIVE_NAMES, r, strict=True)))
                 for r in conn.execute(stmt, params).all()
             ]
-
-    def specs_of(self, job_ids: Sequence[str]) -> dict[str, Any]:
-        """The stored specs of these jobs (those that exist), by id."""
-        out: dict[str, Any] = {}
-        with self.read() as conn:
-            for k in range(0, len(job_ids), 500):
-                q = select(t.jobs.c.id, t.jobs.c.spec).where(t.jobs.c.id.in_(job_ids[k : k + 500]))
-                out.update({r.id: r.spec for r in conn.execute(q)})
-        return out
 
     def get_jobs(self, conn: Connection, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows of many jobs inside ``conn``'s transaction, locked for update (PostgreSQL), in
