@@ -107,7 +107,7 @@ _ACTIVE_IDS = {
     paged: select(t.jobs.c.id, t.jobs.c.tenant, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.epoch)
     .where(
         t.jobs.c.cluster == bindparam("cluster"),
-        t.jobs.c.phase.in_(ACTIVE_PHASES),
+        t.ACTIVE_LITERAL,  # the phases as constants: the partial index ``ix_jobs_active_on_cluster``
         *([t.jobs.c.id > bindparam("after")] if paged else []),
     )
     .order_by(t.jobs.c.id)
@@ -287,7 +287,7 @@ class JobsRepo(StoreBase):
             return self._active_ids(cluster, after, limit)
         q = (
             select(t.jobs)
-            .where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
+            .where(t.jobs.c.cluster == cluster, t.ACTIVE_LITERAL)
             .order_by(t.jobs.c.id)
             .limit(limit)
         )
@@ -620,7 +620,7 @@ class JobsRepo(StoreBase):
 
     def count_active_on(self, cluster: str, conn: Connection | None = None) -> int:
         """Scheduled and Running jobs on the cluster (inside ``conn``'s transaction if given)."""
-        q = select(func.count()).where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
+        q = select(func.count()).where(t.jobs.c.cluster == cluster, t.ACTIVE_LITERAL)
         if conn is not None:
             return int(conn.execute(q).scalar() or 0)
         with self.read() as c:
@@ -631,7 +631,7 @@ class JobsRepo(StoreBase):
         ``conn``'s transaction, their rows locked (PostgreSQL)."""
         q = (
             select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt)
-            .where(t.jobs.c.cluster == cluster, t.jobs.c.phase.in_(ACTIVE_PHASES))
+            .where(t.jobs.c.cluster == cluster, t.ACTIVE_LITERAL)
             .order_by(t.jobs.c.id)
             .with_for_update()
         )

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 
 metadata = MetaData()
@@ -47,6 +48,22 @@ Index("ix_jobs_cluster_phase", jobs.c.cluster, jobs.c.phase)
 Index("ix_jobs_tenant", jobs.c.tenant)
 # The pending head in the order the scheduler reads it (migration 0006)
 Index("ix_jobs_pending_order", jobs.c.phase, jobs.c.priority.desc(), jobs.c.id)
+# Each cluster's attempts (its agent's listing, every poll) in id order, only the Scheduled and
+# Running rows, covering what the listing reads (migration 0007). A query uses it when it names
+# the phases as these literals (``ACTIVE_LITERAL``): the planners of both databases match a
+# partial index's condition only against constants, not against bound parameters.
+ACTIVE_LITERAL = jobs.c.phase.in_([literal_column("'Scheduled'"), literal_column("'Running'")])
+Index(
+    "ix_jobs_active_on_cluster",
+    jobs.c.cluster,
+    jobs.c.id,
+    jobs.c.tenant,
+    jobs.c.phase,
+    jobs.c.attempt,
+    jobs.c.epoch,
+    sqlite_where=ACTIVE_LITERAL,
+    postgresql_where=ACTIVE_LITERAL,
+)
 
 job_events = Table(
     "job_events",
