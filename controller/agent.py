@@ -82,6 +82,7 @@ class AgentStats:
     lease_losses: int = 0
     releases: int = 0
     executor_unavailable: int = 0
+    unchanged_pages: int = 0  # listing pages answered 304: the page held was still current
     stops: dict[str, int] = field(default_factory=dict)
 
 
@@ -151,6 +152,8 @@ class Agent:
         self.executor_up = True
         self.reported: dict[Key, str] = {}
         self.assignments: dict[Key, Assignment] = {}
+        # the listing's pages as last fetched, by cursor: (ETag, page) (``fetch_assignments``)
+        self.pages: dict[str | None, tuple[str, list[Assignment]]] = {}
         self.pending_stops: dict[Key, str] = {}  # stops the executor could not carry out yet
         self.lost: dict[Key, Assignment] = {}  # stopped on lease loss; to release to the controller
         self.stats = AgentStats()
@@ -277,24 +280,41 @@ class Agent:
         log.warning("%s: heartbeat failed (%s); retrying in %.1fs", self.cluster, detail, delay)
 
     async def fetch_assignments(self) -> list[Assignment] | None:
-        """Every current assignment, page by page; None when the controller cannot be asked."""
+        """Every current assignment, page by page; None when the controller cannot be asked.
+
+        Each page is kept with its ``ETag`` and asked for again with it in ``If-None-Match``:
+        a 304 means the page lists the same attempts, and the agent keeps the page it holds
+        (nothing sent, parsed or validated for an idle cluster). Pages past the last one seen
+        this round are forgotten."""
         out: list[Assignment] = []
         after: str | None = None
+        seen: dict[str | None, tuple[str, list[Assignment]]] = {}
         try:
             while True:
                 params: dict[str, str | int] = {"limit": ASSIGNMENT_PAGE}
                 if after is not None:
                     params["after"] = after
+                held = self.pages.get(after)
+                headers = self.headers if held is None else {**self.headers, "If-None-Match": held[0]}
                 r = await self.client.get(
                     f"{self.base}/assignments",
                     params=params,
-                    headers=self.headers,
+                    headers=headers,
                     timeout=self._call_timeout(),
                 )
-                r.raise_for_status()
-                page = [Assignment.model_validate(a) for a in r.json()]
+                if r.status_code == 304 and held is not None:
+                    page = held[1]
+                    self.stats.unchanged_pages += 1
+                else:
+                    r.raise_for_status()
+                    page = [Assignment.model_validate(a) for a in r.json()]
+                    tag = r.headers.get("etag")
+                    held = (tag, page) if tag else None
+                if held is not None:
+                    seen[after] = held
                 out += page
                 if len(page) < ASSIGNMENT_PAGE:
+                    self.pages = seen
                     return out
                 after = page[-1].job_id
         except (httpx.HTTPError, ValueError) as exc:

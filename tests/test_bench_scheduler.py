@@ -57,3 +57,13 @@ def test_bench_reports_takes_every_report_of_every_placed_job() -> None:
     r = bench_reports(DEFAULT_DATA_DIR, jobs=600)
     assert r["jobs_placed"] >= 500 and r["reports"] == 2 * r["jobs_placed"]
     assert r["reports_per_s"] > 0 and r["store"] == "sqlite"
+    # idle rounds with the pages' tags sent back: nothing answered but 304s
+    assert r["idle_poll_bytes_per_round"] == 0 and r["poll_bytes_per_round"] > 600 * 500
+    assert r["agent_parse_us_per_assignment"] > 0
+
+
+def test_bench_listing_lists_the_active_attempts_among_the_finished() -> None:
+    from controller.bench.lifecycle import bench_listing_one_cluster
+
+    r = bench_listing_one_cluster(active=700, finished=1400)
+    assert r["listed"] == 700 and r["listing_ms"] > 0 and r["store"] == "sqlite"

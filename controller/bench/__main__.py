@@ -593,10 +593,23 @@ def summary_md(report: dict[str, Any]) -> str:
                 f"- agents.reports_per_s on {name} (status reports through apply_reports, "
                 f"{r['batch']} a call, {r['reports']:,} reports of {r['jobs_placed']:,} mixed jobs): "
                 f"**{r['reports_per_s']}** (median call {r['median_call_reports_per_s']}/s); an agent's poll "
-                f"{r.get('poll_us_per_assignment')} µs per assignment listed"
+                f"{r.get('poll_us_per_assignment')} µs per assignment listed, "
+                f"{r.get('idle_poll_us_per_assignment')} with the pages' tags sent back (304s: "
+                f"{r.get('idle_poll_bytes_per_round'):,} bytes a round of every agent's poll against "
+                f"{r.get('poll_bytes_per_round'):,}); the agent's side of a listing read afresh "
+                f"{r.get('agent_parse_us_per_assignment')} µs per assignment"
             )
         elif r:
             lines.append(f"- agents.reports_per_s on {name}: skipped ({r.get('skipped')})")
+    for key, name in (("listing", "SQLite"), ("listing_postgresql", "PostgreSQL")):
+        r = report.get(key)
+        if r and "listing_ms" in r:
+            lines.append(
+                f"- agents.listing_ms on {name} (one cluster's whole listing, {r['active']:,} running "
+                f"attempts among {r['finished']:,} finished jobs, 500 a page): **{r['listing_ms']}**"
+            )
+        elif r:
+            lines.append(f"- agents.listing_ms on {name}: skipped ({r.get('skipped')})")
     from controller.sim.report import markdown
 
     if "replay" in report:
@@ -727,6 +740,8 @@ def main(argv: list[str] | None = None) -> int:
     if "reports" not in skip:
         part("reports", lifecycle.bench_reports, args.data_dir)
         part("reports_postgresql", lifecycle.bench_reports_postgresql, args.data_dir)
+        part("listing", lifecycle.bench_listing_one_cluster)
+        part("listing_postgresql", lifecycle.bench_listing_one_cluster_postgresql)
     if "api-extra" not in skip:
         part("api_open_postgresql", bench_api_postgresql, seconds=secs)
         part("api_one_process", bench_api, split=False, seconds=secs)

@@ -9,6 +9,7 @@ read a job back and wake the scheduling loop."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -45,6 +46,26 @@ def _stored_spec_json(text: str) -> JobCreate:
         return JobCreate.model_validate_json(text)
     except ValidationError:
         return stored_spec(json.loads(text))
+
+
+def _page_tag(
+    epoch: int, cluster: str, after: str | None, limit: int, keys: list[tuple[str, int, int, str]]
+) -> str:
+    """A listing page's weak ETag (``assignments_page``): what it lists, not its lease."""
+    listed = "\n".join([f"{job_id} {attempt} {ep}" for job_id, attempt, ep, _ in keys])
+    text = f"{epoch}\n{cluster}\n{after or ''}\n{limit}\n{listed}"
+    return 'W/"' + hashlib.blake2b(text.encode(), digest_size=16).hexdigest() + '"'
+
+
+def _names(if_none_match: str, tag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``tag`` (a list of tags, or ``*``; weak
+    comparison: a strong form of the same tag matches too, RFC 9110 13.1.2)."""
+    wanted = tag.removeprefix("W/")
+    for given in if_none_match.split(","):
+        given = given.strip()
+        if given == "*" or given.removeprefix("W/") == wanted:
+            return True
+    return False
 
 
 class AssignmentCache:
@@ -171,19 +192,40 @@ class AgentProtocol:
         return _ASSIGNMENTS.validate_json(self.assignments_json(cluster, after=after, limit=limit))
 
     def assignments_json(self, cluster: str, *, after: str | None = None, limit: int = 500) -> bytes:
-        """``assignments`` as the JSON array the route answers. An agent lists every attempt on
-        its cluster at each poll (every half second): built afresh, each was a spec read, parsed
-        and validated, an ``Assignment`` made and serialised, about every attempt of the
-        federation twice a second. What an attempt's entry says besides the lease never changes
-        for its (job, attempt, epoch, cluster) (a spec is immutable; a re-placement is a new
-        attempt), so each entry is kept serialised (``AssignmentCache``, bounded) and a poll
-        reads the page's ids and the specs of the attempts it has not seen, then joins the
-        entries with this poll's lease."""
+        """``assignments`` as the JSON array the route answers (``assignments_page``)."""
+        body = self.assignments_page(cluster, after=after, limit=limit)[1]
+        assert body is not None  # no tag given: always the page
+        return body
+
+    def assignments_page(
+        self, cluster: str, *, after: str | None = None, limit: int = 500, if_none_match: str | None = None
+    ) -> tuple[str, bytes | None]:
+        """One page of the cluster's listing: its tag and the JSON array, or None instead of the
+        array when ``if_none_match`` (an ``If-None-Match`` header) names this page's tag.
+
+        The tag (a weak ETag) is a digest of what the page lists: the leader's epoch, the page's
+        place (``after``, ``limit``) and each attempt's (job, attempt, epoch). An entry says
+        nothing else that can change but the lease, and the lease is the cluster's, which every
+        heartbeat and report answer gives (the agent renews by those, not by this list). So an
+        agent that sends back the tag of the page it holds gets a 304 and keeps its page while
+        nothing was placed on, moved off or finished on its cluster: an idle poll costs the
+        leader the page's index read, and the agent and the WAN link between them nothing.
+
+        An agent lists every attempt on its cluster at each poll (every half second): built
+        afresh, each was a spec read, parsed and validated, an ``Assignment`` made and
+        serialised, about every attempt of the federation twice a second. What an attempt's
+        entry says besides the lease never changes for its (job, attempt, epoch, cluster) (a spec
+        is immutable; a re-placement is a new attempt), so each entry is kept serialised
+        (``AssignmentCache``, bounded) and a poll reads the page's ids and the specs of the
+        attempts it has not seen, then joins the entries with this poll's lease."""
         state = self.cluster_state(cluster)
         lease_until = (state.last_heartbeat or now()) + timedelta(seconds=self.failover().lease_s)
         rows = self.store.active_on_cluster(cluster, after=after, limit=limit, with_spec=False)
         epoch = self.epoch()
         keys = [(row["id"], row["attempt"], row["epoch"] or epoch, cluster) for row in rows]
+        tag = _page_tag(epoch, cluster, after, limit, keys)
+        if if_none_match is not None and _names(if_none_match, tag):
+            return tag, None
         tenants = {row["id"]: row["tenant"] for row in rows}
         entries = self.cache.get_many(keys)
         missing = [k for k, e in zip(keys, entries, strict=True) if e is None]
@@ -210,7 +252,7 @@ class AgentProtocol:
             self.cache.put_many(made)
             entries = [e if e is not None else made.get(k) for k, e in zip(keys, entries, strict=True)]
         tail = b',"lease_expires_at":' + _INSTANT.dump_json(lease_until) + b"}"
-        return b"[" + b",".join([e + tail for e in entries if e is not None]) + b"]"
+        return tag, b"[" + b",".join([e + tail for e in entries if e is not None]) + b"]"
 
     def release(self, cluster: str, job_id: str, attempt: int, epoch: int, reason: str) -> JobRead:
         """An agent gives back an attempt it stopped (lost its lease): the job goes back to

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.deps import Agent, ControllerDep
@@ -25,7 +25,11 @@ def heartbeat(
     return ctl.agents.heartbeat(cluster, reported.stored() if reported is not None else None)
 
 
-@router.get("/assignments", response_model=list[Assignment])
+@router.get(
+    "/assignments",
+    response_model=list[Assignment],
+    responses={304: {"description": "the page lists what the tag in If-None-Match named"}},
+)
 def assignments(
     ctl: ControllerDep,
     cluster: str = Cluster,
@@ -33,13 +37,20 @@ def assignments(
         str | None, Query(max_length=128, description="last job id of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    if_none_match: Annotated[
+        str | None, Header(max_length=1024, description="the ETag of the page the agent holds")
+    ] = None,
 ) -> Response:
     """The Scheduled and Running attempts on the cluster, by job id; a page shorter than
-    ``limit`` is the last. (Answered as the JSON ``assignments_json`` joins from each attempt's
-    entry kept serialised; the schema is ``response_model``'s.)"""
-    return Response(
-        ctl.agents.assignments_json(cluster, after=after, limit=limit), media_type="application/json"
-    )
+    ``limit`` is the last. Each page carries a weak ``ETag`` over the attempts it lists (not
+    their lease, which heartbeats renew); with that tag in ``If-None-Match`` the answer is a 304
+    without a body while the page lists the same attempts. (Answered as the JSON
+    ``assignments_page`` joins from each attempt's entry kept serialised; the schema is
+    ``response_model``'s.)"""
+    tag, body = ctl.agents.assignments_page(cluster, after=after, limit=limit, if_none_match=if_none_match)
+    if body is None:
+        return Response(status_code=304, headers={"ETag": tag})
+    return Response(body, media_type="application/json", headers={"ETag": tag})
 
 
 class ReportBatch(BaseModel):
