@@ -331,8 +331,7 @@ class Security:
 
     @property
     def open(self) -> bool:
-        s = self.settings
-        return s.environment == "dev" and not s.admin_token and not s.agent_token
+        return self.settings.open_auth
 
     # ---- authentication -----------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Principal:
@@ -555,7 +554,9 @@ class Security:
 
     def decide_grant(self, by: Principal, ds: DatasetRead, grant_id: str, approve: bool) -> GrantRead:
         """The owner (or an admin) approves or rejects; rejecting an approved grant withdraws it
-        for new submissions (running jobs are not stopped)."""
+        for new submissions and for admitted jobs not placed yet (the scheduling cycle reads the
+        grants again before it places a job: ``SchedulingService.ungranted``); placed and
+        running jobs are not stopped."""
         if not (by.open or by.role == Role.admin or (by.role == Role.tenant and by.tenant == ds.owner)):
             raise Forbidden(f"only the owner of data set {ds.id!r} ({ds.owner}) or an admin decides grants")
         status = GrantStatus.approved if approve else GrantStatus.rejected

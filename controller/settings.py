@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     audit_denied_interval_s: float = Field(default=60.0, gt=0)
     audit_denied_max_keys: int = Field(default=1000, ge=1, le=1_000_000)
 
+    @property
+    def open_auth(self) -> bool:
+        """Dev without tokens: every caller is the open dev principal (no grants checked)."""
+        return self.environment == "dev" and not self.admin_token and not self.agent_token
+
     @model_validator(mode="after")
     def _safe_outside_dev(self) -> Settings:
         if self.environment == "prod":

@@ -41,6 +41,7 @@ from controller.services.clusters import IDENTITY_FIELDS
 from controller.services.leadership import Leadership
 from controller.services.read_model import ReadModel
 from controller.settings import Settings
+from controller.store.security import SecurityStore
 from controller.store.store import Store, now
 
 log = logging.getLogger("yiwang.controller")
@@ -178,6 +179,10 @@ class SchedulingService:
         """``schedule_pending`` for the pending head ``rows`` it read."""
         specs = self.pending_specs_of(rows)
         rows = [r for r in rows if r["id"] in specs]
+        ungranted = self.ungranted(rows, specs)
+        if ungranted:
+            self.fail_pending(ungranted, "a grant for its input was withdrawn")
+            rows = [r for r in rows if r["id"] not in ungranted]
         if not rows:
             return 0
         batch = self.batch_scheduler()
@@ -294,19 +299,62 @@ class SchedulingService:
     def fail_invalid(self, invalid: dict[str, str]) -> None:
         """Pending jobs whose stored spec this controller cannot read fail with the reason (left
         Pending, each would come back at the head of every cycle and never run)."""
+        for job_id, why in invalid.items():
+            log.error("failing job %s: its stored spec is not valid: %s", job_id, why)
+        self.fail_pending(
+            {job_id: f"its stored spec is not valid: {why}" for job_id, why in invalid.items()},
+            "its stored spec is not valid",
+        )
+
+    def fail_pending(self, messages: dict[str, str], reason: str) -> None:
+        """Pending jobs that must not run fail, each with its message (a job that left Pending
+        meanwhile, cancelled, is left as it is)."""
         with self.store.tx() as conn:
             self.store.check_leader(conn, self.leadership.epoch)
-            for job_id, why in invalid.items():
-                log.error("failing job %s: its stored spec is not valid: %s", job_id, why)
+            for job_id, message in messages.items():
                 self.store.transition(
                     conn,
                     job_id,
                     expect_phases=["Pending"],
                     expect_attempt=None,
-                    values={"phase": "Failed", "message": f"its stored spec is not valid: {why}"},
+                    values={"phase": "Failed", "message": message},
                     event_type="Failed",
-                    reason="its stored spec is not valid",
+                    reason=reason,
                 )
+
+    def ungranted(self, rows: list[dict[str, Any]], specs: dict[str, JobCreate]) -> dict[str, str]:
+        """The pending jobs among ``rows`` that read a data set their tenant neither owns nor
+        holds an approved grant for now, each with its message. A submission is checked for its
+        grants when it arrives (``Security.check_grants``); an owner may withdraw a grant while
+        the job waits, and a withdrawn grant must stop every job that has not started from
+        reading the data. So the grants are read again here, from the database, before a job
+        is placed: one query for the (tenant, data set) pairs the cycle's jobs read of other
+        owners, none when no job does. Open dev mode checks no grants, here as at submission."""
+        if self.settings.open_auth:
+            return {}
+        datasets = self.datasets
+        reads: list[tuple[str, str, list[str]]] = []  # (job, tenant, data sets of other owners)
+        for row in rows:
+            spec = specs[row["id"]]
+            if not spec.inputs:
+                continue
+            foreign = [
+                d for d in spec.inputs if (ds := datasets.get(d)) is not None and ds.owner != spec.tenant
+            ]
+            if foreign:
+                reads.append((row["id"], spec.tenant, foreign))
+        if not reads:
+            return {}
+        approved = SecurityStore(self.store).approved_pairs({(r[1], d) for r in reads for d in r[2]})
+        out: dict[str, str] = {}
+        for job_id, tenant, foreign in reads:
+            missing = [d for d in foreign if (tenant, d) not in approved]
+            if missing:
+                out[job_id] = (
+                    f"not started: tenant {tenant!r} no longer holds an approved grant for data set(s) "
+                    f"{', '.join(repr(d) for d in missing)} (withdrawn after the job was submitted)"
+                )
+        return out
 
     def fresh_targets(
         self,

@@ -86,3 +86,98 @@ def test_a_tenant_registers_its_own_data_sets_only(
     r = api.post("/v1/datasets", json=ds, headers=tokens["guangdong"])
     assert r.status_code == 403 and r.json()["errors"][0]["path"] == "owner"
     assert api.post("/v1/datasets", json=ds, headers=tokens["hubei"]).status_code == 201
+
+
+def test_a_withdrawn_grant_stops_the_jobs_that_have_not_started(
+    api: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    """A job admitted with its grant waits in the queue; the owner withdraws the grant; the
+    cycle reads the grants again before placing and fails the job, naming the data set, instead
+    of running it against the owner's decision. Jobs reading their own data, or a data set
+    still granted, are placed in the same cycle; a placed job is not stopped."""
+    from controller.service import Controller
+
+    ctl: Controller = api.app.state.controller  # type: ignore[attr-defined]
+    hb, gd = tokens["hubei"], tokens["guangdong"]
+    gid = api.post(GRANTS, json={}, headers=hb).json()["id"]
+    api.post(f"{GRANTS}/{gid}/approve", headers=gd)
+    early = api.post("/v1/jobs", json=job("hubei", inputs=["gd-tax"]), headers=hb).json()["id"]
+    assert ctl.schedule_pending() == 1  # placed while granted
+    waiting = api.post("/v1/jobs", json=job("hubei", inputs=["gd-tax"]), headers=hb).json()["id"]
+    own = api.post("/v1/jobs", json=job("hubei", name="own"), headers=hb).json()["id"]
+    owner = api.post("/v1/jobs", json=job("guangdong", inputs=["gd-tax"]), headers=gd).json()["id"]
+    assert api.post(f"{GRANTS}/{gid}/reject", headers=gd).json()["status"] == "rejected"
+    assert ctl.schedule_pending() == 2  # the two others
+    got = api.get(f"/v1/jobs/{waiting}", headers=hb).json()
+    assert got["phase"] == "Failed", got
+    assert "gd-tax" in got["message"] and "no longer holds an approved grant" in got["message"]
+    assert [e["type"] for e in ctl.store.job_events(waiting)] == ["Submitted", "Failed"]
+    for placed in (own, owner, early):  # the job placed before the withdrawal keeps running
+        assert (
+            api.get(f"/v1/jobs/{placed}", headers=hb if placed != owner else gd).json()["phase"]
+            == "Scheduled"
+        )
+    # granted again: a new submission runs; the failed one stays failed
+    again = api.post(GRANTS, json={}, headers=hb).json()["id"]
+    api.post(f"{GRANTS}/{again}/approve", headers=gd)
+    fresh = api.post("/v1/jobs", json=job("hubei", inputs=["gd-tax"]), headers=hb).json()["id"]
+    assert ctl.schedule_pending() == 1
+    assert api.get(f"/v1/jobs/{fresh}", headers=hb).json()["phase"] == "Scheduled"
+    assert api.get(f"/v1/jobs/{waiting}", headers=hb).json()["phase"] == "Failed"
+
+
+def test_approved_pairs_are_exactly_the_approved_grants_asked_for(db_url: str) -> None:
+    """``SecurityStore.approved_pairs`` (the cycle's one read of the grants) on both databases,
+    over more pairs than one statement takes: approved ones only, and only those asked for."""
+    from sqlalchemy import insert
+
+    from controller.store import Store
+    from controller.store import schema as t
+    from controller.store.security import SecurityStore
+    from controller.store.store import new_job_id, now
+
+    store = Store(db_url)
+    at = now()
+    datasets = [f"ds-{i}" for i in range(60)]
+    tenants = [f"tenant-{i}" for i in range(40)]
+    status = ["approved", "rejected", "pending"]
+    grants = {
+        (tn, d): status[(i * 7 + j) % 3] for i, tn in enumerate(tenants) for j, d in enumerate(datasets)
+    }
+    with store.tx() as conn:
+        conn.execute(
+            insert(t.datasets),
+            [
+                {
+                    "id": d,
+                    "owner": "guangdong",
+                    "size_bytes": 1,
+                    "classification": "general",
+                    "locations": ["prov-guangdong"],
+                    "created_at": at,
+                }
+                for d in datasets
+            ],
+        )
+        conn.execute(
+            insert(t.dataset_grants),
+            [
+                {
+                    "id": new_job_id(),
+                    "dataset_id": d,
+                    "tenant": tn,
+                    "status": st,
+                    "reason": "",
+                    "requested_by": "test",
+                    "requested_at": at,
+                    "decided_by": None,
+                    "decided_at": None,
+                }
+                for (tn, d), st in grants.items()
+            ],
+        )
+    wanted = {pair for k, pair in enumerate(sorted(grants)) if k % 5 != 0} | {("tenant-x", "ds-1")}
+    assert len(wanted) > 1000
+    got = SecurityStore(store).approved_pairs(wanted)
+    assert got == {p for p in wanted if grants.get(p) == "approved"} and got
+    store.close()

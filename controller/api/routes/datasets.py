@@ -94,7 +94,8 @@ def approve_grant(
 def reject_grant(
     ds_id: str, grant_id: str, ctl: ControllerDep, sec: SecurityDep, who: PrincipalDep
 ) -> GrantRead:
-    """Rejecting an approved grant withdraws it for new submissions and plans."""
+    """Rejecting an approved grant withdraws it for new submissions and plans, and for the
+    jobs admitted with it that have not been placed yet (they fail, naming the data set)."""
     return sec.decide_grant(who, ctl.catalogue.get(ds_id), grant_id, approve=False)
 
 
