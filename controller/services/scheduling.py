@@ -45,6 +45,7 @@ from controller.store.security import SecurityStore
 from controller.store.store import Store, now
 
 log = logging.getLogger("yiwang.controller")
+GRANTED_KEPT = 1_000_000  # approved (tenant, data set) pairs kept between cycles (``ungranted``)
 
 
 class RunningView(dict[int, list[Running]]):
@@ -115,6 +116,8 @@ class SchedulingService:
         self.check_inputs = check_inputs
         self.wake = wake
         self._batch: BatchScheduler | None = None  # rebuilt when the scheduler or quota changes
+        # (grants marker, the (tenant, data set) pairs known approved since it) (``ungranted``)
+        self._granted: tuple[int, set[tuple[str, str]]] | None = None
 
     def snapshot(self) -> Snapshot:
         with self.lock:
@@ -328,8 +331,10 @@ class SchedulingService:
         grants when it arrives (``Security.check_grants``); an owner may withdraw a grant while
         the job waits, and a withdrawn grant must stop every job that has not started from
         reading the data. So the grants are read again here, from the database, before a job
-        is placed: one query for the (tenant, data set) pairs the cycle's jobs read of other
-        owners, none when no job does. Open dev mode checks no grants, here as at submission."""
+        is placed, from the database: the pairs (tenant, data set) found approved are kept
+        while no grant has been decided since (``grants_marker``, one indexed read a cycle), and
+        only pairs not known approved are read (``approved_pairs``); nothing is read when no job
+        of the cycle reads another owner's data. Open dev mode checks no grants, here as at submission."""
         if self.settings.open_auth:
             return {}
         datasets = self.datasets
@@ -345,7 +350,14 @@ class SchedulingService:
                 reads.append((row["id"], spec.tenant, foreign))
         if not reads:
             return {}
-        approved = SecurityStore(self.store).approved_pairs({(r[1], d) for r in reads for d in r[2]})
+        grants = SecurityStore(self.store)
+        marker = grants.grants_marker()  # read before the pairs: a later decision shows next cycle
+        if self._granted is None or self._granted[0] != marker or len(self._granted[1]) > GRANTED_KEPT:
+            self._granted = (marker, set())
+        approved = self._granted[1]
+        unknown = {(r[1], d) for r in reads for d in r[2]} - approved
+        if unknown:
+            approved |= grants.approved_pairs(unknown)
         out: dict[str, str] = {}
         for job_id, tenant, foreign in reads:
             missing = [d for d in foreign if (tenant, d) not in approved]

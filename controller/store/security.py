@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from controller.store import audit_chain
@@ -64,6 +64,18 @@ class SecurityStore:
         )
         with self.store.read() as conn:
             return frozenset(r[0] for r in conn.execute(q))
+
+    def grants_marker(self) -> int:
+        """The id of the newest audit row of a grant decision (0: none): every approval and
+        withdrawal writes one in its own transaction, and audit rows take their ids in commit
+        order (``audit_chain``: appended under the chain's lock), so the grants decided have not
+        changed while this has not. Each action's newest row is the end of its index range."""
+        a = t.audit_log.c
+        with self.store.read() as conn:
+            return max(
+                int(conn.execute(select(func.max(a.id)).where(a.action == action)).scalar() or 0)
+                for action in ("grant.approved", "grant.rejected")
+            )
 
     def approved_pairs(self, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
         """The (tenant, data set) pairs among ``wanted`` with an approved grant, for a

@@ -129,7 +129,7 @@ def test_a_withdrawn_grant_stops_the_jobs_that_have_not_started(
 def test_approved_pairs_are_exactly_the_approved_grants_asked_for(db_url: str) -> None:
     """``SecurityStore.approved_pairs`` (the cycle's one read of the grants) on both databases,
     over more pairs than one statement takes: approved ones only, and only those asked for."""
-    from sqlalchemy import insert
+    from sqlalchemy import insert, select
 
     from controller.store import Store
     from controller.store import schema as t
@@ -178,6 +178,25 @@ def test_approved_pairs_are_exactly_the_approved_grants_asked_for(db_url: str) -
         )
     wanted = {pair for k, pair in enumerate(sorted(grants)) if k % 5 != 0} | {("tenant-x", "ds-1")}
     assert len(wanted) > 1000
-    got = SecurityStore(store).approved_pairs(wanted)
+    repo = SecurityStore(store)
+    got = repo.approved_pairs(wanted)
     assert got == {p for p in wanted if grants.get(p) == "approved"} and got
+    # the marker moves with each decision (its audit row), on both databases
+    assert repo.grants_marker() == 0
+    g = t.dataset_grants.c
+    with store.read() as conn:
+        grant_id, dataset_id = conn.execute(select(g.id, g.dataset_id).where(g.status == "approved")).one()
+    markers = []
+    for status in ("rejected", "approved"):
+        audit = {
+            "at": now(),
+            "actor": "test",
+            "role": "admin",
+            "tenant": None,
+            "target": f"dataset/{dataset_id}",
+        }
+        row = {**audit, "action": f"grant.{status}", "detail": {}}
+        repo.decide_grant(dataset_id, grant_id, status, "test", now(), lambda _grantee, row=row: row)
+        markers.append(repo.grants_marker())
+    assert 0 < markers[0] < markers[1]
     store.close()
