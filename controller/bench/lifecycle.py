@@ -44,13 +44,13 @@ def _listed(ctl: Any, cluster: str) -> list[Assignment]:
 
 
 def _poll_seconds(
-    ctl: Any, held: dict[tuple[str, str | None], tuple[str, bytes]] | None = None
+    ctl: Any, held: dict[tuple[str, str | None], tuple[str, bytes, int]] | None = None
 ) -> tuple[float, int]:
     """One round of every agent's poll: each cluster's whole listing, as JSON, 500 a page (the
     next page's cursor cut from the bytes: what the agent spends parsing is not the leader's);
-    the seconds and the bytes answered. ``held``: each page an agent holds with its ETag, by
-    (cluster, cursor), as the round before left them; the tag is sent back as an agent does
-    (``If-None-Match``) and a 304 keeps the page."""
+    the seconds and the bytes answered. ``held``: each page an agent holds with its ETag and
+    its length, by (cluster, cursor), as the round before left them; the tag is sent back as an
+    agent does (``If-None-Match``) and a 304 keeps the page."""
     t0 = time.perf_counter()
     sent = 0
     for cluster in ctl.registry.clusters:
@@ -60,14 +60,15 @@ def _poll_seconds(
             tag, body = ctl.agents.assignments_page(
                 cluster, after=after, limit=REPORT_BATCH, if_none_match=mine[0] if mine else None
             )
-            if body is None:
+            if body is None:  # the page held is current, and the agent knows its length
                 assert mine is not None
-                body = mine[1]
+                body, listed = mine[1], mine[2]
             else:
                 sent += len(body)
+                listed = body.count(b'"job_id":')
             if held is not None:
-                held[(cluster, after)] = (tag, body)
-            if body.count(b'"job_id":') < REPORT_BATCH:  # the leader's side only: no parsing
+                held[(cluster, after)] = (tag, body, listed)
+            if listed < REPORT_BATCH:  # the leader's side only: no parsing
                 break
             after = body.rsplit(b'"job_id":"', 1)[1].split(b'"', 1)[0].decode()
     return time.perf_counter() - t0, sent
@@ -112,7 +113,7 @@ def bench_reports(data_dir: Path, database_url: str | None = None, jobs: int = 2
         placed = sum(map(len, by_cluster.values()))
         polls = [_poll_seconds(ctl)[0] for _ in range(5)]  # every agent's listing, as it polls
         # the same rounds as agents poll since the listing has tags: after the first, 304s
-        held: dict[tuple[str, str | None], tuple[str, bytes]] = {}
+        held: dict[tuple[str, str | None], tuple[str, bytes, int]] = {}
         _poll_seconds(ctl, held)
         idle = [_poll_seconds(ctl, held) for _ in range(5)]
         parse = [_agent_parse_seconds(ctl) for _ in range(3)]

@@ -220,13 +220,13 @@ class AgentProtocol:
         attempts it has not seen, then joins the entries with this poll's lease."""
         state = self.cluster_state(cluster)
         lease_until = (state.last_heartbeat or now()) + timedelta(seconds=self.failover().lease_s)
-        rows = self.store.active_on_cluster(cluster, after=after, limit=limit, with_spec=False)
+        rows = self.store.active_attempts(cluster, after, limit)  # (id, tenant, phase, attempt, epoch)
         epoch = self.epoch()
-        keys = [(row["id"], row["attempt"], row["epoch"] or epoch, cluster) for row in rows]
+        keys = [(job_id, attempt, ep or epoch, cluster) for job_id, _, _, attempt, ep in rows]
         tag = _page_tag(epoch, cluster, after, limit, keys)
         if if_none_match is not None and _names(if_none_match, tag):
             return tag, None
-        tenants = {row["id"]: row["tenant"] for row in rows}
+        tenants = {r[0]: r[1] for r in rows}
         entries = self.cache.get_many(keys)
         missing = [k for k, e in zip(keys, entries, strict=True) if e is None]
         if missing:

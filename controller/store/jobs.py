@@ -297,16 +297,24 @@ class JobsRepo(StoreBase):
             return [typing.cast(JobRow, dict(r)) for r in conn.execute(q).mappings().all()]
 
     def _active_ids(self, cluster: str, after: str | None, limit: int) -> list[JobRow]:
-        """``active_on_cluster`` without the specs, for every agent's poll (each cluster's, twice
-        a second): one statement built once per store (``_ACTIVE_IDS``: its parameters bound, not
-        a new expression per call), its rows as plain tuples, not SQLAlchemy's mappings."""
+        """``active_on_cluster`` without the specs: ``active_attempts`` as rows by name."""
+        return [
+            typing.cast(JobRow, dict(zip(_ACTIVE_NAMES, r, strict=True)))
+            for r in self.active_attempts(cluster, after, limit)
+        ]
+
+    def active_attempts(
+        self, cluster: str, after: str | None, limit: int
+    ) -> list[tuple[str, str, str, int, int]]:
+        """The cluster's Scheduled and Running jobs' (id, tenant, phase, attempt, epoch), by id,
+        a page at a time, for every agent's poll (each cluster's, twice a second): one
+        statement built once per store (``_ACTIVE_IDS``: its parameters bound, not a new
+        expression per call) through the partial index of active attempts, its rows as the
+        driver's tuples."""
         stmt = _ACTIVE_IDS[after is not None]
         params = {"cluster": cluster, "limit": limit, "after": after or ""}
         with self.read() as conn:
-            return [
-                typing.cast(JobRow, dict(zip(_ACTIVE_NAMES, r, strict=True)))
-                for r in conn.execute(stmt, params).all()
-            ]
+            return typing.cast(list[tuple[str, str, str, int, int]], conn.execute(stmt, params).all())
 
     def get_jobs(self, conn: Connection, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows of many jobs inside ``conn``'s transaction, locked for update (PostgreSQL), in
