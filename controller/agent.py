@@ -106,6 +106,13 @@ class MetricsSnapshot:
     executor_up: float
 
 
+def _held(known: dict[tuple[Any, Any, Any], Assignment], entry: Any) -> Assignment | None:
+    """The assignment the agent holds for a listing entry's (job, attempt, epoch), if any."""
+    if not isinstance(entry, dict):
+        return None
+    return known.get((entry.get("job_id"), entry.get("attempt"), entry.get("epoch")))
+
+
 class Agent:
     def __init__(
         self,
@@ -289,6 +296,11 @@ class Agent:
         out: list[Assignment] = []
         after: str | None = None
         seen: dict[str | None, tuple[str, list[Assignment]]] = {}
+        # A page that changed mostly lists attempts the agent already holds (one job ended, and
+        # every later page's cursor moved): those entries are taken as held, not validated
+        # again (an entry says nothing that changes for its job, attempt and epoch but the
+        # lease, which the agent keeps from its renewals, not from this list).
+        known = {(a.job_id, a.attempt, a.epoch): a for _, page in self.pages.values() for a in page}
         try:
             while True:
                 params: dict[str, str | int] = {"limit": ASSIGNMENT_PAGE}
@@ -307,7 +319,7 @@ class Agent:
                     self.stats.unchanged_pages += 1
                 else:
                     r.raise_for_status()
-                    page = [Assignment.model_validate(a) for a in r.json()]
+                    page = [_held(known, a) or Assignment.model_validate(a) for a in r.json()]
                     tag = r.headers.get("etag")
                     held = (tag, page) if tag else None
                 if held is not None:

@@ -201,11 +201,16 @@ def test_an_agent_keeps_its_pages_and_asks_with_their_tags(ready: TestClient, ap
         async with httpx.AsyncClient(transport=transport, base_url="http://yiwang") as client:
             agent = Agent(CLUSTER, executor, client)
             out = []
+            before: dict[str, Assignment] = {}
             for k in range(4):
                 if k == 2:
                     ctl.cancel(ids[0])
                 got = await agent.fetch_assignments()
                 assert got is not None
+                # every page after the first changed its cursor, but lists attempts the agent
+                # holds: those are taken as held, not validated again
+                assert all(before.get(x.job_id, x) is x for x in got)
+                before = {x.job_id: x for x in got}
                 out.append(([x.job_id for x in got], agent.stats.unchanged_pages))
                 assert [x.model_dump(mode="json") for x in got] == [
                     {**x, "lease_expires_at": y.model_dump(mode="json")["lease_expires_at"]}
