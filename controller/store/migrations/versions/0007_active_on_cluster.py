@@ -8,6 +8,10 @@
   200,000 rows per poll. Through this index a page reads its own 500 entries and nothing else,
   and the index holds only active jobs, however many the federation ran before.
 
+Building it reads the whole jobs table once, holding writes to it meanwhile (as every migration
+here runs: in one transaction under the migration lock, not ``CONCURRENTLY``); the index itself
+is small (active jobs only).
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2027-02-02
