@@ -330,11 +330,11 @@ class SchedulingService:
         holds an approved grant for now, each with its message. A submission is checked for its
         grants when it arrives (``Security.check_grants``); an owner may withdraw a grant while
         the job waits, and a withdrawn grant must stop every job that has not started from
-        reading the data. So the grants are read again here, from the database, before a job
-        is placed, from the database: the pairs (tenant, data set) found approved are kept
-        while no grant has been decided since (``grants_marker``, one indexed read a cycle), and
-        only pairs not known approved are read (``approved_pairs``); nothing is read when no job
-        of the cycle reads another owner's data. Open dev mode checks no grants, here as at submission."""
+        reading the data. So the grants are read again before a job is placed, from the
+        database: the (tenant, data set) pairs found approved are kept while no grant has been
+        decided since (``grants_marker``, one indexed read a cycle), and only pairs not known
+        approved are read (``approved_pairs``); nothing is read when no job of the cycle reads
+        another owner's data. Open dev mode checks no grants, here as at submission."""
         if self.settings.open_auth:
             return {}
         datasets = self.datasets
