@@ -515,6 +515,26 @@ def _api_line(name: str, a: dict[str, Any]) -> str:
     )
 
 
+def _reports_line(name: str, r: dict[str, Any]) -> str:
+    return (
+        f"- agents.reports_per_s on {name} (status reports through apply_reports, "
+        f"{r['batch']} a call, {r['reports']:,} reports of {r['jobs_placed']:,} mixed jobs): "
+        f"**{r['reports_per_s']}** (median call {r['median_call_reports_per_s']}/s); an agent's poll "
+        f"{r.get('poll_us_per_assignment')} µs per assignment listed, "
+        f"{r.get('idle_poll_us_per_assignment')} with the pages' tags sent back (304s: "
+        f"{r.get('idle_poll_bytes_per_round'):,} bytes a round of every agent's poll against "
+        f"{r.get('poll_bytes_per_round'):,}); the agent's side of a listing read afresh "
+        f"{r.get('agent_parse_us_per_assignment')} µs per assignment"
+    )
+
+
+def _listing_line(name: str, r: dict[str, Any]) -> str:
+    return (
+        f"- agents.listing_ms on {name} (one cluster's whole listing, {r['active']:,} running "
+        f"attempts among {r['finished']:,} finished jobs, 500 a page): **{r['listing_ms']}**"
+    )
+
+
 def summary_md(report: dict[str, Any]) -> str:
     lines = [
         "# Benchmark summary",
@@ -586,30 +606,18 @@ def summary_md(report: dict[str, Any]) -> str:
     ):
         if key in report:
             lines.append(_api_line(name, report[key]))
-    for key, name in (("reports", "SQLite"), ("reports_postgresql", "PostgreSQL")):
+    agents_parts = (
+        ("reports", "SQLite", "reports_per_s", _reports_line),
+        ("reports_postgresql", "PostgreSQL", "reports_per_s", _reports_line),
+        ("listing", "SQLite", "listing_ms", _listing_line),
+        ("listing_postgresql", "PostgreSQL", "listing_ms", _listing_line),
+    )
+    for key, name, figure, line in agents_parts:
         r = report.get(key)
-        if r and "reports_per_s" in r:
-            lines.append(
-                f"- agents.reports_per_s on {name} (status reports through apply_reports, "
-                f"{r['batch']} a call, {r['reports']:,} reports of {r['jobs_placed']:,} mixed jobs): "
-                f"**{r['reports_per_s']}** (median call {r['median_call_reports_per_s']}/s); an agent's poll "
-                f"{r.get('poll_us_per_assignment')} µs per assignment listed, "
-                f"{r.get('idle_poll_us_per_assignment')} with the pages' tags sent back (304s: "
-                f"{r.get('idle_poll_bytes_per_round'):,} bytes a round of every agent's poll against "
-                f"{r.get('poll_bytes_per_round'):,}); the agent's side of a listing read afresh "
-                f"{r.get('agent_parse_us_per_assignment')} µs per assignment"
-            )
+        if r and figure in r:
+            lines.append(line(name, r))
         elif r:
-            lines.append(f"- agents.reports_per_s on {name}: skipped ({r.get('skipped')})")
-    for key, name in (("listing", "SQLite"), ("listing_postgresql", "PostgreSQL")):
-        r = report.get(key)
-        if r and "listing_ms" in r:
-            lines.append(
-                f"- agents.listing_ms on {name} (one cluster's whole listing, {r['active']:,} running "
-                f"attempts among {r['finished']:,} finished jobs, 500 a page): **{r['listing_ms']}**"
-            )
-        elif r:
-            lines.append(f"- agents.listing_ms on {name}: skipped ({r.get('skipped')})")
+            lines.append(f"- agents.{figure} on {name}: skipped ({r.get('skipped')})")
     from controller.sim.report import markdown
 
     if "replay" in report:

@@ -132,6 +132,22 @@ class StoreBase:
         conn.execute(update(table).where(key == value).values({key.name: value}))
 
 
+def pairs_joined(
+    conn: Connection, pairs: Sequence[tuple[str, str]], select_from: str
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``select_from`` (a ``SELECT ... FROM wanted JOIN ...`` reading the CTE
+    ``wanted(a, b)``) with ``pairs`` as that CTE, 1,000 pairs a statement, sent through the
+    driver. Each pair is then one probe of an index on the two columns joined: a row-value
+    ``IN`` of pairs scans the table under SQLite, two ``IN`` lists probe every combination of
+    them, and SQLAlchemy compiling the ``VALUES`` list per call costs more than the probes."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    for k in range(0, len(pairs), 1000):
+        chunk = pairs[k : k + 1000]
+        values = ", ".join([f"({mark}, {mark})"] * len(chunk))
+        sql = f"WITH wanted(a, b) AS (VALUES {values}) {select_from}"
+        yield from conn.exec_driver_sql(sql, tuple(x for pair in chunk for x in pair))
+
+
 def execute_many(conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> int:
     """``conn.execute(stmt, params)`` for the hot bulk writes (``StoreBase.executemany``, the
     audit chain's appends). Under SQLite the statement is compiled once and its parameters

@@ -31,7 +31,7 @@ from controller.domain import phases
 from controller.domain.phases import JobPhase, Reason
 from controller.store import audit_chain, ingest
 from controller.store import schema as t
-from controller.store.base import StoreBase, now
+from controller.store.base import StoreBase, now, pairs_joined
 from controller.store.group_commit import PG_GROUP_COMMIT_WRITERS, GroupCommitter
 from controller.store.records import JobEventRow, JobRow
 
@@ -199,16 +199,14 @@ class JobsRepo(StoreBase):
         (a row-value ``IN`` of pairs scans the table under SQLite; a statement per tenant, or
         SQLAlchemy compiling the VALUES list per call, cost more than the inserts); the rows
         found (replays: rare) are read whole after."""
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        found: list[str] = []
-        for k in range(0, len(keys), 1000):
-            chunk = keys[k : k + 1000]
-            pairs = ", ".join([f"({mark}, {mark})"] * len(chunk))
-            sql = (
-                f"WITH wanted(t, k) AS (VALUES {pairs}) SELECT jobs.id FROM wanted "
-                "JOIN jobs ON jobs.tenant = wanted.t AND jobs.idempotency_key = wanted.k"
+        found = [
+            r[0]
+            for r in pairs_joined(
+                conn,
+                keys,
+                "SELECT jobs.id FROM wanted JOIN jobs ON jobs.tenant = wanted.a AND jobs.idempotency_key = wanted.b",
             )
-            found += [r[0] for r in conn.exec_driver_sql(sql, tuple(x for pair in chunk for x in pair))]
+        ]
         out: dict[tuple[str, str], Any] = {}
         for k in range(0, len(found), 500):
             for r in conn.execute(select(t.jobs).where(t.jobs.c.id.in_(found[k : k + 500]))).mappings():

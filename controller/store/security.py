@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from controller.store import audit_chain
 from controller.store import schema as t
+from controller.store.base import pairs_joined
 from controller.store.store import Store, new_job_id
 
 APPROVED = "approved"
@@ -83,22 +84,12 @@ class SecurityStore:
         the grants on their (data set, tenant) unique index, one statement per 1,000 (so each
         pair is one index probe, whatever the number of grants; a ``tenant IN (...) AND
         dataset_id IN (...)`` probed every combination of the two lists)."""
-        pairs = sorted(wanted)
-        found: set[tuple[str, str]] = set()
+        select_from = (
+            "SELECT g.tenant, g.dataset_id FROM wanted JOIN dataset_grants g "
+            f"ON g.tenant = wanted.a AND g.dataset_id = wanted.b WHERE g.status = '{APPROVED}'"
+        )
         with self.store.read() as conn:
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            for k in range(0, len(pairs), 1000):
-                chunk = pairs[k : k + 1000]
-                values = ", ".join([f"({mark}, {mark})"] * len(chunk))
-                sql = (
-                    f"WITH wanted(t, d) AS (VALUES {values}) SELECT g.tenant, g.dataset_id FROM wanted "
-                    "JOIN dataset_grants g ON g.dataset_id = wanted.d AND g.tenant = wanted.t "
-                    f"WHERE g.status = '{APPROVED}'"
-                )
-                found.update(
-                    (r[0], r[1]) for r in conn.exec_driver_sql(sql, tuple(x for p in chunk for x in p))
-                )
-        return found
+            return {(r[0], r[1]) for r in pairs_joined(conn, sorted(wanted), select_from)}
 
     def request_grant(
         self, dataset_id: str, tenant: str, fresh: dict[str, Any], audit: dict[str, Any]
