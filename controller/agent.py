@@ -299,8 +299,9 @@ class Agent:
         # A page that changed mostly lists attempts the agent already holds (one job ended, and
         # every later page's cursor moved): those entries are taken as held, not validated
         # again (an entry says nothing that changes for its job, attempt and epoch but the
-        # lease, which the agent keeps from its renewals, not from this list).
-        known = {(a.job_id, a.attempt, a.epoch): a for _, page in self.pages.values() for a in page}
+        # lease, which the agent keeps from its renewals, not from this list). Indexed at the
+        # first page that changed: an idle poll (all 304s) needs no index.
+        known: dict[tuple[Any, Any, Any], Assignment] | None = None
         try:
             while True:
                 params: dict[str, str | int] = {"limit": ASSIGNMENT_PAGE}
@@ -319,6 +320,8 @@ class Agent:
                     self.stats.unchanged_pages += 1
                 else:
                     r.raise_for_status()
+                    if known is None:
+                        known = {(a.job_id, a.attempt, a.epoch): a for _, p in self.pages.values() for a in p}
                     page = [_held(known, a) or Assignment.model_validate(a) for a in r.json()]
                     tag = r.headers.get("etag")
                     held = (tag, page) if tag else None

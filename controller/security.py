@@ -49,7 +49,7 @@ from controller.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from controller.jobs import JobCreate
 from controller.schemas import Instant
 from controller.settings import Settings
-from controller.store.security import SecurityStore
+from controller.store.security import GRANT_APPROVED, GRANT_REJECTED, SecurityStore
 from controller.store.store import Store, now, utc
 
 TOKEN_RE = re.compile(r"^yw_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
@@ -246,7 +246,7 @@ def _grant_read(row: Any) -> GrantRead:
     return GrantRead.model_validate(d)
 
 
-SECURITY_ACTIONS = ("token.revoked", "grant.requested", "grant.approved", "grant.rejected")
+SECURITY_ACTIONS = ("token.revoked", "grant.requested", GRANT_APPROVED, GRANT_REJECTED)
 AUTH_CACHE_MAX = 100_000  # tokens, and tenants' grant sets
 
 
@@ -560,7 +560,7 @@ class Security:
         if not (by.open or by.role == Role.admin or (by.role == Role.tenant and by.tenant == ds.owner)):
             raise Forbidden(f"only the owner of data set {ds.id!r} ({ds.owner}) or an admin decides grants")
         status = GrantStatus.approved if approve else GrantStatus.rejected
-        action = "grant.approved" if approve else "grant.rejected"
+        action = GRANT_APPROVED if approve else GRANT_REJECTED
         row = self.repo.decide_grant(
             ds.id,
             grant_id,

@@ -278,8 +278,8 @@ class JobsRepo(StoreBase):
     def active_on_cluster(
         self, cluster: str, *, after: str | None = None, limit: int = 500, with_spec: bool = True
     ) -> list[JobRow]:
-        """The Scheduled and Running jobs on one cluster, by id, one page at a time (an index on
-        (cluster, phase) serves it however many jobs the cluster ran before). ``with_spec``
+        """The Scheduled and Running jobs on one cluster, by id, one page at a time (the partial
+        index of active attempts serves it however many jobs the cluster ran before). ``with_spec``
         False: the id, tenant, phase, attempt and epoch only (``job_specs_json`` reads the specs)."""
         if not with_spec:
             return self._active_ids(cluster, after, limit)

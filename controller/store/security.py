@@ -21,6 +21,10 @@ from controller.store.store import Store, new_job_id
 
 APPROVED = "approved"
 REJECTED = "rejected"
+# The audit actions of a grant's decision (``Security.decide_grant`` writes them; the
+# scheduling cycle's ``grants_marker`` reads the newest)
+GRANT_APPROVED = "grant.approved"
+GRANT_REJECTED = "grant.rejected"
 
 
 class SecurityStore:
@@ -75,7 +79,7 @@ class SecurityStore:
         with self.store.read() as conn:
             return max(
                 int(conn.execute(select(func.max(a.id)).where(a.action == action)).scalar() or 0)
-                for action in ("grant.approved", "grant.rejected")
+                for action in (GRANT_APPROVED, GRANT_REJECTED)
             )
 
     def approved_pairs(self, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
