@@ -199,6 +199,19 @@ class GrantRead(BaseModel):
     decided_at: datetime | None
 
 
+class GrantDecision(GrantRead):
+    """A grant as decided, with the jobs the decision stopped (a withdrawal: an approved grant
+    rejected)."""
+
+    stopped_jobs: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "job id -> the phase it was left in: the grantee's unfinished jobs reading the data set "
+            "(Failed when they had not started, Cancelled when running; the agent stops them)"
+        ),
+    )
+
+
 class GrantList(BaseModel):
     items: list[GrantRead]
 
@@ -552,11 +565,15 @@ class Security:
             )
         return out
 
-    def decide_grant(self, by: Principal, ds: DatasetRead, grant_id: str, approve: bool) -> GrantRead:
-        """The owner (or an admin) approves or rejects; rejecting an approved grant withdraws it
-        for new submissions and for admitted jobs not placed yet (the scheduling cycle reads the
-        grants again before it places a job: ``SchedulingService.ungranted``); placed and
-        running jobs are not stopped."""
+    def decide_grant(self, by: Principal, ds: DatasetRead, grant_id: str, approve: bool) -> GrantDecision:
+        """The owner (or an admin) approves or rejects. Rejecting an approved grant withdraws
+        it: new submissions and plans are refused, and in the same transaction the grantee's
+        unfinished jobs reading the data set stop (``SecurityStore.decide_grant``: not started,
+        they fail; running, they are cancelled and their agents stop them). The caller drops
+        the stopped jobs from its in-memory views (``Controller.forget_stopped``). The
+        scheduling cycle also reads the grants again before it places a job
+        (``SchedulingService.ungranted``): a grant withdrawn by hand in the database, or by
+        another process between a cycle's read and its placement, is caught there."""
         if not (by.open or by.role == Role.admin or (by.role == Role.tenant and by.tenant == ds.owner)):
             raise Forbidden(f"only the owner of data set {ds.id!r} ({ds.owner}) or an admin decides grants")
         status = GrantStatus.approved if approve else GrantStatus.rejected
@@ -572,7 +589,8 @@ class Security:
         if row is None:
             raise NotFound(f"grant {grant_id!r} of data set {ds.id!r} not found")
         self.cache.drop_grants(row["tenant"])
-        return _grant_read(row)
+        stopped = row.pop("stopped")
+        return GrantDecision(**_grant_read(row).model_dump(), stopped_jobs=stopped)
 
     # ---- audit log ----------------------------------------------------------------------------
     def audit(

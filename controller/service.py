@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -306,6 +306,9 @@ class Controller:
         self, job_id: str, reason: str = "cancelled by request", audit: dict[str, Any] | None = None
     ) -> JobRead:
         return self.jobs.cancel(job_id, reason, audit)
+
+    def forget_stopped(self, phases: Mapping[str, str]) -> None:
+        self.jobs.forget_stopped(phases)
 
     def get_decision(self, job_id: str) -> Decision:
         return self.jobs.get_decision(job_id)

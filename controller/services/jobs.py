@@ -110,6 +110,17 @@ class JobQueries:
             raise Conflict(f"job {job_id} kept changing while being cancelled; retry")
         return self.get_job(job_id)
 
+    def forget_stopped(self, phases: Mapping[str, str]) -> None:
+        """Jobs another write path stopped (job id -> the phase it left them in, committed):
+        their ledger entries and kept terms go, as after a cancel (the follower would do the
+        same from their events at its next sync)."""
+        if not phases:
+            return
+        with self.lock:
+            for job_id, phase in phases.items():
+                self.registry.ledger.pop(job_id)
+                self.read_model.forget_terms(job_id, phase)
+
     def get_decision(self, job_id: str) -> Decision:
         if self.store.get_job(job_id) is None:
             raise NotFound(f"job {job_id!r} not found")

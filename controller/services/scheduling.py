@@ -41,7 +41,7 @@ from controller.services.clusters import IDENTITY_FIELDS
 from controller.services.leadership import Leadership
 from controller.services.read_model import ReadModel
 from controller.settings import Settings
-from controller.store.security import SecurityStore
+from controller.store.security import SecurityStore, withdrawn_message
 from controller.store.store import Store, now
 
 log = logging.getLogger("yiwang.controller")
@@ -362,10 +362,7 @@ class SchedulingService:
         for job_id, tenant, foreign in reads:
             missing = [d for d in foreign if (tenant, d) not in approved]
             if missing:
-                out[job_id] = (
-                    f"not started: tenant {tenant!r} no longer holds an approved grant for data set(s) "
-                    f"{', '.join(repr(d) for d in missing)} (withdrawn after the job was submitted)"
-                )
+                out[job_id] = withdrawn_message(tenant, missing)
         return out
 
     def fresh_targets(

@@ -13,6 +13,7 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     Boolean,
     Connection,
@@ -365,6 +366,32 @@ class JobsRepo(StoreBase):
         q = select(t.jobs).where(t.jobs.c.phase.in_(ACTIVE_PHASES))
         with self.read() as conn:
             return [dict(r) for r in conn.execute(q).mappings().all()]
+
+    def unfinished_reading(
+        self, conn: Connection, tenant: str, dataset_id: str
+    ) -> list[tuple[str, str, int, str | None]]:
+        """``tenant``'s jobs not finished (Pending, Scheduled, Running) whose inputs name
+        ``dataset_id``, as (id, phase, attempt, cluster) in id order, their rows locked in
+        ``conn``'s transaction (``transition_many`` may change them). The database keeps the
+        rows whose stored spec has the id as a JSON string (a data-set id has no character JSON
+        escapes, and ``_``, a LIKE wildcard, only widens the match); each kept spec's inputs are
+        then compared exactly."""
+        spec_text = cast(t.jobs.c.spec, Text)
+        q = (
+            select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster, spec_text)
+            .where(
+                t.jobs.c.tenant == tenant,
+                t.jobs.c.phase.in_([JobPhase.Pending.value, *ACTIVE_PHASES]),
+                spec_text.like(f'%"{dataset_id}"%'),
+            )
+            .order_by(t.jobs.c.id)
+            .with_for_update()
+        )
+        out: list[tuple[str, str, int, str | None]] = []
+        for job_id, phase, attempt, cluster, text in conn.execute(q):
+            if dataset_id in (orjson.loads(text).get("inputs") or []):
+                out.append((job_id, phase, attempt, cluster))
+        return out
 
     def transition(
         self,

@@ -7,16 +7,18 @@ change with its audit row in one transaction (``audit_chain``), as every write o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from controller.domain.phases import JobPhase
 from controller.store import audit_chain
 from controller.store import schema as t
 from controller.store.base import pairs_joined
+from controller.store.jobs import Change
 from controller.store.store import Store, new_job_id
 
 APPROVED = "approved"
@@ -25,6 +27,23 @@ REJECTED = "rejected"
 # scheduling cycle's ``grants_marker`` reads the newest)
 GRANT_APPROVED = "grant.approved"
 GRANT_REJECTED = "grant.rejected"
+
+
+def withdrawn_message(tenant: str, datasets: Sequence[str]) -> str:
+    """Why a job that had not started fails when its tenant's grant was withdrawn (here, and
+    in the scheduling cycle's check before placing: ``SchedulingService.ungranted``)."""
+    return (
+        f"not started: tenant {tenant!r} no longer holds an approved grant for data set(s) "
+        f"{', '.join(repr(d) for d in datasets)} (withdrawn after the job was submitted)"
+    )
+
+
+def withdrawn_running_message(tenant: str, dataset_id: str) -> str:
+    """Why a running job was cancelled when its tenant's grant was withdrawn."""
+    return (
+        f"stopped: tenant {tenant!r} no longer holds an approved grant for data set {dataset_id!r} "
+        "(withdrawn by its owner while the job ran)"
+    )
 
 
 class SecurityStore:
@@ -158,18 +177,50 @@ class SecurityStore:
         audit: Callable[[str], dict[str, Any]],
     ) -> dict[str, Any] | None:
         """Set the grant's status (with ``audit(grantee)``'s row when it changes); the grant as
-        stored after, or None when the data set has no such grant."""
+        stored after, or None when the data set has no such grant. An approved grant rejected
+        (withdrawn) stops the grantee's unfinished jobs reading the data set in the same
+        transaction (``_stop_readers``; their number in the audit row): ``stopped`` in the
+        answer, job id -> the phase each was left in."""
         where = (t.dataset_grants.c.id == grant_id, t.dataset_grants.c.dataset_id == dataset_id)
         with self.store.tx() as conn:
             row = conn.execute(select(t.dataset_grants).where(*where)).mappings().first()
             if row is None:
                 return None
+            stopped: dict[str, str] = {}
             if row["status"] != status:
                 conn.execute(
                     update(t.dataset_grants).where(*where).values(status=status, decided_by=by, decided_at=at)
                 )
-                audit_chain.append(conn, [audit(row["tenant"])])
-            return dict(conn.execute(select(t.dataset_grants).where(*where)).mappings().one())
+                if row["status"] == APPROVED and status == REJECTED:
+                    stopped = self._stop_readers(conn, row["tenant"], dataset_id)
+                entry = audit(row["tenant"])
+                if stopped:
+                    entry = {**entry, "detail": {**entry["detail"], "stopped_jobs": len(stopped)}}
+                audit_chain.append(conn, [entry])
+            out = dict(conn.execute(select(t.dataset_grants).where(*where)).mappings().one())
+        return {**out, "stopped": stopped}
+
+    def _stop_readers(self, conn: Connection, tenant: str, dataset_id: str) -> dict[str, str]:
+        """A grant withdrawn: in its transaction, every job of the grantee that reads the data
+        set and has not finished stops (a (data set, tenant) pair has one grant row, so no other
+        approval covers them). Not started (Pending, or Scheduled: its agent has not reported it
+        running) it fails; running it is cancelled, and its agent, no longer finding the
+        attempt among its assignments, stops it. Their rows are read locked and changed in two
+        statements (``transition_many``). Job id -> the phase it is left in."""
+        changes = []
+        for job_id, phase, attempt, cluster in self.store.unfinished_reading(conn, tenant, dataset_id):
+            running = phase == JobPhase.Running.value
+            to = JobPhase.Cancelled if running else JobPhase.Failed
+            message = (
+                withdrawn_running_message(tenant, dataset_id)
+                if running
+                else withdrawn_message(tenant, [dataset_id])
+            )
+            changes.append(
+                Change(job_id, phase, attempt, to.value, message, True, cluster, to.value, message)
+            )
+        self.store.transition_many(conn, changes)
+        return {c.job_id: c.phase for c in changes}
 
     # ---- audit log ----------------------------------------------------------------------------
     def audit_rows(

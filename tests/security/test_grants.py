@@ -88,42 +88,134 @@ def test_a_tenant_registers_its_own_data_sets_only(
     assert api.post("/v1/datasets", json=ds, headers=tokens["hubei"]).status_code == 201
 
 
-def test_a_withdrawn_grant_stops_the_jobs_that_have_not_started(
+def _running(api: TestClient, job_id: str, admin: dict[str, str]) -> str:
+    """Report the placed job running, as its agent does; its cluster."""
+    got = api.get(f"/v1/jobs/{job_id}", headers=admin).json()
+    assert got["phase"] == "Scheduled", got
+    cluster = got["cluster"]
+    [entry] = [
+        a for a in api.get(f"/v1/agents/{cluster}/assignments", headers=admin).json() if a["job_id"] == job_id
+    ]
+    report = {"job_id": job_id, "attempt": 1, "epoch": entry["epoch"], "phase": "Running"}
+    r = api.post(f"/v1/agents/{cluster}/status", json=report, headers=admin)
+    assert r.status_code == 200 and r.json()["phase"] == "Running", r.text
+    return str(cluster)
+
+
+def test_a_withdrawn_grant_stops_the_grantees_unfinished_jobs_at_once(
     api: TestClient, tokens: dict[str, dict[str, str]]
 ) -> None:
-    """A job admitted with its grant waits in the queue; the owner withdraws the grant; the
-    cycle reads the grants again before placing and fails the job, naming the data set, instead
-    of running it against the owner's decision. Jobs reading their own data, or a data set
-    still granted, are placed in the same cycle; a placed job is not stopped."""
+    """The owner withdraws an approved grant: in the same transaction every unfinished job of
+    the grantee that reads the data set stops, each naming it. Not started (Pending, or
+    Scheduled and not yet reported running) it fails; running it is cancelled, its attempt
+    leaves its agent's assignments (the agent stops what it no longer finds there) and its
+    reservation leaves the ledger. The answer names them; the audit row counts them. Jobs
+    reading their own data, or nothing of the owner's, go on; so do finished ones."""
     from controller.service import Controller
+
+    ctl: Controller = api.app.state.controller  # type: ignore[attr-defined]
+    hb, gd, admin = tokens["hubei"], tokens["guangdong"], tokens["admin"]
+    gid = api.post(GRANTS, json={}, headers=hb).json()["id"]
+    api.post(f"{GRANTS}/{gid}/approve", headers=gd)
+    reads = job("hubei", inputs=["gd-tax"])
+    running = api.post("/v1/jobs", json=reads, headers=hb).json()["id"]
+    done = api.post("/v1/jobs", json=reads, headers=hb).json()["id"]
+    placed = api.post("/v1/jobs", json=reads, headers=hb).json()["id"]
+    assert ctl.schedule_pending() == 3
+    cluster = _running(api, running, admin)
+    done_on = _running(api, done, admin)
+    epoch = ctl.leadership.epoch
+    finished = {"job_id": done, "attempt": 1, "epoch": epoch, "phase": "Succeeded"}
+    assert (
+        api.post(f"/v1/agents/{done_on}/status", json=finished, headers=admin).json()["phase"] == "Succeeded"
+    )
+    waiting = api.post("/v1/jobs", json=reads, headers=hb).json()["id"]
+    own = api.post("/v1/jobs", json=job("hubei", name="own"), headers=hb).json()["id"]
+    owner = api.post("/v1/jobs", json=job("guangdong", inputs=["gd-tax"]), headers=gd).json()["id"]
+    assert running in ctl.registry.ledger and placed in ctl.registry.ledger
+
+    r = api.post(f"{GRANTS}/{gid}/reject", headers=gd)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "rejected"
+    assert r.json()["stopped_jobs"] == {running: "Cancelled", placed: "Failed", waiting: "Failed"}
+    for job_id, phase, event in ((running, "Cancelled", "Cancelled"), (placed, "Failed", "Failed")):
+        got = api.get(f"/v1/jobs/{job_id}", headers=hb).json()
+        assert got["phase"] == phase and "gd-tax" in got["message"], got
+        assert [e["type"] for e in got["events"]][-1] == event
+        assert job_id not in ctl.registry.ledger
+    assert "while the job ran" in api.get(f"/v1/jobs/{running}", headers=hb).json()["message"]
+    got = api.get(f"/v1/jobs/{waiting}", headers=hb).json()
+    assert got["phase"] == "Failed" and "no longer holds an approved grant" in got["message"]
+    assert [e["type"] for e in ctl.store.job_events(waiting)] == ["Submitted", "Failed"]
+    # the running attempt is no longer among its agent's assignments: the agent stops it
+    listed = api.get(f"/v1/agents/{cluster}/assignments", headers=admin).json()
+    assert running not in {a["job_id"] for a in listed}
+    # its agent's late report is refused as stale (409): the agent stops the attempt then too
+    late = {"job_id": running, "attempt": 1, "epoch": epoch, "phase": "Running"}
+    assert api.post(f"/v1/agents/{cluster}/status", json=late, headers=admin).status_code == 409
+    [audit] = [
+        a for a in api.get("/v1/audit", params={"action": "grant.rejected"}, headers=admin).json()["items"]
+    ]
+    assert audit["detail"]["stopped_jobs"] == 3
+    # the finished job, and jobs not reading the withdrawn grant, are left as they were
+    assert api.get(f"/v1/jobs/{done}", headers=hb).json()["phase"] == "Succeeded"
+    assert api.get(f"/v1/jobs/{own}", headers=hb).json()["phase"] == "Pending"
+    assert api.get(f"/v1/jobs/{owner}", headers=gd).json()["phase"] == "Pending"
+    assert ctl.schedule_pending() == 2
+    # rejecting again changes nothing and stops nothing
+    again = api.post(f"{GRANTS}/{gid}/reject", headers=gd).json()
+    assert again["status"] == "rejected" and again["stopped_jobs"] == {}
+    # granted again: a new submission runs; the stopped ones stay stopped
+    regrant = api.post(GRANTS, json={}, headers=hb).json()["id"]
+    assert api.post(f"{GRANTS}/{regrant}/approve", headers=gd).json()["stopped_jobs"] == {}
+    fresh = api.post("/v1/jobs", json=reads, headers=hb).json()["id"]
+    assert ctl.schedule_pending() == 1
+    assert api.get(f"/v1/jobs/{fresh}", headers=hb).json()["phase"] == "Scheduled"
+    assert api.get(f"/v1/jobs/{placed}", headers=hb).json()["phase"] == "Failed"
+
+
+def test_the_cycle_fails_a_job_whose_grant_went_elsewhere(
+    api: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    """A grant rejected by another writer than this process's API (another controller version,
+    or by hand with its audit row) leaves the grantee's queued job Pending; the scheduling
+    cycle reads the grants again before placing and fails it, naming the data set, instead of
+    running it against the owner's decision. Jobs reading their own data are placed."""
+    from sqlalchemy import update
+
+    from controller.service import Controller
+    from controller.store import audit_chain
+    from controller.store import schema as t
+    from controller.store.store import now
 
     ctl: Controller = api.app.state.controller  # type: ignore[attr-defined]
     hb, gd = tokens["hubei"], tokens["guangdong"]
     gid = api.post(GRANTS, json={}, headers=hb).json()["id"]
     api.post(f"{GRANTS}/{gid}/approve", headers=gd)
-    early = api.post("/v1/jobs", json=job("hubei", inputs=["gd-tax"]), headers=hb).json()["id"]
-    assert ctl.schedule_pending() == 1  # placed while granted
     waiting = api.post("/v1/jobs", json=job("hubei", inputs=["gd-tax"]), headers=hb).json()["id"]
-    own = api.post("/v1/jobs", json=job("hubei", name="own"), headers=hb).json()["id"]
     owner = api.post("/v1/jobs", json=job("guangdong", inputs=["gd-tax"]), headers=gd).json()["id"]
-    assert api.post(f"{GRANTS}/{gid}/reject", headers=gd).json()["status"] == "rejected"
-    assert ctl.schedule_pending() == 2  # the two others
+    with ctl.store.tx() as conn:
+        conn.execute(update(t.dataset_grants).where(t.dataset_grants.c.id == gid).values(status="rejected"))
+        audit_chain.append(
+            conn,
+            [
+                {
+                    "at": now(),
+                    "actor": "elsewhere",
+                    "role": "admin",
+                    "tenant": None,
+                    "action": "grant.rejected",
+                    "target": "dataset/gd-tax",
+                    "detail": {"grant": gid},
+                }
+            ],
+        )
+    assert ctl.schedule_pending() == 1  # the owner's own job
     got = api.get(f"/v1/jobs/{waiting}", headers=hb).json()
     assert got["phase"] == "Failed", got
     assert "gd-tax" in got["message"] and "no longer holds an approved grant" in got["message"]
     assert [e["type"] for e in ctl.store.job_events(waiting)] == ["Submitted", "Failed"]
-    for placed in (own, owner, early):  # the job placed before the withdrawal keeps running
-        assert (
-            api.get(f"/v1/jobs/{placed}", headers=hb if placed != owner else gd).json()["phase"]
-            == "Scheduled"
-        )
-    # granted again: a new submission runs; the failed one stays failed
-    again = api.post(GRANTS, json={}, headers=hb).json()["id"]
-    api.post(f"{GRANTS}/{again}/approve", headers=gd)
-    fresh = api.post("/v1/jobs", json=job("hubei", inputs=["gd-tax"]), headers=hb).json()["id"]
-    assert ctl.schedule_pending() == 1
-    assert api.get(f"/v1/jobs/{fresh}", headers=hb).json()["phase"] == "Scheduled"
-    assert api.get(f"/v1/jobs/{waiting}", headers=hb).json()["phase"] == "Failed"
+    assert api.get(f"/v1/jobs/{owner}", headers=gd).json()["phase"] == "Scheduled"
 
 
 def test_approved_pairs_are_exactly_the_approved_grants_asked_for(db_url: str) -> None:
@@ -201,4 +293,64 @@ def test_approved_pairs_are_exactly_the_approved_grants_asked_for(db_url: str) -
         repo.decide_grant(dataset_id, grant_id, status, "test", now(), lambda _grantee, row=row: row)
         markers.append(repo.grants_marker())
     assert 0 < markers[0] < markers[1]
+    store.close()
+
+
+def test_unfinished_reading_is_exactly_the_grantees_unfinished_readers(db_url: str) -> None:
+    """``JobsRepo.unfinished_reading`` (what a withdrawal stops) on both databases: the tenant's
+    Pending, Scheduled and Running jobs whose inputs name the data set, and no others: not
+    another tenant's, not a finished one, not one naming the id elsewhere in its spec or
+    reading a data set whose id the LIKE filter also matches (``_`` is its wildcard)."""
+    from controller.bench.mixed import job_row
+    from controller.store import Store
+
+    store = Store(db_url)
+    specs = {
+        "reads": ("hubei", "Pending", ["gd_tax", "other"]),
+        "reads-placed": ("hubei", "Scheduled", ["gd_tax"]),
+        "reads-running": ("hubei", "Running", ["x", "gd_tax"]),
+        "reads-done": ("hubei", "Succeeded", ["gd_tax"]),
+        "reads-failed": ("hubei", "Failed", ["gd_tax"]),
+        "other-tenant": ("zhejiang", "Running", ["gd_tax"]),
+        "wildcard": ("hubei", "Running", ["gd-tax"]),
+        "longer": ("hubei", "Pending", ["gd_tax2"]),
+        "named": ("hubei", "Pending", []),
+    }
+    rows = [
+        job_row({"name": "gd_tax" if name == "named" else name, "tenant": tenant, "inputs": inputs})
+        for name, (tenant, _, inputs) in specs.items()
+    ]
+    store.insert_jobs_bulk(rows)
+    # each job to its phase by the rule table's own steps
+    steps = {
+        "Scheduled": ["Scheduled"],
+        "Running": ["Scheduled", "Running"],
+        "Succeeded": ["Scheduled", "Running", "Succeeded"],
+        "Failed": ["Failed"],
+    }
+    with store.tx() as conn:
+        for row, (_, phase, _) in zip(rows, specs.values(), strict=True):
+            at = "Pending"
+            for step in steps.get(phase, []):
+                values = {"phase": step, "cluster": "prov-hubei"}
+                assert store.transition(
+                    conn,
+                    row["id"],
+                    expect_phases=[at],
+                    expect_attempt=1,
+                    values=values,
+                    event_type=step,
+                    reason="",
+                )
+                at = step
+    ids = {r["name"]: r["id"] for r in rows}
+    with store.tx() as conn:
+        got = store.unfinished_reading(conn, "hubei", "gd_tax")
+    assert got == sorted(
+        [
+            (ids["reads"], "Pending", 1, None),
+            (ids["reads-placed"], "Scheduled", 1, "prov-hubei"),
+            (ids["reads-running"], "Running", 1, "prov-hubei"),
+        ]
+    )
     store.close()

@@ -324,6 +324,17 @@ def test_the_catalogue_explains_residency_and_owners_decide_grants(
     cnarrow.fits()
     cnarrow.shot("data-390", doc=True)
 
+    # The owner withdraws it: the confirmation says the grantee's unfinished readers stop now.
+    ctab.set_token(console.tokens["guangdong"])
+    page.reload()
+    hubei.get_by_role("button", name="Withdraw hubei for gd-open-statistics").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("its unfinished jobs reading it stop now")
+    dialog.get_by_role("button", name="Withdraw").click()
+    expect(hubei.locator("[data-status]")).to_have_text("Rejected 已拒绝")
+    grants = console.get("/v1/datasets/gd-open-statistics/grants")["items"]
+    assert {g["tenant"]: g["status"] for g in grants}["hubei"] == "rejected"
+
 
 # ---- 6. the audit log ----------------------------------------------------------------------------------------------
 def test_the_audit_log_filters_and_links_what_happened(ctab: Page, cnarrow: Page, console: Console) -> None:

@@ -13,6 +13,7 @@ from controller.errors import NotFound
 from controller.overview import ResidencyRead
 from controller.security import (
     GrantCreate,
+    GrantDecision,
     GrantList,
     GrantOverviewList,
     GrantRead,
@@ -83,20 +84,24 @@ def list_grants(ds_id: str, ctl: ControllerDep, sec: SecurityDep, who: ReaderP) 
     return GrantList(items=sec.list_grants(who, ctl.catalogue.get(ds_id)))
 
 
-@router.post("/{ds_id}/grants/{grant_id}/approve", response_model=GrantRead)
+@router.post("/{ds_id}/grants/{grant_id}/approve", response_model=GrantDecision)
 def approve_grant(
     ds_id: str, grant_id: str, ctl: ControllerDep, sec: SecurityDep, who: PrincipalDep
-) -> GrantRead:
+) -> GrantDecision:
     return sec.decide_grant(who, ctl.catalogue.get(ds_id), grant_id, approve=True)
 
 
-@router.post("/{ds_id}/grants/{grant_id}/reject", response_model=GrantRead)
+@router.post("/{ds_id}/grants/{grant_id}/reject", response_model=GrantDecision)
 def reject_grant(
     ds_id: str, grant_id: str, ctl: ControllerDep, sec: SecurityDep, who: PrincipalDep
-) -> GrantRead:
-    """Rejecting an approved grant withdraws it for new submissions and plans, and for the
-    jobs admitted with it that have not been placed yet (they fail, naming the data set)."""
-    return sec.decide_grant(who, ctl.catalogue.get(ds_id), grant_id, approve=False)
+) -> GrantDecision:
+    """Rejecting an approved grant withdraws it: new submissions and plans are refused, and the
+    grantee's unfinished jobs reading the data set stop at once (``stopped_jobs``: those not
+    started fail, running ones are cancelled and their agents stop them), each naming the data
+    set."""
+    decided = sec.decide_grant(who, ctl.catalogue.get(ds_id), grant_id, approve=False)
+    ctl.forget_stopped(decided.stopped_jobs)
+    return decided
 
 
 @grants_router.get("", response_model=GrantOverviewList)

@@ -89,12 +89,15 @@ export function create(ctx, params) {
     const verb = approve ? "Approve" : g.status === "approved" ? "Withdraw" : "Reject";
     const body = approve
       ? `Tenant ${g.tenant} will be able to read ${g.dataset_id} (${g.classification}) in its jobs. Residency still applies.`
-      : `Tenant ${g.tenant} will no longer be able to submit jobs reading ${g.dataset_id}. Jobs already placed are not stopped.`;
+      : g.status === "approved"
+        ? `Tenant ${g.tenant} will no longer be able to submit jobs reading ${g.dataset_id}, and its unfinished jobs reading it stop now: those not started fail, running ones are cancelled.`
+        : `Tenant ${g.tenant} will not be able to read ${g.dataset_id}.`;
     const ok = await ctx.confirm({ title: `${verb} ${g.tenant}'s request for ${g.dataset_id}?`, body, action: verb, danger: !approve });
     if (!ok) return;
     try {
       const { data } = await post(`/v1/datasets/${encodeURIComponent(g.dataset_id)}/grants/${encodeURIComponent(g.id)}/${approve ? "approve" : "reject"}`);
-      ctx.announce(`${data.status === "approved" ? "Approved" : "Rejected"}: ${g.tenant} for ${g.dataset_id}`);
+      const stopped = Object.keys(data.stopped_jobs || {}).length;
+      ctx.announce(`${data.status === "approved" ? "Approved" : "Rejected"}: ${g.tenant} for ${g.dataset_id}${stopped ? ` (${stopped} job${stopped === 1 ? "" : "s"} stopped)` : ""}`);
       await ctx.refresh();
     } catch (err) {
       ctx.showError(err);
