@@ -45,6 +45,7 @@ from controller.services.leadership import ControlLoops, Leadership
 from controller.services.monitoring import Monitoring, capacity_tracker
 from controller.services.policies import PolicyService
 from controller.services.read_model import ReadModel
+from controller.services.retention import Retention
 from controller.services.scheduling import SchedulingService
 from controller.services.submission import Submission
 from controller.settings import Settings
@@ -88,6 +89,7 @@ class Controller:
             settings,
             fenced_reports=lambda: self.fenced_reports,
         )
+        self.retention = Retention(self.store, settings)
         self.clusters = ClusterService(
             self.store,
             self.lock,
@@ -145,6 +147,7 @@ class Controller:
             refresh_capacity=lambda: self.capacity.maybe_refresh(),
             sync=lambda: self.sync_from_store(),
             checkpoint_audit=lambda: self.maybe_checkpoint_audit(),
+            prune=lambda: self.retention.maybe_prune(),
             expire_leases=lambda: self.expire_leases(),
             schedule_pending=lambda: self.schedule_pending(),
             sample_metrics=lambda: self.sample_metrics(),

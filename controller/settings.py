@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     # status) and written as one audit row per key every audit_denied_interval_s and at shutdown;
     # beyond audit_denied_max_keys keys in one interval, new callers are counted as "(others)".
     audit_denied_interval_s: float = Field(default=60.0, gt=0)
+    # Retention (controller/store/retention.py): the leader deletes finished jobs, with their
+    # events and stored decisions, whose row last changed more than retention_days ago, and the
+    # decision parts no remaining decision names, every retention_check_s; 0 keeps everything.
+    # The audit log is never pruned.
+    retention_days: float = Field(default=90.0, ge=0, le=36_500)
+    retention_check_s: float = Field(default=3600.0, gt=0)
     audit_denied_max_keys: int = Field(default=1000, ge=1, le=1_000_000)
 
     @property

@@ -190,3 +190,39 @@ def db_upgrade(database_url: Annotated[str, typer.Option(envvar="YIWANG_DATABASE
         raise CliError(f"cannot upgrade the database at {shown}: {first}") from exc
     console.print(f"database at {shown} is up to date", markup=False, highlight=False)
     console.print("database at head")
+
+
+@app.command("db-prune")
+def db_prune(
+    database_url: Annotated[str, typer.Option(envvar="YIWANG_DATABASE_URL")],
+    older_than_days: Annotated[
+        float, typer.Option(min=0, help="delete jobs finished (last changed) more than this many days ago")
+    ],
+) -> None:
+    """Delete finished jobs older than the given age, with their events and decisions, and the
+    decision parts nothing names (what the leader does every YIWANG_RETENTION_CHECK_S when
+    YIWANG_RETENTION_DAYS is set; the audit log is kept). Prints the numbers as JSON."""
+    import json
+    from datetime import timedelta
+
+    import sqlalchemy.exc
+
+    from controller.errors import StoreUnavailable
+    from controller.services.retention import Retention
+    from controller.settings import Settings
+    from controller.store.store import Store, now
+
+    try:
+        store = Store(database_url, migrate=False)
+        pruner = Retention(store, Settings(database_url=database_url))
+        total: dict[str, int] = {"jobs": 0, "events": 0, "decisions": 0, "parts": 0}
+        while True:
+            out = pruner.prune(now() - timedelta(days=older_than_days))
+            for k in total:
+                total[k] += int(out[k])
+            if not out["backlog"]:
+                break
+    except (sqlalchemy.exc.SQLAlchemyError, OSError, StoreUnavailable) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise CliError(f"cannot prune the database: {_one_line(str(cause))}") from exc
+    console.print(json.dumps(total), markup=False, highlight=False)

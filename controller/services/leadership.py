@@ -102,6 +102,7 @@ class ControlLoops:
         refresh_capacity: Callable[[], Any],
         sync: Callable[[], None],
         checkpoint_audit: Callable[[], None],
+        prune: Callable[[], Any],
         expire_leases: Callable[[], int],
         schedule_pending: Callable[[], int],
         sample_metrics: Callable[[], Any],
@@ -111,6 +112,7 @@ class ControlLoops:
         self.refresh_capacity = refresh_capacity
         self.sync = sync
         self.checkpoint_audit = checkpoint_audit
+        self.prune = prune
         self.expire_leases = expire_leases
         self.schedule_pending = schedule_pending
         self.sample_metrics = sample_metrics
@@ -177,6 +179,7 @@ class ControlLoops:
                     self.expire_leases()
                     while self.schedule_pending() >= self.settings.schedule_batch:
                         pass
+                    self.prune()  # retention: at most one bounded pass, when one is due
             except StaleLeader as exc:  # deposed mid-cycle: the cycle's writes were rolled back
                 self.leadership.lost_lead(exc)
             except StoreUnavailable as exc:  # a failover: nothing of the cycle was committed

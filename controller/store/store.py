@@ -50,6 +50,7 @@ from controller.store.jobs import (
 )
 from controller.store.leadership import LeadershipRepo
 from controller.store.policies import PoliciesRepo
+from controller.store.retention import RetentionRepo
 
 __all__ = [
     "ACTIVE_PHASES",
@@ -86,6 +87,7 @@ class Store(
     DatasetsRepo,
     PoliciesRepo,
     LeadershipRepo,
+    RetentionRepo,
 ):
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
