@@ -304,13 +304,23 @@ def test_the_catalogue_explains_residency_and_owners_decide_grants(
         "decided by nhc"
     )
     expect(page.locator("tr[data-grant][data-dataset=nhc-health-statistics] button")).to_have_count(0)
-    hubei.get_by_role("button", name="Approve hubei for gd-open-statistics").click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text("Tenant hubei will be able to read gd-open-statistics (general)")
-    dialog.get_by_role("button", name="Approve").click()
-    expect(hubei.locator("[data-status]")).to_have_text("Approved 已批准")
-    grants = console.get("/v1/datasets/gd-open-statistics/grants")["items"]
-    assert {g["tenant"]: g["status"] for g in grants}["hubei"] == "approved"
+
+    def decide(verb: str, says: str, shown: str, status: str) -> None:
+        """Hubei's grant decided through its row's button and the confirmation dialog."""
+        hubei.get_by_role("button", name=f"{verb} hubei for gd-open-statistics").click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog).to_contain_text(says)
+        dialog.get_by_role("button", name=verb).click()
+        expect(hubei.locator("[data-status]")).to_have_text(shown)
+        grants = console.get("/v1/datasets/gd-open-statistics/grants")["items"]
+        assert {g["tenant"]: g["status"] for g in grants}["hubei"] == status
+
+    decide(
+        "Approve",
+        "Tenant hubei will be able to read gd-open-statistics (general)",
+        "Approved 已批准",
+        "approved",
+    )
 
     # Hubei now sees the data set in its catalogue, and decides nothing of Guangdong's.
     ctab.set_token(console.tokens["hubei"])
@@ -327,13 +337,7 @@ def test_the_catalogue_explains_residency_and_owners_decide_grants(
     # The owner withdraws it: the confirmation says the grantee's unfinished readers stop now.
     ctab.set_token(console.tokens["guangdong"])
     page.reload()
-    hubei.get_by_role("button", name="Withdraw hubei for gd-open-statistics").click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text("its unfinished jobs reading it stop now")
-    dialog.get_by_role("button", name="Withdraw").click()
-    expect(hubei.locator("[data-status]")).to_have_text("Rejected 已拒绝")
-    grants = console.get("/v1/datasets/gd-open-statistics/grants")["items"]
-    assert {g["tenant"]: g["status"] for g in grants}["hubei"] == "rejected"
+    decide("Withdraw", "its unfinished jobs reading it stop now", "Rejected 已拒绝", "rejected")
 
 
 # ---- 6. the audit log ----------------------------------------------------------------------------------------------
