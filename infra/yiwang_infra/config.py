@@ -141,6 +141,14 @@ class StoreBackupSettings(Camel):
     endpoint: str | None = None
     bucket: str | None = None
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 35
+    # a base backup at least this often, taken by the primary's site (``base_backup.py``); the
+    # full backups kept cover retention_days
+    every_hours: Annotated[int, Field(ge=1, le=24 * 31)] = 24
+
+    @property
+    def keep_full(self) -> int:
+        """How many full base backups WAL-G keeps (the WAL they need with them)."""
+        return max(1, self.retention_days * 24 // self.every_hours)
 
 
 class NationalStoreSettings(Camel):

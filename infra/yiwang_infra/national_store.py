@@ -17,7 +17,10 @@ Per national cluster, in namespace ``yiwang-store``:
 - backups: WAL-G archives the WAL and base backups to object storage **in this site's region**:
   an OSS bucket created here (KMS-encrypted with the cluster's key, versioned, old versions
   expire) in ack mode, the government cloud's S3-compatible object storage named in
-  ``controller.store.backup`` in existing mode.
+  ``controller.store.backup`` in existing mode. The WAL through Patroni's ``archive_command``;
+  the base backups by a second container of the Patroni pod (``base_backup.py``: on the primary,
+  one when the newest is older than ``backup.everyHours``, the full backups kept covering
+  ``backup.retentionDays``), over loopback as the superuser.
 
 Why one module of this length: one Pulumi component for one site's member of the store; its etcd,
 Patroni, load balancers, network policies and backups are declared together and read each
@@ -26,6 +29,7 @@ other's outputs (addresses, secrets), so a reader checks the site's whole wiring
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -34,8 +38,9 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from controller.store import patroni
+from infra.yiwang_infra import base_backup
 from infra.yiwang_infra import labels as L
-from infra.yiwang_infra.config import Mode, NationalStoreSettings, StackConfig
+from infra.yiwang_infra.config import Mode, NationalStoreSettings, StackConfig, StoreBackupSettings
 from infra.yiwang_infra.member_cluster import MemberCluster
 from infra.yiwang_infra.platform import PLATFORM_PRIORITY
 
@@ -46,6 +51,7 @@ CREDENTIALS = "yiwang-store-credentials"
 PG_PORT, REST_PORT, ETCD_CLIENT, ETCD_PEER = 5432, 8008, 2379, 2380
 LB = "service.beta.kubernetes.io/alibaba-cloud-loadbalancer"
 DATA = "/var/lib/postgresql/data"
+PGDATA = f"{DATA}/pgdata"
 
 
 def site_of(cluster_name: str) -> str:
@@ -71,6 +77,8 @@ def patroni_yaml(config: StackConfig, peer_cidrs: list[str], own_cidr: str, arch
         hba.append(f"host all all {cidr} scram-sha-256")
     for cidr in peer_cidrs:  # the other database site streams from here when it is the standby
         hba.append(f"host replication replicator {cidr} scram-sha-256")
+    if archive:  # the base-backup container, beside PostgreSQL in the pod
+        hba.append("host all postgres 127.0.0.1/32 scram-sha-256")
     config_doc = patroni.member_config(
         site=site,
         rest_listen=f"0.0.0.0:{REST_PORT}",
@@ -78,7 +86,7 @@ def patroni_yaml(config: StackConfig, peer_cidrs: list[str], own_cidr: str, arch
         pg_listen=f"0.0.0.0:{PG_PORT}",
         pg_connect=pg_host,
         etcd_hosts=[f"{h}:{ETCD_CLIENT}" for _, h in sorted(store.etcd.items())],
-        data_dir=f"{DATA}/pgdata",
+        data_dir=PGDATA,
         bin_dir=store.bin_dir,
         pg_hba=hba,
         # passwords come from PATRONI_SUPERUSER_PASSWORD / PATRONI_REPLICATION_PASSWORD
@@ -211,6 +219,7 @@ class NationalStoreMember(pulumi.ComponentResource):
             data={
                 "patroni.yml": patroni_yaml(config, peer_cidrs, own_cidr, archive),
                 "post-bootstrap.sh": POST_BOOTSTRAP,
+                **({"base-backup.py": BASE_BACKUP} if archive else {}),
             },
             opts=in_ns,
         )
@@ -290,6 +299,7 @@ class NationalStoreMember(pulumi.ComponentResource):
             storage=storage,
             probe_path="/readiness",
             probe_port=REST_PORT,
+            sidecars=[_base_backup_container(store.image, backup_env, store.backup)] if archive else [],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, secret, config_map]),
         )
 
@@ -400,6 +410,40 @@ class NationalStoreMember(pulumi.ComponentResource):
         self.register_outputs({"site": site, "backupBucket": self.backup_bucket})
 
 
+BASE_BACKUP = Path(base_backup.__file__).read_text()  # the script, as it is
+
+
+def _base_backup_container(
+    image: str, backup_env: list[k8s.core.v1.EnvVarArgs], backup: StoreBackupSettings
+) -> k8s.core.v1.ContainerArgs:
+    """The Patroni pod's second container: base backups while this member is the primary
+    (``base_backup.py``), with WAL-G's settings, the data volume and loopback to PostgreSQL."""
+    return k8s.core.v1.ContainerArgs(
+        name="base-backup",
+        image=image,
+        command=["python3", "/etc/patroni/base-backup.py"],
+        env=[
+            *backup_env,
+            k8s.core.v1.EnvVarArgs(name="PGDATA", value=PGDATA),
+            k8s.core.v1.EnvVarArgs(name="PGHOST", value="127.0.0.1"),
+            k8s.core.v1.EnvVarArgs(name="PGPORT", value=str(PG_PORT)),
+            k8s.core.v1.EnvVarArgs(name="PGUSER", value="postgres"),
+            k8s.core.v1.EnvVarArgs(name="PGPASSWORD", value_from=_secret_ref("superuser-password")),
+            k8s.core.v1.EnvVarArgs(name="PATRONI_URL", value=f"http://127.0.0.1:{REST_PORT}"),
+            k8s.core.v1.EnvVarArgs(name="BACKUP_EVERY_S", value=str(backup.every_hours * 3600)),
+            k8s.core.v1.EnvVarArgs(name="BACKUP_KEEP", value=str(backup.keep_full)),
+        ],
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA),
+            k8s.core.v1.VolumeMountArgs(name="config", mount_path="/etc/patroni", read_only=True),
+        ],
+        security_context=k8s.core.v1.SecurityContextArgs(
+            allow_privilege_escalation=False,
+            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        ),
+    )
+
+
 def _secret_ref(key: str) -> k8s.core.v1.EnvVarSourceArgs:
     return k8s.core.v1.EnvVarSourceArgs(
         secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=CREDENTIALS, key=key)
@@ -438,8 +482,10 @@ def _stateful_set(
     probe_path: str,
     probe_port: int,
     opts: pulumi.ResourceOptions,
+    sidecars: list[k8s.core.v1.ContainerArgs] | None = None,
 ) -> k8s.apps.v1.StatefulSet:
-    """One replica with its own volume (a site's member: the other member is another cluster)."""
+    """One replica with its own volume (a site's member: the other member is another cluster);
+    ``sidecars``: more containers of the pod, after the member's."""
     labels: dict[str, Any] = dict(metadata.labels or {})  # type: ignore[arg-type]
     selector = {"yiwang.gov.cn/component": labels["yiwang.gov.cn/component"], L.PART_OF: "yiwang"}
     return k8s.apps.v1.StatefulSet(
@@ -472,7 +518,8 @@ def _stateful_set(
                                 allow_privilege_escalation=False,
                                 capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
                             ),
-                        )
+                        ),
+                        *(sidecars or []),
                     ],
                     volumes=volumes,
                 ),

@@ -6,6 +6,7 @@ libpq multi-host URL. ``controller.store.kind: rds`` keeps the single-region RDS
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -16,6 +17,7 @@ from controller.store import patroni
 from controller.store.store import normalise_url
 from controller.topology.model import load_topology
 from infra.policypack.harness import check_resource, resource_args
+from infra.yiwang_infra import base_backup
 from infra.yiwang_infra.config import Mode
 from infra.yiwang_infra.network_plan import plan_for
 from infra.yiwang_infra.testing import StackRun, stack_config_values
@@ -108,8 +110,30 @@ def test_each_national_site_runs_its_member_of_the_replicated_store(stack: str) 
                 == f"https://oss-{config.alicloud.region_id}-internal.aliyuncs.com"
             )
             assert doc["postgresql"]["parameters"]["archive_command"] == "wal-g wal-push %p"
+            # base backups: the pod's second container runs the script written into the ConfigMap
+            pod = sets["yiwang-store-patroni"].inputs["spec"]["template"]["spec"]
+            assert [c["name"] for c in pod["containers"]] == ["patroni", "base-backup"]
+            sidecar = pod["containers"][1]
+            assert sidecar["command"] == ["python3", "/etc/patroni/base-backup.py"]
+            assert cm.inputs["data"]["base-backup.py"] == Path(base_backup.__file__).read_text()
+            side_env = {e["name"]: e for e in sidecar["env"]}
+            for same in ("WALG_S3_PREFIX", "AWS_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                assert side_env[same] == patroni_env[same]
+            assert side_env["PGDATA"]["value"] == doc["postgresql"]["data_dir"]
+            assert side_env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "superuser-password"
+            backup = config.controller.store.backup
+            assert side_env["BACKUP_EVERY_S"]["value"] == str(backup.every_hours * 3600) == "86400"
+            assert side_env["BACKUP_KEEP"]["value"] == str(backup.retention_days) == "35"  # daily, 35 days
+            assert {m["mountPath"] for m in sidecar["volumeMounts"]} == {
+                "/var/lib/postgresql/data",
+                "/etc/patroni",
+            }
+            assert "host all postgres 127.0.0.1/32 scram-sha-256" in hba
         else:
             assert buckets == []  # the government cloud's own object storage: controller.store.backup
+            # none named in this stack: no archive, so no base-backup container either
+            pod = sets["yiwang-store-patroni"].inputs["spec"]["template"]["spec"]
+            assert [c["name"] for c in pod["containers"]] == ["patroni"]
         # the controllers of both sites: one multi-host URL, writable site only
         (secret,) = [
             s
