@@ -87,6 +87,7 @@ class QuotaBook:
         self.capacity = [float(x) for x in federation_capacity]
         self.usage: dict[str, list[float]] = {k: [float(x) for x in v] for k, v in (usage or {}).items()}
         self.shares: dict[str, float] = {}
+        self._borrowing: dict[str, bool] = {}  # ``borrowing``, until the tenant's usage changes
         self._limits: dict[str, TenantLimits] = {}
         known = set(tenants) | set(self.usage) | (set(policy.tenants) if policy else set())
         self.cohort_nominal = [0.0, 0.0, 0.0]
@@ -152,6 +153,7 @@ class QuotaBook:
             u[r] += demand[r]
             cu[r] += demand[r]
         self.shares.pop(tenant, None)
+        self._borrowing.pop(tenant, None)
 
     def release(self, tenant: str, demand: Sequence[float]) -> None:
         u = self.used(tenant)
@@ -160,6 +162,7 @@ class QuotaBook:
             u[r] = max(u[r] - demand[r], 0.0)
             cu[r] = max(cu[r] - demand[r], 0.0)
         self.shares.pop(tenant, None)
+        self._borrowing.pop(tenant, None)
 
     def within_nominal(self, tenant: str, extra: Sequence[float] | None = None) -> bool:
         nominal, used = self.limits(tenant).nominal, self.used(tenant)
@@ -167,7 +170,12 @@ class QuotaBook:
         return all(used[r] + add[r] <= nominal[r] + EPS for r in range(3))
 
     def borrowing(self, tenant: str) -> bool:
-        return not self.within_nominal(tenant)
+        """Whether the tenant uses more than its nominal quota (kept until it admits or releases:
+        preemption asks it of every tenant on a cluster, for each job it tries to make room for)."""
+        b = self._borrowing.get(tenant)
+        if b is None:
+            b = self._borrowing[tenant] = not self.within_nominal(tenant)
+        return b
 
     def dominant_share(self, tenant: str) -> float:
         """DRF: max over resources of usage / (nominal, or federation capacity), over weight."""

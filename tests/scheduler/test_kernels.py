@@ -333,7 +333,17 @@ def counted(*args):
 batch.reprieve = counted
 for seed in range(4):
     cycles(seed, 0.0, n=600, count=1)
-assert preempted[0] > 0  # the queues preempt
+# a job that evicts the lowest-priority quarter of a full cluster (preemption's prefilter lets
+# only clusters where evicting makes room reach the kernel)
+from controller.policies import QuotaPolicy
+from tests.scheduler.helpers import batch as make_batch, enqueue, index, job
+from tests.scheduler.test_preemption import HAINAN, ONLY_HAINAN, full_hainan
+full, running = full_hainan([10, 20, 30, 40])
+bs = make_batch(QuotaPolicy(max_victims=8, reclaim_borrowed=False))
+cap = full.capacity[index(HAINAN)]
+spec = job("hainan", cpu=float(cap[0] * 0.25) * 0.99, memory_gib=1.0, priority=100, constraints=ONLY_HAINAN)
+assert bs.run(enqueue(bs, [spec]), full, running=running).victims
+assert preempted[0] > 0  # the kernel ran
 after = {d.py_func.__name__: len(d.signatures) for d in kernels.DISPATCHERS}
 assert after == before, (before, after)
 assert all(n >= 1 for n in after.values()), after

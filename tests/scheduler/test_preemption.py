@@ -102,25 +102,111 @@ def test_preempted_jobs_go_back_to_pending_with_attempt_raised(tmp_path: Path) -
     assert np.isclose(ctl.registry.ledger.cluster_total(HAINAN)[0], cap.cpu)
 
 
-def test_lowest_priority_follows_appends_and_replacements() -> None:
-    """``_lowest_priority`` (the preemption scan skips clusters where nothing has a lower priority)
-    is brought up to date with the placements appended during the cycle and rescans a list that
-    a preemption replaced; it equals the minimum over the list every time."""
-    bs = batch()
-    bs._lowest = {}
-    d = np.zeros(3)
+def _room_by_hand(
+    running: dict[int, list[Running]],
+    clusters: list[int],
+    free: np.ndarray,
+    need: np.ndarray,
+    prio: float,
+    tenant: str,
+    lends: set[str] | None,
+) -> list[bool]:
+    """What ``Evictable.room`` answers, from the lists themselves."""
+    out = []
+    for c in clusters:
+        evict = [
+            r.demand
+            for r in running.get(c, [])
+            if r.priority < prio or (lends is not None and r.tenant != tenant and r.tenant in lends)
+        ]
+        total = free[c] + (np.sum(evict, axis=0) if evict else 0.0)
+        out.append(bool((total >= need - 1e-6).all()))
+    return out
+
+
+def test_evictable_sums_follow_the_lists_and_answer_as_the_lists_do() -> None:
+    """``Evictable`` (preemption's prefilter) against the lists it follows, through appends (the
+    cycle's placements), replaced lists (a preemption's victims taken out), emptied ones and a
+    first read of a cluster, for random jobs and askers, with and without reclaim."""
+    from controller.scheduler.evictable import Evictable
+
+    rng = np.random.default_rng(7)
+    n = 12
+    tenants = [f"t{k}" for k in range(6)]
     running: dict[int, list[Running]] = {}
-    assert bs._lowest_priority(running, 3) == np.inf
-    running[3] = [Running("a", 3, 200, d, "t")]
-    assert bs._lowest_priority(running, 3) == 200
-    running[3].append(Running("b", 3, 50, d, "t"))  # a placement of the cycle
-    assert bs._lowest_priority(running, 3) == 50
-    running[3].append(Running("c", 3, 400, d, "t"))
-    assert bs._lowest_priority(running, 3) == 50
-    running[3] = [r for r in running[3] if r.job_id != "b"]  # a preemption took the 50 away
-    assert bs._lowest_priority(running, 3) == 200
-    running[3] = []
-    assert bs._lowest_priority(running, 3) == np.inf
+    ev = Evictable(n)
+    counter = 0
+
+    def one(c: int) -> Running:
+        nonlocal counter
+        counter += 1
+        demand = rng.uniform(0, 8, 3) * (rng.random(3) < 0.8)
+        return Running(
+            f"j{counter}", c, float(rng.choice([0, 10, 100, 1000])), demand, str(rng.choice(tenants)), 1
+        )
+
+    for step in range(300):
+        c = int(rng.integers(n))
+        what = rng.random()
+        if what < 0.6:
+            running.setdefault(c, []).append(one(c))
+        elif what < 0.8 and running.get(c):
+            running[c] = [r for r in running[c] if rng.random() < 0.6]
+        elif what < 0.85:
+            running[c] = []
+        clusters = sorted(set(rng.integers(n, size=int(rng.integers(1, n))).tolist()))
+        ev.sync(running, clusters)
+        free = rng.uniform(0, 10, (n, 3))
+        need = rng.uniform(0, 40, 3)
+        prio = float(rng.choice([0, 50, 500, 5000]))
+        tenant = str(rng.choice(tenants))
+        lends = {t for t in tenants if rng.random() < 0.4} if step % 2 else None
+        got = ev.room(clusters, free, need, prio, tenant, lends.__contains__ if lends is not None else None)
+        assert got.tolist() == _room_by_hand(running, clusters, free, need, prio, tenant, lends), step
+
+
+def test_the_prefilter_changes_no_decision_in_a_saturated_federation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A federation filled until preemption and the reclaim of borrowed quota decide most
+    placements (the shipped quota policy): the cycles decide exactly as when every cluster is
+    searched (the prefilter answering yes everywhere), victims included."""
+    from controller.jobs import JobCreate
+    from controller.scheduler.batch import BatchScheduler
+    from controller.scheduler.evictable import Evictable
+    from controller.scheduler.queue import PendingQueue
+    from controller.scheduler.scheduler import Scheduler
+    from controller.services.policy_files import load_policy_set
+    from controller.settings import REPO_POLICIES
+    from controller.sim.federation import DEFAULT_DATA_DIR, federation, snapshot_of
+    from controller.sim.mixed import MixedJobs
+    from controller.sim.workload import make_catalogue
+    from controller.topology.network import NetworkModel
+
+    topo = federation(DEFAULT_DATA_DIR, ministries=8)
+    cat = make_catalogue(topo)
+    files = load_policy_set(REPO_POLICIES)
+
+    def cycles() -> list[tuple[str | None, str | None, list[str]]]:
+        bs = BatchScheduler(Scheduler.from_policy(files.placement), files.quota)
+        gen = MixedJobs(topo, cat, seed=3)
+        snap = snapshot_of(topo, NetworkModel(topo), datasets=dict(cat.datasets), residency=files.residency)
+        snap.capacity *= 0.05  # a small federation: full after a few hundred jobs
+        running: dict[int, list[Running]] = {}
+        out = []
+        for b in range(5):
+            q = PendingQueue()
+            for k, body in enumerate(gen.bodies(600)):
+                spec = JobCreate.model_validate(body)
+                q.push(f"b{b}-{k:04d}", bs.shapes.intern(spec), runtime=spec.expected_runtime_s)
+            res = bs.run(q, snap, limit=600, running=running, now=100.0 + b)
+            out += [(d.job_id, d.cluster, sorted(v.job_id for v in d.victims)) for d in res.decisions]
+        return out
+
+    fast = cycles()
+    monkeypatch.setattr(Evictable, "room", lambda self, clusters, *a: np.ones(len(clusters), dtype=bool))
+    every = cycles()
+    assert fast == every
+    preempting = [d for d in fast if d[2]]
+    assert len(preempting) >= 20, len(preempting)  # the case the prefilter is for
 
 
 def test_preemption_sees_lower_priority_work_placed_by_an_earlier_cycle() -> None:
