@@ -67,3 +67,14 @@ def test_bench_listing_lists_the_active_attempts_among_the_finished() -> None:
 
     r = bench_listing_one_cluster(active=700, finished=1400)
     assert r["listed"] == 700 and r["listing_ms"] > 0 and r["store"] == "sqlite"
+
+
+def test_bench_saturated_times_cycles_of_a_full_federation_with_and_without_candidates() -> None:
+    """``bench_saturated`` (``make bench --only saturated``), small: the federation filled, then
+    each timed cycle beside the same cycle without preemption candidates; the cycles preempt."""
+    from controller.bench.mixed import bench_saturated
+
+    r = bench_saturated(DEFAULT_DATA_DIR, fill_batches=3, batch=300, cycles=2)
+    assert len(r["with_candidates_ms"]) == len(r["without_candidates_ms"]) == 2
+    assert r["placed_jobs"] > 10_000 and r["cycle_ms"] > 0
+    assert sum(r["victims_per_cycle"]) > 0  # the candidates were used

@@ -569,6 +569,13 @@ def summary_md(report: dict[str, Any]) -> str:
         lines.append(
             f"- production cycle, time per decision by jobs pending: {per} (max/min {s['max_over_min']})"
         )
+    if "scheduler_saturated" in report:
+        s = report["scheduler_saturated"]
+        lines.append(
+            f"- a cycle of {s['batch']:,} jobs in a saturated federation ({s['placed_jobs']:,} placed, each a "
+            f"preemption candidate): {s['cycle_ms']} ms (median; {s['without_candidates_ms_median']} ms "
+            f"without candidates); victims per cycle {s['victims_per_cycle']}"
+        )
     if "memory" in report:
         m = report["memory"]
         d = m.get("decisions", {})
@@ -640,6 +647,7 @@ PARTS = [
     "scheduler-shipped",
     "templated",
     "scaling",
+    "saturated",
     "memory",
     "api",
     "api-postgresql",
@@ -710,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
         part("scheduler_templated", bench_scheduler_templated, args.data_dir)
     if "scaling" not in skip:
         part("scheduler_scaling", mixed.bench_cycle_scaling, args.data_dir)
+    if "saturated" not in skip:
+        part("scheduler_saturated", mixed.bench_saturated, args.data_dir)
     if "memory" not in skip:
         t = time.perf_counter()
         distinct = mixed.bench_memory_distinct(args.data_dir)

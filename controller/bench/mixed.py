@@ -202,6 +202,65 @@ def bench_scheduler(
     }
 
 
+# ---- a saturated federation --------------------------------------------------------------------
+def bench_saturated(
+    data_dir: Path, fill_batches: int = 6, batch: int = 2_000, cycles: int = 3
+) -> dict[str, Any]:
+    """Cycles of a full federation: the shipped policies (tenant quotas with reclaim of borrowed
+    quota), the 1+32+64 federation filled by ``fill_batches`` batches of 10,000 mixed jobs through
+    the batch loop (preemption on, as a leader runs it), then ``cycles`` cycles of ``batch`` new
+    mixed jobs with every placed job a preemption candidate, each beside the same cycle with no
+    candidates (``running`` None). Each timed cycle starts from the filled state (the lists
+    copied, the allocation put back)."""
+    topo, cat, net = world(data_dir)
+    files = load_policy_set(REPO_POLICIES)
+    bs = BatchScheduler(Scheduler.from_policy(files.placement), files.quota)
+    tune_gc()
+    gen = MixedJobs(topo, cat, seed=7)
+    snap = snapshot_of(topo, net, datasets=dict(cat.datasets), residency=files.residency)
+    running: dict[int, list[Any]] = {}
+    count = 0
+
+    def queue_of(n: int) -> PendingQueue:
+        nonlocal count
+        q = PendingQueue()
+        for body in gen.bodies(n):
+            spec = JobCreate.model_validate(body)
+            q.push(f"{count:014x}{0:08x}", bs.shapes.intern(spec), runtime=spec.expected_runtime_s)
+            count += 1
+        return q
+
+    for b in range(fill_batches):
+        bs.run(queue_of(10_000), snap, limit=10_000, running=running, now=1_000.0 + b)
+    if (snap.allocated > snap.capacity + 1e-6).any():
+        raise SystemExit("overcommitted a cluster: the batch loop is broken")
+    timed: dict[str, list[float]] = {"with_candidates_ms": [], "without_candidates_ms": []}
+    placed: list[int] = []
+    victims: list[int] = []
+    for k in range(cycles):
+        for key in timed:
+            candidates = {c: list(v) for c, v in running.items()} if key == "with_candidates_ms" else None
+            allocated = snap.allocated.copy()
+            q = queue_of(batch)
+            t0 = time.perf_counter()
+            res = bs.run(q, snap, limit=batch, running=candidates, now=2_000.0 + k)
+            timed[key].append(round((time.perf_counter() - t0) * 1000, 1))
+            snap.allocated[:] = allocated
+            if key == "with_candidates_ms":
+                placed.append(res.scheduled)
+                victims.append(len(res.victims))
+    return {
+        "cycle_ms": statistics.median(timed["with_candidates_ms"]),
+        **timed,
+        "without_candidates_ms_median": statistics.median(timed["without_candidates_ms"]),
+        "placed_jobs": sum(len(v) for v in running.values()),
+        "placed_per_cycle": placed,
+        "victims_per_cycle": victims,
+        "batch": batch,
+        "layout": "BatchScheduler, shipped policies (quota with reclaim), 1+32+64, filled federation",
+    }
+
+
 # ---- the production cycle with N pending ------------------------------------------------------
 def bench_policies(tmp: Path, topo: Topology) -> Path:
     """The shipped policies (placement, quota, residency, failover) on the 1+32+64 federation."""
