@@ -1045,28 +1045,22 @@ class BatchScheduler:
         clusters = [c for c, small in zip(shape.idx.tolist(), too_small.tolist(), strict=True) if not small]
         evictable = self._evictable
         evictable.sync(running, clusters)
-        may = evictable.room(
-            clusters, free, shape.demand, prio, shape.tenant, borrowing if reclaim else None
-        ).tolist()
+        ask = evictable.ask(prio, shape.tenant, borrowing if reclaim else None)
+        may = evictable.room(ask, clusters, free, shape.demand).tolist()
         for c, room in zip(clusters, may, strict=True):
             if not room:
                 continue
-            eligible = [
-                r
-                for r in running.get(c, ())
-                if r.priority < prio or (reclaim and r.tenant != shape.tenant and borrowing(r.tenant))
-            ]
-            if not eligible:
+            # the jobs it may evict there (a lower priority, or another tenant's borrowed work),
+            # their demands and the order to try them in (``Evictable.candidates``)
+            got = evictable.candidates(ask, c, running)
+            if got is None:
                 continue
+            eligible, demands, order = got
             # Reprieve from the highest priority down: keep every victim we can.
-            order = sorted(range(len(eligible)), key=lambda i: (-eligible[i].priority, eligible[i].job_id))
-            demands = np.concatenate([r.demand for r in eligible], dtype=np.float64).reshape(
-                len(eligible), -1
-            )
-            victim = reprieve(free[c], demands, np.array(order, dtype=np.int64), shape.demand)
+            victim = reprieve(free[c], demands, order, shape.demand)
             if victim is None:  # not even all of them make room
                 continue
-            chosen = [eligible[i] for i, v in zip(order, victim[order].tolist(), strict=True) if v]
+            chosen = [eligible[i] for i, v in zip(order.tolist(), victim[order].tolist(), strict=True) if v]
             if not chosen or len(chosen) > max_victims:
                 continue
             rank = (max(r.priority for r in chosen), len(chosen), sum(r.priority for r in chosen), c)

@@ -19,7 +19,7 @@ read again."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,14 @@ import numpy.typing as npt
 from controller.scheduler.framework import FloatArray
 
 TOLERANCE = 1e-6  # a cluster this close to enough room is searched (the sums' order differs)
+
+
+class Ask(NamedTuple):
+    """What one job may evict (``Evictable.ask``)."""
+
+    priority: float  # jobs below it
+    own: int  # the job's tenant (its index; -1: none placed)
+    lends: npt.NDArray[np.bool_] | None  # per tenant index, borrowing (None: no reclaim)
 
 
 class Evictable:
@@ -40,6 +48,8 @@ class Evictable:
         self.tenants: dict[str, int] = {}
         self.names: list[str] = []
         self.m = 0
+        # cluster -> (its list, its length, the candidates' arrays in list order: ``_view``)
+        self.views: dict[int, tuple[Any, int, _View]] = {}
         size = 256
         self.demand = np.zeros((size, 3))
         self.cluster = np.zeros(size, dtype=np.intp)
@@ -51,10 +61,7 @@ class Evictable:
         row = self.row_of.get(key)
         if row is not None:
             return row
-        t = self.tenants.get(tenant)
-        if t is None:
-            t = self.tenants[tenant] = len(self.names)
-            self.names.append(tenant)
+        t = self._tenant(tenant)
         row = self.m
         if row == len(self.cluster):  # grown by doubling
             self.demand = np.concatenate([self.demand, np.zeros_like(self.demand)])
@@ -66,6 +73,13 @@ class Evictable:
         self.row_of[key] = row
         self.rows_of.setdefault(c, []).append(row)
         return row
+
+    def _tenant(self, tenant: str) -> int:
+        t = self.tenants.get(tenant)
+        if t is None:
+            t = self.tenants[tenant] = len(self.names)
+            self.names.append(tenant)
+        return t
 
     def sync(self, running: Any, clusters: Iterable[int]) -> None:
         """Bring the sums of ``clusters`` up to their ``running`` lists."""
@@ -85,25 +99,28 @@ class Evictable:
                     self.demand[row] += r.demand
             seen[c] = (jobs, len(jobs) if jobs else 0)
 
-    def room(
-        self,
-        clusters: Sequence[int],
-        free: FloatArray,
-        need: FloatArray,
-        priority: float,
-        tenant: str,
-        borrowing: Callable[[str], bool] | None,
-    ) -> npt.NDArray[np.bool_]:
-        """Per cluster of ``clusters``: whether its free capacity and the demand of every job a
-        job of ``tenant`` at ``priority`` may evict there (a lower priority; with ``borrowing``,
-        also other tenants' jobs while that tenant borrows) reach ``need``."""
-        m = self.m
-        may = self.priority[:m] < priority
-        if borrowing is not None and m:
+    def ask(self, priority: float, tenant: str, borrowing: Callable[[str], bool] | None) -> Ask:
+        """What a job of ``tenant`` at ``priority`` may evict: jobs of a lower priority and, with
+        ``borrowing`` (it is within its nominal quota and quotas reclaim), other tenants' jobs
+        while that tenant borrows. Call after ``sync``: every tenant placed is known then."""
+        lends = None
+        if borrowing is not None:
             lends = np.fromiter((borrowing(t) for t in self.names), dtype=np.bool_, count=len(self.names))
-            own = self.tenants.get(tenant, -1)
-            owners = self.tenant[:m]
-            may |= lends[owners] & (owners != own)
+        return Ask(priority, self.tenants.get(tenant, -1), lends)
+
+    def _may(self, ask: Ask, priority: FloatArray, tenant: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+        may: npt.NDArray[np.bool_] = priority < ask.priority
+        if ask.lends is not None:
+            may |= ask.lends[tenant] & (tenant != ask.own)
+        return may
+
+    def room(
+        self, ask: Ask, clusters: Sequence[int], free: FloatArray, need: FloatArray
+    ) -> npt.NDArray[np.bool_]:
+        """Per cluster of ``clusters``: whether its free capacity and the demand of every job
+        ``ask`` may evict there reach ``need``."""
+        m = self.m
+        may = self._may(ask, self.priority[:m], self.tenant[:m])
         where = self.cluster[:m][may]
         taken = self.demand[:m][may]
         idx = np.asarray(clusters, dtype=np.intp)
@@ -112,3 +129,41 @@ class Evictable:
             room[:, r] += np.bincount(where, weights=taken[:, r], minlength=self.n)[idx]
         enough = room >= need - TOLERANCE * np.maximum(1.0, np.abs(need))
         return np.asarray(enough.all(axis=1), dtype=np.bool_)
+
+    def candidates(
+        self, ask: Ask, c: int, running: Any
+    ) -> tuple[list[Any], FloatArray, npt.NDArray[np.int64]] | None:
+        """The jobs ``ask`` may evict on cluster ``c``, as ``_preempt`` listed them: in the
+        list's order, their demands (rows, in that order) and the order to try them in (highest
+        priority first, then job id) as positions among them; None when there are none."""
+        jobs = running.get(c)
+        if not jobs:
+            return None
+        objs, pri, ten, dem, perm = self._view(c, jobs)
+        may = self._may(ask, pri, ten)
+        if not may.any():
+            return None
+        idx = np.flatnonzero(may)
+        at = np.cumsum(may) - 1  # each job's position among the candidates
+        order = at[perm[may[perm]]].astype(np.int64)
+        return [objs[i] for i in idx.tolist()], dem[idx], order
+
+    def _view(self, c: int, jobs: Any) -> _View:
+        """Cluster ``c``'s placed jobs as arrays in the list's order (priority, tenant, demand
+        rows as ``_preempt`` concatenated them) and the order of trying them (highest priority,
+        then job id); made again when the list changed."""
+        got = self.views.get(c)
+        if got is not None and got[0] is jobs and got[1] == len(jobs):
+            return got[2]
+        k = len(jobs)
+        objs = list(jobs)
+        pri = np.fromiter((r.priority for r in objs), dtype=np.float64, count=k)
+        ten = np.fromiter((self._tenant(r.tenant) for r in objs), dtype=np.intp, count=k)
+        dem = np.concatenate([r.demand for r in objs], dtype=np.float64).reshape(k, -1)
+        perm = np.array(sorted(range(k), key=lambda i: (-objs[i].priority, objs[i].job_id)), dtype=np.intp)
+        view = (objs, pri, ten, dem, perm)
+        self.views[c] = (jobs, k, view)
+        return view
+
+
+_View = tuple[list[Any], FloatArray, npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]

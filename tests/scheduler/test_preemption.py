@@ -161,8 +161,26 @@ def test_evictable_sums_follow_the_lists_and_answer_as_the_lists_do() -> None:
         prio = float(rng.choice([0, 50, 500, 5000]))
         tenant = str(rng.choice(tenants))
         lends = {t for t in tenants if rng.random() < 0.4} if step % 2 else None
-        got = ev.room(clusters, free, need, prio, tenant, lends.__contains__ if lends is not None else None)
+        ask = ev.ask(prio, tenant, lends.__contains__ if lends is not None else None)
+        got = ev.room(ask, clusters, free, need)
         assert got.tolist() == _room_by_hand(running, clusters, free, need, prio, tenant, lends), step
+        # the candidates of each cluster, as the lists give them (what ``_preempt`` listed before)
+        for c in clusters:
+            listed = [
+                r
+                for r in running.get(c, [])
+                if r.priority < prio or (lends is not None and r.tenant != tenant and r.tenant in lends)
+            ]
+            cand = ev.candidates(ask, c, running)
+            if not listed:
+                assert cand is None, step
+                continue
+            assert cand is not None
+            eligible, demands, order = cand
+            assert [r.job_id for r in eligible] == [r.job_id for r in listed]
+            assert np.array_equal(demands, np.concatenate([r.demand for r in listed]).reshape(len(listed), 3))
+            want = sorted(range(len(listed)), key=lambda i: (-listed[i].priority, listed[i].job_id))
+            assert order.tolist() == want and order.dtype == np.int64
 
 
 def test_the_prefilter_changes_no_decision_in_a_saturated_federation(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,7 +220,7 @@ def test_the_prefilter_changes_no_decision_in_a_saturated_federation(monkeypatch
         return out
 
     fast = cycles()
-    monkeypatch.setattr(Evictable, "room", lambda self, clusters, *a: np.ones(len(clusters), dtype=bool))
+    monkeypatch.setattr(Evictable, "room", lambda self, ask, clusters, *a: np.ones(len(clusters), dtype=bool))
     every = cycles()
     assert fast == every
     preempting = [d for d in fast if d[2]]
