@@ -8,9 +8,10 @@ cycle: 17,000 placed jobs, 2,000 pending, 4.4–5.4 s a cycle where the same cyc
 candidates took 62–81 ms (docs/benchmarks.md). ``Evictable`` keeps the placed jobs' demand summed
 by (cluster, tenant, priority) in flat arrays, so one job's question, "on which clusters do the
 free capacity and everything it may evict reach its demand", is a few numpy passes; only those
-clusters are listed and searched as before. A cluster it leaves out is one where even evicting
-every candidate leaves too little room, which the search would have found too (``reprieve``
-returns None): the decisions are the same.
+clusters are searched as before, their candidates read from arrays kept per cluster
+(``candidates``). A cluster it leaves out is one where even evicting every candidate leaves too
+little room, which the search would have found too (``reprieve`` returns None): the decisions are
+the same (tests/scheduler/test_preemption.py).
 
 The sums follow the ``running`` lists the cycle reads: what a list gained since it was read (the
 loop appends each placement) is added; a list replaced (a preemption took its victims out) is
