@@ -251,6 +251,7 @@ class BatchScheduler:
         self._rows = LRU(component_cache)  # feasible mask -> (indices, capacity rows)
         self.component_cache = component_cache
         self._layout = tuple((sc.NAME, w) for sc, w in self.static_scores)
+        self._lowest: dict[int, tuple[list[Running], int, float]] = {}
         self._evictable = Evictable(0)
         # per data set: residency, transfers (while what they read is unchanged: ``_table_key``)
         self._table: DatasetTable | None = None
@@ -621,6 +622,7 @@ class BatchScheduler:
         capacity filter and the balance score run fused, in one pass over the shape's rows."""
         self._refresh(snap)
         self.cycle += 1
+        self._lowest = {}  # ``_lowest_priority``: per cluster (its running list, length seen, lowest)
         self._evictable = Evictable(len(snap.capacity))  # preemption's sums (``_preempt``): per cycle
         if backups is not None and backups != self.backups:
             self.backups = backups
@@ -1013,6 +1015,24 @@ class BatchScheduler:
         return best, float(best_key[0])
 
     # ---- preemption ---------------------------------------------------------------------------
+    def _lowest_priority(self, running: dict[int, list[Running]], c: int) -> float:
+        """The lowest priority running on cluster ``c`` (infinity when none), kept per cluster for
+        the cycle and brought up to date with what was appended since (the loop appends each
+        placement; a preemption replaces the list, which is then scanned again)."""
+        jobs = running.get(c)
+        if not jobs:
+            return np.inf
+        seen = self._lowest.get(c)
+        if seen is not None and seen[0] is jobs and seen[1] <= len(jobs):
+            low, start = seen[2], seen[1]
+        else:
+            low, start = np.inf, 0
+        for r in jobs[start:]:
+            if r.priority < low:
+                low = r.priority
+        self._lowest[c] = (jobs, len(jobs), low)
+        return low
+
     def _preempt(
         self,
         shape: Shape,
@@ -1043,6 +1063,11 @@ class BatchScheduler:
         # Only the clusters where the free capacity and every job the shape may evict reach its
         # demand (``Evictable``: the others would not make room however many were evicted)
         clusters = [c for c, small in zip(shape.idx.tolist(), too_small.tolist(), strict=True) if not small]
+        if not reclaim:  # first, cheaply: only where something of a lower priority runs
+            lowest = self._lowest_priority
+            clusters = [c for c in clusters if lowest(running, c) < prio]
+            if not clusters:
+                return -1, []
         evictable = self._evictable
         evictable.sync(running, clusters)
         ask = evictable.ask(prio, shape.tenant, borrowing if reclaim else None)

@@ -102,6 +102,27 @@ def test_preempted_jobs_go_back_to_pending_with_attempt_raised(tmp_path: Path) -
     assert np.isclose(ctl.registry.ledger.cluster_total(HAINAN)[0], cap.cpu)
 
 
+def test_lowest_priority_follows_appends_and_replacements() -> None:
+    """``_lowest_priority`` (the preemption scan skips clusters where nothing has a lower priority)
+    is brought up to date with the placements appended during the cycle and rescans a list that
+    a preemption replaced; it equals the minimum over the list every time."""
+    bs = batch()
+    bs._lowest = {}
+    d = np.zeros(3)
+    running: dict[int, list[Running]] = {}
+    assert bs._lowest_priority(running, 3) == np.inf
+    running[3] = [Running("a", 3, 200, d, "t")]
+    assert bs._lowest_priority(running, 3) == 200
+    running[3].append(Running("b", 3, 50, d, "t"))  # a placement of the cycle
+    assert bs._lowest_priority(running, 3) == 50
+    running[3].append(Running("c", 3, 400, d, "t"))
+    assert bs._lowest_priority(running, 3) == 50
+    running[3] = [r for r in running[3] if r.job_id != "b"]  # a preemption took the 50 away
+    assert bs._lowest_priority(running, 3) == 200
+    running[3] = []
+    assert bs._lowest_priority(running, 3) == np.inf
+
+
 def _room_by_hand(
     running: dict[int, list[Running]],
     clusters: list[int],
