@@ -38,11 +38,12 @@ def withdrawn_message(tenant: str, datasets: Sequence[str]) -> str:
     )
 
 
-def withdrawn_running_message(tenant: str, dataset_id: str) -> str:
-    """Why a running job was cancelled when its tenant's grant was withdrawn."""
+def withdrawn_placed_message(tenant: str, dataset_id: str, running: bool) -> str:
+    """Why a placed job (Scheduled, or Running) stopped when its tenant's grant was withdrawn."""
+    when = "while the job ran" if running else "after the job was placed, before it was reported running"
     return (
         f"stopped: tenant {tenant!r} no longer holds an approved grant for data set {dataset_id!r} "
-        "(withdrawn by its owner while the job ran)"
+        f"(withdrawn by its owner {when})"
     )
 
 
@@ -212,9 +213,9 @@ class SecurityStore:
             running = phase == JobPhase.Running.value
             to = JobPhase.Cancelled if running else JobPhase.Failed
             message = (
-                withdrawn_running_message(tenant, dataset_id)
-                if running
-                else withdrawn_message(tenant, [dataset_id])
+                withdrawn_message(tenant, [dataset_id])
+                if phase == JobPhase.Pending.value
+                else withdrawn_placed_message(tenant, dataset_id, running)
             )
             changes.append(
                 Change(job_id, phase, attempt, to.value, message, True, cluster, to.value, message)

@@ -144,6 +144,7 @@ def test_a_withdrawn_grant_stops_the_grantees_unfinished_jobs_at_once(
         assert [e["type"] for e in got["events"]][-1] == event
         assert job_id not in ctl.registry.ledger
     assert "while the job ran" in api.get(f"/v1/jobs/{running}", headers=hb).json()["message"]
+    assert "before it was reported running" in api.get(f"/v1/jobs/{placed}", headers=hb).json()["message"]
     got = api.get(f"/v1/jobs/{waiting}", headers=hb).json()
     assert got["phase"] == "Failed" and "no longer holds an approved grant" in got["message"]
     assert [e["type"] for e in ctl.store.job_events(waiting)] == ["Submitted", "Failed"]
