@@ -76,6 +76,36 @@ def test_kubernetes_backend_outage_is_retried_not_fatal(live: LiveController, fe
     wait_for("no stop left", lambda: not agent.pending_stops)
 
 
+def test_a_withdrawn_grant_stops_the_running_job_on_its_cluster(
+    live: LiveController, federation: Fed
+) -> None:
+    """End to end: Beijing runs a job of Hubei's that reads Guangdong's data set under an approved
+    grant (a Kubernetes Job, fake API); Guangdong withdraws the grant; the job is cancelled with
+    a message naming the data set, its attempt leaves Beijing's assignments and the agent
+    deletes the Job."""
+    kube = FakeKubeClient()
+    fed = federation([BJ], lambda name: KubernetesExecutor(kube, capacity=ResourceAmounts(32, 128, 4)))
+    agent = fed.agents[BJ]
+    with live.http() as c:
+        ds = {"id": "gd-tax", "owner": "guangdong", "size_bytes": 10**6, "classification": "general"}
+        assert c.post("/v1/datasets", json={**ds, "locations": [BJ]}).status_code == 201
+        grant = c.post("/v1/datasets/gd-tax/grants", json={"tenant": "hubei"}).json()["id"]
+        assert c.post(f"/v1/datasets/gd-tax/grants/{grant}/approve").json()["status"] == "approved"
+    job_id = live.submit("reads", ["python", "-c", "print(1)"], tenant="hubei", inputs=["gd-tax"], **ONLY_BJ)
+    ns, name = "tenant-hubei", object_name(job_id, 1)
+    wait_for("the Job to be created", lambda: (ns, name) in {(k[1], k[2]) for k in kube._objects})
+    kube.job_running(ns, name)
+    live.wait_job(job_id, lambda j: j["phase"] == "Running", "running")
+
+    with live.http() as c:
+        withdrawn = c.post(f"/v1/datasets/gd-tax/grants/{grant}/reject").json()
+    assert withdrawn["stopped_jobs"] == {job_id: "Cancelled"}
+    got = live.job(job_id)
+    assert got["phase"] == "Cancelled" and "gd-tax" in got["message"]
+    wait_for("the Job to be deleted", lambda: any(d[2] == name for d in kube.deletions))
+    assert agent.stats.stops.get("Revoked", 0) >= 1
+
+
 def test_simulated_cluster_failure_does_not_kill_the_agent(live: LiveController, federation: Fed) -> None:
     sim = SimulatedExecutor([SimNode("n1", 16, 64), SimNode("n2", 16, 64)])
     fed = federation([BJ], lambda name: sim)
