@@ -27,7 +27,6 @@ class Retention:
         self.store = store
         self.settings = settings
         self._next = time.monotonic() + min(60.0, settings.retention_check_s)  # not at start-up
-        self.last: dict[str, Any] | None = None  # the last pass's numbers
 
     def maybe_prune(self) -> dict[str, Any] | None:
         """A pass when one is due and retention is on; its numbers, else None."""
@@ -63,5 +62,4 @@ class Retention:
                     ],
                 )
             log.info("retention: %s", counts)
-        self.last = counts
         return counts

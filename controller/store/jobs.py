@@ -13,7 +13,6 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-import orjson
 from sqlalchemy import (
     Boolean,
     Connection,
@@ -376,22 +375,21 @@ class JobsRepo(StoreBase):
         rows whose stored spec has the id as a JSON string (a data-set id has no character JSON
         escapes, and ``_``, a LIKE wildcard, only widens the match); each kept spec's inputs are
         then compared exactly."""
-        spec_text = cast(t.jobs.c.spec, Text)
         q = (
-            select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster, spec_text)
+            select(t.jobs.c.id, t.jobs.c.phase, t.jobs.c.attempt, t.jobs.c.cluster, t.jobs.c.spec)
             .where(
                 t.jobs.c.tenant == tenant,
                 t.jobs.c.phase.in_([JobPhase.Pending.value, *ACTIVE_PHASES]),
-                spec_text.like(f'%"{dataset_id}"%'),
+                cast(t.jobs.c.spec, Text).like(f'%"{dataset_id}"%'),
             )
             .order_by(t.jobs.c.id)
             .with_for_update()
         )
-        out: list[tuple[str, str, int, str | None]] = []
-        for job_id, phase, attempt, cluster, text in conn.execute(q):
-            if dataset_id in (orjson.loads(text).get("inputs") or []):
-                out.append((job_id, phase, attempt, cluster))
-        return out
+        return [
+            (job_id, phase, attempt, cluster)
+            for job_id, phase, attempt, cluster, spec in conn.execute(q)
+            if dataset_id in (spec.get("inputs") or [])
+        ]
 
     def transition(
         self,

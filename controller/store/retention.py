@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, delete, select
 
 from controller.domain.phases import TERMINAL
@@ -110,8 +109,6 @@ class RetentionRepo(StoreBase):
         q = select(d.body).join(t.jobs, t.jobs.c.id == d.job_id).where(t.jobs.c.id < cut)
         named: set[str] = set()
         for (body,) in conn.execute(q):
-            if isinstance(body, str | bytes):
-                body = orjson.loads(body)
             for ref in (body.get("blob"), body.get("why")):
                 if isinstance(ref, list) and ref:
                     named.add(str(ref[0]))

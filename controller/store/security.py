@@ -194,10 +194,9 @@ class SecurityStore:
                 )
                 if row["status"] == APPROVED and status == REJECTED:
                     stopped = self._stop_readers(conn, row["tenant"], dataset_id)
-                entry = audit(row["tenant"])
-                if stopped:
-                    entry = {**entry, "detail": {**entry["detail"], "stopped_jobs": len(stopped)}}
-                audit_chain.append(conn, [entry])
+                audit_chain.record(
+                    conn, audit(row["tenant"]), **({"stopped_jobs": len(stopped)} if stopped else {})
+                )
             out = dict(conn.execute(select(t.dataset_grants).where(*where)).mappings().one())
         return {**out, "stopped": stopped}
 
