@@ -437,10 +437,14 @@ def _base_backup_container(
             k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA),
             k8s.core.v1.VolumeMountArgs(name="config", mount_path="/etc/patroni", read_only=True),
         ],
-        security_context=k8s.core.v1.SecurityContextArgs(
-            allow_privilege_escalation=False,
-            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-        ),
+        security_context=_restricted(),
+    )
+
+
+def _restricted() -> k8s.core.v1.SecurityContextArgs:
+    """Every container of the store's pods: no privilege escalation, no capabilities."""
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])
     )
 
 
@@ -514,10 +518,7 @@ def _stateful_set(
                                 http_get=k8s.core.v1.HTTPGetActionArgs(path=probe_path, port=probe_port),
                                 period_seconds=5,
                             ),
-                            security_context=k8s.core.v1.SecurityContextArgs(
-                                allow_privilege_escalation=False,
-                                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                            ),
+                            security_context=_restricted(),
                         ),
                         *(sidecars or []),
                     ],
