@@ -933,6 +933,7 @@ class BatchScheduler:
             running.setdefault(c, []).append(
                 Running(job_id, c, shape.priority or 0, demand, shape.tenant, attempt)
             )
+            self._evictable.touch(c)
 
     def _on_fail(
         self, job_id: str | None, shape: Shape, free: FloatArray, held: FloatArray, estimate: float
@@ -1080,12 +1081,14 @@ class BatchScheduler:
             got = evictable.candidates(ask, c, running)
             if got is None:
                 continue
-            eligible, demands, order = got
+            jobs, eligible, demands, order = got
             # Reprieve from the highest priority down: keep every victim we can.
             victim = reprieve(free[c], demands, order, shape.demand)
             if victim is None:  # not even all of them make room
                 continue
-            chosen = [eligible[i] for i, v in zip(order.tolist(), victim[order].tolist(), strict=True) if v]
+            chosen = [
+                jobs[eligible[i]] for i, v in zip(order.tolist(), victim[order].tolist(), strict=True) if v
+            ]
             if not chosen or len(chosen) > max_victims:
                 continue
             rank = (max(r.priority for r in chosen), len(chosen), sum(r.priority for r in chosen), c)
@@ -1097,6 +1100,7 @@ class BatchScheduler:
         victims = []
         keep = {id(r) for r in chosen}
         running[c] = [r for r in running[c] if id(r) not in keep]
+        evictable.touch(c)
         for r in chosen:
             free[c] += r.demand
             book.release(r.tenant, [float(x) for x in r.demand])

@@ -19,7 +19,7 @@ read again."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -51,6 +51,8 @@ class Evictable:
         self.m = 0
         # cluster -> (its list, its length, the candidates' arrays in list order: ``_view``)
         self.views: dict[int, tuple[Any, int, _View]] = {}
+        # per cluster: its sums follow its list until the list changes (``touch``)
+        self.fresh = np.zeros(n, dtype=np.bool_)
         size = 256
         self.demand = np.zeros((size, 3))
         self.cluster = np.zeros(size, dtype=np.intp)
@@ -82,10 +84,21 @@ class Evictable:
             self.names.append(tenant)
         return t
 
-    def sync(self, running: Any, clusters: Iterable[int]) -> None:
-        """Bring the sums of ``clusters`` up to their ``running`` lists."""
+    def touch(self, c: int) -> None:
+        """Cluster ``c``'s list changed (a job appended, the list replaced): ``sync`` reads it."""
+        self.fresh[c] = False
+
+    def sync(self, running: Any, clusters: Sequence[int]) -> None:
+        """Bring the sums of ``clusters`` up to their ``running`` lists (what each gained since it
+        was read, added in one pass at the end; a list replaced, read again). Only the clusters
+        touched since they were read are looked at: the cycle calls ``touch`` on every change."""
         seen = self.seen
-        for c in clusters:
+        rows: list[int] = []
+        demands: list[FloatArray] = []
+        at_ = np.asarray(clusters, dtype=np.intp)
+        stale = at_[~self.fresh[at_]]
+        self.fresh[stale] = True
+        for c in stale.tolist():
             jobs = running.get(c)
             got = seen.get(c)
             if got is not None and got[0] is jobs and jobs is not None and got[1] <= len(jobs):
@@ -94,11 +107,18 @@ class Evictable:
                 start = 0
                 for row in self.rows_of.get(c, ()):
                     self.demand[row] = 0.0
-            if jobs:
-                for r in jobs[start:] if start else jobs:
-                    row = self._row(c, r.tenant, r.priority)  # may grow the arrays
-                    self.demand[row] += r.demand
+            if jobs and start < len(jobs):
+                row_of = self._row
+                new = jobs[start:] if start else jobs
+                rows.extend([row_of(c, r.tenant, r.priority) for r in new])  # may grow the arrays
+                demands.extend([r.demand for r in new])
             seen[c] = (jobs, len(jobs) if jobs else 0)
+        if rows:
+            at = np.asarray(rows, dtype=np.intp)
+            added = np.concatenate(demands).reshape(len(rows), -1)
+            width = len(self.demand)
+            for k in range(added.shape[1]):
+                self.demand[:, k] += np.bincount(at, weights=added[:, k], minlength=width)
 
     def ask(self, priority: float, tenant: str, borrowing: Callable[[str], bool] | None) -> Ask:
         """What a job of ``tenant`` at ``priority`` may evict: jobs of a lower priority and, with
@@ -133,38 +153,63 @@ class Evictable:
 
     def candidates(
         self, ask: Ask, c: int, running: Any
-    ) -> tuple[list[Any], FloatArray, npt.NDArray[np.int64]] | None:
-        """The jobs ``ask`` may evict on cluster ``c``, as ``_preempt`` listed them: in the
-        list's order, their demands (rows, in that order) and the order to try them in (highest
-        priority first, then job id) as positions among them; None when there are none."""
+    ) -> tuple[list[Any], npt.NDArray[np.intp], FloatArray, npt.NDArray[np.int64]] | None:
+        """The jobs ``ask`` may evict on cluster ``c``, as ``_preempt`` listed them: the
+        cluster's jobs and the candidates' positions among them (list order), the candidates'
+        demands (rows, in that order) and the order to try them in (highest priority first, then
+        job id) as positions among the candidates; None when there are none."""
         jobs = running.get(c)
         if not jobs:
             return None
-        objs, pri, ten, dem, perm = self._view(c, jobs)
+        objs, pri, ten, dem, perm, _ = self._view(c, jobs)
         may = self._may(ask, pri, ten)
         if not may.any():
             return None
         idx = np.flatnonzero(may)
         at = np.cumsum(may) - 1  # each job's position among the candidates
         order = at[perm[may[perm]]].astype(np.int64)
-        return [objs[i] for i in idx.tolist()], dem[idx], order
+        return objs, idx, dem[idx], order
 
     def _view(self, c: int, jobs: Any) -> _View:
         """Cluster ``c``'s placed jobs as arrays in the list's order (priority, tenant, demand
         rows as ``_preempt`` concatenated them) and the order of trying them (highest priority,
-        then job id); made again when the list changed."""
+        then job id). A list that only grew (the loop appends each placement) is extended; one
+        replaced (a preemption took its victims out) is read again."""
         got = self.views.get(c)
-        if got is not None and got[0] is jobs and got[1] == len(jobs):
-            return got[2]
         k = len(jobs)
-        objs = list(jobs)
-        pri = np.fromiter((r.priority for r in objs), dtype=np.float64, count=k)
-        ten = np.fromiter((self._tenant(r.tenant) for r in objs), dtype=np.intp, count=k)
-        dem = np.concatenate([r.demand for r in objs], dtype=np.float64).reshape(k, -1)
-        perm = np.array(sorted(range(k), key=lambda i: (-objs[i].priority, objs[i].job_id)), dtype=np.intp)
-        view = (objs, pri, ten, dem, perm)
+        if got is not None and got[0] is jobs and got[1] == k:
+            return got[2]
+        if got is not None and got[0] is jobs and got[1] < k:
+            old = got[2]
+            new = jobs[got[1] :]
+            objs = old[0] + list(new)
+            pri = np.concatenate([old[1], self._priorities(new)])
+            ten = np.concatenate([old[2], self._tenants_of(new)])
+            dem = np.concatenate([old[3], self._demands(new)])
+            ids = np.concatenate([old[5], np.array([r.job_id for r in new])])
+        else:
+            objs = list(jobs)
+            pri, ten, dem = self._priorities(objs), self._tenants_of(objs), self._demands(objs)
+            ids = np.array([r.job_id for r in objs])
+        # highest priority first, then job id (``lexsort``: its last key is the primary one)
+        perm = np.lexsort((ids, -pri)).astype(np.intp)
+        view = (objs, pri, ten, dem, perm, ids)
         self.views[c] = (jobs, k, view)
         return view
 
+    @staticmethod
+    def _priorities(jobs: Sequence[Any]) -> FloatArray:
+        return np.fromiter((r.priority for r in jobs), dtype=np.float64, count=len(jobs))
 
-_View = tuple[list[Any], FloatArray, npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]
+    def _tenants_of(self, jobs: Sequence[Any]) -> npt.NDArray[np.intp]:
+        return np.fromiter((self._tenant(r.tenant) for r in jobs), dtype=np.intp, count=len(jobs))
+
+    @staticmethod
+    def _demands(jobs: Sequence[Any]) -> FloatArray:
+        return np.concatenate([r.demand for r in jobs], dtype=np.float64).reshape(len(jobs), -1)
+
+
+# the jobs, their priorities, tenants, demand rows, the try order, the job ids
+_View = tuple[
+    list[Any], FloatArray, npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp], npt.NDArray[np.str_]
+]

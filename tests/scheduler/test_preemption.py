@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,6 +176,7 @@ def test_evictable_sums_follow_the_lists_and_answer_as_the_lists_do() -> None:
             running[c] = [r for r in running[c] if rng.random() < 0.6]
         elif what < 0.85:
             running[c] = []
+        ev.touch(c)  # as the cycle does on every change
         clusters = sorted(set(rng.integers(n, size=int(rng.integers(1, n))).tolist()))
         ev.sync(running, clusters)
         free = rng.uniform(0, 10, (n, 3))
@@ -197,11 +199,21 @@ def test_evictable_sums_follow_the_lists_and_answer_as_the_lists_do() -> None:
                 assert cand is None, step
                 continue
             assert cand is not None
-            eligible, demands, order = cand
-            assert [r.job_id for r in eligible] == [r.job_id for r in listed]
+            jobs, positions, demands, order = cand
+            assert [jobs[i].job_id for i in positions] == [r.job_id for r in listed]
             assert np.array_equal(demands, np.concatenate([r.demand for r in listed]).reshape(len(listed), 3))
             want = sorted(range(len(listed)), key=lambda i: (-listed[i].priority, listed[i].job_id))
             assert order.tolist() == want and order.dtype == np.int64
+
+
+def _sums_follow_fresh_lists(ev: Any, running: dict[int, list[Running]]) -> None:
+    """Every cluster ``Evictable`` holds as read (not touched since) sums its list's demand."""
+    fresh = np.flatnonzero(ev.fresh).tolist()
+    assert fresh, "no cluster was read: the check would check nothing"
+    for c in fresh:
+        held = sum((ev.demand[row] for row in ev.rows_of.get(c, ())), np.zeros(3))
+        listed = sum((r.demand for r in running.get(c, [])), np.zeros(3))
+        assert np.allclose(held, listed), c
 
 
 def test_the_prefilter_changes_no_decision_in_a_saturated_federation(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -238,6 +250,7 @@ def test_the_prefilter_changes_no_decision_in_a_saturated_federation(monkeypatch
                 q.push(f"b{b}-{k:04d}", bs.shapes.intern(spec), runtime=spec.expected_runtime_s)
             res = bs.run(q, snap, limit=600, running=running, now=100.0 + b)
             out += [(d.job_id, d.cluster, sorted(v.job_id for v in d.victims)) for d in res.decisions]
+            _sums_follow_fresh_lists(bs._evictable, running)
         return out
 
     fast = cycles()
