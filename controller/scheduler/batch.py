@@ -62,7 +62,7 @@ from controller.scheduler.framework import (
     Snapshot,
     is_dynamic,
 )
-from controller.scheduler.kernels import fit_balance, gather_static, locality, reprieve, reserve, triples
+from controller.scheduler.kernels import fit_balance, gather_static, locality, reserve, triples
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -1053,14 +1053,6 @@ class BatchScheduler:
         )
         too_small: npt.NDArray[np.bool_] = np.asarray((shape.cap_rows < shape.demand).any(axis=1))
         best: tuple[tuple[int, int, int, int], int, list[Running]] | None = None
-        lenders: dict[str, bool] = {}  # tenant -> borrowing (the book does not change in here)
-
-        def borrowing(tenant: str) -> bool:
-            b = lenders.get(tenant)
-            if b is None:
-                b = lenders[tenant] = book.borrowing(tenant)
-            return b
-
         # Only the clusters where the free capacity and every job the shape may evict reach its
         # demand (``Evictable``: the others would not make room however many were evicted)
         clusters = [c for c, small in zip(shape.idx.tolist(), too_small.tolist(), strict=True) if not small]
@@ -1071,24 +1063,19 @@ class BatchScheduler:
                 return -1, []
         evictable = self._evictable
         evictable.sync(running, clusters)
-        ask = evictable.ask(prio, shape.tenant, borrowing if reclaim else None)
+        ask = evictable.ask(prio, shape.tenant, book.borrowing if reclaim else None, (id(book), book.changes))
         may = evictable.room(ask, clusters, free, shape.demand).tolist()
         for c, room in zip(clusters, may, strict=True):
             if not room:
                 continue
             # the jobs it may evict there (a lower priority, or another tenant's borrowed work),
-            # their demands and the order to try them in (``Evictable.candidates``)
-            got = evictable.candidates(ask, c, running)
+            # reprieved from the highest priority down while the room holds: the victims, in
+            # that order (``Evictable.victims``); None: not even all of them make room
+            got = evictable.victims(ask, c, running, free[c], shape.demand)
             if got is None:
                 continue
-            jobs, eligible, demands, order = got
-            # Reprieve from the highest priority down: keep every victim we can.
-            victim = reprieve(free[c], demands, order, shape.demand)
-            if victim is None:  # not even all of them make room
-                continue
-            chosen = [
-                jobs[eligible[i]] for i, v in zip(order.tolist(), victim[order].tolist(), strict=True) if v
-            ]
+            jobs, victim = got
+            chosen = [jobs[i] for i in victim.tolist()]
             if not chosen or len(chosen) > max_victims:
                 continue
             rank = (max(r.priority for r in chosen), len(chosen), sum(r.priority for r in chosen), c)
@@ -1098,9 +1085,7 @@ class BatchScheduler:
             return -1, []
         _, c, chosen = best
         victims = []
-        keep = {id(r) for r in chosen}
-        running[c] = [r for r in running[c] if id(r) not in keep]
-        evictable.touch(c)
+        evictable.evict(c, running, chosen)  # a new list without them, its arrays kept up
         for r in chosen:
             free[c] += r.demand
             book.release(r.tenant, [float(x) for x in r.demand])

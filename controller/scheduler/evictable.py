@@ -8,10 +8,10 @@ cycle: 17,000 placed jobs, 2,000 pending, 4.4–5.4 s a cycle where the same cyc
 candidates took 62–81 ms (docs/benchmarks.md). ``Evictable`` keeps the placed jobs' demand summed
 by (cluster, tenant, priority) in flat arrays, so one job's question, "on which clusters do the
 free capacity and everything it may evict reach its demand", is a few numpy passes; only those
-clusters are searched as before, their candidates read from arrays kept per cluster
-(``candidates``). A cluster it leaves out is one where even evicting every candidate leaves too
-little room, which the search would have found too (``reprieve`` returns None): the decisions are
-the same (tests/scheduler/test_preemption.py).
+clusters are searched as before, each in one compiled pass over arrays kept per cluster
+(``victims``: the candidates and the victims reprieved from them). A cluster it leaves out is one
+where even evicting every candidate leaves too little room, which the search would have found
+too (``victims`` returns None): the decisions are the same (tests/scheduler/test_preemption.py).
 
 The sums follow the ``running`` lists the cycle reads: what a list gained since it was read (the
 loop appends each placement) is added; a list replaced (a preemption took its victims out) is
@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from controller.scheduler.framework import FloatArray
+from controller.scheduler.kernels import victims
 
 TOLERANCE = 1e-6  # a cluster this close to enough room is searched (the sums' order differs)
 
@@ -52,6 +53,7 @@ class Evictable:
         # cluster -> (its list, its length, the candidates' arrays in list order: ``_view``)
         self.views: dict[int, tuple[Any, int, _View]] = {}
         # per cluster: its sums follow its list until the list changes (``touch``)
+        self._lends: tuple[Any, npt.NDArray[np.bool_]] | None = None  # ``ask``: (version, who borrows)
         self.fresh = np.zeros(n, dtype=np.bool_)
         size = 256
         self.demand = np.zeros((size, 3))
@@ -120,13 +122,56 @@ class Evictable:
             for k in range(added.shape[1]):
                 self.demand[:, k] += np.bincount(at, weights=added[:, k], minlength=width)
 
-    def ask(self, priority: float, tenant: str, borrowing: Callable[[str], bool] | None) -> Ask:
+    def evict(self, c: int, running: Any, chosen: Sequence[Any]) -> None:
+        """Preemption took ``chosen`` off cluster ``c``: its list is replaced by one without them
+        (others may hold the old one), and what follows the old list follows the new one: the
+        sums less their demand, the arrays without their rows (the try order kept); instead of
+        reading the list again."""
+        jobs = running[c]
+        gone = {id(r) for r in chosen}
+        kept_jobs = [r for r in jobs if id(r) not in gone]
+        running[c] = kept_jobs
+        got = self.seen.get(c)
+        if self.fresh[c] and got is not None and got[0] is jobs and got[1] == len(jobs):
+            for r in chosen:
+                self.demand[self.row_of[(c, r.tenant, r.priority)]] -= r.demand
+            self.seen[c] = (kept_jobs, len(kept_jobs))
+        else:
+            self.fresh[c] = False
+        view = self.views.get(c)
+        if view is not None and view[0] is jobs and view[1] == len(jobs):
+            objs, pri, ten, dem, perm, ids = view[2]
+            keep = np.fromiter((id(r) not in gone for r in objs), dtype=np.bool_, count=len(objs))
+            at = np.cumsum(keep) - 1  # each kept job's new position
+            perm = at[perm[keep[perm]]].astype(np.intp)
+            self.views[c] = (
+                kept_jobs,
+                len(kept_jobs),
+                (list(kept_jobs), pri[keep], ten[keep], dem[keep], perm, ids[keep]),
+            )
+
+    def ask(
+        self, priority: float, tenant: str, borrowing: Callable[[str], bool] | None, version: Any = None
+    ) -> Ask:
         """What a job of ``tenant`` at ``priority`` may evict: jobs of a lower priority and, with
         ``borrowing`` (it is within its nominal quota and quotas reclaim), other tenants' jobs
-        while that tenant borrows. Call after ``sync``: every tenant placed is known then."""
+        while that tenant borrows. Call after ``sync``: every tenant placed is known then. Who
+        borrows is asked of every tenant again only when ``version`` (the quota book's count of
+        changes) is None or differs from the last ask's, or a tenant was added since."""
         lends = None
         if borrowing is not None:
-            lends = np.fromiter((borrowing(t) for t in self.names), dtype=np.bool_, count=len(self.names))
+            kept = self._lends
+            if (
+                version is not None
+                and kept is not None
+                and kept[0] == version
+                and len(kept[1]) == len(self.names)
+            ):
+                lends = kept[1]
+            else:
+                names = self.names
+                lends = np.fromiter((borrowing(t) for t in names), dtype=np.bool_, count=len(names))
+                self._lends = (version, lends) if version is not None else None
         return Ask(priority, self.tenants.get(tenant, -1), lends)
 
     def _may(self, ask: Ask, priority: FloatArray, tenant: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
@@ -151,24 +196,18 @@ class Evictable:
         enough = room >= need - TOLERANCE * np.maximum(1.0, np.abs(need))
         return np.asarray(enough.all(axis=1), dtype=np.bool_)
 
-    def candidates(
-        self, ask: Ask, c: int, running: Any
-    ) -> tuple[list[Any], npt.NDArray[np.intp], FloatArray, npt.NDArray[np.int64]] | None:
-        """The jobs ``ask`` may evict on cluster ``c``, as ``_preempt`` listed them: the
-        cluster's jobs and the candidates' positions among them (list order), the candidates'
-        demands (rows, in that order) and the order to try them in (highest priority first, then
-        job id) as positions among the candidates; None when there are none."""
+    def victims(
+        self, ask: Ask, c: int, running: Any, free: FloatArray, need: FloatArray
+    ) -> tuple[list[Any], npt.NDArray[np.intp]] | None:
+        """Preemption on cluster ``c`` (``kernels.victims``, over the cluster's arrays): its
+        placed jobs and the victims' positions among them, in the order tried (highest priority
+        first, then job id); None when ``ask`` may evict nothing there, or not enough."""
         jobs = running.get(c)
         if not jobs:
             return None
         objs, pri, ten, dem, perm, _ = self._view(c, jobs)
-        may = self._may(ask, pri, ten)
-        if not may.any():
-            return None
-        idx = np.flatnonzero(may)
-        at = np.cumsum(may) - 1  # each job's position among the candidates
-        order = at[perm[may[perm]]].astype(np.int64)
-        return objs, idx, dem[idx], order
+        got = victims(pri, ten, dem, perm, ask.priority, ask.own, ask.lends, free, need)
+        return None if got is None else (objs, got)
 
     def _view(self, c: int, jobs: Any) -> _View:
         """Cluster ``c``'s placed jobs as arrays in the list's order (priority, tenant, demand

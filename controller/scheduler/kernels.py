@@ -265,38 +265,88 @@ def ledger_drops(demands: FloatArray, allocated: FloatArray) -> BoolArray:
 
 
 @_compiled
-def _reprieve(
-    room0: FloatArray, demands: FloatArray, order: Any, need: FloatArray, victim: BoolArray
-) -> bool:
-    k, R = demands.shape
+def _victims(
+    pri: FloatArray,
+    ten: Any,
+    dem: FloatArray,
+    perm: Any,
+    priority: float,
+    own: int,
+    lends: BoolArray,
+    reclaim: bool,
+    room0: FloatArray,
+    need: FloatArray,
+    out: Any,
+) -> int:
+    k, R = dem.shape
     room = np.zeros(R)
-    for i in range(k):  # summed in list order from zeros, as Python's sum over the rows
-        for r in range(R):
-            room[r] += demands[i, r]
+    listed = False
+    for i in range(k):  # the candidates' demand summed in list order from zeros
+        if pri[i] < priority or (reclaim and lends[ten[i]] and ten[i] != own):
+            listed = True
+            for r in range(R):
+                room[r] += dem[i, r]
+    if not listed:
+        return -2
     for r in range(R):
         room[r] = room0[r] + room[r]
         if room[r] < need[r]:
-            return False
-    for i in order:
+            return -1
+    n = 0
+    for i in perm:  # the candidates from the highest priority down: each reprieved if room holds
+        if not (pri[i] < priority or (reclaim and lends[ten[i]] and ten[i] != own)):
+            continue
         keeps = True
         for r in range(R):
-            if not room[r] - demands[i, r] >= need[r]:
+            if not room[r] - dem[i, r] >= need[r]:
                 keeps = False
-        victim[i] = not keeps
         if keeps:
             for r in range(R):
-                room[r] = room[r] - demands[i, r]
-    return True
+                room[r] = room[r] - dem[i, r]
+        else:
+            out[n] = i
+            n += 1
+    return n
 
 
-def reprieve(free: FloatArray, demands: FloatArray, order: Any, need: FloatArray) -> BoolArray | None:
-    """Preemption on one cluster: None when ``free`` plus every candidate's demand (``demands``,
-    a row each) is less than ``need`` in some resource; else which candidates are victims:
-    walking them in ``order`` (highest priority first), each is reprieved while the room left
-    without it still holds ``need``. The arithmetic of the numpy it replaced, operation for
-    operation (tests/scheduler/test_kernels.py)."""
-    victim = np.zeros(len(demands), dtype=np.bool_)
-    return victim if _reprieve(free, demands, order, need, victim) else None
+NO_LENDS = np.zeros(1, dtype=np.bool_)
+
+
+def victims(
+    pri: FloatArray,
+    ten: Any,
+    dem: FloatArray,
+    perm: Any,
+    priority: float,
+    own: int,
+    lends: BoolArray | None,
+    free: FloatArray,
+    need: FloatArray,
+) -> Any:
+    """Preemption on one cluster, whose placed jobs are given in list order (``pri``, ``ten``:
+    tenant index, ``dem``: a demand row each) with ``perm``, the order to try them in (highest
+    priority first). The candidates are the jobs below ``priority`` and, with ``lends`` (per
+    tenant index: borrowing), other tenants' (not ``own``) borrowed work. None when there are
+    none, or when ``free`` plus all their demand is less than ``need`` in some resource; else the
+    victims' positions in the try order: walking the candidates in it, each is reprieved while
+    the room left without it still holds ``need``. The arithmetic of the numpy it replaced,
+    operation for operation (tests/scheduler/test_kernels.py)."""
+    out = np.empty(len(pri), dtype=np.intp)
+    reclaim = lends is not None
+    n = _victims(
+        pri,
+        ten,
+        dem,
+        perm,
+        float(priority),
+        int(own),
+        lends if reclaim else NO_LENDS,
+        reclaim,
+        free,
+        need,
+        out,
+    )
+    return None if n < 0 else out[:n]
 
 
 # ---- the stored decisions' columns (controller/scheduler/stored.py) --------------------------
@@ -529,7 +579,7 @@ DISPATCHERS = (
     _static_rows,
     reserve,
     _ledger_drops,
-    _reprieve,
+    _victims,
     _listing,
     _groups,
     _columns,
@@ -560,7 +610,9 @@ def warm_up() -> None:
     gather_static(np.zeros((1, 2, 2)), ints, ints, np.zeros(8), 0)
     static_rows(np.zeros(8), 1, ints, ints)
     ledger_drops(free, demand)
-    reprieve(demand, free, np.zeros(2, dtype=np.int64), demand)
+    two = np.zeros(2, dtype=np.intp)
+    for lends in (None, np.zeros(2, dtype=np.bool_)):
+        victims(column.copy(), two, free, two, 1.0, 0, lends, demand, demand)
     G = np.zeros((1, 2), dtype=np.uint16)
     ints = np.zeros(2, dtype=np.int64)
     rows = Rows(

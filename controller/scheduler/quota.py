@@ -88,6 +88,7 @@ class QuotaBook:
         self.usage: dict[str, list[float]] = {k: [float(x) for x in v] for k, v in (usage or {}).items()}
         self.shares: dict[str, float] = {}
         self._borrowing: dict[str, bool] = {}  # ``borrowing``, until the tenant's usage changes
+        self.changes = 0  # counts ``admit`` and ``release``: what ``borrowing`` answers may change
         self._limits: dict[str, TenantLimits] = {}
         known = set(tenants) | set(self.usage) | (set(policy.tenants) if policy else set())
         self.cohort_nominal = [0.0, 0.0, 0.0]
@@ -154,6 +155,7 @@ class QuotaBook:
             cu[r] += demand[r]
         self.shares.pop(tenant, None)
         self._borrowing.pop(tenant, None)
+        self.changes += 1
 
     def release(self, tenant: str, demand: Sequence[float]) -> None:
         u = self.used(tenant)
@@ -163,6 +165,7 @@ class QuotaBook:
             cu[r] = max(cu[r] - demand[r], 0.0)
         self.shares.pop(tenant, None)
         self._borrowing.pop(tenant, None)
+        self.changes += 1
 
     def within_nominal(self, tenant: str, extra: Sequence[float] | None = None) -> bool:
         nominal, used = self.limits(tenant).nominal, self.used(tenant)

@@ -268,7 +268,8 @@ def test_ledger_drops_equals_the_vectorised_form(seed: int) -> None:
 def reprieve_numpy(
     free: np.ndarray, demands: list[np.ndarray], order: list[int], need: np.ndarray
 ) -> list[int] | None:
-    """The numpy the preemption step ran before ``reprieve``: the reference it is held to."""
+    """The numpy the preemption step ran before its kernel (``victims``): the reference it is
+    held to (``chosen``: positions in ``demands``, in the order tried)."""
     room = free + sum(demands, np.zeros(3))
     if (room < need).any():
         return None
@@ -282,28 +283,44 @@ def reprieve_numpy(
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_reprieve_equals_the_numpy_it_replaced(seed: int) -> None:
+def test_victims_equal_the_numpy_they_replaced(seed: int) -> None:
     """Victims chosen the same, in the same order, on candidates of whole, halved and decimal
-    demands (sums that round), GPU and cpu-only, with need below, at and above the room."""
-    from controller.scheduler.kernels import reprieve
+    demands (sums that round), GPU and cpu-only, with need below, at and above the room; the
+    candidates picked out of the cluster's jobs by priority and, with reclaim, by tenant."""
+    from controller.scheduler.kernels import victims
 
     rng = np.random.default_rng(seed)
     k = int(rng.integers(1, 40))
     values = [0.0, 0.1, 0.2, 0.5, 0.7, 1.0, 2.0, 4.0] if seed % 2 else [0.0, 1.0, 2.0, 8.0, 0.5]
     demands = [rng.choice(values, 3) for _ in range(k)]
+    pri = rng.choice([0.0, 50.0, 100.0, 1000.0], k)
+    ten = rng.integers(0, 4, k).astype(np.intp)
+    priority, own = 100.0, int(rng.integers(0, 4))
+    lends = rng.random(4) < 0.5 if seed % 3 else None
+    may = [
+        bool(pri[i] < priority or (lends is not None and lends[ten[i]] and ten[i] != own)) for i in range(k)
+    ]
+    listed = [i for i in range(k) if may[i]]
     free = rng.choice(values, 3)
-    room = free + sum(demands, np.zeros(3))
-    order = rng.permutation(k).tolist()
+    room = free + sum((demands[i] for i in listed), np.zeros(3))
+    perm = rng.permutation(k)
+    order = [i for i in perm.tolist() if may[i]]  # the candidates' try order, by list position
     # needs at the boundaries: exactly the room, the room less a candidate (reprieved just so)
-    boundaries = [room - demands[i] for i in order[:4]] + [room - demands[order[0]] - demands[order[1 % k]]]
+    boundaries = [room - demands[i] for i in order[:4]]
+    if len(order) > 1:
+        boundaries.append(room - demands[order[0]] - demands[order[1]])
     for need in (room * rng.random(3), room.copy(), room + 0.1, np.array(demands[0]), room / 2, *boundaries):
-        got = reprieve(free, np.array(demands), np.array(order, dtype=np.int64), need)
-        expected = reprieve_numpy(free, demands, order, need)
+        got = victims(pri, ten, np.array(demands), perm.astype(np.intp), priority, own, lends, free, need)
+        if not listed:
+            assert got is None
+            continue
+        # the reference over the candidates alone, positions among them mapped back to the list
+        expected = reprieve_numpy(free, [demands[i] for i in listed], [listed.index(i) for i in order], need)
         if expected is None:
             assert got is None
         else:
             assert got is not None
-            assert [i for i in order if got[i]] == expected
+            assert got.tolist() == [listed[j] for j in expected]
 
 
 WARM_UP_CHECK = """
@@ -326,11 +343,12 @@ for i in range(100):
     ledger.add(1, float(i), np.array([1.0, 2.0, 0.0]), allocated[1])
 ledger.reconcile(1, allocated[1])
 preempted = [0]
-reprieve = batch.reprieve
+import controller.scheduler.evictable as evictable
+victims = evictable.victims
 def counted(*args):
     preempted[0] += 1
-    return reprieve(*args)
-batch.reprieve = counted
+    return victims(*args)
+evictable.victims = counted
 for seed in range(4):
     cycles(seed, 0.0, n=600, count=1)
 # a job that evicts the lowest-priority quarter of a full cluster (preemption's prefilter lets

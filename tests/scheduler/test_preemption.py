@@ -12,6 +12,7 @@ from controller.policies import QuotaPolicy
 from controller.scheduler.queue import Running
 from controller.settings import Settings
 from tests.scheduler.helpers import batch, enqueue, index, job, snap
+from tests.scheduler.test_kernels import reprieve_numpy
 
 HAINAN = "prov-hainan"
 ONLY_HAINAN = {"allow_clusters": [HAINAN]}
@@ -167,16 +168,22 @@ def test_evictable_sums_follow_the_lists_and_answer_as_the_lists_do() -> None:
             f"j{counter}", c, float(rng.choice([0, 10, 100, 1000])), demand, str(rng.choice(tenants)), 1
         )
 
-    for step in range(300):
+    evicted = 0
+    for step in range(400):
         c = int(rng.integers(n))
         what = rng.random()
         if what < 0.6:
             running.setdefault(c, []).append(one(c))
+            ev.touch(c)  # as the cycle does on every change
+        elif what < 0.7 and running.get(c):  # a preemption's victims taken out (their order kept)
+            ev.evict(c, running, [r for r in running[c] if rng.random() < 0.4])
+            evicted += 1
         elif what < 0.8 and running.get(c):
             running[c] = [r for r in running[c] if rng.random() < 0.6]
+            ev.touch(c)
         elif what < 0.85:
             running[c] = []
-        ev.touch(c)  # as the cycle does on every change
+            ev.touch(c)
         clusters = sorted(set(rng.integers(n, size=int(rng.integers(1, n))).tolist()))
         ev.sync(running, clusters)
         free = rng.uniform(0, 10, (n, 3))
@@ -187,23 +194,26 @@ def test_evictable_sums_follow_the_lists_and_answer_as_the_lists_do() -> None:
         ask = ev.ask(prio, tenant, lends.__contains__ if lends is not None else None)
         got = ev.room(ask, clusters, free, need)
         assert got.tolist() == _room_by_hand(running, clusters, free, need, prio, tenant, lends), step
-        # the candidates of each cluster, as the lists give them (what ``_preempt`` listed before)
+        # the victims on each cluster, as the lists give them (what ``_preempt`` listed before:
+        # the candidates, tried from the highest priority down, then by job id)
         for c in clusters:
             listed = [
                 r
                 for r in running.get(c, [])
                 if r.priority < prio or (lends is not None and r.tenant != tenant and r.tenant in lends)
             ]
-            cand = ev.candidates(ask, c, running)
-            if not listed:
-                assert cand is None, step
+            order = sorted(range(len(listed)), key=lambda i: (-listed[i].priority, listed[i].job_id))
+            need_c = rng.uniform(0, 20, 3)
+            got = ev.victims(ask, c, running, free[c], need_c)
+            want = reprieve_numpy(free[c], [r.demand for r in listed], order, need_c) if listed else None
+            if want is None:
+                assert got is None, step
                 continue
-            assert cand is not None
-            jobs, positions, demands, order = cand
-            assert [jobs[i].job_id for i in positions] == [r.job_id for r in listed]
-            assert np.array_equal(demands, np.concatenate([r.demand for r in listed]).reshape(len(listed), 3))
-            want = sorted(range(len(listed)), key=lambda i: (-listed[i].priority, listed[i].job_id))
-            assert order.tolist() == want and order.dtype == np.int64
+            assert got is not None
+            jobs, victims = got
+            assert [jobs[i].job_id for i in victims.tolist()] == [listed[i].job_id for i in want], step
+        _sums_follow_fresh_lists(ev, running)
+    assert evicted >= 20, evicted  # the preemption's path ran
 
 
 def _sums_follow_fresh_lists(ev: Any, running: dict[int, list[Running]]) -> None:
@@ -276,3 +286,31 @@ def test_preemption_sees_lower_priority_work_placed_by_an_earlier_cycle() -> Non
     res = bs.run(enqueue(bs, [high], prefix="h"), s, running=running)
     assert [v.job_id for v in res.victims] == ["j00000"]
     assert res.decisions[0].cluster == HAINAN
+
+
+def test_who_borrows_is_asked_again_when_the_quota_book_changes() -> None:
+    """``Evictable.ask`` keeps who borrows while the book's count of changes stays; a job admitted
+    past its tenant's nominal quota (or released under it) is seen by the next ask."""
+    from controller.policies import TenantQuota
+    from controller.scheduler.evictable import Evictable
+    from controller.scheduler.quota import QuotaBook
+
+    quota = QuotaPolicy(
+        tenants={t: TenantQuota(nominal={"cpu": 10}, borrowing_limit={"cpu": 100}) for t in "ab"}
+    )
+    book = QuotaBook(quota, np.array([1000.0, 1000.0, 8.0]), ["a", "b"])
+    ev = Evictable(2)
+    running = {0: [Running("j1", 0, 0, np.array([1.0, 1.0, 0.0]), "a"), Running("j2", 0, 0, np.ones(3), "b")]}
+    ev.sync(running, [0])
+
+    def lends() -> list[bool]:
+        ask = ev.ask(100, "b", book.borrowing, (id(book), book.changes))
+        assert ask.lends is not None
+        return ask.lends.tolist()
+
+    assert lends() == [False, False]
+    book.admit("a", [15.0, 0.0, 0.0])  # past a's nominal 10 cpu: borrowing
+    assert lends() == [True, False]
+    assert lends() == [True, False]  # kept
+    book.release("a", [15.0, 0.0, 0.0])
+    assert lends() == [False, False]
