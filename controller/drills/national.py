@@ -147,13 +147,23 @@ class NationalStore:
         patroni: Path | None = None,
         say: Say | None = None,
         max_connections: int = 200,
+        bucket: Path | None = None,
+        restore_script: Path | None = None,
     ) -> None:
+        """``bucket``: the WAL and base backups go to this folder through the WAL-G stand-in
+        (``walg.py``, as ``wal-g``), as the deployed store's go to its site's bucket;
+        ``restore_script``: the cluster is made from that bucket's newest backup by this script
+        (``infra/yiwang_infra/restore_backup.py``) instead of ``initdb``."""
         self.root = root or Path(tempfile.mkdtemp(prefix="yiwang-national-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.lab = lab
         self.patroni_bin = patroni or default_patroni()
         self.say: Say = say or (lambda _m: None)
         self.max_connections = max_connections
+        self.bucket = bucket
+        self.restore_script = restore_script
+        if restore_script is not None and bucket is None:
+            raise ValueError("a restore reads a bucket: give one")
         self.sites: dict[str, Site] = {}
         for name in SITES:
             if lab is not None:
@@ -249,11 +259,44 @@ class NationalStore:
                 "shared_buffers": "64MB",
             },
             max_connections=self.max_connections,
+            archive_command="wal-g wal-push %p" if self.bucket is not None else None,
             log_dir=str(d / "patroni-log"),
             post_bootstrap=str(self.site_dir(site) / "post_bootstrap.sh"),
+            restore=patroni.restore_bootstrap(
+                f"/usr/bin/python3 {self.tools / 'restore-from-backup.py'}", "wal-g wal-fetch %f %p"
+            )
+            if self.restore_script is not None
+            else None,
         )
         config["postgresql"]["pgpass"] = str(d / "pgpass")  # two members as one user: one each
         return config
+
+    @property
+    def tools(self) -> Path:
+        """The WAL-G stand-in (``bin/wal-g``) and the restore script, where ``postgres`` reads them."""
+        return self.root / "tools"
+
+    def tool_env(self) -> dict[str, str]:
+        """PATH with ``wal-g`` and PostgreSQL's programs, and the bucket WAL-G writes to."""
+        env = {"PATH": f"{self.tools / 'bin'}:{PG_BIN}:/usr/bin:/bin"}
+        if self.bucket is not None:
+            env["WALG_FILE_PREFIX"] = str(self.bucket)
+        return env
+
+    def _write_tools(self) -> None:
+        if self.bucket is None:
+            return
+        (self.tools / "bin").mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(__file__).with_name("walg.py"), self.tools / "walg.py")
+        shim = self.tools / "bin" / "wal-g"
+        shim.write_text(f'#!/bin/sh\nexec /usr/bin/python3 {self.tools / "walg.py"} "$@"\n')
+        if self.restore_script is not None:
+            shutil.copy(self.restore_script, self.tools / "restore-from-backup.py")
+        for p in (self.tools, self.tools / "bin", shim, *self.tools.glob("*.py")):
+            os.chmod(p, 0o755)
+        self.bucket.mkdir(parents=True, exist_ok=True)
+        for p in (self.bucket, *self.bucket.rglob("*")):
+            shutil.chown(p, "postgres", "postgres")  # archive_command runs as postgres
 
     def _write_site(self, site: str) -> None:
         d = self.site_dir(site)
@@ -302,7 +345,7 @@ class NationalStore:
             str(d / "patroni.yml"),
         ]
         env = {
-            "PATH": f"{PG_BIN}:/usr/bin:/bin",
+            **self.tool_env(),
             "HOME": str(d / "pg"),
             "LANG": "C.UTF-8",
             "PGPASSFILE": str(d / "pg" / "pgpass"),
@@ -316,6 +359,7 @@ class NationalStore:
         Returns the seconds it took to a healthy primary + synchronous standby."""
         t0 = time.monotonic()
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        self._write_tools()
         for site in SITES:
             self._write_site(site)
         for site in SITES:

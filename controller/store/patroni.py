@@ -56,6 +56,25 @@ def dcs_settings(max_connections: int = 200) -> dict[str, Any]:
     }
 
 
+RESTORE_METHOD = "restore_from_backup"
+
+
+def restore_bootstrap(command: str, restore_command: str) -> dict[str, Any]:
+    """``bootstrap.<RESTORE_METHOD>``: a new cluster made from the newest base backup in the
+    site's bucket (``command``, called by Patroni with ``--scope`` and ``--datadir``), then
+    recovered through every archived WAL segment (``restore_command``) to the end of the archive
+    on the latest timeline, and promoted. Patroni runs it only where no cluster is initialised
+    in etcd; a second member then clones the restored primary as usual."""
+    return {
+        "command": command,
+        "recovery_conf": {
+            "restore_command": restore_command,
+            "recovery_target_timeline": "latest",
+            "recovery_target_action": "promote",
+        },
+    }
+
+
 def member_config(
     *,
     site: str,
@@ -73,8 +92,11 @@ def member_config(
     archive_command: str | None = None,
     log_dir: str | None = None,
     post_bootstrap: str | None = None,
+    restore: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One member's ``patroni.yml``."""
+    """One member's ``patroni.yml``. ``restore`` (``restore_bootstrap``): a cluster made from
+    the backups instead of ``initdb``; its roles and database come with it, so no
+    ``post_bootstrap`` runs then."""
     pg_parameters = dict(parameters or {})
     if archive_command:
         pg_parameters |= {"archive_mode": "on", "archive_command": archive_command, "archive_timeout": "60s"}
@@ -82,7 +104,10 @@ def member_config(
         "dcs": dcs_settings(max_connections),
         "initdb": [{"encoding": "UTF8"}, {"locale": "C"}, "data-checksums"],
     }
-    if post_bootstrap:
+    if restore is not None:
+        bootstrap["method"] = RESTORE_METHOD
+        bootstrap[RESTORE_METHOD] = restore
+    elif post_bootstrap:
         bootstrap["post_bootstrap"] = post_bootstrap
     config: dict[str, Any] = {
         "scope": SCOPE,

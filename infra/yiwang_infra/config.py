@@ -144,6 +144,11 @@ class StoreBackupSettings(Camel):
     # a base backup at least this often, taken by the primary's site (``base_backup.py``); the
     # full backups kept cover retention_days
     every_hours: Annotated[int, Field(ge=1, le=24 * 31)] = 24
+    # Disaster recovery (docs/national.md, "Restoring the national store from its backups"): the
+    # cluster is made from this site's newest base backup and archived WAL instead of initdb
+    # (``restore_backup.py``). Patroni runs it only where etcd knows no cluster yet; set it on the
+    # site whose bucket holds the newest archive, then back to false once the store is up.
+    restore: bool = False
 
     @property
     def keep_full(self) -> int:

@@ -20,7 +20,9 @@ Per national cluster, in namespace ``yiwang-store``:
   ``controller.store.backup`` in existing mode. The WAL through Patroni's ``archive_command``;
   the base backups by a second container of the Patroni pod (``base_backup.py``: on the primary,
   one when the newest is older than ``backup.everyHours``, the full backups kept covering
-  ``backup.retentionDays``), over loopback as the superuser.
+  ``backup.retentionDays``), over loopback as the superuser; with ``backup.restore``, Patroni
+  makes the cluster from this site's newest backup and archived WAL (``restore_backup.py``)
+  instead of ``initdb`` (disaster recovery: docs/national.md).
 
 Why one module of this length: one Pulumi component for one site's member of the store; its etcd,
 Patroni, load balancers, network policies and backups are declared together and read each
@@ -38,7 +40,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from controller.store import patroni
-from infra.yiwang_infra import base_backup
+from infra.yiwang_infra import base_backup, restore_backup
 from infra.yiwang_infra import labels as L
 from infra.yiwang_infra.config import Mode, NationalStoreSettings, StackConfig, StoreBackupSettings
 from infra.yiwang_infra.member_cluster import MemberCluster
@@ -65,8 +67,11 @@ def etcd_initial_cluster(store: NationalStoreSettings) -> str:
     return ",".join(f"{site}=http://{host}:{ETCD_PEER}" for site, host in sorted(store.etcd.items()))
 
 
-def patroni_yaml(config: StackConfig, peer_cidrs: list[str], own_cidr: str, archive: bool) -> str:
-    """This site's patroni.yml: the shared settings with this site's published addresses."""
+def patroni_yaml(
+    config: StackConfig, peer_cidrs: list[str], own_cidr: str, archive: bool, restore: bool = False
+) -> str:
+    """This site's patroni.yml: the shared settings with this site's published addresses;
+    ``restore``: the cluster bootstrapped from this site's backups (``restore_backup.py``)."""
     assert config.controller is not None
     store = config.controller.store
     site = site_of(config.cluster.name)
@@ -99,6 +104,11 @@ def patroni_yaml(config: StackConfig, peer_cidrs: list[str], own_cidr: str, arch
         max_connections=store.max_connections,
         archive_command="wal-g wal-push %p" if archive else None,
         post_bootstrap="/etc/patroni/post-bootstrap.sh",
+        restore=patroni.restore_bootstrap(
+            "python3 /etc/patroni/restore-from-backup.py", "wal-g wal-fetch %f %p"
+        )
+        if restore
+        else None,
     )
     return yaml.safe_dump(config_doc, sort_keys=False)
 
@@ -184,6 +194,12 @@ class NationalStoreMember(pulumi.ComponentResource):
         else:
             endpoint = prefix = ""
         archive = bool(endpoint) and backup_credentials is not None
+        restore = store.backup.restore
+        if restore and not archive:
+            raise ValueError(
+                "controller.store.backup.restore reads this site's backups: it needs the backup "
+                "bucket (ack mode, or endpoint and bucket in existing mode) and its credentials"
+            )
         if archive:
             backup_env = [
                 k8s.core.v1.EnvVarArgs(name="WALG_S3_PREFIX", value=prefix),
@@ -217,9 +233,10 @@ class NationalStoreMember(pulumi.ComponentResource):
             f"{name}-patroni-config",
             metadata=meta("yiwang-store-patroni", "store"),
             data={
-                "patroni.yml": patroni_yaml(config, peer_cidrs, own_cidr, archive),
+                "patroni.yml": patroni_yaml(config, peer_cidrs, own_cidr, archive, restore),
                 "post-bootstrap.sh": POST_BOOTSTRAP,
                 **({"base-backup.py": BASE_BACKUP} if archive else {}),
+                **({"restore-from-backup.py": RESTORE} if restore else {}),
             },
             opts=in_ns,
         )
@@ -411,6 +428,7 @@ class NationalStoreMember(pulumi.ComponentResource):
 
 
 BASE_BACKUP = Path(base_backup.__file__).read_text()  # the script, as it is
+RESTORE = Path(restore_backup.__file__).read_text()  # the restore bootstrap's script, as it is
 
 
 def _base_backup_container(

@@ -17,7 +17,7 @@ from controller.store import patroni
 from controller.store.store import normalise_url
 from controller.topology.model import load_topology
 from infra.policypack.harness import check_resource, resource_args
-from infra.yiwang_infra import base_backup
+from infra.yiwang_infra import base_backup, restore_backup
 from infra.yiwang_infra.config import Mode
 from infra.yiwang_infra.network_plan import plan_for
 from infra.yiwang_infra.testing import StackRun, stack_config_values
@@ -59,6 +59,9 @@ def test_each_national_site_runs_its_member_of_the_replicated_store(stack: str) 
         assert doc["name"] == site and doc["scope"] == patroni.SCOPE
         assert doc["bootstrap"]["dcs"] == patroni.dcs_settings(400)
         assert doc["bootstrap"]["dcs"]["synchronous_mode"] is True and doc["bootstrap"]["dcs"]["ttl"] == 20
+        # initdb and the post-bootstrap script, not a restore, unless asked (backup.restore)
+        assert "method" not in doc["bootstrap"] and "restore-from-backup.py" not in cm.inputs["data"]
+        assert doc["bootstrap"]["post_bootstrap"] == "/etc/patroni/post-bootstrap.sh"
         assert len(doc["etcd3"]["hosts"]) == 3 and any("witness" in h for h in doc["etcd3"]["hosts"])
         assert "password" not in json.dumps(doc["postgresql"]["authentication"])  # from the Secret
         # the other database site may replicate; no one else
@@ -178,5 +181,36 @@ def test_the_managed_alternative_is_one_region_rds_with_both_sites_whitelisted()
         assert len(instance.inputs["vswitchId"].split(",")) == 2
         assert config.network is not None
         assert instance.inputs["securityIps"] == [config.network.vpc_cidr, cidr_of("national-backup")]
+
+    return run.settled().apply(check)
+
+
+@pulumi.runtime.test
+def test_the_restore_switch_makes_the_cluster_from_the_sites_backups() -> Any:
+    """``controller.store.backup.restore``: Patroni's bootstrap runs the restore script written
+    into the ConfigMap (the one the restore drill runs: tests/drills/test_restore.py) with WAL-G's
+    ``wal-fetch`` as the restore command, and no post-bootstrap (the roles come with the backup)."""
+    values = stack_config_values("national", "primary")
+    controller = json.loads(json.dumps(values["yiwang-national:controller"]))
+    controller.setdefault("store", {}).setdefault("backup", {})["restore"] = True
+    run = StackRun("national", "primary", overrides={"yiwang-national:controller": json.dumps(controller)})
+    run.run()
+    config = run.config
+    assert config.mode is Mode.ack  # the bucket the restore reads is the stack's own
+
+    def check(_: Any) -> None:
+        (cm,) = [
+            c
+            for c in _by_type(run, "kubernetes:core/v1:ConfigMap")
+            if c.inputs["metadata"]["name"] == "yiwang-store-patroni"
+        ]
+        doc = yaml.safe_load(cm.inputs["data"]["patroni.yml"])
+        boot = doc["bootstrap"]
+        assert boot["method"] == patroni.RESTORE_METHOD and "post_bootstrap" not in boot
+        assert boot[patroni.RESTORE_METHOD] == patroni.restore_bootstrap(
+            "python3 /etc/patroni/restore-from-backup.py", "wal-g wal-fetch %f %p"
+        )
+        assert cm.inputs["data"]["restore-from-backup.py"] == Path(restore_backup.__file__).read_text()
+        assert doc["postgresql"]["parameters"]["archive_command"] == "wal-g wal-push %p"  # archiving goes on
 
     return run.settled().apply(check)
