@@ -13,9 +13,10 @@ clusters are searched as before, each in one compiled pass over arrays kept per 
 where even evicting every candidate leaves too little room, which the search would have found
 too (``victims`` returns None): the decisions are the same (tests/scheduler/test_preemption.py).
 
-The sums follow the ``running`` lists the cycle reads: what a list gained since it was read (the
-loop appends each placement) is added; a list replaced (a preemption took its victims out) is
-read again."""
+The sums and arrays follow the ``running`` lists the cycle reads: what a list gained since it was
+read (the loop appends each placement and ``touch``-es the cluster) is added; a preemption
+replaces a list through ``evict``, which takes the victims out of the sums and arrays too; a list
+replaced any other way is read again."""
 
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ class Evictable:
         self.m = 0
         # cluster -> (its list, its length, the candidates' arrays in list order: ``_view``)
         self.views: dict[int, tuple[Any, int, _View]] = {}
-        # per cluster: its sums follow its list until the list changes (``touch``)
         self._lends: tuple[Any, npt.NDArray[np.bool_]] | None = None  # ``ask``: (version, who borrows)
+        # per cluster: its sums follow its list until the list changes (``touch``)
         self.fresh = np.zeros(n, dtype=np.bool_)
         size = 256
         self.demand = np.zeros((size, 3))
