@@ -1,4 +1,4 @@
-"""`yiwang drill run | list`: failover drills."""
+"""`yiwang drill run | list | restore`: failover drills, and the national store's restore drill."""
 
 from __future__ import annotations
 
@@ -37,6 +37,42 @@ def drill_run(
     if reports:
         console.print(f"reports in {out}/ (JSON per drill, junit.xml)")
     raise typer.Exit(code)
+
+
+@drill_app.command("restore")
+def drill_restore(
+    out: Annotated[Path, typer.Option(help="where national-restore.json goes")] = Path("reports/drills"),
+    jobs_after: Annotated[
+        int, typer.Option(min=1, help="jobs committed after the base backup (the WAL to replay)")
+    ] = 300,
+    budget_restore_s: Annotated[float, typer.Option(help="the restore's time budget, seconds")] = 60.0,
+) -> None:
+    """The national store restored from its backups after both sites are lost (real etcd,
+    Patroni and PostgreSQL; a stand-in for WAL-G): every archived job back on both sites, within
+    the budget. Root, from a checkout (make tools installs etcd and Patroni). Exit 1 if a budget
+    breaks or the drill fails."""
+    from controller.drills.national import unavailable
+    from controller.drills.restore import run_restore_drill, scripts_missing
+
+    why = unavailable() or scripts_missing()
+    if why:
+        console.print(f"[red]cannot run here: {why}[/]")
+        raise typer.Exit(2)
+    report = run_restore_drill(
+        after=jobs_after, budget_restore_s=budget_restore_s, say=console.print, out=out
+    )
+    if report["error"]:
+        console.print(f"[red]the drill failed: {report['error']}[/]")
+    for r in report["results"]:
+        console.print(f"  {'ok ' if r['passed'] else 'BAD'} {r['name']}: {r['value']}")
+    m = report.get("measurements") or {}
+    if m:
+        console.print(
+            f"  unarchived jobs lost with both sites: {m['unarchived_lost']} of {m['unarchived_jobs']} "
+            f"(the recovery point of losing both sites); archive {report.get('archive_mib')} MiB"
+        )
+    console.print(f"report in {out}/national-restore.json")
+    raise typer.Exit(0 if report["passed"] else 1)
 
 
 @drill_app.command("list")
