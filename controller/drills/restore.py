@@ -39,8 +39,9 @@ from typing import Any
 
 from sqlalchemy import text
 
+from controller.bench.mixed import job_row
 from controller.drills.national import NationalStore
-from controller.store.store import Store, new_job_id, now
+from controller.store.store import Store
 
 INFRA = Path(__file__).resolve().parents[2] / "infra" / "yiwang_infra"
 BASE_BACKUP = INFRA / "base_backup.py"
@@ -59,30 +60,8 @@ def scripts_missing() -> str | None:
 
 def _jobs(n: int, tag: str) -> list[dict[str, Any]]:
     """``n`` Pending job rows as a submission writes them."""
-    at = now()
-    rows = []
-    for k in range(n):
-        spec = {"tenant": "hainan", "name": f"{tag}-{k}", "resources": {"cpu": 1, "memory_gib": 1}}
-        rows.append(
-            {
-                "id": new_job_id(),
-                "tenant": "hainan",
-                "name": spec["name"],
-                "phase": "Pending",
-                "cluster": None,
-                "attempt": 1,
-                "epoch": 0,
-                "priority": 100,
-                "spec": spec,
-                "message": "waiting to be scheduled",
-                "created_at": at,
-                "updated_at": at,
-                "lease_expires_at": None,
-                "idempotency_key": None,
-                "request_hash": None,
-            }
-        )
-    return rows
+    body = {"tenant": "hainan", "resources": {"cpu": 1, "memory_gib": 1}}
+    return [job_row({**body, "name": f"{tag}-{k}"}) for k in range(n)]
 
 
 def _ids(store: Store) -> set[str]:

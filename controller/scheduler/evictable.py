@@ -207,7 +207,7 @@ class Evictable:
         if not jobs:
             return None
         objs, pri, ten, dem, perm, _ = self._view(c, jobs)
-        got = victims(pri, ten, dem, perm, ask.priority, ask.own, ask.lends, free, need)
+        got = victims((pri, ten, dem, perm), ask.priority, ask.own, ask.lends, free, need)
         return None if got is None else (objs, got)
 
     def _view(self, c: int, jobs: Any) -> _View:

@@ -313,39 +313,24 @@ NO_LENDS = np.zeros(1, dtype=np.bool_)
 
 
 def victims(
-    pri: FloatArray,
-    ten: Any,
-    dem: FloatArray,
-    perm: Any,
+    jobs: tuple[FloatArray, Any, FloatArray, Any],
     priority: float,
     own: int,
     lends: BoolArray | None,
     free: FloatArray,
     need: FloatArray,
 ) -> Any:
-    """Preemption on one cluster, whose placed jobs are given in list order (``pri``, ``ten``:
-    tenant index, ``dem``: a demand row each) with ``perm``, the order to try them in (highest
-    priority first). The candidates are the jobs below ``priority`` and, with ``lends`` (per
+    """Preemption on one cluster, whose placed jobs are given in list order (``jobs``: their
+    priorities, tenant indexes and demand rows, and the order to try them in, highest priority
+    first, as positions). The candidates are the jobs below ``priority`` and, with ``lends`` (per
     tenant index: borrowing), other tenants' (not ``own``) borrowed work. None when there are
     none, or when ``free`` plus all their demand is less than ``need`` in some resource; else the
     victims' positions in the try order: walking the candidates in it, each is reprieved while
     the room left without it still holds ``need``. The arithmetic of the numpy it replaced,
     operation for operation (tests/scheduler/test_kernels.py)."""
-    out = np.empty(len(pri), dtype=np.intp)
+    out = np.empty(len(jobs[0]), dtype=np.intp)
     reclaim = lends is not None
-    n = _victims(
-        pri,
-        ten,
-        dem,
-        perm,
-        float(priority),
-        int(own),
-        lends if reclaim else NO_LENDS,
-        reclaim,
-        free,
-        need,
-        out,
-    )
+    n = _victims(*jobs, float(priority), int(own), lends if reclaim else NO_LENDS, reclaim, free, need, out)
     return None if n < 0 else out[:n]
 
 
@@ -612,7 +597,7 @@ def warm_up() -> None:
     ledger_drops(free, demand)
     two = np.zeros(2, dtype=np.intp)
     for lends in (None, np.zeros(2, dtype=np.bool_)):
-        victims(column.copy(), two, free, two, 1.0, 0, lends, demand, demand)
+        victims((column.copy(), two, free, two), 1.0, 0, lends, demand, demand)
     G = np.zeros((1, 2), dtype=np.uint16)
     ints = np.zeros(2, dtype=np.int64)
     rows = Rows(

@@ -310,7 +310,7 @@ def test_victims_equal_the_numpy_they_replaced(seed: int) -> None:
     if len(order) > 1:
         boundaries.append(room - demands[order[0]] - demands[order[1]])
     for need in (room * rng.random(3), room.copy(), room + 0.1, np.array(demands[0]), room / 2, *boundaries):
-        got = victims(pri, ten, np.array(demands), perm.astype(np.intp), priority, own, lends, free, need)
+        got = victims((pri, ten, np.array(demands), perm.astype(np.intp)), priority, own, lends, free, need)
         if not listed:
             assert got is None
             continue
