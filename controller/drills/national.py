@@ -259,12 +259,10 @@ class NationalStore:
                 "shared_buffers": "64MB",
             },
             max_connections=self.max_connections,
-            archive_command="wal-g wal-push %p" if self.bucket is not None else None,
+            archive_command=patroni.ARCHIVE_COMMAND if self.bucket is not None else None,
             log_dir=str(d / "patroni-log"),
             post_bootstrap=str(self.site_dir(site) / "post_bootstrap.sh"),
-            restore=patroni.restore_bootstrap(
-                f"/usr/bin/python3 {self.tools / 'restore-from-backup.py'}", "wal-g wal-fetch %f %p"
-            )
+            restore=patroni.restore_bootstrap(f"/usr/bin/python3 {self.tools / 'restore-from-backup.py'}")
             if self.restore_script is not None
             else None,
         )

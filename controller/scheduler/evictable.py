@@ -114,11 +114,11 @@ class Evictable:
                 row_of = self._row
                 new = jobs[start:] if start else jobs
                 rows.extend([row_of(c, r.tenant, r.priority) for r in new])  # may grow the arrays
-                demands.extend([r.demand for r in new])
+                demands.append(self._demands(new))
             seen[c] = (jobs, len(jobs) if jobs else 0)
         if rows:
             at = np.asarray(rows, dtype=np.intp)
-            added = np.concatenate(demands).reshape(len(rows), -1)
+            added = np.concatenate(demands)
             width = len(self.demand)
             for k in range(added.shape[1]):
                 self.demand[:, k] += np.bincount(at, weights=added[:, k], minlength=width)

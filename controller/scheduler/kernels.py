@@ -280,13 +280,13 @@ def _victims(
 ) -> int:
     k, R = dem.shape
     room = np.zeros(R)
-    listed = False
-    for i in range(k):  # the candidates' demand summed in list order from zeros
+    may = np.zeros(k, dtype=np.bool_)  # the candidates
+    for i in range(k):  # their demand summed in list order from zeros
         if pri[i] < priority or (reclaim and lends[ten[i]] and ten[i] != own):
-            listed = True
+            may[i] = True
             for r in range(R):
                 room[r] += dem[i, r]
-    if not listed:
+    if not may.any():
         return -2
     for r in range(R):
         room[r] = room0[r] + room[r]
@@ -294,7 +294,7 @@ def _victims(
             return -1
     n = 0
     for i in perm:  # the candidates from the highest priority down: each reprieved if room holds
-        if not (pri[i] < priority or (reclaim and lends[ten[i]] and ten[i] != own)):
+        if not may[i]:
             continue
         keeps = True
         for r in range(R):

@@ -56,10 +56,14 @@ def dcs_settings(max_connections: int = 200) -> dict[str, Any]:
     }
 
 
+# WAL-G ships the WAL to the site's bucket (``archive_command``) and fetches it back in a
+# restore (``restore_command``); a base backup comes from ``infra/yiwang_infra/base_backup.py``
+ARCHIVE_COMMAND = "wal-g wal-push %p"
+RESTORE_COMMAND = "wal-g wal-fetch %f %p"
 RESTORE_METHOD = "restore_from_backup"
 
 
-def restore_bootstrap(command: str, restore_command: str) -> dict[str, Any]:
+def restore_bootstrap(command: str, restore_command: str = RESTORE_COMMAND) -> dict[str, Any]:
     """``bootstrap.<RESTORE_METHOD>``: a new cluster made from the newest base backup in the
     site's bucket (``command``, called by Patroni with ``--scope`` and ``--datadir``), then
     recovered through every archived WAL segment (``restore_command``) to the end of the archive

@@ -102,13 +102,9 @@ def patroni_yaml(
         },
         parameters={"password_encryption": "scram-sha-256"},
         max_connections=store.max_connections,
-        archive_command="wal-g wal-push %p" if archive else None,
+        archive_command=patroni.ARCHIVE_COMMAND if archive else None,
         post_bootstrap="/etc/patroni/post-bootstrap.sh",
-        restore=patroni.restore_bootstrap(
-            "python3 /etc/patroni/restore-from-backup.py", "wal-g wal-fetch %f %p"
-        )
-        if restore
-        else None,
+        restore=patroni.restore_bootstrap("python3 /etc/patroni/restore-from-backup.py") if restore else None,
     )
     return yaml.safe_dump(config_doc, sort_keys=False)
 
