@@ -63,6 +63,11 @@ Say = Callable[[str], None]
 
 
 DECISION_CACHE = 100_000
+# The drill's client: how long it waits for one answer, and for how long it repeats a write that
+# may be repeated (``DrillRunner.api``). It was 5 s and no repeat: on a CI machine at load 5 a
+# submission's answer once came later, and the drill failed on its own client.
+HTTP_TIMEOUT_S = 10.0
+RETRY_FOR_S = 30.0
 
 
 def residency_wait(decision: dict[str, Any] | None) -> bool:
@@ -149,7 +154,7 @@ class DrillRunner:
             loop_interval_s=f.loop_interval_s,
             leader_ttl_s=f.leader_ttl_s,
         )
-        self.http = httpx.Client(timeout=5.0)
+        self.http = httpx.Client(timeout=HTTP_TIMEOUT_S)
         self.fed: DrillFederation | None = None
         self.clusters: dict[str, Cluster] = {}
         self.members: list[str] = []
@@ -174,7 +179,22 @@ class DrillRunner:
 
     # ---- API --------------------------------------------------------------------------------
     def api(self, method: str, path: str, **kw: Any) -> Any:
-        r = self.http.request(method, f"{self.live.url}{path}", **kw)
+        """One call to the controller. A write that may be repeated (a submission under an
+        Idempotency-Key, a PUT) is sent again when the connection fails or no answer comes within
+        ``HTTP_TIMEOUT_S`` (a loaded CI machine, a controller restarting), for up to
+        ``RETRY_FOR_S``: a client that gave up there would not know whether its job was
+        acknowledged, and the key makes the repeat return the first answer. Reads are not
+        repeated here: the loops that poll them treat a failure as "not answering yet"."""
+        repeatable = method == "PUT" or "Idempotency-Key" in (kw.get("headers") or {})
+        deadline = time.monotonic() + RETRY_FOR_S
+        while True:
+            try:
+                r = self.http.request(method, f"{self.live.url}{path}", **kw)
+                break
+            except httpx.TransportError:
+                if not repeatable or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
         if r.status_code >= 400:
             raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:300]}")
         return r.json() if r.content else None
