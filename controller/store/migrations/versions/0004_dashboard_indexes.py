@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from controller.store.migrate import create_index_online
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -18,8 +20,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_job_events_type_at", "job_events", ["type", "at"])
-    op.create_index("ix_audit_log_target", "audit_log", ["target"])
+    # built CONCURRENTLY on PostgreSQL: the tables are live (create_index_online)
+    create_index_online("ix_job_events_type_at", "job_events", ["type", "at"])
+    create_index_online("ix_audit_log_target", "audit_log", ["target"])
 
 
 def downgrade() -> None:

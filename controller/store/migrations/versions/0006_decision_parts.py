@@ -18,6 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from controller.store.migrate import create_index_online
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -25,14 +27,17 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # the table committed before the index is built (create_index_online): a run that dies
+    # during the build finds it there the next time
     op.create_table(
         "decision_parts",
         sa.Column("key", sa.String(32), primary_key=True),
         sa.Column("body", sa.JSON, nullable=True),
         sa.Column("data", sa.LargeBinary, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        if_not_exists=True,
     )
-    op.create_index("ix_jobs_pending_order", "jobs", ["phase", sa.text("priority DESC"), "id"])
+    create_index_online("ix_jobs_pending_order", "jobs", ["phase", sa.text("priority DESC"), "id"])
 
 
 def downgrade() -> None:

@@ -8,9 +8,9 @@
   200,000 rows per poll. Through this index a page reads its own 500 entries and nothing else,
   and the index holds only active jobs, however many the federation ran before.
 
-Building it reads the whole jobs table once, holding writes to it meanwhile (as every migration
-here runs: in one transaction under the migration lock, not ``CONCURRENTLY``); the index itself
-is small (active jobs only).
+Building it reads the whole jobs table once. On PostgreSQL it is built ``CONCURRENTLY``
+(``create_index_online``): submissions and cycles go on writing the table meanwhile. The index
+itself is small (active jobs only).
 
 Revision ID: 0007
 Revises: 0006
@@ -22,6 +22,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from controller.store.migrate import create_index_online
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -31,12 +33,11 @@ ACTIVE = sa.text("phase IN ('Scheduled', 'Running')")
 
 
 def upgrade() -> None:
-    op.create_index(
+    create_index_online(
         "ix_jobs_active_on_cluster",
         "jobs",
         ["cluster", "id", "tenant", "phase", "attempt", "epoch"],
-        sqlite_where=ACTIVE,
-        postgresql_where=ACTIVE,
+        where=ACTIVE,
     )
 
 
