@@ -23,10 +23,10 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, select, text
 
 from controller.store import schema as t
-from controller.store.base import execute_many
+from controller.store.base import insert_many
 
 GENESIS = "0" * 64
 SEAL_ACTION = "audit.sealed"  # the one-time seal of the rows before the chain (migration 0005)
@@ -168,7 +168,7 @@ def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, A
     for (row, _), (prev, h) in zip(prepared, chain_prepared(conn, [b for _, b in prepared]), strict=True):
         row["prev_hash"], row["hash"] = prev, h
         out.append(row)
-    execute_many(conn, insert(t.audit_log), out)
+    insert_many(conn, t.audit_log, out)
     return out
 
 

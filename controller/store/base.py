@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, update
+from sqlalchemy import Connection, DateTime, Engine, Table, insert, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.sql.dml import Insert, UpdateBase
 
 from controller.errors import StoreUnavailable
 from controller.store.engine import RETRY_AFTER_S, store_unavailable
+from controller.store.pgcopy import copy_rows
 
 SQLITE_MAX_VARIABLES = 32_766  # SQLite's default limit since 3.32
 
@@ -91,6 +92,10 @@ class StoreBase:
         under SQLite; the rows the statements matched, all executions together."""
         return execute_many(conn, stmt, params)
 
+    def insert_many(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """``insert_many`` (below)."""
+        insert_many(conn, table, rows)
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         try:
@@ -146,6 +151,19 @@ def pairs_joined(
         values = ", ".join([f"({mark}, {mark})"] * len(chunk))
         sql = f"WITH wanted(a, b) AS (VALUES {values}) {select_from}"
         yield from conn.exec_driver_sql(sql, tuple(x for pair in chunk for x in pair))
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """New rows into ``table``, in the order given, for the hot writes of rows that are new by
+    construction (nothing they could conflict with): under PostgreSQL through COPY
+    (``pgcopy``), one statement per stretch of rows with the same keys; elsewhere, or where
+    COPY cannot store what the INSERT would, ``execute_many`` of a plain INSERT."""
+    if conn.dialect.name == "postgresql":
+        for stretch in _stretches(rows):
+            if not copy_rows(conn, table, stretch):
+                execute_many(conn, insert(table), stretch)
+        return
+    execute_many(conn, insert(table), rows)
 
 
 def execute_many(conn: Connection, stmt: UpdateBase, params: Sequence[dict[str, Any]]) -> int:

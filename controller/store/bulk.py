@@ -8,8 +8,8 @@ columns) and converts rows with the column types' own bind processors (the very 
 SQLAlchemy applies, so the stored bytes are the same), so a writer can convert its rows first
 and, holding the lock, only hand the driver ready tuples in multi-row INSERTs.
 
-PostgreSQL has no single write lock; there the rows go through SQLAlchemy's own executemany
-(``insertmanyvalues``) inside the transaction, as before.
+PostgreSQL has no single write lock; there the rows go through ``base.insert_many`` inside the
+transaction (COPY: ``pgcopy``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Table, insert
 from sqlalchemy.engine import Dialect
+
+from controller.store.base import insert_many
 
 SQLITE_MAX_VARIABLES = 32_766  # SQLite's default limit since 3.32
 MAX_ROWS_PER_STATEMENT = 500
@@ -109,7 +111,7 @@ def insert_plan(dialect: Dialect, table: Table, names: Sequence[str]) -> InsertP
 
 class PreparedRows:
     """Rows for one table, converted for the driver ahead of the transaction where a plan
-    exists (SQLite), kept as dicts for SQLAlchemy's executemany otherwise."""
+    exists (SQLite), kept as dicts for ``base.insert_many`` otherwise (PostgreSQL: COPY)."""
 
     def __init__(self, dialect: Dialect, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         self.table = table
@@ -146,4 +148,4 @@ class PreparedRows:
         for name, vals in (late or {}).items():
             for r, v in zip(rows, vals, strict=True):
                 r[name] = v
-        conn.execute(insert(self.table), rows)
+        insert_many(conn, self.table, rows)

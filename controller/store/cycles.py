@@ -123,7 +123,7 @@ class CyclesRepo(StoreBase):
             }
             for r in ok_req
         ]
-        self.executemany(conn, insert(t.job_events), events)
+        self.insert_many(conn, t.job_events, events)
         self.insert_decisions(conn, [d for d in decisions if d["cluster"] is None or d["job_id"] in changed])
         if messages:
             self.executemany(
@@ -163,7 +163,7 @@ class CyclesRepo(StoreBase):
         """Insert a cycle's decision rows in job id order: ids are time-ordered, so the rows'
         job id index grows at its right edge in sequence (in the cycle's order its pages split
         half full at random places, and more of them are written)."""
-        self.executemany(conn, insert(t.decisions), sorted(rows, key=itemgetter("job_id")))
+        self.insert_many(conn, t.decisions, sorted(rows, key=itemgetter("job_id")))
 
     def audit_placements(
         self,

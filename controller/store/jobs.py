@@ -172,7 +172,7 @@ class JobsRepo(StoreBase):
                         run.append(rows[i])
                         new.append(rows[i])
                 self._insert_rows(conn, run, audits)
-                self.executemany(conn, insert(t.job_events), [_submitted(row) for row in new])
+                self.insert_many(conn, t.job_events, [_submitted(row) for row in new])
                 # The audit rows last: the chain's lock is the transaction's last (``audit_chain``)
                 audit_chain.append(conn, audits)
         for i in candidates:
@@ -499,7 +499,7 @@ class JobsRepo(StoreBase):
             }
             for c in changes
         ]
-        self.executemany(conn, insert(t.job_events), events)
+        self.insert_many(conn, t.job_events, events)
 
     def requeue_many(
         self, conn: Connection, rows: Sequence[Mapping[str, Any]], event_type: str, reason: str
@@ -536,9 +536,9 @@ class JobsRepo(StoreBase):
         )
         if matched != len(moving):
             raise RuntimeError(f"{len(moving) - matched} of {len(moving)} locked job rows moved meanwhile")
-        self.executemany(
+        self.insert_many(
             conn,
-            insert(t.job_events),
+            t.job_events,
             [
                 {
                     "job_id": c["id"],
@@ -558,9 +558,9 @@ class JobsRepo(StoreBase):
     def add_outputs(self, conn: Connection, outputs: Sequence[tuple[str, str, int, str]]) -> None:
         """``add_output`` for many (job id, cluster, attempt, text), in one executemany."""
         at = now()
-        self.executemany(
+        self.insert_many(
             conn,
-            insert(t.job_events),
+            t.job_events,
             [
                 {
                     "job_id": job_id,

@@ -1,0 +1,103 @@
+"""New rows into a table through PostgreSQL's COPY, for the hot INSERTs (``base.insert_many``).
+
+SQLAlchemy's executemany under psycopg sends one INSERT per row (pipelined): the server parses,
+plans and runs an executor per row, and SQLAlchemy does its per-row bookkeeping in Python. A
+``COPY table (columns) FROM STDIN`` takes every row of a batch as one statement, written by
+psycopg's C row writer. On the submissions' write (a batch of 54 jobs, each with its 'Submitted'
+event and its audit row) that cost 169 µs of the API process's CPU and 139 µs of the server's
+per job; through COPY 103 and 88 (docs/benchmarks.md, issue 15).
+
+What is stored is what the INSERT stores: the same columns, each value through its type's own
+bind processor (the engine's JSON serializer), a column left out of the rows given its scalar
+Python-side default as SQLAlchemy would, and a column with no default left to the server (the
+identity of ``job_events`` and ``audit_log``); tests/store/test_pgcopy.py reads both back.
+COPY has no ``ON CONFLICT``: only rows that are new by construction come here (fresh ids, no
+Idempotency-Key), and a constraint violation fails the statement and so the transaction, as
+the INSERT would. A driver error is raised as SQLAlchemy's ``DBAPIError`` (the store's
+unavailable-store handling reads it there)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    sql: str  # COPY t (a, b, ...) FROM STDIN
+    names: tuple[str, ...]  # the rows' keys, in the statement's order
+    fixed: tuple[Any, ...]  # the values of the columns the rows leave out (their defaults)
+    processors: tuple[Callable[[Any], Any] | None, ...]  # per column: names, then the fixed ones
+
+
+_plans: dict[tuple[int, str, tuple[str, ...]], CopyPlan | None] = {}
+_plans_lock = threading.Lock()
+
+
+def copy_plan(dialect: Dialect, table: Table, names: Sequence[str]) -> CopyPlan | None:
+    """The COPY for rows with keys ``names`` into ``table``; None where COPY cannot store what
+    the INSERT would (a key that is not a column, or a column left out whose default SQLAlchemy
+    computes per row)."""
+    key = (id(getattr(dialect, "_json_serializer", None)), table.name, tuple(names))
+    with _plans_lock:
+        if key in _plans:
+            return _plans[key]
+    plan: CopyPlan | None = None
+    if all(n in table.c for n in names):
+        fixed_cols = []
+        fixed_vals = []
+        ok = True
+        for col in table.c:
+            if col.name in names or col.default is None:
+                continue  # given, or the server's (NULL, an identity)
+            if not col.default.is_scalar:
+                ok = False  # a callable or SQL default: the INSERT's path computes it
+                break
+            fixed_cols.append(col.name)
+            fixed_vals.append(col.default.arg)  # type: ignore[attr-defined]
+        if ok:
+            prep = dialect.identifier_preparer
+            cols = [*names, *fixed_cols]
+            procs = tuple(table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in cols)
+            sql = f"COPY {prep.format_table(table)} ({', '.join(prep.format_column(table.c[n]) for n in cols)}) FROM STDIN"
+            plan = CopyPlan(sql, tuple(names), tuple(fixed_vals), procs)
+    with _plans_lock:
+        _plans[key] = plan
+    return plan
+
+
+def copy_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Write ``rows`` (all with the same keys) in ``conn``'s transaction through COPY; False
+    (nothing written) where the INSERT's path is needed (another database, ``copy_plan``)."""
+    if conn.dialect.name != "postgresql" or not rows:
+        return False
+    plan = copy_plan(conn.dialect, table, list(rows[0]))
+    if plan is None:
+        return False
+    names, fixed, procs = plan.names, plan.fixed, plan.processors
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cur, cur.copy(plan.sql) as copy:
+            write = copy.write_row
+            if any(p is not None for p in procs):
+                for r in rows:
+                    values = [r[n] for n in names]
+                    values += fixed
+                    write([v if p is None or v is None else p(v) for v, p in zip(values, procs, strict=True)])
+            else:
+                for r in rows:
+                    write([*(r[n] for n in names), *fixed])
+    except Exception as exc:
+        import psycopg
+
+        if isinstance(exc, psycopg.Error):
+            raise DBAPIError.instance(plan.sql, None, exc, psycopg.Error) from exc
+        raise
+    return True
