@@ -138,14 +138,18 @@ def prepare(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], bytes]
     return out
 
 
-def chain_prepared(conn: Connection, bodies: Sequence[bytes]) -> list[tuple[str, str]]:
+def chain_prepared(
+    conn: Connection, bodies: Sequence[bytes], *, locked: bool = False
+) -> list[tuple[str, str]]:
     """(prev_hash, hash) for rows about to be appended in ``conn``'s transaction, in order,
     from their canonical bytes (``prepare``). Takes the chain's lock (PostgreSQL: an advisory
     transaction lock, held to the commit; SQLite: the caller's write transaction is the lock),
-    so the caller must insert exactly these rows, in this order, in the same transaction."""
+    so the caller must insert exactly these rows, in this order, in the same transaction.
+    ``locked``: the caller's transaction already holds ``ADVISORY_LOCK`` (taken by an earlier
+    statement of it: the last hash is read after it, in a statement of its own)."""
     if not bodies:
         return []
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and not locked:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
     prev = last_hash(conn)
     out = []

@@ -23,7 +23,7 @@ from sqlalchemy.sql.dml import Insert, UpdateBase
 
 from controller.errors import StoreUnavailable
 from controller.store.engine import RETRY_AFTER_S, store_unavailable
-from controller.store.pgcopy import copy_rows
+from controller.store.pgbulk import copy_rows
 
 SQLITE_MAX_VARIABLES = 32_766  # SQLite's default limit since 3.32
 
@@ -156,7 +156,7 @@ def pairs_joined(
 def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """New rows into ``table``, in the order given, for the hot writes of rows that are new by
     construction (nothing they could conflict with): under PostgreSQL through COPY
-    (``pgcopy``), one statement per stretch of rows with the same keys; elsewhere, or where
+    (``pgbulk``), one statement per stretch of rows with the same keys; elsewhere, or where
     COPY cannot store what the INSERT would, ``execute_many`` of a plain INSERT."""
     if conn.dialect.name == "postgresql":
         for stretch in _stretches(rows):

@@ -9,7 +9,7 @@ SQLAlchemy applies, so the stored bytes are the same), so a writer can convert i
 and, holding the lock, only hand the driver ready tuples in multi-row INSERTs.
 
 PostgreSQL has no single write lock; there the rows go through ``base.insert_many`` inside the
-transaction (COPY: ``pgcopy``).
+transaction (COPY: ``pgbulk``).
 """
 
 from __future__ import annotations

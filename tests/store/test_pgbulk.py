@@ -1,4 +1,4 @@
-"""The hot INSERTs under PostgreSQL go through COPY (controller/store/pgcopy.py): what they store
+"""The hot INSERTs under PostgreSQL go through COPY (controller/store/pgbulk.py): what they store
 must be exactly what the INSERT stores, defaults included; a violated constraint fails the
 transaction as the INSERT would (as SQLAlchemy's error, nothing of the batch kept); rows COPY
 cannot store as the INSERT would take the INSERT. Real PostgreSQL 15; SQLite keeps its path."""
@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from controller.store import Store
 from controller.store import schema as t
 from controller.store.base import insert_many
-from controller.store.pgcopy import copy_plan, copy_rows
+from controller.store.pgbulk import copy_plan, copy_rows, insert_together
 from controller.store.store import new_job_id, now
 
 TRICKY = {
@@ -156,4 +156,106 @@ def test_sqlite_keeps_its_insert(tmp_path: Any) -> None:
         assert not copy_rows(conn, t.jobs, rows)
         insert_many(conn, t.jobs, rows)
     assert [r["name"] for r in stored(store, t.jobs, t.jobs.c.id)] == ["j0", "j1", "j2", "j3"]
+    store.close()
+
+
+def test_several_tables_in_one_statement_store_what_the_insert_stores(fresh_postgres: str) -> None:
+    """``insert_together`` (the submissions' write): jobs and their events as JSON recordsets in
+    one statement with the audit chain's lock; the same rows as the INSERT, JSON text included,
+    the events' identities in the order given; a value orjson refuses takes the INSERT."""
+    store = Store(fresh_postgres)
+    full = [job(k) for k in range(5)]
+    partial = [job(k, full=False) for k in range(5, 9)]
+    events = [
+        {
+            "job_id": r["id"],
+            "at": r["created_at"],
+            "type": "Submitted",
+            "from_phase": None,
+            "to_phase": "Pending",
+            "cluster": None,
+            "attempt": 1,
+            "reason": "job submitted\t\\n",
+        }
+        for r in [*full, *partial]
+    ]
+    with store.tx() as conn:
+        assert insert_together(conn, [(t.jobs, full), (t.job_events, events[: len(full)])], lock=4242)
+        assert insert_together(conn, [(t.jobs, partial), (t.job_events, events[len(full) :])])
+        held = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND pid = pg_backend_pid()"
+            )
+        ).scalar()
+        assert held == 1
+    jobs_together = stored(store, t.jobs, t.jobs.c.id)
+    events_together = stored(store, t.job_events, t.job_events.c.id)
+    assert [r["job_id"] for r in events_together] == [r["id"] for r in [*full, *partial]]
+    with store.tx() as conn:
+        conn.execute(text("DELETE FROM jobs"))
+        conn.execute(text("DELETE FROM job_events"))
+        conn.execute(insert(t.jobs), full)
+        conn.execute(insert(t.jobs), partial)
+        conn.execute(insert(t.job_events), events)
+    assert stored(store, t.jobs, t.jobs.c.id) == jobs_together
+    assert stored(store, t.job_events, t.job_events.c.id, skip=("id",)) == [
+        {k: v for k, v in r.items() if k != "id"} for r in events_together
+    ]
+    with store.tx() as conn:  # beyond 64 bits: orjson refuses it, nothing is written this way
+        assert not insert_together(conn, [(t.jobs, [{**job(20), "spec": {"n": 2**70}}])])
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == len(full) + len(partial)
+    store.close()
+
+
+def test_the_chain_lock_is_taken_only_once_the_rows_are_in(fresh_postgres: str) -> None:
+    """The audit chain's lock must be a transaction's last (docs/security.md): a writer holding
+    it never waits for a row. Here the batch's job has an Idempotency-Key another writer's open
+    transaction just inserted, so its insert waits for that one; meanwhile the chain's lock
+    must still be free (were it held, the other writer would wait for it in turn: a deadlock)."""
+    import threading
+    import time
+
+    from controller.store import audit_chain
+
+    store = Store(fresh_postgres)
+    keyed = {**job(0), "idempotency_key": "k-1", "request_hash": "h"}
+    other = store.engine.connect()
+    other.execute(insert(t.jobs), [{**job(1), "idempotency_key": "k-1", "request_hash": "h"}])  # open
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with store.tx() as conn:
+                insert_together(conn, [(t.jobs, [keyed])], lock=audit_chain.ADVISORY_LOCK)
+        except BaseException as e:  # the test reads it
+            errors.append(e)
+
+    th = threading.Thread(target=write)
+    th.start()
+    try:
+        deadline = time.monotonic() + 30
+        with store.engine.connect() as probe:
+            while True:  # the writer waits on the other's key
+                waiting = probe.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH w0%'"
+                    )
+                ).scalar()
+                probe.rollback()
+                if waiting:
+                    break
+                assert not errors, errors
+                assert time.monotonic() < deadline, "the writer never waited for the other's row"
+                time.sleep(0.02)
+            held = probe.execute(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k AND granted"),
+                {"k": audit_chain.ADVISORY_LOCK},
+            ).scalar()
+        assert held == 0, "the chain's lock was taken before the rows were in"
+    finally:
+        other.rollback()  # the key is free again: the writer's insert goes through
+        other.close()
+        th.join(30)
+    assert not th.is_alive() and not errors, errors
     store.close()
