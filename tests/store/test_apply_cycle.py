@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from controller.bench.mixed import job_row
 from controller.store import schema as t
+from controller.store.base import utc
 from controller.store.store import Store, now
 
 BODY = {"tenant": "beijing", "name": "j", "image": "busybox", "resources": {"cpu": 1, "memory_gib": 1}}
@@ -49,7 +50,11 @@ def test_apply_cycle_skips_exactly_the_jobs_that_moved(db_url: str) -> None:
         ]
         with store.tx() as conn:
             changed = store.apply_cycle(
-                conn, scheduled=scheduled, requeued=requeued, decisions=[], messages=[]
+                conn,
+                scheduled=scheduled,
+                requeued=requeued,
+                decisions=[],
+                messages=[(ids[1202], "no cluster fits\t(why)"), (cancelled, "no cluster fits")],
             )
         assert changed == (set(ids[:1200]) - {cancelled, moved_on}) | {running}
         c = t.jobs.c
@@ -70,5 +75,14 @@ def test_apply_cycle_skips_exactly_the_jobs_that_moved(db_url: str) -> None:
         assert all(got[i] == ("Scheduled", "prov-hubei", 1, 3) for i in placed)
         assert {i for i, kind in events if kind == "Scheduled"} == set(placed)
         assert {i for i, kind in events if kind == "Preempted"} == {running}
+        with store.read() as conn:  # the values written (one UPDATE each on PostgreSQL)
+            vals = {
+                r.id: (r.message, r.lease_expires_at)
+                for r in conn.execute(
+                    select(c.id, c.message, c.lease_expires_at).where(c.id.in_([*placed[:3], ids[1202]]))
+                )
+            }
+        assert all(vals[i][0] == "chose" and utc(vals[i][1]) == lease for i in placed[:3])
+        assert vals[ids[1202]] == ("no cluster fits\t(why)", None)
     finally:
         store.close()
