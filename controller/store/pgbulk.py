@@ -1,14 +1,12 @@
 """PostgreSQL's bulk writes of new rows: COPY (``copy_rows``, for ``base.insert_many``) and
 several tables in one statement (``insert_together``, for the submissions' write).
 
-COPY.
-
 SQLAlchemy's executemany under psycopg sends one INSERT per row (pipelined): the server parses,
 plans and runs an executor per row, and SQLAlchemy does its per-row bookkeeping in Python. A
 ``COPY table (columns) FROM STDIN`` takes every row of a batch as one statement, written by
 psycopg's C row writer. On the submissions' write (a batch of 54 jobs, each with its 'Submitted'
 event and its audit row) that cost 169 µs of the API process's CPU and 139 µs of the server's
-per job; through COPY 103 and 88 (docs/benchmarks.md, issue 15).
+per job; through COPY 92-100 and 81-82 (docs/benchmarks.md, issue 15).
 
 What is stored is what the INSERT stores: the same columns, each value through its type's own
 bind processor (the engine's JSON serializer), a column left out of the rows given its scalar
@@ -158,7 +156,7 @@ def insert_together(
 ) -> bool:
     """New rows into several tables in one statement, one round trip (each table's rows all
     with the same keys, in the order given), and with ``lock`` the transaction-scoped advisory
-    lock ``lock`` taken by the same statement. Each table's rows go as one JSON text (orjson:
+    lock ``lock`` taken by the same statement once every row is in. Each table's rows go as one JSON text (orjson:
     about a microsecond a row here; per-column arrays through the driver's adapters cost 60 µs
     a job more than COPY). False (nothing written) where a table's rows need the INSERT's path
     (``recordset_plan``; a value orjson refuses: an integer beyond 64 bits). Under load each
@@ -172,8 +170,8 @@ def insert_together(
         if not rows:
             continue
         plan = recordset_plan(conn.dialect, table, list(rows[0]))
-        if plan is None:
-            return False
+        if plan is None or any(r.keys() != rows[0].keys() for r in rows):
+            return False  # a row without a key would store NULL, not the column's default
         try:
             data = orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY).decode()
         except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
