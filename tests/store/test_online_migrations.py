@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from sqlalchemy import Engine, create_engine, insert, text
 from controller.store import schema as t
 from controller.store.migrate import current_revision, upgrade
 from controller.store.store import new_job_id, now
+from tests.store.lockwait import wait_for_lock_wait
 
 INDEX = "ix_jobs_active_on_cluster"  # migration 0007's, on the jobs table
 
@@ -86,21 +86,8 @@ def test_submissions_go_on_while_an_index_on_the_jobs_table_builds(engine: Engin
     th = threading.Thread(target=migrate)
     th.start()
     try:
-        deadline = time.monotonic() + 60
-        with engine.connect() as probe:
-            while True:  # the build waits on the open writer (a lock wait)
-                waiting = probe.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'CREATE INDEX%' "
-                        "AND wait_event_type = 'Lock'"
-                    )
-                ).scalar()
-                probe.rollback()
-                if waiting:
-                    break
-                assert not errors, errors
-                assert time.monotonic() < deadline, "the index build never started"
-                time.sleep(0.05)
+        with engine.connect() as probe:  # the build waits on the open writer (a lock wait)
+            wait_for_lock_wait(probe, "CREATE INDEX%", errors, "the index build never started")
         with engine.connect() as other:
             other.execute(text("SET lock_timeout = '5s'"))
             other.execute(insert(t.jobs), [job()])  # a new submission

@@ -28,6 +28,7 @@ from controller.store import schema as t
 from controller.store.base import insert_many
 from controller.store.pgbulk import copy_plan, copy_rows, insert_together
 from controller.store.store import new_job_id, now
+from tests.store.lockwait import wait_for_lock_wait
 
 TRICKY = {
     "name": "j",
@@ -52,6 +53,23 @@ def job(k: int, *, full: bool = True) -> dict[str, Any]:
     if full:  # else attempt, epoch and message take their Python-side defaults
         row |= {"attempt": 2, "epoch": 7, "message": "m\tx", "cluster": None, "lease_expires_at": at}
     return row
+
+
+def submitted(jobs: list[dict[str, Any]], reason: str) -> list[dict[str, Any]]:
+    """The jobs' 'Submitted' events (the identity left to the server)."""
+    return [
+        {
+            "job_id": r["id"],
+            "at": r["created_at"],
+            "type": "Submitted",
+            "from_phase": None,
+            "to_phase": "Pending",
+            "cluster": None,
+            "attempt": 1,
+            "reason": reason,
+        }
+        for r in jobs
+    ]
 
 
 def stored(store: Store, table: Table, order: Any, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -85,19 +103,7 @@ def test_copy_stores_what_the_insert_stores(fresh_postgres: str) -> None:
     assert via_copy[0]["spec"] == {**TRICKY, "k": 0}
 
     # events and audit rows: the identity left to the server, in the order given
-    events = [
-        {
-            "job_id": r["id"],
-            "at": r["created_at"],
-            "type": "Submitted",
-            "from_phase": None,
-            "to_phase": "Pending",
-            "cluster": None,
-            "attempt": 1,
-            "reason": "job submitted\n",
-        }
-        for r in full
-    ]
+    events = submitted(full, "job submitted\n")
     with a.tx() as conn:
         insert_many(conn, t.job_events, events)
     got = stored(a, t.job_events, t.job_events.c.id)
@@ -166,19 +172,7 @@ def test_several_tables_in_one_statement_store_what_the_insert_stores(fresh_post
     store = Store(fresh_postgres)
     full = [job(k) for k in range(5)]
     partial = [job(k, full=False) for k in range(5, 9)]
-    events = [
-        {
-            "job_id": r["id"],
-            "at": r["created_at"],
-            "type": "Submitted",
-            "from_phase": None,
-            "to_phase": "Pending",
-            "cluster": None,
-            "attempt": 1,
-            "reason": "job submitted\t\\n",
-        }
-        for r in [*full, *partial]
-    ]
+    events = submitted([*full, *partial], "job submitted\t\\n")
     with store.tx() as conn:
         assert insert_together(conn, [(t.jobs, full), (t.job_events, events[: len(full)])], lock=4242)
         assert insert_together(conn, [(t.jobs, partial), (t.job_events, events[len(full) :])])
@@ -214,7 +208,6 @@ def test_the_chain_lock_is_taken_only_once_the_rows_are_in(fresh_postgres: str) 
     transaction just inserted, so its insert waits for that one; meanwhile the chain's lock
     must still be free (were it held, the other writer would wait for it in turn: a deadlock)."""
     import threading
-    import time
 
     from controller.store import audit_chain
 
@@ -234,20 +227,8 @@ def test_the_chain_lock_is_taken_only_once_the_rows_are_in(fresh_postgres: str) 
     th = threading.Thread(target=write)
     th.start()
     try:
-        deadline = time.monotonic() + 30
-        with store.engine.connect() as probe:
-            while True:  # the writer waits on the other's key
-                waiting = probe.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH w0%'"
-                    )
-                ).scalar()
-                probe.rollback()
-                if waiting:
-                    break
-                assert not errors, errors
-                assert time.monotonic() < deadline, "the writer never waited for the other's row"
-                time.sleep(0.02)
+        with store.engine.connect() as probe:  # the writer waits on the other's key
+            wait_for_lock_wait(probe, "WITH w0%", errors, "the writer never waited for the other's row", 30)
             held = probe.execute(
                 text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k AND granted"),
                 {"k": audit_chain.ADVISORY_LOCK},
