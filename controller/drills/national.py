@@ -47,6 +47,7 @@ from controller.store import patroni
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ETCD = "/usr/bin/etcd"
+ETCD_START_S = 60.0  # a new etcd quorum of the three sites: the harness waits this long for it
 PATRONI_VERSION = "4.1.5"
 SITES = patroni.SITES
 DB_SITES = patroni.DATABASE_SITES
@@ -362,7 +363,9 @@ class NationalStore:
             self._write_site(site)
         for site in SITES:
             self._start_etcd(site)
-        self.wait_etcd(SITES, 30)
+        # a quorum of three new members: seconds when quiet; a CI run at full load once took
+        # over 30 s (each member fsyncs its WAL on a disk the suite's databases share)
+        self.wait_etcd(SITES, ETCD_START_S)
         self._start_patroni("beijing")
         deadline = t0 + timeout_s
         if not self.wait_role("beijing", "primary", deadline - time.monotonic()):
@@ -382,13 +385,14 @@ class NationalStore:
         self.say(f"  national store: primary beijing, synchronous standby guian in {took:.1f}s")
         return took
 
-    def logs_hint(self) -> str:
-        """Where the logs are, and the tail of each Patroni log: the folder is removed with the
-        drill, so a failure in CI must carry what it needs to be diagnosed."""
+    def logs_hint(self, etcd: bool = False) -> str:
+        """Where the logs are, and the tail of each Patroni log (``etcd``: of each etcd log): the
+        folder is removed with the drill, so a failure in CI must carry what it needs to be
+        diagnosed."""
         logs = self.root / "logs"
         tails = [
             f"--- {f.name} (last 1,500 characters)\n{f.read_text(errors='replace')[-1500:]}"
-            for f in sorted(logs.glob("patroni-*.log"))
+            for f in sorted(logs.glob("etcd-*.log" if etcd else "patroni-*.log"))
         ]
         return "\n".join([f"logs in {logs}", *tails])
 
@@ -477,12 +481,18 @@ class NationalStore:
             return False
 
     def wait_etcd(self, sites: tuple[str, ...] | list[str], timeout_s: float) -> None:
+        """Every site's etcd member healthy (in a quorum) within ``timeout_s``; a member whose
+        process ended fails at once. Either failure carries the etcd logs' tails."""
         deadline = time.monotonic() + timeout_s
         for site in sites:
             while not self.etcd_healthy(site):
+                proc = self.etcd.get(site)
+                code = proc.popen.poll() if proc is not None else None
+                if code is not None:
+                    raise RuntimeError(f"etcd of {site} exited with {code} ({self.logs_hint(etcd=True)})")
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"etcd of {site} is not healthy after {timeout_s:g}s ({self.logs_hint()})"
+                        f"etcd of {site} is not healthy after {timeout_s:g}s ({self.logs_hint(etcd=True)})"
                     )
                 time.sleep(0.2)
 
