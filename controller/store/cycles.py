@@ -18,6 +18,7 @@ from controller.store import audit_chain
 from controller.store import schema as t
 from controller.store.base import StoreBase, now, utc
 from controller.store.jobs import ACTIVE_PHASES
+from controller.store.pgbulk import recordset_columns
 
 # PostgreSQL: a cycle's placements and its unplaced jobs' messages each in one UPDATE from a
 # JSON recordset, instead of one UPDATE a row (the server parsed, planned and ran an executor per
@@ -25,33 +26,33 @@ from controller.store.jobs import ACTIVE_PHASES
 # new values are the recordset's; the rows are locked in id order first, as every writer locks
 # them (the placed jobs by ``_phases_of``, the others by a ``FOR UPDATE`` read here): an UPDATE
 # with a join takes its rows' locks in the join's order, not the ids'.
-_SCHEDULED_SQL = (
-    "UPDATE jobs SET phase = 'Scheduled', cluster = r.cluster, epoch = r.epoch, message = r.message, "
-    "lease_expires_at = r.lease_expires_at, updated_at = %s "
-    "FROM json_to_recordset(%s::json) AS r(id VARCHAR(32), cluster VARCHAR(63), epoch BIGINT, message TEXT, "
-    "lease_expires_at TIMESTAMP WITH TIME ZONE) "
-    "WHERE jobs.id = r.id AND jobs.phase = 'Pending'"
-)
-_LOCK_SQL = "SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
-_MESSAGES_SQL = (
-    "UPDATE jobs SET message = r.message FROM json_to_recordset(%s::json) AS r(id VARCHAR(32), message TEXT) "
-    "WHERE jobs.id = r.id"
-)
 _SCHEDULED_KEYS = ("id", "cluster", "epoch", "message", "lease_expires_at")
 
 
 def _scheduled_in_one(conn: Connection, rows: Sequence[dict[str, Any]], at: Any) -> None:
     """The placements (rows already locked by ``_phases_of``) as one UPDATE."""
+    columns = recordset_columns(conn.dialect, t.jobs, _SCHEDULED_KEYS)
+    sql = (
+        "UPDATE jobs SET phase = 'Scheduled', cluster = r.cluster, epoch = r.epoch, message = r.message, "
+        f"lease_expires_at = r.lease_expires_at, updated_at = %s FROM json_to_recordset(%s::json) AS r({columns}) "
+        "WHERE jobs.id = r.id AND jobs.phase = 'Pending'"
+    )
     data = orjson.dumps([{k: r[k] for k in _SCHEDULED_KEYS} for r in rows]).decode()
-    conn.exec_driver_sql(_SCHEDULED_SQL, (at, data))
+    conn.exec_driver_sql(sql, (at, data))
 
 
 def _messages_in_one(conn: Connection, messages: Sequence[tuple[str, str]]) -> None:
     """The unplaced jobs' new messages, ``messages`` in id order: their rows locked in that
     order, then one UPDATE."""
-    conn.exec_driver_sql(_LOCK_SQL, ([i for i, _ in messages],))
+    conn.exec_driver_sql(
+        "SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", ([i for i, _ in messages],)
+    )
+    columns = recordset_columns(conn.dialect, t.jobs, ("id", "message"))
     data = orjson.dumps([{"id": i, "message": m} for i, m in messages]).decode()
-    conn.exec_driver_sql(_MESSAGES_SQL, (data,))
+    conn.exec_driver_sql(
+        f"UPDATE jobs SET message = r.message FROM json_to_recordset(%s::json) AS r({columns}) WHERE jobs.id = r.id",
+        (data,),
+    )
 
 
 class CyclesRepo(StoreBase):

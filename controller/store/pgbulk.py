@@ -34,7 +34,8 @@ from sqlalchemy.exc import DBAPIError
 class CopyPlan:
     sql: str  # COPY t (a, b, ...) FROM STDIN
     names: tuple[str, ...]  # the rows' keys, in the statement's order
-    fixed: tuple[Any, ...]  # the values of the columns the rows leave out (their defaults)
+    fixed_names: tuple[str, ...]  # the columns the rows leave out that have a default
+    fixed: tuple[Any, ...]  # their values (the defaults)
     processors: tuple[Callable[[Any], Any] | None, ...]  # per column: names, then the fixed ones
 
 
@@ -68,7 +69,7 @@ def copy_plan(dialect: Dialect, table: Table, names: Sequence[str]) -> CopyPlan 
             cols = [*names, *fixed_cols]
             procs = tuple(table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in cols)
             sql = f"COPY {prep.format_table(table)} ({', '.join(prep.format_column(table.c[n]) for n in cols)}) FROM STDIN"
-            plan = CopyPlan(sql, tuple(names), tuple(fixed_vals), procs)
+            plan = CopyPlan(sql, tuple(names), tuple(fixed_cols), tuple(fixed_vals), procs)
     with _plans_lock:
         _plans[key] = plan
     return plan
@@ -119,6 +120,15 @@ class RecordsetPlan:
 _recordset_plans: dict[tuple[str, tuple[str, ...]], RecordsetPlan | None] = {}
 
 
+def recordset_columns(dialect: Dialect, table: Table, names: Sequence[str]) -> str:
+    """The column definition list ``json_to_recordset`` reads ``names`` of ``table`` with: each
+    column in its own type, as the schema declares it."""
+    prep = dialect.identifier_preparer
+    return ", ".join(
+        f"{prep.format_column(table.c[n])} {table.c[n].type.compile(dialect=dialect)}" for n in names
+    )
+
+
 def recordset_plan(dialect: Dialect, table: Table, names: Sequence[str]) -> RecordsetPlan | None:
     """The plan for ``names`` into ``table``; None as ``copy_plan``, or for a column whose type
     does not read back from JSON as the INSERT writes it (only text, numbers, instants and JSON
@@ -133,11 +143,9 @@ def recordset_plan(dialect: Dialect, table: Table, names: Sequence[str]) -> Reco
         isinstance(table.c[n].type, String | Integer | BigInteger | DateTime | JSON) for n in names
     ):
         prep = dialect.identifier_preparer
-        fixed = [c.name for c in table.c if c.name not in names and c.default is not None]
+        fixed = base.fixed_names
         given = [prep.format_column(table.c[n]) for n in names]
-        typed = ", ".join(
-            f"{q} {table.c[n].type.compile(dialect=dialect)}" for q, n in zip(given, names, strict=True)
-        )
+        typed = recordset_columns(dialect, table, names)
         sql = (
             f"INSERT INTO {prep.format_table(table)} "
             f"({', '.join([*given, *(prep.format_column(table.c[n]) for n in fixed)])}) "
