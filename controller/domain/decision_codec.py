@@ -14,7 +14,7 @@ import orjson
 import zstandard
 
 PACKED_DECISION = "yiwang.decision.zlib/1"
-# A part whose bytes are one zstd frame: a chunk's packed columns (``pack_frame``) or a cycle's
+# A part whose bytes are one zstd frame: a chunk's packed columns (``frame_payload``, compressed) or a cycle's
 # explanations (``pack_bytes``). A body's ``blob`` or ``why`` reference names it with this fourth
 # element; its offset and length are in the bytes ``unpack_frame`` gives back (for packed
 # columns each decision's codes, then its records, decision after decision).
@@ -44,15 +44,15 @@ def unpack_decision(stored: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def pack_frame(
+def frame_payload(
     code_len: npt.NDArray[np.uint32],
     rec_count: npt.NDArray[np.uint32],
     itemsizes: list[int],
     codes: bytes,
     columns: list[bytes],
-    compressor: zstandard.ZstdCompressor | None = None,
 ) -> bytes:
-    """A chunk of decisions' packed bytes as one zstd frame, stored column by column: a header
+    """A chunk of decisions' packed bytes before compression (``pack_bytes`` makes them one zstd
+    frame), stored column by column: a header
     (``FRAME_MAGIC``, the decisions, the records, the columns, each column's item size, each
     decision's code bytes and record count), every decision's codes back to back, then each
     column's values for every record. Laid out so, like values sit together: on the mixed
@@ -72,16 +72,16 @@ def pack_frame(
             *columns,
         ]
     )
-    return pack_bytes(payload, compressor)
+    return payload
 
 
 def pack_bytes(data: bytes, compressor: zstandard.ZstdCompressor | None = None) -> bytes:
-    """``data`` as one zstd frame (a cycle's explanations, JSON; ``pack_frame``'s payload)."""
+    """``data`` as one zstd frame (a cycle's explanations, JSON; ``frame_payload``)."""
     return (compressor or zstandard.ZstdCompressor(level=FRAME_LEVEL)).compress(data)
 
 
 def unpack_frame(frame: bytes) -> bytes:
-    """The bytes ``pack_frame`` packed, decision by decision: each decision's codes followed by
+    """The bytes ``frame_payload`` laid out, decision by decision: each decision's codes followed by
     its records (each record its columns' values side by side); of a frame ``pack_bytes`` made
     (no ``FRAME_MAGIC`` first: JSON), its bytes as they are."""
     data = zstandard.ZstdDecompressor().decompress(frame)

@@ -37,8 +37,11 @@ with the decoder (``Decision.model_validate``); split, the layout would be sprea
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -46,7 +49,7 @@ import numpy as np
 import orjson
 import zstandard
 
-from controller.domain.decision_codec import FRAME, FRAME_LEVEL, pack_bytes, pack_decision, pack_frame
+from controller.domain.decision_codec import FRAME, FRAME_LEVEL, frame_payload, pack_bytes, pack_decision
 from controller.scheduler.compact import CompactDecision, CycleContext
 from controller.scheduler.decision import COLUMNS_FORMAT
 from controller.scheduler.kernels import (
@@ -339,9 +342,40 @@ class _Explanations:
             self.seen[key] = got
         return got
 
-    def part(self, compressor: zstandard.ZstdCompressor) -> dict[str, Any]:
-        """The part, one zstd frame of the explanations (JSON, about 5x smaller compressed)."""
-        return {"key": self.key, "data": pack_bytes(b"".join(self.data), compressor)}
+    def part(self) -> dict[str, Any]:
+        """The part, one zstd frame of the explanations (JSON, about 5x smaller compressed);
+        its ``data`` a future of the frame (``_compressing``)."""
+        return {"key": self.key, "data": _compressing(b"".join(self.data))}
+
+
+_COMPRESSOR = threading.local()  # each thread its own: a compressor is not shared by threads
+_WORKER: tuple[int, ThreadPoolExecutor] | None = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _compress(data: bytes) -> bytes:
+    compressor = getattr(_COMPRESSOR, "zstd", None)
+    if compressor is None:
+        compressor = _COMPRESSOR.zstd = zstandard.ZstdCompressor(level=FRAME_LEVEL)
+    return pack_bytes(data, compressor)
+
+
+def _compressing(data: bytes) -> Future[bytes]:
+    """``data`` compressed into a zstd frame on this process's frame worker, a thread of its
+    own, while the cycle goes on encoding: zstd releases the interpreter's lock while it
+    compresses, so the frames of a cycle's chunks are made on the machine's other core, and the
+    worker holds the lock only to take its next frame and hand back the last one (a thread that
+    ran the encoder's Python instead was slower: docs/benchmarks.md). A process made by a fork
+    starts a worker of its own (the parent's thread is not in the child)."""
+    global _WORKER
+    pid = os.getpid()
+    worker = _WORKER
+    if worker is None or worker[0] != pid:
+        with _WORKER_LOCK:
+            worker = _WORKER
+            if worker is None or worker[0] != pid:
+                worker = _WORKER = (pid, ThreadPoolExecutor(1, thread_name_prefix="yiwang-frames"))
+    return worker[1].submit(_compress, data)
 
 
 def _rejected(
@@ -389,18 +423,21 @@ def encode(ctx: CycleContext, decisions: Sequence[CompactDecision]) -> Encoded |
     bodies: list[dict[str, Any]] = []
     summaries: list[str] = []
     why = _Explanations()
-    compressor = zstandard.ZstdCompressor(level=FRAME_LEVEL)  # one per call: not shared by threads
     for start in range(0, len(decisions), ENCODE_CHUNK):
         chunk = decisions[start : start + ENCODE_CHUNK]
-        got = _encode_chunk(ctx, pl, chunk, why, summaries, compressor)
+        got = _encode_chunk(ctx, pl, chunk, why, summaries)
         if got is None:
+            for frame in frames:
+                frame["data"].cancel()
             return None
-        context, part_bodies, data_key, data = got
+        context, part_bodies, data_key, payload = got
         contexts.setdefault(context["key"], context)
-        frames.append({"key": data_key, "data": data})
+        frames.append({"key": data_key, "data": _compressing(payload)})
         bodies += part_bodies
-    parts = [*contexts.values(), *frames, why.part(compressor)]
-    return Encoded(parts, bodies, summaries)
+    frames.append(why.part())
+    for frame in frames:  # the frames made on the worker meanwhile (its failure raises here)
+        frame["data"] = frame["data"].result()
+    return Encoded([*contexts.values(), *frames], bodies, summaries)
 
 
 def _encode_chunk(
@@ -409,11 +446,10 @@ def _encode_chunk(
     decisions: Sequence[CompactDecision],
     why: _Explanations,
     summaries: list[str],
-    compressor: zstandard.ZstdCompressor,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str, bytes] | None:
     """``encode`` for some of a cycle's decisions: their context, their bodies (naming their
     bytes in the chunk's packed bytes, a part of its own, and their explanations in ``why``),
-    that part's key and its bytes (a frame, ``_frame``); their summaries appended to
+    that part's key and its bytes before compression (``_frame``); their summaries appended to
     ``summaries``."""
     names = ctx.names
     n = len(names)
@@ -437,7 +473,7 @@ def _encode_chunk(
     data_key = secrets.token_hex(16)
     keep = np.ones(D, dtype=np.bool_)
     keep[list(cols_.bad)] = False  # those store ``to_body`` and nothing in the blob
-    frame, lengths = _frame(G, small, G8, cols_, keep, compressor)
+    payload, lengths = _frame(G, small, G8, cols_, keep)
     sizes = lengths.tolist()
     starts = (np.cumsum(lengths) - lengths).tolist()
     for j, d in enumerate(decisions):
@@ -464,7 +500,7 @@ def _encode_chunk(
             if cols_.sizes_of[j] is not None:
                 body["sizes"] = cols_.sizes_of[j]
         bodies.append(body)
-    return context, bodies, data_key, frame
+    return context, bodies, data_key, payload
 
 
 def _frame(
@@ -473,10 +509,9 @@ def _frame(
     G8: np.ndarray,
     cols: _Columns,
     keep: np.ndarray,
-    compressor: zstandard.ZstdCompressor,
 ) -> tuple[bytes, np.ndarray]:
-    """A chunk's packed bytes as a frame (``decision_codec.pack_frame``) and each decision's
-    length in the bytes it unpacks to: per decision kept, its codes (its row of ``G8`` where
+    """A chunk's packed bytes before compression (``decision_codec.frame_payload``: a frame
+    once compressed) and each decision's length in them: per decision kept, its codes (its row of ``G8`` where
     ``small``, else its row of ``G`` as two little-endian bytes a cluster) and its records; a
     decision not kept has none."""
     n = G.shape[1]
@@ -495,8 +530,8 @@ def _frame(
         )
     itemsizes = [c.dtype.itemsize for c in columns]
     lengths = code_len.astype(np.int64) + rec_count.astype(np.int64) * sum(itemsizes)
-    packed = pack_frame(code_len, rec_count, itemsizes, codes, [c.tobytes() for c in columns], compressor)
-    return packed, lengths
+    payload = frame_payload(code_len, rec_count, itemsizes, codes, [c.tobytes() for c in columns])
+    return payload, lengths
 
 
 _DTYPE = {UINT8: "u1", INT32: "<i4", FLOAT64: "<f8"}

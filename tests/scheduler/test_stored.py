@@ -152,6 +152,46 @@ def test_a_cycle_encoded_in_chunks_expands_the_same(monkeypatch: pytest.MonkeyPa
         assert ends == {f["key"]: len(unpack_frame(f["data"])) for f in frames}
 
 
+def test_a_frame_that_fails_on_the_worker_fails_the_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frames are compressed on the frame worker's thread while the chunks are encoded; a
+    failure there is the cycle's, raised by ``encode``, not a part left without its bytes."""
+    import controller.scheduler.stored as stored
+
+    def broken(data: bytes) -> bytes:
+        raise MemoryError("no room for the frame")
+
+    monkeypatch.setattr(stored, "_compress", broken)
+    bs, decisions = cycles(1, 0.0, n=50, count=1)[0]
+    with pytest.raises(MemoryError, match="no room for the frame"):
+        encode(bs, decisions)
+
+
+def _compress_in_child(queue: Any) -> None:
+    import controller.scheduler.stored as stored
+
+    queue.put(stored._compressing(b"yiwang " * 100).result(timeout=10))
+
+
+def test_a_forked_process_compresses_on_a_worker_of_its_own() -> None:
+    """The frame worker is a thread; a child made by a fork does not have the parent's, and
+    would wait forever on a frame handed to it: it starts its own."""
+    import multiprocessing
+
+    import zstandard
+
+    import controller.scheduler.stored as stored
+
+    assert stored._compressing(b"parent").result(timeout=10)  # the parent's worker is running
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_compress_in_child, args=(queue,))
+    child.start()
+    frame = queue.get(timeout=30)
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert zstandard.ZstdDecompressor().decompress(frame) == b"yiwang " * 100
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_a_frame_unpacks_to_each_decisions_bytes_joined_in_python(seed: int) -> None:
     """A chunk's frame (stored column by column) unpacks, per decision kept, to its codes (a byte
@@ -178,7 +218,8 @@ def test_a_frame_unpacks_to_each_decisions_bytes_joined_in_python(seed: int) -> 
     keep = rng.random(D) > 0.2
     columns = [np.ascontiguousarray(records[name]) for name in record.names or ()]
     cols = _Columns(["i", "b", "d"], columns, counts, set(), [None] * D, [False] * D)
-    frame, lengths = _frame(G, small, G8, cols, keep, zstandard.ZstdCompressor(level=1))
+    payload, lengths = _frame(G, small, G8, cols, keep)
+    frame = zstandard.ZstdCompressor(level=1).compress(payload)
     expected, at = [], 0
     for j in range(D):
         own = records[at : at + counts[j]].tobytes()
@@ -201,7 +242,8 @@ def test_a_frame_of_a_chunk_without_records_unpacks_to_its_codes() -> None:
     G = np.array([[0, 0x0101], [0x0203, 0]], dtype=np.uint16)
     small, G8, *_ = group_counts(G)
     cols = _Columns([], [], np.zeros(2, dtype=np.int64), set(), [None] * 2, [False] * 2)
-    frame, lengths = _frame(G, small, G8, cols, np.ones(2, dtype=bool), zstandard.ZstdCompressor(level=1))
+    payload, lengths = _frame(G, small, G8, cols, np.ones(2, dtype=bool))
+    frame = zstandard.ZstdCompressor(level=1).compress(payload)
     assert unpack_frame(frame) == G8.tobytes() and lengths.tolist() == [2, 2]
 
 
