@@ -37,11 +37,10 @@ with the decoder (``Decision.model_validate``); split, the layout would be sprea
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -62,6 +61,7 @@ from controller.scheduler.kernels import (
     triples,
 )
 from controller.scheduler.shapes import static_block
+from controller.scheduler.workers import ProcessWorker
 
 ENCODE_CHUNK = 1024  # decisions encoded together (``encode``)
 # dtype codes of the packed columns
@@ -349,8 +349,7 @@ class _Explanations:
 
 
 _COMPRESSOR = threading.local()  # each thread its own: a compressor is not shared by threads
-_WORKER: tuple[int, ThreadPoolExecutor] | None = None
-_WORKER_LOCK = threading.Lock()
+_FRAMES = ProcessWorker("yiwang-frames")
 
 
 def _compress(data: bytes) -> bytes:
@@ -361,21 +360,10 @@ def _compress(data: bytes) -> bytes:
 
 
 def _compressing(data: bytes) -> Future[bytes]:
-    """``data`` compressed into a zstd frame on this process's frame worker, a thread of its
-    own, while the cycle goes on encoding: zstd releases the interpreter's lock while it
-    compresses, so the frames of a cycle's chunks are made on the machine's other core, and the
-    worker holds the lock only to take its next frame and hand back the last one (a thread that
-    ran the encoder's Python instead was slower: docs/benchmarks.md). A process made by a fork
-    starts a worker of its own (the parent's thread is not in the child)."""
-    global _WORKER
-    pid = os.getpid()
-    worker = _WORKER
-    if worker is None or worker[0] != pid:
-        with _WORKER_LOCK:
-            worker = _WORKER
-            if worker is None or worker[0] != pid:
-                worker = _WORKER = (pid, ThreadPoolExecutor(1, thread_name_prefix="yiwang-frames"))
-    return worker[1].submit(_compress, data)
+    """``data`` compressed into a zstd frame on this process's frame worker (``workers``), while
+    the cycle goes on encoding: zstd releases the interpreter's lock while it compresses, so the
+    frames of a cycle's chunks are made on the machine's other core."""
+    return _FRAMES.submit(_compress, data)
 
 
 def _rejected(
