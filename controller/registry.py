@@ -95,6 +95,9 @@ class Registry:
     # process applies without the controller's lock (``AgentProtocol.contact``) and the store
     # follower's sync, which must not put back the older contact it read before that one.
     contacts: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # The member clusters' tenants as of the last ``rebuild_network`` (which every change of the
+    # clusters' specs is followed by): a submission's tenant check reads it, not every cluster.
+    tenants: frozenset[str] = field(default_factory=frozenset)
 
     def advance_contact(self, state: ClusterState, at: datetime | None) -> None:
         """The cluster's last contact moved forward to ``at`` (a contact the store holds that this
@@ -105,6 +108,7 @@ class Registry:
 
     def rebuild_network(self) -> None:
         specs = [s.spec for s in self.clusters.values()]
+        self.tenants = frozenset(c.tenant for c in specs if c.tenant)
         names = {c.name for c in specs}
         links = [lk for lk in self.base_links if lk.a in names and lk.b in names]
         linked = {x for lk in links for x in (lk.a, lk.b)}

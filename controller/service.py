@@ -47,7 +47,7 @@ from controller.services.policies import PolicyService
 from controller.services.read_model import ReadModel
 from controller.services.retention import Retention
 from controller.services.scheduling import SchedulingService
-from controller.services.submission import Submission
+from controller.services.submission import Accepted, Submission
 from controller.settings import Settings
 from controller.store.store import Store, utc
 from controller.topology.model import Cluster
@@ -293,7 +293,7 @@ class Controller:
 
     async def submit_async(
         self, spec: JobCreate, idempotency_key: str | None = None, audit: dict[str, Any] | None = None
-    ) -> tuple[JobRead, bool]:
+    ) -> tuple[Accepted, bool]:
         return await self.submission.submit_async(spec, idempotency_key, audit)
 
     def get_job(self, job_id: str) -> JobRead:

@@ -39,7 +39,7 @@ async def submit_job(
         await run_in_threadpool(sec.check_grants, who, spec, ctl.datasets)
     audit = who.audit_row("job.submitted", "", job_tenant=spec.tenant, name=spec.name)
     job, created = await ctl.submit_async(spec, key, audit)
-    body = job.model_dump_json().encode()
+    body = job.json
     headers = {
         "content-type": "application/json",
         "content-length": str(len(body)),
