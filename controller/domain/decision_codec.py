@@ -14,10 +14,10 @@ import orjson
 import zstandard
 
 PACKED_DECISION = "yiwang.decision.zlib/1"
-# A part whose bytes are one zstd frame: a chunk's packed columns (``frame_payload``, compressed) or a cycle's
-# explanations (``pack_bytes``). A body's ``blob`` or ``why`` reference names it with this fourth
-# element; its offset and length are in the bytes ``unpack_frame`` gives back (for packed
-# columns each decision's codes, then its records, decision after decision).
+# A part whose bytes are one zstd frame: a chunk's packed columns (``frame_payload``, compressed)
+# or a cycle's explanations (``pack_bytes``). A body's ``blob`` or ``why`` reference names it
+# with this fourth element; its offset and length are in the bytes ``unpack_frame`` gives back
+# (for packed columns each decision's codes, then its records, decision after decision).
 FRAME = "zstd"
 FRAME_LEVEL = 1  # zstd's level 1
 FRAME_MAGIC = b"YWC1"
@@ -52,10 +52,10 @@ def frame_payload(
     columns: list[bytes],
 ) -> bytes:
     """A chunk of decisions' packed bytes before compression (``pack_bytes`` makes them one zstd
-    frame), stored column by column: a header
-    (``FRAME_MAGIC``, the decisions, the records, the columns, each column's item size, each
-    decision's code bytes and record count), every decision's codes back to back, then each
-    column's values for every record. Laid out so, like values sit together: on the mixed
+    frame), stored column by column: a header (``FRAME_MAGIC``, the decisions, the records, the
+    columns, each column's item size, each decision's code bytes and record count), every
+    decision's codes back to back, then each column's values for every record. Laid out so, like
+    values sit together: on the mixed
     queue the frame is 4.0 times smaller than the decisions' bytes (2.9 when compressed as
     written decision by decision) and compresses faster. ``unpack_frame`` restores the bytes
     decision by decision, so the bodies' offsets and the decoder are the same either way."""

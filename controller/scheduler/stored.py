@@ -499,9 +499,9 @@ def _frame(
     keep: np.ndarray,
 ) -> tuple[bytes, np.ndarray]:
     """A chunk's packed bytes before compression (``decision_codec.frame_payload``: a frame
-    once compressed) and each decision's length in them: per decision kept, its codes (its row of ``G8`` where
-    ``small``, else its row of ``G`` as two little-endian bytes a cluster) and its records; a
-    decision not kept has none."""
+    once compressed) and each decision's length in them: per decision kept, its codes (its row
+    of ``G8`` where ``small``, else its row of ``G`` as two little-endian bytes a cluster) and
+    its records; a decision not kept has none."""
     n = G.shape[1]
     columns = cols.columns
     code_len = np.where(keep, np.where(small, n, 2 * n), 0).astype(np.uint32)

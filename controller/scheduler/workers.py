@@ -1,12 +1,14 @@
-"""Threads of this process that do a cycle's compiled or compressing work beside it.
+"""Threads of this process that do a cycle's work beside it, on the machine's other core.
 
-The scheduling cycle is one thread of Python; some of its steps are compiled code that releases
-the interpreter's lock (the numba kernels, ``nogil``; zstd). ``ProcessWorker`` is a single
-worker thread such a step is handed to, so that it runs on the machine's other core while the
-cycle goes on: the worker holds the lock only to take its next task and to hand back its
-result. (A thread that ran Python instead was slower than none: docs/benchmarks.md, "the convoy
-effect".) A process made by a fork starts a worker of its own: the parent's thread is not in
-the child, and a task handed to it would never run."""
+The scheduling cycle is one thread of Python. ``ProcessWorker`` is a single worker thread that
+work is handed to when it releases the interpreter's lock (zstd's compression) and the cycle
+need not wait for it until later (the stored decisions' frames, collected at the end of
+``encode``): the worker holds the lock only to take a task and to hand back its result. Work the
+cycle would wait for at once gains nothing: an idle worker takes about 0.25 ms to wake on this
+VM, as long as a chunk's compiled kernels take (docs/benchmarks.md, the kernels in halves). A
+thread that ran Python instead was slower than none (docs/benchmarks.md, "the convoy effect").
+A process made by a fork starts a worker of its own: the parent's thread is not in the child,
+and a task handed to it would never run."""
 
 from __future__ import annotations
 
