@@ -138,6 +138,8 @@ def test_a_tenant_is_known_while_a_cluster_of_its_own_is_registered(ready: TestC
 def test_the_terms_a_submission_notes_are_its_demand_vector(spec: JobCreate, milli: int | None) -> None:
     """``ReadModel.note_terms`` computes the gang's demand without numpy: the same floats as
     ``demand_vector`` (shared GPUs in thousandths included)."""
+    from controller.policies import QuotaPolicy
+    from controller.registry import Registry
     from controller.scheduler.framework import demand_vector
     from controller.services.read_model import ReadModel
 
@@ -145,8 +147,8 @@ def test_the_terms_a_submission_notes_are_its_demand_vector(spec: JobCreate, mil
         body = spec.model_dump()
         body["resources"] = {**body["resources"], "gpu": 0, "gpu_milli": milli}
         spec = JobCreate.model_validate(body)
-    terms = ReadModel.__new__(ReadModel)
-    terms.job_terms = {}
-    terms.priority_of = lambda s: s.priority  # type: ignore[method-assign]
+    terms = ReadModel(Registry(base_links=[]), QuotaPolicy)
     terms.note_terms("j", spec)
-    assert terms.job_terms["j"][1] == tuple(float(x) for x in demand_vector(spec))
+    tenant, demand, priority = terms.job_terms["j"]
+    assert demand == tuple(float(x) for x in demand_vector(spec))
+    assert (tenant, priority) == (spec.tenant, terms.priority_of(spec))
