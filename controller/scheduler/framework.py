@@ -106,12 +106,15 @@ class JobInfo:
         return [d for d in self.inputs if d.classification is c]
 
 
+def demand_triple(spec: JobCreate) -> tuple[float, float, float]:
+    """The gang's whole demand as floats: replicas x per-replica (cpu, memory GiB, gpu)."""
+    r, n = spec.resources, spec.replicas
+    return (float(r.cpu * n), float(r.memory_gib * n), float(r.gpus * n))
+
+
 def demand_vector(spec: JobCreate) -> FloatArray:
-    """The gang's whole demand: replicas x per-replica (cpu, memory GiB, gpu)."""
-    r = spec.resources
-    return np.array(
-        [r.cpu * spec.replicas, r.memory_gib * spec.replicas, r.gpus * spec.replicas], dtype=np.float64
-    )
+    """``demand_triple`` as an array."""
+    return np.array(demand_triple(spec), dtype=np.float64)
 
 
 class CycleState(dict[str, Any]):

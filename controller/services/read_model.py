@@ -19,7 +19,7 @@ from controller.domain.phases import TERMINAL
 from controller.jobs import JobCreate
 from controller.policies import QuotaPolicy
 from controller.registry import Registry
-from controller.scheduler.framework import demand_vector
+from controller.scheduler.framework import demand_triple, demand_vector
 from controller.scheduler.quota import class_priority
 from controller.store.store import ACTIVE_PHASES
 
@@ -78,13 +78,8 @@ class ReadModel:
 
     def note_terms(self, job_id: str, spec: JobCreate) -> None:
         if len(self.job_terms) < JOB_TERMS_CACHE:
-            # ``demand_vector``'s values, without its array (a submission's 3 % of the API's CPU)
-            r, n = spec.resources, spec.replicas
-            self.job_terms[job_id] = (
-                spec.tenant,
-                (float(r.cpu * n), float(r.memory_gib * n), float(r.gpus * n)),
-                self.priority_of(spec),
-            )
+            # without ``demand_vector``'s array: it was 3 % of the API's CPU a submission
+            self.job_terms[job_id] = (spec.tenant, demand_triple(spec), self.priority_of(spec))
 
     def forget_terms(self, job_id: str, phase: str | None) -> None:
         """A job left Scheduled/Running (callers hold the lock): its pending spec goes unless

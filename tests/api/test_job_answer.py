@@ -151,4 +151,6 @@ def test_the_terms_a_submission_notes_are_its_demand_vector(spec: JobCreate, mil
     terms.note_terms("j", spec)
     tenant, demand, priority = terms.job_terms["j"]
     assert demand == tuple(float(x) for x in demand_vector(spec))
+    r, n = spec.resources, spec.replicas  # and the gang's demand by its definition
+    assert demand == (r.cpu * n, r.memory_gib * n, (r.gpu_milli / 1000 if r.gpu_milli else r.gpu) * n)
     assert (tenant, priority) == (spec.tenant, terms.priority_of(spec))
