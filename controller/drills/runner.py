@@ -4,7 +4,9 @@ faults on a monotonic clock, watch through the REST API, measure, and judge the 
 Measured (times from the fault's injection, on ``time.monotonic``):
 - detection_s: until the API shows the faulted cluster ``Unreachable``;
 - rto_s: until every affected job (Scheduled/Running on the cluster at the fault; every active
-  job for ``kill_controller``) runs again as a new attempt or elsewhere, or has finished; a job
+  job for ``kill_controller``) runs again as a new attempt or elsewhere, or has finished (for a
+  cluster fault, when its executor started it, from the executors' records, as the process
+  drills measure it; ``rto_seen_s`` is when the API showed it, for every fault); a job
   that legally cannot move (residency) and waits with that reason is counted apart, not in RTO,
   and so is a job of a cluster fault that finished where it was without running again (its
   success reached the controller as the fault struck: nothing was recovered);
@@ -99,6 +101,10 @@ class FaultRun:
     finished_in_place: set[str] = field(default_factory=set)  # Succeeded there, never ran again
     last_heartbeat_wall: float | None = None  # the cluster's last heartbeat the controller took
     filler_ids: list[str] = field(default_factory=list)
+    # job id -> seconds after injection at which an executor started its new execution (the
+    # executors' records): beside ``recovered`` (when the API showed it), it tells a slow recovery
+    # from a slow view of one
+    started_again: dict[str, float] = field(default_factory=dict)
 
     def outstanding(self) -> list[str]:
         """Affected jobs neither recovered, nor waiting for residency, nor finished in place."""
@@ -107,12 +113,24 @@ class FaultRun:
 
     @property
     def rto_s(self) -> float | None:
+        """When the last affected job ran again: by its executor's record where there is one (a
+        cluster fault's jobs, once ``DrillRunner.note_restarts`` has read the records), else when
+        the API showed it back."""
         if self.outstanding() or self.injected_mono is None:
             return None
-        counted = [t for j, t in self.recovered.items() if j not in self.residency_waits]
+        counted = [
+            self.started_again.get(j, t) for j, t in self.recovered.items() if j not in self.residency_waits
+        ]
         if not counted and self.finished_in_place:
             return None  # nothing ran again: there is no recovery to time
         return max(counted, default=0.0)
+
+    @property
+    def rto_seen_s(self) -> float | None:
+        """The same, as the API showed it (the drill polls every ``POLL_S``)."""
+        if self.rto_s is None:
+            return None
+        return max((t for j, t in self.recovered.items() if j not in self.residency_waits), default=0.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -124,12 +142,28 @@ class FaultRun:
             "skipped": self.skipped,
             "detection_s": _r(self.detected_s),
             "rto_s": _r(self.rto_s) if self.fault in (*CLUSTER_FAULTS, "kill_controller") else None,
+            "rto_seen_s": _r(self.rto_seen_s) if self.fault in (*CLUSTER_FAULTS, "kill_controller") else None,
             "affected_jobs": len(self.affected),
             "recovered_jobs": len([j for j in self.recovered if j not in self.residency_waits]),
             "finished_in_place": len(self.finished_in_place),
             "waiting_for_residency": sorted(self.residency_waits),
             "moved_to": dict(sorted(self.moved_to.items())),
             "filler_jobs": self.filler_ids,
+            "slowest_recovery": self.slowest_recovery(),
+        }
+
+    def slowest_recovery(self) -> dict[str, Any] | None:
+        """The job that set the RTO: when the API showed it back and when its executor started it."""
+        counted = {j: t for j, t in self.recovered.items() if j not in self.residency_waits}
+        if not counted:
+            return None
+        job_id = max(counted, key=lambda j: (self.started_again.get(j, counted[j]), counted[j]))
+        return {
+            "job_id": job_id,
+            "name": self.affected[job_id].get("spec", {}).get("name"),
+            "cluster": self.moved_to.get(job_id),
+            "seen_back_s": _r(counted[job_id]),
+            "executor_started_s": _r(self.started_again.get(job_id)),
         }
 
 
@@ -166,6 +200,9 @@ class DrillRunner:
         # (job id, attempt, message) -> residency_wait of its decision: a pending job's decision
         # is asked for again only when the scheduler wrote it a new message.
         self.decided_waits: dict[tuple[str, int, str], bool] = {}
+        self.view_gap_s = 0.0  # the longest the timeline went without a fresh view of the jobs
+        self.timeline_t0 = time.monotonic()  # reset when the timeline starts
+        self.unanswered_reads: list[str] = []  # when a view of the jobs failed, and how
         self.runs = [
             FaultRun(i, f.fault, f.at_s, getattr(f, "cluster", None)) for i, f in enumerate(scn.timeline)
         ]
@@ -230,7 +267,10 @@ class DrillRunner:
                 cursor = page["next_cursor"]
                 if not cursor:
                     break
-        except (httpx.HTTPError, RuntimeError):
+        except (httpx.HTTPError, RuntimeError) as exc:
+            self.unanswered_reads.append(
+                f"t={time.monotonic() - self.timeline_t0:.2f}s {type(exc).__name__}: {exc}"[:200]
+            )
             return False
         self.jobs = seen
         return True
@@ -427,14 +467,18 @@ class DrillRunner:
                         run.moved_to[job_id] = now["cluster"]
 
     def timeline(self) -> None:
-        t0 = time.monotonic()
+        t0 = self.timeline_t0 = time.monotonic()
         settle_deadline = t0 + self.scn.timeline[-1].at_s + self.scn.settle_timeout_s
         pending = list(self.runs)
+        last_view = time.monotonic()
         while time.monotonic() < settle_deadline:
             while pending and time.monotonic() >= t0 + pending[0].at_s:
                 self.inject(pending.pop(0), t0)
             clusters: dict[str, dict[str, Any]] | None = None
             if self.refresh_jobs():
+                now = time.monotonic()
+                self.view_gap_s = max(self.view_gap_s, now - last_view)
+                last_view = now
                 try:
                     clusters = {c["name"]: c for c in self.api("GET", "/v1/clusters")["items"]}
                 except (httpx.HTTPError, RuntimeError):
@@ -555,6 +599,7 @@ class DrillRunner:
         self.refresh_jobs()
         records = self.fed.sink.snapshot()
         doubles = find_double_runs(records)
+        self.note_restarts(records)
         lost: list[dict[str, Any]] = []
         waiting: list[str] = []
         for job_id in self.acknowledged:
@@ -594,6 +639,9 @@ class DrillRunner:
             if detections and None not in detections
             else None,
             "rto_s": _r(max(x for x in rtos if x is not None)) if rtos and None not in rtos else None,
+            "rto_seen_s": _r(max(x for r in rto_runs if (x := r.rto_seen_s) is not None))
+            if rtos and None not in rtos
+            else None,
             "jobs_lost": len(lost),
             "jobs_run_twice": len({d.job_id for d in doubles}),
         }
@@ -655,6 +703,8 @@ class DrillRunner:
             "failover_targets_by_group": self.targets_by_group(cluster_runs),
             "stale_reports_probed": self.stale_probes,
             "reexecuted_jobs": self.reexecutions(records),
+            "longest_without_view_s": _r(self.view_gap_s),
+            "unanswered_job_reads": self.unanswered_reads[-20:],
             **{f"min_{k}": _r(min(v)) if v else None for k, v in self.margins.items()},
         }
 
@@ -688,6 +738,39 @@ class DrillRunner:
             self.stop()
             quiet.setLevel(level)
         return self.report
+
+    def note_restarts(self, records: list[ExecutionRecord]) -> None:
+        """For each recovered job of a cluster fault, when an executor started its new execution
+        (another attempt, or another cluster), after the fault; and say which job was slowest."""
+        for run in self.runs:
+            if run.fault not in CLUSTER_FAULTS or run.injected_mono is None:
+                continue
+            for job_id in run.recovered:
+                before = run.affected[job_id]
+                starts = [
+                    r.started - run.injected_mono
+                    for r in records
+                    if r.job_id == job_id
+                    and r.started >= run.injected_mono
+                    and (r.attempt > before["attempt"] or r.cluster != before["cluster"])
+                ]
+                if starts:
+                    run.started_again[job_id] = min(starts)
+            slow = run.slowest_recovery()
+            if slow is not None:
+                started = slow["executor_started_s"]
+                self.say(
+                    f"  slowest recovery after {run.fault} {run.cluster}: {slow['name']} on {slow['cluster']},"
+                    f" started by its executor at {'?' if started is None else f'{started:.3f}'} s,"
+                    f" seen back through the API at {slow['seen_back_s']:.3f} s"
+                    f" (the longest the drill went without a fresh view of the jobs: {self.view_gap_s:.3f} s"
+                    + (
+                        f"; reads unanswered: {'; '.join(self.unanswered_reads[:3])}"
+                        if self.unanswered_reads
+                        else ""
+                    )
+                    + ")"
+                )
 
     def reexecutions(self, records: list[ExecutionRecord]) -> dict[str, list[str]]:
         """Every job executed more than once: where, which attempt, how each execution ended."""

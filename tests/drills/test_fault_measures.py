@@ -61,3 +61,34 @@ def test_a_fault_whose_jobs_all_finished_in_place_measures_no_rto(runner: DrillR
     runner.observe(None)
     assert run.finished_in_place == {"a"} and run.outstanding() == []
     assert run.rto_s is None and run.as_dict()["rto_s"] is None
+
+
+def test_the_rto_is_when_the_executors_started_the_jobs_again(runner: DrillRunner) -> None:
+    """A cluster fault's RTO reads the executors' records (what ran), not the drill's view through
+    the API, which comes later by however long the drill went without a fresh view; both are
+    reported, and the slowest job with both of its times."""
+    from controller.drills.records import ExecutionRecord
+
+    [run] = runner.runs
+    t0 = time.monotonic() - 20.0
+    run.injected_mono, run.detected_s = t0, 1.0
+    for j in ("a", "b"):
+        run.affected[j] = job(j, "Running", "prov-hainan", 1)
+    runner.jobs = {j: job(j, "Running", "national-backup", 2) for j in ("a", "b")}
+    runner.observe(None)  # seen back about 20 s after the fault
+    seen = run.rto_s
+    assert seen is not None and seen >= 20.0
+
+    records = [
+        ExecutionRecord("prov-hainan", "a", 1, t0 - 5.0, 0.0, t0, 0.0, "stopped"),  # before the fault
+        ExecutionRecord("national-backup", "a", 2, t0 + 3.5, 0.0),
+        ExecutionRecord("national-backup", "b", 2, t0 + 4.25, 0.0),
+        ExecutionRecord("national-backup", "b", 2, t0 + 9.0, 0.0),  # a later one does not count
+    ]
+    runner.note_restarts(records)
+    assert run.started_again == pytest.approx({"a": 3.5, "b": 4.25})
+    assert run.rto_s == pytest.approx(4.25) and run.rto_seen_s == seen
+    body = run.as_dict()
+    assert body["rto_s"] == pytest.approx(4.25, abs=1e-3) and body["rto_seen_s"] >= 20.0
+    assert body["slowest_recovery"]["job_id"] == "b"
+    assert body["slowest_recovery"]["executor_started_s"] == pytest.approx(4.25, abs=1e-3)
