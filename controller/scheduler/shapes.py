@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from controller.jobs import Constraints, JobCreate, Resources
 from controller.policies import QuotaPolicy
@@ -47,13 +48,20 @@ GANG_MESSAGES = [REASON_GANG, REASON_NODE]
 SCORE_KEYS: set[type] = {ConstraintsPlugin, GreenScore}  # cached by constraints / tolerance and classes
 
 
+def constraints_json(c: Constraints) -> str:
+    """``c.model_dump_json()``, the same text, from its fields by orjson: a validated
+    ``Constraints`` holds only lists and dicts of strings (fields in declaration order, extra
+    fields forbidden), and pydantic's serializer took 1.4-1.8 us a job where this takes 0.3."""
+    return orjson.dumps(c.__dict__).decode()
+
+
 def shape_key(spec: JobCreate, priority: int | None) -> tuple[Any, ...]:
     """What the scheduler reads of a job; jobs with equal keys get equal decisions. The runtime
     estimate is not in it: only the order reads it, and the queue keeps it per job."""
     c = spec.constraints
     ckey: Any = ()
     if c.allow_clusters or c.deny_clusters or c.prefer_clusters or c.require_labels or c.prefer_labels:
-        ckey = c.model_dump_json()
+        ckey = constraints_json(c)
     r = spec.resources
     intern = sys.intern  # tenants and data set ids repeat across millions of jobs
     return (
