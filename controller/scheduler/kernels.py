@@ -189,23 +189,59 @@ def gather_static(M: FloatArray, idx: Any, offsets: Any, block: FloatArray, star
                 block[at + h * k + i] = M[j, h, idx[o0 + i]]
 
 
+class StaticSource(NamedTuple):
+    """Where a chunk's shapes keep their static rows, read in place: shape ``s``'s row ``h`` at
+    column ``i`` is ``src[starts[s] + h * strides[s] + i]``, and its columns come ``offs[s]``-th
+    among the chunk's columns side by side; ``height``: the rows every one of them has. The
+    epoch's store (``shapes.static_source``), or a block (``of_block``)."""
+
+    src: FloatArray
+    starts: Any
+    strides: Any
+    offs: Any
+    height: int
+
+    @classmethod
+    def of_block(cls, block: FloatArray, job_pos: Any) -> StaticSource:
+        """A (rows, columns) block whose column ``t`` is shape ``job_pos[t]``'s (ascending)."""
+        shapes = int(job_pos[-1]) + 1 if len(job_pos) else 0
+        offs = np.searchsorted(job_pos, np.arange(shapes)).astype(np.intp)
+        flat = np.ascontiguousarray(block, dtype=np.float64)
+        return cls(flat.ravel(), offs, np.full(shapes, flat.shape[1], dtype=np.intp), offs, flat.shape[0])
+
+
 @_compiled
-def _static_rows(block: FloatArray, starts: Any, lens: Any, out: FloatArray) -> None:
-    at = 0
-    for j in range(starts.shape[0]):
-        a, k = starts[j], lens[j]
-        for h in range(out.shape[0]):
-            for i in range(k):
-                out[h, at + i] = block[a + h * k + i]
-        at += k
+def _addresses(starts: Any, strides: Any, offs: Any, job_pos: Any, kept: Any, base: Any, stride: Any) -> None:
+    for k in range(kept.shape[0]):
+        t = kept[k]
+        s = job_pos[t]
+        base[k] = starts[s] + t - offs[s]
+        stride[k] = strides[s]
 
 
-def static_rows(block: FloatArray, height: int, starts: Any, lens: Any) -> FloatArray:
-    """The first ``height`` rows of the shapes' blocks in the store (``gather_static``: shape
-    ``j``'s a ``lens[j]``-wide C-ordered block at ``starts[j]``), side by side in turn (the
-    encoder's static rows of a chunk of decisions)."""
-    out = np.empty((height, int(lens.sum())))
-    _static_rows(block, starts, lens, out)
+def addresses(source: StaticSource, kept: Any, job_pos: Any) -> tuple[Any, Any]:
+    """Per kept column ``t`` (shape ``job_pos[t]``'s): where its row 0 is in ``source.src``, and
+    the step to its next row."""
+    base = np.empty(len(kept), dtype=np.intp)
+    stride = np.empty(len(kept), dtype=np.intp)
+    _addresses(source.starts, source.strides, source.offs, job_pos, kept, base, stride)
+    return base, stride
+
+
+@_compiled
+def _row_at(src: FloatArray, base: Any, stride: Any, h: int, out: FloatArray) -> None:
+    for k in range(base.shape[0]):
+        out[k] = src[base[k] + h * stride[k]]
+
+
+def source_row(source: StaticSource, kept: Any, job_pos: Any, h: int) -> FloatArray:
+    """Row ``h`` of the static rows at the ``kept`` columns (``block[h].take(kept)`` of the
+    shapes' rows joined, without joining them)."""
+    if not 0 <= h < source.height:
+        raise IndexError(f"static row {h} of {source.height}")
+    base, stride = addresses(source, kept, job_pos)
+    out = np.empty(len(kept))
+    _row_at(source.src, base, stride, h, out)
     return out
 
 
@@ -448,7 +484,9 @@ def group_counts(G: Any) -> tuple[BoolArray, Any, Any, Any, Any]:
 
 @_compiled
 def _columns(
-    block: FloatArray,
+    src: FloatArray,
+    base: Any,
+    stride: Any,
     kept: Any,
     rows: Rows,
     P: int,
@@ -485,9 +523,8 @@ def _columns(
                 total[k] += weight * x
                 column[k] = np.rint(x * 1000.0)
         else:
-            source = block[1 + p]
             for k in range(K):
-                x = source[kept[k]]
+                x = src[base[k] + (1 + p) * stride[k]]
                 total[k] += weight * x
                 column[k] = np.rint(x * 1000.0)
     column = values[n_all]
@@ -495,9 +532,8 @@ def _columns(
         column[k] = np.rint(total[k] * 1000.0)
     if transfers:
         column = values[n_all + 1]
-        source = block[P + 1]
         for k in range(K):
-            column[k] = np.rint(source[kept[k]] * 1000.0)
+            column[k] = np.rint(src[base[k] + (P + 1) * stride[k]] * 1000.0)
     for k in range(K):
         finite[k] = True
     for i in range(C):
@@ -536,7 +572,7 @@ class Columns(NamedTuple):
 
 
 def score_columns(
-    block: FloatArray,
+    source: StaticSource,
     kept: Any,
     rows: Rows,
     P: int,
@@ -545,15 +581,31 @@ def score_columns(
     transfers: bool,
 ) -> Columns:
     """The ``kept`` rows' columns (``np.rint(x * 1000)``): each score in ``order`` (the ``P``
-    static scores from ``block``'s rows 1..P, then the balance score, as
+    static scores from the static rows 1..P, then the balance score, as
     ``BalanceScore.score_free``), the weighted total (summed in ``order``), and with
-    ``transfers`` the transfer seconds (``block`` row P + 1)."""
+    ``transfers`` the transfer seconds (static row P + 1). The static rows are read where they
+    are (``source``): copying a chunk's rows side by side first was about 80 MB of copying a
+    cycle of 10,000 decisions."""
+    if source.height < P + (2 if transfers else 1):
+        raise IndexError(f"{source.height} static rows, the scores need {P + (2 if transfers else 1)}")
     C, K = P + 2 + (1 if transfers else 0), len(kept)
     out = Columns(
         np.empty((C, K)), np.empty(C), np.empty(C), np.empty(C, dtype=np.bool_), np.empty(K, dtype=np.bool_)
     )
     order_ = np.asarray(order, dtype=np.int64)
-    _columns(block, kept, rows, P, order_, np.asarray(weights, dtype=np.float64), transfers, tuple(out))
+    base, stride = addresses(source, kept, rows.job_pos)
+    _columns(
+        source.src,
+        base,
+        stride,
+        kept,
+        rows,
+        P,
+        order_,
+        np.asarray(weights, dtype=np.float64),
+        transfers,
+        tuple(out),
+    )
     return out
 
 
@@ -561,7 +613,8 @@ DISPATCHERS = (
     fit_balance,
     locality,
     gather_static,
-    _static_rows,
+    _addresses,
+    _row_at,
     reserve,
     _ledger_drops,
     _victims,
@@ -593,7 +646,6 @@ def warm_up() -> None:
     reserve(free, free.copy(), 0, demand)
     ints = np.zeros(2, dtype=np.intp)
     gather_static(np.zeros((1, 2, 2)), ints, ints, np.zeros(8), 0)
-    static_rows(np.zeros(8), 1, ints, ints)
     ledger_drops(free, demand)
     two = np.zeros(2, dtype=np.intp)
     for lends in (None, np.zeros(2, dtype=np.bool_)):
@@ -613,4 +665,6 @@ def warm_up() -> None:
     listing_codes(G, rows, 1, 2)
     group_counts(G)
     for transfers in (False, True):
-        score_columns(np.zeros((6, 2)), ints.copy(), rows, 3, [0, 1, 2, 3], [1.0] * 4, transfers)
+        source = StaticSource.of_block(np.zeros((6, 2)), ints)
+        score_columns(source, ints.copy(), rows, 3, [0, 1, 2, 3], [1.0] * 4, transfers)
+        source_row(source, ints.copy(), ints, 5)

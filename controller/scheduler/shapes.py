@@ -19,7 +19,7 @@ from controller.policies import QuotaPolicy
 from controller.scheduler.framework import (
     FloatArray,
 )
-from controller.scheduler.kernels import static_rows
+from controller.scheduler.kernels import StaticSource
 from controller.scheduler.ordering import (
     ORDER_CONSTRAINED_FIRST as ORDER_CONSTRAINED_FIRST,
 )
@@ -454,18 +454,20 @@ class ShapeTable:
         return len(self.shapes)
 
 
-def static_block(shapes: Sequence[Shape]) -> FloatArray:
-    """The static rows of ``shapes`` side by side, each shape's columns in turn, at the smallest
-    height among them (shapes evaluated with and without the bits of the inputs moved): one
-    copy out of the epoch's store when they share it (``kernels.static_rows``), else their rows
-    joined."""
+def static_source(shapes: Sequence[Shape]) -> StaticSource:
+    """Where the static rows of ``shapes`` are, read as if side by side (each shape's columns in
+    turn) at the smallest height among them (shapes evaluated with and without the bits of the
+    inputs moved): in place in the epoch's store when they share it, else their rows joined."""
+    lens = np.fromiter((len(s.idx) for s in shapes), dtype=np.intp, count=len(shapes))
+    offs = np.cumsum(lens) - lens
     first = shapes[0]
     store, transfer = first.store, first.has_transfer
     block = store.block if store is not None else None
     if block is None or any(s.store is not store or s.has_transfer is not transfer for s in shapes):
         height = min(s.static_height for s in shapes)
-        return np.concatenate([s.static[:height] for s in shapes], axis=1)
+        joined = np.concatenate([s.static[:height] for s in shapes], axis=1)
+        strides = np.full(len(shapes), joined.shape[1], dtype=np.intp)
+        return StaticSource(joined.ravel(), offs, strides, offs, height)
     height = static_height(len(first.layout), transfer, all(s._sizes is not None for s in shapes))
-    lens = np.fromiter((len(s.idx) for s in shapes), dtype=np.intp, count=len(shapes))
     starts = np.fromiter((s.pos for s in shapes), dtype=np.intp, count=len(shapes))
-    return static_rows(block, height, starts, lens)
+    return StaticSource(block, starts, lens, offs, height)

@@ -58,9 +58,10 @@ from controller.scheduler.kernels import (
     group_counts,
     listing_codes,
     score_columns,
+    source_row,
     triples,
 )
-from controller.scheduler.shapes import static_block
+from controller.scheduler.shapes import static_source
 from controller.scheduler.workers import ProcessWorker
 
 ENCODE_CHUNK = 1024  # decisions encoded together (``encode``)
@@ -268,12 +269,12 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
     for j in with_rows:
         detail[j] = decisions[j].job_reason is None
     kept = np.flatnonzero(li.listed)
-    # every shape's static rows over its feasible clusters, side by side
-    BLOCK = static_block([shapes[j] for j in with_rows])
-    height = BLOCK.shape[0]
+    # every shape's static rows over its feasible clusters, read in place as if side by side
+    source = static_source([shapes[j] for j in with_rows])
+    height = source.height
     P = len(pl.all_names) - 1
     transfers = shapes[with_rows[0]].has_transfer
-    cols = score_columns(BLOCK, kept, li.rows, P, pl.order, pl.all_weights, transfers)
+    cols = score_columns(source, kept, li.rows, P, pl.order, pl.all_weights, transfers)
     row_job = li.rows.job.take(kept)
     typed = _typed(cols, row_job)
     if typed is None:
@@ -287,12 +288,12 @@ def _columns(decisions: Sequence[CompactDecision], li: _Listing, pl: _Plugins) -
         sizes_list = [shapes[j].input_sizes for j in with_rows] if height > P + 3 else []
         if height > P + 3 and all(x is not None for x in sizes_list):
             types.append(UINT8)
-            arrays.append(BLOCK[P + 3].take(kept))
+            arrays.append(source_row(source, kept, li.rows.job_pos, P + 3))
             for j, x in zip(with_rows, sizes_list, strict=True):
                 sizes_of[j] = x
         else:
             types.append(FLOAT64)
-            arrays.append(BLOCK[P + 2].take(kept))
+            arrays.append(source_row(source, kept, li.rows.job_pos, P + 2))
     columns = [a.astype(_DTYPE[t]) for a, t in zip(arrays, types, strict=True)]
     # A decision with a job-level reason (not ``detail``) lists no cluster: it has no records.
     counts = np.bincount(row_job, minlength=D)

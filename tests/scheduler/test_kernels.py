@@ -7,6 +7,7 @@ import pytest
 
 from controller.scheduler.kernels import (
     Rows,
+    StaticSource,
     _normalize_row,
     fit_balance,
     locality,
@@ -436,7 +437,7 @@ def test_score_columns_equals_the_plugins_arithmetic(seed: int) -> None:
     order = list(rng.permutation(P + 1))
     weights = list(rng.uniform(0.5, 2.0, P + 1))
     for transfers in (False, True):
-        got = score_columns(block, kept, rows, P, order, weights, transfers)
+        got = score_columns(StaticSource.of_block(block, job_pos), kept, rows, P, order, weights, transfers)
         balance = BalanceScore()
         want = []
         for t in kept.tolist():

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.scheduler.kernels import gather_static, static_rows
-from controller.scheduler.shapes import StaticStore, static_block
+from controller.scheduler.kernels import StaticSource, gather_static, source_row
+from controller.scheduler.shapes import StaticStore, static_source
 from tests.scheduler.test_stored import cycles
 
 
@@ -30,10 +30,19 @@ def test_gather_static_and_static_rows_are_the_takes_side_by_side() -> None:
     assert (block[:7] == -1.0).all() and (block[-5:] == -1.0).all()
     lens = offsets[1:] - offsets[:-1]
     order = rng.permutation(J)  # the encoder reads them in the loop's order
+    job_pos = np.repeat(np.arange(J), lens[order])
+    side_offs = np.cumsum(lens[order]) - lens[order]
     for height in (1, 4, H):
-        got = static_rows(block, height, starts[order], lens[order])
+        source = StaticSource(block, starts[order], lens[order], side_offs, height)
         want = np.concatenate([M[j].take(idx[j], axis=1)[:height] for j in order], axis=1)
-        np.testing.assert_array_equal(got, want)
+        kept = np.flatnonzero(rng.random(want.shape[1]) < 0.7)
+        for h in range(height):
+            np.testing.assert_array_equal(source_row(source, kept, job_pos, h), want[h].take(kept))
+        with pytest.raises(IndexError):
+            source_row(source, kept, job_pos, height)
+        joined = StaticSource.of_block(want, job_pos)  # the same rows as one block
+        for h in range(height):
+            np.testing.assert_array_equal(source_row(joined, kept, job_pos, h), want[h].take(kept))
 
 
 def test_the_store_grows_keeping_what_it_holds() -> None:
@@ -74,10 +83,15 @@ def test_a_new_epoch_reuses_the_block_only_when_no_view_of_it_is_left() -> None:
     assert bs._store.used == 0
 
 
-def test_static_block_reads_the_store_as_the_shapes_rows_joined() -> None:
+def test_static_source_reads_the_store_as_the_shapes_rows_joined() -> None:
     for bs, decisions in cycles(3, 300.0, count=2):
         shapes = [d.shape for d in decisions if d.free_rows is not None and len(d.shape.idx)]
         assert shapes and all(s.store is bs._store for s in shapes)
         height = min(s.static.shape[0] for s in shapes)
         want = np.concatenate([s.static[:height] for s in shapes], axis=1)
-        np.testing.assert_array_equal(static_block(shapes), want)
+        source = static_source(shapes)
+        assert source.height == height and source.src is bs._store.block  # read in place
+        job_pos = np.repeat(np.arange(len(shapes)), [len(s.idx) for s in shapes])
+        every = np.arange(want.shape[1])
+        for h in range(height):
+            np.testing.assert_array_equal(source_row(source, every, job_pos, h), want[h])
