@@ -12,7 +12,7 @@ from controller.scheduler.shapes import StaticStore, static_source
 from tests.scheduler.test_stored import cycles
 
 
-def test_gather_static_and_static_rows_are_the_takes_side_by_side() -> None:
+def test_gather_static_and_the_rows_read_in_place_are_the_takes_side_by_side() -> None:
     rng = np.random.default_rng(0)
     J, H, n = 40, 6, 23
     M = rng.random((J, H, n))
@@ -95,3 +95,20 @@ def test_static_source_reads_the_store_as_the_shapes_rows_joined() -> None:
         every = np.arange(want.shape[1])
         for h in range(height):
             np.testing.assert_array_equal(source_row(source, every, job_pos, h), want[h])
+
+
+def test_static_source_joins_the_rows_of_shapes_from_different_stores() -> None:
+    """Shapes of two schedulers (two stores): their rows are joined first, and read the same."""
+    shapes = []
+    for seed in (2, 3):
+        ((_, decisions),) = cycles(seed, 300.0, count=1)
+        shapes += [d.shape for d in decisions if d.free_rows is not None and len(d.shape.idx)][:40]
+    assert len({id(s.store) for s in shapes}) == 2
+    height = min(s.static.shape[0] for s in shapes)
+    want = np.concatenate([s.static[:height] for s in shapes], axis=1)
+    source = static_source(shapes)
+    assert source.height == height and not any(source.src is s.store.block for s in shapes if s.store)
+    job_pos = np.repeat(np.arange(len(shapes)), [len(s.idx) for s in shapes])
+    every = np.arange(want.shape[1])
+    for h in range(height):
+        np.testing.assert_array_equal(source_row(source, every, job_pos, h), want[h])
