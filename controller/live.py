@@ -191,14 +191,15 @@ class LiveController:
         self.starts += 1
         timeout = self.start_timeout_s if timeout_s is None else timeout_s
         if self.process:
-            self._spawn(values)
+            self._spawn({"tune_gc": True, **values})  # a process of its own, as deployed
             try:
                 wait_healthy(self.url, timeout, self._exited)
             except RuntimeError as exc:
                 self.stop()
                 raise RuntimeError(f"{exc}; its log:\n{self.logs()}") from None
             return self
-        app = create_app(Settings(**values))
+        # a thread of this process: the controller is its guest and leaves its collector alone
+        app = create_app(Settings(**{"tune_gc": False, **values}))
         self.ctl = app.state.controller
         self.server = ServerThread(app, self.port, name=self.name).start(timeout)
         try:

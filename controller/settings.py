@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     holder: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     leader_ttl_s: float = 10.0
     background: bool = True  # run the scheduling and lease loops in a background thread
+    # The process's garbage collector tuned for the leader's cycles (collector.py: collections
+    # held off during a cycle, what survives frozen, a full collection every 600 s). For a process
+    # that is the controller; off where the controller is a guest in another program's process
+    # (the test suite, a drill run in threads), whose own garbage would be frozen with it and then
+    # collected at once, holding every thread of that process for seconds.
+    tune_gc: bool = True
     loop_interval_s: float = 0.2
     min_cycle_gap_s: float = 0.2  # bound on scheduling cycles per second under a submission stream
     schedule_batch: int = 2000

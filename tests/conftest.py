@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,29 @@ from controller.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 REFDATA = DATA_DIR  # the vendored reference data (controller/data/), never a folder outside the repo
 IN_CI = os.environ.get("CI") == "true"
+# The controllers the tests start in this process are its guests: they leave the collector of
+# the test process alone (``Settings.tune_gc``). A tuned test process froze every test's garbage
+# at each scheduling cycle and collected it all at once every 600 s, holding every thread of
+# the process (a drill's controller, its agents) for seconds: a drill's RTO went from 3.5 to
+# 14 s in CI. A controller that ``LiveController`` spawns as a process owns it and tunes it.
+os.environ.setdefault("YIWANG_TUNE_GC", "false")
+
+
+@pytest.fixture(autouse=True)
+def _collector_left_as_found() -> Iterator[None]:
+    """A test that tunes this process's collector (a benchmark run in-process calls ``tune_gc``,
+    as a leader does) gives it back after: the suite's process is no leader."""
+    from controller.scheduler import collector
+
+    thresholds = gc.get_threshold()
+    yield
+    if collector._GC_TUNED:
+        collector._GC_TUNED = False
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        gc.enable()
+
+
 __all__ = ["REFDATA", "REPO", "free_port", "need"]  # imported by the test modules
 
 

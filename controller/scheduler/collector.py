@@ -20,7 +20,11 @@ benchmarks that time cycles include it. (Counting the frozen objects to trigger 
 instead would walk them all: ``gc.get_freeze_count`` walks the list, about 70 ms there.)
 
 Processes that never ran ``tune_gc`` (a test run, the CLI) are left as they are: ``cycle`` is
-then a no-op."""
+then a no-op. A controller tunes its process only when it owns it (``Settings.tune_gc``): one
+running as a guest in another program's process (the test suite, a drill's threads) would
+freeze that program's garbage at every cycle and walk all of it at the next full collection,
+holding every thread of the process meanwhile (a drill in CI: its agents' heartbeats and its
+lease expiry held back about 10 s)."""
 
 from __future__ import annotations
 

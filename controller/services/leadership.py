@@ -124,7 +124,8 @@ class ControlLoops:
         self._store_down_logged: dict[str, float] = {}
 
     def start(self) -> None:
-        tune_gc()
+        if self.settings.tune_gc:
+            tune_gc()
         warm_up()  # the scheduler's compiled kernels, before any loop or heartbeat waits on them
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="yiwang-control-loop", daemon=True)

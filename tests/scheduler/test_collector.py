@@ -142,3 +142,33 @@ def test_the_leaders_cycle_runs_with_the_collector_off(tuned: None, tmp_path: Pa
     finally:
         ctl.stop()
         ctl.store.close()
+
+
+@pytest.mark.parametrize("tune", [True, False])
+def test_a_controller_tunes_the_collector_only_of_a_process_it_owns(
+    tune: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``Settings.tune_gc``: a controller that is the process tunes its collector when its loops
+    start; a guest (``tune_gc=False``: the tests, a drill's threads) leaves it as it is. A thread
+    of ``LiveController`` is such a guest."""
+    from controller.live import LiveController
+    from controller.service import Controller
+    from controller.settings import Settings
+
+    monkeypatch.setattr(collector, "_GC_TUNED", False)
+    called: list[bool] = []
+    monkeypatch.setattr("controller.services.leadership.tune_gc", lambda: called.append(True))
+    ctl = Controller(Settings(database_url=f"sqlite:///{tmp_path}/y.db", tune_gc=tune))
+    try:
+        ctl.start()
+    finally:
+        ctl.stop()
+        ctl.store.close()
+    assert called == ([True] if tune else [])
+    assert not collector._GC_TUNED
+
+    called.clear()
+    monkeypatch.setenv("YIWANG_TUNE_GC", "true")  # the suite's own default aside: the thread says so
+    with LiveController(tmp_path / "live.db", name="guest") as live:
+        assert live.running and live.controller.settings.tune_gc is False
+    assert called == []
