@@ -55,14 +55,19 @@ class DoubleRun:
         }
 
 
+def by_job(records: Iterable[ExecutionRecord]) -> dict[str, list[ExecutionRecord]]:
+    """The records of each job, in the order given."""
+    out: dict[str, list[ExecutionRecord]] = {}
+    for r in records:
+        out.setdefault(r.job_id, []).append(r)
+    return out
+
+
 def find_double_runs(records: Iterable[ExecutionRecord]) -> list[DoubleRun]:
     """Every pair of executions of one job that overlapped in time: two attempts, or one attempt
     on two clusters. Touching intervals (one ends exactly when the other starts) do not count."""
-    by_job: dict[str, list[ExecutionRecord]] = {}
-    for r in records:
-        by_job.setdefault(r.job_id, []).append(r)
     found = []
-    for job_id, recs in sorted(by_job.items()):
+    for job_id, recs in sorted(by_job(records).items()):
         recs = sorted(recs, key=lambda r: r.started)
         for i, a in enumerate(recs):
             for b in recs[i + 1 :]:

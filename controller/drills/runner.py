@@ -45,7 +45,7 @@ from controller.datasets import Classification
 from controller.drills.harness import DrillFederation
 from controller.drills.nationalscenario import NationalScenario, is_national_doc, parse_national_scenario
 from controller.drills.procscenario import ProcScenario, is_process_doc, parse_proc_scenario
-from controller.drills.records import ExecutionRecord, find_double_runs
+from controller.drills.records import ExecutionRecord, by_job, find_double_runs
 from controller.drills.report import BudgetResult, DrillReport, evaluate, write_json, write_junit
 from controller.drills.scenario import (
     CLUSTER_FAULTS,
@@ -111,16 +111,22 @@ class FaultRun:
         apart = self.residency_waits | self.finished_in_place
         return [j for j in self.affected if j not in self.recovered and j not in apart]
 
+    def timed(self) -> dict[str, float]:
+        """The recovered jobs the RTO times (not those waiting for residency): job id -> seconds
+        after injection at which the API showed it back."""
+        return {j: t for j, t in self.recovered.items() if j not in self.residency_waits}
+
+    def ran_again_s(self, job_id: str, seen_s: float) -> float:
+        """When the job ran again: its executor's start where the records were read
+        (``DrillRunner.note_restarts``), else when the API showed it back."""
+        return self.started_again.get(job_id, seen_s)
+
     @property
     def rto_s(self) -> float | None:
-        """When the last affected job ran again: by its executor's record where there is one (a
-        cluster fault's jobs, once ``DrillRunner.note_restarts`` has read the records), else when
-        the API showed it back."""
+        """When the last affected job ran again (``ran_again_s``)."""
         if self.outstanding() or self.injected_mono is None:
             return None
-        counted = [
-            self.started_again.get(j, t) for j, t in self.recovered.items() if j not in self.residency_waits
-        ]
+        counted = [self.ran_again_s(j, t) for j, t in self.timed().items()]
         if not counted and self.finished_in_place:
             return None  # nothing ran again: there is no recovery to time
         return max(counted, default=0.0)
@@ -130,7 +136,7 @@ class FaultRun:
         """The same, as the API showed it (the drill polls every ``POLL_S``)."""
         if self.rto_s is None:
             return None
-        return max((t for j, t in self.recovered.items() if j not in self.residency_waits), default=0.0)
+        return max(self.timed().values(), default=0.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -144,7 +150,7 @@ class FaultRun:
             "rto_s": _r(self.rto_s) if self.fault in (*CLUSTER_FAULTS, "kill_controller") else None,
             "rto_seen_s": _r(self.rto_seen_s) if self.fault in (*CLUSTER_FAULTS, "kill_controller") else None,
             "affected_jobs": len(self.affected),
-            "recovered_jobs": len([j for j in self.recovered if j not in self.residency_waits]),
+            "recovered_jobs": len(self.timed()),
             "finished_in_place": len(self.finished_in_place),
             "waiting_for_residency": sorted(self.residency_waits),
             "moved_to": dict(sorted(self.moved_to.items())),
@@ -154,10 +160,10 @@ class FaultRun:
 
     def slowest_recovery(self) -> dict[str, Any] | None:
         """The job that set the RTO: when the API showed it back and when its executor started it."""
-        counted = {j: t for j, t in self.recovered.items() if j not in self.residency_waits}
+        counted = self.timed()
         if not counted:
             return None
-        job_id = max(counted, key=lambda j: (self.started_again.get(j, counted[j]), counted[j]))
+        job_id = max(counted, key=lambda j: (self.ran_again_s(j, counted[j]), counted[j]))
         return {
             "job_id": job_id,
             "name": self.affected[job_id].get("spec", {}).get("name"),
@@ -742,6 +748,7 @@ class DrillRunner:
     def note_restarts(self, records: list[ExecutionRecord]) -> None:
         """For each recovered job of a cluster fault, when an executor started its new execution
         (another attempt, or another cluster), after the fault; and say which job was slowest."""
+        of_job = by_job(records)
         for run in self.runs:
             if run.fault not in CLUSTER_FAULTS or run.injected_mono is None:
                 continue
@@ -749,9 +756,8 @@ class DrillRunner:
                 before = run.affected[job_id]
                 starts = [
                     r.started - run.injected_mono
-                    for r in records
-                    if r.job_id == job_id
-                    and r.started >= run.injected_mono
+                    for r in of_job.get(job_id, ())
+                    if r.started >= run.injected_mono
                     and (r.attempt > before["attempt"] or r.cluster != before["cluster"])
                 ]
                 if starts:
@@ -774,15 +780,12 @@ class DrillRunner:
 
     def reexecutions(self, records: list[ExecutionRecord]) -> dict[str, list[str]]:
         """Every job executed more than once: where, which attempt, how each execution ended."""
-        by_job: dict[str, list[ExecutionRecord]] = {}
-        for r in records:
-            by_job.setdefault(r.job_id, []).append(r)
         return {
             self.jobs.get(job_id, {}).get("spec", {}).get("name", job_id): [
                 f"attempt {r.attempt} on {r.cluster}: {r.end_reason or 'running'}"
                 for r in sorted(recs, key=lambda r: r.started)
             ]
-            for job_id, recs in sorted(by_job.items())
+            for job_id, recs in sorted(by_job(records).items())
             if len(recs) > 1
         }
 
